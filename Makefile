@@ -1,0 +1,35 @@
+# cfanalytics — make demo / make test set up their own virtual environment.
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint bench setup clean docs
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[all]'
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/cfanalytics demo
+
+test: $(STAMP)
+	$(BIN)/ruff check cfanalytics tests benchmarks
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check cfanalytics tests benchmarks
+	$(BIN)/ruff format --check cfanalytics tests benchmarks
+
+docs: $(STAMP)
+	$(BIN)/python -m cfanalytics.docs
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/run.py
+
+clean:
+	rm -rf $(VENV) data/sample data/store

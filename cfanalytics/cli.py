@@ -1,0 +1,245 @@
+"""The ``cfanalytics`` command: thin — parse arguments, call the package, print.
+
+Exit codes: 0 ok (also with quarantined rows), 1 an input failed, 2 usage,
+3 a ``--fail-on`` threshold breached, 4 store busy after retries.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from cfanalytics.errors import CfError, UsageError
+
+EXIT_OK, EXIT_INPUT, EXIT_USAGE, EXIT_THRESHOLD, EXIT_BUSY = 0, 1, 2, 3, 4
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that exits with code 2 and a one-line message."""
+
+    def error(self, message: str) -> Any:  # type: ignore[override]
+        raise UsageError(f"{self.prog}: {message}")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="cfanalytics", description="ClickFlare logs into answers: load, validate, diagnose.")
+    p.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    demo = sub.add_parser("demo", help="generate the sample account, ingest it, print where the store is")
+    demo.add_argument("--dir", default="data/sample", help="where the sample exports and store go (default: data/sample)")
+    demo.add_argument("--seed", type=int, default=7, help="generator seed (default: 7)")
+    demo.add_argument("--visits", type=int, default=20_000, help="visits to generate (default: 20000)")
+    demo.add_argument("--json", action="store_true", help="print one JSON document")
+
+    ing = sub.add_parser("ingest", help="load export files into a store")
+    _input_args(ing)
+    ing.add_argument("--store", required=True, help="store folder (created if absent)")
+    ing.add_argument("--force-timezone", action="store_true", help="read local times in --timezone even if the store has another")
+
+    val = sub.add_parser("validate", help="run the ingest checks on files; write nothing")
+    _input_args(val)
+
+    fgt = sub.add_parser("forget", help="delete the rows of a batch (e.g. one ingested with a wrong time zone)")
+    fgt.add_argument("--store", required=True)
+    fgt.add_argument("--batch", required=True, help="batch id, or an input's batch prefix (all its kinds)")
+    fgt.add_argument("--json", action="store_true")
+
+    bat = sub.add_parser("batches", help="list the ingest ledger")
+    bat.add_argument("--store", required=True)
+    bat.add_argument("--json", action="store_true")
+
+    mnt = sub.add_parser("maintain", help="compact, checkpoint and vacuum the store under its lock")
+    mnt.add_argument("--store", required=True)
+    mnt.add_argument("--retention-hours", type=int, default=168, help="keep unreferenced files this long (default 168)")
+    mnt.add_argument("--json", action="store_true")
+    return p
+
+
+def _input_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("files", nargs="+", metavar="FILE", help="CSV, NDJSON, JSON, Parquet or xlsx export (gzip too)")
+    p.add_argument("--kind", choices=["visits", "clicks", "conversions", "postbacks", "activity"], help="skip kind inference")
+    p.add_argument("--timezone", help="account time zone (IANA) for local times; recorded by a new store")
+    p.add_argument("--map", action="append", default=[], metavar="HEADER=COLUMN", help="map an input header to a column")
+    p.add_argument("--json", action="store_true", help="print one JSON document on stdout")
+
+
+def _version() -> str:
+    from cfanalytics import __version__
+
+    return __version__
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``cfanalytics`` command; returns the exit code."""
+    try:
+        args = _parser().parse_args(argv)
+        return int(_COMMANDS[args.command](args))
+    except CfError as exc:
+        print(f"cfanalytics: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("cfanalytics: interrupted", file=sys.stderr)
+        return 130
+
+
+# ------------------------------------------------------------------- commands
+def _cmd_ingest(args: argparse.Namespace) -> int:
+    from cfanalytics.store import LogStore
+
+    store = LogStore(args.store, timezone=args.timezone, force_timezone=args.force_timezone)
+    result = store.ingest(
+        args.files, kind=args.kind, timezone=args.timezone, column_map=args.map, progress=not args.json
+    )
+    _print_ingest(result, args.json, store=str(store.path))
+    return EXIT_OK if result.ok else EXIT_INPUT
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    from cfanalytics.ingest import validate_paths
+
+    result = validate_paths(args.files, kind=args.kind, timezone=args.timezone or "UTC", column_map=args.map)
+    _print_ingest(result, args.json, store=None)
+    return EXIT_OK if result.ok else EXIT_INPUT
+
+
+def _cmd_forget(args: argparse.Namespace) -> int:
+    from cfanalytics.store import LogStore
+
+    store = LogStore(args.store, create=False)
+    deleted = store.forget(args.batch)
+    if args.json:
+        _dump({"batch": args.batch, "deleted": deleted})
+    elif deleted:
+        print(f"forgot batch {args.batch}: " + ", ".join(f"{n} {k}" for k, n in sorted(deleted.items())))
+    else:
+        print(f"no rows of batch {args.batch} in {store.path}")
+    return EXIT_OK
+
+
+def _cmd_batches(args: argparse.Namespace) -> int:
+    from cfanalytics.store import LogStore
+
+    ledger = LogStore(args.store, create=False).batches()
+    if args.json:
+        _dump({"batches": [_jsonable(r) for r in ledger.to_dicts()]})
+    else:
+        for r in ledger.to_dicts():
+            print(
+                f"{r['batch_id']:<34} {r['table']:<11} {r['rows_stored'] or 0:>9} stored  "
+                f"{r['quarantined'] or 0:>6} quarantined  {r['source']}"
+            )
+    return EXIT_OK
+
+
+def _cmd_maintain(args: argparse.Namespace) -> int:
+    from cfanalytics.store import LogStore
+
+    out = LogStore(args.store, create=False).maintain(retention_hours=args.retention_hours)
+    if args.json:
+        _dump({"tables": out})
+    else:
+        for table, info in out.items():
+            print(f"{table:<11} compacted {info['compacted']} files, vacuumed {info['vacuumed']}")
+    return EXIT_OK
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    import shutil
+
+    from cfanalytics.sample import generate
+    from cfanalytics.store import LogStore
+
+    folder = Path(args.dir)
+    exports = folder / "exports"
+    store_path = folder / "store"
+    if not args.json:
+        print(f"generating the sample account (seed {args.seed}, {args.visits} visits) in {exports} …", file=sys.stderr)
+    account = generate(exports, seed=args.seed, visits=args.visits)
+    shutil.rmtree(store_path, ignore_errors=True)
+    store = LogStore(store_path, timezone=account.truth["timezone"])
+    files = [p for role, p in sorted(account.files.items()) if role != "network_export"]
+    result = store.ingest(files, progress=not args.json)
+    summary = _store_summary(store)
+    if args.json:
+        _dump({"store": str(store.path), "exports": str(exports), "report": None, **result.to_json(), "summary": summary})
+        return EXIT_OK if result.ok else EXIT_INPUT
+    _print_ingest(result, False, store=str(store.path))
+    print()
+    print(f"store:   {store.path.resolve()}")
+    print(f"exports: {exports.resolve()}")
+    print(f"time zone: {store.timezone}")
+    for kind, n in summary["rows"].items():
+        print(f"  {kind:<12} {n:>8} rows")
+    pb = summary["postbacks"]
+    rate = "n/a" if pb["error_rate"] is None else f"{pb['error_rate']:.1%}"
+    print(f"postbacks: {pb['total']} sent, {pb['errors']} failed ({rate})")
+    return EXIT_OK if result.ok else EXIT_INPUT
+
+
+def _store_summary(store: Any) -> dict[str, Any]:
+    import polars as pl
+
+    counts = store.counts()
+    pb = store.scan("postbacks").select(pl.len().alias("total"), pl.col("is_error").sum().alias("errors")).collect()
+    total, errors = int(pb.item(0, "total")), int(pb.item(0, "errors") or 0)
+    return {
+        "rows": counts,
+        "postbacks": {"total": total, "errors": errors, "error_rate": (errors / total) if total else None},
+    }
+
+
+_COMMANDS = {
+    "ingest": _cmd_ingest,
+    "validate": _cmd_validate,
+    "forget": _cmd_forget,
+    "batches": _cmd_batches,
+    "maintain": _cmd_maintain,
+    "demo": _cmd_demo,
+}
+
+
+# -------------------------------------------------------------------- output
+def _print_ingest(result: Any, as_json: bool, *, store: str | None) -> None:
+    if as_json:
+        _dump(result.to_json())
+        return
+    from cfanalytics.redact import redact
+
+    for b in result.batches:
+        line = (
+            f"{b.source} [{b.kind}]: {b.rows_read} read, {b.rows_stored} stored, "
+            f"{b.already_stored} already stored, {b.quarantined} quarantined, {b.flagged} flagged"
+        )
+        if b.skipped:
+            line += f", {b.skipped} rows of other kinds skipped"
+        print(redact(line))
+        if b.quarantined_by_reason:
+            top = sorted(b.quarantined_by_reason.items(), key=lambda kv: (-kv[1], kv[0]))[:3]
+            print("    quarantine: " + ", ".join(f"{reason} {n}" for reason, n in top))
+    for failure in result.failures:
+        print(f"error: {redact(failure)}", file=sys.stderr)
+    if store and result.batches:
+        print(f"store: {store}")
+
+
+def _jsonable(row: dict[str, Any]) -> dict[str, Any]:
+    from datetime import datetime
+
+    out: dict[str, Any] = {}
+    for k, v in row.items():
+        out[k] = v.strftime("%Y-%m-%dT%H:%M:%S.%fZ") if isinstance(v, datetime) else v
+    return out
+
+
+def _dump(doc: Any) -> None:
+    json.dump(doc, sys.stdout, indent=2, sort_keys=False, ensure_ascii=False)
+    sys.stdout.write("\n")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,673 @@
+"""The ingest pipeline: read → normalise → identify → dedupe → one commit per (input, kind).
+
+Memory stays bounded for inputs of any size (CSV, NDJSON, Parquet): batches
+stream through three passes over Parquet scratch files in the store's
+``_staging`` folder.
+
+1. Read and normalise every batch; compute each row's identity assuming it is
+   the first of its kind (ordinal 0); write typed rows to scratch. Nothing is
+   written to the store, so a file that turns out unreadable leaves no trace.
+2. Find the few identities that repeat inside the input and give those rows
+   their ordinal (or, for keyed kinds, keep the first and sort later copies
+   into identical repeats and ``conflicting_key``).
+3. Under the store lock: join with the ``_row_id``s already stored, commit the
+   new rows in one Delta commit whose metadata carries the batch id, source,
+   sha256 and counts; then the quarantine.
+
+``rows_read = rows_stored + already_stored + quarantined`` holds for every batch.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import sys
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from cfanalytics.columns import Resolution, parse_map, resolve
+from cfanalytics.errors import CfError, InputError
+from cfanalytics.identity import content_hash, encode_rows, hash_texts, identity_columns, is_keyed, with_ordinal
+from cfanalytics.normalize import Normalizer
+from cfanalytics.readers import RawInput, RowProblem, open_input
+from cfanalytics.schemas import (
+    CONTENT_HASH_COLUMN,
+    DERIVED_POSTBACK_ID_COLUMNS,
+    KEY_COLUMN,
+    STR,
+    column_names,
+    flags,
+    pandera_model,
+    polars_schema,
+    quarantine_schema,
+)
+from cfanalytics.store import META_PREFIX, QUARANTINE, arrow_schema
+
+if TYPE_CHECKING:
+    from cfanalytics.store import LogStore
+
+_STATUS_NEW, _STATUS_ALREADY, _STATUS_CONFLICT = 0, 1, 2
+
+
+@dataclass
+class BatchResult:
+    """Counts of one (input, kind) batch. ``rows_read = rows_stored + already_stored + quarantined``."""
+
+    batch_id: str
+    source: str
+    kind: str
+    rows_read: int = 0
+    rows_stored: int = 0
+    already_stored: int = 0
+    quarantined: int = 0
+    flagged: int = 0
+    skipped: int = 0
+    sha256: str = ""
+    quarantined_by_reason: dict[str, int] = field(default_factory=dict)
+    flagged_by_flag: dict[str, int] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON shape of ``cfanalytics ingest --json`` (SPEC §5)."""
+        keys = ("batch_id", "source", "kind", "rows_read", "rows_stored", "already_stored", "quarantined", "flagged")
+        d = asdict(self)
+        return {k: d[k] for k in keys}
+
+
+@dataclass
+class IngestResult:
+    """What an ingest did: one :class:`BatchResult` per (input, kind), and inputs that failed."""
+
+    batches: list[BatchResult] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """True when every input was read."""
+        return not self.failures
+
+    def totals(self) -> dict[str, int]:
+        """Counts summed over batches."""
+        keys = ("rows_read", "rows_stored", "already_stored", "quarantined", "flagged")
+        return {k: sum(getattr(b, k) for b in self.batches) for k in keys}
+
+    def by_kind(self) -> dict[str, BatchResult]:
+        """Batches summed per kind (a convenience for tests and summaries)."""
+        out: dict[str, BatchResult] = {}
+        for b in self.batches:
+            acc = out.setdefault(b.kind, BatchResult(batch_id="*", source="*", kind=b.kind))
+            for k in ("rows_read", "rows_stored", "already_stored", "quarantined", "flagged", "skipped"):
+                setattr(acc, k, getattr(acc, k) + getattr(b, k))
+            for reason, n in b.quarantined_by_reason.items():
+                acc.quarantined_by_reason[reason] = acc.quarantined_by_reason.get(reason, 0) + n
+            for flag, n in b.flagged_by_flag.items():
+                acc.flagged_by_flag[flag] = acc.flagged_by_flag.get(flag, 0) + n
+        return out
+
+    def to_json(self) -> dict[str, Any]:
+        """``{"batches": [...]}`` as printed by ``cfanalytics ingest --json``."""
+        return {"batches": [b.to_json() for b in self.batches], "failures": list(self.failures)}
+
+
+# ----------------------------------------------------------------- entry points
+def ingest_paths(
+    store: LogStore,
+    paths: Sequence[str | os.PathLike[str]],
+    *,
+    kind: str | None = None,
+    timezone: str | None = None,
+    column_map: Mapping[str, str] | Sequence[str] | None = None,
+    progress: bool = False,
+) -> IngestResult:
+    """Ingest files; an unreadable file is recorded in ``failures`` and the others go on."""
+    result = IngestResult()
+    for path in paths:
+        try:
+            raw = open_input(path)
+            sub = ingest_raw(store, [raw], kind=kind, timezone=timezone, column_map=column_map, progress=progress)
+        except InputError as exc:
+            result.failures.append(str(exc))
+            continue
+        result.batches.extend(sub.batches)
+        result.failures.extend(sub.failures)
+    return result
+
+
+def ingest_raw(
+    store: LogStore,
+    inputs: Sequence[RawInput],
+    *,
+    kind: str | None = None,
+    timezone: str | None = None,
+    column_map: Mapping[str, str] | Sequence[str] | None = None,
+    progress: bool = False,
+) -> IngestResult:
+    """Ingest already opened inputs (files, frames or API windows) into ``store``."""
+    tz = store.ensure_timezone(timezone)
+    overrides = {**store.column_map, **parse_map(column_map)}
+    result = IngestResult()
+    for raw in inputs:
+        staging = store.path / "_staging" / f"{os.getpid()}-{secrets.token_hex(4)}"
+        staging.mkdir(parents=True, exist_ok=True)
+        try:
+            prepared = _prepare(raw, staging, kind=kind, tz=tz, overrides=overrides, store=store, progress=progress)
+            result.batches.extend(_commit(store, prepared))
+        except InputError as exc:
+            result.failures.append(str(exc))
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    return result
+
+
+def validate_paths(
+    paths: Sequence[str | os.PathLike[str]],
+    *,
+    kind: str | None = None,
+    timezone: str = "UTC",
+    column_map: Mapping[str, str] | Sequence[str] | None = None,
+) -> IngestResult:
+    """Run every check of an ingest without a store; writes nothing.
+
+    Repeats inside each input are detected; rows that a store may already hold are not.
+    """
+    import tempfile
+
+    overrides = parse_map(column_map)
+    result = IngestResult()
+    for path in paths:
+        with tempfile.TemporaryDirectory(prefix="cfanalytics-validate-") as tmp:
+            try:
+                raw = open_input(path)
+                prepared = _prepare(raw, Path(tmp), kind=kind, tz=timezone, overrides=overrides, store=None)
+            except InputError as exc:
+                result.failures.append(str(exc))
+                continue
+            for p in prepared.kinds.values():
+                result.batches.append(_count_only(prepared, p))
+            if prepared.kindless_quarantine:
+                result.batches.append(_kindless_batch(prepared))
+    return result
+
+
+# ------------------------------------------------------------------ pass 1 + 2
+@dataclass
+class _KindPart:
+    kind: str
+    scratch: Path  # pass 1 rows
+    final: Path | None = None  # pass 2 rows with final ids and in-input status
+    rows: int = 0
+    keyed: bool = False
+    present: tuple[str, ...] = ()
+    quarantine: list[pl.DataFrame] = field(default_factory=list)
+    extras: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Prepared:
+    raw: RawInput
+    resolution: Resolution
+    batch_prefix: str
+    kinds: dict[str, _KindPart]
+    kindless_quarantine: list[pl.DataFrame]
+    skipped: int
+
+
+def _new_batch_prefix() -> str:
+    return f"{datetime.now(tz=UTC):%Y%m%dT%H%M%S}-{secrets.token_hex(3)}"
+
+
+def _prepare(
+    raw: RawInput,
+    staging: Path,
+    *,
+    kind: str | None,
+    tz: str,
+    overrides: Mapping[str, str],
+    store: LogStore | None,
+    progress: bool = False,
+) -> _Prepared:
+    known = _known_extras(store) if store is not None else {}
+    res = resolve(list(raw.columns), kind=kind, overrides=overrides, known_extras=known, name=raw.name)
+    only_kind = kind if res.kind == "events" and kind not in (None, "events") else None
+    normalizer = Normalizer(res, timezone=tz, source=raw.name, delimiter=raw.delimiter, only_kind=only_kind)
+    parts: dict[str, _KindPart] = {}
+    writers: dict[str, pq.ParquetWriter] = {}
+    schemas: dict[str, pl.Schema] = {}
+    kindless: list[pl.DataFrame] = []
+    default_kind = res.kind if res.kind != "events" else None
+    present = tuple(res.canonical.values())
+    bar = _progress_bar(raw, progress)
+    try:
+        for batch, problems in raw.batches():
+            if problems:
+                q = _problem_frame(problems, default_kind)
+                if default_kind is None:
+                    kindless.append(q)
+                else:
+                    parts.setdefault(default_kind, _KindPart(default_kind, staging / f"{default_kind}.1.parquet"))
+                    parts[default_kind].quarantine.append(q)
+            for k, out in normalizer.normalize(batch).items():
+                if k == "events":
+                    kindless.append(out.quarantine)
+                    continue
+                part = parts.setdefault(k, _KindPart(k, staging / f"{k}.1.parquet"))
+                if out.quarantine.height:
+                    part.quarantine.append(out.quarantine)
+                rows = _first_identity(out.rows, k, normalizer.derived_postback_id, present)
+                if rows.height == 0:
+                    continue
+                if k not in writers:
+                    schemas[k] = rows.schema
+                    part.keyed = is_keyed(k, present) and not normalizer.derived_postback_id
+                    part.present = present
+                    part.extras = [c for c in rows.columns if c not in polars_schema(k) and c not in ("_record", "_raw_record")]
+                    writers[k] = pq.ParquetWriter(part.scratch, rows.to_arrow().schema)
+                writers[k].write_table(rows.select(list(schemas[k])).cast(dict(schemas[k])).to_arrow())
+                part.rows += rows.height
+            if bar is not None:
+                bar.update(batch.num_rows + len(problems))
+    except CfError:
+        raise
+    except (OSError, pa.ArrowException, ValueError, UnicodeDecodeError) as exc:
+        raise InputError(f"{raw.name}: {_one_line(exc)}") from None
+    finally:
+        for w in writers.values():
+            w.close()
+        if bar is not None:
+            bar.close()
+    for part in parts.values():
+        if part.rows:
+            part.final = staging / f"{part.kind}.2.parquet"
+            _assign_ordinals(part, normalizer.derived_postback_id)
+    return _Prepared(raw, res, _new_batch_prefix(), parts, kindless, normalizer.skipped)
+
+
+def _first_identity(
+    rows: pl.DataFrame, kind: str, derived_postback_id: bool, present: tuple[str, ...]
+) -> pl.DataFrame:
+    """Pass 1 identity: ``_row_id`` with ordinal 0 (and derived postback ids, content hashes).
+
+    ``present`` lists the canonical columns the input has (activity is keyed by
+    ``activity_id`` only when the input has that column).
+    """
+    if rows.height == 0:
+        return rows
+    if kind == "postbacks" and derived_postback_id:
+        enc = encode_rows(rows, "postback", DERIVED_POSTBACK_ID_COLUMNS)
+        rows = rows.with_columns(
+            hash_texts(with_ordinal(enc, pl.Series([0] * rows.height))).alias("postback_id"),
+            enc.alias("_identity"),
+        )
+    cols = identity_columns(kind, present)
+    enc = encode_rows(rows, kind, cols)
+    keyed = is_keyed(kind, present)
+    ids = hash_texts(enc) if keyed else hash_texts(with_ordinal(enc, pl.Series([0] * rows.height)))
+    out = rows.with_columns(ids.alias("_row_id"))
+    if keyed or kind == "activity":
+        content_cols = [c for c in column_names(kind) if c in rows.columns and not c.endswith("_name")]
+        out = out.with_columns(content_hash(rows, content_cols).alias(CONTENT_HASH_COLUMN))
+    if not keyed or derived_postback_id:
+        out = out.drop("_raw_record")
+    return out
+
+
+def _assign_ordinals(part: _KindPart, derived_postback_id: bool) -> None:
+    """Pass 2: ordinals for repeated identities; first-kept rule for keyed kinds."""
+    assert part.final is not None
+    repeated = set(
+        pl.scan_parquet(part.scratch)
+        .group_by("_row_id")
+        .len()
+        .filter(pl.col("len") > 1)
+        .select("_row_id")
+        .collect()
+        .to_series()
+        .to_list()
+    )
+    seen: dict[str, Any] = {}
+    writer: pq.ParquetWriter | None = None
+    key = KEY_COLUMN.get(part.kind, "activity_id")
+    try:
+        for rb in pq.ParquetFile(part.scratch).iter_batches(batch_size=65_536):
+            df = pl.from_arrow(rb)
+            assert isinstance(df, pl.DataFrame)
+            status = [_STATUS_NEW] * df.height
+            ids = df.get_column("_row_id").to_list() if repeated else []
+            idx = [i for i, rid in enumerate(ids) if rid in repeated]
+            if idx and part.keyed:
+                contents = df.get_column(CONTENT_HASH_COLUMN).to_list()
+                for i in idx:
+                    first = seen.setdefault(ids[i], contents[i])
+                    if first is not contents[i]:
+                        status[i] = _STATUS_ALREADY if first == contents[i] else _STATUS_CONFLICT
+            elif idx:
+                df = _with_ordinals(df, part, idx, seen, derived_postback_id)
+            df = df.with_columns(pl.Series("_status", status, dtype=pl.Int8))
+            if part.keyed and idx:
+                df = _conflicts_to_quarantine(df, part, key, in_store=False)
+            table = df.to_arrow()
+            if writer is None:
+                writer = pq.ParquetWriter(part.final, table.schema)
+            writer.write_table(table.cast(writer.schema))
+    finally:
+        if writer is not None:
+            writer.close()
+
+
+def _with_ordinals(
+    df: pl.DataFrame, part: _KindPart, idx: list[int], seen: dict[str, Any], derived_postback_id: bool
+) -> pl.DataFrame:
+    """Recompute ids of repeated rows with their ordinal among identical rows of the input."""
+    kind = part.kind
+    ids = df.get_column("_row_id").to_list()
+    ordinals = [0] * df.height
+    for i in idx:
+        n = seen.get(ids[i], 0)
+        ordinals[i] = n
+        seen[ids[i]] = n + 1
+    rows = [i for i in idx if ordinals[i] > 0]
+    if not rows:
+        return df
+    sub = df[rows]
+    ords = pl.Series([ordinals[i] for i in rows])
+    if kind == "postbacks" and derived_postback_id:
+        new_pid = hash_texts(with_ordinal(sub.get_column("_identity"), ords))
+        sub = sub.with_columns(new_pid.alias("postback_id"))
+        new_id = hash_texts(encode_rows(sub, kind, identity_columns(kind, part.present)))
+    else:
+        new_id = hash_texts(with_ordinal(encode_rows(sub, kind, identity_columns(kind, part.present)), ords))
+    pos = pl.Series("__pos", rows, dtype=pl.UInt32)
+    patch = sub.with_columns(new_id.alias("_row_id")).with_columns(pos)
+    base = df.with_row_index("__pos")
+    return base.update(patch, on="__pos").drop("__pos")
+
+
+def _conflicts_to_quarantine(df: pl.DataFrame, part: _KindPart, key: str, *, in_store: bool) -> pl.DataFrame:
+    """Move ``conflicting_key`` rows into the part's quarantine list; return the others."""
+    bad = df.filter(pl.col("_status") == _STATUS_CONFLICT)
+    if bad.height:
+        where = "in the store" if in_store else "earlier in this input"
+        part.quarantine.append(
+            bad.select(
+                "_record",
+                pl.lit("conflicting_key").alias("reason"),
+                pl.concat_str(
+                    [pl.lit(f"{key} '"), pl.col(key).fill_null("").str.slice(0, 80), pl.lit(f"' seen {where} with other content; first kept")]
+                ).alias("detail"),
+                pl.col("_raw_record").alias("raw"),
+                pl.lit(part.kind).alias("kind"),
+            )
+        )
+    return df.filter(pl.col("_status") != _STATUS_CONFLICT)
+
+
+# ---------------------------------------------------------------------- pass 3
+def _commit(store: LogStore, prepared: _Prepared) -> list[BatchResult]:
+    """Under the lock: dedupe against the store, write one commit per kind, then quarantine."""
+    results: list[BatchResult] = []
+    quarantine: list[pl.DataFrame] = []
+    with store.lock():
+        for kind, part in sorted(prepared.kinds.items()):
+            batch_id = f"{prepared.batch_prefix}-{kind}"
+            res = BatchResult(batch_id, prepared.raw.name, kind, sha256=prepared.raw.sha256)
+            if part.final is not None:
+                _write_kind(store, prepared, part, res)
+            q = _quarantine_rows(part.quarantine, prepared, batch_id)
+            quarantine.append(q)
+            res.quarantined = q.height
+            res.quarantined_by_reason = _reason_counts(q)
+            res.rows_read = res.rows_stored + res.already_stored + res.quarantined
+            res.skipped = prepared.skipped
+            results.append(res)
+        if prepared.kindless_quarantine:
+            batch_id = f"{prepared.batch_prefix}-events"
+            q = _quarantine_rows(prepared.kindless_quarantine, prepared, batch_id)
+            quarantine.append(q)
+            results.append(_kindless_batch(prepared, q=q, batch_id=batch_id))
+        _write_quarantine(store, prepared, pl.concat(quarantine) if quarantine else None)
+    return results
+
+
+def _write_kind(store: LogStore, prepared: _Prepared, part: _KindPart, res: BatchResult) -> None:
+    from deltalake import CommitProperties, write_deltalake
+
+    assert part.final is not None
+    kind = part.kind
+    hit_cols = [pl.lit(True).alias("__hit")]
+    if part.keyed:
+        hit_cols.append(pl.col(CONTENT_HASH_COLUMN).alias("__stored_hash"))
+    stored = store.scan(kind).select("_row_id", *hit_cols)
+    joined_path = part.final.with_suffix(".3.parquet")
+    lf = pl.scan_parquet(part.final).join(stored, on="_row_id", how="left")
+    hit = pl.col("__hit").fill_null(False)
+    conflict = hit & (pl.col("__stored_hash") != pl.col(CONTENT_HASH_COLUMN)) if part.keyed else pl.lit(False)
+    status = (
+        pl.when(pl.col("_status") != _STATUS_NEW)
+        .then(pl.col("_status"))
+        .when(conflict)
+        .then(pl.lit(_STATUS_CONFLICT, pl.Int8))
+        .when(hit)
+        .then(pl.lit(_STATUS_ALREADY, pl.Int8))
+        .otherwise(pl.lit(_STATUS_NEW, pl.Int8))
+    )
+    lf.with_columns(status.alias("_status")).sink_parquet(joined_path)
+    key = KEY_COLUMN.get(kind, "activity_id")
+    flag_cols = flags(kind)
+    counts = (
+        pl.scan_parquet(joined_path)
+        .select(
+            (pl.col("_status") == _STATUS_NEW).sum().alias("new"),
+            (pl.col("_status") == _STATUS_ALREADY).sum().alias("already"),
+            (pl.col("_status") == _STATUS_NEW).and_(pl.any_horizontal(flag_cols)).sum().alias("flagged"),
+            *((pl.col("_status") == _STATUS_NEW).and_(pl.col(f)).sum().alias(f) for f in flag_cols),
+        )
+        .collect()
+        .row(0, named=True)
+    )
+    if part.keyed:
+        conflicts = pl.scan_parquet(joined_path).filter(pl.col("_status") == _STATUS_CONFLICT).collect()
+        if conflicts.height:
+            _conflicts_to_quarantine(conflicts, part, key, in_store=True)
+    res.rows_stored = int(counts["new"])
+    res.already_stored = int(counts["already"])
+    res.flagged = int(counts["flagged"])
+    res.flagged_by_flag = {f: int(counts[f]) for f in flag_cols if counts[f]}
+    if res.rows_stored == 0:
+        return
+    table_schema = dict(polars_schema(kind))
+    filled = pl.scan_parquet(joined_path).select(pl.col(part.extras).is_not_null().any()).collect() if part.extras else None
+    extras = [c for c in part.extras if filled is not None and filled.get_column(c).item()]
+    out_cols = [*table_schema, *extras]
+    metadata = {
+        f"{META_PREFIX}batch_id": res.batch_id,
+        f"{META_PREFIX}kind": kind,
+        f"{META_PREFIX}source": prepared.raw.name,
+        f"{META_PREFIX}sha256": prepared.raw.sha256,
+        f"{META_PREFIX}rows_read": str(res.rows_stored + res.already_stored + _pending_quarantine(part)),
+        f"{META_PREFIX}rows_stored": str(res.rows_stored),
+        f"{META_PREFIX}already_stored": str(res.already_stored),
+        f"{META_PREFIX}quarantined": str(_pending_quarantine(part)),
+        f"{META_PREFIX}flagged": str(res.flagged),
+    }
+    target = {**table_schema, **dict.fromkeys(extras, STR)}
+    schema = arrow_schema(target)
+    model = pandera_model(kind)
+
+    def batches() -> Iterator[pa.RecordBatch]:
+        for rb in pq.ParquetFile(joined_path).iter_batches(batch_size=65_536):
+            df = pl.from_arrow(rb)
+            assert isinstance(df, pl.DataFrame)
+            df = df.filter(pl.col("_status") == _STATUS_NEW)
+            if df.height == 0:
+                continue
+            df = df.with_columns(pl.lit(res.batch_id).alias("_batch_id"))
+            df = df.select(
+                [pl.col(c).cast(target[c]) if c in df.columns else pl.lit(None, target[c]).alias(c) for c in out_cols]
+            )
+            model.validate(df)  # the contract of stored rows (SPEC §2); a failure here is a bug, not bad input
+            yield from df.to_arrow().cast(schema).to_batches()
+
+    reader = pa.RecordBatchReader.from_batches(schema, batches())
+    write_deltalake(
+        store.table_path(kind),
+        reader,
+        mode="append",
+        schema_mode="merge",
+        partition_by=["date"],
+        commit_properties=CommitProperties(custom_metadata=metadata),
+    )
+
+
+def _pending_quarantine(part: _KindPart) -> int:
+    return sum(q.height for q in part.quarantine)
+
+
+def _write_quarantine(store: LogStore, prepared: _Prepared, q: pl.DataFrame | None) -> None:
+    """Append quarantined records not stored before (a re-run writes nothing twice)."""
+    from deltalake import CommitProperties, write_deltalake
+
+    if q is None or q.height == 0:
+        return
+    existing = store.scan(QUARANTINE).select("_row_id").filter(pl.col("_row_id").is_in(q.get_column("_row_id").implode()))
+    known = set(existing.collect().to_series().to_list())
+    new = q.filter(~pl.col("_row_id").is_in(list(known)))
+    if new.height == 0:
+        return
+    metadata = {
+        f"{META_PREFIX}batch_id": prepared.batch_prefix,
+        f"{META_PREFIX}kind": QUARANTINE,
+        f"{META_PREFIX}source": prepared.raw.name,
+        f"{META_PREFIX}sha256": prepared.raw.sha256,
+        f"{META_PREFIX}quarantined": str(new.height),
+    }
+    write_deltalake(
+        store.table_path(QUARANTINE),
+        new.select(list(quarantine_schema())).to_arrow().cast(arrow_schema(quarantine_schema())),
+        mode="append",
+        commit_properties=CommitProperties(custom_metadata=metadata),
+    )
+
+
+def _quarantine_rows(frames: list[pl.DataFrame], prepared: _Prepared, batch_id: str) -> pl.DataFrame:
+    schema = quarantine_schema()
+    frames = [f for f in frames if f.height]
+    if not frames:
+        return pl.DataFrame(schema=schema)
+    q = pl.concat([f.select("_record", "reason", "detail", "raw", pl.col("kind").cast(STR)) for f in frames])
+    q = q.sort("_record")
+    ids = hash_texts(
+        q.select(
+            pl.concat_str(
+                [pl.lit(f"q1|{prepared.raw.sha256}|"), pl.col("kind").fill_null(""), pl.lit("|"),
+                 pl.col("_record").cast(STR), pl.lit("|"), pl.col("reason")]
+            )
+        ).to_series()
+    )  # fmt: skip
+    return q.select(
+        ids.alias("_row_id"),
+        pl.lit(batch_id).alias("_batch_id"),
+        pl.lit(prepared.raw.name).alias("source"),
+        pl.lit(prepared.raw.sha256).alias("source_sha256"),
+        pl.col("kind"),
+        pl.col("_record").alias("record"),
+        "reason",
+        "detail",
+        "raw",
+        pl.lit(datetime.now(tz=UTC)).cast(schema["quarantined_at"]).alias("quarantined_at"),
+    ).cast(dict(schema))
+
+
+def _reason_counts(q: pl.DataFrame) -> dict[str, int]:
+    if q.height == 0:
+        return {}
+    counts = q.group_by("reason").len().sort("reason")
+    return dict(zip(counts.get_column("reason").to_list(), counts.get_column("len").to_list(), strict=True))
+
+
+def _kindless_batch(prepared: _Prepared, q: pl.DataFrame | None = None, batch_id: str | None = None) -> BatchResult:
+    """Records of an event-log file that belong to no kind (unknown event type, ragged rows)."""
+    if q is None:
+        q = pl.concat([f.select("reason") for f in prepared.kindless_quarantine if f.height]) if any(
+            f.height for f in prepared.kindless_quarantine
+        ) else pl.DataFrame(schema={"reason": STR})
+    n = q.height
+    return BatchResult(
+        batch_id or f"{prepared.batch_prefix}-events",
+        prepared.raw.name,
+        "events",
+        rows_read=n,
+        quarantined=n,
+        sha256=prepared.raw.sha256,
+        quarantined_by_reason=_reason_counts(q),
+    )
+
+
+def _count_only(prepared: _Prepared, part: _KindPart) -> BatchResult:
+    """Counts of a validated (not stored) part: in-input repeats count as already stored."""
+    res = BatchResult(f"{prepared.batch_prefix}-{part.kind}", prepared.raw.name, part.kind, sha256=prepared.raw.sha256)
+    if part.final is not None:
+        flag_cols = flags(part.kind)
+        c = (
+            pl.scan_parquet(part.final)
+            .select(
+                (pl.col("_status") == _STATUS_NEW).sum().alias("new"),
+                (pl.col("_status") == _STATUS_ALREADY).sum().alias("already"),
+                (pl.col("_status") == _STATUS_NEW).and_(pl.any_horizontal(flag_cols)).sum().alias("flagged"),
+            )
+            .collect()
+            .row(0, named=True)
+        )
+        res.rows_stored, res.already_stored, res.flagged = int(c["new"]), int(c["already"]), int(c["flagged"])
+    q = pl.concat([f.select("reason") for f in part.quarantine]) if part.quarantine else pl.DataFrame(schema={"reason": STR})
+    res.quarantined = q.height
+    res.quarantined_by_reason = _reason_counts(q)
+    res.rows_read = res.rows_stored + res.already_stored + res.quarantined
+    return res
+
+
+# ------------------------------------------------------------------- helpers
+def _known_extras(store: LogStore) -> dict[str, str]:
+    """``norm_key → column`` of extra columns already in the store (first-seen spelling wins)."""
+    from cfanalytics.columns import norm_key
+    from cfanalytics.schemas import KINDS
+
+    known: dict[str, str] = {}
+    for kind in KINDS:
+        canon = set(polars_schema(kind))
+        for name in store.scan(kind).collect_schema().names():
+            if name not in canon:
+                known.setdefault(norm_key(name), name)
+    return known
+
+
+def _problem_frame(problems: list[RowProblem], kind: str | None) -> pl.DataFrame:
+    return pl.DataFrame(
+        {
+            "_record": [p.record for p in problems],
+            "reason": [p.reason for p in problems],
+            "detail": [p.detail for p in problems],
+            "raw": [p.raw for p in problems],
+            "kind": [kind] * len(problems),
+        },
+        schema={"_record": pl.Int64, "reason": STR, "detail": STR, "raw": STR, "kind": STR},
+    )
+
+
+def _progress_bar(raw: RawInput, enabled: bool) -> Any:
+    if not enabled or not sys.stderr.isatty():
+        return None
+    from tqdm import tqdm
+
+    return tqdm(desc=os.path.basename(raw.name), unit=" rows", unit_scale=True, leave=False, file=sys.stderr)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__

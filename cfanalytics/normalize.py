@@ -1,0 +1,482 @@
+"""Raw string batches → canonical, typed rows with flags, and a quarantine split.
+
+One :class:`Normalizer` serves one input. It turns each raw batch (all strings,
+plus ``_record``) into, per kind, a frame of canonical columns (SPEC §2) and a
+frame of quarantined records (SPEC §3). Value rules live here: times and zones
+(DST fall-back and spring-forward), booleans, numbers (decimal comma), status
+codes, countries, click-id macros, activity vocabularies.
+
+>>> import pyarrow as pa
+>>> from cfanalytics.columns import resolve
+>>> res = resolve(["Click ID", "Visit Time", "Campaign ID"])
+>>> n = Normalizer(res, timezone="America/New_York", source="v.csv")
+>>> batch = pa.RecordBatch.from_pydict({"Click ID": ["a"], "Visit Time": ["2026-11-20 00:00:04"],
+...     "Campaign ID": ["c1"], "_record": [2]})
+>>> out = n.normalize(batch)["visits"]
+>>> out.rows["visit_time"].to_list()[0].isoformat()
+'2026-11-20T05:00:04+00:00'
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Final
+
+import polars as pl
+import pyarrow as pa
+
+from cfanalytics.columns import Resolution
+from cfanalytics.schemas import (
+    BOOL,
+    EVENT_KINDS,
+    FLOAT,
+    INT,
+    KIND_OF_EVENT_TYPE,
+    MAIN_TIME,
+    STR,
+    TIME,
+    column_names,
+    columns,
+    flags,
+)
+
+MACRO_PATTERN: Final = r"\{[^}]*\}|\[[A-Za-z_]+\]|%7[Bb].*%7[Dd]"
+UUID_PATTERN: Final = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+_TRUE: Final = ("1", "true", "yes", "y", "t")
+_FALSE: Final = ("0", "false", "no", "n", "f")
+_EPOCH: Final = r"^\d{9,13}(\.\d+)?$"
+_OFFSET: Final = r"(Z|z|[+-]\d{2}:?\d{2})$"
+_NAIVE_FORMATS: Final = ("%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%d %H:%M", "%Y/%m/%d %H:%M:%S", "%Y-%m-%d")
+_FLAG_OF_COLUMN: Final = {
+    "status_code": "flag_invalid_status_code",
+    "payout": "flag_invalid_payout",
+    "country": "flag_invalid_country",
+}
+_ENTITY_WORDS: Final = {
+    "campaign": "campaign",
+    "campaigns": "campaign",
+    "lander": "lander",
+    "landers": "lander",
+    "landing": "lander",
+    "landingpage": "lander",
+    "landingpages": "lander",
+    "offer": "offer",
+    "offers": "offer",
+    "flow": "flow",
+    "flows": "flow",
+    "affiliatenetwork": "affiliate_network",
+    "affiliatenetworks": "affiliate_network",
+    "network": "affiliate_network",
+    "trafficsource": "traffic_source",
+    "trafficsources": "traffic_source",
+    "source": "traffic_source",
+    "integration": "integration",
+    "integrations": "integration",
+    "capiintegration": "integration",
+    "conversionapi": "integration",
+}
+_ACTION_WORDS: Final = {
+    "created": "created",
+    "create": "created",
+    "added": "created",
+    "add": "created",
+    "new": "created",
+    "updated": "updated",
+    "update": "updated",
+    "edited": "updated",
+    "edit": "updated",
+    "changed": "updated",
+    "modified": "updated",
+    "deleted": "deleted",
+    "delete": "deleted",
+    "removed": "deleted",
+    "remove": "deleted",
+}
+
+
+@dataclass
+class Normalized:
+    """One kind's share of a normalised batch: stored-to-be rows and quarantined records."""
+
+    rows: pl.DataFrame
+    quarantine: pl.DataFrame
+
+
+def _empty_quarantine() -> pl.DataFrame:
+    return pl.DataFrame(schema={"record": INT, "reason": STR, "detail": STR, "raw": STR, "kind": STR})
+
+
+@dataclass
+class _FoldState:
+    """Carry-over for resolving DST fall-back times by file order across batches."""
+
+    direction: int = 0  # +1 ascending file, -1 descending, 0 unknown yet
+    last_local: dict[date, datetime] = field(default_factory=dict)
+    wrapped: dict[date, bool] = field(default_factory=dict)
+
+
+class Normalizer:
+    """Normalises the batches of one input (see module docstring)."""
+
+    def __init__(
+        self,
+        resolution: Resolution,
+        *,
+        timezone: str,
+        source: str,
+        delimiter: str | None = None,
+        only_kind: str | None = None,
+    ) -> None:
+        self.res = resolution
+        self.tz = timezone
+        self.source = source
+        self.delimiter = delimiter
+        self.only_kind = only_kind
+        self.skipped = 0
+        self.decimal_comma: bool | None = None
+        self.derived_postback_id = resolution.kind == "postbacks" and "postback_id" not in resolution.canonical.values()
+        self._folds: dict[str, _FoldState] = {}
+        self._event_columns = set(resolution.canonical.values()) - {"event_type"}
+
+    # ----------------------------------------------------------------- driver
+    def normalize(self, batch: pa.RecordBatch) -> dict[str, Normalized]:
+        """Normalise one raw batch; returns ``{kind: Normalized}`` for the kinds it holds."""
+        raw = pl.from_arrow(batch)
+        assert isinstance(raw, pl.DataFrame)
+        raw = raw.with_columns(pl.col("_record").cast(INT))
+        frame = raw.select(
+            pl.col("_record"),
+            self._raw_json(raw),
+            *(pl.col(r).alias(c) for r, c in self.res.canonical.items()),
+            *(pl.col(r).alias(c) for r, c in self.res.extras.items()),
+        )
+        if self.res.kind != "events":
+            return {self.res.kind: self._normalize_kind(frame, self.res.kind)}
+        return self._split_events(frame)
+
+    def _raw_json(self, raw: pl.DataFrame) -> pl.Expr:
+        names = [c for c in raw.columns if c != "_record"]
+        if not names:
+            return pl.lit("{}").alias("_raw_record")
+        return pl.struct([pl.col(c) for c in names]).struct.json_encode().alias("_raw_record")
+
+    def _split_events(self, frame: pl.DataFrame) -> dict[str, Normalized]:
+        et = pl.col("event_type").cast(STR).str.strip_chars().str.to_lowercase()
+        frame = frame.with_columns(
+            et.str.replace(r"s$", "").str.replace_all(r"[^a-z]", "").alias("_event"),
+        )
+        out: dict[str, Normalized] = {}
+        known = frame.get_column("_event").is_in(list(KIND_OF_EVENT_TYPE))
+        unknown = frame.filter(~known)
+        q = unknown.select(
+            "_record",
+            pl.lit("unknown_event_type").alias("reason"),
+            pl.concat_str([pl.lit("event type "), pl.col("event_type").fill_null("").str.slice(0, 80).map_elements(
+                repr, return_dtype=STR), pl.lit(" is not visit, click or conversion")]).alias("detail"),
+            pl.col("_raw_record").alias("raw"),
+            pl.lit(None, STR).alias("kind"),
+        )
+        for event, kind in KIND_OF_EVENT_TYPE.items():
+            part = frame.filter(pl.col("_event") == event).drop("_event", "event_type")
+            if self.only_kind is not None and kind != self.only_kind:
+                self.skipped += part.height
+                continue
+            out[kind] = self._normalize_kind(part, kind)
+        if q.height:
+            out["events"] = Normalized(rows=pl.DataFrame(), quarantine=q)
+        return out
+
+    # ----------------------------------------------------------- one kind
+    def _normalize_kind(self, frame: pl.DataFrame, kind: str) -> Normalized:
+        if kind == "activity" and "action" in frame.columns and "action_raw" not in frame.columns:
+            frame = frame.with_columns(pl.col("action").cast(STR).str.strip_chars().alias("action_raw"))
+        present = set(frame.columns)
+        cols = columns(kind)
+        typed: list[pl.Expr] = []
+        bad_required: list[tuple[str, pl.Expr, pl.Expr]] = []  # (column, missing, unparseable)
+        nulled: dict[str, pl.Expr] = {}
+        frame = self._ensure_strings(frame, [c.name for c in cols if c.name in present])
+        frame = self._parse_times(frame, kind, [c.name for c in cols if c.dtype == TIME and c.name in present])
+        for col in cols:
+            name = col.name
+            if name not in present:
+                continue
+            s = pl.col(name)
+            empty = s.is_null() | (s.str.strip_chars() == "")
+            if col.dtype == TIME:
+                value = pl.col(f"__t_{name}")
+            elif col.dtype == BOOL:
+                value = _parse_bool(s)
+            elif name == "status_code":
+                value = _parse_status(s)
+                empty = empty | (s.str.strip_chars().str.replace(r"\.0+$", "") == "0")
+            elif name == "payout":
+                value = self._parse_payout(frame, s)
+            elif name == "country":
+                c = s.str.strip_chars().str.to_uppercase()
+                value = pl.when(c.str.contains(r"^[A-Z]{2}$")).then(c)
+            elif col.dtype == INT:
+                value = _parse_int(s)
+            elif col.dtype == FLOAT:
+                f = s.str.strip_chars().cast(FLOAT, strict=False)
+                value = pl.when(f.is_finite()).then(f)
+            elif name == "entity_type":
+                value = _vocab(s, _ENTITY_WORDS, "other")
+            elif name == "action":
+                value = _vocab(s, _ACTION_WORDS, "other")
+            else:
+                value = pl.when(~empty).then(s.str.strip_chars())
+            if col.required:
+                bad_required.append((name, empty, ~empty & value.is_null()))
+            elif col.dtype != STR or name == "country":
+                nulled[name] = ~empty & value.is_null()
+            typed.append(value.alias(name))
+        for name in (c.name for c in cols if c.required):
+            if name not in present and not (kind == "postbacks" and name == "postback_id"):
+                bad_required.append((name, pl.lit(True), pl.lit(False)))
+        # Quarantine: first required problem of each row names it.
+        reason = pl.lit(None, STR)
+        detail = pl.lit(None, STR)
+        for name, missing, unparseable in reversed(bad_required):
+            src = self.res.source_of(name) or name
+            label = name if src == name else f"{name} ({src})"
+            shown = pl.col(name).cast(STR).str.slice(0, 80) if name in present else pl.lit("")
+            reason = pl.when(missing).then(pl.lit("missing_required")).when(unparseable).then(
+                pl.lit("unparseable_required")
+            ).otherwise(reason)
+            detail = pl.when(missing).then(pl.lit(f"{label}: missing")).when(unparseable).then(
+                pl.concat_str([pl.lit(f"{label}: cannot parse '"), shown, pl.lit("'")])
+            ).otherwise(detail)
+        frame = frame.with_columns(reason.alias("_reason"), detail.alias("_detail"))
+        quarantined = frame.filter(pl.col("_reason").is_not_null()).select(
+            "_record",
+            pl.col("_reason").alias("reason"),
+            pl.col("_detail").alias("detail"),
+            pl.col("_raw_record").alias("raw"),
+            pl.lit(kind).alias("kind"),
+        )
+        good = frame.filter(pl.col("_reason").is_null())
+        # Flags of nulled optional values, raw values into _raw (computed on the raw text).
+        nulled_flags: dict[str, pl.Expr] = {}
+        for name, is_nulled in nulled.items():
+            flag = _FLAG_OF_COLUMN.get(name, "flag_invalid_value")
+            nulled_flags[flag] = nulled_flags.get(flag, pl.lit(False)) | is_nulled.fill_null(False)
+        raw_parts = [
+            pl.when(is_nulled).then(pl.struct(pl.col(name).alias(name)).struct.json_encode().str.slice(1, None).str.head(-1))
+            for name, is_nulled in nulled.items()
+        ]
+        raw_expr = (
+            pl.concat_str([pl.lit("{"), pl.concat_str(raw_parts, separator=",", ignore_nulls=True), pl.lit("}")])
+            if raw_parts
+            else pl.lit(None, STR)
+        )
+        rows = good.with_columns(
+            *(v.alias(f"__v_{v.meta.output_name()}") for v in typed),
+            *(e.alias(f) for f, e in nulled_flags.items()),
+            raw_expr.alias("_raw"),
+        )
+        rows = rows.with_columns(pl.col(f"__v_{n}").alias(n) for n in (v.meta.output_name() for v in typed))
+        rows = rows.with_columns(pl.when(pl.col("_raw") != "{}").then(pl.col("_raw")).alias("_raw"))
+        rows = rows.with_columns(**self._value_flags(rows, kind, set(nulled_flags)))
+        return Normalized(rows=self._finish(rows, kind), quarantine=quarantined)
+
+    def _time_cols(self, frame: pl.DataFrame) -> list[str]:
+        return [c[len("__amb_") :] for c in frame.columns if c.startswith("__amb_")]
+
+    def _value_flags(self, rows: pl.DataFrame, kind: str, done: set[str]) -> dict[str, pl.Expr]:
+        """Flags judged on typed values (all flags not in ``done`` default to false)."""
+        present = set(rows.columns)
+        out: dict[str, pl.Expr] = {f: pl.lit(False) for f in flags(kind) if f not in done}
+        if "click_id" in present and "flag_click_id_macro" in out:
+            cid = pl.col("click_id")
+            macro = cid.str.contains(MACRO_PATTERN).fill_null(False)
+            out["flag_click_id_macro"] = macro
+            out["flag_click_id_malformed"] = ~macro & ~cid.str.contains(UUID_PATTERN).fill_null(False)
+        if kind == "conversions" and "payout" in present:
+            out["flag_negative_payout"] = (pl.col("payout") < 0).fill_null(False)
+        if kind == "postbacks" and "status_code" in present:
+            sc = pl.col("status_code")
+            err = pl.col("is_error")
+            out["flag_error_status_mismatch"] = ((err & sc.is_between(200, 299)) | (~err & (sc >= 400))).fill_null(False)
+        amb = [pl.col(f"__amb_{t}") == 1 for t in self._time_cols(rows)]
+        shift = [pl.col(f"__amb_{t}") == 2 for t in self._time_cols(rows)]
+        if amb:
+            out["flag_ambiguous_time"] = pl.any_horizontal(amb).fill_null(False)
+            out["flag_shifted_time"] = pl.any_horizontal(shift).fill_null(False)
+        if kind == "postbacks":
+            out["flag_derived_postback_id"] = pl.lit(self.derived_postback_id)
+        return out
+
+    def _finish(self, rows: pl.DataFrame, kind: str) -> pl.DataFrame:
+        """Select canonical (typed), flags, extras; add ``date``; default ``is_filtered``."""
+        main = MAIN_TIME[kind]
+        schema = {c.name: c.dtype for c in columns(kind)}
+        extras = [c for c in self.res.extras.values() if c in rows.columns]
+        # Event-log columns of another kind (a conversion's payout on a visit row): kept as text;
+        # the commit drops those that stay empty over the whole input.
+        foreign = sorted(c for c in self._event_columns if c in rows.columns and c not in schema)
+        out = rows.select(
+            "_record",
+            *(pl.col(c) if c in rows.columns else pl.lit(None, dtype).alias(c) for c, dtype in schema.items()),
+            *(pl.col(f).cast(BOOL).alias(f) for f in flags(kind)),
+            pl.col("_raw"),
+            *(pl.col(e).cast(STR) for e in extras),
+            *(pl.when(pl.col(c).cast(STR).str.strip_chars() != "").then(pl.col(c).cast(STR)).alias(c) for c in foreign),
+            pl.col("_raw_record"),
+        ).with_columns(pl.col(main).dt.date().alias("date"))
+        if kind in ("visits", "clicks"):
+            if "is_filtered" in out.columns:
+                out = out.with_columns(pl.col("is_filtered").fill_null(False))
+            else:
+                out = out.with_columns(pl.lit(False).alias("is_filtered"))
+        return out
+
+    # ------------------------------------------------------------- values
+    def _ensure_strings(self, frame: pl.DataFrame, names: list[str]) -> pl.DataFrame:
+        return frame.with_columns(pl.col(n).cast(STR) for n in names)
+
+    def _parse_payout(self, frame: pl.DataFrame, s: pl.Expr) -> pl.Expr:
+        if self.decimal_comma is None:
+            vals = frame.select(s.str.strip_chars()).to_series().drop_nulls()
+            vals = vals.filter(vals != "")
+            if vals.len():
+                self.decimal_comma = bool(
+                    self.delimiter == ";"
+                    and vals.str.contains(r"^-?\d+(,\d+)?$").all()
+                    and vals.str.contains(",").any()
+                )
+        txt = s.str.strip_chars()
+        if self.decimal_comma:
+            txt = txt.str.replace(",", ".", literal=True)
+        f = pl.when(txt.str.contains(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")).then(txt.cast(FLOAT, strict=False))
+        return pl.when(f.is_finite()).then(f)
+
+    def _parse_times(self, frame: pl.DataFrame, kind: str, names: list[str]) -> pl.DataFrame:
+        """Add ``__t_<col>`` (UTC) and ``__amb_<col>`` (0 ok, 1 ambiguous, 2 shifted) per time column."""
+        for name in names:
+            s = pl.col(name).cast(STR).str.strip_chars()
+            iso = s.str.replace("T", " ", literal=True).str.replace(r"[Zz]$", "+00:00")
+            offset = pl.coalesce(
+                iso.str.to_datetime("%Y-%m-%d %H:%M:%S%.f%z", time_unit="us", time_zone="UTC", strict=False),
+                iso.str.to_datetime("%Y-%m-%d %H:%M%z", time_unit="us", time_zone="UTC", strict=False),
+            )
+            num = s.cast(FLOAT, strict=False)
+            epoch = pl.from_epoch(
+                pl.when(num >= 1e11).then(num * 1_000).otherwise(num * 1_000_000).cast(pl.Int64, strict=False),
+                time_unit="us",
+            ).dt.replace_time_zone("UTC")
+            naive = pl.coalesce(*(iso.str.to_datetime(f, time_unit="us", strict=False) for f in _NAIVE_FORMATS))
+            frame = frame.with_columns(
+                pl.when(s.str.contains(_EPOCH)).then(pl.lit(1)).when(s.str.contains(_OFFSET)).then(pl.lit(2))
+                .otherwise(pl.lit(3)).alias("__cls"),
+                epoch.alias("__epoch"),
+                offset.alias("__offset"),
+                naive.alias("__naive"),
+            )
+            frame = self._localise(frame, f"{kind}.{name}")
+            frame = frame.with_columns(
+                pl.when(pl.col("__cls") == 1)
+                .then(pl.col("__epoch"))
+                .when(pl.col("__cls") == 2)
+                .then(pl.col("__offset"))
+                .otherwise(pl.col("__local"))
+                .alias(f"__t_{name}"),
+                pl.when(pl.col("__cls") == 3).then(pl.col("__amb")).otherwise(pl.lit(0, pl.Int8)).alias(f"__amb_{name}"),
+            ).drop("__cls", "__epoch", "__offset", "__naive", "__local", "__amb")
+        return frame
+
+    def _localise(self, frame: pl.DataFrame, key: str) -> pl.DataFrame:
+        """Naive local times → UTC in the account zone, with DST rules (SPEC §2)."""
+        naive = pl.col("__naive")
+        early = naive.dt.replace_time_zone(self.tz, ambiguous="earliest", non_existent="null")
+        late = naive.dt.replace_time_zone(self.tz, ambiguous="latest", non_existent="null")
+        shifted = (naive - pl.duration(hours=12)).dt.replace_time_zone(
+            self.tz, ambiguous="earliest", non_existent="null"
+        ) + pl.duration(hours=12)
+        frame = frame.with_columns(
+            early.dt.convert_time_zone("UTC").alias("__early"),
+            late.dt.convert_time_zone("UTC").alias("__late"),
+            shifted.dt.convert_time_zone("UTC").alias("__shifted"),
+        )
+        frame = frame.with_columns(
+            pl.when(naive.is_null())
+            .then(pl.lit(0, pl.Int8))
+            .when(pl.col("__early").is_null())
+            .then(pl.lit(2, pl.Int8))
+            .when(pl.col("__early") != pl.col("__late"))
+            .then(pl.lit(1, pl.Int8))
+            .otherwise(pl.lit(0, pl.Int8))
+            .alias("__amb")
+        )
+        late_mask = self._fold_order(frame, key)
+        return frame.with_columns(
+            pl.when(pl.col("__amb") == 2)
+            .then(pl.col("__shifted"))
+            .when((pl.col("__amb") == 1) & pl.Series(late_mask))
+            .then(pl.col("__late"))
+            .otherwise(pl.col("__early"))
+            .alias("__local")
+        ).drop("__early", "__late", "__shifted")
+
+    def _fold_order(self, frame: pl.DataFrame, key: str) -> list[bool]:
+        """For DST fall-back rows, pick the later instant by file order when the column is monotonic."""
+        height = frame.height
+        late = [False] * height
+        amb_idx = frame.select(pl.arg_where(pl.col("__amb") == 1)).to_series().to_list()
+        state = self._folds.setdefault(key, _FoldState())
+        if state.direction == 0:
+            early = frame.get_column("__early").drop_nulls()
+            if early.len() >= 2:
+                state.direction = 1 if early[-1] >= early[0] else -1
+        if not amb_idx:
+            return late
+        naive = frame.get_column("__naive").to_list()
+        direction = state.direction or 1
+        for i in amb_idx:
+            local = naive[i]
+            fold = local.date()
+            last = state.last_local.get(fold)
+            if last is not None and (local - last).total_seconds() * direction < 0:
+                state.wrapped[fold] = True
+            state.last_local[fold] = local
+            wrapped = state.wrapped.get(fold, False)
+            late[i] = wrapped if direction > 0 else not wrapped
+        # Monotonic check: when the resolved column is not ordered, use the earlier instant.
+        resolved = frame.select(
+            pl.when(pl.Series(late)).then(pl.col("__late")).otherwise(pl.col("__early"))
+        ).to_series().drop_nulls()
+        diffs = resolved.diff().drop_nulls().dt.total_microseconds()
+        ordered = bool((diffs >= 0).all()) if direction > 0 else bool((diffs <= 0).all())
+        return late if ordered else [False] * height
+
+
+def _parse_bool(s: pl.Expr) -> pl.Expr:
+    t = s.cast(STR).str.strip_chars().str.to_lowercase()
+    return pl.when(t.is_in(_TRUE)).then(pl.lit(True)).when(t.is_in(_FALSE)).then(pl.lit(False)).otherwise(pl.lit(None, BOOL))
+
+
+def _parse_int(s: pl.Expr) -> pl.Expr:
+    f = s.cast(STR).str.strip_chars().cast(FLOAT, strict=False)
+    return pl.when(f.is_finite() & (f == f.round(0)) & (f.abs() < 2**53)).then(f.cast(INT, strict=False))
+
+
+def _parse_status(s: pl.Expr) -> pl.Expr:
+    v = _parse_int(s)
+    return pl.when(v.is_between(100, 599)).then(v)
+
+
+def _vocab(s: pl.Expr, words: dict[str, str], other: str) -> pl.Expr:
+    key = s.cast(STR).str.to_lowercase().str.replace_all(r"[^a-z]", "")
+    return pl.when(s.is_null() | (s.str.strip_chars() == "")).then(pl.lit(None, STR)).otherwise(
+        key.replace_strict(words, default=other, return_dtype=STR)
+    )
+
+
+def raw_json(values: dict[str, str | None]) -> str:
+    """JSON text of raw values (used for ``_raw`` and quarantine ``raw``)."""
+    return json.dumps(values, ensure_ascii=False, separators=(",", ":"))
+
+
+__all__ = ["MACRO_PATTERN", "UUID_PATTERN", "EVENT_KINDS", "Normalized", "Normalizer"]

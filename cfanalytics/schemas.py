@@ -1,0 +1,334 @@
+"""Canonical columns of the five log kinds, identity columns, flags and reason codes.
+
+This module is the one place that says what a stored row looks like. It is
+light (Polars only); the pandera models are built on demand by
+:func:`pandera_model` so that ``import cfanalytics`` does not pull pandera in.
+
+>>> from cfanalytics.schemas import KINDS, column_names
+>>> KINDS
+('visits', 'clicks', 'conversions', 'postbacks', 'activity')
+>>> column_names("postbacks", required_only=True)
+['postback_id', 'click_id', 'postback_time', 'is_error']
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+from typing import TYPE_CHECKING, Any, Final, Literal
+
+import polars as pl
+
+if TYPE_CHECKING:
+    import pandera.polars as pa
+
+Kind = Literal["visits", "clicks", "conversions", "postbacks", "activity"]
+KINDS: Final[tuple[Kind, ...]] = ("visits", "clicks", "conversions", "postbacks", "activity")
+EVENT_KINDS: Final[tuple[Kind, ...]] = ("visits", "clicks", "conversions")
+#: event_type value (singular) of each event kind, as in ClickFlare's event logs.
+EVENT_TYPE_OF_KIND: Final[dict[str, str]] = {
+    "visits": "visit",
+    "clicks": "click",
+    "conversions": "conversion",
+}
+KIND_OF_EVENT_TYPE: Final[dict[str, Kind]] = {"visit": "visits", "click": "clicks", "conversion": "conversions"}
+
+TIME: Final = pl.Datetime("us", "UTC")
+STR: Final = pl.String()
+INT: Final = pl.Int64()
+FLOAT: Final = pl.Float64()
+BOOL: Final = pl.Boolean()
+
+#: Version of the on-disk store layout (metadata file, tables, internal columns).
+STORE_FORMAT_VERSION: Final = 1
+#: Version of the ``_row_id`` canonical encoding (see :mod:`cfanalytics.identity`).
+ROW_ID_VERSION: Final = 1
+
+
+@dataclass(frozen=True)
+class Column:
+    """One canonical column: its name, Polars dtype, whether it is required, a description."""
+
+    name: str
+    dtype: pl.DataType
+    required: bool
+    doc: str
+
+
+def _c(name: str, dtype: pl.DataType, doc: str, *, required: bool = False) -> Column:
+    return Column(name, dtype, required, doc)
+
+
+# Visit dimensions (visits; clicks may carry any of them too).
+_VISIT_DIMENSIONS: Final[tuple[Column, ...]] = (
+    _c("traffic_source_id", STR, "Traffic source id"),
+    _c("offer_id", STR, "Offer id"),
+    _c("landing_id", STR, "Landing page (lander) id"),
+    _c("flow_id", STR, "Flow id"),
+    _c("affiliate_network_id", STR, "Affiliate network id"),
+    _c("external_id", STR, "External id passed by the traffic source (gclid, fbclid, subid…)"),
+    _c("ip", STR, "Visitor IP address"),
+    _c("country", STR, "ISO 3166-1 alpha-2 country code, upper case"),
+    _c("region", STR, "Region"),
+    _c("city", STR, "City"),
+    _c("isp", STR, "Internet service provider"),
+    _c("connection_type", STR, "Connection type"),
+    _c("device_type", STR, "Device type"),
+    _c("os", STR, "Operating system"),
+    _c("os_version", STR, "Operating system version"),
+    _c("browser", STR, "Browser"),
+    _c("browser_version", STR, "Browser version"),
+    _c("device_brand", STR, "Device brand"),
+    _c("device_model", STR, "Device model"),
+    _c("language", STR, "Browser language"),
+    _c("user_agent", STR, "User agent"),
+    _c("referrer", STR, "Referrer"),
+    _c("bot_score", FLOAT, "Bot score"),
+    _c("is_filtered", BOOL, "Filtered (bot) traffic; false when the export does not say"),
+)
+
+#: Display-name columns every kind may carry.
+NAME_COLUMNS: Final[tuple[Column, ...]] = (
+    _c("campaign_name", STR, "Campaign name"),
+    _c("traffic_source_name", STR, "Traffic source name"),
+    _c("offer_name", STR, "Offer name"),
+    _c("landing_name", STR, "Landing page name"),
+    _c("affiliate_network_name", STR, "Affiliate network name"),
+    _c("integration_name", STR, "Conversion API integration name"),
+)
+
+_KIND_COLUMNS: Final[dict[str, tuple[Column, ...]]] = {
+    "visits": (
+        _c("click_id", STR, "Click id (the visit's id)", required=True),
+        _c("visit_time", TIME, "Visit time (UTC)", required=True),
+        _c("campaign_id", STR, "Campaign id", required=True),
+        *_VISIT_DIMENSIONS,
+    ),
+    "clicks": (
+        _c("click_id", STR, "Click id of the visit", required=True),
+        _c("click_time", TIME, "Landing-page click time (UTC)", required=True),
+        _c("campaign_id", STR, "Campaign id", required=True),
+        _c("cta", INT, "Call to action: the N of /cf/click/N"),
+        *_VISIT_DIMENSIONS,
+    ),
+    "conversions": (
+        _c("click_id", STR, "Click id the conversion was posted for", required=True),
+        _c("conversion_time", TIME, "Conversion time (UTC)", required=True),
+        _c("visit_time", TIME, "Time of the converting visit (UTC)"),
+        _c("campaign_id", STR, "Campaign id"),
+        _c("traffic_source_id", STR, "Traffic source id"),
+        _c("offer_id", STR, "Offer id"),
+        _c("affiliate_network_id", STR, "Affiliate network id"),
+        _c("payout", FLOAT, "Payout"),
+        _c("currency", STR, "Payout currency"),
+        _c("txid", STR, "Transaction id"),
+        _c("ct", STR, "Custom conversion type (signup, sale, lead…)"),
+        _c("custom_conversion_number", INT, "Custom conversion number"),
+        _c("status", STR, "Conversion status"),
+    ),
+    "postbacks": (
+        _c("postback_id", STR, "Postback id (derived from the row when the export lacks it)", required=True),
+        _c("click_id", STR, "Click id the postback was fired for", required=True),
+        _c("postback_time", TIME, "Time the postback was fired (UTC)", required=True),
+        _c("is_error", BOOL, "The traffic source (or CAPI) answered with an error", required=True),
+        _c("status_code", INT, "HTTP status code; null = no response"),
+        _c("error_message", STR, "Error message"),
+        _c("postback_url", STR, "Fully populated postback URL (raw; redacted on display)"),
+        _c("ct", STR, "Custom conversion type"),
+        _c("custom_conversion_index", INT, "Custom conversion index"),
+        _c("integration_id", STR, "Conversion API integration id"),
+        _c("event", STR, "Event sent to the traffic source"),
+        _c("click_time", TIME, "Click time (UTC)"),
+        _c("traffic_source_id", STR, "Traffic source id"),
+        _c("campaign_id", STR, "Campaign id"),
+    ),
+    "activity": (
+        _c("activity_id", STR, "Activity id, when the export has one"),
+        _c("changed_at", TIME, "Time of the change (UTC)", required=True),
+        _c("author", STR, "Who made the change", required=True),
+        _c("entity_type", STR, "campaign, lander, offer, flow, affiliate_network, traffic_source, integration, other", required=True),
+        _c("action", STR, "created, updated, deleted, other", required=True),
+        _c("entity_id", STR, "Id of the changed entity"),
+        _c("entity_name", STR, "Name of the changed entity"),
+        _c("old_value", STR, "Value before the change (JSON text)"),
+        _c("new_value", STR, "Value after the change (JSON text)"),
+        _c("action_raw", STR, "The action word as exported"),
+    ),
+}
+
+#: The main time of each kind: its UTC date is the ``date`` partition.
+MAIN_TIME: Final[dict[str, str]] = {
+    "visits": "visit_time",
+    "clicks": "click_time",
+    "conversions": "conversion_time",
+    "postbacks": "postback_time",
+    "activity": "changed_at",
+}
+
+#: Key column of keyed kinds: a repeated key with other content is ``conflicting_key``.
+KEY_COLUMN: Final[dict[str, str]] = {"visits": "click_id", "postbacks": "postback_id"}
+
+#: Frozen identity columns per kind (SPEC §4). Changing them needs a new ROW_ID_VERSION.
+IDENTITY_COLUMNS: Final[dict[str, tuple[str, ...]]] = {
+    "visits": ("click_id",),
+    "postbacks": ("postback_id",),
+    "clicks": ("click_id", "click_time", "cta"),
+    "conversions": ("click_id", "conversion_time", "ct", "txid", "payout", "status"),
+    "activity": ("changed_at", "author", "entity_type", "entity_id", "action", "old_value", "new_value"),
+}
+#: Activity rows that carry an id are identified by it alone.
+ACTIVITY_KEYED_IDENTITY: Final[tuple[str, ...]] = ("activity_id",)
+
+#: Columns a derived postback id is computed from (plus the ordinal among identical rows).
+DERIVED_POSTBACK_ID_COLUMNS: Final[tuple[str, ...]] = (
+    "click_id",
+    "postback_time",
+    "ct",
+    "integration_id",
+    "postback_url",
+    "status_code",
+    "is_error",
+)
+
+ENTITY_TYPES: Final[tuple[str, ...]] = (
+    "campaign",
+    "lander",
+    "offer",
+    "flow",
+    "affiliate_network",
+    "traffic_source",
+    "integration",
+    "other",
+)
+ACTIONS: Final[tuple[str, ...]] = ("created", "updated", "deleted", "other")
+
+#: Flags: stored-and-flagged outcomes of SPEC §3. Name → (kinds, meaning).
+FLAGS: Final[dict[str, tuple[tuple[str, ...], str]]] = {
+    "flag_invalid_status_code": (("postbacks",), "status code not an integer in 100–599; nulled, raw in _raw"),
+    "flag_invalid_payout": (("conversions",), "payout not a finite number; nulled, raw in _raw"),
+    "flag_invalid_country": (("visits", "clicks"), "country not an ISO-2 code; nulled, raw in _raw"),
+    "flag_invalid_value": (KINDS, "another optional value did not parse; nulled, raw in _raw"),
+    "flag_error_status_mismatch": (("postbacks",), "is_error disagrees with the status code (value kept)"),
+    "flag_click_id_macro": (
+        ("visits", "clicks", "conversions", "postbacks"),
+        "click_id holds an unreplaced macro such as {subid}, [CLICKID], %7Bclick_id%7D (value kept)",
+    ),
+    "flag_click_id_malformed": (
+        ("visits", "clicks", "conversions", "postbacks"),
+        "click_id is not UUID-shaped (value kept)",
+    ),
+    "flag_negative_payout": (("conversions",), "payout below zero (value kept)"),
+    "flag_ambiguous_time": (KINDS, "a local time fell in a DST fall-back hour (resolved by file order, else the earlier instant)"),
+    "flag_shifted_time": (KINDS, "a local time fell in a DST spring-forward gap; shifted forward by the gap"),
+    "flag_derived_postback_id": (("postbacks",), "the export had no postback id column; the id was derived from the row"),
+}
+
+#: Closed list of quarantine reason codes.
+REASONS: Final[dict[str, str]] = {
+    "missing_required": "a required value is missing or empty",
+    "unparseable_required": "a required value does not parse (time, boolean)",
+    "unknown_event_type": "an event log row whose event type is not visit, click or conversion",
+    "conflicting_key": "a keyed row (visit click_id, postback_id, activity_id) seen before with different content; the first is kept",
+    "ragged_row": "a CSV record with too many or too few fields",
+    "repeated_header": "the header line repeated inside the file",
+    "invalid_record": "a JSON record that is not an object",
+}
+
+#: Internal columns every stored row carries.
+INTERNAL_COLUMNS: Final[tuple[Column, ...]] = (
+    _c("_row_id", STR, "Stable row identity (SPEC §4)"),
+    _c("_batch_id", STR, "Batch that stored the row"),
+    _c("date", pl.Date(), "UTC date of the main time; the partition"),
+    _c("_raw", STR, "JSON text of raw values nulled by a flag, else null"),
+)
+#: Keyed kinds also keep a hash of their content, to tell identical repeats from conflicts.
+CONTENT_HASH_COLUMN: Final = "_content_hash"
+
+QUARANTINE_COLUMNS: Final[tuple[Column, ...]] = (
+    _c("_row_id", STR, "Identity of the quarantined record: source sha256, kind, record, reason"),
+    _c("_batch_id", STR, "Batch the record came with"),
+    _c("source", STR, "File (or frame) name"),
+    _c("source_sha256", STR, "sha256 of the source bytes"),
+    _c("kind", STR, "Log kind, when known"),
+    _c("record", INT, "Record number (CSV: header = 1)"),
+    _c("reason", STR, "Reason code (closed list)"),
+    _c("detail", STR, "What was wrong, in words"),
+    _c("raw", STR, "The raw record as JSON text, under its original column names"),
+    _c("quarantined_at", TIME, "When it was quarantined (UTC)"),
+)
+
+#: Names an input column may not take; such inputs get a ``_src`` suffix.
+RESERVED_NAMES: Final[frozenset[str]] = frozenset(
+    {"date", "_row_id", "_batch_id", "_raw", CONTENT_HASH_COLUMN, "event_type", "event_time", "_record"}
+)
+
+
+def columns(kind: str) -> tuple[Column, ...]:
+    """Canonical data columns of ``kind`` (required first, then optional, then names)."""
+    return (*_KIND_COLUMNS[check_kind(kind)], *NAME_COLUMNS)
+
+
+def column_names(kind: str, *, required_only: bool = False) -> list[str]:
+    """Names of the canonical columns of ``kind``."""
+    return [c.name for c in columns(kind) if c.required or not required_only]
+
+
+def flags(kind: str) -> list[str]:
+    """Flag columns stored for ``kind``."""
+    return [name for name, (kinds, _) in FLAGS.items() if kind in kinds]
+
+
+def check_kind(kind: str) -> Kind:
+    """Return ``kind`` if it is one of :data:`KINDS`, else raise a one-line ``UsageError``."""
+    if kind not in KINDS:
+        from cfanalytics.errors import UsageError
+
+        raise UsageError(f"unknown kind {kind!r}; expected one of {', '.join(KINDS)}")
+    return kind  # type: ignore[return-value]
+
+
+@cache
+def polars_schema(kind: str) -> dict[str, pl.DataType]:
+    """The full stored schema of ``kind`` (without extra input columns), in column order.
+
+    >>> polars_schema("activity")["changed_at"]
+    Datetime(time_unit='us', time_zone='UTC')
+    """
+    schema: dict[str, pl.DataType] = {c.name: c.dtype for c in INTERNAL_COLUMNS}
+    schema.update({c.name: c.dtype for c in columns(kind)})
+    schema.update({name: BOOL for name in flags(kind)})
+    if kind in KEY_COLUMN or kind == "activity":
+        schema[CONTENT_HASH_COLUMN] = STR
+    return schema
+
+
+def quarantine_schema() -> dict[str, pl.DataType]:
+    """Schema of the quarantine table."""
+    return {c.name: c.dtype for c in QUARANTINE_COLUMNS}
+
+
+@cache
+def pandera_model(kind: str) -> pa.DataFrameSchema:
+    """A ``pandera.polars`` schema for stored rows of ``kind``.
+
+    Validates dtypes, required non-null values and value rules (status code
+    range, ISO-2 country, entity type and action vocabularies). Extra columns
+    are allowed (unknown input columns are kept as strings).
+    Imported lazily: pandera is only loaded when a model is asked for.
+    """
+    import pandera.polars as pa
+
+    checks: dict[str, list[Any]] = {
+        "status_code": [pa.Check.in_range(100, 599)],
+        "country": [pa.Check.str_matches(r"^[A-Z]{2}$")],
+        "entity_type": [pa.Check.isin(ENTITY_TYPES)],
+        "action": [pa.Check.isin(ACTIONS)],
+        "_row_id": [pa.Check.str_length(32, 32)],
+    }
+    cols: dict[str, pa.Column] = {}
+    for name, dtype in polars_schema(kind).items():
+        required = name in {"_row_id", "_batch_id", "date"} or name.startswith("flag_") or any(
+            c.name == name and c.required for c in columns(kind)
+        )
+        cols[name] = pa.Column(dtype, nullable=not required, checks=checks.get(name, []), required=True)
+    return pa.DataFrameSchema(cols, strict=False, name=f"cfanalytics.{kind}")

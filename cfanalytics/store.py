@@ -1,0 +1,415 @@
+"""The store: one Delta Lake table per kind, a quarantine table, metadata, a lock.
+
+Layout of a store folder::
+
+    cfanalytics.json        metadata: account time zone, versions, column map
+    .lock                   the store-level writer lock (flock; released when a writer dies)
+    tables/<kind>/          Delta tables, partitioned by ``date``
+    tables/quarantine/      quarantined records, with reason codes
+    _staging/               per-ingest scratch space (removed when an ingest ends)
+
+Every ingest writes one Delta commit per (input, kind) whose metadata carries
+the batch id, source, sha256 and counts; :meth:`LogStore.batches` is derived
+from those commits.
+
+>>> import tempfile, cfanalytics as cf
+>>> store = cf.LogStore(tempfile.mkdtemp() + "/store", timezone="America/New_York")
+>>> store.timezone
+'America/New_York'
+>>> store.scan("visits").collect().height
+0
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import polars as pl
+
+from cfanalytics.errors import StoreBusyError, StoreError, UsageError
+from cfanalytics.schemas import (
+    EVENT_KINDS,
+    EVENT_TYPE_OF_KIND,
+    KINDS,
+    MAIN_TIME,
+    ROW_ID_VERSION,
+    STORE_FORMAT_VERSION,
+    check_kind,
+    polars_schema,
+    quarantine_schema,
+)
+
+if TYPE_CHECKING:
+    from cfanalytics.ingest import IngestResult
+
+META_FILE: Final = "cfanalytics.json"
+LOCK_FILE: Final = ".lock"
+QUARANTINE: Final = "quarantine"
+META_PREFIX: Final = "cfanalytics."
+#: How long a writer waits for the lock before giving up (exit code 4); env CFANALYTICS_LOCK_TIMEOUT.
+DEFAULT_LOCK_TIMEOUT: Final = 600.0
+
+
+def _default_lock_timeout() -> float:
+    try:
+        return float(os.environ.get("CFANALYTICS_LOCK_TIMEOUT", DEFAULT_LOCK_TIMEOUT))
+    except ValueError:
+        return DEFAULT_LOCK_TIMEOUT
+
+
+def check_timezone(tz: str) -> str:
+    """Return ``tz`` if it is a known IANA zone, else raise a one-line ``UsageError``."""
+    try:
+        ZoneInfo(tz)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise UsageError(f"unknown time zone {tz!r} (use an IANA name such as America/New_York)") from None
+    return tz
+
+
+def arrow_schema(schema: Mapping[str, pl.DataType]) -> Any:
+    """Arrow schema of a Polars schema (via an empty frame)."""
+    return pl.DataFrame(schema=dict(schema)).to_arrow().schema
+
+
+class LogStore:
+    """A folder of Delta tables holding ClickFlare logs (created when absent).
+
+    Parameters
+    ----------
+    path
+        The store folder.
+    timezone
+        The account time zone (IANA). Recorded at creation or first ingest; a
+        different zone for an existing store is refused unless ``force_timezone``.
+    lock_timeout
+        Seconds a writer waits for another writer before :class:`StoreBusyError`
+        (default 600, or the ``CFANALYTICS_LOCK_TIMEOUT`` environment variable).
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        timezone: str | None = None,
+        *,
+        force_timezone: bool = False,
+        create: bool = True,
+        lock_timeout: float | None = None,
+    ) -> None:
+        self.path = Path(path)
+        self.lock_timeout = _default_lock_timeout() if lock_timeout is None else lock_timeout
+        if timezone is not None:
+            check_timezone(timezone)
+        meta_path = self.path / META_FILE
+        if not meta_path.exists():
+            if not create:
+                raise StoreError(f"{self.path}: not a cfanalytics store (no {META_FILE})")
+            if self.path.exists() and any(p.name != LOCK_FILE for p in self.path.iterdir()):
+                raise StoreError(f"{self.path}: folder exists and is not a cfanalytics store")
+            self._create(timezone)
+        self._meta = self._read_meta()
+        stored_tz = self._meta.get("timezone")
+        if timezone is not None and stored_tz is not None and timezone != stored_tz and not force_timezone:
+            raise UsageError(
+                f"{self.path}: store time zone is {stored_tz}, not {timezone}; "
+                "a wrong zone shifts every row (use --force-timezone if you mean it)"
+            )
+        self._session_tz = timezone
+
+    # ------------------------------------------------------------- creation
+    def _create(self, timezone: str | None) -> None:
+        self.path.mkdir(parents=True, exist_ok=True)
+        with self.lock():
+            if (self.path / META_FILE).exists():  # another process created it meanwhile
+                return
+            from deltalake import DeltaTable
+
+            for kind in KINDS:
+                DeltaTable.create(
+                    self.table_path(kind),
+                    arrow_schema(polars_schema(kind)),
+                    mode="ignore",
+                    partition_by=["date"],
+                    name=kind,
+                )
+            DeltaTable.create(self.table_path(QUARANTINE), arrow_schema(quarantine_schema()), mode="ignore")
+            self._write_meta(
+                {
+                    "format_version": STORE_FORMAT_VERSION,
+                    "row_id_version": ROW_ID_VERSION,
+                    "timezone": timezone,
+                    "currency": None,
+                    "column_map": {},
+                    "created_at": _now_iso(),
+                }
+            )
+
+    def _read_meta(self) -> dict[str, Any]:
+        try:
+            meta: dict[str, Any] = json.loads((self.path / META_FILE).read_text())
+        except (OSError, ValueError) as exc:
+            raise StoreError(f"{self.path}: unreadable {META_FILE}: {exc}") from None
+        if meta.get("format_version") != STORE_FORMAT_VERSION:
+            raise StoreError(f"{self.path}: store format {meta.get('format_version')} is not supported")
+        return meta
+
+    def _write_meta(self, meta: dict[str, Any]) -> None:
+        tmp = self.path / f".{META_FILE}.{os.getpid()}.tmp"
+        tmp.write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+        os.replace(tmp, self.path / META_FILE)
+
+    def _update_meta(self, **changes: Any) -> None:
+        """Change metadata under the lock (the caller holds it)."""
+        meta = self._read_meta()
+        meta.update(changes)
+        self._write_meta(meta)
+        self._meta = meta
+
+    # ------------------------------------------------------------- metadata
+    @property
+    def timezone(self) -> str | None:
+        """The account time zone (IANA name), or None before the first ingest."""
+        return self._meta.get("timezone")
+
+    @property
+    def column_map(self) -> dict[str, str]:
+        """Stored ``Header → column`` overrides (normalised header keys)."""
+        return dict(self._meta.get("column_map") or {})
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        """A copy of the store metadata."""
+        return dict(self._meta)
+
+    def set_column_map(self, mapping: Mapping[str, str]) -> None:
+        """Save ``Header=column`` overrides in the store's config (used by every later ingest)."""
+        from cfanalytics.columns import parse_map
+
+        parsed = parse_map(mapping)
+        with self.lock():
+            self._update_meta(column_map={**self.column_map, **parsed})
+
+    def ensure_timezone(self, timezone: str | None) -> str:
+        """The zone to read local times in; records it on the first ingest (caller holds no lock)."""
+        tz = self.timezone
+        if tz is not None:
+            return tz
+        tz = check_timezone(timezone or self._session_tz or "UTC")
+        with self.lock():
+            self._meta = self._read_meta()
+            if self._meta.get("timezone") is None:
+                self._update_meta(timezone=tz)
+        return self.timezone or tz
+
+    # ----------------------------------------------------------------- lock
+    @contextlib.contextmanager
+    def lock(self, timeout: float | None = None) -> Iterator[None]:
+        """The store-level exclusive writer lock (``flock``: a dead writer never leaves it taken)."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        wait = self.lock_timeout if timeout is None else timeout
+        fd = os.open(self.path / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            deadline = time.monotonic() + wait
+            delay = 0.01
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        raise StoreBusyError(f"{self.path}: store busy (another writer held the lock for {wait:.0f} s)") from None
+                    time.sleep(delay)
+                    delay = min(delay * 2, 0.5)
+            try:
+                yield
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
+
+    # --------------------------------------------------------------- tables
+    def table_path(self, kind: str) -> Path:
+        """Folder of the Delta table of ``kind`` (or ``"quarantine"``)."""
+        return self.path / "tables" / kind
+
+    def table(self, kind: str) -> Any:
+        """The ``deltalake.DeltaTable`` of ``kind`` (or ``"quarantine"``)."""
+        from deltalake import DeltaTable
+
+        return DeltaTable(self.table_path(kind))
+
+    def file_uris(self, kind: str) -> list[str]:
+        """Parquet files of the current table version (from the Delta log, never a glob)."""
+        return list(self.table(kind).file_uris())
+
+    def scan(self, kind: str) -> pl.LazyFrame:
+        """All stored rows of ``kind`` as a lazy frame; ``date`` filters prune partitions.
+
+        >>> import tempfile, cfanalytics as cf
+        >>> cf.LogStore(tempfile.mkdtemp() + "/s").scan("postbacks").collect_schema()["is_error"]
+        Boolean
+        """
+        if kind != QUARANTINE:
+            check_kind(kind)
+        return pl.scan_delta(str(self.table_path(kind)))
+
+    def events(self) -> pl.LazyFrame:
+        """Visits ∪ clicks ∪ conversions, with ``event_type`` and ``event_time`` added."""
+        frames = [
+            self.scan(kind).with_columns(
+                pl.lit(EVENT_TYPE_OF_KIND[kind]).alias("event_type"),
+                pl.col(MAIN_TIME[kind]).alias("event_time"),
+            )
+            for kind in EVENT_KINDS
+        ]
+        return pl.concat(frames, how="diagonal_relaxed")
+
+    def quarantine(self) -> pl.DataFrame:
+        """Quarantined records, newest batch first then by source and record."""
+        return self.scan(QUARANTINE).collect().sort(
+            ["quarantined_at", "source", "record"], descending=[True, False, False]
+        )
+
+    def counts(self) -> dict[str, int]:
+        """Stored rows per kind (and quarantined records)."""
+        return {k: int(self.table(k).count()) for k in (*KINDS, QUARANTINE)}
+
+    def batches(self) -> pl.DataFrame:
+        """The ingest ledger, derived from the Delta commits' metadata (newest first)."""
+        rows: list[dict[str, Any]] = []
+        for kind in (*KINDS, QUARANTINE):
+            for commit in self.table(kind).history():
+                batch = commit.get(f"{META_PREFIX}batch_id")
+                if batch is None:
+                    continue
+                rows.append(
+                    {
+                        "batch_id": batch,
+                        "table": kind,
+                        "kind": commit.get(f"{META_PREFIX}kind"),
+                        "source": commit.get(f"{META_PREFIX}source"),
+                        "sha256": commit.get(f"{META_PREFIX}sha256"),
+                        "rows_read": _int(commit.get(f"{META_PREFIX}rows_read")),
+                        "rows_stored": _int(commit.get(f"{META_PREFIX}rows_stored")),
+                        "already_stored": _int(commit.get(f"{META_PREFIX}already_stored")),
+                        "quarantined": _int(commit.get(f"{META_PREFIX}quarantined")),
+                        "flagged": _int(commit.get(f"{META_PREFIX}flagged")),
+                        "operation": commit.get("operation"),
+                        "version": commit.get("version"),
+                        "committed_at": datetime.fromtimestamp(commit["timestamp"] / 1000, tz=UTC),
+                    }
+                )
+        schema = {
+            "batch_id": pl.String, "table": pl.String, "kind": pl.String, "source": pl.String, "sha256": pl.String,
+            "rows_read": pl.Int64, "rows_stored": pl.Int64, "already_stored": pl.Int64, "quarantined": pl.Int64,
+            "flagged": pl.Int64, "operation": pl.String, "version": pl.Int64, "committed_at": pl.Datetime("us", "UTC"),
+        }  # fmt: skip
+        return pl.DataFrame(rows, schema=schema, orient="row").sort(
+            ["committed_at", "batch_id", "table"], descending=[True, False, False]
+        )
+
+    # ---------------------------------------------------------------- write
+    def ingest(
+        self,
+        inputs: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+        *,
+        kind: str | None = None,
+        timezone: str | None = None,
+        column_map: Mapping[str, str] | Sequence[str] | None = None,
+        progress: bool = False,
+    ) -> IngestResult:
+        """Load export files into the store; see :func:`cfanalytics.ingest.ingest_paths`.
+
+        One Delta commit per (input, kind). Bad records are quarantined or flagged;
+        an unreadable file is reported in ``result.failures`` and nothing of it is written.
+        """
+        from cfanalytics.ingest import ingest_paths
+
+        paths = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
+        return ingest_paths(self, paths, kind=kind, timezone=timezone, column_map=column_map, progress=progress)
+
+    def ingest_frame(
+        self,
+        data: Any,
+        kind: str | None = None,
+        *,
+        name: str = "<frame>",
+        timezone: str | None = None,
+        column_map: Mapping[str, str] | Sequence[str] | None = None,
+    ) -> IngestResult:
+        """Load a Polars/Arrow frame (any spelling, values as text or typed) like a file."""
+        from cfanalytics.ingest import ingest_raw
+        from cfanalytics.readers import frame_input
+
+        return ingest_raw(self, [frame_input(data, name)], kind=kind, timezone=timezone, column_map=column_map)
+
+    def forget(self, batch_id: str) -> dict[str, int]:
+        """Delete every row of a batch (``id`` of one (input, kind), or the input's id prefix).
+
+        Returns the rows deleted per table. Runs under the lock.
+        """
+        counts: dict[str, int] = {}
+        with self.lock():
+            for kind in (*KINDS, QUARANTINE):
+                n = self.scan(kind).filter(_batch_match(batch_id)).select(pl.len()).collect().item()
+                if n:
+                    self.table(kind).delete(_batch_predicate(batch_id))
+                    counts[kind] = int(n)
+        return counts
+
+    def maintain(self, *, retention_hours: int = 168) -> dict[str, Any]:
+        """Compact small files, checkpoint and vacuum unreferenced files, under the lock.
+
+        The retention (default 7 days) is far longer than any ingest, so files of a
+        writer that is still running are never removed.
+        """
+        out: dict[str, Any] = {}
+        with self.lock():
+            for kind in (*KINDS, QUARANTINE):
+                dt = self.table(kind)
+                compacted = dt.optimize.compact()
+                dt.create_checkpoint()
+                removed = dt.vacuum(retention_hours=retention_hours, dry_run=False, enforce_retention_duration=False)
+                out[kind] = {"compacted": compacted.get("numFilesRemoved", 0), "vacuumed": len(removed)}
+            staging = self.path / "_staging"
+            if staging.exists():
+                cutoff = time.time() - retention_hours * 3600
+                for entry in staging.iterdir():
+                    if entry.stat().st_mtime < cutoff:
+                        _rmtree(entry)
+        return out
+
+    def __repr__(self) -> str:
+        return f"LogStore({str(self.path)!r}, timezone={self.timezone!r})"
+
+
+def _batch_match(batch_id: str) -> pl.Expr:
+    col = pl.col("_batch_id")
+    return (col == batch_id) | col.str.starts_with(f"{batch_id}-")
+
+
+def _batch_predicate(batch_id: str) -> str:
+    safe = batch_id.replace("'", "''")
+    return f"_batch_id = '{safe}' OR _batch_id LIKE '{safe}-%'"
+
+
+def _int(value: Any) -> int | None:
+    return None if value is None else int(value)
+
+
+def _now_iso() -> str:
+    return datetime.now(tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _rmtree(path: Path) -> None:
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True)

@@ -1,0 +1,35 @@
+"""Shared fixtures: small hand-made exports and fresh stores."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("CFANALYTICS_LOCK_TIMEOUT", "120")
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "shared" / "examples"
+
+
+@pytest.fixture
+def store(tmp_path):
+    """A fresh store in UTC."""
+    from cfanalytics import LogStore
+
+    return LogStore(tmp_path / "store", timezone="UTC")
+
+
+@pytest.fixture
+def ny_store(tmp_path):
+    """A fresh store whose account time zone is America/New_York."""
+    from cfanalytics import LogStore
+
+    return LogStore(tmp_path / "store", timezone="America/New_York")
+
+
+def write(path: Path, text: str, encoding: str = "utf-8") -> Path:
+    """Write a small fixture file and return its path."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(text.encode(encoding))
+    return path
