@@ -16,10 +16,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from cfanalytics.errors import CfError, InputError, StoreBusyError, StoreError, UsageError
-try:
-    from cfanalytics.redact import mask_ip, redact
-except ImportError:  # pragma: no cover
-    pass
+from cfanalytics.redact import mask_ip, redact
 from cfanalytics.schemas import KINDS
 from cfanalytics.store import LogStore
 

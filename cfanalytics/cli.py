@@ -31,7 +31,9 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     demo = sub.add_parser("demo", help="generate the sample account, ingest it, print where the store is")
-    demo.add_argument("--dir", default="data/sample", help="where the sample exports and store go (default: data/sample)")
+    demo.add_argument(
+        "--dir", default="data/sample", help="where the sample exports and store go (default: data/sample)"
+    )
     demo.add_argument("--seed", type=int, default=7, help="generator seed (default: 7)")
     demo.add_argument("--visits", type=int, default=20_000, help="visits to generate (default: 20000)")
     demo.add_argument("--json", action="store_true", help="print one JSON document")
@@ -39,7 +41,9 @@ def _parser() -> argparse.ArgumentParser:
     ing = sub.add_parser("ingest", help="load export files into a store")
     _input_args(ing)
     ing.add_argument("--store", required=True, help="store folder (created if absent)")
-    ing.add_argument("--force-timezone", action="store_true", help="read local times in --timezone even if the store has another")
+    ing.add_argument(
+        "--force-timezone", action="store_true", help="read local times in --timezone even if the store has another"
+    )
 
     val = sub.add_parser("validate", help="run the ingest checks on files; write nothing")
     _input_args(val)
@@ -62,9 +66,13 @@ def _parser() -> argparse.ArgumentParser:
 
 def _input_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("files", nargs="+", metavar="FILE", help="CSV, NDJSON, JSON, Parquet or xlsx export (gzip too)")
-    p.add_argument("--kind", choices=["visits", "clicks", "conversions", "postbacks", "activity"], help="skip kind inference")
+    p.add_argument(
+        "--kind", choices=["visits", "clicks", "conversions", "postbacks", "activity"], help="skip kind inference"
+    )
     p.add_argument("--timezone", help="account time zone (IANA) for local times; recorded by a new store")
-    p.add_argument("--map", action="append", default=[], metavar="HEADER=COLUMN", help="map an input header to a column")
+    p.add_argument(
+        "--map", action="append", default=[], metavar="HEADER=COLUMN", help="map an input header to a column"
+    )
     p.add_argument("--json", action="store_true", help="print one JSON document on stdout")
 
 
@@ -166,7 +174,9 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     result = store.ingest(files, progress=not args.json)
     summary = _store_summary(store)
     if args.json:
-        _dump({"store": str(store.path), "exports": str(exports), "report": None, **result.to_json(), "summary": summary})
+        _dump(
+            {"store": str(store.path), "exports": str(exports), "report": None, **result.to_json(), "summary": summary}
+        )
         return EXIT_OK if result.ok else EXIT_INPUT
     _print_ingest(result, False, store=str(store.path))
     print()

@@ -51,7 +51,13 @@ ALIASES: Final[dict[str, tuple[str, ...]]] = {
     "click_id": ("Click ID", "ClickID", "clickID", "Click Id", "Clickid", "cid"),
     "visit_time": ("Visit Time", "VisitTime", "Visit Date", "visitTimestamp"),
     "click_time": ("Click Time", "ClickTime", "Click Date", "clickTimestamp"),
-    "conversion_time": ("Conversion Date", "Conversion Time", "ConversionDate", "ConversionTime", "conversionTimestamp"),
+    "conversion_time": (
+        "Conversion Date",
+        "Conversion Time",
+        "ConversionDate",
+        "ConversionTime",
+        "conversionTimestamp",
+    ),
     "postback_time": ("Postback Time", "PostbackTime", "Postback Date", "Fired At"),
     "campaign_id": ("Campaign ID", "CampaignID", "campaignID"),
     "traffic_source_id": ("Traffic Source ID", "TrafficSourceID", "trafficSourceID"),
@@ -228,7 +234,9 @@ def resolve(
     candidates = _candidates(headers, overrides)
     explicit = {raw for raw in headers if norm_key(raw) in overrides}
     # Activity-only spellings ("Date", "Time", "Type"…) count only in an activity log.
-    loose = {raw for raw, canon in candidates.items() if norm_key(raw) in _ACTIVITY_ONLY_ALIASES and raw not in explicit}
+    loose = {
+        raw for raw, canon in candidates.items() if norm_key(raw) in _ACTIVITY_ONLY_ALIASES and raw not in explicit
+    }
     strict = {raw: canon for raw, canon in candidates.items() if raw not in loose}
     try:
         inferred = infer_kind(candidates.values())
@@ -267,7 +275,13 @@ def resolve(
             continue
         keys_here.add(key)
         col = snake_case(raw)
-        if col in RESERVED_NAMES or col in allowed or col.startswith("flag_") or col in FLAGS or col == CONTENT_HASH_COLUMN:
+        if (
+            col in RESERVED_NAMES
+            or col in allowed
+            or col.startswith("flag_")
+            or col in FLAGS
+            or col == CONTENT_HASH_COLUMN
+        ):
             col = f"{col}_src"
         base, n = col, 2
         while col in used_extra:
@@ -296,4 +310,6 @@ def _check_required(res: Resolution, name: str) -> None:
             required.discard("postback_id")  # derived when the column is absent
     missing = sorted(required - have)
     if missing:
-        raise InputError(f"{name}: {res.kind} input has no {' / '.join(missing)} column (use --map 'Header={missing[0]}')")
+        raise InputError(
+            f"{name}: {res.kind} input has no {' / '.join(missing)} column (use --map 'Header={missing[0]}')"
+        )

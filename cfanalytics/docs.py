@@ -46,7 +46,9 @@ def columns_markdown() -> str:
         "|---|---|---|",
     ]
     out += [f"| {c.name} | {_dtype(c.dtype)} | {c.doc} |" for c in INTERNAL_COLUMNS]
-    out += ["| _content_hash | String | Keyed kinds: hash of the row's canonical content (identical repeat vs conflict) |"]
+    out += [
+        "| _content_hash | String | Keyed kinds: hash of the row's canonical content (identical repeat vs conflict) |"
+    ]
     for kind in KINDS:
         out += [
             "",

@@ -267,7 +267,9 @@ def _prepare(
                     schemas[k] = rows.schema
                     part.keyed = is_keyed(k, present) and not normalizer.derived_postback_id
                     part.present = present
-                    part.extras = [c for c in rows.columns if c not in polars_schema(k) and c not in ("_record", "_raw_record")]
+                    part.extras = [
+                        c for c in rows.columns if c not in polars_schema(k) and c not in ("_record", "_raw_record")
+                    ]
                     writers[k] = pq.ParquetWriter(part.scratch, rows.to_arrow().schema)
                 writers[k].write_table(rows.select(list(schemas[k])).cast(dict(schemas[k])).to_arrow())
                 part.rows += rows.height
@@ -289,9 +291,7 @@ def _prepare(
     return _Prepared(raw, res, _new_batch_prefix(), parts, kindless, normalizer.skipped)
 
 
-def _first_identity(
-    rows: pl.DataFrame, kind: str, derived_postback_id: bool, present: tuple[str, ...]
-) -> pl.DataFrame:
+def _first_identity(rows: pl.DataFrame, kind: str, derived_postback_id: bool, present: tuple[str, ...]) -> pl.DataFrame:
     """Pass 1 identity: ``_row_id`` with ordinal 0 (and derived postback ids, content hashes).
 
     ``present`` lists the canonical columns the input has (activity is keyed by
@@ -399,7 +399,11 @@ def _conflicts_to_quarantine(df: pl.DataFrame, part: _KindPart, key: str, *, in_
                 "_record",
                 pl.lit("conflicting_key").alias("reason"),
                 pl.concat_str(
-                    [pl.lit(f"{key} '"), pl.col(key).fill_null("").str.slice(0, 80), pl.lit(f"' seen {where} with other content; first kept")]
+                    [
+                        pl.lit(f"{key} '"),
+                        pl.col(key).fill_null("").str.slice(0, 80),
+                        pl.lit(f"' seen {where} with other content; first kept"),
+                    ]
                 ).alias("detail"),
                 pl.col("_raw_record").alias("raw"),
                 pl.lit(part.kind).alias("kind"),
@@ -482,7 +486,9 @@ def _write_kind(store: LogStore, prepared: _Prepared, part: _KindPart, res: Batc
     if res.rows_stored == 0:
         return
     table_schema = dict(polars_schema(kind))
-    filled = pl.scan_parquet(joined_path).select(pl.col(part.extras).is_not_null().any()).collect() if part.extras else None
+    filled = (
+        pl.scan_parquet(joined_path).select(pl.col(part.extras).is_not_null().any()).collect() if part.extras else None
+    )
     extras = [c for c in part.extras if filled is not None and filled.get_column(c).item()]
     out_cols = [*table_schema, *extras]
     metadata = {
@@ -535,7 +541,9 @@ def _write_quarantine(store: LogStore, prepared: _Prepared, q: pl.DataFrame | No
 
     if q is None or q.height == 0:
         return
-    existing = store.scan(QUARANTINE).select("_row_id").filter(pl.col("_row_id").is_in(q.get_column("_row_id").implode()))
+    existing = (
+        store.scan(QUARANTINE).select("_row_id").filter(pl.col("_row_id").is_in(q.get_column("_row_id").implode()))
+    )
     known = set(existing.collect().to_series().to_list())
     new = q.filter(~pl.col("_row_id").is_in(list(known)))
     if new.height == 0:
@@ -594,9 +602,11 @@ def _reason_counts(q: pl.DataFrame) -> dict[str, int]:
 def _kindless_batch(prepared: _Prepared, q: pl.DataFrame | None = None, batch_id: str | None = None) -> BatchResult:
     """Records of an event-log file that belong to no kind (unknown event type, ragged rows)."""
     if q is None:
-        q = pl.concat([f.select("reason") for f in prepared.kindless_quarantine if f.height]) if any(
-            f.height for f in prepared.kindless_quarantine
-        ) else pl.DataFrame(schema={"reason": STR})
+        q = (
+            pl.concat([f.select("reason") for f in prepared.kindless_quarantine if f.height])
+            if any(f.height for f in prepared.kindless_quarantine)
+            else pl.DataFrame(schema={"reason": STR})
+        )
     n = q.height
     return BatchResult(
         batch_id or f"{prepared.batch_prefix}-events",
@@ -625,7 +635,11 @@ def _count_only(prepared: _Prepared, part: _KindPart) -> BatchResult:
             .row(0, named=True)
         )
         res.rows_stored, res.already_stored, res.flagged = int(c["new"]), int(c["already"]), int(c["flagged"])
-    q = pl.concat([f.select("reason") for f in part.quarantine]) if part.quarantine else pl.DataFrame(schema={"reason": STR})
+    q = (
+        pl.concat([f.select("reason") for f in part.quarantine])
+        if part.quarantine
+        else pl.DataFrame(schema={"reason": STR})
+    )
     res.quarantined = q.height
     res.quarantined_by_reason = _reason_counts(q)
     res.rows_read = res.rows_stored + res.already_stored + res.quarantined

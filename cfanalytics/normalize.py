@@ -37,7 +37,6 @@ from cfanalytics.schemas import (
     MAIN_TIME,
     STR,
     TIME,
-    column_names,
     columns,
     flags,
 )
@@ -173,8 +172,13 @@ class Normalizer:
         q = unknown.select(
             "_record",
             pl.lit("unknown_event_type").alias("reason"),
-            pl.concat_str([pl.lit("event type "), pl.col("event_type").fill_null("").str.slice(0, 80).map_elements(
-                repr, return_dtype=STR), pl.lit(" is not visit, click or conversion")]).alias("detail"),
+            pl.concat_str(
+                [
+                    pl.lit("event type "),
+                    pl.col("event_type").fill_null("").str.slice(0, 80).map_elements(repr, return_dtype=STR),
+                    pl.lit(" is not visit, click or conversion"),
+                ]
+            ).alias("detail"),
             pl.col("_raw_record").alias("raw"),
             pl.lit(None, STR).alias("kind"),
         )
@@ -243,12 +247,20 @@ class Normalizer:
             src = self.res.source_of(name) or name
             label = name if src == name else f"{name} ({src})"
             shown = pl.col(name).cast(STR).str.slice(0, 80) if name in present else pl.lit("")
-            reason = pl.when(missing).then(pl.lit("missing_required")).when(unparseable).then(
-                pl.lit("unparseable_required")
-            ).otherwise(reason)
-            detail = pl.when(missing).then(pl.lit(f"{label}: missing")).when(unparseable).then(
-                pl.concat_str([pl.lit(f"{label}: cannot parse '"), shown, pl.lit("'")])
-            ).otherwise(detail)
+            reason = (
+                pl.when(missing)
+                .then(pl.lit("missing_required"))
+                .when(unparseable)
+                .then(pl.lit("unparseable_required"))
+                .otherwise(reason)
+            )
+            detail = (
+                pl.when(missing)
+                .then(pl.lit(f"{label}: missing"))
+                .when(unparseable)
+                .then(pl.concat_str([pl.lit(f"{label}: cannot parse '"), shown, pl.lit("'")]))
+                .otherwise(detail)
+            )
         frame = frame.with_columns(reason.alias("_reason"), detail.alias("_detail"))
         quarantined = frame.filter(pl.col("_reason").is_not_null()).select(
             "_record",
@@ -264,7 +276,9 @@ class Normalizer:
             flag = _FLAG_OF_COLUMN.get(name, "flag_invalid_value")
             nulled_flags[flag] = nulled_flags.get(flag, pl.lit(False)) | is_nulled.fill_null(False)
         raw_parts = [
-            pl.when(is_nulled).then(pl.struct(pl.col(name).alias(name)).struct.json_encode().str.slice(1, None).str.head(-1))
+            pl.when(is_nulled).then(
+                pl.struct(pl.col(name).alias(name)).struct.json_encode().str.slice(1, None).str.head(-1)
+            )
             for name, is_nulled in nulled.items()
         ]
         raw_expr = (
@@ -299,7 +313,9 @@ class Normalizer:
         if kind == "postbacks" and "status_code" in present:
             sc = pl.col("status_code")
             err = pl.col("is_error")
-            out["flag_error_status_mismatch"] = ((err & sc.is_between(200, 299)) | (~err & (sc >= 400))).fill_null(False)
+            out["flag_error_status_mismatch"] = ((err & sc.is_between(200, 299)) | (~err & (sc >= 400))).fill_null(
+                False
+            )
         amb = [pl.col(f"__amb_{t}") == 1 for t in self._time_cols(rows)]
         shift = [pl.col(f"__amb_{t}") == 2 for t in self._time_cols(rows)]
         if amb:
@@ -369,8 +385,12 @@ class Normalizer:
             ).dt.replace_time_zone("UTC")
             naive = pl.coalesce(*(iso.str.to_datetime(f, time_unit="us", strict=False) for f in _NAIVE_FORMATS))
             frame = frame.with_columns(
-                pl.when(s.str.contains(_EPOCH)).then(pl.lit(1)).when(s.str.contains(_OFFSET)).then(pl.lit(2))
-                .otherwise(pl.lit(3)).alias("__cls"),
+                pl.when(s.str.contains(_EPOCH))
+                .then(pl.lit(1))
+                .when(s.str.contains(_OFFSET))
+                .then(pl.lit(2))
+                .otherwise(pl.lit(3))
+                .alias("__cls"),
                 epoch.alias("__epoch"),
                 offset.alias("__offset"),
                 naive.alias("__naive"),
@@ -383,7 +403,10 @@ class Normalizer:
                 .then(pl.col("__offset"))
                 .otherwise(pl.col("__local"))
                 .alias(f"__t_{name}"),
-                pl.when(pl.col("__cls") == 3).then(pl.col("__amb")).otherwise(pl.lit(0, pl.Int8)).alias(f"__amb_{name}"),
+                pl.when(pl.col("__cls") == 3)
+                .then(pl.col("__amb"))
+                .otherwise(pl.lit(0, pl.Int8))
+                .alias(f"__amb_{name}"),
             ).drop("__cls", "__epoch", "__offset", "__naive", "__local", "__amb")
         return frame
 
@@ -444,9 +467,11 @@ class Normalizer:
             wrapped = state.wrapped.get(fold, False)
             late[i] = wrapped if direction > 0 else not wrapped
         # Monotonic check: when the resolved column is not ordered, use the earlier instant.
-        resolved = frame.select(
-            pl.when(pl.Series(late)).then(pl.col("__late")).otherwise(pl.col("__early"))
-        ).to_series().drop_nulls()
+        resolved = (
+            frame.select(pl.when(pl.Series(late)).then(pl.col("__late")).otherwise(pl.col("__early")))
+            .to_series()
+            .drop_nulls()
+        )
         diffs = resolved.diff().drop_nulls().dt.total_microseconds()
         ordered = bool((diffs >= 0).all()) if direction > 0 else bool((diffs <= 0).all())
         return late if ordered else [False] * height
@@ -454,7 +479,13 @@ class Normalizer:
 
 def _parse_bool(s: pl.Expr) -> pl.Expr:
     t = s.cast(STR).str.strip_chars().str.to_lowercase()
-    return pl.when(t.is_in(_TRUE)).then(pl.lit(True)).when(t.is_in(_FALSE)).then(pl.lit(False)).otherwise(pl.lit(None, BOOL))
+    return (
+        pl.when(t.is_in(_TRUE))
+        .then(pl.lit(True))
+        .when(t.is_in(_FALSE))
+        .then(pl.lit(False))
+        .otherwise(pl.lit(None, BOOL))
+    )
 
 
 def _parse_int(s: pl.Expr) -> pl.Expr:
@@ -469,8 +500,10 @@ def _parse_status(s: pl.Expr) -> pl.Expr:
 
 def _vocab(s: pl.Expr, words: dict[str, str], other: str) -> pl.Expr:
     key = s.cast(STR).str.to_lowercase().str.replace_all(r"[^a-z]", "")
-    return pl.when(s.is_null() | (s.str.strip_chars() == "")).then(pl.lit(None, STR)).otherwise(
-        key.replace_strict(words, default=other, return_dtype=STR)
+    return (
+        pl.when(s.is_null() | (s.str.strip_chars() == ""))
+        .then(pl.lit(None, STR))
+        .otherwise(key.replace_strict(words, default=other, return_dtype=STR))
     )
 
 
@@ -479,4 +512,4 @@ def raw_json(values: dict[str, str | None]) -> str:
     return json.dumps(values, ensure_ascii=False, separators=(",", ":"))
 
 
-__all__ = ["MACRO_PATTERN", "UUID_PATTERN", "EVENT_KINDS", "Normalized", "Normalizer"]
+__all__ = ["EVENT_KINDS", "MACRO_PATTERN", "UUID_PATTERN", "Normalized", "Normalizer"]

@@ -146,7 +146,12 @@ _KIND_COLUMNS: Final[dict[str, tuple[Column, ...]]] = {
         _c("activity_id", STR, "Activity id, when the export has one"),
         _c("changed_at", TIME, "Time of the change (UTC)", required=True),
         _c("author", STR, "Who made the change", required=True),
-        _c("entity_type", STR, "campaign, lander, offer, flow, affiliate_network, traffic_source, integration, other", required=True),
+        _c(
+            "entity_type",
+            STR,
+            "campaign, lander, offer, flow, affiliate_network, traffic_source, integration, other",
+            required=True,
+        ),
         _c("action", STR, "created, updated, deleted, other", required=True),
         _c("entity_id", STR, "Id of the changed entity"),
         _c("entity_name", STR, "Name of the changed entity"),
@@ -218,9 +223,15 @@ FLAGS: Final[dict[str, tuple[tuple[str, ...], str]]] = {
         "click_id is not UUID-shaped (value kept)",
     ),
     "flag_negative_payout": (("conversions",), "payout below zero (value kept)"),
-    "flag_ambiguous_time": (KINDS, "a local time fell in a DST fall-back hour (resolved by file order, else the earlier instant)"),
+    "flag_ambiguous_time": (
+        KINDS,
+        "a local time fell in a DST fall-back hour (resolved by file order, else the earlier instant)",
+    ),
     "flag_shifted_time": (KINDS, "a local time fell in a DST spring-forward gap; shifted forward by the gap"),
-    "flag_derived_postback_id": (("postbacks",), "the export had no postback id column; the id was derived from the row"),
+    "flag_derived_postback_id": (
+        ("postbacks",),
+        "the export had no postback id column; the id was derived from the row",
+    ),
 }
 
 #: Closed list of quarantine reason codes.
@@ -228,7 +239,9 @@ REASONS: Final[dict[str, str]] = {
     "missing_required": "a required value is missing or empty",
     "unparseable_required": "a required value does not parse (time, boolean)",
     "unknown_event_type": "an event log row whose event type is not visit, click or conversion",
-    "conflicting_key": "a keyed row (visit click_id, postback_id, activity_id) seen before with different content; the first is kept",
+    "conflicting_key": (
+        "a keyed row (visit click_id, postback_id, activity_id) seen before with different content; the first is kept"
+    ),
     "ragged_row": "a CSV record with too many or too few fields",
     "repeated_header": "the header line repeated inside the file",
     "invalid_record": "a JSON record that is not an object",
@@ -296,7 +309,7 @@ def polars_schema(kind: str) -> dict[str, pl.DataType]:
     """
     schema: dict[str, pl.DataType] = {c.name: c.dtype for c in INTERNAL_COLUMNS}
     schema.update({c.name: c.dtype for c in columns(kind)})
-    schema.update({name: BOOL for name in flags(kind)})
+    schema.update(dict.fromkeys(flags(kind), BOOL))
     if kind in KEY_COLUMN or kind == "activity":
         schema[CONTENT_HASH_COLUMN] = STR
     return schema
@@ -327,8 +340,10 @@ def pandera_model(kind: str) -> pa.DataFrameSchema:
     }
     cols: dict[str, pa.Column] = {}
     for name, dtype in polars_schema(kind).items():
-        required = name in {"_row_id", "_batch_id", "date"} or name.startswith("flag_") or any(
-            c.name == name and c.required for c in columns(kind)
+        required = (
+            name in {"_row_id", "_batch_id", "date"}
+            or name.startswith("flag_")
+            or any(c.name == name and c.required for c in columns(kind))
         )
         cols[name] = pa.Column(dtype, nullable=not required, checks=checks.get(name, []), required=True)
     return pa.DataFrameSchema(cols, strict=False, name=f"cfanalytics.{kind}")

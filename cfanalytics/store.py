@@ -225,7 +225,9 @@ class LogStore:
                     break
                 except BlockingIOError:
                     if time.monotonic() >= deadline:
-                        raise StoreBusyError(f"{self.path}: store busy (another writer held the lock for {wait:.0f} s)") from None
+                        raise StoreBusyError(
+                            f"{self.path}: store busy (another writer held the lock for {wait:.0f} s)"
+                        ) from None
                     time.sleep(delay)
                     delay = min(delay * 2, 0.5)
             try:
@@ -274,8 +276,10 @@ class LogStore:
 
     def quarantine(self) -> pl.DataFrame:
         """Quarantined records, newest batch first then by source and record."""
-        return self.scan(QUARANTINE).collect().sort(
-            ["quarantined_at", "source", "record"], descending=[True, False, False]
+        return (
+            self.scan(QUARANTINE)
+            .collect()
+            .sort(["quarantined_at", "source", "record"], descending=[True, False, False])
         )
 
     def counts(self) -> dict[str, int]:

@@ -23,18 +23,31 @@ def test_ingest_json_shape_and_invariant(tmp_path, capsys):
     files = [str(EXAMPLES / "gaps" / f) for f in ("visits.csv", "conversions.csv", "postbacks.csv")]
     assert main(["ingest", "--store", str(store), "--timezone", "UTC", "--json", *files]) == 0
     doc = json.loads(capsys.readouterr().out)
-    got = sorted((b["kind"], b["rows_read"], b["rows_stored"], b["already_stored"], b["quarantined"]) for b in doc["batches"])
+    got = sorted(
+        (b["kind"], b["rows_read"], b["rows_stored"], b["already_stored"], b["quarantined"]) for b in doc["batches"]
+    )
     # visits.csv: 2 rows, conversions.csv: 4 (two identical, both kept), postbacks.csv: 3
     assert got == [("conversions", 4, 4, 0, 0), ("postbacks", 3, 3, 0, 0), ("visits", 2, 2, 0, 0)]
     for b in doc["batches"]:
-        assert set(b) == {"batch_id", "source", "kind", "rows_read", "rows_stored", "already_stored", "quarantined", "flagged"}
+        assert set(b) == {
+            "batch_id",
+            "source",
+            "kind",
+            "rows_read",
+            "rows_stored",
+            "already_stored",
+            "quarantined",
+            "flagged",
+        }
     assert main(["ingest", "--store", str(store), "--json", *files]) == 0
     again = json.loads(capsys.readouterr().out)
     assert [b["already_stored"] for b in again["batches"]] == [2, 4, 3]
 
 
 def test_text_summary_shows_top_reasons(tmp_path, capsys):
-    path = write(tmp_path / "v.csv", f"Click ID,Visit Time,Campaign ID\n{A},2026-11-20 10:00:00,k1\n,2026-11-20 10:00:00,k1\n")
+    path = write(
+        tmp_path / "v.csv", f"Click ID,Visit Time,Campaign ID\n{A},2026-11-20 10:00:00,k1\n,2026-11-20 10:00:00,k1\n"
+    )
     assert main(["ingest", "--store", str(tmp_path / "s"), str(path)]) == 0
     out = capsys.readouterr().out
     assert f"{path} [visits]: 2 read, 1 stored, 0 already stored, 1 quarantined, 0 flagged" in out
@@ -67,7 +80,9 @@ def test_every_command_has_help(command):
 
 
 def test_validate_writes_nothing(tmp_path, capsys):
-    path = write(tmp_path / "v.csv", f"Click ID,Visit Time,Campaign ID\n{A},2026-11-20 10:00:00,k1\n{A},2026-11-20 10:00:00,k1\n")
+    path = write(
+        tmp_path / "v.csv", f"Click ID,Visit Time,Campaign ID\n{A},2026-11-20 10:00:00,k1\n{A},2026-11-20 10:00:00,k1\n"
+    )
     assert main(["validate", "--json", str(path)]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert [(b["rows_read"], b["rows_stored"], b["already_stored"]) for b in doc["batches"]] == [(2, 1, 1)]

@@ -55,8 +55,10 @@ def test_identical_conversions_get_distinct_ordinals_and_golden_hashes():
 
 
 def test_null_equals_empty_and_names_do_not_count():
-    a = pl.DataFrame({"click_id": [A], "click_time": [datetime(2026, 1, 1, tzinfo=UTC)], "cta": [None]},
-                     schema_overrides={"cta": pl.Int64})
+    a = pl.DataFrame(
+        {"click_id": [A], "click_time": [datetime(2026, 1, 1, tzinfo=UTC)], "cta": [None]},
+        schema_overrides={"cta": pl.Int64},
+    )
     b = a.with_columns(pl.lit("Campaign X").alias("campaign_name"), pl.lit("x").alias("tracking_field_1"))
     assert row_ids(a, "clicks").to_list() == row_ids(b, "clicks").to_list()
 

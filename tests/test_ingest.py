@@ -30,7 +30,8 @@ def utc(*args: int) -> datetime:
 
 
 POSTBACKS_UI = (
-    "Postback ID,Click ID,Postback Time,Is Error,Error Message,Status Code,Postback URL,Custom Conversion (ct),Integration ID\n"
+    "Postback ID,Click ID,Postback Time,Is Error,Error Message,Status Code,Postback URL,"
+    "Custom Conversion (ct),Integration ID\n"
     f"p1,{A},2026-11-20 00:00:04,0,,200,https://ts.example/pb?cid={A}&token=abc,sale,\n"
     f"p2,{B},2026-11-20 01:00:00,1,Invalid parameter,400,https://ts.example/pb?cid={B},lead,int1\n"
 )
@@ -103,7 +104,9 @@ def test_camelcase_ndjson_gzip_and_parquet(store, tmp_path):
 
 
 def test_unknown_columns_are_kept_under_one_name(store, tmp_path):
-    write(tmp_path / "v1.csv", f"Click ID,Visit Time,Campaign ID,Tracking Field 1,date\n{A},2026-11-20 10:00:00,k1,x1,d\n")
+    write(
+        tmp_path / "v1.csv", f"Click ID,Visit Time,Campaign ID,Tracking Field 1,date\n{A},2026-11-20 10:00:00,k1,x1,d\n"
+    )
     write(tmp_path / "v2.json", json.dumps([{"ClickID": B, "VisitTime": "2026-11-20 11:00:00", "CampaignID": "k1",
                                             "trackingField1": "x2"}]))  # fmt: skip
     ingest(store, tmp_path / "v1.csv", tmp_path / "v2.json")
@@ -116,7 +119,9 @@ def test_unknown_columns_are_kept_under_one_name(store, tmp_path):
 def test_map_override_and_missing_required_column_is_named(store, tmp_path):
     path = write(tmp_path / "odd.csv", f"Sub,When,Camp\n{A},2026-11-20 10:00:00,k1\n")
     r = store.ingest([path])
-    assert r.failures == [f"{path}: no recognisable log columns (found: Sub, When, Camp); use --kind and --map 'Header=column'"]
+    assert r.failures == [
+        f"{path}: no recognisable log columns (found: Sub, When, Camp); use --kind and --map 'Header=column'"
+    ]
     r = ingest(store, path, kind="visits", column_map=["Sub=click_id", "When=visit_time", "Camp=campaign_id"])
     assert r.batches[0].rows_stored == 1
     path2 = write(tmp_path / "nocamp.csv", f"Click ID,Visit Time\n{A},2026-11-20 10:00:00\n")
@@ -158,7 +163,7 @@ def test_event_log_is_split_and_kind_option_skips_the_rest(store, tmp_path):
                              ("conversion", utc(2026, 11, 20, 11))]  # fmt: skip
     other = LogStore(tmp_path / "s2", timezone="UTC")
     r = ingest(other, path, kind="conversions")
-    conv = [b for b in r.batches if b.kind == "conversions"][0]
+    conv = next(b for b in r.batches if b.kind == "conversions")
     assert (conv.rows_stored, conv.skipped) == (1, 2)
     assert other.counts()["visits"] == 0
 
@@ -166,7 +171,9 @@ def test_event_log_is_split_and_kind_option_skips_the_rest(store, tmp_path):
 def test_no_recognisable_columns_lists_what_was_found(store, tmp_path):
     path = write(tmp_path / "x.csv", "foo,bar\n1,2\n")
     r = store.ingest([path])
-    assert r.failures == [f"{path}: no recognisable log columns (found: foo, bar); use --kind and --map 'Header=column'"]
+    assert r.failures == [
+        f"{path}: no recognisable log columns (found: foo, bar); use --kind and --map 'Header=column'"
+    ]
     assert store.counts()["visits"] == 0
 
 
@@ -274,7 +281,13 @@ def test_every_outcome_class_with_its_reason_code(store, tmp_path):
 
 def test_conflicting_key_against_the_store(store, tmp_path):
     ingest(store, write(tmp_path / "v1.csv", f"Click ID,Visit Time,Campaign ID\n{A},2026-11-20 10:00:00,k1\n"))
-    r = ingest(store, write(tmp_path / "v2.csv", f"Click ID,Visit Time,Campaign ID\n{A},2026-11-20 10:00:00,k2\n{B},2026-11-20 10:00:00,k2\n"))
+    r = ingest(
+        store,
+        write(
+            tmp_path / "v2.csv",
+            f"Click ID,Visit Time,Campaign ID\n{A},2026-11-20 10:00:00,k2\n{B},2026-11-20 10:00:00,k2\n",
+        ),
+    )
     (b,) = r.batches
     assert (b.rows_stored, b.already_stored, b.quarantined) == (1, 0, 1)
     assert b.quarantined_by_reason == {"conflicting_key": 1}
@@ -315,13 +328,19 @@ def test_decimal_comma_in_semicolon_file_and_payout_rules(store, tmp_path):
     assert rows.get_column("payout").to_list() == [12.5, 3.0, -1.25]
     assert rows.get_column("flag_negative_payout").to_list() == [False, False, True]
     bad = "Click ID,Conversion Date,Payout\n" + "".join(
-        f"{i:08x}-0000-4000-8000-000000000000,2026-11-21 11:00:00,{p}\n" for i, p in enumerate(["$5", "NaN", "inf", '"1,5"'])
+        f"{i:08x}-0000-4000-8000-000000000000,2026-11-21 11:00:00,{p}\n"
+        for i, p in enumerate(["$5", "NaN", "inf", '"1,5"'])
     )
     ingest(store, write(tmp_path / "bad.csv", bad))
     rows = store.scan("conversions").filter(pl.col("date") == utc(2026, 11, 21).date()).collect().sort("click_id")
     assert rows.get_column("payout").to_list() == [None, None, None, None]
     assert rows.get_column("flag_invalid_payout").to_list() == [True] * 4
-    assert rows.get_column("_raw").to_list() == ['{"payout":"$5"}', '{"payout":"NaN"}', '{"payout":"inf"}', '{"payout":"1,5"}']
+    assert rows.get_column("_raw").to_list() == [
+        '{"payout":"$5"}',
+        '{"payout":"NaN"}',
+        '{"payout":"inf"}',
+        '{"payout":"1,5"}',
+    ]
 
 
 def test_postback_ids_are_derived_when_the_column_is_absent(store, tmp_path):
@@ -344,7 +363,8 @@ def test_postback_ids_are_derived_when_the_column_is_absent(store, tmp_path):
 def test_activity_vocabularies_and_action_raw(store, tmp_path):
     text = (
         "Date,User,Entity Type,Entity ID,Entity Name,Action,Old Value,New Value\n"
-        '2026-11-20 10:00:00,ana@acme.test,Traffic Source,t1,PropellerAds,Updated,"{""postback_url"":""a""}","{""postback_url"":""b""}"\n'
+        "2026-11-20 10:00:00,ana@acme.test,Traffic Source,t1,PropellerAds,Updated,"
+        '"{""postback_url"":""a""}","{""postback_url"":""b""}"\n'
         "2026-11-20 11:00:00,bo@acme.test,Landing Page,l1,LP,Archived,,\n"
     )
     ingest(store, write(tmp_path / "act.csv", text))
