@@ -1,0 +1,887 @@
+"""Readers: turn an input file (or frame) into Arrow record batches of raw strings.
+
+One reader per format: CSV, NDJSON, JSON (a list of records or the API
+envelope ``{"items": [...], "totals": {...}}``), Parquet, Excel ``.xlsx`` and
+in-memory frames, each optionally gzip-compressed. A reader does not interpret
+column names; it yields every value as the text found in the file, plus a
+``_record`` column holding the record number used in messages:
+
+- CSV: the record number, header = 1 (quoted newlines do not count, blank lines do not count);
+- NDJSON: the line number (1-based, blank lines counted);
+- JSON list / envelope: the item index (1-based);
+- Parquet and frames: the row index (1-based);
+- xlsx: the sheet row, header = 1.
+
+Memory: CSV (pyarrow's streaming reader, 4 MB blocks, retried with bigger
+blocks only for a record that does not fit), NDJSON (line by line) and Parquet
+(row groups) stream in bounded memory. A JSON document is parsed whole, and an
+xlsx workbook is read whole by openpyxl (its shared strings are held in
+memory); gzip-compressed Parquet and xlsx are first decompressed to a
+temporary file.
+
+>>> raw = open_input("exports/postbacks.csv")            # doctest: +SKIP
+>>> for batch, problems in raw.batches(): ...            # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import gzip
+import hashlib
+import io
+import json
+import math
+import os
+import re
+import struct
+import tempfile
+import warnings
+import weakref
+import zipfile
+import zlib
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any, Final
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from cfanalytics.errors import InputError
+
+if TYPE_CHECKING:
+    import polars as pl
+
+RECORD: Final = "_record"
+RAW_LIMIT: Final = 10_000
+DELIMITERS: Final[tuple[str, ...]] = (",", ";", "\t", "|")
+
+_CHUNK: Final = 1 << 20
+_HEAD: Final = 64 * 1024
+_BLOCK: Final = 4 << 20  # pyarrow reads up to 32 blocks ahead: ~128 MB
+_MAX_BLOCK: Final = 256 << 20
+_DEFAULT_BATCH: Final = 65_536
+_BOM: Final = codecs.BOM_UTF8
+_EXTENSIONS: Final[dict[str, str]] = {
+    ".csv": "csv", ".tsv": "csv", ".txt": "csv",
+    ".ndjson": "ndjson", ".jsonl": "ndjson", ".json": "json",
+    ".parquet": "parquet", ".pq": "parquet", ".xlsx": "xlsx",
+}  # fmt: skip
+_NOT_A_LOG: Final = "not a CSV, JSON, NDJSON, Parquet or xlsx file"
+_CP1252_HOLES: Final = re.compile(rb"[\x81\x8d\x8f\x90\x9d]")
+_CONTROL: Final = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_UTC_NAMES: Final = frozenset({"UTC", "Etc/UTC", "Z", "+00:00", "utc"})
+
+
+@dataclass
+class RowProblem:
+    """One record that a reader skipped, and why.
+
+    ``reason`` is ``ragged_row``, ``repeated_header`` or ``invalid_record``;
+    ``raw`` is the record's text, truncated to 10,000 characters.
+    """
+
+    record: int
+    reason: str
+    detail: str
+    raw: str
+
+
+Batches = Iterator[tuple[pa.RecordBatch, list[RowProblem]]]
+
+
+class RawInput:
+    """An opened input: what it is, its raw column names, and its batches."""
+
+    def __init__(
+        self,
+        name: str,
+        format: str,
+        columns: list[str],
+        sha256: str,
+        produce: Callable[[], Batches],
+        *,
+        compression: str | None = None,
+        encoding: str | None = None,
+        delimiter: str | None = None,
+    ) -> None:
+        self.name = name
+        self.format = format
+        self.compression = compression
+        self.encoding = encoding
+        self.delimiter = delimiter
+        self.sha256 = sha256
+        self.columns = columns
+        self._produce = produce
+
+    def __repr__(self) -> str:
+        return f"RawInput({self.name!r}, format={self.format!r}, columns={len(self.columns)})"
+
+    def batches(self) -> Batches:
+        """Yield ``(batch, problems)`` from the start of the input.
+
+        Each batch has exactly :attr:`columns` (all ``pa.string()``) plus
+        ``_record`` (``pa.int64()``), in file order; the problems are those
+        found while producing it. May be called more than once.
+        """
+        with _errors(self.name):
+            yield from self._produce()
+
+
+# --------------------------------------------------------------------------- entry points
+
+
+def open_input(path: str | os.PathLike[str], *, batch_rows: int = _DEFAULT_BATCH) -> RawInput:
+    """Open a file, detect its format, compression and encoding, and read its header.
+
+    Raises :class:`InputError` (one line, ``"<path>: <problem>"``) when the
+    file cannot be read at all.
+    """
+    if batch_rows < 1:
+        raise ValueError("batch_rows must be at least 1")
+    name = os.fspath(path)
+    p = Path(name)
+    if not p.exists():
+        raise InputError(f"{name}: no such file")
+    if p.is_dir():
+        raise InputError(f"{name}: is a directory, not a file")
+    with _errors(name):
+        fmt, gz = _detect(p, name)
+        if fmt in ("parquet", "xlsx"):
+            return _open_binary(p, name, fmt, gz, batch_rows)
+        sniffer = _EncodingSniffer()
+        sha = _scan(p, gz, sniffer.feed)
+        src = _Source(p, gz, sniffer.result())
+        if fmt == "csv":
+            return _open_csv(src, name, sha, batch_rows)
+        if fmt == "ndjson":
+            return _open_ndjson(src, name, sha, batch_rows)
+        return _open_json(src, name, sha, batch_rows)
+
+
+def frame_input(data: pl.DataFrame | pa.Table, name: str = "<frame>") -> RawInput:
+    """Wrap an in-memory Polars DataFrame or Arrow table as a :class:`RawInput`."""
+    import polars as pl
+
+    if isinstance(data, pl.DataFrame):
+        try:
+            table = data.to_arrow()
+        except Exception as e:  # a column Arrow cannot hold (e.g. pl.Object)
+            raise InputError(f"{name}: cannot convert the frame to Arrow ({_one_line(e)})") from None
+    elif isinstance(data, pa.Table):
+        table = data
+    else:
+        raise InputError(f"{name}: expected a Polars DataFrame or an Arrow table, got {type(data).__name__}")
+    digest = hashlib.sha256()
+    with pa.ipc.new_stream(pa.PythonFile(_HashSink(digest), mode="w"), table.schema) as writer:
+        writer.write_table(table)
+    columns = _unique(table.column_names)
+
+    def produce() -> Batches:
+        start = 1
+        for batch in table.to_batches(max_chunksize=_DEFAULT_BATCH):
+            yield _as_text(batch, columns, start), []
+            start += batch.num_rows
+
+    return RawInput(name, "frame", columns, digest.hexdigest(), produce)
+
+
+# --------------------------------------------------------------------------- detection
+
+
+@contextmanager
+def _errors(name: str) -> Iterator[None]:
+    """Turn library errors raised while reading ``name`` into one-line :class:`InputError`."""
+    try:
+        yield
+    except InputError:
+        raise
+    except EOFError:
+        raise InputError(f"{name}: truncated gzip stream") from None
+    except (gzip.BadGzipFile, zlib.error) as e:
+        raise InputError(f"{name}: corrupt gzip stream ({_one_line(e)})") from None
+    except (pa.ArrowException, OSError, ValueError, csv.Error, zipfile.BadZipFile, KeyError) as e:
+        msg = _one_line(e)
+        if "Truncated compressed stream" in msg:
+            msg = "truncated gzip stream"
+        raise InputError(f"{name}: {msg}") from None
+
+
+def _one_line(e: BaseException) -> str:
+    lines = str(e).strip().splitlines()
+    return lines[0] if lines else type(e).__name__
+
+
+def _detect(p: Path, name: str) -> tuple[str, bool]:
+    """Return ``(format, gzipped)``: magic bytes first, then content, then the extension."""
+    lower = name.lower()
+    ext_fmt = _EXTENSIONS.get(os.path.splitext(lower.removesuffix(".gz"))[1])
+    with p.open("rb") as f:
+        magic = f.read(4)
+    if not magic:
+        raise InputError(f"{name}: empty file")
+    gz = magic[:2] == b"\x1f\x8b"
+    with _open_stream(p, gz) as f:
+        head = f.read(_HEAD)
+    if not head:
+        raise InputError(f"{name}: empty file")
+    if head.startswith(b"PAR1"):
+        return "parquet", gz
+    if head.startswith(b"PK\x03\x04"):
+        return "xlsx", gz
+    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        raise InputError(f"{name}: UTF-16 text is not supported; save it as UTF-8")
+    if _looks_binary(head):
+        raise InputError(f"{name}: {_NOT_A_LOG}")
+    text = head.removeprefix(_BOM).decode("utf-8", "replace").lstrip()
+    if not text:
+        raise InputError(f"{name}: empty file")
+    json_ext = ext_fmt in ("json", "ndjson")
+    after = text[1:].lstrip()[:1]
+    if text[0] == "[" and (json_ext or after in ("{", "]")):
+        return "json", gz
+    if text[0] == "{" and (json_ext or after in ('"', "}")):
+        return _json_or_ndjson(p, gz, ext_fmt), gz
+    if json_ext and len(head) < _HEAD and _is_json(text):
+        return "json", gz  # a bare number or string: reported as the wrong shape
+    return "csv", gz
+
+
+def _looks_binary(head: bytes) -> bool:
+    """Control characters in the first line, or in more than a tenth of the head."""
+    first = head.lstrip(b"\r\n").split(b"\n", 1)[0]
+    return bool(_CONTROL.search(first)) or len(_CONTROL.findall(head)) * 10 > len(head)
+
+
+def _json_or_ndjson(p: Path, gz: bool, ext_fmt: str | None) -> str:
+    """Tell NDJSON (a complete object per line) from a JSON document starting with ``{``."""
+    lines: list[str] = []
+    with _open_stream(p, gz) as f:
+        for raw in f:
+            line = raw.removeprefix(_BOM).decode("utf-8", "replace").strip()
+            if line:
+                lines.append(line)
+                if len(lines) == 2:
+                    break
+    objects = [_loads_object(line) for line in lines]
+    first = objects[0]
+    if first is not None:
+        single = len(lines) == 1
+        return "json" if single and "items" in first else "ndjson"
+    if ext_fmt == "ndjson" or (len(objects) > 1 and objects[1] is not None):
+        return "ndjson"
+    return "json"
+
+
+def _is_json(text: str) -> bool:
+    try:
+        json.loads(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _loads_object(text: str) -> dict[str, Any] | None:
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+# --------------------------------------------------------------------------- byte sources
+
+
+class _HashingReader:
+    """A read-only file wrapper that hashes every byte read through it."""
+
+    def __init__(self, f: IO[bytes], digest: Any) -> None:
+        self._f = f
+        self._digest = digest
+
+    def read(self, n: int = -1) -> bytes:
+        data = self._f.read(n)
+        self._digest.update(data)
+        return data
+
+
+class _HashSink(io.RawIOBase):
+    """A writable sink that only hashes what is written (for Arrow IPC bytes)."""
+
+    def __init__(self, digest: Any) -> None:
+        super().__init__()
+        self._digest = digest
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        self._digest.update(data)
+        return len(memoryview(data))
+
+
+def _open_stream(p: Path, gz: bool) -> IO[bytes]:
+    return gzip.open(p, "rb") if gz else p.open("rb")
+
+
+def _scan(p: Path, gz: bool, sink: Callable[[bytes], object]) -> str:
+    """Read the whole file once: hash its bytes as stored and feed the decompressed bytes to ``sink``."""
+    digest = hashlib.sha256()
+    with p.open("rb") as raw:
+        hashed = _HashingReader(raw, digest)
+        stream: Any = gzip.GzipFile(fileobj=hashed, mode="rb") if gz else hashed
+        while chunk := stream.read(_CHUNK):
+            sink(chunk)
+        while hashed.read(_CHUNK):
+            pass
+    return digest.hexdigest()
+
+
+class _EncodingSniffer:
+    """UTF-8 (with or without BOM) if every byte decodes, else cp1252, else latin-1."""
+
+    def __init__(self) -> None:
+        self._decoder = codecs.getincrementaldecoder("utf-8")()
+        self._utf8 = True
+        self._holes = False
+        self._bom: bool | None = None
+
+    def feed(self, chunk: bytes) -> None:
+        if self._bom is None:
+            self._bom = chunk.startswith(_BOM)
+        if self._utf8:
+            try:
+                self._decoder.decode(chunk)
+            except UnicodeDecodeError:
+                self._utf8 = False
+        if not self._holes and _CP1252_HOLES.search(chunk):
+            self._holes = True
+
+    def result(self) -> str:
+        if self._utf8:
+            try:
+                self._decoder.decode(b"", final=True)
+            except UnicodeDecodeError:
+                self._utf8 = False
+        if self._utf8:
+            return "utf-8-sig" if self._bom else "utf-8"
+        return "latin-1" if self._holes else "cp1252"
+
+
+@dataclass(frozen=True)
+class _Source:
+    """A text file to re-read: path, gzip flag and detected encoding."""
+
+    path: Path
+    gz: bool
+    encoding: str
+
+    def open(self) -> IO[bytes]:
+        return _open_stream(self.path, self.gz)
+
+    def lines(self) -> Iterator[tuple[int, str]]:
+        """``(line number, text)`` of each non-blank line, end of line removed."""
+        encoding = "utf-8" if self.encoding == "utf-8-sig" else self.encoding
+        with self.open() as f:
+            for number, raw in enumerate(f, 1):
+                text = raw.decode(encoding).rstrip("\r\n")
+                if number == 1:
+                    text = text.removeprefix("\ufeff")
+                if text.strip():
+                    yield number, text
+
+
+# --------------------------------------------------------------------------- CSV
+
+
+def _open_csv(src: _Source, name: str, sha: str, batch_rows: int) -> RawInput:
+    with src.open() as f:
+        head = f.read(_HEAD).decode(src.encoding, "ignore").lstrip("\r\n")
+    delimiter, header_text = _sniff_delimiter(head, prefer_tab=name.lower().removesuffix(".gz").endswith(".tsv"))
+    with src.open() as f, io.TextIOWrapper(f, encoding=src.encoding, newline="") as text:
+        header = next((row for row in csv.reader(text, delimiter=delimiter) if row), None)
+    if header is None:
+        raise InputError(f"{name}: empty file")
+    columns = _unique(header)
+    reader = _CsvReader(src, name, columns, header, header_text[:RAW_LIMIT], delimiter, batch_rows)
+    return RawInput(
+        name, "csv", columns, sha, reader.batches,
+        compression="gzip" if src.gz else None, encoding=src.encoding, delimiter=delimiter,
+    )  # fmt: skip
+
+
+def _sniff_delimiter(text: str, *, prefer_tab: bool) -> tuple[str, str]:
+    """The most frequent of ``, ; \\t |`` outside quotes in the first record, and that record's text."""
+    counts = dict.fromkeys(DELIMITERS, 0)
+    quoted = False
+    end = len(text)
+    for i, ch in enumerate(text):
+        if ch == '"':
+            quoted = not quoted
+        elif not quoted:
+            if ch in "\r\n":
+                end = i
+                break
+            if ch in counts:
+                counts[ch] += 1
+    if prefer_tab and counts["\t"]:
+        return "\t", text[:end]
+    best = max(DELIMITERS, key=counts.__getitem__)
+    return (best if counts[best] else ","), text[:end]
+
+
+@dataclass(frozen=True)
+class _CsvReader:
+    """Streams a CSV through pyarrow, numbering records and skipping ragged and repeated-header rows."""
+
+    src: _Source
+    name: str
+    columns: list[str]
+    header: list[str]
+    header_text: str
+    delimiter: str
+    batch_rows: int
+
+    def batches(self) -> Batches:
+        """Read from the start; on a record larger than the block, retry with a bigger block."""
+        done = 1  # records up to here were delivered
+        block = _BLOCK
+        while True:
+            try:
+                for batch, problems in self._read(block, done):
+                    yield batch, problems
+                    last = batch.column(RECORD)[-1].as_py() if batch.num_rows else 0
+                    done = max(done, last, *(p.record for p in problems))
+                return
+            except pa.ArrowInvalid as e:
+                if "straddl" not in str(e):
+                    raise
+                if block >= _MAX_BLOCK:
+                    raise InputError(
+                        f"{self.name}: a record after record {done} is larger than "
+                        f"{_MAX_BLOCK >> 20} MB (unbalanced quote?)"
+                    ) from None
+                block *= 4
+
+    def _read(self, block: int, done: int) -> Batches:
+        skipped: deque[int] = deque()
+        found: dict[int, RowProblem] = {}
+
+        def on_invalid(row: Any) -> str:
+            skipped.append(row.number)
+            if row.number > done:
+                detail = _fields(row.actual_columns, row.expected_columns)
+                found[row.number] = RowProblem(row.number, "ragged_row", detail, row.text[:RAW_LIMIT])
+            return "skip"
+
+        encoding = "utf8" if self.src.encoding.startswith("utf-8") else self.src.encoding
+        read_options = pacsv.ReadOptions(
+            column_names=self.columns, use_threads=False, block_size=block, encoding=encoding
+        )
+        parse_options = pacsv.ParseOptions(
+            delimiter=self.delimiter, newlines_in_values=True, invalid_row_handler=on_invalid
+        )
+        convert_options = pacsv.ConvertOptions(
+            column_types=dict.fromkeys(self.columns, pa.string()),
+            strings_can_be_null=False,
+            quoted_strings_can_be_null=False,
+        )
+        source: Any = pa.input_stream(str(self.src.path), compression="gzip" if self.src.gz else None)
+        next_record = 1
+        with source, pacsv.open_csv(source, read_options, parse_options, convert_options) as reader:
+            for batch in reader:
+                records, used = _number(next_record, batch.num_rows, skipped)
+                next_record = (records[-1] + 1) if records else next_record
+                problems = [found.pop(r) for r in used if r in found]
+                table = batch.append_column(RECORD, pa.array(records, pa.int64()))
+                table, repeated = self._drop_headers(table, done)
+                yield from _split(table, sorted(problems + repeated, key=lambda p: p.record), self.batch_rows)
+        rest = [found.pop(r) for r in skipped if r in found]
+        if rest:
+            yield _empty(self.columns), rest
+
+    def _drop_headers(self, batch: pa.RecordBatch, done: int) -> tuple[pa.RecordBatch, list[RowProblem]]:
+        """Drop the header, rows already delivered, and records equal to the header (reported)."""
+        records = batch.column(RECORD)
+        keep = pc.greater(records, max(done, 1))
+        same = pc.equal(batch.column(0), self.header[0])
+        if pc.any(same).as_py():
+            for i, value in enumerate(self.header[1:], 1):
+                same = pc.and_(same, pc.equal(batch.column(i), value))
+            repeats = pc.and_(same, keep)
+            problems = [
+                RowProblem(r, "repeated_header", "record repeats the header", self.header_text)
+                for r in records.filter(repeats).to_pylist()
+            ]
+            keep = pc.and_(keep, pc.invert(same))
+        else:
+            problems = []
+        if pc.all(keep).as_py() is not False:
+            return batch, problems
+        return batch.filter(keep), problems
+
+
+def _fields(actual: int, expected: int) -> str:
+    return f"{actual} field{'' if actual == 1 else 's'}, expected {expected}"
+
+
+def _number(first: int, n: int, skipped: deque[int]) -> tuple[list[int], list[int]]:
+    """Record numbers of ``n`` rows starting at ``first``, jumping over skipped records (consumed)."""
+    end = first + n - 1
+    used: list[int] = []
+    while n and skipped and skipped[0] <= end:
+        used.append(skipped.popleft())
+        end += 1
+    if not used:
+        return list(range(first, end + 1)), used
+    gaps = set(used)
+    return [r for r in range(first, end + 1) if r not in gaps], used
+
+
+def _split(batch: pa.RecordBatch, problems: list[RowProblem], size: int) -> Batches:
+    """Slice a batch into batches of at most ``size`` rows, each with the problems up to its last record."""
+    if batch.num_rows <= size:
+        if batch.num_rows or problems:
+            yield batch, problems
+        return
+    pending = deque(problems)
+    for offset in range(0, batch.num_rows, size):
+        part = batch.slice(offset, size)
+        last = part.column(RECORD)[-1].as_py()
+        mine: list[RowProblem] = []
+        while pending and (pending[0].record <= last or offset + size >= batch.num_rows):
+            mine.append(pending.popleft())
+        yield part, mine
+
+
+def _empty(columns: list[str]) -> pa.RecordBatch:
+    arrays = [pa.array([], pa.string()) for _ in columns] + [pa.array([], pa.int64())]
+    return pa.RecordBatch.from_arrays(arrays, names=[*columns, RECORD])
+
+
+# --------------------------------------------------------------------------- NDJSON and JSON
+
+
+def _open_ndjson(src: _Source, name: str, sha: str, batch_rows: int) -> RawInput:
+    keys: dict[str, None] = {}
+    for _, text in src.lines():
+        obj = _loads_object(text)
+        if obj is not None:
+            keys.update(dict.fromkeys(obj))
+    key_list = list(keys)
+    columns = _unique(key_list)
+
+    def produce() -> Batches:
+        return _object_batches(((n, _ndjson_item(t), t) for n, t in src.lines()), key_list, columns, batch_rows)
+
+    return RawInput(
+        name, "ndjson", columns, sha, produce, compression="gzip" if src.gz else None, encoding=src.encoding
+    )
+
+
+def _ndjson_item(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError as e:
+        return _Invalid(f"not valid JSON: {_one_line(e)}")
+
+
+@dataclass(frozen=True)
+class _Invalid:
+    detail: str
+
+
+def _open_json(src: _Source, name: str, sha: str, batch_rows: int) -> RawInput:
+    items = _json_items(src, name)
+    keys: dict[str, None] = {}
+    for item in items:
+        if isinstance(item, dict):
+            keys.update(dict.fromkeys(item))
+    key_list = list(keys)
+    columns = _unique(key_list)
+    del items
+
+    def produce() -> Batches:
+        numbered = ((i, item, None) for i, item in enumerate(_json_items(src, name), 1))
+        return _object_batches(numbered, key_list, columns, batch_rows)
+
+    return RawInput(name, "json", columns, sha, produce, compression="gzip" if src.gz else None, encoding=src.encoding)
+
+
+def _json_items(src: _Source, name: str) -> list[Any]:
+    """Parse a whole JSON document: a list of records, ``{"items": [...]}``, or a single record."""
+    with src.open() as f:
+        text = f.read().decode(src.encoding)
+    try:
+        doc = json.loads(text)
+    except ValueError as e:
+        raise InputError(f"{name}: invalid JSON: {_one_line(e)}") from None
+    del text
+    shape = 'JSON must be a list of records or {"items": [...]}'
+    if isinstance(doc, list):
+        return doc
+    if isinstance(doc, dict):
+        if "items" in doc:
+            if isinstance(doc["items"], list):
+                return doc["items"]
+            raise InputError(f'{name}: {shape}, got "items" holding {_json_kind(doc["items"])}')
+        if any(isinstance(v, list) and v and isinstance(v[0], dict) for v in doc.values()):
+            raise InputError(f'{name}: {shape}, got an object without "items" that holds a list of records')
+        return [doc]
+    raise InputError(f"{name}: {shape}, got {_json_kind(doc)}")
+
+
+def _json_kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    return "a list" if isinstance(value, list) else "an object"
+
+
+def _object_batches(
+    items: Iterable[tuple[int, Any, str | None]], keys: list[str], columns: list[str], batch_rows: int
+) -> Batches:
+    """Batch ``(record, value, raw text)`` triples; values that are not objects become problems."""
+    rows: list[dict[str, Any]] = []
+    records: list[int] = []
+    problems: list[RowProblem] = []
+    for record, value, raw in items:
+        if isinstance(value, dict):
+            rows.append(value)
+            records.append(record)
+            if len(rows) == batch_rows:
+                yield _objects_batch(rows, records, keys, columns), problems
+                rows, records, problems = [], [], []
+            continue
+        if isinstance(value, RowProblem):
+            problems.append(value)
+            continue
+        detail = value.detail if isinstance(value, _Invalid) else f"{_json_kind(value)}, not an object"
+        text = raw if raw is not None else _compact(value)
+        problems.append(RowProblem(record, "invalid_record", detail, text[:RAW_LIMIT]))
+    if rows or problems:
+        yield _objects_batch(rows, records, keys, columns), problems
+
+
+def _objects_batch(
+    rows: list[dict[str, Any]], records: list[int], keys: list[str], columns: list[str]
+) -> pa.RecordBatch:
+    arrays = [pa.array([_text(row.get(k)) for row in rows], pa.string()) for k in keys]
+    arrays.append(pa.array(records, pa.int64()))
+    return pa.RecordBatch.from_arrays(arrays, names=[*columns, RECORD])
+
+
+# --------------------------------------------------------------------------- Parquet and xlsx
+
+
+def _open_binary(p: Path, name: str, fmt: str, gz: bool, batch_rows: int) -> RawInput:
+    """Hash the file; a gzipped Parquet or xlsx file is decompressed to a temporary file first."""
+    target = p
+    if gz:
+        fd, tmp = tempfile.mkstemp(suffix="." + fmt)
+        target = Path(tmp)
+        try:
+            with os.fdopen(fd, "wb") as out:
+                sha = _scan(p, gz, out.write)
+            raw = (_open_parquet if fmt == "parquet" else _open_xlsx)(target, name, sha, batch_rows)
+        except BaseException:
+            target.unlink(missing_ok=True)
+            raise
+    else:
+        sha = _scan(p, gz, lambda _chunk: None)
+        raw = (_open_parquet if fmt == "parquet" else _open_xlsx)(target, name, sha, batch_rows)
+    if gz:
+        raw.compression = "gzip"
+        weakref.finalize(raw, target.unlink, missing_ok=True)
+    return raw
+
+
+def _open_parquet(p: Path, name: str, sha: str, batch_rows: int) -> RawInput:
+    try:
+        with pq.ParquetFile(p) as pf:
+            names = pf.schema_arrow.names
+    except pa.ArrowException as e:
+        raise InputError(f"{name}: not a readable Parquet file ({_one_line(e)})") from None
+    columns = _unique(names)
+
+    def produce() -> Batches:
+        start = 1
+        with pq.ParquetFile(p) as pf:
+            for batch in pf.iter_batches(batch_size=batch_rows):
+                yield _as_text(batch, columns, start), []
+                start += batch.num_rows
+
+    return RawInput(name, "parquet", columns, sha, produce)
+
+
+def _load_workbook(p: Path, name: str) -> Any:
+    try:
+        import openpyxl
+    except ImportError:
+        raise InputError(f"{name}: reading .xlsx needs openpyxl: pip install 'cfanalytics[xlsx]'") from None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return openpyxl.load_workbook(p, read_only=True, data_only=True)
+    except (zipfile.BadZipFile, KeyError, OSError, ValueError) as e:
+        raise InputError(f"{name}: not a readable xlsx workbook ({_one_line(e)})") from None
+
+
+def _sheet_rows(wb: Any) -> Iterator[tuple[Any, ...]]:
+    """Rows of the first sheet, all of them (the stored dimensions may be wrong)."""
+    ws = wb.worksheets[0]
+    ws.reset_dimensions()
+    yield from ws.iter_rows(values_only=True)
+
+
+def _open_xlsx(p: Path, name: str, sha: str, batch_rows: int) -> RawInput:
+    wb = _load_workbook(p, name)
+    try:
+        first = next(_sheet_rows(wb), ())
+    finally:
+        wb.close()
+    header = list(first)
+    while header and header[-1] is None:
+        header.pop()
+    if not header:
+        raise InputError(f"{name}: the first sheet is empty")
+    columns = _unique([_text(v) or "" for v in header])
+
+    def produce() -> Batches:
+        book = _load_workbook(p, name)
+        try:
+            yield from _object_batches(_xlsx_items(book, columns), columns, columns, batch_rows)
+        finally:
+            book.close()
+
+    return RawInput(name, "xlsx", columns, sha, produce)
+
+
+def _xlsx_items(book: Any, columns: list[str]) -> Iterator[tuple[int, Any, str | None]]:
+    """``(sheet row, {column: value} or RowProblem, None)`` for each non-empty row below the header."""
+    width = len(columns)
+    for number, values in enumerate(_sheet_rows(book), 1):
+        if number == 1 or all(v is None for v in values):
+            continue
+        extra = [v for v in values[width:] if v is not None]
+        if extra:
+            raw = "\t".join(_text(v) or "" for v in values)[:RAW_LIMIT]
+            detail = _fields(width + len(extra), width)
+            yield number, RowProblem(number, "ragged_row", detail, raw), None
+        else:
+            yield number, dict(zip(columns, values, strict=False)), None
+
+
+# --------------------------------------------------------------------------- values
+
+
+def _unique(names: Iterable[str]) -> list[str]:
+    """Make names unique: a repeated name gets `` (2)``, `` (3)``…; ``_record`` is reserved."""
+    seen = {RECORD}
+    out: list[str] = []
+    for name in names:
+        candidate, k = name, 1
+        while candidate in seen:
+            k += 1
+            candidate = f"{name} ({k})"
+        seen.add(candidate)
+        out.append(candidate)
+    return out
+
+
+def _as_text(batch: pa.RecordBatch, columns: list[str], start: int) -> pa.RecordBatch:
+    """Every column of an Arrow batch as text, plus ``_record`` numbered from ``start``."""
+    arrays = [_arrow_text(col) for col in batch.columns]
+    arrays.append(pa.array(range(start, start + batch.num_rows), pa.int64()))
+    return pa.RecordBatch.from_arrays(arrays, names=[*columns, RECORD])
+
+
+def _arrow_text(arr: pa.Array) -> pa.Array:
+    """One Arrow column as ``pa.string()`` following the reader's value rules."""
+    t = arr.type
+    if pa.types.is_dictionary(t):
+        return _arrow_text(arr.dictionary_decode())
+    if pa.types.is_null(t):
+        return pa.nulls(len(arr), pa.string())
+    if pa.types.is_timestamp(t):
+        return _timestamp_text(arr)
+    if pa.types.is_date(t):
+        return pc.strftime(arr, format="%Y-%m-%d")
+    if pa.types.is_floating(t):
+        if t.bit_width == 16:
+            arr = arr.cast(pa.float32())
+        single = t.bit_width < 64
+        return pa.array([None if v is None else _float_text(v, single=single) for v in arr.to_pylist()], pa.string())
+    if _is_any(t, pa.types.is_string, pa.types.is_large_string, pa.types.is_string_view, pa.types.is_integer,
+               pa.types.is_boolean, pa.types.is_decimal):  # fmt: skip
+        return arr.cast(pa.string())
+    if _is_any(t, pa.types.is_binary, pa.types.is_large_binary, pa.types.is_binary_view):
+        try:
+            return arr.cast(pa.string())
+        except pa.ArrowInvalid:
+            pass
+    return pa.array([_text(v) for v in arr.to_pylist()], pa.string())
+
+
+def _is_any(t: pa.DataType, *tests: Callable[[pa.DataType], bool]) -> bool:
+    return any(test(t) for test in tests)
+
+
+def _timestamp_text(arr: pa.Array) -> pa.Array:
+    """ISO 8601: ``Z`` for UTC, the offset for other zones, nothing for naive; fraction only if non-zero."""
+    tz = arr.type.tz
+    text = pc.strftime(arr, format="%Y-%m-%dT%H:%M:%S")
+    text = pc.replace_substring_regex(text, r"(\.\d*?[1-9])0+$|\.0+$", r"\1")
+    if tz is None:
+        return text
+    if tz in _UTC_NAMES:
+        return pc.binary_join_element_wise(text, "Z", "")
+    offset = pc.replace_substring_regex(pc.strftime(arr, format="%z"), r"(\d\d)$", r":\1")
+    return pc.binary_join_element_wise(text, offset, "")
+
+
+def _float_text(v: float, *, single: bool = False) -> str:
+    """Python ``repr`` of a float; for float32 the shortest text that round-trips in 32 bits."""
+    if single and math.isfinite(v):
+        for digits in range(1, 10):
+            short = float(f"{v:.{digits}g}")
+            if struct.unpack("f", struct.pack("f", short))[0] == v:
+                return repr(short)
+    return repr(v)
+
+
+def _text(v: Any) -> str | None:
+    """A Python value as raw text: null stays null, numbers as decimal text, nested values as compact JSON."""
+    if v is None or isinstance(v, str):
+        return v
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, float):
+        return repr(v)
+    if isinstance(v, dict | list | tuple):
+        return _compact(v)
+    if isinstance(v, datetime):
+        utc = v.utcoffset() == timedelta(0) and str(v.tzinfo) in _UTC_NAMES
+        return v.isoformat().removesuffix("+00:00") + "Z" if utc else v.isoformat()
+    if isinstance(v, date | time):
+        return v.isoformat()
+    if isinstance(v, bytes):
+        return v.decode("utf-8", "replace")
+    return str(v)
+
+
+def _compact(v: Any) -> str:
+    return json.dumps(v, separators=(",", ":"), ensure_ascii=False, default=_text)
