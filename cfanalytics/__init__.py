@@ -21,6 +21,8 @@ from cfanalytics.schemas import KINDS
 from cfanalytics.store import LogStore
 
 if TYPE_CHECKING:
+    from cfanalytics import diagnose
+    from cfanalytics.filters import LogFilter
     from cfanalytics.ingest import BatchResult, IngestResult
 
 __version__ = "0.1.0"
@@ -31,11 +33,13 @@ __all__ = [
     "CfError",
     "IngestResult",
     "InputError",
+    "LogFilter",
     "LogStore",
     "StoreBusyError",
     "StoreError",
     "UsageError",
     "__version__",
+    "diagnose",
     "mask_ip",
     "redact",
 ]
@@ -46,4 +50,12 @@ def __getattr__(name: str) -> Any:
         from cfanalytics import ingest
 
         return getattr(ingest, name)
+    if name == "LogFilter":
+        from cfanalytics.filters import LogFilter
+
+        return LogFilter
+    if name == "diagnose":
+        import importlib
+
+        return importlib.import_module("cfanalytics.diagnose")
     raise AttributeError(f"module 'cfanalytics' has no attribute {name!r}")

@@ -53,6 +53,21 @@ def _parser() -> argparse.ArgumentParser:
     fgt.add_argument("--batch", required=True, help="batch id, or an input's batch prefix (all its kinds)")
     fgt.add_argument("--json", action="store_true")
 
+    dia = sub.add_parser("diagnose", help="postback errors, conversion gaps and incidents with their suspected change")
+    dia.add_argument("--store", required=True)
+    _range_args(dia)
+    dia.add_argument("--grace", type=float, default=0, metavar="MINUTES",
+                     help="conversions newer than this before the last postback count as pending (default 0)")
+    dia.add_argument("--json", action="store_true", help="print one JSON document on stdout")
+
+    rec = sub.add_parser("reconcile", help="compare an affiliate network's conversion export with the store")
+    rec.add_argument("network_export", metavar="NETWORK_EXPORT", help="the network's conversion export (csv/xlsx)")
+    rec.add_argument("--store", required=True)
+    rec.add_argument("--timezone", help="time zone of the export's local times (default: the store's)")
+    _range_args(rec)
+    rec.add_argument("--click-id-column", help="the export's column holding the click id (sub id)")
+    rec.add_argument("--json", action="store_true", help="print one JSON document on stdout")
+
     bat = sub.add_parser("batches", help="list the ingest ledger")
     bat.add_argument("--store", required=True)
     bat.add_argument("--json", action="store_true")
@@ -74,6 +89,22 @@ def _input_args(p: argparse.ArgumentParser) -> None:
         "--map", action="append", default=[], metavar="HEADER=COLUMN", help="map an input header to a column"
     )
     p.add_argument("--json", action="store_true", help="print one JSON document on stdout")
+
+
+def _range_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--from", dest="start", metavar="DATE", help="first local date (YYYY-MM-DD), inclusive")
+    p.add_argument("--to", dest="end", metavar="DATE", help="last local date (YYYY-MM-DD), inclusive")
+
+
+def _date(value: str | None, flag: str) -> Any:
+    from datetime import date
+
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise UsageError(f"{flag} {value!r}: expected a date YYYY-MM-DD") from None
 
 
 def _version() -> str:
@@ -113,6 +144,45 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     result = validate_paths(args.files, kind=args.kind, timezone=args.timezone or "UTC", column_map=args.map)
     _print_ingest(result, args.json, store=None)
     return EXIT_OK if result.ok else EXIT_INPUT
+
+
+def _cmd_diagnose(args: argparse.Namespace) -> int:
+    from cfanalytics.diagnose import diagnose
+    from cfanalytics.filters import LogFilter
+    from cfanalytics.store import LogStore
+
+    store = LogStore(args.store, create=False)
+    flt = LogFilter(start=_date(args.start, "--from"), end=_date(args.end, "--to"))
+    doc = diagnose(store, flt, grace_minutes=args.grace)
+    if args.json:
+        _dump(doc)
+    else:
+        from cfanalytics.render import diagnosis_text
+
+        print(diagnosis_text(doc))
+    return EXIT_OK
+
+
+def _cmd_reconcile(args: argparse.Namespace) -> int:
+    from cfanalytics.diagnose.reconcile import reconcile
+    from cfanalytics.store import LogStore
+
+    store = LogStore(args.store, create=False)
+    result = reconcile(
+        store,
+        args.network_export,
+        timezone=args.timezone,
+        start=_date(args.start, "--from"),
+        end=_date(args.end, "--to"),
+        click_id_column=args.click_id_column,
+    )
+    if args.json:
+        _dump(result.summary)
+    else:
+        from cfanalytics.render import reconcile_text
+
+        print(reconcile_text(result.summary))
+    return EXIT_OK
 
 
 def _cmd_forget(args: argparse.Namespace) -> int:
@@ -207,6 +277,8 @@ _COMMANDS = {
     "ingest": _cmd_ingest,
     "validate": _cmd_validate,
     "forget": _cmd_forget,
+    "diagnose": _cmd_diagnose,
+    "reconcile": _cmd_reconcile,
     "batches": _cmd_batches,
     "maintain": _cmd_maintain,
     "demo": _cmd_demo,

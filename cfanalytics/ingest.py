@@ -257,6 +257,8 @@ def _prepare(
                 if k == "events":
                     kindless.append(out.quarantine)
                     continue
+                if out.rows.height == 0 and out.quarantine.height == 0:
+                    continue
                 part = parts.setdefault(k, _KindPart(k, staging / f"{k}.1.parquet"))
                 if out.quarantine.height:
                     part.quarantine.append(out.quarantine)
@@ -288,6 +290,11 @@ def _prepare(
         if part.rows:
             part.final = staging / f"{part.kind}.2.parquet"
             _assign_ordinals(part, normalizer.derived_postback_id)
+    if kindless and len(parts) == 1:
+        # An event-log export holding one kind (say, conversions): its stray rows count there.
+        (part,) = parts.values()
+        part.quarantine.extend(q.with_columns(pl.lit(part.kind).alias("kind")) for q in kindless)
+        kindless = []
     return _Prepared(raw, res, _new_batch_prefix(), parts, kindless, normalizer.skipped)
 
 

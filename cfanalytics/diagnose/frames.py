@@ -1,0 +1,146 @@
+"""Enriched lazy frames the diagnostics share: attributed postbacks, display names.
+
+A postback's traffic source is its own column, else its visit's (by click id),
+else its conversion's (SPEC §6); none found → null, counted as ``unattributed``.
+Campaigns are attributed the same way. Display names come from any kind's name
+columns and from the activity log's ``entity_name``; the latest seen wins.
+
+>>> import tempfile, cfanalytics as cf
+>>> store = cf.LogStore(tempfile.mkdtemp() + "/s", timezone="UTC")
+>>> postbacks(store).collect().columns[:4]
+['postback_id', 'click_id', 'postback_time', 'is_error']
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Final
+
+import polars as pl
+
+from cfanalytics.diagnose.kinds import error_kind, signature, status_class
+from cfanalytics.filters import LogFilter
+
+if TYPE_CHECKING:
+    from cfanalytics.store import LogStore
+
+#: Entity → (id column, name column, activity entity_type).
+ENTITIES: Final[dict[str, tuple[str, str, str]]] = {
+    "campaign": ("campaign_id", "campaign_name", "campaign"),
+    "traffic_source": ("traffic_source_id", "traffic_source_name", "traffic_source"),
+    "offer": ("offer_id", "offer_name", "offer"),
+    "lander": ("landing_id", "landing_name", "lander"),
+    "affiliate_network": ("affiliate_network_id", "affiliate_network_name", "affiliate_network"),
+    "integration": ("integration_id", "integration_name", "integration"),
+}
+_NAME_OF_ID: Final = {id_col: name_col for id_col, name_col, _ in ENTITIES.values()}
+
+POSTBACK_COLUMNS: Final = (
+    "postback_id",
+    "click_id",
+    "postback_time",
+    "is_error",
+    "status_code",
+    "error_message",
+    "postback_url",
+    "ct",
+    "integration_id",
+    "traffic_source_id",
+    "campaign_id",
+    "date",
+)
+
+
+def names(store: LogStore, entity: str) -> pl.DataFrame:
+    """``id → name`` of one entity (``"traffic_source"``, ``"campaign"`` …), latest name wins.
+
+    Returns columns ``<entity>_id`` and ``<entity>_name`` (e.g. ``traffic_source_id``,
+    ``traffic_source_name``), one row per id, sorted by id.
+    """
+    id_col, name_col, entity_type = ENTITIES[entity]
+    parts: list[pl.LazyFrame] = []
+    from cfanalytics.schemas import KINDS, MAIN_TIME
+
+    for kind in KINDS:
+        lf = store.scan(kind)
+        cols = lf.collect_schema().names()
+        if id_col in cols and name_col in cols:
+            parts.append(
+                lf.select(pl.col(id_col).alias("id"), pl.col(name_col).alias("name"), pl.col(MAIN_TIME[kind]).alias("t"))
+                .filter(pl.col("id").is_not_null() & pl.col("name").is_not_null())
+            )
+    parts.append(
+        store.scan("activity")
+        .filter((pl.col("entity_type") == entity_type) & pl.col("entity_id").is_not_null())
+        .select(pl.col("entity_id").alias("id"), pl.col("entity_name").alias("name"), pl.col("changed_at").alias("t"))
+        .filter(pl.col("name").is_not_null())
+    )
+    out = (
+        pl.concat(parts)
+        .group_by("id")
+        .agg(pl.col("name").sort_by("t").last())
+        .sort("id")
+        .collect()
+    )
+    return out.rename({"id": id_col, "name": name_col})
+
+
+def with_names(frame: pl.DataFrame, store: LogStore, *id_columns: str) -> pl.DataFrame:
+    """Add the display-name column of each id column (``traffic_source_id`` → ``traffic_source_name``)."""
+    for id_col in id_columns:
+        name_col = _NAME_OF_ID.get(id_col)
+        if name_col is None or id_col not in frame.columns:
+            continue
+        entity = next(e for e, (i, _, _) in ENTITIES.items() if i == id_col)
+        lookup = names(store, entity)
+        frame = frame.drop(name_col, strict=False).join(lookup, on=id_col, how="left")
+        order = list(frame.columns)
+        order.remove(name_col)
+        order.insert(order.index(id_col) + 1, name_col)
+        frame = frame.select(order)
+    return frame
+
+
+def click_attribution(store: LogStore) -> pl.LazyFrame:
+    """Per click id: the traffic source and campaign of its visit, else of its conversions."""
+    visits = store.scan("visits").select(
+        "click_id", pl.col("traffic_source_id").alias("_v_ts"), pl.col("campaign_id").alias("_v_cmp")
+    )
+    conv = (
+        store.scan("conversions")
+        .group_by("click_id")
+        .agg(
+            pl.col("traffic_source_id").drop_nulls().first().alias("_c_ts"),
+            pl.col("campaign_id").drop_nulls().first().alias("_c_cmp"),
+        )
+    )
+    return visits.join(conv, on="click_id", how="full", coalesce=True)
+
+
+def postbacks(store: LogStore, where: LogFilter | None = None) -> pl.LazyFrame:
+    """Postbacks with attributed ``traffic_source_id`` / ``campaign_id``, ``status_class``,
+    ``error_kind``, ``signature`` and ``attributed`` (False when no traffic source was found),
+    filtered by ``where`` (range on ``postback_time``).
+    """
+    flt = where or LogFilter()
+    tz = store.timezone
+    pb = store.scan("postbacks").select(POSTBACK_COLUMNS)
+    # Prune by time first (partition pruning), filter on attributed columns after the join.
+    time_only = LogFilter(start=flt.start, end=flt.end, timezone=flt.timezone)
+    pb = time_only.apply(pb, "postbacks", timezone=tz)
+    pb = pb.join(click_attribution(store), on="click_id", how="left").with_columns(
+        pl.coalesce("traffic_source_id", "_v_ts", "_c_ts").alias("traffic_source_id"),
+        pl.coalesce("campaign_id", "_v_cmp", "_c_cmp").alias("campaign_id"),
+    )
+    pb = pb.drop("_v_ts", "_c_ts", "_v_cmp", "_c_cmp").with_columns(
+        pl.col("traffic_source_id").is_not_null().alias("attributed"),
+        status_class(pl.col("status_code")).alias("status_class"),
+        error_kind(
+            is_error=pl.col("is_error"),
+            status_code=pl.col("status_code"),
+            error_message=pl.col("error_message"),
+            postback_url=pl.col("postback_url"),
+        ).alias("error_kind"),
+        pl.when(pl.col("is_error")).then(signature(pl.col("error_message"))).alias("signature"),
+    )
+    rest = flt.replace(start=None, end=None)
+    return rest.apply(pb, None, timezone=tz)

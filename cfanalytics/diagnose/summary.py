@@ -1,0 +1,59 @@
+"""The whole diagnosis as one JSON-ready document (``cfanalytics diagnose --json``, SPEC §5).
+
+Times are ISO 8601 UTC with ``Z``; rates are null when the denominator is 0;
+lists are sorted by errors descending, then id.
+
+>>> import tempfile, cfanalytics as cf
+>>> doc = diagnose(cf.LogStore(tempfile.mkdtemp() + "/s", timezone="UTC"))
+>>> doc["postbacks"]["error_rate"], doc["incidents"]
+(None, [])
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from cfanalytics.diagnose.errors import postback_summary
+from cfanalytics.diagnose.gaps import gap_summary
+from cfanalytics.diagnose.incidents import activity_log_until, incidents
+from cfanalytics.filters import LogFilter
+
+if TYPE_CHECKING:
+    from cfanalytics.store import LogStore
+
+
+def iso(value: datetime | None) -> str | None:
+    """ISO 8601 UTC with ``Z`` (microseconds only when present)."""
+    if value is None:
+        return None
+    text = value.strftime("%Y-%m-%dT%H:%M:%S")
+    if value.microsecond:
+        text += f".{value.microsecond:06d}".rstrip("0")
+    return text + "Z"
+
+
+def diagnose(store: LogStore, where: LogFilter | None = None, *, grace_minutes: float = 0) -> dict[str, Any]:
+    """Postback errors, conversion gaps and incidents with their suspected change."""
+    flt = where or LogFilter()
+    found = incidents(store, flt)
+    rows: list[dict[str, Any]] = []
+    for inc in found.to_dicts():
+        change = inc.pop("suspected_change")
+        if change is not None:
+            change["changed_at"] = iso(change["changed_at"])
+        inc["start"], inc["end"] = iso(inc["start"]), iso(inc["end"])
+        inc["suspected_change"] = change
+        rows.append(inc)
+    until = activity_log_until(store)
+    lo, hi = flt.time_bounds(store.timezone)
+    pb = postback_summary(store, flt)
+    return {
+        "window": {"from": iso(lo), "to": iso(hi)},
+        "timezone": store.timezone,
+        "data_until": pb.pop("last_postback_time"),
+        "postbacks": pb,
+        "gaps": gap_summary(store, flt, grace_minutes=grace_minutes),
+        "incidents": rows,
+        "activity_log_until": iso(until),
+    }

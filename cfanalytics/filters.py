@@ -1,0 +1,173 @@
+"""LogFilter: one filter object for code, widgets and reports, compiled to Polars expressions.
+
+Dates are local dates in the display time zone (default: the store's), both
+inclusive; datetimes may be given instead (naive ones are local). Filtered (bot)
+traffic is excluded by default, as in ClickFlare's own screens.
+
+>>> from datetime import date
+>>> flt = LogFilter(start=date(2026, 11, 20), end=date(2026, 11, 20), traffic_sources=["t1"])
+>>> flt.time_bounds("UTC")
+(datetime.datetime(2026, 11, 20, 0, 0, tzinfo=zoneinfo.ZoneInfo(key='UTC')), datetime.datetime(2026, 11, 21, 0, 0, tzinfo=zoneinfo.ZoneInfo(key='UTC')))
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, fields, replace
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import polars as pl
+
+from cfanalytics.errors import UsageError
+from cfanalytics.schemas import MAIN_TIME
+
+#: LogFilter field → the column it filters (when the frame has it).
+_COLUMN_OF: dict[str, str] = {
+    "campaigns": "campaign_id",
+    "traffic_sources": "traffic_source_id",
+    "offers": "offer_id",
+    "landers": "landing_id",
+    "affiliate_networks": "affiliate_network_id",
+    "countries": "country",
+    "device_types": "device_type",
+    "integrations": "integration_id",
+    "status_classes": "status_class",
+    "error_kinds": "error_kind",
+    "entity_types": "entity_type",
+    "actions": "action",
+    "authors": "author",
+    "event_types": "event_type",
+}
+
+
+@dataclass(frozen=True)
+class LogFilter:
+    """What to look at. Every field is optional; ``None`` means no restriction.
+
+    Parameters
+    ----------
+    start, end
+        Local dates (inclusive) or datetimes (``end`` exclusive) in the display zone.
+    timezone
+        Display time zone for ``start``/``end``; default: the store's account zone.
+    include_filtered
+        Include traffic ClickFlare filtered as bots (excluded by default).
+    click_id
+        Click-id search: rows whose click id contains this text.
+    cts
+        Custom conversion types; ``""`` selects conversions/postbacks without a ct.
+    errors_only
+        Postbacks: only errors.
+    """
+
+    start: date | datetime | str | None = None
+    end: date | datetime | str | None = None
+    timezone: str | None = None
+    event_types: Sequence[str] | None = None
+    campaigns: Sequence[str] | None = None
+    traffic_sources: Sequence[str] | None = None
+    offers: Sequence[str] | None = None
+    landers: Sequence[str] | None = None
+    affiliate_networks: Sequence[str] | None = None
+    countries: Sequence[str] | None = None
+    device_types: Sequence[str] | None = None
+    include_filtered: bool = False
+    click_id: str | None = None
+    integrations: Sequence[str] | None = None
+    cts: Sequence[str] | None = None
+    status_classes: Sequence[str] | None = None
+    error_kinds: Sequence[str] | None = None
+    errors_only: bool = False
+    entity_types: Sequence[str] | None = None
+    actions: Sequence[str] | None = None
+    authors: Sequence[str] | None = None
+
+    def replace(self, **changes: Any) -> LogFilter:
+        """A copy with some fields changed (``flt.replace(traffic_sources=["t2"])``)."""
+        return replace(self, **changes)
+
+    def is_empty(self) -> bool:
+        """True when nothing is restricted (filtered traffic still excluded)."""
+        return all(getattr(self, f.name) in (None, False) for f in fields(self) if f.name != "timezone")
+
+    # ----------------------------------------------------------------- time
+    def time_bounds(self, timezone: str | None) -> tuple[datetime | None, datetime | None]:
+        """``[start, end)`` as UTC-aware datetimes (None where open)."""
+        tz = ZoneInfo(self.timezone or timezone or "UTC")
+        return _bound(self.start, tz, is_end=False), _bound(self.end, tz, is_end=True)
+
+    def date_bounds(self, timezone: str | None) -> tuple[date | None, date | None]:
+        """UTC ``date`` partitions that can hold rows in range (for pruning)."""
+        lo, hi = self.time_bounds(timezone)
+        lo_d = lo.astimezone(UTC).date() if lo else None
+        hi_d = (hi - timedelta(microseconds=1)).astimezone(UTC).date() if hi else None
+        return lo_d, hi_d
+
+    # ------------------------------------------------------------ compiling
+    def expr(self, columns: Sequence[str], *, time_column: str | None = None, timezone: str | None = None) -> pl.Expr:
+        """One boolean expression over a frame with ``columns``; fields naming absent columns are ignored."""
+        cols = set(columns)
+        parts: list[pl.Expr] = []
+        lo, hi = self.time_bounds(timezone)
+        if time_column and time_column in cols:
+            t = pl.col(time_column)
+            if "date" in cols:
+                dlo, dhi = self.date_bounds(timezone)
+                if dlo is not None:
+                    parts.append(pl.col("date") >= dlo)
+                if dhi is not None:
+                    parts.append(pl.col("date") <= dhi)
+            if lo is not None:
+                parts.append(t >= lo)
+            if hi is not None:
+                parts.append(t < hi)
+        for name, column in _COLUMN_OF.items():
+            values = getattr(self, name)
+            if values is not None and column in cols:
+                parts.append(pl.col(column).is_in(list(_as_list(values, name))))
+        if self.cts is not None and "ct" in cols:
+            cts = list(_as_list(self.cts, "cts"))
+            ct = pl.col("ct")
+            parts.append(ct.is_in(cts) | (ct.is_null() & pl.lit("" in cts)) | ((ct == "") & pl.lit("" in cts)))
+        if not self.include_filtered and "is_filtered" in cols:
+            parts.append(~pl.col("is_filtered").fill_null(False))
+        if self.click_id and "click_id" in cols:
+            parts.append(pl.col("click_id").str.contains(self.click_id, literal=True))
+        if self.errors_only and "is_error" in cols:
+            parts.append(pl.col("is_error"))
+        return pl.all_horizontal(parts) if parts else pl.lit(True)
+
+    def apply(self, lf: pl.LazyFrame, kind: str | None = None, *, timezone: str | None = None) -> pl.LazyFrame:
+        """Filter a lazy frame of ``kind`` (its main time is the range column).
+
+        >>> import polars as pl
+        >>> LogFilter(errors_only=True).apply(pl.LazyFrame({"is_error": [True, False]})).collect().height
+        1
+        """
+        names = lf.collect_schema().names()
+        time_column = MAIN_TIME.get(kind or "", None) or ("event_time" if "event_time" in names else None)
+        return lf.filter(self.expr(names, time_column=time_column, timezone=timezone))
+
+
+def _as_list(values: Sequence[str] | str, name: str) -> Sequence[str]:
+    if isinstance(values, str):
+        return [values]
+    if not isinstance(values, Sequence):
+        raise UsageError(f"LogFilter.{name} must be a list of values")
+    return values
+
+
+def _bound(value: date | datetime | str | None, tz: ZoneInfo, *, is_end: bool) -> datetime | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value) if ("T" in value or " " in value) else date.fromisoformat(value)
+        except ValueError:
+            raise UsageError(f"not a date or time: {value!r} (use YYYY-MM-DD)") from None
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=tz)
+    day = value + timedelta(days=1) if is_end else value
+    return datetime.combine(day, time(0), tzinfo=tz)

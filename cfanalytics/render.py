@@ -1,0 +1,116 @@
+"""Plain-text rendering of diagnoses for terminals and log files (no colours, no markup).
+
+Every string that came from data goes through :func:`cfanalytics.redact`.
+
+>>> print(rate(3, 4), rate(0, 0))
+75.0% n/a
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cfanalytics.redact import redact
+
+
+def rate(errors: int, total: int) -> str:
+    """``errors / total`` as a percentage, ``n/a`` when total is 0."""
+    return f"{errors / total:.1%}" if total else "n/a"
+
+
+def _label(name: str | None, ident: str | None) -> str:
+    if name and ident:
+        return f"{redact(name)} ({ident})"
+    return redact(name or ident or "(none)") or "(none)"
+
+
+def _table(rows: list[list[str]], header: list[str]) -> list[str]:
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    fmt = "  ".join(f"{{:<{w}}}" if i == 0 else f"{{:>{w}}}" for i, w in enumerate(widths))
+    return ["  " + fmt.format(*header), *("  " + fmt.format(*r) for r in rows)]
+
+
+def diagnosis_text(doc: dict[str, Any]) -> str:
+    """The ``cfanalytics diagnose`` document as readable text."""
+    pb, gaps = doc["postbacks"], doc["gaps"]
+    window = doc.get("window") or {}
+    lines = [
+        f"Postbacks {window.get('from') or 'start'} → {window.get('to') or 'end'} ({doc.get('timezone')})",
+        f"  {pb['total']} sent, {pb['errors']} failed ({rate(pb['errors'], pb['total'])}); "
+        f"{pb['unattributed']} with no traffic source found",
+        "",
+        "By traffic source:",
+        *_table(
+            [[_label(r["traffic_source_name"], r["traffic_source_id"]), str(r["postbacks"]), str(r["errors"]),
+              rate(r["errors"], r["postbacks"])] for r in pb["by_traffic_source"]],
+            ["traffic source", "postbacks", "errors", "rate"],
+        ),
+    ]  # fmt: skip
+    if pb["by_integration"]:
+        lines += [
+            "",
+            "By integration:",
+            *_table(
+                [[_label(r["integration_name"], r["integration_id"]), str(r["postbacks"]), str(r["errors"]),
+                  rate(r["errors"], r["postbacks"])] for r in pb["by_integration"]],
+                ["integration", "postbacks", "errors", "rate"],
+            ),
+        ]  # fmt: skip
+    if pb["by_error_kind"]:
+        lines += ["", "Errors by kind:", *_table([[r["error_kind"], str(r["errors"])] for r in pb["by_error_kind"]],
+                                                 ["kind", "errors"])]  # fmt: skip
+    if pb["top_signatures"]:
+        lines += ["", "Top errors:"]
+        lines += [f"  {s['errors']:>6}  {redact(s['signature'])[:110]}" for s in pb["top_signatures"][:5]]
+    lines += [
+        "",
+        f"Conversions: {gaps['conversions']} — posted ok {gaps['posted_ok']}, failed {gaps['posted_failed']}, "
+        f"not posted {gaps['not_posted']}, pending {gaps['pending']}",
+        f"  duplicates {gaps['duplicate_conversions']}, unknown clicks {gaps['unknown_click']} "
+        f"({gaps['unknown_click_malformed']} malformed); orphan postbacks {gaps['orphan_postbacks']} "
+        f"({gaps['ct_mismatch']} with another ct)",
+        "",
+    ]
+    incidents = doc["incidents"]
+    lines.append(f"Incidents: {len(incidents)}" if incidents else "Incidents: none")
+    for inc in incidents:
+        lines.append(
+            f"  {inc['incident_id']}  {inc['scope']} {_label(inc['name'], inc['id'])}: {inc['start']} → {inc['end']}, "
+            f"{inc['errors']}/{inc['postbacks']} failed ({rate(inc['errors'], inc['postbacks'])} vs "
+            f"{inc['error_rate_before']:.1%} before), mostly {inc['top_error_kind']}"
+        )
+        change = inc["suspected_change"]
+        if change:
+            lines.append(
+                f"      suspected change: {change['changed_at']} {redact(change['author'])} {change['action']} "
+                f"{change['entity_type']} {_label(change['entity_name'], change['entity_id'])}"
+            )
+        else:
+            lines.append("      suspected change: no change found")
+    until = doc.get("activity_log_until")
+    if until is None:
+        lines += ["", "Activity log: none loaded — changes cannot be matched to incidents."]
+    elif doc.get("data_until") and until < doc["data_until"]:
+        lines += [
+            "",
+            f"Warning: the activity log reaches only {until}; postbacks go on until {doc['data_until']}. "
+            "Changes after that are not seen (export the activity log and ingest it).",
+        ]
+    else:
+        lines += ["", f"Activity log: loaded until {until}."]
+    return "\n".join(lines)
+
+
+def reconcile_text(summary: dict[str, Any]) -> str:
+    """The ``cfanalytics reconcile`` summary as readable text."""
+    missing = summary["missing_in_tracker"]
+    by_reason = ", ".join(f"{k} {v}" for k, v in missing["by_reason"].items() if v) or "none"
+    window = summary.get("window") or {}
+    return "\n".join(
+        [
+            f"Network export vs tracker ({window.get('start')} → {window.get('end')})",
+            f"  matched {summary['matched']}, payout mismatch {summary['payout_mismatch']}",
+            f"  missing in tracker {missing['total']}: {by_reason}",
+            f"  missing in network {summary['missing_in_network']}",
+        ]
+    )
