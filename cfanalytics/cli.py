@@ -242,35 +242,31 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     store = LogStore(store_path, timezone=account.truth["timezone"])
     files = [p for role, p in sorted(account.files.items()) if role != "network_export"]
     result = store.ingest(files, progress=not args.json)
-    summary = _store_summary(store)
+    from cfanalytics.diagnose import diagnose
+
+    doc = diagnose(store)
     if args.json:
         _dump(
-            {"store": str(store.path), "exports": str(exports), "report": None, **result.to_json(), "summary": summary}
+            {
+                "store": str(store.path),
+                "exports": str(exports),
+                "report": None,
+                **result.to_json(),
+                "rows": store.counts(),
+                "diagnosis": doc,
+            }
         )
         return EXIT_OK if result.ok else EXIT_INPUT
-    _print_ingest(result, False, store=str(store.path))
+    from cfanalytics.render import diagnosis_text
+
+    _print_ingest(result, False, store=None)
     print()
-    print(f"store:   {store.path.resolve()}")
-    print(f"exports: {exports.resolve()}")
-    print(f"time zone: {store.timezone}")
-    for kind, n in summary["rows"].items():
-        print(f"  {kind:<12} {n:>8} rows")
-    pb = summary["postbacks"]
-    rate = "n/a" if pb["error_rate"] is None else f"{pb['error_rate']:.1%}"
-    print(f"postbacks: {pb['total']} sent, {pb['errors']} failed ({rate})")
+    print(diagnosis_text(doc))
+    print()
+    print(f"exports: {exports.resolve()}  (truth.json lists the injected faults)")
+    print(f"store:   {store.path.resolve()}  (time zone {store.timezone})")
+    print("report:  not built yet")
     return EXIT_OK if result.ok else EXIT_INPUT
-
-
-def _store_summary(store: Any) -> dict[str, Any]:
-    import polars as pl
-
-    counts = store.counts()
-    pb = store.scan("postbacks").select(pl.len().alias("total"), pl.col("is_error").sum().alias("errors")).collect()
-    total, errors = int(pb.item(0, "total")), int(pb.item(0, "errors") or 0)
-    return {
-        "rows": counts,
-        "postbacks": {"total": total, "errors": errors, "error_rate": (errors / total) if total else None},
-    }
 
 
 _COMMANDS = {

@@ -7,7 +7,7 @@ traffic is excluded by default, as in ClickFlare's own screens.
 >>> from datetime import date
 >>> flt = LogFilter(start=date(2026, 11, 20), end=date(2026, 11, 20), traffic_sources=["t1"])
 >>> flt.time_bounds("UTC")
-(datetime.datetime(2026, 11, 20, 0, 0, tzinfo=zoneinfo.ZoneInfo(key='UTC')), datetime.datetime(2026, 11, 21, 0, 0, tzinfo=zoneinfo.ZoneInfo(key='UTC')))
+(datetime.datetime(2026, 11, 20, 0, 0, tzinfo=datetime.timezone.utc), datetime.datetime(2026, 11, 21, 0, 0, tzinfo=datetime.timezone.utc))
 """
 
 from __future__ import annotations
@@ -96,7 +96,8 @@ class LogFilter:
     def time_bounds(self, timezone: str | None) -> tuple[datetime | None, datetime | None]:
         """``[start, end)`` as UTC-aware datetimes (None where open)."""
         tz = ZoneInfo(self.timezone or timezone or "UTC")
-        return _bound(self.start, tz, is_end=False), _bound(self.end, tz, is_end=True)
+        lo, hi = _bound(self.start, tz, is_end=False), _bound(self.end, tz, is_end=True)
+        return (lo.astimezone(UTC) if lo else None), (hi.astimezone(UTC) if hi else None)
 
     def date_bounds(self, timezone: str | None) -> tuple[date | None, date | None]:
         """UTC ``date`` partitions that can hold rows in range (for pruning)."""

@@ -101,7 +101,8 @@ def with_names(frame: pl.DataFrame, store: LogStore, *id_columns: str) -> pl.Dat
 
 
 def click_attribution(store: LogStore) -> pl.LazyFrame:
-    """Per click id: the traffic source and campaign of its visit, else of its conversions."""
+    """Per click id: the traffic source and campaign of its visit, else of its conversions
+    (should a click's conversions disagree, the smallest id, so every engine agrees)."""
     visits = store.scan("visits").select(
         "click_id", pl.col("traffic_source_id").alias("_v_ts"), pl.col("campaign_id").alias("_v_cmp")
     )
@@ -109,8 +110,8 @@ def click_attribution(store: LogStore) -> pl.LazyFrame:
         store.scan("conversions")
         .group_by("click_id")
         .agg(
-            pl.col("traffic_source_id").drop_nulls().first().alias("_c_ts"),
-            pl.col("campaign_id").drop_nulls().first().alias("_c_cmp"),
+            pl.col("traffic_source_id").min().alias("_c_ts"),
+            pl.col("campaign_id").min().alias("_c_cmp"),
         )
     )
     return visits.join(conv, on="click_id", how="full", coalesce=True)
