@@ -244,3 +244,37 @@ def test_binomial_tail_against_exact_sums():
 
     exact = sum(comb(20, i) * 0.05**i * 0.95 ** (20 - i) for i in range(18, 21))
     assert binomial_sf(18, 20, 0.05) == pytest.approx(exact, rel=1e-9)
+
+
+def test_funnel_lags_and_attribution_by_day(tmp_path):
+    store = cf.LogStore(tmp_path / "s", timezone="UTC")
+    write(
+        tmp_path / "v.csv",
+        "Click ID,Visit Time,Campaign ID,Traffic Source ID\n"
+        f"{A},2026-11-20 23:30:00,k1,t1\n{B},2026-11-21 10:00:00,k1,t1\n{C},2026-11-21 11:00:00,k2,t2\n",
+    )
+    write(tmp_path / "k.csv", f"Click ID,Click Time,Campaign ID\n{A},2026-11-20 23:31:00,k1\n{B},2026-11-21 10:01:00,k1\n")
+    write(
+        tmp_path / "c.csv",
+        "Click ID,Conversion Date,Custom Conversion (ct),Payout\n"
+        f"{A},2026-11-21 00:30:00,sale,1\n"  # visit on the 20th, conversion on the 21st: 60 minutes later
+        f"{B},2026-11-21 10:30:00,sale,1\n",  # 30 minutes
+    )
+    write(
+        tmp_path / "p.csv",
+        "Postback ID,Click ID,Postback Time,Is Error,Status Code,Custom Conversion (ct)\n"
+        f"p1,{A},2026-11-21 00:30:10,0,200,sale\n"  # 10 s after its conversion
+        f"p2,{B},2026-11-21 10:30:05,1,500,sale\n"  # 5 s
+        f"p3,{B},2026-11-21 10:35:05,0,200,sale\n",
+    )
+    store.ingest([tmp_path / f for f in ("v.csv", "k.csv", "c.csv", "p.csv")])
+    f = cf.diagnose.funnel(store, by="campaign_id")
+    assert f.select("campaign_id", "visits", "clicks", "conversions", "postbacks_sent", "postbacks_accepted").rows() == [
+        ("k1", 2, 2, 2, 3, 2),
+        ("k2", 1, 0, 0, 0, 0),
+    ]
+    lags = cf.diagnose.lags(store)
+    assert lags["visit_to_conversion"].get_column("minutes").to_list() == [30.0, 60.0]
+    assert lags["conversion_to_postback"].get_column("seconds").to_list() == [5.0, 10.0]
+    by_day = cf.diagnose.attribution_by_day(store)
+    assert by_day.rows() == [(date(2026, 11, 20), 0, 1, 1), (date(2026, 11, 21), 2, 1, -1)]

@@ -204,7 +204,9 @@ def attribution_by_day(store: LogStore, where: LogFilter | None = None) -> pl.Da
         .agg(pl.len().alias("by_visit_date"))
     )
     out = by_conv.join(by_visit, on="day", how="full", coalesce=True).collect()
-    out = out.with_columns(pl.col("by_conversion_date").fill_null(0), pl.col("by_visit_date").fill_null(0))
+    out = out.with_columns(
+        pl.col("by_conversion_date").fill_null(0).cast(pl.Int64), pl.col("by_visit_date").fill_null(0).cast(pl.Int64)
+    )
     return out.with_columns((pl.col("by_visit_date") - pl.col("by_conversion_date")).alias("difference")).sort("day")
 
 
