@@ -56,8 +56,13 @@ def _parser() -> argparse.ArgumentParser:
     dia = sub.add_parser("diagnose", help="postback errors, conversion gaps and incidents with their suspected change")
     dia.add_argument("--store", required=True)
     _range_args(dia)
-    dia.add_argument("--grace", type=float, default=0, metavar="MINUTES",
-                     help="conversions newer than this before the last postback count as pending (default 0)")
+    dia.add_argument(
+        "--grace",
+        type=float,
+        default=0,
+        metavar="MINUTES",
+        help="conversions newer than this before the last postback count as pending (default 0)",
+    )
     dia.add_argument("--json", action="store_true", help="print one JSON document on stdout")
 
     rec = sub.add_parser("reconcile", help="compare an affiliate network's conversion export with the store")

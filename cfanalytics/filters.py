@@ -6,8 +6,8 @@ traffic is excluded by default, as in ClickFlare's own screens.
 
 >>> from datetime import date
 >>> flt = LogFilter(start=date(2026, 11, 20), end=date(2026, 11, 20), traffic_sources=["t1"])
->>> flt.time_bounds("UTC")
-(datetime.datetime(2026, 11, 20, 0, 0, tzinfo=datetime.timezone.utc), datetime.datetime(2026, 11, 21, 0, 0, tzinfo=datetime.timezone.utc))
+>>> [t.isoformat() for t in flt.time_bounds("UTC")]
+['2026-11-20T00:00:00+00:00', '2026-11-21T00:00:00+00:00']
 """
 
 from __future__ import annotations

@@ -580,11 +580,17 @@ def _quarantine_rows(frames: list[pl.DataFrame], prepared: _Prepared, batch_id: 
     ids = hash_texts(
         q.select(
             pl.concat_str(
-                [pl.lit(f"q1|{prepared.raw.sha256}|"), pl.col("kind").fill_null(""), pl.lit("|"),
-                 pl.col("_record").cast(STR), pl.lit("|"), pl.col("reason")]
+                [
+                    pl.lit(f"q1|{prepared.raw.sha256}|"),
+                    pl.col("kind").fill_null(""),
+                    pl.lit("|"),
+                    pl.col("_record").cast(STR),
+                    pl.lit("|"),
+                    pl.col("reason"),
+                ]
             )
         ).to_series()
-    )  # fmt: skip
+    )
     return q.select(
         ids.alias("_row_id"),
         pl.lit(batch_id).alias("_batch_id"),

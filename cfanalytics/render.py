@@ -41,24 +41,41 @@ def diagnosis_text(doc: dict[str, Any]) -> str:
         "",
         "By traffic source:",
         *_table(
-            [[_label(r["traffic_source_name"], r["traffic_source_id"]), str(r["postbacks"]), str(r["errors"]),
-              rate(r["errors"], r["postbacks"])] for r in pb["by_traffic_source"]],
+            [
+                [
+                    _label(r["traffic_source_name"], r["traffic_source_id"]),
+                    str(r["postbacks"]),
+                    str(r["errors"]),
+                    rate(r["errors"], r["postbacks"]),
+                ]
+                for r in pb["by_traffic_source"]
+            ],
             ["traffic source", "postbacks", "errors", "rate"],
         ),
-    ]  # fmt: skip
+    ]
     if pb["by_integration"]:
         lines += [
             "",
             "By integration:",
             *_table(
-                [[_label(r["integration_name"], r["integration_id"]), str(r["postbacks"]), str(r["errors"]),
-                  rate(r["errors"], r["postbacks"])] for r in pb["by_integration"]],
+                [
+                    [
+                        _label(r["integration_name"], r["integration_id"]),
+                        str(r["postbacks"]),
+                        str(r["errors"]),
+                        rate(r["errors"], r["postbacks"]),
+                    ]
+                    for r in pb["by_integration"]
+                ],
                 ["integration", "postbacks", "errors", "rate"],
             ),
-        ]  # fmt: skip
+        ]
     if pb["by_error_kind"]:
-        lines += ["", "Errors by kind:", *_table([[r["error_kind"], str(r["errors"])] for r in pb["by_error_kind"]],
-                                                 ["kind", "errors"])]  # fmt: skip
+        lines += [
+            "",
+            "Errors by kind:",
+            *_table([[r["error_kind"], str(r["errors"])] for r in pb["by_error_kind"]], ["kind", "errors"]),
+        ]
     if pb["top_signatures"]:
         lines += ["", "Top errors:"]
         lines += [f"  {s['errors']:>6}  {redact(s['signature'])[:110]}" for s in pb["top_signatures"][:5]]

@@ -312,10 +312,20 @@ class LogStore:
                     }
                 )
         schema = {
-            "batch_id": pl.String, "table": pl.String, "kind": pl.String, "source": pl.String, "sha256": pl.String,
-            "rows_read": pl.Int64, "rows_stored": pl.Int64, "already_stored": pl.Int64, "quarantined": pl.Int64,
-            "flagged": pl.Int64, "operation": pl.String, "version": pl.Int64, "committed_at": pl.Datetime("us", "UTC"),
-        }  # fmt: skip
+            "batch_id": pl.String,
+            "table": pl.String,
+            "kind": pl.String,
+            "source": pl.String,
+            "sha256": pl.String,
+            "rows_read": pl.Int64,
+            "rows_stored": pl.Int64,
+            "already_stored": pl.Int64,
+            "quarantined": pl.Int64,
+            "flagged": pl.Int64,
+            "operation": pl.String,
+            "version": pl.Int64,
+            "committed_at": pl.Datetime("us", "UTC"),
+        }
         return pl.DataFrame(rows, schema=schema, orient="row").sort(
             ["committed_at", "batch_id", "table"], descending=[True, False, False]
         )

@@ -165,39 +165,92 @@ def _incident_store(tmp_path, *, with_edit: bool):
         t0 = start + timedelta(hours=hour)
         for ts, integ, cmp in (("t1", None, "k1"), ("t2", "i1", "k2")):
             fail = 1
-            if ts == "t1" and t0 >= datetime(2026, 11, 21, 12, tzinfo=UTC) and t0 < datetime(2026, 11, 21, 15, tzinfo=UTC):
+            if (
+                ts == "t1"
+                and t0 >= datetime(2026, 11, 21, 12, tzinfo=UTC)
+                and t0 < datetime(2026, 11, 21, 15, tzinfo=UTC)
+            ):
                 fail = 18
-            if ts == "t2" and t0 >= datetime(2026, 11, 21, 18, tzinfo=UTC) and t0 < datetime(2026, 11, 21, 20, tzinfo=UTC):
+            if (
+                ts == "t2"
+                and t0 >= datetime(2026, 11, 21, 18, tzinfo=UTC)
+                and t0 < datetime(2026, 11, 21, 20, tzinfo=UTC)
+            ):
                 fail = 20
             for i in range(20):
                 n += 1
                 cid = uuid(n)
                 t = t0 + timedelta(minutes=2 * i + 1)
-                visits.append({"Click ID": cid, "Visit Time": (t - timedelta(minutes=1)).isoformat(), "Campaign ID": cmp,
-                               "Traffic Source ID": ts, "Traffic Source": f"Source {ts}"})  # fmt: skip
+                visits.append(
+                    {
+                        "Click ID": cid,
+                        "Visit Time": (t - timedelta(minutes=1)).isoformat(),
+                        "Campaign ID": cmp,
+                        "Traffic Source ID": ts,
+                        "Traffic Source": f"Source {ts}",
+                    }
+                )
                 err = i < fail
                 postbacks.append(
-                    {"Postback ID": f"p{n}", "Click ID": cid, "Postback Time": t.isoformat(), "Is Error": int(err),
-                     "Status Code": (401 if integ else 400) if err else 200, "Integration ID": integ or "",
-                     "Error Message": ("Error validating access token: Session has expired" if integ else "Bad")
-                     if err else ""}  # fmt: skip
+                    {
+                        "Postback ID": f"p{n}",
+                        "Click ID": cid,
+                        "Postback Time": t.isoformat(),
+                        "Is Error": int(err),
+                        "Status Code": (401 if integ else 400) if err else 200,
+                        "Integration ID": integ or "",
+                        "Error Message": ("Error validating access token: Session has expired" if integ else "Bad")
+                        if err
+                        else "",
+                    }
                 )
     activity = [
         # benign: an offer edit just before t1's incident (unrelated entity)
-        {"Date": "2026-11-21T11:50:00Z", "User": "bo@x.test", "Entity Type": "Offer", "Entity ID": "o1",
-         "Entity Name": "Offer 1", "Action": "Updated", "Old Value": '{"payout":1}', "New Value": '{"payout":2}'},
+        {
+            "Date": "2026-11-21T11:50:00Z",
+            "User": "bo@x.test",
+            "Entity Type": "Offer",
+            "Entity ID": "o1",
+            "Entity Name": "Offer 1",
+            "Action": "Updated",
+            "Old Value": '{"payout":1}',
+            "New Value": '{"payout":2}',
+        },
         # a campaign edit on t1's campaign AFTER the incident began: never the suspect
-        {"Date": "2026-11-21T12:30:00Z", "User": "cy@x.test", "Entity Type": "Campaign", "Entity ID": "k1",
-         "Entity Name": "Camp 1", "Action": "Updated", "Old Value": '{"postback_url":"a"}', "New Value": '{"postback_url":"b"}'},
+        {
+            "Date": "2026-11-21T12:30:00Z",
+            "User": "cy@x.test",
+            "Entity Type": "Campaign",
+            "Entity ID": "k1",
+            "Entity Name": "Camp 1",
+            "Action": "Updated",
+            "Old Value": '{"postback_url":"a"}',
+            "New Value": '{"postback_url":"b"}',
+        },
         # a budget edit on t1's campaign before: does not touch postback fields
-        {"Date": "2026-11-21T11:55:00Z", "User": "dee@x.test", "Entity Type": "Campaign", "Entity ID": "k1",
-         "Entity Name": "Camp 1", "Action": "Updated", "Old Value": '{"budget":10}', "New Value": '{"budget":20}'},
-    ]  # fmt: skip
+        {
+            "Date": "2026-11-21T11:55:00Z",
+            "User": "dee@x.test",
+            "Entity Type": "Campaign",
+            "Entity ID": "k1",
+            "Entity Name": "Camp 1",
+            "Action": "Updated",
+            "Old Value": '{"budget":10}',
+            "New Value": '{"budget":20}',
+        },
+    ]
     if with_edit:
         activity.append(
-            {"Date": "2026-11-21T11:40:00Z", "User": "ana@x.test", "Entity Type": "Traffic Source", "Entity ID": "t1",
-             "Entity Name": "Source t1", "Action": "Updated", "Old Value": '{"postback_url":"https://a/?cid={clickid}"}',
-             "New Value": '{"postback_url":"https://a/?cid="}'}  # fmt: skip
+            {
+                "Date": "2026-11-21T11:40:00Z",
+                "User": "ana@x.test",
+                "Entity Type": "Traffic Source",
+                "Entity ID": "t1",
+                "Entity Name": "Source t1",
+                "Action": "Updated",
+                "Old Value": '{"postback_url":"https://a/?cid={clickid}"}',
+                "New Value": '{"postback_url":"https://a/?cid="}',
+            }
         )
     store = cf.LogStore(tmp_path / "s", timezone="UTC")
     store.ingest_frame(pl.DataFrame(visits), name="visits")
@@ -215,7 +268,10 @@ def test_incidents_with_cause_benign_edits_and_token_expiry(tmp_path):
     ]
     t1, i1 = inc.to_dicts()
     # first failing postback of 12:00 is at minute 1; the last failing one of 14:00 is i = 17 → minute 35
-    assert (t1["start"], t1["end"]) == (datetime(2026, 11, 21, 12, 1, tzinfo=UTC), datetime(2026, 11, 21, 14, 35, tzinfo=UTC))
+    assert (t1["start"], t1["end"]) == (
+        datetime(2026, 11, 21, 12, 1, tzinfo=UTC),
+        datetime(2026, 11, 21, 14, 35, tzinfo=UTC),
+    )
     assert t1["name"] == "Source t1"
     assert t1["top_error_kind"] == "bad_request"
     assert t1["suspected_change"]["author"] == "ana@x.test"  # not the later campaign edit, not the benign ones
@@ -253,7 +309,9 @@ def test_funnel_lags_and_attribution_by_day(tmp_path):
         "Click ID,Visit Time,Campaign ID,Traffic Source ID\n"
         f"{A},2026-11-20 23:30:00,k1,t1\n{B},2026-11-21 10:00:00,k1,t1\n{C},2026-11-21 11:00:00,k2,t2\n",
     )
-    write(tmp_path / "k.csv", f"Click ID,Click Time,Campaign ID\n{A},2026-11-20 23:31:00,k1\n{B},2026-11-21 10:01:00,k1\n")
+    write(
+        tmp_path / "k.csv", f"Click ID,Click Time,Campaign ID\n{A},2026-11-20 23:31:00,k1\n{B},2026-11-21 10:01:00,k1\n"
+    )
     write(
         tmp_path / "c.csv",
         "Click ID,Conversion Date,Custom Conversion (ct),Payout\n"
@@ -269,7 +327,9 @@ def test_funnel_lags_and_attribution_by_day(tmp_path):
     )
     store.ingest([tmp_path / f for f in ("v.csv", "k.csv", "c.csv", "p.csv")])
     f = cf.diagnose.funnel(store, by="campaign_id")
-    assert f.select("campaign_id", "visits", "clicks", "conversions", "postbacks_sent", "postbacks_accepted").rows() == [
+    assert f.select(
+        "campaign_id", "visits", "clicks", "conversions", "postbacks_sent", "postbacks_accepted"
+    ).rows() == [
         ("k1", 2, 2, 2, 3, 2),
         ("k2", 1, 0, 0, 0, 0),
     ]

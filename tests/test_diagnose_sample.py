@@ -21,7 +21,9 @@ def _account(tmp_path_factory, seed: int, visits: int):
     return account, store
 
 
-@pytest.fixture(scope="module", params=[(7, 20_000), (11, 20_000), (7, 40_000), (23, 40_000)], ids=lambda p: f"seed{p[0]}-{p[1]}")
+@pytest.fixture(
+    scope="module", params=[(7, 20_000), (11, 20_000), (7, 40_000), (23, 40_000)], ids=lambda p: f"seed{p[0]}-{p[1]}"
+)
 def sample(request, tmp_path_factory):
     seed, visits = request.param
     return _account(tmp_path_factory, seed, visits)
@@ -49,9 +51,10 @@ def test_diagnose_finds_exactly_the_injected_incidents(sample):
             change = got["suspected_change"]
             assert change is not None, key
             assert (change["changed_at"], change["author"], change["entity_id"]) == (
-                exp["suspected_change"]["changed_at"], exp["suspected_change"]["author"],
+                exp["suspected_change"]["changed_at"],
+                exp["suspected_change"]["author"],
                 exp["suspected_change"]["entity_id"],
-            )  # fmt: skip
+            )
 
 
 def test_stored_counts_equal_the_truth(sample):

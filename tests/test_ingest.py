@@ -55,14 +55,29 @@ def test_api_json_envelope_and_csv_give_the_same_row_ids(tmp_path):
     csv = write(tmp_path / "pb.csv", POSTBACKS_UI)
     api = {
         "items": [
-            {"PostbackID": "p1", "ClickID": A, "PostbackTime": "2026-11-20T05:00:04Z", "IsError": False,
-             "StatusCode": 200, "PostbackUrl": f"https://ts.example/pb?cid={A}&token=abc", "Ct": "sale"},
-            {"PostbackID": "p2", "ClickID": B, "PostbackTime": "2026-11-20T01:00:00-05:00", "IsError": True,
-             "ErrorMessage": "Invalid parameter", "StatusCode": 400, "Ct": "lead", "IntegrationID": "int1",
-             "PostbackUrl": f"https://ts.example/pb?cid={B}"},
+            {
+                "PostbackID": "p1",
+                "ClickID": A,
+                "PostbackTime": "2026-11-20T05:00:04Z",
+                "IsError": False,
+                "StatusCode": 200,
+                "PostbackUrl": f"https://ts.example/pb?cid={A}&token=abc",
+                "Ct": "sale",
+            },
+            {
+                "PostbackID": "p2",
+                "ClickID": B,
+                "PostbackTime": "2026-11-20T01:00:00-05:00",
+                "IsError": True,
+                "ErrorMessage": "Invalid parameter",
+                "StatusCode": 400,
+                "Ct": "lead",
+                "IntegrationID": "int1",
+                "PostbackUrl": f"https://ts.example/pb?cid={B}",
+            },
         ],
         "totals": {"counter": 2},
-    }  # fmt: skip
+    }
     js = write(tmp_path / "pb.json", json.dumps(api))
     s1 = LogStore(tmp_path / "s1", timezone="America/New_York")
     s2 = LogStore(tmp_path / "s2", timezone="America/New_York")
@@ -79,10 +94,18 @@ def test_api_json_envelope_and_csv_give_the_same_row_ids(tmp_path):
 
 def test_camelcase_ndjson_gzip_and_parquet(store, tmp_path):
     lines = [
-        {"clickID": A, "clickTime": "2026-11-20T10:00:00Z", "campaignID": "k1", "trafficSourceID": "t1", "cta": "2",
-         "locationCountry": "us", "deviceBrowser": "Chrome", "connectionIP": "203.0.113.9"},
+        {
+            "clickID": A,
+            "clickTime": "2026-11-20T10:00:00Z",
+            "campaignID": "k1",
+            "trafficSourceID": "t1",
+            "cta": "2",
+            "locationCountry": "us",
+            "deviceBrowser": "Chrome",
+            "connectionIP": "203.0.113.9",
+        },
         {"clickID": B, "clickTime": "2026-11-20T10:05:00Z", "campaignID": "k1", "cta": "x"},
-    ]  # fmt: skip
+    ]
     path = tmp_path / "clicks.ndjson.gz"
     path.write_bytes(gzip.compress("\n".join(json.dumps(x) for x in lines).encode()))
     r = ingest(store, path)
@@ -107,8 +130,10 @@ def test_unknown_columns_are_kept_under_one_name(store, tmp_path):
     write(
         tmp_path / "v1.csv", f"Click ID,Visit Time,Campaign ID,Tracking Field 1,date\n{A},2026-11-20 10:00:00,k1,x1,d\n"
     )
-    write(tmp_path / "v2.json", json.dumps([{"ClickID": B, "VisitTime": "2026-11-20 11:00:00", "CampaignID": "k1",
-                                            "trackingField1": "x2"}]))  # fmt: skip
+    write(
+        tmp_path / "v2.json",
+        json.dumps([{"ClickID": B, "VisitTime": "2026-11-20 11:00:00", "CampaignID": "k1", "trackingField1": "x2"}]),
+    )
     ingest(store, tmp_path / "v1.csv", tmp_path / "v2.json")
     rows = store.scan("visits").collect().sort("click_id")
     assert rows.get_column("tracking_field_1").to_list() == ["x1", "x2"]
@@ -159,8 +184,11 @@ def test_event_log_is_split_and_kind_option_skips_the_rest(store, tmp_path):
     assert got == [("clicks", 1, 0), ("conversions", 1, 0), ("events", 0, 1), ("visits", 1, 0)]
     assert store.quarantine().get_column("reason").to_list() == ["unknown_event_type"]
     events = store.events().select("event_type", "event_time").collect().sort("event_time")
-    assert events.rows() == [("visit", utc(2026, 11, 20, 10)), ("click", utc(2026, 11, 20, 10, 0, 5)),
-                             ("conversion", utc(2026, 11, 20, 11))]  # fmt: skip
+    assert events.rows() == [
+        ("visit", utc(2026, 11, 20, 10)),
+        ("click", utc(2026, 11, 20, 10, 0, 5)),
+        ("conversion", utc(2026, 11, 20, 11)),
+    ]
     other = LogStore(tmp_path / "s2", timezone="UTC")
     r = ingest(other, path, kind="conversions")
     conv = next(b for b in r.batches if b.kind == "conversions")
@@ -182,15 +210,27 @@ def test_dst_fall_back_in_file_order_and_spring_forward_shift(ny_store, tmp_path
     # 2026-11-01: 01:00–02:00 happens twice in New York (EDT then EST).
     text = "Click ID,Visit Time,Campaign ID\n" + "".join(
         f"{i:08x}-0000-4000-8000-000000000000,{t},k1\n"
-        for i, t in enumerate(["2026-11-01 00:50:00", "2026-11-01 01:20:00", "2026-11-01 01:50:00",
-                               "2026-11-01 01:10:00", "2026-11-01 01:40:00", "2026-11-01 02:10:00"])
-    )  # fmt: skip
+        for i, t in enumerate(
+            [
+                "2026-11-01 00:50:00",
+                "2026-11-01 01:20:00",
+                "2026-11-01 01:50:00",
+                "2026-11-01 01:10:00",
+                "2026-11-01 01:40:00",
+                "2026-11-01 02:10:00",
+            ]
+        )
+    )
     ingest(ny_store, write(tmp_path / "fall.csv", text))
     rows = ny_store.scan("visits").collect().sort("click_id")
     assert rows.get_column("visit_time").to_list() == [
-        utc(2026, 11, 1, 4, 50), utc(2026, 11, 1, 5, 20), utc(2026, 11, 1, 5, 50),  # EDT (UTC-4)
-        utc(2026, 11, 1, 6, 10), utc(2026, 11, 1, 6, 40), utc(2026, 11, 1, 7, 10),  # EST (UTC-5)
-    ]  # fmt: skip
+        utc(2026, 11, 1, 4, 50),
+        utc(2026, 11, 1, 5, 20),
+        utc(2026, 11, 1, 5, 50),  # EDT (UTC-4)
+        utc(2026, 11, 1, 6, 10),
+        utc(2026, 11, 1, 6, 40),
+        utc(2026, 11, 1, 7, 10),  # EST (UTC-5)
+    ]
     assert rows.get_column("flag_ambiguous_time").to_list() == [False, True, True, True, True, False]
     # Not monotonic: ambiguous times take the earlier instant, still flagged.
     text2 = "Click ID,Visit Time,Campaign ID\n" + "".join(
@@ -258,12 +298,17 @@ def test_every_outcome_class_with_its_reason_code(store, tmp_path):
     (b,) = r.batches
     assert (b.rows_read, b.rows_stored, b.already_stored, b.quarantined) == (13, 5, 1, 7)
     assert b.quarantined_by_reason == {
-        "conflicting_key": 1, "missing_required": 2, "ragged_row": 1, "unparseable_required": 3,
-    }  # fmt: skip
+        "conflicting_key": 1,
+        "missing_required": 2,
+        "ragged_row": 1,
+        "unparseable_required": 3,
+    }
     assert b.flagged == 3
     assert b.flagged_by_flag == {
-        "flag_invalid_status_code": 2, "flag_error_status_mismatch": 1, "flag_click_id_macro": 1,
-    }  # fmt: skip
+        "flag_invalid_status_code": 2,
+        "flag_error_status_mismatch": 1,
+        "flag_click_id_macro": 1,
+    }
     rows = store.scan("postbacks").collect().sort("postback_id")
     assert rows.get_column("postback_id").to_list() == ["p1", "p2", "p3", "p4", "p9"]
     assert rows.get_column("status_code").to_list() == [200, None, None, None, 500]
@@ -271,9 +316,14 @@ def test_every_outcome_class_with_its_reason_code(store, tmp_path):
     assert rows.filter(pl.col("postback_id") == "p1").get_column("error_message").to_list() == [None]
     q = store.quarantine().sort("record")
     assert q.select("record", "reason").rows() == [
-        (6, "unparseable_required"), (7, "missing_required"), (8, "missing_required"), (9, "unparseable_required"),
-        (10, "unparseable_required"), (13, "conflicting_key"), (14, "ragged_row"),
-    ]  # fmt: skip
+        (6, "unparseable_required"),
+        (7, "missing_required"),
+        (8, "missing_required"),
+        (9, "unparseable_required"),
+        (10, "unparseable_required"),
+        (13, "conflicting_key"),
+        (14, "ragged_row"),
+    ]
     assert q.get_column("detail").to_list()[0] == "is_error (Is Error): cannot parse 'maybe'"
     assert json.loads(q.get_column("raw").to_list()[0])["Postback ID"] == "p5"
     assert set(q.get_column("source").to_list()) == {str(tmp_path / "pb.csv")}
@@ -370,8 +420,9 @@ def test_activity_vocabularies_and_action_raw(store, tmp_path):
     ingest(store, write(tmp_path / "act.csv", text))
     rows = store.scan("activity").collect().sort("changed_at")
     assert rows.select("entity_type", "action", "action_raw").rows() == [
-        ("traffic_source", "updated", "Updated"), ("lander", "other", "Archived"),
-    ]  # fmt: skip
+        ("traffic_source", "updated", "Updated"),
+        ("lander", "other", "Archived"),
+    ]
     assert json.loads(rows.get_column("new_value")[0]) == {"postback_url": "b"}
 
 

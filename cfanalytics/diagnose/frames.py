@@ -65,8 +65,9 @@ def names(store: LogStore, entity: str) -> pl.DataFrame:
         cols = lf.collect_schema().names()
         if id_col in cols and name_col in cols:
             parts.append(
-                lf.select(pl.col(id_col).alias("id"), pl.col(name_col).alias("name"), pl.col(MAIN_TIME[kind]).alias("t"))
-                .filter(pl.col("id").is_not_null() & pl.col("name").is_not_null())
+                lf.select(
+                    pl.col(id_col).alias("id"), pl.col(name_col).alias("name"), pl.col(MAIN_TIME[kind]).alias("t")
+                ).filter(pl.col("id").is_not_null() & pl.col("name").is_not_null())
             )
     parts.append(
         store.scan("activity")
@@ -74,13 +75,7 @@ def names(store: LogStore, entity: str) -> pl.DataFrame:
         .select(pl.col("entity_id").alias("id"), pl.col("entity_name").alias("name"), pl.col("changed_at").alias("t"))
         .filter(pl.col("name").is_not_null())
     )
-    out = (
-        pl.concat(parts)
-        .group_by("id")
-        .agg(pl.col("name").sort_by("t").last())
-        .sort("id")
-        .collect()
-    )
+    out = pl.concat(parts).group_by("id").agg(pl.col("name").sort_by("t").last()).sort("id").collect()
     return out.rename({"id": id_col, "name": name_col})
 
 

@@ -48,9 +48,11 @@ def conversions(store: LogStore, where: LogFilter | None = None) -> pl.LazyFrame
     """Conversions with the attributed traffic source/campaign (own column, else the visit's), filtered."""
     flt = where or LogFilter()
     visits = store.scan("visits").select(
-        "click_id", pl.col("traffic_source_id").alias("_v_ts"), pl.col("campaign_id").alias("_v_cmp"),
+        "click_id",
+        pl.col("traffic_source_id").alias("_v_ts"),
+        pl.col("campaign_id").alias("_v_cmp"),
         pl.col("visit_time").alias("_v_time"),
-    )  # fmt: skip
+    )
     conv = LogFilter(start=flt.start, end=flt.end, timezone=flt.timezone).apply(
         store.scan("conversions"), "conversions", timezone=store.timezone
     )
@@ -153,12 +155,7 @@ def gaps_by(
     from cfanalytics.diagnose.frames import with_names
 
     rows = conversion_gaps(store, where, grace_minutes=grace_minutes)
-    wide = (
-        rows.group_by(by, "gap")
-        .len()
-        .pivot(on="gap", index=by, values="len")
-        .fill_null(0)
-    )
+    wide = rows.group_by(by, "gap").len().pivot(on="gap", index=by, values="len").fill_null(0)
     for cls in GAP_CLASSES:
         if cls not in wide.columns:
             wide = wide.with_columns(pl.lit(0, pl.UInt32).alias(cls))
@@ -181,9 +178,8 @@ def lags(store: LogStore, where: LogFilter | None = None) -> dict[str, pl.DataFr
         .group_by("click_id", "_ct")
         .agg(pl.col("postback_time").min())
     )
-    c2p = (
-        conv.join(first_pb, on=["click_id", "_ct"], how="inner", nulls_equal=True)
-        .select("click_id", (pl.col("postback_time") - pl.col("conversion_time")).dt.total_seconds().alias("seconds"))
+    c2p = conv.join(first_pb, on=["click_id", "_ct"], how="inner", nulls_equal=True).select(
+        "click_id", (pl.col("postback_time") - pl.col("conversion_time")).dt.total_seconds().alias("seconds")
     )
     return {
         "visit_to_conversion": v2c.collect().sort("minutes"),
@@ -222,8 +218,10 @@ def funnel(store: LogStore, by: str = "campaign_id", where: LogFilter | None = N
         clicks = clicks.with_columns(pl.lit(None, pl.String).alias(by))
     clicks = clicks.group_by(by).agg(pl.len().alias("clicks"))
     conv = conversions(store, flt).group_by(by).agg(pl.len().alias("conversions"))
-    pb = postbacks(store, flt).group_by(by).agg(
-        pl.len().alias("postbacks_sent"), (~pl.col("is_error")).sum().cast(pl.Int64).alias("postbacks_accepted")
+    pb = (
+        postbacks(store, flt)
+        .group_by(by)
+        .agg(pl.len().alias("postbacks_sent"), (~pl.col("is_error")).sum().cast(pl.Int64).alias("postbacks_accepted"))
     )
     out = visits
     for other in (clicks, conv, pb):

@@ -158,9 +158,19 @@ def incidents(store: LogStore, where: LogFilter | None = None) -> pl.DataFrame:
     flt = where or LogFilter()
     lo, hi = flt.time_bounds(store.timezone)
     history = flt.replace(start=(lo - timedelta(days=BASELINE_DAYS)) if lo else None, end=hi)
-    pb = postbacks(store, history).select(
-        "postback_id", "postback_time", "is_error", "error_kind", "traffic_source_id", "integration_id", "campaign_id"
-    ).collect()
+    pb = (
+        postbacks(store, history)
+        .select(
+            "postback_id",
+            "postback_time",
+            "is_error",
+            "error_kind",
+            "traffic_source_id",
+            "integration_id",
+            "campaign_id",
+        )
+        .collect()
+    )
     if pb.height == 0:
         return pl.DataFrame(schema=INCIDENT_SCHEMA)
     prior = float(pb.get_column("is_error").mean() or 0.0)
@@ -199,7 +209,9 @@ def _scope_incidents(
     out: list[dict[str, Any]] = []
     last_hour = last_time.replace(minute=0, second=0, microsecond=0)
     for (scope_id,), rows in hourly.group_by(column, maintain_order=True):
-        hours = [_Hour(r["hour"], r["n"], r["e"], r["first_error"], r["last_error"]) for r in rows.iter_rows(named=True)]
+        hours = [
+            _Hour(r["hour"], r["n"], r["e"], r["first_error"], r["last_error"]) for r in rows.iter_rows(named=True)
+        ]
         flagged, first_flagged = _flag_hours(hours, prior)
         for group in _merge(flagged):
             first, last = group[0][0], group[-1][0]
@@ -245,9 +257,12 @@ def _dedupe(found: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _activity(store: LogStore) -> pl.DataFrame:
-    return store.scan("activity").select(
-        "changed_at", "author", "entity_type", "entity_id", "entity_name", "action", "old_value", "new_value"
-    ).collect().sort("changed_at")
+    return (
+        store.scan("activity")
+        .select("changed_at", "author", "entity_type", "entity_id", "entity_name", "action", "old_value", "new_value")
+        .collect()
+        .sort("changed_at")
+    )
 
 
 @dataclass
