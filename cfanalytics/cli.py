@@ -36,6 +36,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--seed", type=int, default=7, help="generator seed (default: 7)")
     demo.add_argument("--visits", type=int, default=20_000, help="visits to generate (default: 20000)")
+    demo.add_argument("--no-report", action="store_true", help="skip the HTML report")
     demo.add_argument("--json", action="store_true", help="print one JSON document")
 
     ing = sub.add_parser("ingest", help="load export files into a store")
@@ -72,6 +73,22 @@ def _parser() -> argparse.ArgumentParser:
     _range_args(rec)
     rec.add_argument("--click-id-column", help="the export's column holding the click id (sub id)")
     rec.add_argument("--json", action="store_true", help="print one JSON document on stdout")
+
+    rep = sub.add_parser("report", help="run the report notebook and write one self-contained HTML file")
+    rep.add_argument("--store", required=True)
+    _range_args(rep)
+    rep.add_argument("--timezone", help="display time zone (default: the store's)")
+    rep.add_argument("--grace", type=float, default=0, metavar="MINUTES", help="pending window for conversions")
+    rep.add_argument(
+        "--fail-on",
+        action="append",
+        default=[],
+        metavar="EXPR",
+        help="exit 3 when e.g. 'error_rate>0.05' holds (several allowed; see the README)",
+    )
+    rep.add_argument("--out", required=True, metavar="FILE.html", help="where the HTML goes")
+    rep.add_argument("--png", metavar="DIR", help="also write every chart as PNG here (uses chromium)")
+    rep.add_argument("--json", action="store_true", help="print the summary as JSON")
 
     bat = sub.add_parser("batches", help="list the ingest ledger")
     bat.add_argument("--store", required=True)
@@ -190,6 +207,42 @@ def _cmd_reconcile(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_report(args: argparse.Namespace) -> int:
+    from cfanalytics.report import parse_fail_on, render
+
+    parse_fail_on(args.fail_on)  # a bad expression fails before the long run
+    result = render(
+        args.store,
+        args.out,
+        start=_date(args.start, "--from"),
+        end=_date(args.end, "--to"),
+        timezone=args.timezone,
+        grace_minutes=args.grace,
+        fail_on=args.fail_on,
+        png_dir=args.png,
+    )
+    if args.json:
+        _dump(
+            {
+                "html": str(result.html),
+                **result.summary,
+                "breached": result.breached,
+                "png": [str(p) for p in result.pngs],
+            }
+        )
+    else:
+        cur = result.summary["current"]
+        rate = "n/a" if cur["error_rate"] is None else f"{cur['error_rate']:.1%}"
+        print(f"report: {result.html}")
+        print(
+            f"  {cur['postbacks']} postbacks, {cur['errors']} failed ({rate}); {cur['incidents']} incidents "
+            f"({cur['new_incidents']} new); {cur['not_posted']} conversions never posted"
+        )
+        for line in result.breached:
+            print(f"threshold breached: {line}", file=sys.stderr)
+    return EXIT_THRESHOLD if result.breached else EXIT_OK
+
+
 def _cmd_forget(args: argparse.Namespace) -> int:
     from cfanalytics.store import LogStore
 
@@ -232,30 +285,28 @@ def _cmd_maintain(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    import shutil
-
-    from cfanalytics.sample import generate
-    from cfanalytics.store import LogStore
+    from cfanalytics.diagnose import diagnose
+    from cfanalytics.workspace import build_sample_store
 
     folder = Path(args.dir)
-    exports = folder / "exports"
-    store_path = folder / "store"
+    exports, store_path, report_path = folder / "exports", folder / "store", folder / "report.html"
     if not args.json:
         print(f"generating the sample account (seed {args.seed}, {args.visits} visits) in {exports} …", file=sys.stderr)
-    account = generate(exports, seed=args.seed, visits=args.visits)
-    shutil.rmtree(store_path, ignore_errors=True)
-    store = LogStore(store_path, timezone=account.truth["timezone"])
-    files = [p for role, p in sorted(account.files.items()) if role != "network_export"]
-    result = store.ingest(files, progress=not args.json)
-    from cfanalytics.diagnose import diagnose
-
+    store, _, result = build_sample_store(folder, seed=args.seed, visits=args.visits, progress=not args.json)
     doc = diagnose(store)
+    report = None
+    if not args.no_report:
+        if not args.json:
+            print(f"rendering the report to {report_path} …", file=sys.stderr)
+        from cfanalytics.report import render
+
+        report = str(render(store_path, report_path).html)
     if args.json:
         _dump(
             {
                 "store": str(store.path),
                 "exports": str(exports),
-                "report": None,
+                "report": report,
                 **result.to_json(),
                 "rows": store.counts(),
                 "diagnosis": doc,
@@ -270,7 +321,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     print()
     print(f"exports: {exports.resolve()}  (truth.json lists the injected faults)")
     print(f"store:   {store.path.resolve()}  (time zone {store.timezone})")
-    print("report:  not built yet")
+    print(f"report:  {Path(report).resolve() if report else 'skipped (--no-report)'}")
     return EXIT_OK if result.ok else EXIT_INPUT
 
 
@@ -280,6 +331,7 @@ _COMMANDS = {
     "forget": _cmd_forget,
     "diagnose": _cmd_diagnose,
     "reconcile": _cmd_reconcile,
+    "report": _cmd_report,
     "batches": _cmd_batches,
     "maintain": _cmd_maintain,
     "demo": _cmd_demo,

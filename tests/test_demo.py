@@ -8,7 +8,7 @@ from cfanalytics.cli import main
 
 
 def test_demo_matches_the_generators_truth(tmp_path, capsys):
-    assert main(["demo", "--dir", str(tmp_path / "sample"), "--json"]) == 0
+    assert main(["demo", "--dir", str(tmp_path / "sample"), "--json", "--no-report"]) == 0
     doc = json.loads(capsys.readouterr().out)
     truth = json.loads((tmp_path / "sample" / "exports" / "truth.json").read_text())
     assert doc["store"] == str(tmp_path / "sample" / "store")
@@ -20,7 +20,7 @@ def test_demo_matches_the_generators_truth(tmp_path, capsys):
     assert doc["rows"]["quarantine"] == sum(e["quarantined"] for e in truth["ingest"].values())
     assert doc["diagnosis"]["gaps"] == truth["gaps"]
     # the text run rebuilds the store from scratch and names where it is
-    assert main(["demo", "--dir", str(tmp_path / "sample")]) == 0
+    assert main(["demo", "--dir", str(tmp_path / "sample"), "--no-report"]) == 0
     out = capsys.readouterr().out
     assert f"store:   {(tmp_path / 'sample' / 'store').resolve()}" in out
     assert "Incidents: 4" in out

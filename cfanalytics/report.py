@@ -1,0 +1,328 @@
+"""Scheduled reports: the period summary, ``--fail-on`` thresholds, and the HTML run.
+
+:func:`summary` is the numbers on top of the report (error rate, open and new
+incidents, gap counts — each with the previous period of the same length);
+:func:`check_thresholds` evaluates ``--fail-on`` expressions against it;
+:func:`render` executes ``report.ipynb`` with papermill and writes one
+self-contained HTML file (no code, plotly.js inline, works offline).
+
+``--fail-on`` grammar: ``METRIC OP NUMBER[%]``, several separated by commas or
+given as several flags; any that holds fails the run (exit code 3). ``OP`` is one
+of ``> >= < <= == !=``; ``5%`` means ``0.05``. Metrics: see :data:`METRICS`.
+
+>>> parse_fail_on(["error_rate>5%", "new_incidents >= 1"])
+[('error_rate', '>', 0.05), ('new_incidents', '>=', 1.0)]
+"""
+
+from __future__ import annotations
+
+import operator
+import os
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import date, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final
+
+import polars as pl
+
+from cfanalytics.errors import CfError, UsageError
+from cfanalytics.filters import LogFilter
+
+if TYPE_CHECKING:
+    from cfanalytics.store import LogStore
+
+#: Metrics ``--fail-on`` understands (all from :func:`summary`'s ``current`` period).
+METRICS: Final = (
+    "error_rate",
+    "errors",
+    "postbacks",
+    "unattributed",
+    "incidents",
+    "open_incidents",
+    "new_incidents",
+    "conversions",
+    "posted_ok",
+    "posted_failed",
+    "not_posted",
+    "not_posted_rate",
+    "pending",
+    "orphan_postbacks",
+    "ct_mismatch",
+    "duplicate_conversions",
+    "unknown_click",
+)
+_OPS: Final[dict[str, Callable[[Any, Any], bool]]] = {
+    ">=": operator.ge,
+    "<=": operator.le,
+    "==": operator.eq,
+    "!=": operator.ne,
+    ">": operator.gt,
+    "<": operator.lt,
+}
+_EXPR: Final = re.compile(r"^\s*([a-z_]+)\s*(>=|<=|==|!=|>|<)\s*(-?\d+(?:\.\d+)?)\s*(%?)\s*$")
+#: The notebook the report runs (shipped with the package; ``notebooks/report.ipynb`` links to it).
+REPORT_NOTEBOOK: Final = Path(__file__).resolve().parent / "notebooks" / "report.ipynb"
+
+
+def parse_fail_on(items: Sequence[str] | str | None) -> list[tuple[str, str, float]]:
+    """Parse ``--fail-on`` expressions; raise ``UsageError`` naming a bad one."""
+    if not items:
+        return []
+    parts = [p for item in ([items] if isinstance(items, str) else items) for p in item.split(",") if p.strip()]
+    out: list[tuple[str, str, float]] = []
+    for part in parts:
+        m = _EXPR.match(part)
+        if not m:
+            raise UsageError(f"--fail-on {part.strip()!r}: expected METRIC OP NUMBER, e.g. 'error_rate>0.05'")
+        metric, op, number, pct = m.groups()
+        if metric not in METRICS:
+            raise UsageError(f"--fail-on {part.strip()!r}: unknown metric {metric!r}; use one of {', '.join(METRICS)}")
+        out.append((metric, op, float(number) / (100 if pct else 1)))
+    return out
+
+
+def check_thresholds(current: dict[str, Any], rules: list[tuple[str, str, float]]) -> list[str]:
+    """The rules that hold (each as text), given the current period's metrics."""
+    breached: list[str] = []
+    for metric, op, value in rules:
+        actual = current.get(metric)
+        if actual is not None and _OPS[op](actual, value):
+            breached.append(f"{metric} {op} {value:g} (is {actual:.4g})")
+    return breached
+
+
+def default_period(store: LogStore, days: int = 7) -> tuple[date, date]:
+    """The last ``days`` local days ending on the last day with postbacks (or events)."""
+    tz = store.timezone or "UTC"
+    last = store.scan("postbacks").select(pl.col("postback_time").max()).collect().item()
+    if last is None:
+        last = store.events().select(pl.col("event_time").max()).collect().item()
+    end = last.astimezone(_zone(tz)).date() if last is not None else date.today()
+    return end - timedelta(days=days - 1), end
+
+
+def _zone(tz: str) -> Any:
+    from zoneinfo import ZoneInfo
+
+    return ZoneInfo(tz)
+
+
+def _period_metrics(store: LogStore, flt: LogFilter, grace_minutes: float) -> dict[str, Any]:
+    from cfanalytics.diagnose import gap_summary, incidents, postback_errors
+
+    pb = postback_errors(store, where=flt)
+    n, e = int(pb.item(0, "postbacks")), int(pb.item(0, "errors"))
+    from cfanalytics.diagnose.frames import postbacks
+
+    unattributed = postbacks(store, flt).filter(~pl.col("attributed")).select(pl.len()).collect().item()
+    gaps = gap_summary(store, flt, grace_minutes=grace_minutes)
+    inc = incidents(store, flt)
+    return {
+        "postbacks": n,
+        "errors": e,
+        "error_rate": (e / n) if n else None,
+        "unattributed": int(unattributed),
+        **gaps,
+        "not_posted_rate": (gaps["not_posted"] / gaps["conversions"]) if gaps["conversions"] else None,
+        "incidents": inc.height,
+        "open_incidents": int(inc.get_column("open").sum()) if inc.height else 0,
+        "incident_ids": inc.get_column("incident_id").to_list(),
+    }
+
+
+def summary(
+    store: LogStore, start: date | None = None, end: date | None = None, *, grace_minutes: float = 0
+) -> dict[str, Any]:
+    """Metrics of the period [start, end] (local dates, inclusive) and of the period before it.
+
+    ``new_incidents`` counts incidents of this period whose ``incident_id`` is not
+    among the previous period's.
+    """
+    if start is None or end is None:
+        d_start, d_end = default_period(store)
+        start, end = start or d_start, end or d_end
+    if start > end:
+        raise UsageError(f"--from {start} is after --to {end}")
+    length = (end - start).days + 1
+    prev_end = start - timedelta(days=1)
+    prev_start = prev_end - timedelta(days=length - 1)
+    cur = _period_metrics(store, LogFilter(start=start, end=end), grace_minutes)
+    prev = _period_metrics(store, LogFilter(start=prev_start, end=prev_end), grace_minutes)
+    new = [i for i in cur["incident_ids"] if i not in set(prev["incident_ids"])]
+    cur["new_incidents"] = len(new)
+    cur["new_incident_ids"] = new
+    return {
+        "period": {"from": start.isoformat(), "to": end.isoformat(), "timezone": store.timezone},
+        "previous_period": {"from": prev_start.isoformat(), "to": prev_end.isoformat()},
+        "current": cur,
+        "previous": prev,
+    }
+
+
+@dataclass
+class ReportResult:
+    """What :func:`render` produced."""
+
+    html: Path
+    summary: dict[str, Any]
+    breached: list[str]
+    pngs: list[Path]
+
+
+def render(
+    store_path: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    *,
+    start: date | None = None,
+    end: date | None = None,
+    timezone: str | None = None,
+    grace_minutes: float = 0,
+    fail_on: Sequence[str] | None = None,
+    png_dir: str | os.PathLike[str] | None = None,
+    notebook: str | os.PathLike[str] | None = None,
+) -> ReportResult:
+    """Execute the report notebook with papermill and export it to one self-contained HTML file."""
+    import json
+    import tempfile
+
+    from cfanalytics.store import LogStore
+
+    rules = parse_fail_on(fail_on)
+    store = LogStore(store_path, create=False)
+    period = summary(store, start, end, grace_minutes=grace_minutes)
+    out_path = Path(out)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    params = {
+        "store": str(Path(store_path).resolve()),
+        "start": period["period"]["from"],
+        "end": period["period"]["to"],
+        "timezone": timezone or store.timezone or "UTC",
+        "grace_minutes": float(grace_minutes),
+        "fail_on": list(fail_on or []),
+        "png_dir": str(Path(png_dir).resolve()) if png_dir else "",
+    }
+    with tempfile.TemporaryDirectory(prefix="cfanalytics-report-") as tmp:
+        executed = Path(tmp) / "report.ipynb"
+        _execute(Path(notebook) if notebook else REPORT_NOTEBOOK, executed, params)
+        out_path.write_text(_to_html(executed), encoding="utf-8")
+    pngs = sorted(Path(png_dir).glob("*.png")) if png_dir else []
+    breached = check_thresholds(period["current"], rules)
+    (out_path.with_suffix(".json")).write_text(json.dumps({**period, "breached": breached}, indent=2, default=str))
+    return ReportResult(out_path, period, breached, pngs)
+
+
+def _execute(source: Path, target: Path, params: dict[str, Any]) -> None:
+    try:
+        import papermill as pm
+    except ImportError:  # pragma: no cover - depends on extras
+        raise UsageError("reports need the report extra: pip install 'cfanalytics[report]'") from None
+    try:
+        pm.execute_notebook(
+            str(source),
+            str(target),
+            parameters=params,
+            progress_bar=False,
+            kernel_name="python3",
+            cwd=str(source.parent),
+        )
+    except pm.PapermillExecutionError as exc:
+        raise CfError(f"report notebook failed in cell {exc.cell_index}: {exc.ename}: {exc.evalue}") from None
+
+
+def _to_html(executed: Path) -> str:
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    nb = nbformat.read(str(executed), as_version=4)
+    exporter = HTMLExporter(template_name="lab")
+    exporter.exclude_input = True
+    exporter.exclude_input_prompt = True
+    exporter.exclude_output_prompt = True
+    body, _ = exporter.from_notebook_node(nb)
+    return body
+
+
+_SUMMARY_ROWS: Final = (
+    ("Postbacks sent", "postbacks", "count"),
+    ("Postbacks failed", "errors", "count"),
+    ("Error rate", "error_rate", "rate"),
+    ("No traffic source found", "unattributed", "count"),
+    ("Incidents", "incidents", "count"),
+    ("Open incidents", "open_incidents", "count"),
+    ("Conversions", "conversions", "count"),
+    ("Posted, accepted", "posted_ok", "count"),
+    ("Posted, all failed", "posted_failed", "count"),
+    ("Never posted", "not_posted", "count"),
+    ("Pending", "pending", "count"),
+    ("Duplicate conversions", "duplicate_conversions", "count"),
+    ("Unknown clicks", "unknown_click", "count"),
+    ("Orphan postbacks", "orphan_postbacks", "count"),
+)
+
+
+def _fmt(value: Any, kind: str) -> str:
+    if value is None:
+        return "n/a"
+    return f"{value:.1%}" if kind == "rate" else f"{int(value):,}"
+
+
+def _delta(cur: Any, prev: Any, kind: str) -> str:
+    if cur is None or prev is None:
+        return ""
+    diff = cur - prev
+    if kind == "rate":
+        return f"{diff * 100:+.1f} pt"
+    return f"{int(diff):+,}"
+
+
+def summary_html(period: dict[str, Any], incidents: pl.DataFrame | None = None) -> str:
+    """The summary block on top of the report: this period vs the previous one, and incidents.
+
+    Every string from data is redacted and HTML-escaped.
+    """
+    import html
+
+    from cfanalytics.redact import redact
+
+    cur, prev = period["current"], period["previous"]
+    p, pp = period["period"], period["previous_period"]
+    esc = html.escape
+    rows = "".join(
+        f"<tr><th scope='row'>{esc(label)}</th><td>{_fmt(cur.get(key), kind)}</td>"
+        f"<td>{_fmt(prev.get(key), kind)}</td><td>{_delta(cur.get(key), prev.get(key), kind)}</td></tr>"
+        for label, key, kind in _SUMMARY_ROWS
+    )
+    out = [
+        "<div class='cf-summary'>",
+        f"<p>Period {esc(p['from'])} → {esc(p['to'])} ({esc(str(p.get('timezone')))}), "
+        f"compared with {esc(pp['from'])} → {esc(pp['to'])}. Filtered (bot) traffic excluded.</p>",
+        "<table><thead><tr><th></th><th>this period</th><th>previous</th><th>change</th></tr></thead>",
+        f"<tbody>{rows}</tbody></table>",
+    ]
+    new = set(cur.get("new_incident_ids") or [])
+    if incidents is not None and incidents.height:
+        items = []
+        for inc in incidents.to_dicts():
+            change = inc.get("suspected_change")
+            cause = (
+                f"suspected change: {esc(str(change['changed_at']))[:19]} {esc(redact(change['author']) or '')} "
+                f"{esc(change['action'] or '')} {esc(change['entity_type'] or '')} "
+                f"{esc(redact(change['entity_name'] or change['entity_id'] or '') or '')}"
+                if change
+                else "no change found"
+            )
+            badge = " <strong>NEW</strong>" if inc["incident_id"] in new else ""
+            state = " (open)" if inc.get("open") else ""
+            items.append(
+                f"<li><code>{esc(inc['incident_id'])}</code>{badge}{state} — {esc(inc['scope'].replace('_', ' '))} "
+                f"<b>{esc(redact(inc['name'] or inc['id']) or '')}</b>: {esc(str(inc['start']))[:16]} → "
+                f"{esc(str(inc['end']))[:16]} UTC, {inc['errors']}/{inc['postbacks']} failed, mostly "
+                f"{esc(inc['top_error_kind'] or 'n/a')}; {cause}</li>"
+            )
+        out.append(f"<h3>Incidents</h3><ul>{''.join(items)}</ul>")
+    else:
+        out.append("<p>No incidents in this period.</p>")
+    out.append("</div>")
+    return "".join(out)
