@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench setup clean docs
+.PHONY: demo test lint bench setup clean docs lab notebooks
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -20,6 +20,12 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check cfanalytics tests benchmarks
 	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -p no:cacheprovider --nbval-lax notebooks/
+
+# JupyterLab on notebooks/ with the sample store ready (built on first use).
+lab: $(STAMP)
+	$(BIN)/python -c "from cfanalytics.workspace import open_store; print(open_store().path)"
+	cd notebooks && ../$(BIN)/jupyter lab
 
 lint: $(STAMP)
 	$(BIN)/ruff check cfanalytics tests benchmarks

@@ -51,7 +51,9 @@ def _parser() -> argparse.ArgumentParser:
 
     fgt = sub.add_parser("forget", help="delete the rows of a batch (e.g. one ingested with a wrong time zone)")
     fgt.add_argument("--store", required=True)
-    fgt.add_argument("--batch", required=True, help="batch id, or an input's batch prefix (all its kinds)")
+    who = fgt.add_mutually_exclusive_group(required=True)
+    who.add_argument("--batch", help="batch id, or an input's batch prefix (all its kinds)")
+    who.add_argument("--ip", help="every row of this IP address (a data-subject request)")
     fgt.add_argument("--json", action="store_true")
 
     dia = sub.add_parser("diagnose", help="postback errors, conversion gaps and incidents with their suspected change")
@@ -90,6 +92,13 @@ def _parser() -> argparse.ArgumentParser:
     rep.add_argument("--png", metavar="DIR", help="also write every chart as PNG here (uses chromium)")
     rep.add_argument("--json", action="store_true", help="print the summary as JSON")
 
+    cfg = sub.add_parser("config", help="show or change a store's settings (column map, PII)")
+    cfg.add_argument("--store", required=True)
+    cfg.add_argument("--map", action="append", default=[], metavar="HEADER=COLUMN", help="save a header mapping")
+    cfg.add_argument("--store-ips", choices=["raw", "masked", "hashed"], help="how later ingests keep IP addresses")
+    cfg.add_argument("--mask-ips", choices=["on", "off"], help="show IP addresses masked in every output")
+    cfg.add_argument("--json", action="store_true")
+
     bat = sub.add_parser("batches", help="list the ingest ledger")
     bat.add_argument("--store", required=True)
     bat.add_argument("--json", action="store_true")
@@ -98,6 +107,7 @@ def _parser() -> argparse.ArgumentParser:
     mnt.add_argument("--store", required=True)
     mnt.add_argument("--retention-hours", type=int, default=168, help="keep unreferenced files this long (default 168)")
     mnt.add_argument("--json", action="store_true")
+    _pull_parser(sub)
     return p
 
 
@@ -154,7 +164,12 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
 
     store = LogStore(args.store, timezone=args.timezone, force_timezone=args.force_timezone)
     result = store.ingest(
-        args.files, kind=args.kind, timezone=args.timezone, column_map=args.map, progress=not args.json
+        args.files,
+        kind=args.kind,
+        timezone=args.timezone,
+        column_map=args.map,
+        progress=not args.json,
+        store_ips=args.store_ips,
     )
     _print_ingest(result, args.json, store=str(store.path))
     return EXIT_OK if result.ok else EXIT_INPUT
@@ -247,13 +262,35 @@ def _cmd_forget(args: argparse.Namespace) -> int:
     from cfanalytics.store import LogStore
 
     store = LogStore(args.store, create=False)
-    deleted = store.forget(args.batch)
-    if args.json:
-        _dump({"batch": args.batch, "deleted": deleted})
-    elif deleted:
-        print(f"forgot batch {args.batch}: " + ", ".join(f"{n} {k}" for k, n in sorted(deleted.items())))
+    if args.ip:
+        deleted = store.forget_ip(args.ip)
+        what, doc = "IP address", {"ip": "***", "deleted": deleted}
     else:
-        print(f"no rows of batch {args.batch} in {store.path}")
+        deleted = store.forget(args.batch)
+        what, doc = f"batch {args.batch}", {"batch": args.batch, "deleted": deleted}
+    if args.json:
+        _dump(doc)
+    elif deleted:
+        print(f"forgot {what}: " + ", ".join(f"{n} {k}" for k, n in sorted(deleted.items())))
+    else:
+        print(f"no rows of {what} in {store.path}")
+    return EXIT_OK
+
+
+def _cmd_config(args: argparse.Namespace) -> int:
+    from cfanalytics.store import LogStore
+
+    store = LogStore(args.store, create=False)
+    if args.map:
+        store.set_column_map(args.map)
+    if args.store_ips or args.mask_ips:
+        store.set_privacy(store_ips=args.store_ips, mask_ips=None if args.mask_ips is None else args.mask_ips == "on")
+    meta = {k: v for k, v in store.metadata.items() if k != "ip_salt"}
+    if args.json:
+        _dump(meta)
+    else:
+        for key, value in sorted(meta.items()):
+            print(f"{key}: {value}")
     return EXIT_OK
 
 
@@ -325,6 +362,76 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return EXIT_OK if result.ok else EXIT_INPUT
 
 
+def _pull_parser(sub: Any) -> None:
+    pul = sub.add_parser(
+        "pull",
+        help="fetch event logs and postback status from the ClickFlare API into a store",
+        description="Pull local days from the ClickFlare API (key: CLICKFLARE_API_KEY); finished days are skipped.",
+    )
+    pul.add_argument("--store", required=True, help="store folder (created if absent)")
+    pul.add_argument("--from", dest="start", metavar="DATE", help="first local date, inclusive (default: resume)")
+    pul.add_argument("--to", dest="end", metavar="DATE", help="last local date, inclusive (default: today)")
+    pul.add_argument(
+        "--kinds", default="events,postbacks", help="events (visits, clicks, conversions), postbacks (default: both)"
+    )
+    pul.add_argument("--timezone", help="account time zone (IANA) of a new store; the API answers in it")
+    pul.add_argument("--base-url", help="API base URL (default: the store's config, else the public API)")
+    pul.add_argument("--page-size", type=int, default=1000, metavar="N", help="rows per request, at most 1000")
+    pul.add_argument("--rate-limit", type=float, default=2.0, metavar="RPS", help="requests per second (default 2)")
+    pul.add_argument("--timeout", type=float, default=60.0, metavar="SECONDS", help="per network operation")
+    pul.add_argument("--retries", type=int, default=8, metavar="N", help="attempts per request (default 8)")
+    pul.add_argument("--backoff", type=float, default=1.0, metavar="SECONDS", help="first retry delay, then doubled")
+    pul.add_argument(
+        "--settle",
+        action="append",
+        default=[],
+        metavar="KIND=HOURS",
+        help="a window is finished once this old (default events=6, postbacks=48)",
+    )
+    pul.add_argument("--include-filtered", action="store_true", help="also pull filtered (bot) traffic")
+    pul.add_argument("--refresh", action="store_true", help="pull finished windows again too")
+    pul.add_argument("--json", action="store_true", help="print one JSON document on stdout")
+
+
+def _cmd_pull(args: argparse.Namespace) -> int:
+    from cfanalytics.pull import PullOptions, parse_settle, pull, window_text
+    from cfanalytics.store import LogStore
+
+    options = PullOptions(
+        base_url=args.base_url,
+        page_size=args.page_size,
+        rate_limit=args.rate_limit,
+        timeout=args.timeout,
+        max_attempts=args.retries,
+        backoff=args.backoff,
+        settle=parse_settle(args.settle),
+        include_filtered=args.include_filtered,
+        refresh=args.refresh,
+        progress=not args.json,
+    )
+    options.check()
+    store = LogStore(args.store, timezone=args.timezone)
+    result = pull(
+        store,
+        _date(args.start, "--from"),
+        _date(args.end, "--to"),
+        kinds=args.kinds,
+        timezone=args.timezone,
+        options=options,
+        on_window=None if args.json else lambda w: print(window_text(w), flush=True),
+    )
+    if args.json:
+        _dump(result.to_json())
+    else:
+        rows = ", ".join(f"{k} {n}" for k, n in result.rows.items())
+        pending = sum(1 for w in result.windows if w.status == "pulled")
+        later = f"; {pending} window(s) not settled yet, pulled again next run" if pending else ""
+        print(f"store: {store.path} — new rows: {rows or 'none'} ({result.requests} requests){later}")
+    for failure in result.failures:
+        print(f"error: {failure}", file=sys.stderr)
+    return EXIT_OK if result.ok else EXIT_INPUT
+
+
 _COMMANDS = {
     "ingest": _cmd_ingest,
     "validate": _cmd_validate,
@@ -332,9 +439,11 @@ _COMMANDS = {
     "diagnose": _cmd_diagnose,
     "reconcile": _cmd_reconcile,
     "report": _cmd_report,
+    "config": _cmd_config,
     "batches": _cmd_batches,
     "maintain": _cmd_maintain,
     "demo": _cmd_demo,
+    "pull": _cmd_pull,
 }
 
 

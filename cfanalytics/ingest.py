@@ -125,13 +125,22 @@ def ingest_paths(
     timezone: str | None = None,
     column_map: Mapping[str, str] | Sequence[str] | None = None,
     progress: bool = False,
+    store_ips: str | None = None,
 ) -> IngestResult:
     """Ingest files; an unreadable file is recorded in ``failures`` and the others go on."""
     result = IngestResult()
     for path in paths:
         try:
             raw = open_input(path)
-            sub = ingest_raw(store, [raw], kind=kind, timezone=timezone, column_map=column_map, progress=progress)
+            sub = ingest_raw(
+                store,
+                [raw],
+                kind=kind,
+                timezone=timezone,
+                column_map=column_map,
+                progress=progress,
+                store_ips=store_ips,
+            )
         except InputError as exc:
             result.failures.append(str(exc))
             continue
@@ -148,16 +157,22 @@ def ingest_raw(
     timezone: str | None = None,
     column_map: Mapping[str, str] | Sequence[str] | None = None,
     progress: bool = False,
+    store_ips: str | None = None,
 ) -> IngestResult:
     """Ingest already opened inputs (files, frames or API windows) into ``store``."""
+    from cfanalytics.store import check_ip_mode
+
     tz = store.ensure_timezone(timezone)
+    ip = (check_ip_mode(store_ips) if store_ips else store.store_ips, str(store.metadata.get("ip_salt") or ""))
     overrides = {**store.column_map, **parse_map(column_map)}
     result = IngestResult()
     for raw in inputs:
         staging = store.path / "_staging" / f"{os.getpid()}-{secrets.token_hex(4)}"
         staging.mkdir(parents=True, exist_ok=True)
         try:
-            prepared = _prepare(raw, staging, kind=kind, tz=tz, overrides=overrides, store=store, progress=progress)
+            prepared = _prepare(
+                raw, staging, kind=kind, tz=tz, overrides=overrides, store=store, progress=progress, ip=ip
+            )
             result.batches.extend(_commit(store, prepared))
         except InputError as exc:
             result.failures.append(str(exc))
@@ -232,11 +247,14 @@ def _prepare(
     overrides: Mapping[str, str],
     store: LogStore | None,
     progress: bool = False,
+    ip: tuple[str, str] = ("raw", ""),
 ) -> _Prepared:
     known = _known_extras(store) if store is not None else {}
     res = resolve(list(raw.columns), kind=kind, overrides=overrides, known_extras=known, name=raw.name)
     only_kind = kind if res.kind == "events" and kind not in (None, "events") else None
-    normalizer = Normalizer(res, timezone=tz, source=raw.name, delimiter=raw.delimiter, only_kind=only_kind)
+    normalizer = Normalizer(
+        res, timezone=tz, source=raw.name, delimiter=raw.delimiter, only_kind=only_kind, ip_mode=ip[0], ip_salt=ip[1]
+    )
     parts: dict[str, _KindPart] = {}
     writers: dict[str, pq.ParquetWriter] = {}
     schemas: dict[str, pl.Schema] = {}

@@ -127,8 +127,12 @@ class Normalizer:
         source: str,
         delimiter: str | None = None,
         only_kind: str | None = None,
+        ip_mode: str = "raw",
+        ip_salt: str = "",
     ) -> None:
         self.res = resolution
+        self.ip_mode = ip_mode
+        self.ip_salt = ip_salt
         self.tz = timezone
         self.source = source
         self.delimiter = delimiter
@@ -226,6 +230,8 @@ class Normalizer:
             elif col.dtype == FLOAT:
                 f = s.str.strip_chars().cast(FLOAT, strict=False)
                 value = pl.when(f.is_finite()).then(f)
+            elif name == "ip":
+                value = self._ip(pl.when(~empty).then(s.str.strip_chars()))
             elif name == "entity_type":
                 value = _vocab(s, _ENTITY_WORDS, "other")
             elif name == "action":
@@ -350,6 +356,16 @@ class Normalizer:
         return out
 
     # ------------------------------------------------------------- values
+    def _ip(self, ip: pl.Expr) -> pl.Expr:
+        """IP addresses as the store keeps them: raw, masked (/24, /48) or hashed (salted xxh3)."""
+        from cfanalytics.redact import mask_ip_expr
+
+        if self.ip_mode == "masked":
+            return mask_ip_expr(ip)
+        if self.ip_mode == "hashed":
+            return hash_ip_expr(ip, self.ip_salt)
+        return ip
+
     def _ensure_strings(self, frame: pl.DataFrame, names: list[str]) -> pl.DataFrame:
         return frame.with_columns(pl.col(n).cast(STR) for n in names)
 
@@ -475,6 +491,27 @@ class Normalizer:
         diffs = resolved.diff().drop_nulls().dt.total_microseconds()
         ordered = bool((diffs >= 0).all()) if direction > 0 else bool((diffs <= 0).all())
         return late if ordered else [False] * height
+
+
+def hash_ip(ip: str, salt: str) -> str:
+    """The stored form of an IP address under ``store_ips = "hashed"`` (``ip:`` + salted xxh3-64).
+
+    >>> hash_ip("203.0.113.9", "s")
+    'ip:3724dbf8708019b9'
+    """
+    import xxhash
+
+    return "ip:" + xxhash.xxh3_64_hexdigest(f"{salt}|{ip}".encode())
+
+
+def hash_ip_expr(ip: pl.Expr, salt: str) -> pl.Expr:
+    """:func:`hash_ip` for a column (one call per distinct address)."""
+
+    def _hash(series: pl.Series) -> pl.Series:
+        distinct = series.drop_nulls().unique().to_list()
+        return series.replace_strict({v: hash_ip(v, salt) for v in distinct}, default=None, return_dtype=STR)
+
+    return ip.map_batches(_hash, return_dtype=STR, is_elementwise=True)
 
 
 def _parse_bool(s: pl.Expr) -> pl.Expr:

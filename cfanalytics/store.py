@@ -26,6 +26,7 @@ import contextlib
 import fcntl
 import json
 import os
+import secrets
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
@@ -148,6 +149,9 @@ class LogStore:
                     "timezone": timezone,
                     "currency": None,
                     "column_map": {},
+                    "store_ips": "raw",
+                    "mask_ips": False,
+                    "ip_salt": secrets.token_hex(16),
                     "created_at": _now_iso(),
                 }
             )
@@ -188,6 +192,59 @@ class LogStore:
     def metadata(self) -> dict[str, Any]:
         """A copy of the store metadata."""
         return dict(self._meta)
+
+    @property
+    def store_ips(self) -> str:
+        """How ingests keep IP addresses: ``raw``, ``masked`` (/24, /48) or ``hashed`` (salted)."""
+        return str(self._meta.get("store_ips") or "raw")
+
+    @property
+    def mask_ips(self) -> bool:
+        """Whether every output (panels, reports, exports, CLI) shows IP addresses masked."""
+        return bool(self._meta.get("mask_ips"))
+
+    def set_privacy(self, *, store_ips: str | None = None, mask_ips: bool | None = None) -> None:
+        """Change the store's PII settings (``store_ips`` applies to later ingests)."""
+        changes: dict[str, Any] = {}
+        if store_ips is not None:
+            changes["store_ips"] = check_ip_mode(store_ips)
+        if mask_ips is not None:
+            changes["mask_ips"] = bool(mask_ips)
+        with self.lock():
+            self._meta = self._read_meta()
+            if not self._meta.get("ip_salt"):
+                changes["ip_salt"] = secrets.token_hex(16)
+            self._update_meta(**changes)
+
+    def forget_ip(self, ip: str) -> dict[str, int]:
+        """Delete every stored row of one IP address (a data-subject request), under the lock.
+
+        Matches the raw address and its salted hash in ``visits``/``clicks``, and
+        quarantined records whose raw text contains it. Returns rows deleted per table.
+        """
+        from cfanalytics.normalize import hash_ip
+
+        forms = [ip, hash_ip(ip, str(self._meta.get("ip_salt") or ""))]
+        counts: dict[str, int] = {}
+        with self.lock():
+            for kind in ("visits", "clicks"):
+                n = self.scan(kind).filter(pl.col("ip").is_in(forms)).select(pl.len()).collect().item()
+                if n:
+                    quoted = ", ".join("'" + f.replace("'", "''") + "'" for f in forms)
+                    self.table(kind).delete(f"ip IN ({quoted})")
+                    counts[kind] = int(n)
+            needle = json.dumps(ip)  # the address as a JSON string value inside the raw record
+            q = (
+                self.scan(QUARANTINE)
+                .filter(pl.col("raw").str.contains(needle, literal=True))
+                .select("_row_id")
+                .collect()
+            )
+            if q.height:
+                ids = ", ".join(f"'{i}'" for i in q.get_column("_row_id").to_list())
+                self.table(QUARANTINE).delete(f"_row_id IN ({ids})")
+                counts[QUARANTINE] = q.height
+        return counts
 
     def set_column_map(self, mapping: Mapping[str, str]) -> None:
         """Save ``Header=column`` overrides in the store's config (used by every later ingest)."""
@@ -339,8 +396,12 @@ class LogStore:
         timezone: str | None = None,
         column_map: Mapping[str, str] | Sequence[str] | None = None,
         progress: bool = False,
+        store_ips: str | None = None,
     ) -> IngestResult:
         """Load export files into the store; see :func:`cfanalytics.ingest.ingest_paths`.
+
+        ``store_ips`` (``raw``, ``masked`` or ``hashed``; default: the store's setting)
+        says how IP addresses are kept.
 
         One Delta commit per (input, kind). Bad records are quarantined or flagged;
         an unreadable file is reported in ``result.failures`` and nothing of it is written.
@@ -348,7 +409,9 @@ class LogStore:
         from cfanalytics.ingest import ingest_paths
 
         paths = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
-        return ingest_paths(self, paths, kind=kind, timezone=timezone, column_map=column_map, progress=progress)
+        return ingest_paths(
+            self, paths, kind=kind, timezone=timezone, column_map=column_map, progress=progress, store_ips=store_ips
+        )
 
     def ingest_frame(
         self,
@@ -403,6 +466,16 @@ class LogStore:
 
     def __repr__(self) -> str:
         return f"LogStore({str(self.path)!r}, timezone={self.timezone!r})"
+
+
+IP_MODES: Final = ("raw", "masked", "hashed")
+
+
+def check_ip_mode(mode: str) -> str:
+    """Return ``mode`` if it is one of :data:`IP_MODES`, else raise ``UsageError``."""
+    if mode not in IP_MODES:
+        raise UsageError(f"unknown IP mode {mode!r}; use one of {', '.join(IP_MODES)}")
+    return mode
 
 
 def _batch_match(batch_id: str) -> pl.Expr:

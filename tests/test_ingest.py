@@ -438,3 +438,32 @@ def test_forget_removes_a_batch(store, tmp_path):
     assert store.counts()["visits"] == 1
     # re-ingest after a forget stores the rows again
     assert ingest(store, tmp_path / "pb.csv").batches[0].rows_stored == 2
+
+
+def test_ips_stored_masked_or_hashed_and_forgotten(tmp_path):
+    text = (
+        "Click ID,Visit Time,Campaign ID,IP\n"
+        f"{A},2026-11-20 10:00:00,k1,203.0.113.77\n"
+        f"{B},2026-11-20 10:00:00,k1,2001:db8:abcd:12::1\n"
+        f"{C},2026-11-20 10:00:00,k1,198.51.100.4\n"
+    )
+    path = write(tmp_path / "v.csv", text)
+    masked = LogStore(tmp_path / "m", timezone="UTC")
+    ingest(masked, path, store_ips="masked")
+    assert masked.scan("visits").collect().sort("click_id").get_column("ip").to_list() == [
+        "203.0.113.0", "2001:db8:abcd::", "198.51.100.0",
+    ]  # fmt: skip
+    hashed = LogStore(tmp_path / "h", timezone="UTC")
+    hashed.set_privacy(store_ips="hashed")
+    ingest(hashed, path)
+    ips = hashed.scan("visits").collect().sort("click_id").get_column("ip").to_list()
+    assert all(ip.startswith("ip:") and len(ip) == 19 for ip in ips)
+    assert "203.0.113.77" not in "".join(ips)
+    # a data-subject request: the hashed row of one address goes, the others stay
+    assert hashed.forget_ip("203.0.113.77") == {"visits": 1}
+    assert sorted(hashed.scan("visits").collect().get_column("click_id").to_list()) == [B, C]
+    raw = LogStore(tmp_path / "r", timezone="UTC")
+    bad = write(tmp_path / "bad.csv", "Click ID,Visit Time,Campaign ID,IP\n,2026-11-20 10:00:00,k1,198.51.100.4\n")
+    ingest(raw, path, bad)
+    assert raw.forget_ip("198.51.100.4") == {"visits": 1, "quarantine": 1}
+    assert raw.counts()["visits"] == 2
