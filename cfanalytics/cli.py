@@ -45,6 +45,11 @@ def _parser() -> argparse.ArgumentParser:
     ing.add_argument(
         "--force-timezone", action="store_true", help="read local times in --timezone even if the store has another"
     )
+    ing.add_argument(
+        "--store-ips",
+        choices=["raw", "masked", "hashed"],
+        help="keep IP addresses raw, masked (/24, /48) or salted-hashed (default: the store's setting)",
+    )
 
     val = sub.add_parser("validate", help="run the ingest checks on files; write nothing")
     _input_args(val)
