@@ -241,7 +241,22 @@ def _to_html(executed: Path) -> str:
     exporter.exclude_input_prompt = True
     exporter.exclude_output_prompt = True
     body, _ = exporter.from_notebook_node(nb)
-    return body
+    return offline(body)
+
+
+_REMOTE_SCRIPT: Final = re.compile(r"<script[^>]*\ssrc=[\"']https?://[^>]*>\s*</script>", re.IGNORECASE)
+_MODULE_SCRIPT: Final = re.compile(r"<script type=\"module\">.*?</script>", re.DOTALL)
+
+
+def offline(page: str) -> str:
+    """Drop scripts loaded from the network (require.js, MathJax, mermaid): the report needs none of them;
+    plotly.js is inline.
+
+    >>> offline('<p>x</p><script src="https://cdn.example/a.js"></script>')
+    '<p>x</p>'
+    """
+    page = _REMOTE_SCRIPT.sub("", page)
+    return _MODULE_SCRIPT.sub(lambda m: "" if "https://" in m.group(0) else m.group(0), page)
 
 
 _SUMMARY_ROWS: Final = (

@@ -210,7 +210,7 @@ def reconcile(
     hit = sorted(matches.values())
     missing = (
         tracker.with_row_index("_i")
-        .filter(~pl.col("_i").is_in(pl.Series(hit, dtype=pl.UInt32)))
+        .filter(~pl.col("_i").is_in(pl.Series(hit, dtype=pl.UInt32).implode()))
         .drop("_i", "_row_id")
         .sort("conversion_time", "click_id", "ct", "txid", nulls_last=True)
     )
@@ -491,9 +491,9 @@ def _with_status(
         pl.col("ct").alias("tracker_ct"),
         pl.col("txid").alias("tracker_txid"),
     )
-    out = network.with_columns(partner, pl.col("click_id").is_in(visit_ids).fill_null(False).alias("_visit")).join(
-        picked, on="_partner", how="left", maintain_order="left"
-    )
+    out = network.with_columns(
+        partner, pl.col("click_id").is_in(visit_ids.implode()).fill_null(False).alias("_visit")
+    ).join(picked, on="_partner", how="left", maintain_order="left")
     statuses: list[str] = []
     reasons: list[str | None] = []
     rows = out.select("_partner", "click_id", "payout", "tracker_payout", "_visit").rows()

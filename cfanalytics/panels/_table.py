@@ -1,0 +1,289 @@
+"""A paged, sortable HTML table widget with escaped cells, a row picker and CSV / Excel export.
+
+Cells are rendered by us (no JavaScript grid): every value passes
+:func:`~cfanalytics.charts.safe_text` (redacted, shortened, HTML-escaped), times
+are shown in the display zone. Sorting is chosen with a column dropdown and a
+direction toggle; 50 rows a page. The export buttons write every row of the
+table (all pages, the shown columns) to a file under the panel's export folder
+and show its path.
+
+>>> import polars as pl
+>>> render_html(pl.DataFrame({"msg": ["<script>alert(1)</script>"]}))[:60]
+'<table style="border-collapse:collapse;font-size:12px;width:'
+>>> "<script>" in render_html(pl.DataFrame({"msg": ["<script>alert(1)</script>"]}))
+False
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any, Final
+
+import ipywidgets as widgets
+import polars as pl
+
+from cfanalytics.charts import safe_text
+from cfanalytics.panels.export import export_frame
+
+PAGE_SIZE: Final = 50
+CELL_LIMIT: Final = 160
+_CELL: Final = "padding:2px 8px;border-bottom:1px solid rgba(128,128,128,0.25);text-align:left;vertical-align:top"
+_HEAD: Final = _CELL + ";position:sticky;top:0;background:var(--jp-layout-color1, rgba(128,128,128,0.12))"
+_TIME_FORMAT: Final = "%Y-%m-%d %H:%M:%S"
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, datetime):
+        return value.strftime(_TIME_FORMAT)
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, dict | list):
+        return safe_text(json.dumps(value, default=str, ensure_ascii=False), CELL_LIMIT)
+    return safe_text(value, CELL_LIMIT)
+
+
+def local_times(frame: pl.DataFrame, timezone: str) -> pl.DataFrame:
+    """Zoned datetime columns converted to ``timezone`` (for display)."""
+    zoned = [n for n, t in frame.schema.items() if isinstance(t, pl.Datetime) and t.time_zone]
+    return frame.with_columns(pl.col(n).dt.convert_time_zone(timezone) for n in zoned) if zoned else frame
+
+
+def render_html(frame: pl.DataFrame, *, timezone: str = "UTC", empty: str = "No rows.") -> str:
+    """An HTML ``<table>`` of ``frame``: headers and cells escaped, times in ``timezone``."""
+    if frame.width == 0 or frame.height == 0:
+        return f"<p><i>{safe_text(empty)}</i></p>"
+    frame = local_times(frame, timezone)
+    head = "".join(f'<th style="{_HEAD}">{safe_text(c, 60)}</th>' for c in frame.columns)
+    body = "".join(
+        "<tr>" + "".join(f'<td style="{_CELL}">{_cell(v)}</td>' for v in row) + "</tr>" for row in frame.iter_rows()
+    )
+    return (
+        '<table style="border-collapse:collapse;font-size:12px;width:max-content">'
+        f"<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    )
+
+
+class Table:
+    """A table widget over a DataFrame: paging, sorting, an optional row picker, export buttons.
+
+    Parameters
+    ----------
+    name
+        File-name stem of exports (``postbacks`` → ``postbacks-20261120-101500.csv``).
+    columns
+        Columns to show, in order (those absent from a frame are skipped); ``None`` = all.
+    sort, descending
+        Initial sort column and direction (``sort=None``: the frame's own order, "(as loaded)").
+    key
+        Column whose values the row picker lists (the current page's rows; it need not be
+        shown); ``None`` = no picker.
+    key_format
+        Label of a row in the picker (``row dict → text``, escaped here); default: the key.
+    export_dir
+        Folder the export buttons write to (created when needed).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        columns: Sequence[str] | None = None,
+        sort: str | None = None,
+        descending: bool = True,
+        key: str | None = None,
+        key_label: str = "Row",
+        key_format: Callable[[dict[str, Any]], str] | None = None,
+        page_size: int = PAGE_SIZE,
+        timezone: str = "UTC",
+        export_dir: Path,
+        empty: str = "No rows for this selection.",
+    ) -> None:
+        self.name = name
+        self.columns = list(columns) if columns is not None else None
+        self.key = key
+        self.key_format = key_format
+        self.page_size = page_size
+        self.timezone = timezone
+        self.export_dir = export_dir
+        self.empty = empty
+        self.page = 0
+        self.exports: list[Path] = []
+        self._visible: list[str] = []
+        self._data = pl.DataFrame()
+        self._sorted = pl.DataFrame()
+        self._select_callbacks: list[Callable[[Any], None]] = []
+        self._quiet = False
+
+        self.sort_by = widgets.Dropdown(description="Sort by", options=[], layout=widgets.Layout(width="260px"))
+        self.direction = widgets.ToggleButtons(
+            options=[("↓ desc", True), ("↑ asc", False)], value=descending, style={"button_width": "70px"}
+        )
+        self.prev_button = widgets.Button(description="‹ Prev", layout=widgets.Layout(width="80px"))
+        self.next_button = widgets.Button(description="Next ›", layout=widgets.Layout(width="80px"))
+        self.info = widgets.HTML()
+        self.html = widgets.HTML(layout=widgets.Layout(overflow="auto", max_height="520px"))
+        self.csv_button = widgets.Button(description="CSV", icon="download", layout=widgets.Layout(width="90px"))
+        self.xlsx_button = widgets.Button(description="Excel", icon="download", layout=widgets.Layout(width="90px"))
+        self.export_status = widgets.HTML()
+        self.selector = widgets.Dropdown(
+            description=safe_text(key_label), options=[("—", None)], value=None, layout=widgets.Layout(width="420px")
+        )
+        self._initial_sort = sort
+        self._sort_chosen = False
+
+        self.sort_by.observe(lambda _c: self._sort_changed(), names="value")
+        self.direction.observe(lambda _c: self._sort_changed(), names="value")
+        self.prev_button.on_click(lambda _b: self.go(self.page - 1))
+        self.next_button.on_click(lambda _b: self.go(self.page + 1))
+        self.csv_button.on_click(lambda _b: self._export_clicked("csv"))
+        self.xlsx_button.on_click(lambda _b: self._export_clicked("xlsx"))
+        self.selector.observe(self._selected, names="value")
+
+        controls = [self.sort_by, self.direction, self.prev_button, self.next_button, self.info]
+        exports = [widgets.HTML("<small>Export all rows:</small>"), self.csv_button, self.xlsx_button]
+        rows: list[widgets.Widget] = [widgets.HBox(controls), self.html]
+        if key is not None:
+            rows.append(self.selector)
+        rows.append(widgets.HBox([*exports, self.export_status]))
+        self.widget = widgets.VBox(rows)
+
+    # ------------------------------------------------------------------ data
+    def set_frame(self, frame: pl.DataFrame) -> None:
+        """Show ``frame`` (sorted by the chosen column), from its first page."""
+        visible = [c for c in self.columns if c in frame.columns] if self.columns is not None else list(frame.columns)
+        self._visible = visible
+        hidden = [self.key] if self.key is not None and self.key in frame.columns and self.key not in visible else []
+        self._data = frame.select([*visible, *hidden])
+        options = [("(as loaded)", None), *((safe_text(c, 60), c) for c in visible)]
+        self._quiet = True
+        try:
+            if list(self.sort_by.options) != options:
+                current = self.sort_by.value if self._sort_chosen else self._initial_sort
+                self.sort_by.options = options
+                self.sort_by.value = current if current in visible else None
+        finally:
+            self._quiet = False
+        self.page = 0
+        self._resort(force=True)
+
+    @property
+    def frame(self) -> pl.DataFrame:
+        """Every row of the table, sorted as shown (what the export buttons write)."""
+        return self._sorted.select(self._visible)
+
+    @property
+    def pages(self) -> int:
+        """Number of pages (at least 1)."""
+        return max(1, -(-self._sorted.height // self.page_size))
+
+    @property
+    def page_frame(self) -> pl.DataFrame:
+        """The rows of the current page."""
+        return self._page_rows().select(self._visible)
+
+    def _page_rows(self) -> pl.DataFrame:
+        return self._sorted.slice(self.page * self.page_size, self.page_size)
+
+    def sort(self, column: str, *, descending: bool = True) -> None:
+        """Sort by ``column`` (must be shown)."""
+        self._quiet = True
+        try:
+            self.sort_by.value = column
+            self.direction.value = descending
+        finally:
+            self._quiet = False
+        self._sort_chosen = True
+        self._resort(force=True)
+
+    def go(self, page: int) -> None:
+        """Show page ``page`` (0-based, clamped)."""
+        self.page = min(max(page, 0), self.pages - 1)
+        self._render()
+
+    def _sort_changed(self) -> None:
+        if not self._quiet:
+            self._sort_chosen = True
+            self._resort()
+
+    def _resort(self, *, force: bool = False) -> None:
+        if self._quiet and not force:
+            return
+        column = self.sort_by.value
+        data = self._data
+        sortable = column is not None and column in data.columns and not data.schema[column].is_nested()
+        if sortable and data.height:  # nested values (structs, lists) keep the loaded order
+            data = data.sort(column, descending=bool(self.direction.value), nulls_last=True, maintain_order=True)
+        self._sorted = data
+        self.page = min(self.page, self.pages - 1)
+        self._render()
+
+    def _render(self) -> None:
+        page = self.page_frame
+        self.html.value = render_html(page, timezone=self.timezone, empty=self.empty)
+        total = self._sorted.height
+        first = self.page * self.page_size + 1 if total else 0
+        last = self.page * self.page_size + page.height
+        self.info.value = f"<small>rows {first:,}–{last:,} of {total:,} · page {self.page + 1} of {self.pages}</small>"
+        self.prev_button.disabled = self.page == 0
+        self.next_button.disabled = self.page >= self.pages - 1
+        if self.key is not None:
+            rows = local_times(self._page_rows(), self.timezone)
+            labels: dict[Any, str] = {}
+            if self.key in rows.columns:
+                for row in rows.iter_rows(named=True):
+                    k = row[self.key]
+                    if k is not None and k not in labels:
+                        labels[k] = safe_text(self.key_format(row) if self.key_format else k, 100)
+            seen = list(labels)
+            options = [("—", None), *((labels[k], k) for k in seen)]
+            current = self.selector.value
+            self._quiet = True
+            try:
+                self.selector.options = options
+                self.selector.value = current if current in seen else None
+            finally:
+                self._quiet = False
+
+    # ------------------------------------------------------------- selection
+    def on_select(self, callback: Callable[[Any], None]) -> None:
+        """Call ``callback(key_value)`` when a row is picked (``None`` when cleared)."""
+        self._select_callbacks.append(callback)
+
+    def _selected(self, change: dict[str, Any]) -> None:
+        if self._quiet:
+            return
+        for callback in self._select_callbacks:
+            callback(change["new"])
+
+    # ---------------------------------------------------------------- export
+    def export(self, fmt: str = "csv", path: str | Path | None = None) -> Path:
+        """Write every row of the table (redacted, formula-safe) to ``path`` or a new file; return it."""
+        if path is None:
+            stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+            path = self.export_dir / f"{self.name}-{stamp}.{fmt}"
+            n = 1
+            while path.exists():
+                n += 1
+                path = self.export_dir / f"{self.name}-{stamp}-{n}.{fmt}"
+        written = export_frame(local_times(self.frame, self.timezone), path)
+        self.exports.append(written)
+        return written
+
+    def _export_clicked(self, fmt: str) -> None:
+        try:
+            path = self.export(fmt)
+        except Exception as exc:  # shown in the panel, never raised into the widget loop
+            self.export_status.value = f"<small>Export failed: {safe_text(exc, 200)}</small>"
+            return
+        self.export_status.value = (
+            f"<small>Saved {self.frame.height:,} rows to <code>{safe_text(path, 300)}</code></small>"
+        )

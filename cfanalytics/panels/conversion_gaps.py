@@ -1,0 +1,423 @@
+"""Conversion gaps panel: which conversions never reached the traffic source, and a network reconciliation.
+
+Gap classes (posted OK, posted but failed, not posted, pending) per traffic
+source or campaign (toggle), the conversions behind any class and group (pick
+them, click a bar, or call :meth:`ConversionGapsPanel.drill`), orphan postbacks,
+and the reconciliation of an affiliate network's export: upload it (CSV, Excel …)
+and it is compared with the store by :func:`cfanalytics.diagnose.reconcile`.
+
+The classified conversions and orphan postbacks of a date range are read once
+and kept; other filters and the grouping are applied in memory.
+
+>>> from cfanalytics.panels import conversion_gaps
+>>> panel = conversion_gaps(store)                             # doctest: +SKIP
+>>> panel.drill("not_posted").height                           # doctest: +SKIP
+>>> panel.reconcile_file("exports/maxbounty.csv").summary      # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final
+
+import polars as pl
+
+from cfanalytics.charts import GAP_LABELS, gap_classes, safe_text
+from cfanalytics.diagnose.gaps import GAP_CLASSES, orphan_postbacks
+from cfanalytics.diagnose.gaps import conversion_gaps as classify
+from cfanalytics.diagnose.reconcile import Reconciliation, reconcile
+from cfanalytics.errors import CfError
+from cfanalytics.filters import LogFilter
+from cfanalytics.panels._base import NameBook, Panel
+from cfanalytics.store import LogStore
+
+if TYPE_CHECKING:
+    import ipywidgets as widgets
+
+    from cfanalytics.panels._widgets import FilterBar
+
+GROUPS: Final[dict[str, str]] = {"traffic_source_id": "Traffic source", "campaign_id": "Campaign"}
+#: Row sets the drill-down offers: the gap classes, then other gap facts.
+DRILLS: Final[dict[str, str]] = {
+    **{c: GAP_LABELS.get(c, c) for c in GAP_CLASSES},
+    "duplicate": "Duplicate conversions",
+    "unknown_click": "Unknown click",
+    "malformed_click": "Unknown click, malformed",
+}
+CONVERSION_COLUMNS: Final = (
+    "conversion_time",
+    "gap",
+    "click_id",
+    "ct",
+    "txid",
+    "payout",
+    "currency",
+    "traffic_source_name",
+    "traffic_source_id",
+    "campaign_name",
+    "campaign_id",
+    "offer_id",
+    "visit_time",
+    "postbacks",
+    "postback_errors",
+    "duplicate",
+    "unknown_click",
+    "malformed_click",
+    "status",
+)
+#: Reconciliation rows first shown: those that did not match, then by record.
+UPLOAD_TYPES: Final = ".csv,.tsv,.txt,.xlsx,.json,.ndjson,.parquet,.gz"
+_SAFE_NAME: Final = re.compile(r"[^A-Za-z0-9._-]+")
+MISSING: Final = ("missing",)
+
+
+@dataclass(frozen=True)
+class GapData:
+    """What the panel reads for one date range."""
+
+    conversions: pl.DataFrame
+    orphans: pl.DataFrame
+
+
+def gap_table(rows: pl.DataFrame, by: str, names: NameBook) -> pl.DataFrame:
+    """Gap classes per group of classified conversions: one column per class, ``conversions``, names."""
+    schema: dict[str, Any] = {by: pl.String, **dict.fromkeys(GAP_CLASSES, pl.Int64), "conversions": pl.Int64}
+    if rows.height == 0:
+        return names.add_names(pl.DataFrame(schema=schema), by)
+    counts = rows.group_by(by, "gap").len()
+    wide = counts.pivot(on="gap", index=by, values="len").fill_null(0)
+    for cls in GAP_CLASSES:
+        if cls not in wide.columns:
+            wide = wide.with_columns(pl.lit(0).alias(cls))
+    wide = wide.select(pl.col(by).cast(pl.String), *(pl.col(c).cast(pl.Int64) for c in GAP_CLASSES)).with_columns(
+        pl.sum_horizontal(*GAP_CLASSES).alias("conversions")
+    )
+    wide = wide.sort(["not_posted", by], descending=[True, False], nulls_last=True)
+    return names.add_names(wide, by)
+
+
+class ConversionGapsPanel(Panel):
+    """Gap classes by traffic source or campaign, the conversions behind them, and a reconciliation.
+
+    Attributes
+    ----------
+    conversions
+        The filtered conversions, each with its ``gap`` class and gap facts.
+    gaps
+        Classes per group behind :attr:`figure` (``posted_ok`` … ``pending``, ``conversions``).
+    summary
+        Counts of the selection: conversions, each class, orphan postbacks, ct mismatches, duplicates, unknown clicks.
+    orphans
+        Postbacks with no conversion on the same click id and ct.
+    table_frame
+        The conversions of the chosen class and group, as shown.
+    reconciliation
+        The last :class:`~cfanalytics.diagnose.Reconciliation` (``None`` before an upload).
+    figure
+        The gap-class chart (``plotly`` ``FigureWidget``).
+    """
+
+    title = "Conversion gaps"
+    latest_kinds = ("conversions", "postbacks")
+
+    def __init__(
+        self,
+        store: LogStore,
+        *,
+        start: Any = None,
+        end: Any = None,
+        timezone: str | None = None,
+        by: str = "traffic_source_id",
+        export_dir: str | Path | None = None,
+    ) -> None:
+        super().__init__(store, start=start, end=end, timezone=timezone, export_dir=export_dir)
+        import ipywidgets as widgets
+
+        from cfanalytics.panels._figures import figure_widget
+        from cfanalytics.panels._table import Table
+        from cfanalytics.panels._widgets import FilterBar
+
+        if by not in GROUPS:
+            raise ValueError(f"by must be one of {', '.join(GROUPS)}")
+        self._filters = FilterBar(("start", "end", "traffic_sources", "campaigns", "cts"), self._initial)
+        self.by = widgets.ToggleButtons(options=[(v, k) for k, v in GROUPS.items()], value=by)
+        empty = pl.DataFrame()
+        self.conversions = empty
+        self.orphans = empty
+        self.gaps = empty
+        self.summary: dict[str, int] = {}
+        self.drilled: tuple[str | None, Any] = ("not_posted", None)
+        self.reconciliation: Reconciliation | None = None
+        self.reconciles = 0
+        self.figure = figure_widget(height=380)
+        self.summary_html = widgets.HTML()
+        self.drill_class = widgets.Dropdown(
+            description="Conversions",
+            options=[("all", None), *((v, k) for k, v in DRILLS.items())],
+            value="not_posted",
+        )
+        self.drill_group = widgets.Dropdown(description="of", options=[("all groups", None)], value=None)
+        self.table = Table(
+            "conversions",
+            columns=CONVERSION_COLUMNS,
+            sort="conversion_time",
+            timezone=self.timezone,
+            export_dir=self.export_dir,
+        )
+        self.upload = widgets.FileUpload(accept=UPLOAD_TYPES, multiple=False, description="Network export")
+        self.reconcile_html = widgets.HTML(
+            "<small>Upload an affiliate network's conversion export (CSV, Excel, JSON …) to compare it "
+            "with the tracker's conversions.</small>"
+        )
+        self.reconcile_view = widgets.Dropdown(
+            description="Show",
+            options=[("network rows (not matched first)", "network"), ("missing in network", "missing_in_network")],
+            value="network",
+        )
+        self.reconcile_table = Table(
+            "reconciliation",
+            sort=None,
+            timezone=self.timezone,
+            export_dir=self.export_dir,
+            empty="No reconciliation yet.",
+        )
+        self._root = widgets.VBox(
+            [
+                widgets.HTML(f"<h3>{safe_text(self.title)}</h3>"),
+                self._filters.box,
+                self.by,
+                self.summary_html,
+                self.figure,
+                widgets.HBox([self.drill_class, self.drill_group]),
+                self.table.widget,
+                widgets.HTML("<h4>Reconcile a network export</h4>"),
+                self.upload,
+                self.reconcile_html,
+                self.reconcile_view,
+                self.reconcile_table.widget,
+            ]
+        )
+        self._filters.observe(self._on_filters)
+        self.by.observe(lambda _c: self._by_changed(), names="value")
+        self.drill_class.observe(lambda c: self._drill_changed(c["new"], self.drill_group.value), names="value")
+        self.drill_group.observe(lambda c: self._drill_changed(self.drill_class.value, c["new"]), names="value")
+        self.upload.observe(self._uploaded, names="value")
+        self.reconcile_view.observe(lambda _c: self._show_reconciliation(), names="value")
+        self.refresh()
+
+    # ----------------------------------------------------------- structure
+    @property
+    def filters(self) -> FilterBar:
+        """The filter widgets."""
+        return self._filters
+
+    @property
+    def root(self) -> widgets.VBox:
+        """The panel's top widget."""
+        return self._root
+
+    @property
+    def table_frame(self) -> pl.DataFrame:
+        """The conversions table as shown (every page)."""
+        return self.table.frame
+
+    # ---------------------------------------------------------------- data
+    def _load(self, flt: LogFilter) -> GapData:
+        rows = classify(self.reader, flt)  # type: ignore[arg-type]
+        rows = self.names.add_names(rows, "traffic_source_id", "campaign_id")
+        orphans = orphan_postbacks(self.reader, flt)  # type: ignore[arg-type]
+        return GapData(rows, orphans)
+
+    def _update(self) -> None:
+        from cfanalytics.panels._figures import show
+        from cfanalytics.panels._widgets import option_pairs
+
+        flt = self.filter
+        data: GapData = self.base(flt)
+        conv = data.conversions
+        for field, column in (("traffic_sources", "traffic_source_id"), ("campaigns", "campaign_id")):
+            ids = conv.get_column(column).unique().to_list() if column in conv.columns else []
+            self._filters.set_options(field, option_pairs(ids, self.names.lookup(column)))
+        cts = conv.get_column("ct").unique().to_list() if "ct" in conv.columns else []
+        self._filters.set_options(
+            "cts", [(safe_text(c) if c else "(no ct)", c or "") for c in sorted({c or "" for c in cts})]
+        )
+        self.conversions = self.in_memory(conv, flt)
+        self.orphans = self.in_memory(data.orphans, flt)
+        by = self.by.value
+        self.gaps = gap_table(self.conversions, by, self.names)
+        show(self.figure, gap_classes(self.gaps, by=by), on_click=self._bar_clicked)
+        self.summary = self._summary()
+        self.summary_html.value = _summary_html(self.summary)
+        self._group_options()
+        self._show_rows()
+
+    def _summary(self) -> dict[str, int]:
+        rows, orphans = self.conversions, self.orphans
+        counts = dict.fromkeys(GAP_CLASSES, 0)
+        if rows.height:
+            for cls, n in rows.group_by("gap").len().iter_rows():
+                counts[cls] = int(n)
+
+        def total(frame: pl.DataFrame, column: str) -> int:
+            return int(frame.get_column(column).sum()) if frame.height and column in frame.columns else 0
+
+        return {
+            "conversions": rows.height,
+            **counts,
+            "orphan_postbacks": orphans.height,
+            "ct_mismatch": total(orphans, "ct_mismatch"),
+            "duplicate_conversions": total(rows, "duplicate"),
+            "unknown_click": total(rows, "unknown_click"),
+            "unknown_click_malformed": total(rows, "malformed_click"),
+        }
+
+    # ------------------------------------------------------------- drilling
+    def drill(self, gap: str | None = "not_posted", group: Any = None) -> pl.DataFrame:
+        """Show the conversions of one class (``None``: all; also ``duplicate``, ``unknown_click``,
+        ``malformed_click``) in one group of the current grouping (``None``: all); returns :attr:`table_frame`."""
+        if gap is not None and gap not in DRILLS:
+            raise ValueError(f"unknown gap class {gap!r}; use one of {', '.join(DRILLS)}")
+        with self._updating():
+            self.drill_class.value = gap
+            self._group_options()
+            values = [v for _, v in self.drill_group.options]
+            self.drill_group.value = group if group in values else None
+        self.drilled = (gap, self.drill_group.value)
+        self._show_rows()
+        return self.table_frame
+
+    def _drill_changed(self, gap: str | None, group: Any) -> None:
+        if not self._busy:
+            self.drill(gap, group)
+
+    def _by_changed(self) -> None:
+        self.drilled = (self.drilled[0], None)
+        self.refresh()
+
+    def _group_options(self) -> None:
+        by = self.by.value
+        options: list[tuple[str, Any]] = [("all groups", None)]
+        if self.gaps.height:
+            lookup = self.names.lookup(by)
+            for value, n in self.gaps.select(by, "conversions").iter_rows():
+                text = (lookup.get(value) or value) if value is not None else "(none)"
+                options.append((f"{safe_text(text, 80)} ({n:,})", MISSING if value is None else value))
+        with self._updating():
+            current = self.drill_group.value
+            if list(self.drill_group.options) != options:
+                self.drill_group.options = options
+            values = [v for _, v in options]
+            self.drill_group.value = current if current in values else None
+        self.drilled = (self.drilled[0], self.drill_group.value)
+
+    def _show_rows(self) -> None:
+        gap, group = self.drilled
+        rows = self.conversions
+        if gap in GAP_CLASSES:
+            rows = rows.filter(pl.col("gap") == gap)
+        elif gap is not None and gap in rows.columns:
+            rows = rows.filter(pl.col(gap))
+        by = self.by.value
+        if group is not None and by in rows.columns:
+            rows = rows.filter(pl.col(by).is_null() if group is MISSING else pl.col(by) == group)
+        self.table.set_frame(rows)
+
+    def _bar_clicked(self, trace_index: int, points: Any) -> None:
+        present = [c for c in GAP_LABELS if c in self.gaps.columns]
+        index = next(iter(points.point_inds))
+        if trace_index < len(present) and index < self.gaps.height:
+            value = self.gaps.item(index, self.by.value)
+            self.drill(present[trace_index], MISSING if value is None else value)
+
+    # ------------------------------------------------------------ reconcile
+    def reconcile_file(self, path: str | Path, **options: Any) -> Reconciliation:
+        """Reconcile a network export file with the store (``options`` go to :func:`reconcile`) and show it."""
+        self.reconciles += 1
+        rec = reconcile(self.store, path, **options)
+        self.reconciliation = rec
+        self._show_reconciliation()
+        return rec
+
+    def _uploaded(self, change: dict[str, Any]) -> None:
+        files = change["new"]
+        if not files:
+            return
+        item = files[0]
+        name = _SAFE_NAME.sub("_", Path(str(item.get("name") or "export.csv")).name) or "export.csv"
+        folder = Path(tempfile.mkdtemp(prefix="cfanalytics-upload-"))
+        path = folder / name
+        path.write_bytes(bytes(item["content"]))
+        try:
+            self.reconcile_file(path)
+        except CfError as exc:
+            self.reconcile_html.value = f"<b>Could not reconcile {safe_text(name)}:</b> {safe_text(exc, 300)}"
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+
+    def _show_reconciliation(self) -> None:
+        rec = self.reconciliation
+        if rec is None:
+            return
+        self.reconcile_html.value = _reconcile_html(rec.summary)
+        if self.reconcile_view.value == "network":
+            rows = rec.network
+            if "status" in rows.columns:
+                order = [pl.col("status") == "matched", *(["record"] if "record" in rows.columns else [])]
+                rows = rows.sort(order)
+        else:
+            rows = rec.missing_in_network
+        self.reconcile_table.set_frame(rows)
+
+
+def _summary_html(summary: dict[str, int]) -> str:
+    n = summary.get("conversions", 0)
+
+    def part(key: str, label: str) -> str:
+        value = summary.get(key, 0)
+        share = f" ({value / n:.1%})" if n and key in GAP_CLASSES else ""
+        return f"{label}: <b>{value:,}</b>{share}"
+
+    classes = " · ".join(part(c, GAP_LABELS.get(c, c)) for c in GAP_CLASSES)
+    facts = " · ".join(
+        part(k, label)
+        for k, label in (
+            ("orphan_postbacks", "orphan postbacks"),
+            ("ct_mismatch", "of them ct mismatch"),
+            ("duplicate_conversions", "duplicate conversions"),
+            ("unknown_click", "unknown clicks"),
+            ("unknown_click_malformed", "of them malformed"),
+        )
+    )
+    return f"<b>{n:,}</b> conversions · {classes}<br><small>{facts}</small>"
+
+
+def _reconcile_html(summary: dict[str, Any]) -> str:
+    missing = summary.get("missing_in_tracker", {})
+    reasons = ", ".join(f"{safe_text(k)}: {int(v):,}" for k, v in (missing.get("by_reason") or {}).items() if v)
+    window = summary.get("window") or {}
+    return (
+        f"Network rows <b>{int(summary.get('network_rows', 0)):,}</b>"
+        f" · matched <b>{int(summary.get('matched', 0)):,}</b>"
+        f" · payout mismatch <b>{int(summary.get('payout_mismatch', 0)):,}</b>"
+        f" · missing in tracker <b>{int(missing.get('total', 0)):,}</b>{f' ({reasons})' if reasons else ''}"
+        f" · missing in network <b>{int(summary.get('missing_in_network', 0)):,}</b>"
+        f"<br><small>window {safe_text(window.get('start'))} → {safe_text(window.get('end'))}</small>"
+    )
+
+
+def conversion_gaps(
+    store: LogStore,
+    *,
+    start: Any = None,
+    end: Any = None,
+    timezone: str | None = None,
+    by: str = "traffic_source_id",
+    export_dir: str | Path | None = None,
+) -> ConversionGapsPanel:
+    """Open the conversion gaps panel on ``store`` (last 7 days of data unless ``start``/``end`` are given)."""
+    return ConversionGapsPanel(store, start=start, end=end, timezone=timezone, by=by, export_dir=export_dir)

@@ -1,0 +1,327 @@
+"""Event logs panel: ClickFlare's System Logs screen, with a volume chart and each click's journey.
+
+Filters: event type, campaigns, traffic sources, date range, filtered (bot)
+traffic — excluded by default, as in ClickFlare — and a click-id search (clicks
+and conversions without their own traffic source or campaign are filtered by
+their visit's, as the diagnostics attribute them). The
+events of a date range are read once and kept; every other filter is applied
+in memory. Pick a click in the table's "Journey of click" picker (or call
+:meth:`EventLogsPanel.show_journey`) to see its visit, clicks, conversions and
+the postbacks fired for it, in time order, with their outcomes.
+
+>>> from cfanalytics.panels import event_logs
+>>> panel = event_logs(store)                                   # doctest: +SKIP
+>>> panel.set_filters(traffic_sources=["ts-meta"], event_types=["conversion"])  # doctest: +SKIP
+>>> panel.table_frame.height, panel.volume.columns             # doctest: +SKIP
+(42, ['bucket', 'event_type', 'count'])
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final
+
+import polars as pl
+
+from cfanalytics.charts import safe_text, volume_over_time
+from cfanalytics.diagnose.frames import click_attribution
+from cfanalytics.filters import LogFilter
+from cfanalytics.panels._base import Panel
+from cfanalytics.redact import mask_ip_expr
+from cfanalytics.schemas import EVENT_KINDS, EVENT_TYPE_OF_KIND, MAIN_TIME
+from cfanalytics.store import LogStore
+
+if TYPE_CHECKING:
+    import ipywidgets as widgets
+
+    from cfanalytics.panels._widgets import FilterBar
+
+EVENT_TYPES: Final = tuple(EVENT_TYPE_OF_KIND[k] for k in EVENT_KINDS)
+#: Columns read from the store for the events table (those present).
+EVENT_COLUMNS: Final = (
+    "event_time",
+    "event_type",
+    "click_id",
+    "campaign_id",
+    "traffic_source_id",
+    "offer_id",
+    "landing_id",
+    "affiliate_network_id",
+    "cta",
+    "ct",
+    "payout",
+    "currency",
+    "txid",
+    "status",
+    "external_id",
+    "country",
+    "device_type",
+    "os",
+    "browser",
+    "ip",
+    "is_filtered",
+)
+#: Columns the events table shows, in order.
+TABLE_COLUMNS: Final = (
+    "event_time",
+    "event_type",
+    "click_id",
+    "campaign_name",
+    "campaign_id",
+    "traffic_source_name",
+    "traffic_source_id",
+    "offer_name",
+    "cta",
+    "ct",
+    "payout",
+    "currency",
+    "txid",
+    "external_id",
+    "country",
+    "device_type",
+    "os",
+    "browser",
+    "ip",
+    "is_filtered",
+)
+#: A click's journey: steps in the order they happen when times tie.
+JOURNEY_STEPS: Final = (
+    ("visits", "visit"),
+    ("clicks", "click"),
+    ("conversions", "conversion"),
+    ("postbacks", "postback"),
+)
+JOURNEY_COLUMNS: Final = (
+    "time",
+    "step",
+    "outcome",
+    "campaign_id",
+    "traffic_source_id",
+    "landing_id",
+    "offer_id",
+    "cta",
+    "ct",
+    "payout",
+    "txid",
+    "status",
+    "postback_id",
+    "integration_id",
+    "status_code",
+    "error_message",
+    "postback_url",
+    "external_id",
+    "country",
+    "device_type",
+    "ip",
+)
+#: Ranges longer than this are bucketed by day in the volume chart, shorter ones by hour.
+HOURLY_UP_TO: Final = timedelta(days=7)
+
+
+class EventLogsPanel(Panel):
+    """Visits, clicks and conversions: filters, a volume chart, a paged table, a click's journey.
+
+    Attributes
+    ----------
+    events
+        The filtered events (every column read), newest first in the table.
+    table_frame
+        The table's rows as shown and exported (sorted, shown columns).
+    volume
+        ``bucket, event_type, count`` behind :attr:`figure` (hourly, or daily over 7 days).
+    figure
+        The volume chart (``plotly`` ``FigureWidget``).
+    journey
+        The picked click's rows in time order (``step`` visit/click/conversion/postback).
+    hidden_filtered
+        Rows left out because they are filtered (bot) traffic.
+    """
+
+    title = "Event logs"
+    latest_kinds = EVENT_KINDS
+
+    def __init__(
+        self,
+        store: LogStore,
+        *,
+        start: Any = None,
+        end: Any = None,
+        timezone: str | None = None,
+        export_dir: str | Path | None = None,
+    ) -> None:
+        super().__init__(store, start=start, end=end, timezone=timezone, export_dir=export_dir)
+        import ipywidgets as widgets
+
+        from cfanalytics.panels._figures import figure_widget
+        from cfanalytics.panels._table import Table
+        from cfanalytics.panels._widgets import FilterBar
+
+        self._filters = FilterBar(
+            ("start", "end", "event_types", "campaigns", "traffic_sources", "include_filtered", "click_id"),
+            self._initial,
+        )
+        self._filters.set_options("event_types", [(t, t) for t in EVENT_TYPES])
+        self.events = pl.DataFrame()
+        self.volume = pl.DataFrame(
+            schema={"bucket": pl.Datetime("us", "UTC"), "event_type": pl.String, "count": pl.UInt32}
+        )
+        self.journey = pl.DataFrame()
+        self.journey_click: str | None = None
+        self.journey_queries = 0
+        self.hidden_filtered = 0
+        self.figure = figure_widget(height=320)
+        self.table = Table(
+            "events",
+            columns=TABLE_COLUMNS,
+            sort="event_time",
+            key="click_id",
+            key_label="Journey of click",
+            timezone=self.timezone,
+            export_dir=self.export_dir,
+        )
+        self.journey_table = Table(
+            "journey",
+            columns=JOURNEY_COLUMNS,
+            sort="time",
+            descending=False,
+            page_size=500,
+            timezone=self.timezone,
+            export_dir=self.export_dir,
+            empty="Pick a click in the table above to see its journey.",
+        )
+        self.status = widgets.HTML()
+        self.journey_title = widgets.HTML("<h4>Journey</h4>")
+        self._root = widgets.VBox(
+            [
+                widgets.HTML(f"<h3>{safe_text(self.title)}</h3>"),
+                self._filters.box,
+                self.status,
+                self.figure,
+                self.table.widget,
+                self.journey_title,
+                self.journey_table.widget,
+            ]
+        )
+        self._filters.observe(self._on_filters)
+        self.table.on_select(self._picked)
+        self.refresh()
+
+    # ----------------------------------------------------------- structure
+    @property
+    def filters(self) -> FilterBar:
+        """The filter widgets."""
+        return self._filters
+
+    @property
+    def root(self) -> widgets.VBox:
+        """The panel's top widget."""
+        return self._root
+
+    @property
+    def table_frame(self) -> pl.DataFrame:
+        """The events table's rows (all pages) as shown."""
+        return self.table.frame
+
+    # ---------------------------------------------------------------- data
+    def _load(self, flt: LogFilter) -> pl.DataFrame:
+        lf = self.reader.events()
+        present = lf.collect_schema().names()
+        lf = flt.replace(include_filtered=True).apply(lf, None, timezone=self.timezone)
+        lf = lf.select([c for c in EVENT_COLUMNS if c in present])
+        # clicks and conversions without their own traffic source / campaign get their visit's
+        lf = lf.join(click_attribution(self.reader), on="click_id", how="left").with_columns(  # type: ignore[arg-type]
+            pl.coalesce("traffic_source_id", "_v_ts", "_c_ts").alias("traffic_source_id"),
+            pl.coalesce("campaign_id", "_v_cmp", "_c_cmp").alias("campaign_id"),
+        )
+        frame = lf.drop("_v_ts", "_c_ts", "_v_cmp", "_c_cmp").collect()
+        if "ip" in frame.columns:
+            frame = frame.with_columns(mask_ip_expr(pl.col("ip")).alias("ip"))
+        return self.names.add_names(frame, "campaign_id", "traffic_source_id", "offer_id")
+
+    def _update(self) -> None:
+        from cfanalytics.panels._figures import show
+        from cfanalytics.panels._widgets import option_pairs
+
+        flt = self.filter
+        base: pl.DataFrame = self.base(flt)
+        for field, column in (("campaigns", "campaign_id"), ("traffic_sources", "traffic_source_id")):
+            ids = base.get_column(column).unique().to_list() if column in base.columns else []
+            self._filters.set_options(field, option_pairs(ids, self.names.lookup(column)))
+        rows = self.in_memory(base, flt)
+        self.hidden_filtered = 0
+        if not flt.include_filtered:
+            self.hidden_filtered = self.in_memory(base, flt.replace(include_filtered=True)).height - rows.height
+        self.events = rows
+        self.volume = _volume(rows, self.timezone)
+        show(self.figure, volume_over_time(self.volume, timezone=self.timezone))
+        self.table.set_frame(rows)
+        note = (
+            "filtered (bot) traffic included"
+            if flt.include_filtered
+            else f"filtered (bot) traffic excluded ({self.hidden_filtered:,} rows hidden)"
+        )
+        self.status.value = f"<b>{rows.height:,}</b> events · {note}"
+
+    # ------------------------------------------------------------- journey
+    def _picked(self, click_id: Any) -> None:
+        if click_id is not None:
+            self.show_journey(str(click_id))
+
+    def show_journey(self, click_id: str) -> pl.DataFrame:
+        """Read one click's visit, clicks, conversions and postbacks (any date) and show them in time order."""
+        self.journey_queries += 1
+        parts = []
+        for order, (kind, step) in enumerate(JOURNEY_STEPS):
+            lf = self.reader.scan(kind).filter(pl.col("click_id") == click_id)
+            present = lf.collect_schema().names()
+            keep = [c for c in (*JOURNEY_COLUMNS, "is_error") if c in present and c not in ("time", "step", "outcome")]
+            parts.append(
+                lf.select(
+                    pl.col(MAIN_TIME[kind]).alias("time"),
+                    pl.lit(step).alias("step"),
+                    pl.lit(order).alias("_order"),
+                    *keep,
+                )
+            )
+        frame = pl.concat(parts, how="diagonal_relaxed").collect()
+        if "is_error" not in frame.columns:
+            frame = frame.with_columns(pl.lit(None, pl.Boolean).alias("is_error"))
+        frame = frame.with_columns(
+            pl.when(pl.col("step") != "postback")
+            .then(pl.lit(None, pl.String))
+            .when(pl.col("is_error"))
+            .then(pl.lit("failed"))
+            .otherwise(pl.lit("accepted"))
+            .alias("outcome")
+        )
+        if "ip" in frame.columns:
+            frame = frame.with_columns(mask_ip_expr(pl.col("ip")).alias("ip"))
+        frame = frame.sort(["time", "_order"], nulls_last=True, maintain_order=True)
+        self.journey = frame.select([c for c in JOURNEY_COLUMNS if c in frame.columns])
+        self.journey_click = click_id
+        self.journey_title.value = f"<h4>Journey of click <code>{safe_text(click_id)}</code></h4>"
+        self.journey_table.set_frame(self.journey)
+        return self.journey
+
+
+def _volume(rows: pl.DataFrame, timezone: str) -> pl.DataFrame:
+    """Events per hour (or per day over long ranges) and type."""
+    if rows.height == 0:
+        return pl.DataFrame(schema={"bucket": pl.Datetime("us", timezone), "event_type": pl.String, "count": pl.UInt32})
+    local = pl.col("event_time").dt.convert_time_zone(timezone)
+    span = rows.get_column("event_time").max() - rows.get_column("event_time").min()  # type: ignore[operator]
+    bucket = local.dt.truncate("1h") if span <= HOURLY_UP_TO else local.dt.date()
+    return rows.group_by(bucket.alias("bucket"), "event_type").agg(pl.len().alias("count")).sort("bucket", "event_type")
+
+
+def event_logs(
+    store: LogStore,
+    *,
+    start: Any = None,
+    end: Any = None,
+    timezone: str | None = None,
+    export_dir: str | Path | None = None,
+) -> EventLogsPanel:
+    """Open the event logs panel on ``store`` (last 7 days of data unless ``start``/``end`` are given)."""
+    return EventLogsPanel(store, start=start, end=end, timezone=timezone, export_dir=export_dir)

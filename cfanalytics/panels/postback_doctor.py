@@ -1,0 +1,514 @@
+"""Postback doctor panel: which postbacks fail, since when, why, and the rows behind any bar.
+
+Filters: traffic source, integration, ct, status class, error kind, date range.
+Shows the hourly error rate per traffic source (or integration, campaign, ct)
+with activity changes marked and incidents shaded, errors by kind and by HTTP
+status class, the top error signatures, the incidents, and the postback rows
+behind any group: pick it in the "Rows behind" dropdowns, click a bar or a
+point, pick an incident, or call :meth:`PostbackDoctorPanel.drill`.
+
+The enriched postbacks, incidents and activity of a date range are read once
+and kept; other filters and groupings are computed in memory.
+
+>>> from cfanalytics.panels import postback_doctor
+>>> panel = postback_doctor(store)                             # doctest: +SKIP
+>>> panel.set_filters(traffic_sources=["ts-meta"])              # doctest: +SKIP
+>>> [t.y for t in panel.figure.data]                           # doctest: +SKIP
+>>> panel.drill("error_kind", "auth").height                   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final
+from zoneinfo import ZoneInfo
+
+import polars as pl
+
+from cfanalytics.charts import (
+    error_rate_over_time,
+    errors_by_kind,
+    errors_by_status_class,
+    safe_text,
+    top_signatures,
+)
+from cfanalytics.diagnose.errors import postback_errors
+from cfanalytics.diagnose.frames import postbacks
+from cfanalytics.diagnose.incidents import incidents
+from cfanalytics.diagnose.kinds import ERROR_KINDS, STATUS_CLASSES
+from cfanalytics.filters import LogFilter
+from cfanalytics.panels._base import Panel
+from cfanalytics.store import LogStore
+
+if TYPE_CHECKING:
+    import ipywidgets as widgets
+
+    from cfanalytics.panels._widgets import FilterBar
+
+#: Groupings of the error-rate chart.
+CHART_GROUPS: Final[dict[str, str]] = {
+    "traffic_source_id": "Traffic source",
+    "integration_id": "Integration",
+    "campaign_id": "Campaign",
+    "ct": "Conversion type (ct)",
+}
+#: Dimensions the "rows behind" picker can select on.
+DRILL_GROUPS: Final[dict[str, str]] = {
+    **CHART_GROUPS,
+    "status_class": "Status class",
+    "error_kind": "Error kind",
+    "signature": "Error signature",
+}
+ROW_COLUMNS: Final = (
+    "postback_time",
+    "traffic_source_name",
+    "traffic_source_id",
+    "integration_name",
+    "integration_id",
+    "campaign_name",
+    "campaign_id",
+    "click_id",
+    "ct",
+    "is_error",
+    "status_code",
+    "status_class",
+    "error_kind",
+    "error_message",
+    "postback_url",
+    "postback_id",
+)
+INCIDENT_COLUMNS: Final = (
+    "start",
+    "end",
+    "scope",
+    "name",
+    "id",
+    "error_rate_before",
+    "error_rate_during",
+    "postbacks",
+    "errors",
+    "top_error_kind",
+    "scope_state",
+    "open",
+    "change_at",
+    "change_by",
+    "change",
+    "incident_id",
+)
+ACTIVITY_COLUMNS: Final = (
+    "changed_at",
+    "author",
+    "entity_type",
+    "entity_id",
+    "entity_name",
+    "action",
+    "old_value",
+    "new_value",
+)
+TOP_SIGNATURES: Final = 10
+#: The "rows behind" picker's value for a missing group value.
+MISSING: Final = ("missing",)
+
+
+@dataclass(frozen=True)
+class DoctorData:
+    """What the panel reads for one date range."""
+
+    postbacks: pl.DataFrame
+    incidents: pl.DataFrame
+    activity: pl.DataFrame
+
+
+class PostbackDoctorPanel(Panel):
+    """Postback error rates, kinds, signatures, incidents, and the rows behind them.
+
+    Attributes
+    ----------
+    postbacks
+        The filtered, enriched postbacks (``traffic_source_id``, ``error_kind``, ``signature`` …).
+    rates
+        ``postback_errors(by=["hour", group_by])`` behind :attr:`figure` (hours in the display zone).
+    kinds, classes, signatures
+        Errors by kind, postbacks by status class, the top signatures (with an example message).
+    changes, incidents
+        Activity rows marked on the chart and incidents shaded on it (those of the groups shown).
+    rows_frame / table_frame
+        The postback rows behind the chosen group (all filtered rows when none is chosen).
+    figure, kinds_figure, classes_figure, signatures_figure
+        The charts (``plotly`` ``FigureWidget``); traces' ``y`` are readable from ``figure.data``.
+    """
+
+    title = "Postback doctor"
+    latest_kinds = ("postbacks",)
+
+    def __init__(
+        self,
+        store: LogStore,
+        *,
+        start: Any = None,
+        end: Any = None,
+        timezone: str | None = None,
+        group_by: str = "traffic_source_id",
+        export_dir: str | Path | None = None,
+    ) -> None:
+        super().__init__(store, start=start, end=end, timezone=timezone, export_dir=export_dir)
+        import ipywidgets as widgets
+
+        from cfanalytics.panels._figures import figure_widget
+        from cfanalytics.panels._table import Table
+        from cfanalytics.panels._widgets import FilterBar
+
+        if group_by not in CHART_GROUPS:
+            raise ValueError(f"group_by must be one of {', '.join(CHART_GROUPS)}")
+        self._filters = FilterBar(
+            ("start", "end", "traffic_sources", "integrations", "cts", "status_classes", "error_kinds"), self._initial
+        )
+        self._filters.set_options("status_classes", [(c, c) for c in STATUS_CLASSES])
+        self._filters.set_options("error_kinds", [(k, k) for k in ERROR_KINDS])
+        self.group_by = widgets.Dropdown(
+            description="Chart by", options=[(v, k) for k, v in CHART_GROUPS.items()], value=group_by
+        )
+        empty = pl.DataFrame()
+        self.postbacks = empty
+        self.rates = empty
+        self.kinds = empty
+        self.classes = empty
+        self.signatures = empty
+        self.changes = empty
+        self.incidents = empty
+        self.rows_frame = empty
+        self.drilled: tuple[str | None, Any, tuple[datetime, datetime] | None] = (None, None, None)
+        self.figure = figure_widget(height=420)
+        self.kinds_figure = figure_widget(height=320)
+        self.classes_figure = figure_widget(height=320)
+        self.signatures_figure = figure_widget()
+        self.status = widgets.HTML()
+        self.incident_table = Table(
+            "incidents",
+            columns=INCIDENT_COLUMNS,
+            sort="errors",
+            key="incident_id",
+            key_label="Rows of incident",
+            page_size=20,
+            timezone=self.timezone,
+            export_dir=self.export_dir,
+            empty="No incidents for this selection.",
+        )
+        self.drill_by = widgets.Dropdown(
+            description="Rows behind",
+            options=[("all postbacks of the selection", None), *((v, k) for k, v in DRILL_GROUPS.items())],
+            value=None,
+            style={"description_width": "initial"},
+        )
+        self.drill_value = widgets.Dropdown(options=[("—", None)], value=None, layout=widgets.Layout(width="420px"))
+        self.errors_only = widgets.Checkbox(value=False, description="Errors only", indent=False)
+        self.drill_note = widgets.HTML()
+        self.table = Table(
+            "postbacks",
+            columns=ROW_COLUMNS,
+            sort="postback_time",
+            timezone=self.timezone,
+            export_dir=self.export_dir,
+        )
+        self._root = widgets.VBox(
+            [
+                widgets.HTML(f"<h3>{safe_text(self.title)}</h3>"),
+                self._filters.box,
+                widgets.HBox([self.group_by, self.status]),
+                self.figure,
+                self.kinds_figure,
+                self.classes_figure,
+                self.signatures_figure,
+                widgets.HTML("<h4>Incidents</h4>"),
+                self.incident_table.widget,
+                widgets.HTML("<h4>Rows behind</h4>"),
+                widgets.HBox([self.drill_by, self.drill_value, self.errors_only]),
+                self.drill_note,
+                self.table.widget,
+            ]
+        )
+        self._filters.observe(self._on_filters)
+        self.group_by.observe(lambda _c: self.refresh(), names="value")
+        self.drill_by.observe(self._drill_by_changed, names="value")
+        self.drill_value.observe(self._drill_value_changed, names="value")
+        self.errors_only.observe(lambda _c: self._show_rows(), names="value")
+        self.incident_table.on_select(self._incident_picked)
+        self.refresh()
+
+    # ----------------------------------------------------------- structure
+    @property
+    def filters(self) -> FilterBar:
+        """The filter widgets."""
+        return self._filters
+
+    @property
+    def root(self) -> widgets.VBox:
+        """The panel's top widget."""
+        return self._root
+
+    @property
+    def table_frame(self) -> pl.DataFrame:
+        """The rows table as shown (every page)."""
+        return self.table.frame
+
+    @property
+    def incidents_frame(self) -> pl.DataFrame:
+        """The incidents table as shown."""
+        return self.incident_table.frame
+
+    # ---------------------------------------------------------------- data
+    def _load(self, flt: LogFilter) -> DoctorData:
+        pb = postbacks(self.reader, flt).collect()  # type: ignore[arg-type]
+        pb = self.names.add_names(pb, "traffic_source_id", "integration_id", "campaign_id")
+        inc = incidents(self.reader, flt)  # type: ignore[arg-type]
+        activity = flt.apply(self.reader.scan("activity"), "activity", timezone=self.timezone)
+        return DoctorData(pb, inc, activity.select(ACTIVITY_COLUMNS).collect().sort("changed_at"))
+
+    def _update(self) -> None:
+        from cfanalytics.panels._figures import show
+        from cfanalytics.panels._widgets import option_pairs
+
+        flt = self.filter
+        data: DoctorData = self.base(flt)
+        pb = data.postbacks
+        for field, column in (("traffic_sources", "traffic_source_id"), ("integrations", "integration_id")):
+            self._filters.set_options(
+                field, option_pairs(pb.get_column(column).unique().to_list(), self.names.lookup(column))
+            )
+        cts = pb.get_column("ct").unique().to_list()
+        self._filters.set_options(
+            "cts", [(safe_text(c) if c else "(no ct)", c or "") for c in sorted({c or "" for c in cts})]
+        )
+
+        rows = self.in_memory(pb, flt)
+        self.postbacks = rows
+        by = self.group_by.value
+        where = LogFilter(timezone=self.timezone)
+        frame = rows.lazy()
+        errors = rows.filter(pl.col("is_error"))
+        self.rates = postback_errors(self.names, by=["hour", by], where=where, frame=frame)  # type: ignore[arg-type]
+        self.kinds = postback_errors(self.names, by=["error_kind"], where=where, frame=errors.lazy())  # type: ignore[arg-type]
+        self.kinds = self.kinds.sort(["errors", "error_kind"], descending=[True, False], nulls_last=True)
+        self.classes = postback_errors(self.names, by=["status_class"], where=where, frame=frame)  # type: ignore[arg-type]
+        self.signatures = (
+            errors.group_by("signature")
+            .agg(
+                pl.len().alias("errors"),
+                pl.col("error_message").sort_by("postback_time").first().alias("example"),
+            )
+            .sort(["errors", "signature"], descending=[True, False], nulls_last=True)
+            .head(TOP_SIGNATURES)
+        )
+        self.changes = _changes(data.activity, rows)
+        self.incidents = _incidents(data.incidents, errors)
+
+        show(
+            self.figure,
+            error_rate_over_time(
+                self.rates, by=by, changes=self.changes, incidents=self.incidents, timezone=self.timezone
+            ),
+            on_click=self._rate_clicked,
+        )
+        show(self.kinds_figure, errors_by_kind(self.kinds), on_click=self._kind_clicked)
+        show(self.classes_figure, errors_by_status_class(self.classes), on_click=self._class_clicked)
+        show(self.signatures_figure, top_signatures(self.signatures, top=TOP_SIGNATURES), on_click=self._sig_clicked)
+        self.incident_table.set_frame(_incident_rows(self.incidents))
+        n, e = rows.height, errors.height
+        rate = f"{e / n:.1%}" if n else "n/a"
+        unattributed = rows.filter(~pl.col("attributed")).height
+        self.status.value = (
+            f"<b>{n:,}</b> postbacks · <b>{e:,}</b> errors ({rate}) · {unattributed:,} with no traffic source found"
+        )
+        column, value, window = self.drilled
+        self._drill_options(column)
+        if column is not None and value is not None and not self._has(column, value):
+            value = window = None
+        self._apply_drill(column, value, window)
+
+    # ------------------------------------------------------------- drilling
+    def drill(
+        self,
+        column: str | None,
+        value: Any = None,
+        *,
+        hour: datetime | None = None,
+        window: tuple[datetime, datetime] | None = None,
+    ) -> pl.DataFrame:
+        """Show the postback rows whose ``column`` equals ``value`` (``None``: all rows; see :data:`DRILL_GROUPS`).
+
+        ``hour`` (a local wall-clock hour in the display zone, or an aware time) or
+        ``window`` (aware ``[start, end]``) narrows to a time span. Returns :attr:`rows_frame`.
+        """
+        if column is not None and column not in DRILL_GROUPS:
+            raise ValueError(f"cannot drill by {column!r}; use one of {', '.join(DRILL_GROUPS)}")
+        if hour is not None:
+            start = hour if hour.tzinfo else hour.replace(tzinfo=ZoneInfo(self.timezone))
+            window = (start, start + timedelta(hours=1) - timedelta(microseconds=1))
+        with self._updating():
+            self._drill_options(column)
+            self._apply_drill(column, value, window)
+        return self.rows_frame
+
+    def _has(self, column: str, value: Any) -> bool:
+        values = self.postbacks.get_column(column) if column in self.postbacks.columns else pl.Series([])
+        return bool(values.is_null().any()) if value is MISSING or value is None else bool((values == value).any())
+
+    def _drill_options(self, column: str | None) -> None:
+        options: list[tuple[str, Any]] = [("—", None)]
+        if column is not None and column in self.postbacks.columns:
+            counts = (
+                self.postbacks.group_by(column)
+                .agg(pl.len().alias("n"), pl.col("is_error").sum().alias("e"))
+                .sort(["e", "n"], descending=True, nulls_last=True)
+            )
+            lookup = self.names.lookup(column)
+            for value, n, e in counts.iter_rows():
+                text = (lookup.get(value) or value) if value is not None else "(none)"
+                options.append((f"{safe_text(text, 80)} — {e:,} errors / {n:,}", MISSING if value is None else value))
+        with self._updating():
+            if self.drill_by.value != column:
+                self.drill_by.value = column
+            if list(self.drill_value.options) != options:
+                self.drill_value.options = options
+
+    def _apply_drill(self, column: str | None, value: Any, window: tuple[datetime, datetime] | None) -> None:
+        with self._updating():
+            self.drill_value.value = value if value in [v for _, v in self.drill_value.options] else None
+        self.drilled = (column, self.drill_value.value, window)
+        self._show_rows()
+
+    def _show_rows(self) -> None:
+        column, value, window = self.drilled
+        rows = self.postbacks
+        what = "all postbacks of the selection"
+        if column is not None and value is not None:
+            cond = pl.col(column).is_null() if value is MISSING else pl.col(column) == value
+            rows = rows.filter(cond)
+            shown = (self.names.lookup(column).get(value) or value) if value is not MISSING else "(none)"
+            what = f"{safe_text(DRILL_GROUPS[column].lower())} {safe_text(shown, 100)}"
+        if window is not None:
+            lo_utc, hi_utc = (t.astimezone(UTC) for t in window)
+            rows = rows.filter(pl.col("postback_time").is_between(lo_utc, hi_utc, closed="both"))
+            lo = window[0].astimezone(ZoneInfo(self.timezone)).strftime("%Y-%m-%d %H:%M")
+            hi = window[1].astimezone(ZoneInfo(self.timezone)).strftime("%Y-%m-%d %H:%M")
+            what += f", {lo} – {hi}"
+        if self.errors_only.value:
+            rows = rows.filter(pl.col("is_error"))
+            what += ", errors only"
+        self.rows_frame = rows
+        self.table.set_frame(rows)
+        self.drill_note.value = f"<small>{rows.height:,} rows: {what}</small>"
+
+    def _drill_by_changed(self, change: dict[str, Any]) -> None:
+        if self._busy:
+            return
+        self.drill(change["new"])
+
+    def _drill_value_changed(self, change: dict[str, Any]) -> None:
+        if self._busy:
+            return
+        self.drill(self.drill_by.value, change["new"])
+
+    # --------------------------------------------------------------- clicks
+    def _rate_clicked(self, trace_index: int, points: Any) -> None:
+        trace = self.figure.data[trace_index]
+        if trace.customdata is None or trace.name == "Changes":
+            return
+        index = next(iter(points.point_inds))
+        escaped = trace.customdata[index][0]
+        by = self.group_by.value
+        ids = {safe_text(i, 60): i for i in self.rates.get_column(by).to_list()} if by in self.rates.columns else {}
+        value = ids.get(escaped, MISSING) if escaped else MISSING
+        hour = trace.x[index]
+        self.drill(by, value, hour=hour if isinstance(hour, datetime) else None)
+
+    def _kind_clicked(self, _trace_index: int, points: Any) -> None:
+        labels = {safe_text(k, 40): k for k in self.kinds.get_column("error_kind").to_list() if k is not None}
+        label = next(iter(points.ys))
+        if label in labels:
+            self.drill("error_kind", labels[label])
+
+    def _class_clicked(self, _trace_index: int, points: Any) -> None:
+        label = next(iter(points.xs))
+        if label in STATUS_CLASSES:
+            self.drill("status_class", label)
+
+    def _sig_clicked(self, _trace_index: int, points: Any) -> None:
+        index = next(iter(points.point_inds))
+        shown = self.signatures.filter(pl.col("errors") > 0)
+        if index < shown.height:
+            value = shown.item(index, "signature")
+            self.drill("signature", MISSING if value is None else value)
+
+    def _incident_picked(self, incident_id: Any) -> None:
+        if incident_id is None:
+            return
+        match = self.incidents.filter(pl.col("incident_id") == incident_id)
+        if match.height:
+            row = match.row(0, named=True)
+            column = "traffic_source_id" if row["scope"] == "traffic_source" else "integration_id"
+            self.drill(column, row["id"], window=(row["start"], row["end"]))
+
+
+def _changes(activity: pl.DataFrame, rows: pl.DataFrame) -> pl.DataFrame:
+    """Activity rows on the traffic sources, integrations and campaigns of the postbacks shown."""
+    if activity.height == 0:
+        return activity
+
+    def ids(column: str) -> list[str]:
+        return rows.get_column(column).drop_nulls().unique().to_list()
+
+    kind, entity = pl.col("entity_type"), pl.col("entity_id")
+    return activity.filter(
+        ((kind == "traffic_source") & entity.is_in(ids("traffic_source_id")))
+        | ((kind == "integration") & entity.is_in(ids("integration_id")))
+        | ((kind == "campaign") & entity.is_in(ids("campaign_id")))
+    )
+
+
+def _incidents(found: pl.DataFrame, errors: pl.DataFrame) -> pl.DataFrame:
+    """Incidents of the traffic sources and integrations whose failing postbacks are shown."""
+    if found.height == 0:
+        return found
+    sources = errors.get_column("traffic_source_id").drop_nulls().unique().to_list()
+    integrations = errors.get_column("integration_id").drop_nulls().unique().to_list()
+    scope, ident = pl.col("scope"), pl.col("id")
+    return found.filter(
+        ((scope == "traffic_source") & ident.is_in(sources)) | ((scope == "integration") & ident.is_in(integrations))
+    )
+
+
+def _incident_rows(found: pl.DataFrame) -> pl.DataFrame:
+    """Incidents with the suspected change flattened into readable columns."""
+    if found.height == 0 or "suspected_change" not in found.columns:
+        return found
+    change = pl.col("suspected_change")
+    what = pl.concat_str(
+        [
+            change.struct.field("action"),
+            change.struct.field("entity_type"),
+            pl.coalesce(change.struct.field("entity_name"), change.struct.field("entity_id")),
+        ],
+        separator=" ",
+        ignore_nulls=True,
+    )
+    return found.with_columns(
+        change.struct.field("changed_at").alias("change_at"),
+        change.struct.field("author").alias("change_by"),
+        pl.when(change.is_null()).then(pl.lit("no change found")).otherwise(what).alias("change"),
+    )
+
+
+def postback_doctor(
+    store: LogStore,
+    *,
+    start: Any = None,
+    end: Any = None,
+    timezone: str | None = None,
+    group_by: str = "traffic_source_id",
+    export_dir: str | Path | None = None,
+) -> PostbackDoctorPanel:
+    """Open the postback doctor on ``store`` (last 7 days of data unless ``start``/``end`` are given)."""
+    return PostbackDoctorPanel(store, start=start, end=end, timezone=timezone, group_by=group_by, export_dir=export_dir)
