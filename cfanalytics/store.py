@@ -150,7 +150,7 @@ class LogStore:
                     "currency": None,
                     "column_map": {},
                     "store_ips": "raw",
-                    "mask_ips": False,
+                    "mask_ips": True,
                     "ip_salt": secrets.token_hex(16),
                     "created_at": _now_iso(),
                 }
@@ -200,8 +200,8 @@ class LogStore:
 
     @property
     def mask_ips(self) -> bool:
-        """Whether every output (panels, reports, exports, CLI) shows IP addresses masked."""
-        return bool(self._meta.get("mask_ips"))
+        """Whether outputs (panels, their exports) show IP addresses masked (/24, /48); on by default."""
+        return bool(self._meta.get("mask_ips", True))
 
     def set_privacy(self, *, store_ips: str | None = None, mask_ips: bool | None = None) -> None:
         """Change the store's PII settings (``store_ips`` applies to later ingests)."""

@@ -235,7 +235,7 @@ class EventLogsPanel(Panel):
             pl.coalesce("campaign_id", "_v_cmp", "_c_cmp").alias("campaign_id"),
         )
         frame = lf.drop("_v_ts", "_c_ts", "_v_cmp", "_c_cmp").collect()
-        if "ip" in frame.columns:
+        if "ip" in frame.columns and getattr(self.store, "mask_ips", True):
             frame = frame.with_columns(mask_ip_expr(pl.col("ip")).alias("ip"))
         return self.names.add_names(frame, "campaign_id", "traffic_source_id", "offer_id")
 
@@ -295,7 +295,7 @@ class EventLogsPanel(Panel):
             .otherwise(pl.lit("accepted"))
             .alias("outcome")
         )
-        if "ip" in frame.columns:
+        if "ip" in frame.columns and getattr(self.store, "mask_ips", True):
             frame = frame.with_columns(mask_ip_expr(pl.col("ip")).alias("ip"))
         frame = frame.sort(["time", "_order"], nulls_last=True, maintain_order=True)
         self.journey = frame.select([c for c in JOURNEY_COLUMNS if c in frame.columns])
