@@ -147,7 +147,7 @@ def test_report_html(account, tmp_path):
 
 
 def test_quarantine_display_is_redacted(account, tmp_path):
-    folder, store = account
+    _, store = account
     bad = write(
         tmp_path / "bad.csv",
         f"Postback ID,Click ID,Postback Time,Is Error,Postback URL\nq1,{A},,1,https://x/?token={GENERIC}\n",
