@@ -19,7 +19,6 @@ codes, countries, click-id macros, activity vocabularies.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Final
@@ -30,7 +29,6 @@ import pyarrow as pa
 from cfanalytics.columns import Resolution
 from cfanalytics.schemas import (
     BOOL,
-    EVENT_KINDS,
     FLOAT,
     INT,
     KIND_OF_EVENT_TYPE,
@@ -544,9 +542,4 @@ def _vocab(s: pl.Expr, words: dict[str, str], other: str) -> pl.Expr:
     )
 
 
-def raw_json(values: dict[str, str | None]) -> str:
-    """JSON text of raw values (used for ``_raw`` and quarantine ``raw``)."""
-    return json.dumps(values, ensure_ascii=False, separators=(",", ":"))
-
-
-__all__ = ["EVENT_KINDS", "MACRO_PATTERN", "UUID_PATTERN", "Normalized", "Normalizer"]
+__all__ = ["MACRO_PATTERN", "UUID_PATTERN", "Normalized", "Normalizer", "hash_ip", "hash_ip_expr"]
