@@ -431,7 +431,10 @@ def _cmd_pull(args: argparse.Namespace) -> int:
         rows = ", ".join(f"{k} {n}" for k, n in result.rows.items())
         pending = sum(1 for w in result.windows if w.status == "pulled")
         later = f"; {pending} window(s) not settled yet, pulled again next run" if pending else ""
-        print(f"store: {store.path} — new rows: {rows or 'none'} ({result.requests} requests){later}")
+        if not result.windows:
+            print(f"nothing to pull: every window up to --to is finished in {store.path}")
+        else:
+            print(f"store: {store.path} — new rows: {rows or 'none'} ({result.requests} requests){later}")
     for failure in result.failures:
         print(f"error: {failure}", file=sys.stderr)
     return EXIT_OK if result.ok else EXIT_INPUT

@@ -64,7 +64,7 @@ VISIT_HEADER: Final = (
 )
 POSTBACK_HEADER: Final = (
     "Postback ID", "Click ID", "Postback Time", "Is Error", "Error Message", "Status Code", "Postback URL",
-    "Custom Conversion (ct)", "Integration ID", "Traffic Source ID", "Campaign ID",
+    "Custom Conversion (ct)", "Integration ID", "Integration", "Traffic Source ID", "Campaign ID",
 )
 # fmt: on
 ACTIVITY_HEADER: Final = ("Date", "User", "Entity Type", "Entity ID", "Entity Name", "Action", "Old Value", "New Value")
@@ -1219,6 +1219,7 @@ class _Simulation:
     def _write_postbacks(self, ui_path: Path, api_path: Path) -> None:
         """postbacks.csv (UI, all days but the last) and postbacks_api.json (API, the last day)."""
         rows, items = [], []
+        integration_names = {ts.integration_id: ts.integration_name for ts in self.account.traffic_sources}
         for p in self.postbacks:
             if self._in_api(p):
                 items.append(
@@ -1247,6 +1248,7 @@ class _Simulation:
                     p.url,
                     p.ct,
                     p.integration_id,
+                    integration_names.get(p.integration_id) or "",
                     p.source_id if shown else "",
                     p.campaign_id if shown else "",
                 ]

@@ -1,0 +1,447 @@
+"""``cfanalytics pull`` against a real HTTP server on loopback (tests/fake_api.py).
+
+The server serves the generated sample account as API pages; after a pull the
+store must hold exactly what an ingest of the account's export files holds,
+whatever the server does meanwhile (429s, 5xx, time-outs, dropped
+connections, truncated bodies, rows arriving mid-pull, a kill -9 of the
+pulling process). The API key must never leave the ``api-key`` header.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import signal
+import subprocess
+import time
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import jsonschema
+import polars as pl
+import pytest
+from polars.testing import assert_frame_equal
+
+import cfanalytics as cf
+from cfanalytics.cli import main
+from cfanalytics.pull import LEDGER_FILE, ApiClient, PullError, PullOptions, ledger, pull
+from cfanalytics.sample import generate
+from cfanalytics.schemas import polars_schema
+from tests.fake_api import FakeClickFlare, serving
+from tests.helpers import cli, cli_env
+
+KEY = "cfk_live_Q7m2xZ9pL4vT8nR1sW6yB3cD"
+KINDS = ("visits", "clicks", "conversions", "postbacks")
+FIRST, LAST = date(2026, 11, 16), date(2026, 11, 19)  # the sample's three days, and one for late postbacks
+NOW = datetime(2026, 11, 26, 12, tzinfo=UTC)  # every window long settled
+SCHEMA = Path(__file__).resolve().parents[1] / "docs" / "schemas" / "pull.schema.json"
+PAGE = 40
+
+
+class Sleeper:
+    """An injectable ``sleep`` that records delays instead of waiting."""
+
+    def __init__(self) -> None:
+        self.calls: list[float] = []
+
+    def __call__(self, seconds: float) -> None:
+        self.calls.append(seconds)
+
+
+@pytest.fixture(scope="module")
+def account(tmp_path_factory):
+    return generate(tmp_path_factory.mktemp("pull") / "exports", visits=3000, days=3)
+
+
+@pytest.fixture(scope="module")
+def tz(account):
+    return account.truth["timezone"]
+
+
+@pytest.fixture(scope="module")
+def files_store(account, tz, tmp_path_factory):
+    """The same account loaded from its export files: what every pull must equal."""
+    store = cf.LogStore(tmp_path_factory.mktemp("files") / "store", timezone=tz)
+    roles = ("visits", "clicks", "conversions", "postbacks", "postbacks_api")
+    assert store.ingest([account.files[r] for r in roles]).ok
+    return store
+
+
+@pytest.fixture
+def api(account, tz):
+    with serving(account.folder, api_key=KEY, timezone=tz) as server:
+        server.timezone = tz
+        yield server
+
+
+@pytest.fixture(autouse=True)
+def api_key(monkeypatch):
+    """``CLICKFLARE_API_KEY`` holds the key (a test may change it)."""
+    monkeypatch.setenv("CLICKFLARE_API_KEY", KEY)
+    return KEY
+
+
+def options(api: FakeClickFlare, *, now: datetime = NOW, **kw) -> PullOptions:
+    """Fast options: small pages, no real back-off waits, a high rate limit, a fixed clock."""
+    kw.setdefault("sleep", Sleeper())
+    kw.setdefault("base_url", api.base_url)
+    kw.setdefault("page_size", PAGE)
+    return PullOptions(rate_limit=1000, backoff=0.001, timeout=1.0, now=lambda: now, **kw)
+
+
+def rows(store: cf.LogStore, kind: str) -> pl.DataFrame:
+    cols = [c for c in polars_schema(kind) if c != "_batch_id"]
+    return store.scan(kind).select(cols).collect().sort("_row_id")
+
+
+def assert_same_store(got: cf.LogStore, want: cf.LogStore) -> None:
+    """Same ``_row_id``s and the same content per kind (``_batch_id`` aside)."""
+    for kind in KINDS:
+        a, b = rows(got, kind), rows(want, kind)
+        assert a.height == b.height, kind
+        assert_frame_equal(a, b)
+
+
+def local_day(item, tz: str) -> str:
+    return item.wall_clock(ZoneInfo(tz))[:10]
+
+
+def assert_no_key(*texts: str, folder: Path | None = None) -> None:
+    for text in texts:
+        assert KEY not in text
+    if folder is not None:
+        for path in folder.rglob("*"):
+            if path.is_file():
+                assert KEY.encode() not in path.read_bytes(), path
+
+
+# ------------------------------------------------------------------------------ the pull equals the files
+def test_pull_through_faults_and_late_rows_equals_file_ingest(api, tz, files_store, tmp_path, caplog):
+    """Faults on many requests and rows arriving mid-pull: the store still equals the file ingest."""
+    api.schedule.update(
+        {2: "429", 5: "500", 8: "502", 11: "slow", 14: "drop", 17: "truncate", 20: "truncate-nolength", 40: "429"}
+    )
+    # rows of 2026-11-17 held back until the third page of that day's events: offset paging shifts under the client
+    held_events = api.hide(
+        lambda i: i.endpoint == "events" and local_day(i, tz) == "2026-11-17" and i.seq % 9 == 0,
+        until=lambda kind, body: kind == "events" and body["startDate"].startswith("2026-11-17") and body["page"] == 3,
+    )
+    held_postbacks = api.hide(
+        lambda i: i.endpoint == "postbacks" and local_day(i, tz) == "2026-11-18" and i.seq % 4 == 0,
+        until=lambda kind, body: (
+            kind == "postbacks" and body["startDate"].startswith("2026-11-18") and body["page"] == 2
+        ),
+    )
+    assert held_events > 50
+    assert held_postbacks > 10
+    sleeper = Sleeper()
+    store = cf.LogStore(tmp_path / "store", timezone=tz)
+    caplog.set_level(logging.DEBUG, logger="cfanalytics")
+    result = pull(store, FIRST, LAST, api_key=KEY, options=options(api, sleep=sleeper))
+
+    assert result.ok, result.failures
+    assert [w.status for w in result.windows] == ["finished"] * 8
+    assert_same_store(store, files_store)
+    whole_17 = {"startDate": "2026-11-17 00:00:00", "endDate": "2026-11-17 23:59:59"}
+    day_17 = {
+        r.counter
+        for r in api.log
+        if r.counter and r.path.endswith("/event-logs") and whole_17.items() <= r.body.items()
+    }
+    assert len(day_17) == 2, "the counter moved under the client"
+    split = {(w.kind, str(w.day)): w.splits for w in result.windows}
+    assert split[("events", "2026-11-17")] >= 1, "the counter moved between pages: the window is pulled in halves"
+    assert split[("postbacks", "2026-11-18")] >= 1
+    assert sum(split.values()) == split[("events", "2026-11-17")] + split[("postbacks", "2026-11-18")]
+    assert result.retries == 8
+    assert 2.0 in sleeper.calls, "Retry-After: 2 is honoured"
+    assert max(sleeper.calls) <= 2.0
+    faults = [r.fault for r in api.log if r.fault]
+    assert sorted(faults) == sorted(["429", "500", "502", "slow", "drop", "truncate", "truncate-nolength", "429"])
+    assert all(r.body is None or r.body["pageSize"] == PAGE for r in api.log)
+    assert {e["status"] for e in ledger(store)} == {"finished"}
+    assert result.rows == {k: files_store.counts()[k] for k in KINDS}
+    assert "retry" in caplog.text
+    assert_no_key(caplog.text, folder=store.path)
+
+    # A second run asks for nothing; a refresh re-pulls every window and stores nothing twice.
+    again = pull(store, FIRST, LAST, api_key=KEY, options=options(api))
+    assert again.requests == 0
+    assert {w.status for w in again.windows} == {"skipped"}
+    n, quarantined = len(api.log), store.counts()["quarantine"]
+    refresh = pull(store, FIRST, LAST, api_key=KEY, options=options(api, refresh=True))
+    assert len(api.log) > n
+    assert refresh.rows == dict.fromkeys(KINDS, 0)
+    assert store.counts()["quarantine"] == quarantined > 0
+    assert sum(w.already_stored for w in refresh.windows) > 0
+    assert_same_store(store, files_store)
+
+
+def test_unsettled_windows_are_pulled_again_until_finished(api, tz, files_store, tmp_path):
+    """Windows newer than the settle time stay open; the next run re-pulls them, and only them."""
+    late = api.hide(lambda i: local_day(i, tz) == "2026-11-18" and i.seq % 3 == 0)  # arrive after the first run
+    assert late > 0
+    store = cf.LogStore(tmp_path / "store", timezone=tz)
+    first_now = datetime(2026, 11, 19, 9, tzinfo=UTC)  # 04:00 in New York on the 19th
+    first = pull(store, FIRST, LAST, api_key=KEY, options=options(api, now=first_now))
+    status = {(w.kind, str(w.day)): w.status for w in first.windows}
+    assert status == {
+        ("events", "2026-11-16"): "finished",
+        ("postbacks", "2026-11-16"): "finished",  # its end is 48 h old
+        ("events", "2026-11-17"): "finished",
+        ("postbacks", "2026-11-17"): "pulled",
+        ("events", "2026-11-18"): "pulled",  # ended 4 h ago: within the 6 h settle time
+        ("postbacks", "2026-11-18"): "pulled",
+        ("events", "2026-11-19"): "pulled",
+        ("postbacks", "2026-11-19"): "pulled",
+    }
+    today = [r for r in api.log if r.body and r.body["startDate"].startswith("2026-11-19")]
+    assert today
+    assert {r.body["endDate"] for r in today} == {"2026-11-19 04:00:00"}, "the open day ends now"
+    assert store.counts()["visits"] < files_store.counts()["visits"]
+
+    api.release()
+    api.log.clear()
+    second = pull(store, None, LAST, api_key=KEY, options=options(api))  # --from: where the ledger says
+    status = {(w.kind, str(w.day)): w.status for w in second.windows}
+    assert status == {
+        ("events", "2026-11-17"): "skipped",
+        ("postbacks", "2026-11-17"): "finished",
+        ("events", "2026-11-18"): "finished",
+        ("postbacks", "2026-11-18"): "finished",
+        ("events", "2026-11-19"): "finished",
+        ("postbacks", "2026-11-19"): "finished",
+    }
+    asked = {(r.path.rsplit("/", 1)[-1], r.body["startDate"][:10]) for r in api.log if r.body}
+    assert ("event-logs", "2026-11-17") not in asked
+    assert ("event-logs", "2026-11-16") not in asked
+    assert second.rows["visits"] > 0
+    assert_same_store(store, files_store)
+    doc = json.loads((store.path / LEDGER_FILE).read_text())
+    assert doc["timezone"] == tz
+    assert {e["status"] for e in ledger(store)} == {"finished"}
+    assert_no_key(folder=store.path)
+
+
+# ------------------------------------------------------------------------------ kill -9 and resume
+def test_kill_mid_pull_and_rerun_give_the_same_store(account, tz, files_store, tmp_path):
+    """SIGKILL the pulling process twice at different points; a re-run completes the same store."""
+    store_dir = tmp_path / "store"
+    with serving(account.folder, api_key=KEY, timezone=tz, delay=0.01) as api:
+        total = sum(1 for i in api.items if i.endpoint == "events") // PAGE + 8
+        argv = cli(
+            "pull", "--store", str(store_dir), "--from", str(FIRST), "--to", str(LAST), "--timezone", tz,
+            "--base-url", api.base_url, "--page-size", str(PAGE), "--rate-limit", "1000", "--backoff", "0.01",
+            "--timeout", "10", "--json",
+        )  # fmt: skip
+        outputs = []
+        for share in (0.35, 0.3):
+            proc = subprocess.Popen(
+                argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli_env(CLICKFLARE_API_KEY=KEY)
+            )
+            target = len(api.log) + int(total * share)
+            deadline = time.monotonic() + 120
+            while len(api.log) < target and proc.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.005)
+            os.kill(proc.pid, signal.SIGKILL)
+            out, err = proc.communicate(timeout=30)
+            assert proc.returncode == -signal.SIGKILL, err
+            outputs += [out, err]
+        assert ledger(cf.LogStore(store_dir)), "the killed runs finished some windows first"
+        env = cli_env(CLICKFLARE_API_KEY=KEY)
+        done = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr
+    doc = json.loads(done.stdout)
+    assert "skipped" in {w["status"] for w in doc["windows"]}
+    store = cf.LogStore(store_dir)
+    assert_same_store(store, files_store)
+    assert_no_key(done.stdout, done.stderr, *outputs, folder=store_dir)
+
+
+# ------------------------------------------------------------------------------ the command line
+def test_cli_json_validates_and_the_key_never_leaks(api, files_store, tmp_path, capsys, caplog):
+    tz = api.timezone
+    caplog.set_level(logging.DEBUG)
+    store_dir = str(tmp_path / "store")
+    base = ["pull", "--store", store_dir, "--base-url", api.base_url, "--page-size", "200", "--rate-limit", "1000"]
+    api.fail("500", "drop", "400")  # the last one echoes the key in its message
+    code = main([*base, "--timezone", tz, "--from", str(FIRST), "--to", str(LAST), "--backoff", "0", "--json"])
+    out, err = capsys.readouterr()
+    assert code == 1, "a 400 stops the pull"
+    assert err.count("\n") == 1
+    assert "HTTP 400" in err
+    assert "***" in err
+    assert_no_key(out, err, caplog.text)
+
+    code = main([*base, "--from", str(FIRST), "--to", str(LAST), "--backoff", "0", "--json"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    doc = json.loads(out)
+    schema = json.loads(SCHEMA.read_text())
+    jsonschema.Draft202012Validator.check_schema(schema)
+    jsonschema.validate(doc, schema)
+    assert {w["status"] for w in doc["windows"]} <= {"finished", "skipped"}
+    assert doc["rows"].keys() == set(KINDS)
+    assert_same_store(cf.LogStore(store_dir), files_store)
+
+    code = main([*base, "--to", str(LAST)])  # --from resumes after the last finished day: nothing left
+    out, err = capsys.readouterr()
+    assert code == 0
+    assert out.startswith("nothing to pull")
+    code = main([*base, "--from", str(FIRST), "--to", str(LAST)])  # human output
+    out, err2 = capsys.readouterr()
+    err += err2
+    assert code == 0
+    assert "skipped" in out
+    assert "store:" in out
+    assert_no_key(out, err, caplog.text, folder=Path(store_dir))
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        (None, "not-the-key-0000", "", "HTTP 401"),
+        ("403", KEY, "", "plan has no API access"),
+        (None, KEY, "/v9", "HTTP 404"),
+    ],
+    ids=["401", "403", "404"],
+)
+def test_refusals_are_one_clear_line(api, tmp_path, capsys, monkeypatch, case):
+    fault, key, suffix, says = case
+    monkeypatch.setenv("CLICKFLARE_API_KEY", key)
+    if fault:
+        api.fail(fault)
+    argv = ["pull", "--store", str(tmp_path / "s"), "--timezone", api.timezone, "--from", "2026-11-16"]
+    code = main([*argv, "--to", "2026-11-16", "--base-url", api.base_url + suffix, "--backoff", "0"])
+    out, err = capsys.readouterr()
+    assert code == 1
+    assert err.count("\n") == 1, err
+    assert says in err
+    assert len(api.log) == 1, "no retry"
+    assert key not in out + err
+    assert_no_key(out, err, folder=tmp_path / "s")
+
+
+def test_usage_errors(api, tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("CLICKFLARE_API_KEY", raising=False)
+    base = ["pull", "--store", str(tmp_path / "s"), "--base-url", api.base_url]
+    assert main([*base, "--from", "2026-11-16"]) == 2  # no key
+    assert "CLICKFLARE_API_KEY" in capsys.readouterr().err
+    monkeypatch.setenv("CLICKFLARE_API_KEY", KEY)
+    assert main(base) == 2  # a first pull needs --from
+    assert "--from is required" in capsys.readouterr().err
+    assert main([*base, "--from", "2026-11-16", "--page-size", "1001"]) == 2
+    assert main([*base, "--from", "2026-11-16", "--kinds", "activity"]) == 2
+    assert main([*base, "--from", "2026-11-16", "--settle", "postbacks=soon"]) == 2
+    assert main([*base, "--from", "2026-11-17", "--to", "2026-11-16"]) == 2
+    assert main([*base, "--from", "2026-11-16", "--base-url", "ftp://user:pw@host/api"]) == 2
+    assert "pw" not in capsys.readouterr().err
+    capsys.readouterr()
+    assert api.log == []
+
+
+def test_key_from_the_store_config_is_never_stored(api, tz, tmp_path, monkeypatch):
+    from cfanalytics.pull import configure
+
+    monkeypatch.delenv("CLICKFLARE_API_KEY", raising=False)
+    store = cf.LogStore(tmp_path / "store", timezone=tz)
+    with pytest.raises(cf.UsageError, match="outside the store"):
+        configure(store, api_key_file=store.path / "key.txt")
+    key_file = tmp_path / "clickflare.key"
+    key_file.write_text(KEY + "\n")
+    configure(store, base_url=api.base_url, api_key_file=key_file)
+    result = pull(store, FIRST, FIRST, kinds="postbacks", options=options(api, base_url=None))
+    assert result.ok
+    assert result.rows["postbacks"] > 0
+    monkeypatch.setenv("ACME_CLICKFLARE_KEY", KEY)
+    configure(store, api_key_env="ACME_CLICKFLARE_KEY", api_key_file=tmp_path / "missing.key")
+    assert pull(store, FIRST, FIRST, kinds="postbacks", options=options(api, base_url=None, refresh=True)).ok
+    assert_no_key(folder=store.path)
+
+
+# ------------------------------------------------------------------------------ the client alone
+def _client(**kw) -> tuple[ApiClient, Sleeper, list[float]]:
+    clock = [0.0]
+    sleeper = Sleeper()
+
+    def sleep(s: float) -> None:
+        sleeper(s)
+        clock[0] += s
+
+    opts = PullOptions(sleep=sleep, monotonic=lambda: clock[0], **kw)
+    return ApiClient("http://127.0.0.1:9/api", KEY, opts), sleeper, clock
+
+
+def test_rate_limit_spaces_requests(api):
+    client, _, clock = _client(rate_limit=4)
+    client.base_url = api.base_url
+    body = {
+        "startDate": "2026-11-16 00:00:00",
+        "endDate": "2026-11-16 00:10:00",
+        "timezone": "UTC",
+        "metrics": ["ClickID"],
+        "metricsFilters": [],
+        "sortBy": "PostbackTime",
+        "orderType": "asc",
+        "page": 1,
+        "pageSize": 10,
+        "includeFilteredEvents": False,
+    }
+    for _ in range(9):
+        client.post("/postback-status/logs", body)
+    assert clock[0] == pytest.approx(2.0)  # 9 requests at 4/s: 8 gaps of 0.25 s
+
+
+def test_gives_up_after_the_attempts_and_on_long_retry_after(api):
+    client, sleeper, _ = _client(max_attempts=3, backoff=1.0, rate_limit=1000, rng=random.Random(1))
+    client.base_url = api.base_url
+    api.fail("500", "502", "500")
+    with pytest.raises(PullError, match=r"after 3 attempts \(HTTP 500\)"):
+        client.post("/postback-status/logs", {})
+    backoffs = [s for s in sleeper.calls if s > 0.3]
+    assert len(backoffs) == 2
+    assert 0.5 <= backoffs[0] <= 1.0
+    assert 1.0 <= backoffs[1] <= 2.0
+    client, _, _ = _client(max_retry_after=1.0)
+    client.base_url = api.base_url
+    api.fail("429")
+    with pytest.raises(PullError, match="asks to wait 2 s"):
+        client.post("/postback-status/logs", {})
+
+
+def test_a_window_that_never_adds_up_fails_alone(api, tz, tmp_path, monkeypatch):
+    """A server whose counter never matches its rows: the window fails, the others are stored."""
+    original = api._answer
+
+    def lying(path, headers, raw, entry):
+        status, extra, doc = original(path, headers, raw, entry)
+        if status == 200 and entry.body["startDate"].startswith("2026-11-17") and "event-logs" in path:
+            doc["totals"]["counter"] += 1
+        return status, extra, doc
+
+    monkeypatch.setattr(api, "_answer", lying)
+    store = cf.LogStore(tmp_path / "store", timezone=tz)
+    result = pull(store, date(2026, 11, 16), date(2026, 11, 17), api_key=KEY, options=options(api, page_size=1000))
+    status = {(w.kind, str(w.day)): w.status for w in result.windows}
+    assert status[("events", "2026-11-17")] == "failed"
+    assert sum(s == "finished" for s in status.values()) == 3
+    assert "never matched totals.counter" in result.failures[0]
+    assert "2026-11-17" not in {e["date"] for e in ledger(store) if e["kind"] == "events"}
+    assert store.counts()["visits"] > 0
+
+
+def test_windows_of_a_store_in_another_zone(api, tmp_path):
+    """The API is asked in the store's zone; its day windows are that zone's local days."""
+    store = cf.LogStore(tmp_path / "store", timezone="Asia/Kolkata")
+    result = pull(store, FIRST, FIRST, kinds="events", api_key=KEY, options=options(api))
+    (w,) = result.windows
+    assert (w.start, w.end) == (datetime(2026, 11, 15, 18, 30, tzinfo=UTC), datetime(2026, 11, 16, 18, 30, tzinfo=UTC))
+    assert {r.body["timezone"] for r in api.log if r.body} == {"Asia/Kolkata"}
+    visits = store.scan("visits").select(pl.col("visit_time").min().alias("lo"), pl.col("visit_time").max().alias("hi"))
+    lo, hi = visits.collect().row(0)
+    assert w.start <= lo
+    assert hi < w.end
+    assert w.end - w.start == timedelta(days=1)
