@@ -29,19 +29,19 @@ from cfanalytics.schemas import (
     column_names,
 )
 
-_NON_ALNUM: Final = re.compile(r"[^0-9a-z]+")
+_NON_ALNUM: Final = re.compile(r"[\W_]+")
 
 
 def norm_key(name: str) -> str:
-    """Matching key of a column name: lower case, letters and digits only."""
-    return _NON_ALNUM.sub("", name.lower())
+    """Matching key of a column name: case-folded, letters and digits only (any script)."""
+    return _NON_ALNUM.sub("", name.casefold())
 
 
 def snake_case(name: str) -> str:
     """snake_case spelling of an input name (``Tracking Field 1`` → ``tracking_field_1``)."""
     s = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", name.strip())
     s = re.sub(r"([A-Z]+)([A-Z][a-z])", r"\1_\2", s)
-    s = re.sub(r"[^0-9A-Za-z]+", "_", s).strip("_").lower()
+    s = re.sub(r"[\W_]+", "_", s).strip("_").lower()
     return s or "column"
 
 

@@ -166,6 +166,7 @@ def ingest_raw(
     ip = (check_ip_mode(store_ips) if store_ips else store.store_ips, str(store.metadata.get("ip_salt") or ""))
     overrides = {**store.column_map, **parse_map(column_map)}
     result = IngestResult()
+    _remove_dead_staging(store.path / "_staging")
     for raw in inputs:
         staging = store.path / "_staging" / f"{os.getpid()}-{secrets.token_hex(4)}"
         staging.mkdir(parents=True, exist_ok=True)
@@ -249,6 +250,8 @@ def _prepare(
     progress: bool = False,
     ip: tuple[str, str] = ("raw", ""),
 ) -> _Prepared:
+    if not raw.columns:  # an empty API window or JSON list: nothing to read, nothing wrong
+        return _Prepared(raw, Resolution(kind=kind or "events"), _new_batch_prefix(), {}, [], 0)
     known = _known_extras(store) if store is not None else {}
     res = resolve(list(raw.columns), kind=kind, overrides=overrides, known_extras=known, name=raw.name)
     only_kind = kind if res.kind == "events" and kind not in (None, "events") else None
@@ -690,6 +693,22 @@ def _known_extras(store: LogStore) -> dict[str, str]:
             if name not in canon:
                 known.setdefault(norm_key(name), name)
     return known
+
+
+def _remove_dead_staging(folder: Path) -> None:
+    """Remove scratch folders of ingests whose process is gone (killed runs leave them)."""
+    if not folder.is_dir():
+        return
+    for entry in folder.iterdir():
+        pid = entry.name.split("-", 1)[0]
+        if not pid.isdigit():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(entry, ignore_errors=True)
+        except PermissionError:  # alive, another user's
+            continue
 
 
 def _problem_frame(problems: list[RowProblem], kind: str | None) -> pl.DataFrame:

@@ -20,7 +20,7 @@ codes, countries, click-id macros, activity vocabularies.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Final
 
 import polars as pl
@@ -45,6 +45,9 @@ _TRUE: Final = ("1", "true", "yes", "y", "t")
 _FALSE: Final = ("0", "false", "no", "n", "f")
 _EPOCH: Final = r"^\d{9,13}(\.\d+)?$"
 _OFFSET: Final = r"(Z|z|[+-]\d{2}:?\d{2})$"
+#: Times outside this window are not log times (``9999-12-31`` placeholders, misread epochs).
+_EARLIEST: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_LATEST: Final = datetime(2200, 1, 1, tzinfo=UTC)
 _NAIVE_FORMATS: Final = ("%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%d %H:%M", "%Y/%m/%d %H:%M:%S", "%Y-%m-%d")
 _FLAG_OF_COLUMN: Final = {
     "status_code": "flag_invalid_status_code",
@@ -410,13 +413,15 @@ class Normalizer:
                 naive.alias("__naive"),
             )
             frame = self._localise(frame, f"{kind}.{name}")
-            frame = frame.with_columns(
+            instant = (
                 pl.when(pl.col("__cls") == 1)
                 .then(pl.col("__epoch"))
                 .when(pl.col("__cls") == 2)
                 .then(pl.col("__offset"))
                 .otherwise(pl.col("__local"))
-                .alias(f"__t_{name}"),
+            )
+            frame = frame.with_columns(
+                pl.when(instant.is_between(_EARLIEST, _LATEST, closed="left")).then(instant).alias(f"__t_{name}"),
                 pl.when(pl.col("__cls") == 3)
                 .then(pl.col("__amb"))
                 .otherwise(pl.lit(0, pl.Int8))
@@ -464,7 +469,7 @@ class Normalizer:
         amb_idx = frame.select(pl.arg_where(pl.col("__amb") == 1)).to_series().to_list()
         state = self._folds.setdefault(key, _FoldState())
         if state.direction == 0:
-            early = frame.get_column("__early").drop_nulls()
+            early = frame.get_column("__early").drop_nulls().dt.epoch("us")
             if early.len() >= 2:
                 state.direction = 1 if early[-1] >= early[0] else -1
         if not amb_idx:

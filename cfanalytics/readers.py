@@ -243,6 +243,9 @@ def _detect(p: Path, name: str) -> tuple[str, bool]:
     if not text:
         raise InputError(f"{name}: empty file")
     json_ext = ext_fmt in ("json", "ndjson")
+    first_line = text.split("\n", 1)[0].strip()
+    if ext_fmt == "ndjson" or (text[0] != "{" and (text[0] != "[" or _is_json(first_line)) and _object_lines(text)):
+        return "ndjson", gz  # NDJSON, possibly with a junk first line
     after = text[1:].lstrip()[:1]
     if text[0] == "[" and (json_ext or after in ("{", "]")):
         return "json", gz
@@ -251,6 +254,12 @@ def _detect(p: Path, name: str) -> tuple[str, bool]:
     if json_ext and len(head) < _HEAD and _is_json(text):
         return "json", gz  # a bare number or string: reported as the wrong shape
     return "csv", gz
+
+
+def _object_lines(text: str) -> bool:
+    """Two or more lines of which one of the first few is a complete JSON object (NDJSON with junk first)."""
+    lines = [line.strip() for line in text.splitlines()[:6] if line.strip()]
+    return len(lines) >= 2 and any(line.startswith("{") and _is_json(line) for line in lines[1:5])
 
 
 def _looks_binary(head: bytes) -> bool:
@@ -510,7 +519,9 @@ class _CsvReader:
         """Drop the header, rows already delivered, and records equal to the header (reported)."""
         records = batch.column(RECORD)
         keep = pc.greater(records, max(done, 1))
-        same = pc.equal(batch.column(0), self.header[0])
+        first = batch.column(0)  # a header repeated by concatenating two exports keeps its BOM
+        first = pc.if_else(pc.starts_with(first, "\ufeff"), pc.utf8_slice_codeunits(first, 1), first)
+        same = pc.equal(first, self.header[0])
         if pc.any(same).as_py():
             for i, value in enumerate(self.header[1:], 1):
                 same = pc.and_(same, pc.equal(batch.column(i), value))
@@ -790,7 +801,8 @@ def _unique(names: Iterable[str]) -> list[str]:
     """Make names unique: a repeated name gets `` (2)``, `` (3)``…; ``_record`` is reserved."""
     seen = {RECORD}
     out: list[str] = []
-    for name in names:
+    for position, given in enumerate(names, 1):
+        name = given if given.strip() else f"column {position}"  # a pandas index column, a trailing delimiter
         candidate, k = name, 1
         while candidate in seen:
             k += 1

@@ -109,29 +109,51 @@ _BOUND = r"(?:^|%(?:25)*[0-9A-Fa-f]{2}|[^A-Za-z0-9_.\-*])"
 # after "scheme://" a "name:" is a userinfo user, not a header: no "/" before a header name
 _HEADER_BOUND = r"(?:^|%(?:25)*[0-9A-Fa-f]{2}|[^A-Za-z0-9_.\-*/])"
 _NCH = r"[A-Za-z0-9_.\-]"
-_COMPOUND_KEYS = "apikey|accesskey|privatekey|secretkey|passkey|authkey|appkey|clientkey|devkey|licensekey|hmackey|signkey"
+
+
+def _ci(words: str) -> str:
+    """``a|ab|bc`` as an ASCII-only case-insensitive trie (``[Aa](?:[Bb])?|[Bb][Cc]``); ``s?`` = ``|s``."""
+    trie: dict[str, dict] = {}
+    for word in words.split("|"):
+        variants = [word[:-2], word[:-1]] if word.endswith("?") else [word]
+        for variant in variants:
+            node = trie
+            for char in variant:
+                node = node.setdefault(char.lower(), {})
+            node[""] = {}
+
+    def emit(node: dict[str, dict]) -> str:
+        branches = [
+            (f"[{c.upper()}{c}]" if c.isalpha() else re.escape(c)) + emit(child) for c, child in node.items() if c
+        ]
+        if not branches:
+            return ""
+        body = branches[0] if len(branches) == 1 else "(?:" + "|".join(branches) + ")"
+        return f"(?:{body})?" if "" in node else body
+
+    return emit(trie)
+
+
+_COMPOUND_KEYS = (
+    "apikey|accesskey|privatekey|secretkey|passkey|authkey|appkey|clientkey|devkey|licensekey|hmackey|signkey"
+)
 # secret when the name ends with it, whatever comes before (access_token, pageToken, client_secret, apikey)
-_SUFFIX_WORDS = f"token|secret|password|passwd|pwd|signature|credentials?|{_COMPOUND_KEYS}"
+_SUFFIX_WORDS = _ci(f"token|secret|password|passwd|pwd|signature|credentials?|{_COMPOUND_KEYS}")
 # secret alone or after a delimiter / camel hump only (key, api_key, x-api-key, apiKey; not keyword, monkey)
-_DELIM_WORDS = "key|sig|auth|pass|bearer"
+_DELIM_WORDS = _ci("key|sig|auth|pass|bearer")
 _CAMEL_WORDS = "Key|KEY|Sig|SIG|Auth|AUTH|Pass|PASS|Bearer|BEARER"
 # secret as the first word too (password_confirm, apiKeyV2, client_secret_2); not token_type, key_id
-_PREFIX_WORDS = "secret|password|passwd|pwd|apikey|api_key|api-key|client_secret"
-
-_DELIMITED = f"{_NCH}*[_.\\-](?i:{_DELIM_WORDS})"
-_CAMEL = f"{_NCH}*[a-z0-9](?:{_CAMEL_WORDS})"
-_PREFIXED = f"(?i:{_PREFIX_WORDS})(?:[_.\\-]|[A-Z0-9]){_NCH}*"
+_PREFIXED = f"(?:{_ci('secret|password|passwd|pwd|apikey|api_key|api-key|client_secret')})(?:[_.\\-]|[A-Z0-9]){_NCH}*"
+_ENDINGS = f"{_SUFFIX_WORDS}|[_.\\-](?:{_DELIM_WORDS})|[a-z0-9](?:{_CAMEL_WORDS})"
 # any secret-looking parameter / field name
-_NAME = f"(?:{_NCH}*(?i:{_SUFFIX_WORDS})|(?i:{_DELIM_WORDS})|{_DELIMITED}|{_CAMEL}|{_PREFIXED})"
-# names specific enough to redact any value after "name:" in prose (bare token/key/secret/sig are not)
-_STRONG_NAME = (
-    f"(?:{_NCH}+(?i:{_SUFFIX_WORDS})|(?i:password|passwd|pwd|{_COMPOUND_KEYS})|{_DELIMITED}|{_CAMEL}|{_PREFIXED})"
-)
+_NAME = f"(?:{_NCH}*(?:{_ENDINGS})|{_DELIM_WORDS}|{_PREFIXED})"
+# names specific enough to redact any value after "name:" in prose (not a bare token/key/secret/sig)
+_STRONG_NAME = f"(?:{_NCH}+(?:{_ENDINGS})|{_ci(f'password|passwd|pwd|{_COMPOUND_KEYS}')}|{_PREFIXED})"
 # names whose following path segment is a credential: /token/abc, /api_key/XYZ, /key/XYZ
 _PATH_NAME = (
-    f"(?:{_NCH}*(?i:token|secret|{_COMPOUND_KEYS})|(?i:key)|{_NCH}*[_.\\-](?i:key)|{_NCH}*[a-z0-9](?:Key|KEY))"
+    f"(?:{_NCH}*(?:{_ci(f'token|secret|{_COMPOUND_KEYS}')}|[_.\\-][Kk][Ee][Yy]|[a-z0-9](?:Key|KEY))|[Kk][Ee][Yy])"
 )
-_AUTH_SCHEMES = "bearer|basic|digest|token|oauth|bot|apikey|key"
+_AUTH_SCHEMES = _ci("bearer|basic|digest|token|oauth|bot|apikey|key")
 _TOKEN_BOUND = r"(?:^|%(?:25)*[0-9A-Fa-f]{2}|[^A-Za-z0-9])"
 _TOKEN_SHAPES = "|".join(
     (
@@ -155,11 +177,11 @@ _RULES: tuple[tuple[str, str, str], ...] = (
     ),
     # Authorization: Bearer xyz / "Authorization": "Basic …" / authorization=…
     (
-        f"{_BOUND}{_NCH}*(?i:authorization)\\\\?[\"']?[ \\t]*[:=][ \\t]*\\\\?[\"']?(?:(?i:{_AUTH_SCHEMES})[ \\t]+)?",
+        f"{_BOUND}{_NCH}*(?:{_ci('authorization')})\\\\?[\"']?[ \\t]*[:=][ \\t]*\\\\?[\"']?(?:(?:{_AUTH_SCHEMES})[ \\t]+)?",
         _VALUE,
         "",
     ),
-    (f"{_BOUND}(?i:bearer)(?:[ \\t]+|\\+|{_pct('20')})", _DIGIT_VALUE, ""),
+    (f"{_BOUND}(?:{_ci('bearer')})(?:[ \\t]+|\\+|{_pct('20')})", _DIGIT_VALUE, ""),
     # JSON / Python-repr fields: "access_token": "…", 'api_key': '…' (also \"escaped\" JSON)
     (f'\\\\?"{_NAME}\\\\?"{_JSON_WS}:{_JSON_WS}\\\\?"', _DQ_VALUE, ""),
     (f"\\\\?'{_NAME}\\\\?'{_JSON_WS}:{_JSON_WS}\\\\?'", _SQ_VALUE, ""),
@@ -180,18 +202,22 @@ _RULES: tuple[tuple[str, str, str], ...] = (
 #: one alternative per kind of credential, each ``(kept prefix)value(kept suffix)``; leftmost match wins.
 PATTERN = "|".join(f"({prefix}){value}({suffix})" for prefix, value, suffix in _RULES)
 #: Its replacement in Rust syntax: every prefix group, ``***``, every suffix group (unmatched groups are empty).
-REPLACEMENT = "".join(f"${{{2 * i + 1}}}" for i in range(len(_RULES))) + MASK + "".join(
-    f"${{{2 * i + 2}}}" for i in range(len(_RULES))
+REPLACEMENT = (
+    "".join(f"${{{2 * i + 1}}}" for i in range(len(_RULES)))
+    + MASK
+    + "".join(f"${{{2 * i + 2}}}" for i in range(len(_RULES)))
 )
 
 _REGEX = re.compile(PATTERN)
 _PY_REPLACEMENT = re.sub(r"\$\{(\d+)\}", r"\\g<\1>", REPLACEMENT)
+# every match of PATTERN contains one of these: text without any is returned as is, quickly
+_CANDIDATE = re.compile(r"token|secret|pass|pwd|sig|credential|key|auth|bearer|eaa|ya29|aiza|eyj|@|%(?:25)*40", re.I)
 
 
 def redact(text: str | None) -> str | None:
     """Return ``text`` with every credential replaced by ``***`` (idempotent; ``None`` stays ``None``)."""
-    if text is None:
-        return None
+    if text is None or _CANDIDATE.search(text) is None:
+        return text
     return _REGEX.sub(_PY_REPLACEMENT, text)
 
 

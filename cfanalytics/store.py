@@ -113,8 +113,6 @@ class LogStore:
         if not meta_path.exists():
             if not create:
                 raise StoreError(f"{self.path}: not a cfanalytics store (no {META_FILE})")
-            if self.path.exists() and any(p.name != LOCK_FILE for p in self.path.iterdir()):
-                raise StoreError(f"{self.path}: folder exists and is not a cfanalytics store")
             self._create(timezone)
         self._meta = self._read_meta()
         stored_tz = self._meta.get("timezone")
@@ -131,6 +129,11 @@ class LogStore:
         with self.lock():
             if (self.path / META_FILE).exists():  # another process created it meanwhile
                 return
+            # Only what a creator leaves behind (even a killed one) may be here; the tables are
+            # created with mode="ignore", so a half-made store is completed.
+            ours = {LOCK_FILE, "tables", "_staging"}
+            if any(p.name not in ours and not p.name.startswith(f".{META_FILE}.") for p in self.path.iterdir()):
+                raise StoreError(f"{self.path}: folder exists and is not a cfanalytics store")
             from deltalake import DeltaTable
 
             for kind in KINDS:

@@ -33,3 +33,11 @@ def write(path: Path, text: str, encoding: str = "utf-8") -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(text.encode(encoding))
     return path
+
+
+# Hypothesis: "ci" bounds property tests (CI=1), "dev" keeps local runs quick; --hypothesis-profile overrides.
+from hypothesis import settings as _hypothesis_settings  # noqa: E402
+
+_hypothesis_settings.register_profile("ci", max_examples=40, deadline=None, print_blob=True)
+_hypothesis_settings.register_profile("dev", max_examples=20, deadline=None)
+_hypothesis_settings.load_profile("ci" if os.environ.get("CI") else "dev")

@@ -1,0 +1,198 @@
+"""Builders of generated exports and store checks shared by the crash and concurrency tests."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from datetime import datetime
+from pathlib import Path
+
+import polars as pl
+from polars.testing import assert_frame_equal
+
+ROOT = Path(__file__).resolve().parents[1]
+
+POSTBACK_HEADER = (
+    "Postback ID",
+    "Click ID",
+    "Postback Time",
+    "Is Error",
+    "Error Message",
+    "Status Code",
+    "Postback URL",
+    "Custom Conversion (ct)",
+    "Integration ID",
+)
+BAD_TIME = "not a time"
+EVENT_KINDS = ("visits", "clicks", "conversions", "postbacks", "activity")
+
+
+# ----------------------------------------------------------------- subprocesses
+def cli_env(**extra: str) -> dict[str, str]:
+    """The environment of a child process: the project importable from any working directory."""
+    env = os.environ.copy()
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
+    env.update(extra)
+    return env
+
+
+def cli(*args: str) -> list[str]:
+    """Command line of ``cfanalytics ARGS…``."""
+    return [sys.executable, "-m", "cfanalytics", *args]
+
+
+def run_cli(*args: str, timeout: float = 600, **env: str) -> subprocess.CompletedProcess[str]:
+    """Run ``cfanalytics ARGS…`` to its end."""
+    return subprocess.run(
+        cli(*args), capture_output=True, text=True, check=False, cwd=ROOT, env=cli_env(**env), timeout=timeout
+    )
+
+
+_SYNCED = """
+import os, sys, time
+import deltalake, polars, pyarrow
+import cfanalytics.ingest
+from cfanalytics.cli import main
+barrier, count = sys.argv[1], int(sys.argv[2])
+open(os.path.join(barrier, str(os.getpid())), "w").close()
+deadline = time.monotonic() + 300
+while len(os.listdir(barrier)) < count and time.monotonic() < deadline:
+    time.sleep(0.001)
+raise SystemExit(main(sys.argv[3:]))
+"""
+
+
+def start_synced(argvs: list[list[str]], barrier: Path, **env: str) -> list[subprocess.Popen[str]]:
+    """Start one ``cfanalytics`` process per argv; each imports the package, then all run ``main`` at one instant.
+
+    ``barrier`` is a new folder where each process signs in once ready.
+    """
+    barrier.mkdir(parents=True)
+    return [
+        subprocess.Popen(
+            [sys.executable, "-c", _SYNCED, str(barrier), str(len(argvs)), *argv],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=ROOT,
+            env=cli_env(**env),
+        )
+        for argv in argvs
+    ]
+
+
+def finish(procs: list[subprocess.Popen[str]], timeout: float = 900) -> list[tuple[int, str, str]]:
+    """Wait for every process; ``(exit code, stdout, stderr)`` of each."""
+    out = []
+    for p in procs:
+        stdout, stderr = p.communicate(timeout=timeout)
+        out.append((p.returncode, stdout, stderr))
+    return out
+
+
+# ---------------------------------------------------------------------- exports
+def postbacks_frame(n: int, *, start: int = 0, bad_every: int = 0, days: int = 3) -> pl.DataFrame:
+    """``n`` postback rows in the UI spelling, ids ``pb-<start…>``, times spread over ``days`` days.
+
+    Every value depends on the row number alone, so overlapping exports agree on the rows they share.
+
+    Every ``bad_every``-th row (when > 0) has an unparseable postback time (a quarantined row).
+    """
+    i = pl.col("i")
+    error = i % 7 == 0
+    frame = pl.DataFrame({"i": pl.int_range(start, start + n, eager=True, dtype=pl.Int64)})
+    offset = pl.duration(seconds=(i * 7_919) % (days * 86_400))
+    time_text = (pl.datetime(2024, 5, 1) + offset).dt.strftime("%Y-%m-%d %H:%M:%S")
+    if bad_every > 0:
+        time_text = pl.when(i % bad_every == bad_every - 1).then(pl.lit(BAD_TIME)).otherwise(time_text)
+    return frame.select(
+        ("pb-" + i.cast(pl.String)).alias("Postback ID"),
+        click_id(i % 50_000).alias("Click ID"),
+        time_text.alias("Postback Time"),
+        error.cast(pl.Int8).cast(pl.String).alias("Is Error"),
+        pl.when(error).then(pl.lit("Bad Request: invalid click id")).otherwise(pl.lit("")).alias("Error Message"),
+        pl.when(error).then(pl.lit("400")).otherwise(pl.lit("200")).alias("Status Code"),
+        pl.format("https://ts.example/pb?cid={}", i).alias("Postback URL"),
+        pl.when(i % 3 == 0).then(pl.lit("sale")).otherwise(pl.lit("lead")).alias("Custom Conversion (ct)"),
+        ("int-" + (i % 5).cast(pl.String)).alias("Integration ID"),
+    )
+
+
+def click_id(n: pl.Expr) -> pl.Expr:
+    """A UUID-shaped click id made from an integer expression."""
+    return pl.format("{}-0000-4000-8000-{}", n.cast(pl.String).str.zfill(8), n.cast(pl.String).str.zfill(12))
+
+
+def visits_frame(n: int, *, start: int = 0) -> pl.DataFrame:
+    """``n`` visits (``Click ID,Visit Time,Campaign ID``) over two days."""
+    i = pl.col("i")
+    return pl.DataFrame({"i": pl.int_range(start, start + n, eager=True, dtype=pl.Int64)}).select(
+        click_id(i).alias("Click ID"),
+        (pl.datetime(2024, 5, 1) + pl.duration(seconds=i * 17 % 172_800))
+        .dt.strftime("%Y-%m-%d %H:%M:%S")
+        .alias("Visit Time"),
+        ("camp-" + (i % 4).cast(pl.String)).alias("Campaign ID"),
+    )
+
+
+def conversions_frame(ids: list[int], *, day: datetime = datetime(2024, 5, 2)) -> pl.DataFrame:
+    """One conversion row per entry of ``ids`` (repeat an id for identical rows)."""
+    frame = pl.DataFrame({"i": ids}, schema={"i": pl.Int64})
+    i = pl.col("i")
+    return frame.select(
+        click_id(i).alias("Click ID"),
+        (pl.lit(day) + pl.duration(minutes=i % 1_440)).dt.strftime("%Y-%m-%d %H:%M:%S").alias("Conversion Time"),
+        pl.lit("1.50").alias("Payout"),
+        pl.lit("lead").alias("Custom Conversion (ct)"),
+    )
+
+
+def write_csv(frame: pl.DataFrame, path: Path) -> Path:
+    """Write ``frame`` as a CSV export and return its path."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frame.write_csv(path)
+    return path
+
+
+# ------------------------------------------------------------------ store checks
+def content(store_path: Path, table: str) -> pl.DataFrame:
+    """What a table holds, independent of when and by which batch: sorted by ``_row_id``, no ``_batch_id``."""
+    from cfanalytics import LogStore
+
+    frame = LogStore(store_path, create=False).scan(table).collect()
+    drop = ["_batch_id", "quarantined_at"] if table == "quarantine" else ["_batch_id"]
+    frame = frame.drop(drop).sort("_row_id")
+    return frame.select(sorted(frame.columns))
+
+
+def assert_same_store(got: Path, expected: Path) -> None:
+    """Both stores hold the same rows in every table (batch ids and quarantine times aside)."""
+    for table in (*EVENT_KINDS, "quarantine"):
+        assert_frame_equal(content(got, table), content(expected, table), check_row_order=True)
+
+
+def check_store(store_path: Path) -> dict[str, int]:
+    """The store opens and reads; each table holds whole batches and no ``_row_id`` twice. Rows per table."""
+    from cfanalytics import LogStore
+
+    store = LogStore(store_path, create=False)
+    ledger = store.batches()
+    rows: dict[str, int] = {}
+    for table in (*EVENT_KINDS, "quarantine"):
+        frame = store.scan(table).collect()
+        rows[table] = frame.height
+        assert frame.get_column("_row_id").is_duplicated().sum() == 0, f"{table}: a _row_id is stored twice"
+        mine = ledger.filter(pl.col("table") == table)
+        if table == "quarantine":
+            # quarantine commits are labelled with the input's batch prefix; rows with "<prefix>-<kind>"
+            held = frame.group_by(pl.col("_batch_id").str.replace(r"-[a-z]+$", "").alias("batch")).len()
+            recorded = mine.select(pl.col("batch_id").alias("batch"), pl.col("quarantined").alias("len"))
+        else:
+            held = frame.group_by(pl.col("_batch_id").alias("batch")).len()
+            recorded = mine.select(pl.col("batch_id").alias("batch"), pl.col("rows_stored").alias("len"))
+        held_d = dict(held.iter_rows())
+        recorded_d = dict(recorded.iter_rows())
+        assert len(recorded_d) == recorded.height, f"{table}: one batch committed twice"
+        assert held_d == recorded_d, f"{table}: stored rows per batch {held_d} != committed counts {recorded_d}"
+    return rows
