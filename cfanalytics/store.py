@@ -446,10 +446,12 @@ class LogStore:
         return counts
 
     def maintain(self, *, retention_hours: int = 168) -> dict[str, Any]:
-        """Compact small files, checkpoint and vacuum unreferenced files, under the lock.
+        """Compact small files, checkpoint, and vacuum files no version needs, under the lock.
 
-        The retention (default 7 days) is far longer than any ingest, so files of a
-        writer that is still running are never removed.
+        Vacuum removes replaced files and files a killed writer left behind (never
+        committed) once older than the retention (default 7 days), far longer than
+        any ingest, so a running writer's files are never removed. Old scratch
+        folders go too.
         """
         out: dict[str, Any] = {}
         with self.lock():
@@ -457,7 +459,9 @@ class LogStore:
                 dt = self.table(kind)
                 compacted = dt.optimize.compact()
                 dt.create_checkpoint()
-                removed = dt.vacuum(retention_hours=retention_hours, dry_run=False, enforce_retention_duration=False)
+                removed = dt.vacuum(
+                    retention_hours=retention_hours, dry_run=False, enforce_retention_duration=False, full=True
+                )
                 out[kind] = {"compacted": compacted.get("numFilesRemoved", 0), "vacuumed": len(removed)}
             staging = self.path / "_staging"
             if staging.exists():
