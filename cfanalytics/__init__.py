@@ -8,22 +8,23 @@ which conversions never reached the traffic source.
 >>> cf.redact("https://ts.example/pb?cid=1&token=abc123")
 'https://ts.example/pb?cid=1&token=***'
 
-Heavy parts (pandera, plotly, ipywidgets, papermill) are imported only where used.
+Everything is imported on first use (polars too), so ``import cfanalytics`` is instant.
 """
 
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING, Any
 
 from cfanalytics.errors import CfError, InputError, StoreBusyError, StoreError, UsageError
-from cfanalytics.redact import mask_ip, redact
-from cfanalytics.schemas import KINDS
-from cfanalytics.store import LogStore
 
 if TYPE_CHECKING:
     from cfanalytics import diagnose
     from cfanalytics.filters import LogFilter
     from cfanalytics.ingest import BatchResult, IngestResult
+    from cfanalytics.redact import mask_ip, redact
+    from cfanalytics.schemas import KINDS
+    from cfanalytics.store import LogStore
 
 __version__ = "0.1.0"
 
@@ -44,18 +45,28 @@ __all__ = [
     "redact",
 ]
 
+#: Public names and the module each lives in: imported on first use, so ``import cfanalytics`` stays instant.
+_LAZY: dict[str, str] = {
+    "KINDS": "cfanalytics.schemas",
+    "BatchResult": "cfanalytics.ingest",
+    "IngestResult": "cfanalytics.ingest",
+    "LogFilter": "cfanalytics.filters",
+    "LogStore": "cfanalytics.store",
+    "mask_ip": "cfanalytics.redact",
+    "redact": "cfanalytics.redact",
+}
+
 
 def __getattr__(name: str) -> Any:
-    if name in ("BatchResult", "IngestResult"):
-        from cfanalytics import ingest
-
-        return getattr(ingest, name)
-    if name == "LogFilter":
-        from cfanalytics.filters import LogFilter
-
-        return LogFilter
     if name == "diagnose":
-        import importlib
-
         return importlib.import_module("cfanalytics.diagnose")
-    raise AttributeError(f"module 'cfanalytics' has no attribute {name!r}")
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'cfanalytics' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
