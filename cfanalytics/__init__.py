@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from cfanalytics import diagnose
     from cfanalytics.filters import LogFilter
     from cfanalytics.ingest import BatchResult, IngestResult
-    from cfanalytics.redact import mask_ip, redact
+    from cfanalytics.redaction import mask_ip, redact
     from cfanalytics.schemas import KINDS
     from cfanalytics.store import LogStore
 
@@ -52,8 +52,8 @@ _LAZY: dict[str, str] = {
     "IngestResult": "cfanalytics.ingest",
     "LogFilter": "cfanalytics.filters",
     "LogStore": "cfanalytics.store",
-    "mask_ip": "cfanalytics.redact",
-    "redact": "cfanalytics.redact",
+    "mask_ip": "cfanalytics.redaction",
+    "redact": "cfanalytics.redaction",
 }
 
 

@@ -7,7 +7,7 @@ arranges them for display. Conventions shared by every figure:
 - **Names, not ids.** Groups are labelled by their ``*_name`` column, falling
   back to the id; the id is shown on hover. Two groups sharing one name get a
   short id suffix.
-- **Every data string passes** :func:`safe_text` — :func:`~cfanalytics.redact.redact`,
+- **Every data string passes** :func:`safe_text` — :func:`~cfanalytics.redaction.redact`,
   shortened, then HTML-escaped — because Plotly renders trace names, tick labels,
   annotations and hover text as HTML-like markup. ``<script>`` in a name shows
   as text, and a token in a URL shows as ``***``.
@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import polars as pl
 
-from cfanalytics.redact import redact
+from cfanalytics.redaction import redact
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go

@@ -460,7 +460,7 @@ def _print_ingest(result: Any, as_json: bool, *, store: str | None) -> None:
     if as_json:
         _dump(result.to_json())
         return
-    from cfanalytics.redact import redact
+    from cfanalytics.redaction import redact
 
     for b in result.batches:
         line = (

@@ -359,7 +359,7 @@ class Normalizer:
     # ------------------------------------------------------------- values
     def _ip(self, ip: pl.Expr) -> pl.Expr:
         """IP addresses as the store keeps them: raw, masked (/24, /48) or hashed (salted xxh3)."""
-        from cfanalytics.redact import mask_ip_expr
+        from cfanalytics.redaction import mask_ip_expr
 
         if self.ip_mode == "masked":
             return mask_ip_expr(ip)

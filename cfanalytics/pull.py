@@ -71,7 +71,7 @@ from typing import IO, TYPE_CHECKING, Any, Final
 from zoneinfo import ZoneInfo
 
 from cfanalytics.errors import CfError, UsageError
-from cfanalytics.redact import redact
+from cfanalytics.redaction import redact
 
 if TYPE_CHECKING:
     from cfanalytics.store import LogStore
@@ -510,7 +510,7 @@ class ApiClient:
     Sends ``api-key`` on every request, keeps to ``rate_limit`` requests per
     second, and retries transient failures with exponential back-off and jitter.
     Every message it produces has the key replaced by ``***`` and goes through
-    :func:`cfanalytics.redact`.
+    :func:`cfanalytics.redaction`.
     """
 
     def __init__(self, base_url: str, api_key: str, options: PullOptions) -> None:

@@ -1,6 +1,6 @@
 """Plain-text rendering of diagnoses for terminals and log files (no colours, no markup).
 
-Every string that came from data goes through :func:`cfanalytics.redact`.
+Every string that came from data goes through :func:`cfanalytics.redaction`.
 
 >>> print(rate(3, 4), rate(0, 0))
 75.0% n/a
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from cfanalytics.redact import redact
+from cfanalytics.redaction import redact
 
 
 def rate(errors: int, total: int) -> str:

@@ -299,7 +299,7 @@ def summary_html(period: dict[str, Any], incidents: pl.DataFrame | None = None) 
     """
     import html
 
-    from cfanalytics.redact import redact
+    from cfanalytics.redaction import redact
 
     cur, prev = period["current"], period["previous"]
     p, pp = period["period"], period["previous_period"]

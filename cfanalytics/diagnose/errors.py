@@ -104,7 +104,7 @@ def postback_summary(store: LogStore, where: LogFilter | None = None, *, top: in
         .head(top)
     )
     from cfanalytics.diagnose.summary import iso
-    from cfanalytics.redact import redact
+    from cfanalytics.redaction import redact
 
     last = lf.select(pl.col("postback_time").max()).collect().item()
     return {

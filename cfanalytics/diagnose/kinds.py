@@ -42,7 +42,7 @@ from typing import Any
 
 import polars as pl
 
-from cfanalytics.redact import redact_expr
+from cfanalytics.redaction import redact_expr
 
 __all__ = ["ERROR_KINDS", "STATUS_CLASSES", "error_kind", "signature", "status_class"]
 

@@ -24,7 +24,7 @@ import polars as pl
 from cfanalytics.charts import COLORWAY, apply_theme, safe_text
 from cfanalytics.filters import LogFilter
 from cfanalytics.panels._base import Panel
-from cfanalytics.redact import redact
+from cfanalytics.redaction import redact
 from cfanalytics.schemas import MAIN_TIME
 from cfanalytics.store import LogStore
 

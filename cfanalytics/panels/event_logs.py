@@ -28,7 +28,7 @@ from cfanalytics.charts import safe_text, volume_over_time
 from cfanalytics.diagnose.frames import click_attribution
 from cfanalytics.filters import LogFilter
 from cfanalytics.panels._base import Panel
-from cfanalytics.redact import mask_ip_expr
+from cfanalytics.redaction import mask_ip_expr
 from cfanalytics.schemas import EVENT_KINDS, EVENT_TYPE_OF_KIND, MAIN_TIME
 from cfanalytics.store import LogStore
 

@@ -1,6 +1,6 @@
 """Export a table to CSV or Excel, safe to open in a spreadsheet.
 
-Every string cell (and every header) is redacted with :func:`cfanalytics.redact`
+Every string cell (and every header) is redacted with :func:`cfanalytics.redaction`
 and, when it starts with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return,
 prefixed with ``'`` so that a spreadsheet shows it as text instead of running it
 as a formula. Nested values (structs, lists) are written as JSON text. In
@@ -23,7 +23,7 @@ from typing import Any, Final
 import polars as pl
 
 from cfanalytics.errors import UsageError
-from cfanalytics.redact import redact, redact_expr
+from cfanalytics.redaction import redact, redact_expr
 
 __all__ = ["FORMULA_PREFIXES", "SUFFIXES", "export_frame", "neutralise", "safe_frame"]
 

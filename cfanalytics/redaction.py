@@ -8,7 +8,9 @@ Google ``ya29.…`` and ``AIza…``, JWTs). Every hidden value becomes ``***``.
 Click ids (UUIDs), 24-hex entity ids and unreplaced macros such as ``{token}``,
 ``[TOKEN]`` or ``%7Btoken%7D`` stay readable. :func:`redact_expr` applies the
 very same patterns to a Polars string column (Rust ``regex`` syntax is a common
-subset of Python ``re`` here: no look-around, no backreferences).
+subset of Python ``re`` here: no look-around, no backreferences). Redaction is
+idempotent: ``redact(redact(x)) == redact(x)``; text without secrets comes back
+byte for byte.
 
 :func:`mask_ip` truncates an IPv4 address to its /24 and an IPv6 address to its
 /48; :func:`mask_ip_expr` does the same for a column.
@@ -46,17 +48,17 @@ _CLASS_ESCAPES = {"\t": r"\t", "\n": r"\n", "\r": r"\r", "\x0b": r"\x0B", "\x0c"
 _WHITESPACE = "\t\n\x0b\x0c\r "
 # characters that end a credential value in URLs and free text
 _STOP = _WHITESPACE + "&#\"'<>\\,;)]}"
-# characters that end a path segment / the userinfo of a URL
+# characters that end a path segment
 _SEG_STOP = _STOP + "/?"
 # characters that end the userinfo of a URL (a superset of _STOP and _SEG_STOP, so that a value
 # redacted inside "scheme://user:pass@" can never turn it into a userinfo match on a second pass)
 _USER_STOP = _SEG_STOP + "@"
 
 
-def _class(chars: str, *, negate: bool = True) -> str:
-    """A character class of ``chars`` (negated by default)."""
+def _class(chars: str) -> str:
+    """A class of any character but ``chars``."""
     body = "".join(_CLASS_ESCAPES.get(c, "\\" + c if c in "\\]-[^&~|" else c) for c in chars)
-    return f"[{'^' if negate else ''}{body}]"
+    return f"[^{body}]"
 
 
 def _hex_class(digits: str) -> str:
@@ -177,7 +179,8 @@ _RULES: tuple[tuple[str, str, str], ...] = (
     ),
     # Authorization: Bearer xyz / "Authorization": "Basic …" / authorization=…
     (
-        f"{_BOUND}{_NCH}*(?:{_ci('authorization')})\\\\?[\"']?[ \\t]*[:=][ \\t]*\\\\?[\"']?(?:(?:{_AUTH_SCHEMES})[ \\t]+)?",
+        f"{_BOUND}{_NCH}*(?:{_ci('authorization')})\\\\?[\"']?[ \\t]*[:=][ \\t]*\\\\?[\"']?"
+        f"(?:(?:{_AUTH_SCHEMES})[ \\t]+)?",
         _VALUE,
         "",
     ),
