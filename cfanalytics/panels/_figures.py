@@ -45,6 +45,19 @@ def show(fw: go.FigureWidget, fig: go.Figure, *, on_click: ClickHandler | None =
     if on_click is not None:
         for index, trace in enumerate(fw.data):
             trace.on_click(_handler(on_click, index))
+    _sync_state(fw)
+
+
+def _sync_state(fw: go.FigureWidget) -> None:
+    """Copy the traces and layout into the widget state.
+
+    Plotly syncs them only for a figure displayed on its own; one shown inside a
+    box would otherwise start empty in Voila or after a page reload.
+    """
+    from copy import deepcopy
+
+    fw._widget_data = deepcopy(fw._data)  # plotly has no public way to do this
+    fw._widget_layout = deepcopy(fw._layout_obj._props)
 
 
 def _handler(on_click: ClickHandler, index: int) -> Callable[[Any, Any, Any], None]:

@@ -24,7 +24,7 @@ import subprocess
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -339,8 +339,8 @@ def expected_rates(store: Path, traffic_source_id: str, first: date, last: date)
         .group_by("click_id")
         .agg(pl.col("traffic_source_id").min().alias("conversion_ts"))
     )
-    lo = datetime.combine(first, datetime.min.time(), tzinfo=ZoneInfo(zone))
-    hi = datetime.combine(last + timedelta(days=1), datetime.min.time(), tzinfo=ZoneInfo(zone))
+    lo = datetime.combine(first, datetime.min.time(), tzinfo=ZoneInfo(zone)).astimezone(UTC)
+    hi = datetime.combine(last + timedelta(days=1), datetime.min.time(), tzinfo=ZoneInfo(zone)).astimezone(UTC)
     return (
         pl.scan_delta(str(tables / "postbacks"))
         .select("click_id", "postback_time", "is_error", "traffic_source_id")
@@ -430,17 +430,24 @@ def panel_dates(scope: Any) -> tuple[date, date]:
 
 
 def shot(page: Any, locator: Any, name: str, *, doc: bool = False, max_height: int = 1600) -> Path:
-    """Screenshot the top of ``locator`` (at most ``max_height`` pixels) after scrolling it to the top."""
+    """Screenshot the top of ``locator`` (at most ``max_height`` pixels, within JupyterLab's notebook area)."""
     locator.evaluate("e => e.scrollIntoView({block: 'start'})")
     page.wait_for_timeout(300)
     box = locator.bounding_box()
     assert box is not None, f"{name}: nothing to screenshot"
+    bottom = locator.evaluate(
+        """e => {
+          const p = e.closest('.jp-WindowedPanel-outer, .jp-Notebook');
+          return p ? Math.min(p.getBoundingClientRect().bottom, window.innerHeight) : window.innerHeight;
+        }"""
+    )
+    x, y = max(box["x"], 0), max(box["y"], 0)
     viewport = page.viewport_size or {"width": 1400, "height": 1000}
     clip = {
-        "x": max(box["x"], 0),
-        "y": max(box["y"], 0),
-        "width": min(box["width"], viewport["width"] - max(box["x"], 0)),
-        "height": min(box["height"], max_height, viewport["height"] - max(box["y"], 0)),
+        "x": x,
+        "y": y,
+        "width": min(box["width"], viewport["width"] - x),
+        "height": min(box["height"], max_height, bottom - y),
     }
     return save_png(page.screenshot(clip=clip), name, doc=doc)
 

@@ -54,14 +54,14 @@ def accept_dialogs(page: Any) -> None:
             dialog.locator(".jp-mod-accept").first.click(timeout=2_000)
 
 
-def wait_kernel_idle(page: Any, lab: Server, notebook: str, *, busy_first: bool = False) -> None:
-    """Wait (bounded) until the notebook's kernel is idle; with ``busy_first`` it must have been busy or
-    the run must be over (every code cell numbered)."""
+def wait_kernel_idle(page: Any, lab: Server, notebook: str, *, run_done: bool = False) -> None:
+    """Wait (bounded) until the notebook's kernel is idle (and, with ``run_done``, every code cell has run)."""
     deadline = time.monotonic() + KERNEL_SECONDS
+    state = None
     while time.monotonic() < deadline:
         accept_dialogs(page)
         state = kernel_state(lab, notebook)
-        if state == "idle" and (not busy_first or all_cells_ran(page)):
+        if state == "idle" and (not run_done or all_cells_ran(page)):
             return
         time.sleep(0.5)
     raise AssertionError(f"kernel of {notebook} not idle after {KERNEL_SECONDS:.0f} s (state {state})")
@@ -110,7 +110,7 @@ def test_postback_doctor_follows_traffic_source_filter(browser: Any, lab: Server
         panel = panel_output(page)
         panel.locator(".js-plotly-plot").first.scroll_into_view_if_needed()
         wait_for_rate_traces(page, timeout=RENDER_MS)
-        wait_kernel_idle(page, lab, notebook, busy_first=True)
+        wait_kernel_idle(page, lab, notebook, run_done=True)
         assert_no_error(page)
 
         first, last = panel_dates(panel)
@@ -162,7 +162,7 @@ def test_panel_notebook_renders(browser: Any, lab: Server, notebook: str, screen
             ".some(g => g.data && g.data.length > 0 && g.querySelector('.main-svg'))",
             timeout=RENDER_MS,
         )
-        wait_kernel_idle(page, lab, notebook, busy_first=True)
+        wait_kernel_idle(page, lab, notebook, run_done=True)
         assert_no_error(page)
         shot(page, panel, screenshot, doc=True, max_height=1500)
         assert blocked == [], f"JupyterLab tried to reach the network: {blocked}"
