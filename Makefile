@@ -18,7 +18,7 @@ demo: $(STAMP)
 	$(BIN)/cfanalytics demo
 
 test: $(STAMP)
-	$(BIN)/ruff check cfanalytics tests benchmarks
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
 	$(BIN)/python -m pytest -q -p no:cacheprovider --nbval-lax notebooks/
 
@@ -28,8 +28,8 @@ lab: $(STAMP)
 	cd notebooks && ../$(BIN)/jupyter lab
 
 lint: $(STAMP)
-	$(BIN)/ruff check cfanalytics tests benchmarks
-	$(BIN)/ruff format --check cfanalytics tests benchmarks
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 docs: $(STAMP)
 	$(BIN)/python -m cfanalytics.docs
