@@ -1,0 +1,740 @@
+"""One measured step per process: ``python benchmarks/steps.py STEP '{"json": "params"}'``.
+
+Each step does its setup (imports, listing files), times only the work with
+``time.perf_counter`` and prints one JSON object on stdout: ``seconds`` plus
+facts about what it did (row counts, the answers of a diagnosis) so that
+:mod:`run` can check that the engines agree. ``--launch STEP PARAMS`` runs a
+step in a child of this small process and adds its peak RSS and CPU time
+(``getrusage(RUSAGE_CHILDREN)``).
+
+Steps: ``ingest_kit``, ``ingest_duckdb_bare``, ``ingest_duckdb``, ``ingest_pandas``,
+``diagnose_kit``, ``diagnose_duckdb``, ``diagnose_pandas``, ``incidents_kit``,
+``panel_kit``, ``lookup_kit``.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import statistics
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any, Final
+
+Params = dict[str, Any]
+Result = dict[str, Any]
+
+TIMEZONE: Final = "America/New_York"
+
+#: UI header of visits.csv → canonical column (as the kit maps them).
+VISIT_COLUMNS: Final = {
+    "Click ID": "click_id",
+    "Visit Time": "visit_time",
+    "Campaign ID": "campaign_id",
+    "Campaign": "campaign_name",
+    "Traffic Source ID": "traffic_source_id",
+    "Traffic Source": "traffic_source_name",
+    "Offer ID": "offer_id",
+    "Offer": "offer_name",
+    "Lander ID": "landing_id",
+    "Lander": "landing_name",
+    "Affiliate Network ID": "affiliate_network_id",
+    "Affiliate Network": "affiliate_network_name",
+    "External ID": "external_id",
+    "IP": "ip",
+    "Country": "country",
+    "City": "city",
+    "Device Type": "device_type",
+    "OS": "os",
+    "Browser": "browser",
+    "User Agent": "user_agent",
+    "Referrer": "referrer",
+    "Tracking Field 1": "tracking_field_1",
+    "Tracking Field 2": "tracking_field_2",
+}
+REQUIRED: Final = ("click_id", "visit_time", "campaign_id")
+
+# Error-kind rules of SPEC §6 for the other engines (RE2 / Python ``re``): the same rule order
+# as cfanalytics.diagnose.kinds, with shorter patterns that cover what the exports hold.
+MACRO_RE: Final = r"\{[^}]*\}|[=/]\[[A-Za-z_]+\]|%7[Bb][A-Za-z_]+%7[Dd]"
+MISSING_PARAM_RE: Final = r"(?i)[?&](?:external_?id|gclid|fbclid|ttclid|click_?id|cid|visitor_?id)=(?:&|#|$)"
+MISSING_MSG_RE: Final = r"(?i)too short|unparseable_gclid|missing_gclid|missing_click_?id"
+AUTH_RE: Final = (
+    r"(?i)error validating access token|session (?:has |is )?expired|(?:invalid|expired|revoked) (?:access )?token"
+    r"|unauthori[sz]ed|\"code\"\s*:\s*\"?190(?:[^0-9]|$)"
+)
+RATE_RE: Final = r"(?i)rate[ _-]?limit|too many (?:requests|calls)|quota|\"code\"\s*:\s*\"?40100(?:[^0-9]|$)"
+DUPLICATE_RE: Final = r"(?i)duplicat|already[ _]exists"
+TIME_RE: Final = r"(?i)too[ _](?:old|recent|early|late)|event[ _]?time|expired"
+UUID_RE: Final = r"^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}$"
+#: Signature masking (pattern, replacement), applied in order to each distinct error message.
+SIGNATURE_STEPS: Final = (
+    (r'"[^"]*"\s*:\s*"[^"]*"', '"…":"…"'),
+    (r"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}", "<uuid>"),
+    (r"\b[0-9A-Fa-f]{8,}\b", "<hex>"),
+    (r"[0-9]+", "<n>"),
+    (r"\s+", " "),
+)
+
+
+# ------------------------------------------------------------------------------ ingest
+def ingest_kit(p: Params) -> Result:
+    """``LogStore.ingest`` of one or more files (the CLI's code path)."""
+    import cfanalytics as cf
+
+    store = cf.LogStore(p["store"], timezone=p.get("timezone", TIMEZONE))
+    t0 = time.perf_counter()
+    result = store.ingest(p["files"])
+    seconds = time.perf_counter() - t0
+    if result.failures:
+        raise RuntimeError("; ".join(result.failures))
+    return {"seconds": seconds, **result.totals()}
+
+
+def ingest_duckdb_bare(p: Params) -> Result:
+    """DuckDB's bare conversion: ``COPY (FROM read_csv(…)) TO …parquet``."""
+    import duckdb
+
+    out = Path(p["out"])
+    out.mkdir(parents=True, exist_ok=True)
+    con = duckdb.connect()
+    t0 = time.perf_counter()
+    con.execute("COPY (SELECT * FROM read_csv(?, header = true)) TO '" + str(out / "visits.parquet") + "'", [p["csv"]])
+    seconds = time.perf_counter() - t0
+    rows = con.execute("SELECT count(*) FROM read_parquet(?)", [str(out / "visits.parquet")]).fetchone()
+    return {"seconds": seconds, "rows_stored": rows[0] if rows else 0}
+
+
+def _duck_text(header: str) -> str:
+    return f"nullif(trim(\"{header}\"), '')"
+
+
+def ingest_duckdb(p: Params) -> Result:
+    """DuckDB doing the kit's work on visits.csv.
+
+    Parse every field as text; trim, empty → null; local time → UTC; required-field checks
+    (rejects to a quarantine file with a reason); a stable row id (md5 of the canonical
+    encoding of the identity column); click-id flags; in-file repeats (first kept); anti join
+    with the ids already stored; append Parquet partitioned by date.
+    """
+    import duckdb
+
+    table = Path(p["out"]) / "visits"
+    quarantine = Path(p["out"]) / "quarantine"
+    for d in (table, quarantine):
+        d.mkdir(parents=True, exist_ok=True)
+    con = duckdb.connect()
+    tz = p.get("timezone", TIMEZONE)
+    t0 = time.perf_counter()
+    cols = []
+    for header, name in VISIT_COLUMNS.items():
+        if name == "visit_time":
+            cols.append(f"timezone('{tz}', try_strptime(trim(\"{header}\"), '%Y-%m-%d %H:%M:%S')) AS visit_time")
+            cols.append(f'"{header}" AS _visit_time_text')
+        elif name == "country":
+            cols.append(
+                f"CASE WHEN regexp_full_match(upper(trim(\"{header}\")), '[A-Z]{{2}}') "
+                f'THEN upper(trim("{header}")) END AS country'
+            )
+            cols.append(f"{_duck_text(header)} AS _country_text")
+        else:
+            cols.append(f"{_duck_text(header)} AS {name}")
+    con.execute(
+        "CREATE TEMP TABLE typed AS SELECT " + ", ".join(cols) + " FROM read_csv(?, header = true, all_varchar = true)",
+        [p["csv"]],
+    )
+    # the temporary table keeps the file's order: its rowid is the record number
+    reason = """CASE WHEN click_id IS NULL THEN 'missing_required'
+                 WHEN _visit_time_text IS NULL OR trim(_visit_time_text) = '' THEN 'missing_required'
+                 WHEN visit_time IS NULL THEN 'unparseable_required'
+                 WHEN campaign_id IS NULL THEN 'missing_required' END"""
+    existing = [str(f) for f in table.rglob("*.parquet")]
+    stored = "read_parquet(?)" if existing else "(SELECT NULL::VARCHAR AS _row_id WHERE false)"
+    con.execute(
+        f"""
+        CREATE TEMP TABLE fresh AS
+        WITH ided AS (
+            SELECT rowid AS _record, md5('cf1|visits|' || strlen(click_id) || ':' || click_id) AS _row_id, *
+            FROM typed WHERE {reason} IS NULL
+        ), firsts AS (
+            SELECT * FROM ided QUALIFY row_number() OVER (PARTITION BY _row_id ORDER BY _record) = 1
+        )
+        SELECT f.* EXCLUDE (_record, _visit_time_text, _country_text),
+            '{uuid.uuid4().hex}' AS _batch_id,
+            (_country_text IS NOT NULL AND country IS NULL) AS flag_invalid_country,
+            regexp_matches(click_id, '{MACRO_RE}') AS flag_click_id_macro,
+            NOT regexp_matches(click_id, '{MACRO_RE}') AND NOT regexp_full_match(click_id, '{UUID_RE}')
+                AS flag_click_id_malformed,
+            CAST(timezone('UTC', visit_time) AS DATE) AS date
+        FROM firsts f
+        WHERE f._row_id NOT IN (SELECT _row_id FROM {stored})
+        """,
+        [existing] if existing else [],
+    )
+    con.execute(
+        f"COPY fresh TO '{table}' (FORMAT parquet, PARTITION_BY (date), APPEND true, FILENAME_PATTERN 'part-{{uuid}}')"
+    )
+    con.execute(
+        f"COPY (SELECT rowid AS record, {reason} AS reason FROM typed WHERE {reason} IS NOT NULL) "
+        f"TO '{quarantine / (uuid.uuid4().hex + '.parquet')}'"
+    )
+    counts = con.execute(
+        f"SELECT (SELECT count(*) FROM typed), (SELECT count(*) FROM fresh), "
+        f"(SELECT count(*) FROM typed WHERE {reason} IS NOT NULL)"
+    ).fetchone()
+    seconds = time.perf_counter() - t0
+    assert counts is not None
+    read, stored, quarantined = counts
+    return {
+        "seconds": seconds,
+        "rows_read": read,
+        "rows_stored": stored,
+        "already_stored": read - stored - quarantined,
+        "quarantined": quarantined,
+    }
+
+
+def ingest_pandas(p: Params) -> Result:
+    """pandas ``read_csv`` → ``to_parquet`` (defaults)."""
+    import pandas as pd
+
+    out = Path(p["out"])
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    df = pd.read_csv(p["csv"])
+    df.to_parquet(out / "visits.parquet")
+    return {"seconds": time.perf_counter() - t0, "rows_stored": len(df)}
+
+
+# ---------------------------------------------------------------------------- diagnose
+def _store(p: Params) -> Any:
+    import cfanalytics as cf
+
+    return cf.LogStore(p["store"], create=False)
+
+
+def diagnose_kit(p: Params) -> Result:
+    """The kit's diagnosis minus incidents: ``postback_summary`` and ``gap_summary``."""
+    from cfanalytics.diagnose import gap_summary, postback_summary
+
+    store = _store(p)
+    t0 = time.perf_counter()
+    pb = postback_summary(store)
+    gaps = gap_summary(store)
+    seconds = time.perf_counter() - t0
+    return {
+        "seconds": seconds,
+        "answers": {
+            "total": pb["total"],
+            "errors": pb["errors"],
+            "unattributed": pb["unattributed"],
+            "by_traffic_source": {
+                r["traffic_source_name"] or r["traffic_source_id"]: [r["postbacks"], r["errors"]]
+                for r in pb["by_traffic_source"]
+            },
+            "by_integration": {r["integration_id"]: [r["postbacks"], r["errors"]] for r in pb["by_integration"]},
+            "by_error_kind": {r["error_kind"]: r["errors"] for r in pb["by_error_kind"]},
+            "gaps": gaps,
+        },
+    }
+
+
+def incidents_kit(p: Params) -> Result:
+    """``cfanalytics.diagnose.incidents`` (default rule, all scopes)."""
+    from cfanalytics.diagnose import incidents
+
+    store = _store(p)
+    t0 = time.perf_counter()
+    found = incidents(store)
+    seconds = time.perf_counter() - t0
+    return {"seconds": seconds, "incidents": found.height}
+
+
+def _files(store: Any) -> dict[str, list[str]]:
+    return {kind: store.file_uris(kind) for kind in ("visits", "clicks", "conversions", "postbacks", "activity")}
+
+
+def diagnose_duckdb(p: Params) -> Result:
+    """The same questions in DuckDB SQL over the store's current Parquet files (from the Delta log)."""
+    import duckdb
+
+    store = _store(p)
+    con = duckdb.connect()
+    t0 = time.perf_counter()
+    files = _files(store)
+
+    def src(kind: str) -> str:
+        listed = ", ".join("'" + f.replace("'", "''") + "'" for f in files[kind])
+        return f"read_parquet([{listed}], union_by_name = true, hive_partitioning = false)"
+
+    con.execute(
+        f"""
+        CREATE TEMP TABLE pb AS
+        WITH v AS (SELECT click_id, traffic_source_id AS v_ts, campaign_id AS v_cmp FROM {src("visits")}),
+        c AS (SELECT click_id, min(traffic_source_id) AS c_ts, min(campaign_id) AS c_cmp
+              FROM {src("conversions")} GROUP BY click_id)
+        SELECT p.postback_id, p.click_id, p.postback_time, p.is_error, p.status_code, p.error_message,
+               p.postback_url, p.ct, p.integration_id,
+               coalesce(p.traffic_source_id, v.v_ts, c.c_ts) AS traffic_source_id,
+               coalesce(p.campaign_id, v.v_cmp, c.c_cmp) AS campaign_id
+        FROM {src("postbacks")} p
+        LEFT JOIN v ON p.click_id = v.click_id
+        LEFT JOIN c ON p.click_id = c.click_id
+        """
+    )
+    con.execute(
+        f"""
+        CREATE TEMP TABLE errs AS
+        WITH e AS (SELECT *, coalesce(error_message, '') AS m FROM pb WHERE is_error)
+        SELECT *, CASE
+            WHEN regexp_matches(postback_url, '{MACRO_RE}') OR regexp_matches(m, '[=/''"]\\{{[A-Za-z_]+\\}}')
+                THEN 'unreplaced_macro'
+            WHEN regexp_matches(postback_url, '{MISSING_PARAM_RE}') OR regexp_matches(m, '{MISSING_MSG_RE}')
+                THEN 'missing_click_id'
+            WHEN status_code IN (401, 403) OR regexp_matches(m, '{AUTH_RE}') THEN 'auth'
+            WHEN status_code = 429 OR regexp_matches(m, '{RATE_RE}') THEN 'rate_limit'
+            WHEN regexp_matches(m, '{DUPLICATE_RE}') THEN 'duplicate'
+            WHEN regexp_matches(m, '{TIME_RE}') THEN 'time_window'
+            WHEN status_code IS NULL OR status_code NOT BETWEEN 100 AND 599 THEN 'no_response'
+            WHEN status_code BETWEEN 500 AND 599 THEN 'server_error'
+            WHEN status_code BETWEEN 400 AND 499 THEN 'bad_request'
+            ELSE 'other' END AS error_kind
+        FROM e
+        """
+    )
+    sig = "m"
+    for pattern, replacement in SIGNATURE_STEPS:
+        sig = f"regexp_replace({sig}, '{pattern}', '{replacement}', 'g')"
+    signatures = con.execute(
+        f"""
+        WITH d AS (SELECT DISTINCT m FROM errs),
+        s AS (SELECT m, nullif(left(trim({sig}), 200), '') AS signature FROM d)
+        SELECT s.signature, count(*) AS errors, arg_min(e.error_message, e.postback_time) AS example
+        FROM errs e JOIN s USING (m) GROUP BY s.signature ORDER BY errors DESC, signature LIMIT 10
+        """
+    ).fetchall()
+
+    def names(id_col: str, name_col: str, entity: str) -> str:
+        parts = []
+        for kind, t in (
+            ("visits", "visit_time"),
+            ("clicks", "click_time"),
+            ("conversions", "conversion_time"),
+            ("postbacks", "postback_time"),
+        ):
+            cols = {r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {src(kind)}").fetchall()}
+            if id_col in cols and name_col in cols:
+                parts.append(
+                    f"SELECT {id_col} AS id, {name_col} AS name, {t} AS t FROM {src(kind)} "
+                    f"WHERE {id_col} IS NOT NULL AND {name_col} IS NOT NULL"
+                )
+        parts.append(
+            f"SELECT entity_id, entity_name, changed_at FROM {src('activity')} "
+            f"WHERE entity_type = '{entity}' AND entity_id IS NOT NULL AND entity_name IS NOT NULL"
+        )
+        return f"(SELECT id, arg_max(name, t) AS name FROM ({' UNION ALL '.join(parts)}) GROUP BY id)"
+
+    total = con.execute(
+        "SELECT count(*), count(*) FILTER (is_error), count(*) FILTER (traffic_source_id IS NULL), max(postback_time) "
+        "FROM pb"
+    ).fetchone()
+    assert total is not None
+    by_ts = con.execute(
+        f"""
+        SELECT g.*, n.name, g.errors / g.postbacks AS error_rate FROM (
+            SELECT traffic_source_id, count(*) AS postbacks, count(*) FILTER (is_error) AS errors
+            FROM pb WHERE traffic_source_id IS NOT NULL GROUP BY ALL) g
+        LEFT JOIN {names("traffic_source_id", "traffic_source_name", "traffic_source")} n
+            ON g.traffic_source_id = n.id
+        ORDER BY errors DESC, traffic_source_id
+        """
+    ).fetchall()
+    by_int = con.execute(
+        f"""
+        SELECT g.*, n.name, g.errors / g.postbacks AS error_rate FROM (
+            SELECT integration_id, count(*) AS postbacks, count(*) FILTER (is_error) AS errors
+            FROM pb WHERE integration_id IS NOT NULL GROUP BY ALL) g
+        LEFT JOIN {names("integration_id", "integration_name", "integration")} n ON g.integration_id = n.id
+        ORDER BY errors DESC, integration_id
+        """
+    ).fetchall()
+    kinds = con.execute("SELECT error_kind, count(*) FROM errs GROUP BY ALL ORDER BY 2 DESC, 1").fetchall()
+    gaps = con.execute(
+        f"""
+        WITH conv AS (
+            SELECT c.click_id, nullif(c.ct, '') AS _ct, nullif(c.txid, '') AS _tx,
+                   v.click_id IS NOT NULL AS known
+            FROM {src("conversions")} c
+            LEFT JOIN (SELECT click_id FROM {src("visits")}) v ON c.click_id = v.click_id
+        ), per_key AS (
+            SELECT click_id, nullif(ct, '') AS _ct, count(*) AS n, count(*) FILTER (is_error) AS e
+            FROM {src("postbacks")} GROUP BY ALL
+        ), g AS (
+            SELECT conv.*, coalesce(k.n, 0) AS n, coalesce(k.e, 0) AS e FROM conv
+            LEFT JOIN per_key k ON conv.click_id = k.click_id AND conv._ct IS NOT DISTINCT FROM k._ct
+        )
+        SELECT count(*), count(*) FILTER (n > e), count(*) FILTER (n > 0 AND n = e), count(*) FILTER (n = 0),
+               count(*) FILTER (NOT known),
+               count(*) FILTER (NOT known AND (regexp_matches(click_id, '{MACRO_RE}')
+                                               OR NOT regexp_full_match(click_id, '{UUID_RE}'))),
+               (SELECT coalesce(sum(k - 1), 0) FROM (SELECT count(*) AS k FROM conv GROUP BY click_id, _ct, _tx))
+        FROM g
+        """
+    ).fetchone()
+    orphans = con.execute(
+        f"""
+        WITH keys AS (SELECT DISTINCT click_id, nullif(ct, '') AS _ct FROM {src("conversions")}),
+        clicks AS (SELECT DISTINCT click_id FROM {src("conversions")}),
+        o AS (SELECT p.click_id FROM pb p
+              WHERE NOT EXISTS (SELECT 1 FROM keys k WHERE k.click_id IS NOT DISTINCT FROM p.click_id
+                                AND k._ct IS NOT DISTINCT FROM nullif(p.ct, '')))
+        SELECT count(*), count(*) FILTER (click_id IN (SELECT click_id FROM clicks)) FROM o
+        """
+    ).fetchone()
+    seconds = time.perf_counter() - t0
+    assert gaps is not None
+    assert orphans is not None
+    return {
+        "seconds": seconds,
+        "answers": {
+            "total": total[0],
+            "errors": total[1],
+            "unattributed": total[2],
+            "by_traffic_source": {(r[3] or r[0]): [r[1], r[2]] for r in by_ts},
+            "by_integration": {r[0]: [r[1], r[2]] for r in by_int},
+            "by_error_kind": dict(kinds),
+            "gaps": _gap_dict(gaps, orphans),
+        },
+        "signatures": len(signatures),
+    }
+
+
+def _gap_dict(g: tuple[Any, ...], o: tuple[Any, ...]) -> dict[str, int]:
+    conversions, ok, failed, not_posted, unknown, malformed, duplicates = (int(x) for x in g)
+    return {
+        "conversions": conversions,
+        "posted_ok": ok,
+        "posted_failed": failed,
+        "not_posted": not_posted,
+        "pending": 0,
+        "orphan_postbacks": int(o[0]),
+        "ct_mismatch": int(o[1]),
+        "duplicate_conversions": duplicates,
+        "unknown_click": unknown,
+        "unknown_click_malformed": malformed,
+    }
+
+
+def diagnose_pandas(p: Params) -> Result:
+    """The same questions in pandas over the store's current Parquet files (from the Delta log)."""
+    import numpy as np
+    import pandas as pd
+
+    store = _store(p)
+    t0 = time.perf_counter()
+    files = _files(store)
+
+    def read(kind: str, columns: list[str]) -> pd.DataFrame:
+        return pd.read_parquet(files[kind], columns=columns)
+
+    visits = read("visits", ["click_id", "traffic_source_id", "campaign_id", "traffic_source_name", "visit_time"])
+    conv = read("conversions", ["click_id", "traffic_source_id", "campaign_id", "ct", "txid"])
+    pb = read(
+        "postbacks",
+        [
+            "postback_id",
+            "click_id",
+            "postback_time",
+            "is_error",
+            "status_code",
+            "error_message",
+            "postback_url",
+            "ct",
+            "integration_id",
+            "traffic_source_id",
+            "campaign_id",
+            "integration_name",
+            "traffic_source_name",
+        ],
+    )
+    activity = read("activity", ["entity_type", "entity_id", "entity_name", "changed_at"])
+    v = visits[["click_id", "traffic_source_id", "campaign_id"]].rename(
+        columns={"traffic_source_id": "v_ts", "campaign_id": "v_cmp"}
+    )
+    c = (
+        conv.groupby("click_id", dropna=True)[["traffic_source_id", "campaign_id"]]
+        .min()
+        .rename(columns={"traffic_source_id": "c_ts", "campaign_id": "c_cmp"})
+        .reset_index()
+    )
+    e = pb.merge(v, on="click_id", how="left").merge(c, on="click_id", how="left")
+    e["traffic_source_id"] = e["traffic_source_id"].fillna(e["v_ts"]).fillna(e["c_ts"])
+    e["campaign_id"] = e["campaign_id"].fillna(e["v_cmp"]).fillna(e["c_cmp"])
+    e["is_error"] = e["is_error"].fillna(False).astype(bool)
+
+    errs = e[e["is_error"]].copy()
+    m = errs["error_message"].fillna("")
+    url = errs["postback_url"].fillna("")
+    code = errs["status_code"]
+    rules = [
+        url.str.contains(MACRO_RE, regex=True) | m.str.contains(r"[=/'\"]\{[A-Za-z_]+\}", regex=True),
+        url.str.contains(MISSING_PARAM_RE, regex=True) | m.str.contains(MISSING_MSG_RE, regex=True),
+        code.isin([401, 403]) | m.str.contains(AUTH_RE, regex=True),
+        (code == 429) | m.str.contains(RATE_RE, regex=True),
+        m.str.contains(DUPLICATE_RE, regex=True),
+        m.str.contains(TIME_RE, regex=True),
+        ~code.between(100, 599).fillna(False).astype(bool),
+        code.between(500, 599).fillna(False).astype(bool),
+        code.between(400, 499).fillna(False).astype(bool),
+    ]
+    labels = [
+        "unreplaced_macro",
+        "missing_click_id",
+        "auth",
+        "rate_limit",
+        "duplicate",
+        "time_window",
+        "no_response",
+        "server_error",
+        "bad_request",
+    ]
+    errs["error_kind"] = np.select([r.fillna(False).astype(bool).to_numpy() for r in rules], labels, default="other")
+    distinct = pd.Series(m.unique())
+    masked = distinct
+    for pattern, replacement in SIGNATURE_STEPS:
+        masked = masked.str.replace(pattern, replacement, regex=True)
+    errs["signature"] = m.map(dict(zip(distinct, masked.str.strip().str.slice(0, 200), strict=True)))
+    top = (
+        errs.sort_values("postback_time")
+        .groupby("signature")
+        .agg(errors=("postback_id", "size"), example=("error_message", "first"))
+        .sort_values("errors", ascending=False)
+        .head(10)
+    )
+
+    def names(id_col: str, name_col: str, entity: str, frames: list[tuple[pd.DataFrame, str]]) -> pd.Series:
+        parts = [f[[id_col, name_col, t]].set_axis(["id", "name", "t"], axis=1) for f, t in frames]
+        act = activity[activity["entity_type"] == entity]
+        parts.append(act[["entity_id", "entity_name", "changed_at"]].set_axis(["id", "name", "t"], axis=1))
+        allp = pd.concat(parts).dropna(subset=["id", "name"])
+        return allp.sort_values("t").groupby("id")["name"].last()
+
+    def grouped(frame: pd.DataFrame, key: str, lookup: pd.Series) -> pd.DataFrame:
+        g = frame.groupby(key).agg(postbacks=("is_error", "size"), errors=("is_error", "sum"))
+        g["error_rate"] = g["errors"] / g["postbacks"]
+        g["name"] = g.index.map(lookup)
+        return g.sort_values(["errors"], ascending=False)
+
+    ts_names = names(
+        "traffic_source_id", "traffic_source_name", "traffic_source", [(visits, "visit_time"), (pb, "postback_time")]
+    )
+    int_names = names("integration_id", "integration_name", "integration", [(pb, "postback_time")])
+    by_ts = grouped(e[e["traffic_source_id"].notna()], "traffic_source_id", ts_names)
+    by_int = grouped(e[e["integration_id"].notna()], "integration_id", int_names)
+    kinds = errs["error_kind"].value_counts()
+
+    # gaps
+    known = set(visits["click_id"].dropna())
+    cv = conv.assign(
+        _ct=conv["ct"].mask(conv["ct"] == ""),
+        _tx=conv["txid"].mask(conv["txid"] == ""),
+        known=conv["click_id"].isin(known),
+    )
+    per_key = (
+        pb.assign(_ct=pb["ct"].mask(pb["ct"] == ""))
+        .groupby(["click_id", "_ct"], dropna=False)
+        .agg(n=("is_error", "size"), e=("is_error", "sum"))
+        .reset_index()
+    )
+    g = cv.merge(per_key, on=["click_id", "_ct"], how="left")
+    n, err = g["n"].fillna(0), g["e"].fillna(0)
+    unknown = ~g["known"]
+    cid = g["click_id"].fillna("")
+    malformed = unknown & (cid.str.contains(MACRO_RE, regex=True) | ~cid.str.match(UUID_RE))
+    duplicates = int(cv.duplicated(subset=["click_id", "_ct", "_tx"]).sum())
+    keys = cv[["click_id", "_ct"]].drop_duplicates().assign(_hit=True)
+    o = e.assign(_ct=e["ct"].mask(e["ct"] == "")).merge(keys, on=["click_id", "_ct"], how="left")
+    o = o[o["_hit"].isna()]
+    seconds = time.perf_counter() - t0
+    return {
+        "seconds": seconds,
+        "answers": {
+            "total": len(e),
+            "errors": int(e["is_error"].sum()),
+            "unattributed": int(e["traffic_source_id"].isna().sum()),
+            "by_traffic_source": {
+                (r["name"] or k): [int(r["postbacks"]), int(r["errors"])] for k, r in by_ts.iterrows()
+            },
+            "by_integration": {k: [int(r["postbacks"]), int(r["errors"])] for k, r in by_int.iterrows()},
+            "by_error_kind": {k: int(x) for k, x in kinds.items()},
+            "gaps": {
+                "conversions": len(g),
+                "posted_ok": int((n > err).sum()),
+                "posted_failed": int(((n > 0) & (n == err)).sum()),
+                "not_posted": int((n == 0).sum()),
+                "pending": 0,
+                "orphan_postbacks": len(o),
+                "ct_mismatch": int(o["click_id"].isin(set(cv["click_id"])).sum()),
+                "duplicate_conversions": duplicates,
+                "unknown_click": int(unknown.sum()),
+                "unknown_click_malformed": int(malformed.sum()),
+            },
+        },
+        "signatures": len(top),
+    }
+
+
+# ------------------------------------------------------------------------- interactive
+def _random_filter(rng: random.Random, values: dict[str, list[Any]], days: list[date], tz: str) -> Any:
+    from cfanalytics.filters import LogFilter
+
+    fields: dict[str, Any] = {"timezone": tz}
+    for name in rng.sample(sorted(values), rng.randint(1, 3)):
+        pool = values[name]
+        fields[name] = rng.sample(pool, rng.randint(1, max(1, min(3, len(pool)))))
+    if rng.random() < 0.5 and days:
+        a, b = sorted(rng.sample(range(len(days)), 2)) if len(days) > 1 else (0, 0)
+        fields["start"], fields["end"] = days[a], days[b]
+    if rng.random() < 0.2:
+        fields["errors_only"] = True
+    return LogFilter(**fields)
+
+
+def panel_kit(p: Params) -> Result:
+    """Panel responsiveness: the enriched postbacks collected once, then random filter changes
+    (``LogFilter.expr``) each followed by ``postback_errors(by=["hour"])`` on the filtered frame."""
+    import polars as pl
+
+    from cfanalytics.diagnose import postback_errors, postbacks
+    from cfanalytics.filters import LogFilter
+
+    store = _store(p)
+    tz = store.timezone or "UTC"
+    t0 = time.perf_counter()
+    frame = postbacks(store, LogFilter()).collect()
+    load = time.perf_counter() - t0
+    values = {
+        "traffic_sources": frame.get_column("traffic_source_id").drop_nulls().unique().sort().to_list(),
+        "integrations": frame.get_column("integration_id").drop_nulls().unique().sort().to_list(),
+        "status_classes": frame.get_column("status_class").drop_nulls().unique().sort().to_list(),
+        "error_kinds": frame.get_column("error_kind").drop_nulls().unique().sort().to_list(),
+        "cts": frame.get_column("ct").fill_null("").unique().sort().to_list(),
+    }
+    local = frame.get_column("postback_time").dt.convert_time_zone(tz).dt.date()
+    lo, hi = local.min(), local.max()
+    days = [lo + timedelta(days=i) for i in range((hi - lo).days + 1)] if lo is not None and hi is not None else []
+    rng = random.Random(p.get("seed", 7))
+    where = LogFilter(timezone=tz)
+    times: list[float] = []
+    rows: list[int] = []
+    for _ in range(int(p.get("changes", 50))):
+        flt = _random_filter(rng, values, days, tz)
+        t1 = time.perf_counter()
+        filtered = frame.lazy().filter(flt.expr(frame.columns, time_column="postback_time", timezone=tz))
+        out = postback_errors(store, by=["hour"], where=where, frame=filtered)
+        times.append(time.perf_counter() - t1)
+        rows.append(out.height)
+    return {
+        "seconds": statistics.median(times),
+        "load_seconds": load,
+        "p50": statistics.median(times),
+        "p95": _quantile(times, 0.95),
+        "max": max(times),
+        "frame_rows": frame.height,
+        "frame_mb": round(frame.estimated_size("mb"), 1),
+        "mean_groups": statistics.mean(rows),
+        "polars": pl.__version__,
+    }
+
+
+def lookup_kit(p: Params) -> Result:
+    """Click-id lookup: the visit and its postbacks, straight from the store (cold first, then warm)."""
+    import polars as pl
+
+    store = _store(p)
+    times: list[float] = []
+    found = 0
+    for cid in p["click_ids"]:
+        t0 = time.perf_counter()
+        visit = store.scan("visits").filter(pl.col("click_id") == cid).collect()
+        pbs = store.scan("postbacks").filter(pl.col("click_id") == cid).collect()
+        times.append(time.perf_counter() - t0)
+        found += int(visit.height == 1 and pbs.height >= 1)
+    warm = times[1:] or times
+    return {
+        "seconds": statistics.median(warm),
+        "cold": times[0],
+        "p50": statistics.median(warm),
+        "p95": _quantile(warm, 0.95),
+        "lookups": len(times),
+        "found": found,
+    }
+
+
+def _quantile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    if len(ordered) == 1:
+        return ordered[0]
+    pos = q * (len(ordered) - 1)
+    lo = int(pos)
+    hi = min(lo + 1, len(ordered) - 1)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
+
+
+STEPS: Final[dict[str, Callable[[Params], Result]]] = {
+    "ingest_kit": ingest_kit,
+    "ingest_duckdb_bare": ingest_duckdb_bare,
+    "ingest_duckdb": ingest_duckdb,
+    "ingest_pandas": ingest_pandas,
+    "diagnose_kit": diagnose_kit,
+    "diagnose_duckdb": diagnose_duckdb,
+    "diagnose_pandas": diagnose_pandas,
+    "incidents_kit": incidents_kit,
+    "panel_kit": panel_kit,
+    "lookup_kit": lookup_kit,
+}
+
+
+def launch(step: str, params: str) -> int:
+    """Run ``step`` in a child process and print one JSON line: its exit code, output and resource use.
+
+    The step is forked from this small process rather than from the harness, because Linux
+    carries a parent's peak RSS over to a forked child (``ru_maxrss`` survives ``execve``).
+    """
+    import resource
+    import subprocess
+
+    t0 = time.perf_counter()
+    done = subprocess.run([sys.executable, __file__, step, params], capture_output=True, text=True, check=False)
+    wall = time.perf_counter() - t0
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)  # the one child this process had
+    lines = done.stdout.strip().splitlines()
+    report = {
+        "returncode": done.returncode,
+        "result": json.loads(lines[-1]) if done.returncode == 0 and lines else None,
+        "stderr": done.stderr[-2000:],
+        "wall": wall,
+        "cpu": usage.ru_utime + usage.ru_stime,
+        "maxrss_kb": usage.ru_maxrss,
+    }
+    print(json.dumps(report))
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    """``STEP PARAMS``: run one step and print its result as one JSON line; ``--launch STEP PARAMS``: see
+    :func:`launch`."""
+    if argv and argv[0] == "--launch":
+        return launch(argv[1], argv[2] if len(argv) > 2 else "{}")
+    name, params = argv[0], json.loads(argv[1]) if len(argv) > 1 else {}
+    result = STEPS[name](params)
+    print(json.dumps(result, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
