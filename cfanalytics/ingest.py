@@ -359,6 +359,9 @@ def _assign_ordinals(part: _KindPart, derived_postback_id: bool) -> None:
         .to_series()
         .to_list()
     )
+    if not repeated:  # the usual case: every row is the first of its identity; no second pass needed
+        part.final = part.scratch
+        return
     seen: dict[str, Any] = {}
     writer: pq.ParquetWriter | None = None
     key = KEY_COLUMN.get(part.kind, "activity_id")
@@ -415,6 +418,15 @@ def _with_ordinals(
     patch = sub.with_columns(new_id.alias("_row_id")).with_columns(pos)
     base = df.with_row_index("__pos")
     return base.update(patch, on="__pos").drop("__pos")
+
+
+def _final_frame(part: _KindPart) -> pl.LazyFrame:
+    """Pass-2 rows with their in-input ``_status`` (all new when pass 2 had nothing to do)."""
+    assert part.final is not None
+    lf = pl.scan_parquet(part.final)
+    if "_status" not in lf.collect_schema().names():
+        lf = lf.with_columns(pl.lit(_STATUS_NEW, pl.Int8).alias("_status"))
+    return lf
 
 
 def _conflicts_to_quarantine(df: pl.DataFrame, part: _KindPart, key: str, *, in_store: bool) -> pl.DataFrame:
@@ -477,7 +489,7 @@ def _write_kind(store: LogStore, prepared: _Prepared, part: _KindPart, res: Batc
         hit_cols.append(pl.col(CONTENT_HASH_COLUMN).alias("__stored_hash"))
     stored = store.scan(kind).select("_row_id", *hit_cols)
     joined_path = part.final.with_suffix(".3.parquet")
-    lf = pl.scan_parquet(part.final).join(stored, on="_row_id", how="left")
+    lf = _final_frame(part).join(stored, on="_row_id", how="left")
     hit = pl.col("__hit").fill_null(False)
     conflict = hit & (pl.col("__stored_hash") != pl.col(CONTENT_HASH_COLUMN)) if part.keyed else pl.lit(False)
     status = (
@@ -659,7 +671,7 @@ def _count_only(prepared: _Prepared, part: _KindPart) -> BatchResult:
     if part.final is not None:
         flag_cols = flags(part.kind)
         c = (
-            pl.scan_parquet(part.final)
+            _final_frame(part)
             .select(
                 (pl.col("_status") == _STATUS_NEW).sum().alias("new"),
                 (pl.col("_status") == _STATUS_ALREADY).sum().alias("already"),
