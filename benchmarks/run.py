@@ -66,6 +66,8 @@ class Run:
     load: float  # 1-minute load average when it started
     info: dict[str, Any] = field(default_factory=dict)
     error: str = ""
+    anon_mb: float = float("nan")  # sampled peak of anonymous memory (RssAnon)
+    file_mb: float = float("nan")  # sampled peak of mapped files (RssFile)
 
 
 def run_step(step: str, params: dict[str, Any], *, timeout: float = STEP_TIMEOUT) -> Run:
@@ -92,12 +94,13 @@ def run_step(step: str, params: dict[str, Any], *, timeout: float = STEP_TIMEOUT
     except (IndexError, ValueError):
         return Run("failed", float("nan"), time.perf_counter() - t0, 0.0, 0.0, load, error=stderr[-300:])
     rss = report["maxrss_kb"] / 1024  # KiB on Linux
+    split = {"anon_mb": report["rss_anon_kb"] / 1024, "file_mb": report["rss_file_kb"] / 1024}
     if report["returncode"] != 0 or report["result"] is None:
         tail = report["stderr"].strip().splitlines()
         error = tail[-1][:300] if tail else f"exit code {report['returncode']}"
-        return Run("failed", float("nan"), report["wall"], report["cpu"], rss, load, error=error)
+        return Run("failed", float("nan"), report["wall"], report["cpu"], rss, load, error=error, **split)
     info = dict(report["result"])
-    return Run("ok", float(info.pop("seconds")), report["wall"], report["cpu"], rss, load, info=info)
+    return Run("ok", float(info.pop("seconds")), report["wall"], report["cpu"], rss, load, info=info, **split)
 
 
 @dataclass
@@ -163,8 +166,8 @@ def measure(
         m.runs.append(run)
         _log(
             f"  {size:>4} {step:<22} {engine:<12} {run.status:<7} {run.seconds:9.3f} s  "
-            f"wall {run.wall:8.1f} s  cpu {run.cpu:8.1f} s  rss {run.rss_mb:7.0f} MB  load {run.load:4.1f}"
-            + (f"  {run.error}" if run.error else "")
+            f"wall {run.wall:8.1f} s  cpu {run.cpu:8.1f} s  rss {run.rss_mb:7.0f} MB (anon {run.anon_mb:.0f})  "
+            f"load {run.load:4.1f}" + (f"  {run.error}" if run.error else "")
         )
         if run.status != "ok" or run.seconds >= REPEAT_BELOW:
             break
@@ -387,6 +390,20 @@ def _mem_available() -> int:
 
 
 # --------------------------------------------------------------------------- report
+def package_snapshot() -> str:
+    """sha256 (first 12 hex) of the package's Python files and the time of the newest one."""
+    import hashlib
+
+    root = HERE.parent / "cfanalytics"
+    digest = hashlib.sha256()
+    newest = 0.0
+    for path in sorted(root.rglob("*.py")):
+        digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes())
+        newest = max(newest, path.stat().st_mtime)
+    when = datetime.fromtimestamp(newest, tz=UTC).strftime("%Y-%m-%d %H:%M")
+    return f"{digest.hexdigest()[:12]} (newest file {when} UTC)"
+
+
 def machine() -> dict[str, str]:
     """nproc, memory, CPU model, versions."""
     cpu = "unknown"
@@ -408,6 +425,7 @@ def machine() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             versions[dist] = "—"
     return {
+        "package": package_snapshot(),
         "nproc": str(os.cpu_count()),
         "memory": f"{mem / 2**30:.1f} GiB",
         "cpu": cpu,
@@ -575,8 +593,9 @@ def cpu_table(results: list[SizeResult]) -> list[str]:
 def details(results: list[SizeResult]) -> list[str]:
     """Per measurement: every run's time, CPU, RSS and load."""
     lines = [
-        "| Size | Step | Engine | Runs (s) | CPU s (median) | Peak RSS | Load avg at start | Facts |",
-        "|---|---|---|---|---:|---:|---|---|",
+        "| Size | Step | Engine | Runs (s) | CPU s (median) | Peak RSS | of it anon / files | Load avg at start "
+        "| Facts |",
+        "|---|---|---|---|---:|---:|---:|---|---|",
     ]
     for res in results:
         for m in res.measurements:
@@ -585,10 +604,19 @@ def details(results: list[SizeResult]) -> list[str]:
             loads = ", ".join(f"{r.load:.1f}" for r in m.runs)
             lines.append(
                 f"| {res.size} | {m.step} | {m.engine} | {runs} | "
-                f"{'' if m.cpu is None else f'{m.cpu:.1f}'} | {_mb(m.rss_mb)} | {loads} | "
+                f"{'' if m.cpu is None else f'{m.cpu:.1f}'} | {_mb(m.rss_mb)} | {_split(m)} | {loads} | "
                 f"{json.dumps(_rounded(facts)) if facts else ''} |"
             )
     return lines
+
+
+def _split(m: Measurement) -> str:
+    """Sampled peaks of anonymous memory and mapped files of the run with the largest RSS."""
+    runs = [r for r in m.runs if r.anon_mb == r.anon_mb]  # not NaN
+    if not runs:
+        return ""
+    top = max(runs, key=lambda r: r.rss_mb)
+    return f"{_mb(top.anon_mb)} / {_mb(top.file_mb)}"
 
 
 def _rounded(d: dict[str, Any]) -> dict[str, Any]:
@@ -618,6 +646,9 @@ def render(results: list[SizeResult], imports: dict[str, float], info: dict[str,
         "",
         f"Machine: {info['nproc']} CPUs ({info['cpu']}), {info['memory']} memory; Python {info['python']}; "
         f"{info['versions']}.",
+        "",
+        f"Package code measured: `cfanalytics/**/*.py` sha256 {info.get('package', '?')}"
+        + (f"; at the end of the run: {info['package_after']}." if info.get("package_after") else "."),
         "",
         "### Data",
         "",
@@ -716,6 +747,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             "notes": res.notes,
             "measurements": [m.to_json() for m in res.measurements],
         }
+        after = package_snapshot()
+        if after != info["package"]:
+            info["package_after"] = after  # someone changed the package during the run
         (args.workdir / f"results-{label}.json").write_text(json.dumps(doc, indent=1, default=str))
         write_results(args.out, render(results, imports, info, started))
         _log(f"[{label}] results written to {args.out}")
