@@ -49,7 +49,12 @@ def _frames(stack: str) -> list[tuple[str, str, int]]:
 
 
 def summarise(path: Path, top: int = 15) -> str:
-    """Markdown tables of the heaviest kit lines and kit functions in a py-spy raw profile."""
+    """Markdown tables of the heaviest kit lines and kit functions in a py-spy raw profile.
+
+    Shares are of the main thread's samples (its wall time). Kit code run by another thread
+    (a writer pulling the kit's batch generator) is listed too, marked *other thread*: it
+    overlaps the main-thread line that waits for that thread.
+    """
     by_line: Counter[str] = Counter()
     by_function: Counter[str] = Counter()
     total = 0
@@ -58,17 +63,19 @@ def summarise(path: Path, top: int = 15) -> str:
         if not count.isdigit():
             continue
         n = int(count)
-        total += n
         frames = _frames(stack)
+        main_thread = bool(frames) and frames[0][0] == "<module>"
+        total += n if main_thread else 0
         kit = [(f, file[file.index(KIT) :], line) for f, file, line in frames if KIT in file]
+        mark = "" if main_thread else " *other thread*"
         if kit:
             func, file, line = kit[-1]
-            by_line[f"`{func}` ({file}:{line})"] += n
-        else:
+            by_line[f"`{func}` ({file}:{line}){mark}"] += n
+        elif main_thread:
             by_line["(outside the kit: interpreter start, imports)"] += n
         for func, file in dict.fromkeys((f, file) for f, file, _ in kit):
-            by_function[f"`{func}` ({file})"] += n
-    lines = [f"{total} samples.", "", "| Kit line (innermost) | Share |", "|---|---:|"]
+            by_function[f"`{func}` ({file}){mark}"] += n
+    lines = [f"{total} samples of the main thread.", "", "| Kit line (innermost) | Share |", "|---|---:|"]
     lines += [f"| {k} | {v / total:.1%} |" for k, v in by_line.most_common(top)]
     lines += ["", "| Kit function (inclusive) | Share |", "|---|---:|"]
     lines += [f"| {k} | {v / total:.1%} |" for k, v in by_function.most_common(top)]
