@@ -2,6 +2,7 @@
 
     python benchmarks/profile.py ingest_kit '{"store": "/tmp/s", "files": ["visits.csv"]}'
     python benchmarks/profile.py --parse benchmarks/.work/profile-ingest_kit.txt
+    python benchmarks/profile.py --memory ingest_kit '{"store": "/tmp/s", "files": ["visits.csv"]}'
 
 Needs ``py-spy`` (``pip install py-spy``; not a dependency of the package). The step
 runs as in :mod:`steps`; samples are taken of wall time (``--idle``: a Python thread
@@ -11,6 +12,9 @@ as collapsed stacks (``-f raw``) and summed two ways:
 - **by kit line**: the innermost ``cfanalytics`` frame of each sample (``function
   (file:line)``), i.e. which line of the kit was running, native work it called included;
 - **by kit function**: inclusive share of every ``cfanalytics`` function on the stack.
+
+``--memory`` instead samples the step's anonymous memory (``RssAnon``) every second together
+with the kit line it is at (``py-spy dump``), and lists the lines where memory peaked.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import argparse
 import re
 import subprocess
 import sys
+import time
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -37,6 +42,35 @@ def record(step: str, params: str, out: Path, rate: int) -> None:
         [*spy, "--", sys.executable, str(HERE / "steps.py"), step, params],
         check=True,
     )
+
+
+def memory(step: str, params: str, every: float = 1.0) -> str:
+    """Run the step; every ``every`` s read its RssAnon and the innermost kit line of its main thread."""
+    py_spy = Path(sys.executable).with_name("py-spy")
+    proc = subprocess.Popen([sys.executable, str(HERE / "steps.py"), step, params], stdout=subprocess.DEVNULL)
+    samples: list[tuple[float, int, str]] = []
+    t0 = time.perf_counter()
+    while proc.poll() is None:
+        try:
+            status = Path(f"/proc/{proc.pid}/status").read_text()
+            anon = int(re.search(r"RssAnon:\s+(\d+)", status)[1])  # type: ignore[index]
+        except (OSError, TypeError):
+            break
+        dump = subprocess.run(
+            [str(py_spy), "dump", "--pid", str(proc.pid)], capture_output=True, text=True, check=False
+        )
+        line = next((ln.strip() for ln in dump.stdout.splitlines() if KIT in ln), "(outside the kit)")
+        samples.append((time.perf_counter() - t0, anon, line))
+        time.sleep(every)
+    proc.wait()
+    if not samples:
+        return "no samples"
+    peak = max(a for _, a, _ in samples)
+    rows = ["| t (s) | RssAnon | Innermost kit frame |", "|---:|---:|---|"]
+    for t, anon, line in samples:
+        if anon >= 0.5 * peak:
+            rows.append(f"| {t:.0f} | {anon / 2**20:.2f} GB | {line} |")
+    return f"Peak RssAnon {peak / 2**20:.2f} GB; samples at ≥ 50 % of it:\n\n" + "\n".join(rows)
 
 
 def _frames(stack: str) -> list[tuple[str, str, int]]:
@@ -91,7 +125,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--out", type=Path)
     ap.add_argument("--parse", type=Path, help="only summarise an existing raw profile")
     ap.add_argument("--top", type=int, default=15)
+    ap.add_argument("--memory", action="store_true", help="sample memory by kit line instead of time")
     args = ap.parse_args(argv)
+    if args.memory:
+        print(memory(args.step, args.params))
+        return 0
     if args.parse:
         print(summarise(args.parse, args.top))
         return 0

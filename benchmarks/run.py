@@ -9,8 +9,9 @@
 For each size the account is generated once (:mod:`gen`, cached in ``--workdir``)
 and every engine works on the same files. Each measured step runs in its own
 process (:mod:`steps`); the time is measured inside it around the work only,
-peak RSS and CPU time come from ``getrusage`` of a small launcher process. A step is repeated three times when
-it takes less than 60 s (the median is reported), else run once.
+peak RSS and CPU time come from ``getrusage`` of a small launcher process. A step
+is repeated three times when it takes less than 60 s (the median is reported),
+else run once. The kit's ingest is stopped after ``--kit-timeout`` minutes.
 
 Results go to ``--out`` (default ``benchmarks/RESULTS.md``) between the
 ``results`` markers; text outside them (profiles, notes) is kept.
@@ -49,8 +50,12 @@ KIT_INGEST_TIMEOUT: Final = 30 * 60.0
 STEP_TIMEOUT: Final = 3 * 3600.0
 LOOKUPS: Final = 20
 PANEL_CHANGES: Final = 50
+#: memory_limit of the "DuckDB, same work, 2 GB" variant (the kit's RSS target)
+DUCKDB_LIMIT: Final = "2GB"
 #: pandas needs about this many bytes of memory per byte of CSV (re-estimated from each run).
 PANDAS_BYTES_PER_CSV_BYTE: Final = 3.0
+#: pandas' diagnose holds visits' click id, traffic source, campaign and name: ≈ 0.95 KB per visit at 10M.
+PANDAS_DIAGNOSE_BYTES_PER_VISIT: Final = 1000
 
 
 # ------------------------------------------------------------------------ one process
@@ -179,6 +184,7 @@ def _step_name(step: str, engine: str) -> str:
         ("ingest", "kit"): "ingest_kit",
         ("ingest", "duckdb_bare"): "ingest_duckdb_bare",
         ("ingest", "duckdb"): "ingest_duckdb",
+        ("ingest", "duckdb_2gb"): "ingest_duckdb",
         ("ingest", "pandas"): "ingest_pandas",
         ("reingest", "kit"): "ingest_kit",
         ("reingest", "duckdb"): "ingest_duckdb",
@@ -198,25 +204,39 @@ def _log(text: str) -> None:
 
 
 # ----------------------------------------------------------------------- import time
+def _import_seconds(code: str) -> tuple[float, float]:
+    """``python -X importtime -c CODE``: cumulative seconds of the top-level imports from ``cfanalytics`` on,
+    and the wall time of the whole process."""
+    t0 = time.perf_counter()
+    done = subprocess.run([sys.executable, "-X", "importtime", "-c", code], capture_output=True, text=True, check=True)
+    wall = time.perf_counter() - t0
+    total, started = 0, False
+    for line in done.stderr.splitlines():
+        m = re.match(r"import time:\s+(\d+)\s+\|\s+(\d+)\s+\|(\s*)(\S+)", line)
+        if not m or len(m.group(3)) != 1:  # nested imports are indented further
+            continue
+        started = started or m.group(4) == "cfanalytics"
+        if started:
+            total += int(m.group(2))
+    return total / 1e6, wall
+
+
 def import_time(reps: int = 3) -> dict[str, float]:
-    """``python -X importtime -c "import cfanalytics"``: cumulative µs of the top-level import (median)."""
-    values, walls = [], []
+    """``import cfanalytics`` (the target), and with its first use (``cf.LogStore``, which loads Polars); medians."""
+    plain = [_import_seconds("import cfanalytics") for _ in range(reps)]
+    used = [_import_seconds("import cfanalytics; cfanalytics.LogStore") for _ in range(reps)]
+    bare = []
     for _ in range(reps):
         t0 = time.perf_counter()
-        done = subprocess.run(
-            [sys.executable, "-X", "importtime", "-c", "import cfanalytics"],
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        walls.append(time.perf_counter() - t0)
-        total = 0
-        for line in done.stderr.splitlines():
-            m = re.match(r"import time:\s+(\d+)\s+\|\s+(\d+)\s+\|(\s*)(\S+)", line)
-            if m and m.group(4) == "cfanalytics" and len(m.group(3)) == 1:
-                total += int(m.group(2))
-        values.append(total / 1e6)
-    return {"seconds": statistics.median(values), "process_wall": statistics.median(walls)}
+        subprocess.run([sys.executable, "-c", "pass"], check=True)
+        bare.append(time.perf_counter() - t0)
+    return {
+        "seconds": statistics.median(p[0] for p in plain),
+        "process_wall": statistics.median(p[1] for p in plain),
+        "first_use": statistics.median(u[0] for u in used),
+        "first_use_wall": statistics.median(u[1] for u in used),
+        "python_wall": statistics.median(bare),
+    }
 
 
 # ------------------------------------------------------------------------ one size
@@ -277,7 +297,17 @@ def bench_size(label: str, visits: int, work: Path, *, kit_timeout: float, skip_
         label, "ingest", "duckdb", lambda rep: {"csv": csv, "out": str(run_dir / f"duck-{rep}")}, before=fresh("duck")
     )
     add(duck)
-    shutil.rmtree(run_dir / "bare-0", ignore_errors=True)
+    add(
+        measure(
+            label,
+            "ingest",
+            "duckdb_2gb",
+            lambda rep: {"csv": csv, "out": str(run_dir / f"d2gb-{rep}"), "memory_limit": DUCKDB_LIMIT},
+            before=fresh("d2gb"),
+        )
+    )
+    for old in [*run_dir.glob("bare-*"), *run_dir.glob("d2gb-*")]:
+        shutil.rmtree(old, ignore_errors=True)
     csv_bytes = Path(csv).stat().st_size
     need = csv_bytes * _pandas_factor(work)
     avail = _mem_available()
@@ -333,8 +363,11 @@ def bench_size(label: str, visits: int, work: Path, *, kit_timeout: float, skip_
     add(measure(label, "ingest_rest", "kit", lambda rep: {"store": str(store), "files": rest}, reps=1))
 
     # --- diagnose (same questions), incidents, panel, lookup
+    pandas_need = visits * PANDAS_DIAGNOSE_BYTES_PER_VISIT
     for engine in ("kit", "duckdb", "pandas"):
-        if engine == "pandas" and skip_pandas:
+        if engine == "pandas" and (skip_pandas or pandas_need > 0.75 * _mem_available()):
+            reason = "--skip-pandas" if skip_pandas else f"needs ≈ {pandas_need / 2**30:.0f} GB"
+            add(Measurement(label, "diagnose", engine, skipped=f"skipped ({reason})"))
             continue
         add(measure(label, "diagnose", engine, lambda rep: {"store": str(store)}))
     add(measure(label, "incidents", "kit", lambda rep: {"store": str(store)}))
@@ -481,28 +514,29 @@ STEP_TITLES: Final = {
 def results_table(results: list[SizeResult]) -> list[str]:
     """The main table: medians, ratios, peak RSS."""
     lines = [
-        "| Size | Step | Kit | DuckDB | DuckDB bare | pandas | kit/DuckDB | kit/DuckDB bare | kit/pandas "
-        "| RSS kit | RSS DuckDB | RSS pandas | Kit runs |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| Size | Step | Kit | DuckDB | DuckDB, 2 GB limit | DuckDB bare | pandas | kit/DuckDB | kit/DuckDB 2 GB "
+        "| kit/DuckDB bare | kit/pandas | RSS kit | RSS DuckDB | RSS DuckDB 2 GB | RSS pandas | Kit runs |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for res in results:
         for step, title in STEP_TITLES.items():
             kit = res.get(step, "kit")
             if kit is None:
                 continue
-            duck, bare, pandas = res.get(step, "duckdb"), res.get(step, "duckdb_bare"), res.get(step, "pandas")
-            ks = kit.seconds
+            others = [res.get(step, e) for e in ("duckdb", "duckdb_2gb", "duckdb_bare", "pandas")]
             if step == "panel" and kit.ok:
                 lines.append(
                     f"| {res.size} | panel first load: enriched postbacks collected "
-                    f"({kit.info['frame_rows']:,} rows) | {_s(kit.info['load_seconds'])} "
-                    "| — | — | — | — | — | — | — | — | — | 1 |"
+                    f"({kit.info['frame_rows']:,} rows) | {_s(kit.info['load_seconds'])} " + "| — " * 13 + "| 1 |"
                 )
+            duck, d2, _, pandas = others
             lines.append(
-                f"| {res.size} | {title} | {_cell(kit)} | {_cell(duck)} | {_cell(bare)} | {_cell(pandas)} "
-                f"| {_ratio(ks, duck.seconds if duck else None)} | {_ratio(ks, bare.seconds if bare else None)} "
-                f"| {_ratio(ks, pandas.seconds if pandas else None)} | {_mb(kit.rss_mb)} "
-                f"| {_mb(duck.rss_mb if duck else None)} | {_mb(pandas.rss_mb if pandas else None)} | {len(kit.runs)} |"
+                f"| {res.size} | {title} | {_cell(kit)} | "
+                + " | ".join(_cell(m) for m in others)
+                + " | "
+                + " | ".join(_ratio(kit.seconds, m.seconds if m else None) for m in others)
+                + f" | {_mb(kit.rss_mb)} | {_mb(duck.rss_mb if duck else None)} | {_mb(d2.rss_mb if d2 else None)} "
+                f"| {_mb(pandas.rss_mb if pandas else None)} | {len(kit.runs)} |"
             )
     return lines
 
@@ -545,6 +579,9 @@ def targets(results: list[SizeResult], imports: dict[str, float]) -> list[str]:
         text,
         False if failed else (None if r is None else r <= 1.0),
     )
+    r, text = ratio(big, "ingest", "duckdb_2gb")
+    if r is not None:
+        row("… the same, DuckDB held to 2 GB (`memory_limit`)", label, text, r <= 1.0)
     r, text = ratio(big, "ingest", "duckdb_bare")
     row("ingest visits.csv: kit/DuckDB bare ≤ 3.0", label, text, False if failed else (None if r is None else r <= 3.0))
     rss = kit_ing.rss_mb if kit_ing and kit_ing.runs else None
@@ -569,16 +606,16 @@ def targets(results: list[SizeResult], imports: dict[str, float]) -> list[str]:
 def cpu_table(results: list[SizeResult]) -> list[str]:
     """The same comparison on CPU time (user + system of the whole process), less sensitive to a busy machine."""
     lines = [
-        "| Size | Step | Kit CPU | DuckDB CPU | DuckDB bare CPU | pandas CPU "
-        "| kit/DuckDB | kit/DuckDB bare | kit/pandas |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| Size | Step | Kit CPU | DuckDB CPU | DuckDB 2 GB CPU | DuckDB bare CPU | pandas CPU "
+        "| kit/DuckDB | kit/DuckDB 2 GB | kit/DuckDB bare | kit/pandas |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for res in results:
         for step in ("ingest", "reingest", "diagnose"):
             kit = res.get(step, "kit")
             if kit is None:
                 continue
-            others = [res.get(step, e) for e in ("duckdb", "duckdb_bare", "pandas")]
+            others = [res.get(step, e) for e in ("duckdb", "duckdb_2gb", "duckdb_bare", "pandas")]
             cpus = [m.cpu if m is not None and m.ok else None for m in (kit, *others)]
             lines.append(
                 f"| {res.size} | {STEP_TITLES[step]} | "
@@ -664,7 +701,14 @@ def render(results: list[SizeResult], imports: dict[str, float], info: dict[str,
         "",
         f"`import cfanalytics`: {_s(imports.get('seconds'))} (cumulative of the top-level import in "
         f'`-X importtime`, median of 3); whole `python -c "import cfanalytics"` process: '
-        f"{_s(imports.get('process_wall'))}.",
+        f"{_s(imports.get('process_wall'))}"
+        + (
+            f" (`python -c pass`: {_s(imports['python_wall'])}). With its first use, `cfanalytics.LogStore` "
+            f"(Polars and the store module load): {_s(imports['first_use'])} of imports, "
+            f"{_s(imports['first_use_wall'])} for the process."
+            if "first_use" in imports
+            else "."
+        ),
         "",
         "The machine is shared: the load average at the start of every run is listed under *All runs*. CPU "
         "time (user + system of the step's process, interpreter start included) is less sensitive to that:",
@@ -677,6 +721,12 @@ def render(results: list[SizeResult], imports: dict[str, float], info: dict[str,
         "",
     ]
     notes = [f"- {res.size}: {n}" for res in results for n in res.notes]
+    notes += [
+        f"- {res.size}: {m.step} by {m.engine}: {m.note or m.skipped}"
+        for res in results
+        for m in res.measurements
+        if m.note or m.skipped
+    ]
     if notes:
         lines += ["### Notes", "", *notes, ""]
     lines += ["### All runs", "", *details(results), "", END]

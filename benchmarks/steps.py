@@ -127,7 +127,8 @@ def ingest_duckdb(p: Params) -> Result:
     quarantine = Path(p["out"]) / "quarantine"
     for d in (table, quarantine):
         d.mkdir(parents=True, exist_ok=True)
-    con = duckdb.connect()
+    # "memory_limit": DuckDB's own cap (default 80 % of RAM); it spills to disk beyond it
+    con = duckdb.connect(config={"memory_limit": p["memory_limit"]} if "memory_limit" in p else {})
     tz = p.get("timezone", TIMEZONE)
     t0 = time.perf_counter()
     cols = []
