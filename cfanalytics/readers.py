@@ -17,7 +17,8 @@ blocks only for a record that does not fit), NDJSON (line by line) and Parquet
 (row groups) stream in bounded memory. A JSON document is parsed whole, and an
 xlsx workbook is read whole by openpyxl (its shared strings are held in
 memory); gzip-compressed Parquet and xlsx are first decompressed to a
-temporary file.
+temporary file. The sha256 of an input file is computed by a background thread
+while the file is scanned and read; :attr:`RawInput.sha256` waits for it.
 
 >>> raw = open_input("exports/postbacks.csv")            # doctest: +SKIP
 >>> for batch, problems in raw.batches(): ...            # doctest: +SKIP
@@ -34,8 +35,11 @@ import json
 import math
 import os
 import re
+import shutil
+import stat
 import struct
 import tempfile
+import threading
 import warnings
 import weakref
 import zipfile
@@ -63,6 +67,7 @@ RAW_LIMIT: Final = 10_000
 DELIMITERS: Final[tuple[str, ...]] = (",", ";", "\t", "|")
 
 _CHUNK: Final = 1 << 20
+_HASH_CHUNK: Final = 1 << 20
 _HEAD: Final = 64 * 1024
 _BLOCK: Final = 4 << 20  # pyarrow reads up to 32 blocks ahead: ~128 MB
 _MAX_BLOCK: Final = 256 << 20
@@ -104,7 +109,7 @@ class RawInput:
         name: str,
         format: str,
         columns: list[str],
-        sha256: str,
+        sha256: str | _FileDigest,
         produce: Callable[[], Batches],
         *,
         compression: str | None = None,
@@ -116,9 +121,23 @@ class RawInput:
         self.compression = compression
         self.encoding = encoding
         self.delimiter = delimiter
-        self.sha256 = sha256
+        self._sha256 = sha256
         self.columns = columns
         self._produce = produce
+        if isinstance(sha256, _FileDigest):
+            weakref.finalize(self, sha256.cancel)  # stop hashing an input nobody holds any more
+
+    @property
+    def sha256(self) -> str:
+        """Hex sha256 of the input's bytes as stored (a frame: of its Arrow IPC stream).
+
+        A file is hashed by a background thread started by :func:`open_input`;
+        this waits for it. Raises :class:`InputError` (one line naming the file)
+        when the file could not be read or changed while it was being read.
+        """
+        if isinstance(self._sha256, _FileDigest):
+            self._sha256 = self._sha256.result()
+        return self._sha256
 
     def __repr__(self) -> str:
         return f"RawInput({self.name!r}, format={self.format!r}, columns={len(self.columns)})"
@@ -153,16 +172,19 @@ def open_input(path: str | os.PathLike[str], *, batch_rows: int = _DEFAULT_BATCH
         raise InputError(f"{name}: is a directory, not a file")
     with _errors(name):
         fmt, gz = _detect(p, name)
-        if fmt in ("parquet", "xlsx"):
-            return _open_binary(p, name, fmt, gz, batch_rows)
-        sniffer = _EncodingSniffer()
-        sha = _scan(p, gz, sniffer.feed)
-        src = _Source(p, gz, sniffer.result())
-        if fmt == "csv":
-            return _open_csv(src, name, sha, batch_rows)
-        if fmt == "ndjson":
-            return _open_ndjson(src, name, sha, batch_rows)
-        return _open_json(src, name, sha, batch_rows)
+        sha = _FileDigest(p, name)  # hashed in the background, overlapping the scan and the reading
+        try:
+            if fmt in ("parquet", "xlsx"):
+                return _open_binary(p, name, fmt, gz, sha, batch_rows=batch_rows)
+            src = _Source(p, gz, _sniff_encoding(p, gz))
+            if fmt == "csv":
+                return _open_csv(src, name, sha, batch_rows)
+            if fmt == "ndjson":
+                return _open_ndjson(src, name, sha, batch_rows)
+            return _open_json(src, name, sha, batch_rows)
+        except BaseException:
+            sha.cancel()
+            raise
 
 
 def frame_input(data: pl.DataFrame | pa.Table, name: str = "<frame>") -> RawInput:
@@ -307,19 +329,6 @@ def _loads_object(text: str) -> dict[str, Any] | None:
 # --------------------------------------------------------------------------- byte sources
 
 
-class _HashingReader:
-    """A read-only file wrapper that hashes every byte read through it."""
-
-    def __init__(self, f: IO[bytes], digest: Any) -> None:
-        self._f = f
-        self._digest = digest
-
-    def read(self, n: int = -1) -> bytes:
-        data = self._f.read(n)
-        self._digest.update(data)
-        return data
-
-
 class _HashSink(io.RawIOBase):
     """A writable sink that only hashes what is written (for Arrow IPC bytes)."""
 
@@ -339,48 +348,92 @@ def _open_stream(p: Path, gz: bool) -> IO[bytes]:
     return gzip.open(p, "rb") if gz else p.open("rb")
 
 
-def _scan(p: Path, gz: bool, sink: Callable[[bytes], object]) -> str:
-    """Read the whole file once: hash its bytes as stored and feed the decompressed bytes to ``sink``."""
-    digest = hashlib.sha256()
-    with p.open("rb") as raw:
-        hashed = _HashingReader(raw, digest)
-        stream: Any = gzip.GzipFile(fileobj=hashed, mode="rb") if gz else hashed
-        while chunk := stream.read(_CHUNK):
-            sink(chunk)
-        while hashed.read(_CHUNK):
-            pass
-    return digest.hexdigest()
+class _FileDigest:
+    """The sha256 of a file's bytes as stored, computed by a background thread.
 
+    Hashing releases the GIL, so it overlaps the encoding scan and the parsing;
+    :meth:`result` waits for it. A file whose size or modification time changes
+    while it is hashed, or that cannot be read, gives a one-line :class:`InputError`.
+    """
 
-class _EncodingSniffer:
-    """UTF-8 (with or without BOM) if every byte decodes, else cp1252, else latin-1."""
+    def __init__(self, path: Path, name: str) -> None:
+        self._name = name
+        self._digest: str | None = None
+        self._error: str | None = None
+        self._cancelled = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(path,), name=f"sha256 {name}", daemon=True)
+        self._thread.start()
 
-    def __init__(self) -> None:
-        self._decoder = codecs.getincrementaldecoder("utf-8")()
-        self._utf8 = True
-        self._holes = False
-        self._bom: bool | None = None
+    def _run(self, path: Path) -> None:
+        try:
+            digest = hashlib.sha256()
+            buffer = bytearray(_HASH_CHUNK)
+            view = memoryview(buffer)
+            hashed = 0
+            with path.open("rb", buffering=0) as f:
+                before = os.fstat(f.fileno())
+                while (n := f.readinto(buffer)) and not self._cancelled.is_set():
+                    digest.update(view[:n])
+                    hashed += n
+                after = os.fstat(f.fileno())
+            if self._cancelled.is_set():
+                self._error = f"{self._name}: reading was abandoned"
+            elif stat.S_ISREG(before.st_mode) and (hashed != before.st_size or _stamp(after) != _stamp(before)):
+                self._error = f"{self._name}: the file changed while it was being read"
+            else:
+                self._digest = digest.hexdigest()
+        except Exception as e:  # reported by result(), in the thread that asks
+            self._error = f"{self._name}: {_one_line(e)}"
 
-    def feed(self, chunk: bytes) -> None:
-        if self._bom is None:
-            self._bom = chunk.startswith(_BOM)
-        if self._utf8:
-            try:
-                self._decoder.decode(chunk)
-            except UnicodeDecodeError:
-                self._utf8 = False
-        if not self._holes and _CP1252_HOLES.search(chunk):
-            self._holes = True
+    def cancel(self) -> None:
+        """Stop hashing (the input failed to open or was dropped)."""
+        self._cancelled.set()
 
     def result(self) -> str:
-        if self._utf8:
+        """The hex digest, once the thread has hashed the whole file."""
+        self._thread.join()
+        if self._digest is None:
+            raise InputError(self._error or f"{self._name}: cannot compute sha256")
+        return self._digest
+
+
+def _stamp(st: os.stat_result) -> tuple[int, int]:
+    return st.st_size, st.st_mtime_ns
+
+
+def _sniff_encoding(p: Path, gz: bool) -> str:
+    """UTF-8 (``utf-8-sig`` with a BOM) if every byte decodes, else cp1252, else latin-1.
+
+    latin-1 when the file holds a byte that cp1252 leaves undefined. The whole
+    (decompressed) stream is read, so a truncated gzip fails here; runs of ASCII
+    skip the decoder, and the holes are searched only once UTF-8 failed.
+    """
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    bom: bool | None = None
+    with _open_stream(p, gz) as f:
+        while chunk := f.read(_CHUNK):
+            if bom is None:
+                bom = chunk.startswith(_BOM)
+            if chunk.isascii() and not decoder.getstate()[0]:
+                continue
             try:
-                self._decoder.decode(b"", final=True)
+                decoder.decode(chunk)
             except UnicodeDecodeError:
-                self._utf8 = False
-        if self._utf8:
-            return "utf-8-sig" if self._bom else "utf-8"
-        return "latin-1" if self._holes else "cp1252"
+                return _legacy_encoding(p, gz)
+    try:
+        decoder.decode(b"", final=True)
+    except UnicodeDecodeError:
+        return _legacy_encoding(p, gz)
+    return "utf-8-sig" if bom else "utf-8"
+
+
+def _legacy_encoding(p: Path, gz: bool) -> str:
+    """cp1252, or latin-1 if a byte anywhere in the stream is one of cp1252's holes."""
+    holes = False
+    with _open_stream(p, gz) as f:
+        while chunk := f.read(_CHUNK):
+            holes = holes or _CP1252_HOLES.search(chunk) is not None
+    return "latin-1" if holes else "cp1252"
 
 
 @dataclass(frozen=True)
@@ -409,7 +462,7 @@ class _Source:
 # --------------------------------------------------------------------------- CSV
 
 
-def _open_csv(src: _Source, name: str, sha: str, batch_rows: int) -> RawInput:
+def _open_csv(src: _Source, name: str, sha: _FileDigest, batch_rows: int) -> RawInput:
     with src.open() as f:
         head = f.read(_HEAD).decode(src.encoding, "ignore").lstrip("\r\n")
     delimiter, header_text = _sniff_delimiter(head, prefer_tab=name.lower().removesuffix(".gz").endswith(".tsv"))
@@ -490,6 +543,8 @@ class _CsvReader:
             return "skip"
 
         encoding = "utf8" if self.src.encoding.startswith("utf-8") else self.src.encoding
+        # use_threads=True would keep the row order, but the invalid-row handler then gets no
+        # row number (``row.number`` is None), and ragged rows could not be numbered.
         read_options = pacsv.ReadOptions(
             column_names=self.columns, use_threads=False, block_size=block, encoding=encoding
         )
@@ -506,9 +561,9 @@ class _CsvReader:
         with source, pacsv.open_csv(source, read_options, parse_options, convert_options) as reader:
             for batch in reader:
                 records, used = _number(next_record, batch.num_rows, skipped)
-                next_record = (records[-1] + 1) if records else next_record
+                next_record = (records[-1].as_py() + 1) if len(records) else next_record
                 problems = [found.pop(r) for r in used if r in found]
-                table = batch.append_column(RECORD, pa.array(records, pa.int64()))
+                table = batch.append_column(RECORD, records)
                 table, repeated = self._drop_headers(table, done)
                 yield from _split(table, sorted(problems + repeated, key=lambda p: p.record), self.batch_rows)
         rest = [found.pop(r) for r in skipped if r in found]
@@ -519,9 +574,9 @@ class _CsvReader:
         """Drop the header, rows already delivered, and records equal to the header (reported)."""
         records = batch.column(RECORD)
         keep = pc.greater(records, max(done, 1))
-        first = batch.column(0)  # a header repeated by concatenating two exports keeps its BOM
-        first = pc.if_else(pc.starts_with(first, "\ufeff"), pc.utf8_slice_codeunits(first, 1), first)
-        same = pc.equal(first, self.header[0])
+        name = self.header[0]  # a header repeated by concatenating two exports keeps its BOM
+        spellings = ["\ufeff" + name] if name.startswith("\ufeff") else ["\ufeff" + name, name]
+        same = pc.is_in(batch.column(0), value_set=pa.array(spellings, pa.string()))
         if pc.any(same).as_py():
             for i, value in enumerate(self.header[1:], 1):
                 same = pc.and_(same, pc.equal(batch.column(i), value))
@@ -542,17 +597,17 @@ def _fields(actual: int, expected: int) -> str:
     return f"{actual} field{'' if actual == 1 else 's'}, expected {expected}"
 
 
-def _number(first: int, n: int, skipped: deque[int]) -> tuple[list[int], list[int]]:
-    """Record numbers of ``n`` rows starting at ``first``, jumping over skipped records (consumed)."""
+def _number(first: int, n: int, skipped: deque[int]) -> tuple[pa.Array, list[int]]:
+    """Record numbers (``int64``) of ``n`` rows starting at ``first``, jumping over skipped records (consumed)."""
     end = first + n - 1
     used: list[int] = []
     while n and skipped and skipped[0] <= end:
         used.append(skipped.popleft())
         end += 1
-    if not used:
-        return list(range(first, end + 1)), used
-    gaps = set(used)
-    return [r for r in range(first, end + 1) if r not in gaps], used
+    numbers = pc.cumulative_sum(pa.repeat(pa.scalar(1, pa.int64()), end - first + 1), start=first - 1)
+    if used:
+        numbers = numbers.filter(pc.invert(pc.is_in(numbers, value_set=pa.array(used, pa.int64()))))
+    return numbers, used
 
 
 def _split(batch: pa.RecordBatch, problems: list[RowProblem], size: int) -> Batches:
@@ -579,7 +634,7 @@ def _empty(columns: list[str]) -> pa.RecordBatch:
 # --------------------------------------------------------------------------- NDJSON and JSON
 
 
-def _open_ndjson(src: _Source, name: str, sha: str, batch_rows: int) -> RawInput:
+def _open_ndjson(src: _Source, name: str, sha: _FileDigest, batch_rows: int) -> RawInput:
     keys: dict[str, None] = {}
     for _, text in src.lines():
         obj = _loads_object(text)
@@ -608,7 +663,7 @@ class _Invalid:
     detail: str
 
 
-def _open_json(src: _Source, name: str, sha: str, batch_rows: int) -> RawInput:
+def _open_json(src: _Source, name: str, sha: _FileDigest, batch_rows: int) -> RawInput:
     items = _json_items(src, name)
     keys: dict[str, None] = {}
     for item in items:
@@ -696,21 +751,20 @@ def _objects_batch(
 # --------------------------------------------------------------------------- Parquet and xlsx
 
 
-def _open_binary(p: Path, name: str, fmt: str, gz: bool, batch_rows: int) -> RawInput:
-    """Hash the file; a gzipped Parquet or xlsx file is decompressed to a temporary file first."""
+def _open_binary(p: Path, name: str, fmt: str, gz: bool, sha: _FileDigest, *, batch_rows: int) -> RawInput:
+    """Open a Parquet or xlsx file; a gzipped one is decompressed to a temporary file first."""
     target = p
     if gz:
         fd, tmp = tempfile.mkstemp(suffix="." + fmt)
         target = Path(tmp)
         try:
-            with os.fdopen(fd, "wb") as out:
-                sha = _scan(p, gz, out.write)
+            with os.fdopen(fd, "wb") as out, _open_stream(p, gz) as f:
+                shutil.copyfileobj(f, out, _CHUNK)
             raw = (_open_parquet if fmt == "parquet" else _open_xlsx)(target, name, sha, batch_rows)
         except BaseException:
             target.unlink(missing_ok=True)
             raise
     else:
-        sha = _scan(p, gz, lambda _chunk: None)
         raw = (_open_parquet if fmt == "parquet" else _open_xlsx)(target, name, sha, batch_rows)
     if gz:
         raw.compression = "gzip"
@@ -718,7 +772,7 @@ def _open_binary(p: Path, name: str, fmt: str, gz: bool, batch_rows: int) -> Raw
     return raw
 
 
-def _open_parquet(p: Path, name: str, sha: str, batch_rows: int) -> RawInput:
+def _open_parquet(p: Path, name: str, sha: _FileDigest, batch_rows: int) -> RawInput:
     try:
         with pq.ParquetFile(p) as pf:
             names = pf.schema_arrow.names
@@ -756,7 +810,7 @@ def _sheet_rows(wb: Any) -> Iterator[tuple[Any, ...]]:
     yield from ws.iter_rows(values_only=True)
 
 
-def _open_xlsx(p: Path, name: str, sha: str, batch_rows: int) -> RawInput:
+def _open_xlsx(p: Path, name: str, sha: _FileDigest, batch_rows: int) -> RawInput:
     wb = _load_workbook(p, name)
     try:
         first = next(_sheet_rows(wb), ())

@@ -9,8 +9,11 @@ import itertools
 import json
 import random
 import sys
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 from pathlib import Path
+from types import SimpleNamespace
 
 import polars as pl
 import pyarrow as pa
@@ -93,6 +96,29 @@ def test_csv_bytes_undefined_in_cp1252_fall_back_to_latin1(tmp_path: Path) -> No
     rows, _ = read_all(raw)
     assert raw.encoding == "latin-1"
     assert rows == [{"name": "Café\x81", "_record": 2}]
+
+
+@pytest.mark.parametrize(
+    ("data", "encoding"),
+    [
+        ("name\n" + "x" * 5 + "Zürich €\n", "utf-8"),  # ü and € straddle the 8-byte chunks
+        (b"name\nxx\xc3" + b"abcdefgh" + b"\xbc\n", "cp1252"),  # a lead byte, then a chunk of ASCII
+        (b"name\nabc\xc3", "cp1252"),  # an incomplete character at the end
+        (b"name\n" + "Ё".encode() + b"x" * 40 + b"\ncaf\xe9\n", "latin-1"),  # hole (0x81) before the first bad byte
+        (b"name\ncaf\xe9\n" + b"x" * 40 + b"\x9d\n", "latin-1"),  # hole after the first bad byte
+        (b"\xef\xbb\xbfname\n" + b"y" * 40 + "ü\n".encode(), "utf-8-sig"),
+    ],
+)
+def test_encoding_is_decided_on_the_whole_file_across_chunks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, data: bytes | str, encoding: str
+) -> None:
+    monkeypatch.setattr(readers, "_CHUNK", 8)
+    raw = open_input(write(tmp_path / "x.csv", data))
+    assert raw.encoding == encoding
+    rows, problems = read_all(raw)
+    text = data if isinstance(data, str) else data.decode(encoding)
+    assert [r["name"] for r in rows] == text.splitlines()[1:]
+    assert problems == []
 
 
 def test_csv_cp1252_semicolon_fixture() -> None:
@@ -242,6 +268,130 @@ def test_sha256_is_of_the_file_bytes(tmp_path: Path) -> None:
     data = b"a,b\n1,2\n"
     raw = open_input(write(tmp_path / "x.csv", data))
     assert raw.sha256 == hashlib.sha256(data).hexdigest()
+
+
+def _big_csv() -> bytes:
+    rng = random.Random(7)
+    lines = [f"c-{i},{rng.random()},{'é' if i % 1000 == 0 else 'e'}\n" for i in range(150_000)]
+    return ("id,value,note\n" + "".join(lines)).encode()
+
+
+@pytest.mark.parametrize("name", ["big.csv", "big.csv.gz", "big.ndjson", "big.ndjson.gz", "big.parquet"])
+def test_sha256_of_a_multi_megabyte_file_equals_hashlib_of_its_bytes(tmp_path: Path, name: str) -> None:
+    if name.startswith("big.csv"):
+        data = _big_csv()
+    elif name.startswith("big.ndjson"):
+        data = "".join(json.dumps({"id": f"c-{i}", "n": i}) + "\n" for i in range(100_000)).encode()
+    else:
+        pq.write_table(pa.table({"id": [f"c-{i}" for i in range(300_000)]}), tmp_path / "t.parquet")
+        data = (tmp_path / "t.parquet").read_bytes()
+    stored = gzip.compress(data, compresslevel=1) if name.endswith(".gz") else data
+    path = write(tmp_path / name, stored)
+    expected = hashlib.sha256(path.read_bytes()).hexdigest()  # hashed here, independently of the reader
+    raw = open_input(path, batch_rows=10_000)
+    n = sum(batch.num_rows for batch, _ in raw.batches())
+    assert n in (150_000, 100_000, 300_000)
+    assert raw.sha256 == expected
+    assert raw.sha256 == expected  # cached
+
+
+def test_sha256_can_be_awaited_before_reading_and_from_several_threads(tmp_path: Path) -> None:
+    data = _big_csv()
+    path = write(tmp_path / "big.csv", data)
+    raw = open_input(path)
+    with ThreadPoolExecutor(4) as pool:
+        digests = list(pool.map(lambda _: raw.sha256, range(8)))
+    assert set(digests) == {hashlib.sha256(data).hexdigest()}
+    with ThreadPoolExecutor(2) as pool:  # the whole input read on another thread
+        total = pool.submit(lambda: sum(b.num_rows for b, _ in open_input(path).batches())).result()
+    assert total == 150_000
+
+
+class _AppendOnUpdate:
+    """A sha256 stand-in that appends to ``path`` the first time it is fed (a file changed mid-read)."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._inner = hashlib.sha256()
+        self._done = False
+
+    def update(self, data: bytes) -> None:
+        if not self._done:
+            self._done = True
+            with self._path.open("ab") as f:
+                f.write(b"c-late,1,x\n")
+        self._inner.update(data)
+
+    def hexdigest(self) -> str:
+        return self._inner.hexdigest()
+
+
+def test_a_file_changed_while_hashed_is_a_one_line_input_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = write(tmp_path / "x.csv", _big_csv())
+    monkeypatch.setattr(readers, "_HASH_CHUNK", 1 << 16)
+    monkeypatch.setattr(readers, "hashlib", SimpleNamespace(sha256=lambda: _AppendOnUpdate(path)))
+    raw = open_input(path)
+    with pytest.raises(InputError) as info:
+        _ = raw.sha256
+    assert str(info.value) == f"{path}: the file changed while it was being read"
+    with pytest.raises(InputError):  # still an error when asked again
+        _ = raw.sha256
+
+
+def test_a_read_error_while_hashing_is_a_one_line_input_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    class Failing:
+        def update(self, data: bytes) -> None:
+            raise OSError("Input/output error\nsecond line")
+
+    path = write(tmp_path / "x.csv", b"a,b\n1,2\n")
+    monkeypatch.setattr(readers, "hashlib", SimpleNamespace(sha256=Failing))
+    raw = open_input(path)
+    assert read_all(raw)[0] == [{"a": "1", "b": "2", "_record": 2}]
+    with pytest.raises(InputError) as info:
+        _ = raw.sha256
+    assert str(info.value) == f"{path}: Input/output error"
+
+
+def test_record_numbers_across_tiny_blocks_and_batches_match_a_count_by_hand(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(readers, "_BLOCK", 512)
+    rng = random.Random(3)
+    lines = ["id,note"]
+    expected_rows: list[tuple[str, int]] = []
+    expected_problems: list[tuple[int, str]] = []
+    record = 1  # the header
+    for i in range(3_000):
+        kind = rng.random()
+        if kind < 0.05:
+            lines.append("")  # a blank line is not a record
+            continue
+        record += 1
+        if kind < 0.10:
+            lines.append(f"r{i}")
+            expected_problems.append((record, "ragged_row"))
+        elif kind < 0.13:
+            lines.append(rng.choice(["id,note", "\ufeffid,note"]))
+            expected_problems.append((record, "repeated_header"))
+        elif kind < 0.20:
+            lines.append(f'{i},"two\nlines"')  # one record, two lines
+            expected_rows.append((str(i), record))
+        else:
+            lines.append(f"{i},n{i}")
+            expected_rows.append((str(i), record))
+    path = write(tmp_path / "x.csv", "\n".join(lines) + "\n")
+    rows, problems = read_all(open_input(path, batch_rows=7))
+    assert [(r["id"], r["_record"]) for r in rows] == expected_rows
+    assert [(p.record, p.reason) for p in problems] == expected_problems
+
+
+def test_number_jumps_over_skipped_records() -> None:
+    skipped = deque([4, 5, 9, 30])
+    numbers, used = readers._number(2, 6, skipped)
+    assert numbers.type == pa.int64()
+    assert (numbers.to_pylist(), used, list(skipped)) == ([2, 3, 6, 7, 8, 10], [4, 5, 9], [30])
+    numbers, used = readers._number(11, 0, skipped)
+    assert (numbers.to_pylist(), used, list(skipped)) == ([], [], [30])
 
 
 # --------------------------------------------------------------------------- NDJSON and JSON
