@@ -19,6 +19,7 @@ codes, countries, click-id macros, activity vocabularies.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Final
@@ -49,6 +50,10 @@ _OFFSET: Final = r"(Z|z|[+-]\d{2}:?\d{2})$"
 _EARLIEST: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _LATEST: Final = datetime(2200, 1, 1, tzinfo=UTC)
 _NAIVE_FORMATS: Final = ("%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%d %H:%M", "%Y/%m/%d %H:%M:%S", "%Y-%m-%d")
+_OFFSET_FORMATS: Final = ("%Y-%m-%d %H:%M:%S%.f%z", "%Y-%m-%d %H:%M%z")
+#: Candidates of time-format detection (:meth:`Normalizer._time_format`), in order of preference.
+_TIME_FORMATS: Final = ("epoch", *_OFFSET_FORMATS, *_NAIVE_FORMATS, "%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%dT%H:%M")
+_DETECT_SAMPLE: Final = 100
 _FLAG_OF_COLUMN: Final = {
     "status_code": "flag_invalid_status_code",
     "payout": "flag_invalid_payout",
@@ -142,29 +147,29 @@ class Normalizer:
         self.decimal_comma: bool | None = None
         self.derived_postback_id = resolution.kind == "postbacks" and "postback_id" not in resolution.canonical.values()
         self._folds: dict[str, _FoldState] = {}
+        self._time_formats: dict[str, str] = {}  # "<kind>.<column>" → detected format
         self._event_columns = set(resolution.canonical.values()) - {"event_type"}
 
     # ----------------------------------------------------------------- driver
     def normalize(self, batch: pa.RecordBatch) -> dict[str, Normalized]:
-        """Normalise one raw batch; returns ``{kind: Normalized}`` for the kinds it holds."""
+        """Normalise one raw batch; returns ``{kind: Normalized}`` for the kinds it holds.
+
+        The quarantine frames' ``raw`` (JSON of the record's raw columns, see
+        :func:`raw_records`) is built for the quarantined records only.
+        """
         raw = pl.from_arrow(batch)
         assert isinstance(raw, pl.DataFrame)
         raw = raw.with_columns(pl.col("_record").cast(INT))
         frame = raw.select(
             pl.col("_record"),
-            self._raw_json(raw),
             *(pl.col(r).alias(c) for r, c in self.res.canonical.items()),
             *(pl.col(r).alias(c) for r, c in self.res.extras.items()),
         )
         if self.res.kind != "events":
-            return {self.res.kind: self._normalize_kind(frame, self.res.kind)}
-        return self._split_events(frame)
-
-    def _raw_json(self, raw: pl.DataFrame) -> pl.Expr:
-        names = [c for c in raw.columns if c != "_record"]
-        if not names:
-            return pl.lit("{}").alias("_raw_record")
-        return pl.struct([pl.col(c) for c in names]).struct.json_encode().alias("_raw_record")
+            out = {self.res.kind: self._normalize_kind(frame, self.res.kind)}
+        else:
+            out = self._split_events(frame)
+        return _fill_raw(out, raw)
 
     def _split_events(self, frame: pl.DataFrame) -> dict[str, Normalized]:
         et = pl.col("event_type").cast(STR).str.strip_chars().str.to_lowercase()
@@ -172,7 +177,7 @@ class Normalizer:
             et.str.replace(r"s$", "").str.replace_all(r"[^a-z]", "").alias("_event"),
         )
         out: dict[str, Normalized] = {}
-        known = frame.get_column("_event").is_in(list(KIND_OF_EVENT_TYPE))
+        known = frame.get_column("_event").is_in(list(KIND_OF_EVENT_TYPE)).fill_null(False)
         unknown = frame.filter(~known)
         q = unknown.select(
             "_record",
@@ -184,7 +189,7 @@ class Normalizer:
                     pl.lit(" is not visit, click or conversion"),
                 ]
             ).alias("detail"),
-            pl.col("_raw_record").alias("raw"),
+            pl.lit(None, STR).alias("raw"),
             pl.lit(None, STR).alias("kind"),
         )
         for event, kind in KIND_OF_EVENT_TYPE.items():
@@ -203,7 +208,8 @@ class Normalizer:
             frame = frame.with_columns(pl.col("action").cast(STR).str.strip_chars().alias("action_raw"))
         present = set(frame.columns)
         cols = columns(kind)
-        typed: list[pl.Expr] = []
+        typed: dict[str, pl.Expr] = {}
+        stripped: list[str] = []  # text columns whose stripped text is put in __v_<col> first
         bad_required: list[tuple[str, pl.Expr, pl.Expr]] = []  # (column, missing, unparseable)
         nulled: dict[str, pl.Expr] = {}
         frame = self._ensure_strings(frame, [c.name for c in cols if c.name in present])
@@ -232,22 +238,34 @@ class Normalizer:
                 f = s.str.strip_chars().cast(FLOAT, strict=False)
                 value = pl.when(f.is_finite()).then(f)
             elif name == "ip":
-                value = self._ip(pl.when(~empty).then(s.str.strip_chars()))
+                stripped.append(name)
+                t = pl.col(f"__v_{name}")
+                value = self._ip(pl.when(t != "").then(t))
             elif name == "entity_type":
                 value = _vocab(s, _ENTITY_WORDS, "other")
             elif name == "action":
                 value = _vocab(s, _ACTION_WORDS, "other")
             else:
-                value = pl.when(~empty).then(s.str.strip_chars())
+                stripped.append(name)
+                t = pl.col(f"__v_{name}")
+                value = pl.when(t != "").then(t)
+                empty = pl.col(f"__v_{name}").is_null()  # the same test, on the value computed once
+            typed[name] = value
+            value = pl.col(f"__v_{name}")
             if col.required:
                 bad_required.append((name, empty, ~empty & value.is_null()))
             elif col.dtype != STR or name == "country":
                 nulled[name] = ~empty & value.is_null()
-            typed.append(value.alias(name))
+        # Typed values (``__v_<col>``) once for all rows; the checks below read them.
+        frame = frame.with_columns(pl.col(n).str.strip_chars().alias(f"__v_{n}") for n in stripped)
+        frame = frame.with_columns(v.alias(f"__v_{n}") for n, v in typed.items())
         for name in (c.name for c in cols if c.required):
             if name not in present and not (kind == "postbacks" and name == "postback_id"):
                 bad_required.append((name, pl.lit(True), pl.lit(False)))
-        # Quarantine: first required problem of each row names it.
+        # Quarantine: first required problem of each row names it (reason and detail on those rows only).
+        bad = pl.any_horizontal([m | u for _, m, u in bad_required]).fill_null(False) if bad_required else pl.lit(False)
+        frame = frame.with_columns(bad.alias("_bad"))
+        clean = not frame.get_column("_bad").any()
         reason = pl.lit(None, STR)
         detail = pl.lit(None, STR)
         for name, missing, unparseable in reversed(bad_required):
@@ -268,15 +286,14 @@ class Normalizer:
                 .then(pl.concat_str([pl.lit(f"{label}: cannot parse '"), shown, pl.lit("'")]))
                 .otherwise(detail)
             )
-        frame = frame.with_columns(reason.alias("_reason"), detail.alias("_detail"))
-        quarantined = frame.filter(pl.col("_reason").is_not_null()).select(
+        quarantined = (frame.clear() if clean else frame.filter(pl.col("_bad"))).select(
             "_record",
-            pl.col("_reason").alias("reason"),
-            pl.col("_detail").alias("detail"),
-            pl.col("_raw_record").alias("raw"),
+            reason.alias("reason"),
+            detail.alias("detail"),
+            pl.lit(None, STR).alias("raw"),
             pl.lit(kind).alias("kind"),
         )
-        good = frame.filter(pl.col("_reason").is_null())
+        good = frame if clean else frame.filter(~pl.col("_bad"))
         # Flags of nulled optional values, raw values into _raw (computed on the raw text).
         nulled_flags: dict[str, pl.Expr] = {}
         for name, is_nulled in nulled.items():
@@ -293,12 +310,8 @@ class Normalizer:
             if raw_parts
             else pl.lit(None, STR)
         )
-        rows = good.with_columns(
-            *(v.alias(f"__v_{v.meta.output_name()}") for v in typed),
-            *(e.alias(f) for f, e in nulled_flags.items()),
-            raw_expr.alias("_raw"),
-        )
-        rows = rows.with_columns(pl.col(f"__v_{n}").alias(n) for n in (v.meta.output_name() for v in typed))
+        rows = good.with_columns(*(e.alias(f) for f, e in nulled_flags.items()), raw_expr.alias("_raw"))
+        rows = rows.with_columns(pl.col(f"__v_{n}").alias(n) for n in typed)
         rows = rows.with_columns(pl.when(pl.col("_raw") != "{}").then(pl.col("_raw")).alias("_raw"))
         rows = rows.with_columns(**self._value_flags(rows, kind, set(nulled_flags)))
         return Normalized(rows=self._finish(rows, kind), quarantine=quarantined)
@@ -347,7 +360,6 @@ class Normalizer:
             pl.col("_raw"),
             *(pl.col(e).cast(STR) for e in extras),
             *(pl.when(pl.col(c).cast(STR).str.strip_chars() != "").then(pl.col(c).cast(STR)).alias(c) for c in foreign),
-            pl.col("_raw_record"),
         ).with_columns(pl.col(main).dt.date().alias("date"))
         if kind in ("visits", "clicks"):
             if "is_filtered" in out.columns:
@@ -368,7 +380,7 @@ class Normalizer:
         return ip
 
     def _ensure_strings(self, frame: pl.DataFrame, names: list[str]) -> pl.DataFrame:
-        return frame.with_columns(pl.col(n).cast(STR) for n in names)
+        return frame.with_columns(pl.col(n).cast(STR) for n in names if frame.schema[n] != STR)
 
     def _parse_payout(self, frame: pl.DataFrame, s: pl.Expr) -> pl.Expr:
         if self.decimal_comma is None:
@@ -387,32 +399,23 @@ class Normalizer:
         return pl.when(f.is_finite()).then(f)
 
     def _parse_times(self, frame: pl.DataFrame, kind: str, names: list[str]) -> pl.DataFrame:
-        """Add ``__t_<col>`` (UTC) and ``__amb_<col>`` (0 ok, 1 ambiguous, 2 shifted) per time column."""
+        """Add ``__t_<col>`` (UTC) and ``__amb_<col>`` (0 ok, 1 ambiguous, 2 shifted) per time column.
+
+        Each value is classed as epoch, with offset, or naive local (SPEC §2) and
+        parsed by the first format of its class that fits. The format of a column
+        is detected once per input (:meth:`_time_format`) and tried alone; the
+        rows it leaves unparsed get every format, so results do not depend on it.
+        """
         for name in names:
+            key = f"{kind}.{name}"
             s = pl.col(name).cast(STR).str.strip_chars()
-            iso = s.str.replace("T", " ", literal=True).str.replace(r"[Zz]$", "+00:00")
-            offset = pl.coalesce(
-                iso.str.to_datetime("%Y-%m-%d %H:%M:%S%.f%z", time_unit="us", time_zone="UTC", strict=False),
-                iso.str.to_datetime("%Y-%m-%d %H:%M%z", time_unit="us", time_zone="UTC", strict=False),
-            )
-            num = s.cast(FLOAT, strict=False)
-            epoch = pl.from_epoch(
-                pl.when(num >= 1e11).then(num * 1_000).otherwise(num * 1_000_000).cast(pl.Int64, strict=False),
-                time_unit="us",
-            ).dt.replace_time_zone("UTC")
-            naive = pl.coalesce(*(iso.str.to_datetime(f, time_unit="us", strict=False) for f in _NAIVE_FORMATS))
-            frame = frame.with_columns(
-                pl.when(s.str.contains(_EPOCH))
-                .then(pl.lit(1))
-                .when(s.str.contains(_OFFSET))
-                .then(pl.lit(2))
-                .otherwise(pl.lit(3))
-                .alias("__cls"),
-                epoch.alias("__epoch"),
-                offset.alias("__offset"),
-                naive.alias("__naive"),
-            )
-            frame = self._localise(frame, f"{kind}.{name}")
+            fmt = self._time_format(frame, name, key)
+            all_naive = False  # every row of class 3 (naive local)
+            if fmt is None:
+                frame = frame.with_columns(**_time_parts(s))
+            else:
+                frame, all_naive = self._time_parts_detected(frame, s, fmt, key)
+            frame = self._localise(frame, key)
             instant = (
                 pl.when(pl.col("__cls") == 1)
                 .then(pl.col("__epoch"))
@@ -420,27 +423,87 @@ class Normalizer:
                 .then(pl.col("__offset"))
                 .otherwise(pl.col("__local"))
             )
+            amb = pl.when(pl.col("__cls") == 3).then(pl.col("__amb")).otherwise(pl.lit(0, pl.Int8))
+            if all_naive:
+                instant, amb = pl.col("__local"), pl.col("__amb")
             frame = frame.with_columns(
                 pl.when(instant.is_between(_EARLIEST, _LATEST, closed="left")).then(instant).alias(f"__t_{name}"),
-                pl.when(pl.col("__cls") == 3)
-                .then(pl.col("__amb"))
-                .otherwise(pl.lit(0, pl.Int8))
-                .alias(f"__amb_{name}"),
+                amb.alias(f"__amb_{name}"),
             ).drop("__cls", "__epoch", "__offset", "__naive", "__local", "__amb")
         return frame
 
+    def _time_format(self, frame: pl.DataFrame, name: str, key: str) -> str | None:
+        """The detected format of a time column (``"epoch"`` or a strptime format), or ``None``.
+
+        Detected once per input from the first non-empty values: the format that
+        parses most of them (earliest in :data:`_TIME_FORMATS` on ties). ``None``
+        until a batch has a value any format parses.
+        """
+        if key in self._time_formats:
+            return self._time_formats[key]
+        s = pl.col(name).cast(STR).str.strip_chars()
+        sample = frame.select(s.filter(s.is_not_null() & (s != "")).head(_DETECT_SAMPLE)).to_series()
+        if sample.len() == 0:
+            return None
+        hits = pl.DataFrame({"v": sample}).select(
+            _detected_parts(pl.col("v"), f)["__ok"].sum().alias(f) for f in _TIME_FORMATS
+        )
+        best = max(_TIME_FORMATS, key=lambda f: (hits.get_column(f)[0], -_TIME_FORMATS.index(f)))
+        if hits.get_column(best)[0] == 0:
+            return None
+        self._time_formats[key] = best
+        return best
+
+    def _time_parts_detected(self, frame: pl.DataFrame, s: pl.Expr, fmt: str, key: str) -> tuple[pl.DataFrame, bool]:
+        """:func:`_time_parts` by the detected format; the rows it misses get the full parse.
+
+        Also tells whether every row is of class 3 (naive local).
+        """
+        frame = frame.with_columns(**_detected_parts(s, fmt))
+        miss = frame.get_column("__ok").not_().arg_true()
+        frame = frame.drop("__ok")
+        if miss.len() == 0:
+            return frame, fmt not in _OFFSET_FORMATS and fmt != "epoch"
+        full = frame.select(s.gather(miss)).select(**_time_parts(pl.first()))
+        frame = frame.with_columns(
+            frame.get_column(c).clone().scatter(miss, full.get_column(c))
+            for c in ("__cls", "__epoch", "__offset", "__naive")
+        )
+        empty = frame.select((s.is_null() | (s == "")).sum()).item()
+        if 2 * miss.len() > frame.height - empty:
+            del self._time_formats[key]  # most values are of another format now: detect again
+        return frame, False
+
     def _localise(self, frame: pl.DataFrame, key: str) -> pl.DataFrame:
-        """Naive local times → UTC in the account zone, with DST rules (SPEC §2)."""
+        """Naive local times → UTC in the account zone, with DST rules (SPEC §2).
+
+        One conversion for all rows; the earlier/later/shifted readings are only
+        computed for the few ambiguous or non-existent local times.
+        """
         naive = pl.col("__naive")
+        sure = naive.dt.replace_time_zone(self.tz, ambiguous="null", non_existent="null").dt.convert_time_zone("UTC")
+        frame = frame.with_columns(sure.alias("__early"))
+        odd = frame.select((naive.is_not_null() & pl.col("__early").is_null()).arg_true()).to_series()
+        if odd.len() == 0:
+            frame = frame.with_columns(pl.col("__early").alias("__late"), pl.lit(0, pl.Int8).alias("__amb"))
+            self._fold_order(frame, key)  # learns the column's direction
+            return frame.with_columns(pl.col("__early").alias("__local")).drop("__early", "__late")
+        sub = frame.select(naive.gather(odd))
         early = naive.dt.replace_time_zone(self.tz, ambiguous="earliest", non_existent="null")
         late = naive.dt.replace_time_zone(self.tz, ambiguous="latest", non_existent="null")
         shifted = (naive - pl.duration(hours=12)).dt.replace_time_zone(
             self.tz, ambiguous="earliest", non_existent="null"
         ) + pl.duration(hours=12)
-        frame = frame.with_columns(
+        sub = sub.select(
             early.dt.convert_time_zone("UTC").alias("__early"),
             late.dt.convert_time_zone("UTC").alias("__late"),
             shifted.dt.convert_time_zone("UTC").alias("__shifted"),
+        )
+        frame = frame.with_columns(
+            pl.col("__early").alias("__late"), pl.lit(None, pl.Datetime("us", "UTC")).alias("__shifted")
+        )
+        frame = frame.with_columns(
+            frame.get_column(c).clone().scatter(odd, sub.get_column(c)) for c in ("__early", "__late", "__shifted")
         )
         frame = frame.with_columns(
             pl.when(naive.is_null())
@@ -496,6 +559,60 @@ class Normalizer:
         return late if ordered else [False] * height
 
 
+def raw_record_frame(batch: pa.RecordBatch | pl.DataFrame, records: Collection[int]) -> pl.DataFrame:
+    """``_record`` and ``raw`` (JSON object of all raw columns) for the rows of a raw batch in ``records``.
+
+    The JSON is Polars' ``struct.json_encode`` of the batch's columns other than
+    ``_record``, in batch order (``{}`` when there are none); rows come in batch order.
+
+    >>> b = pa.RecordBatch.from_pydict({"Click ID": ["a", None], "Payout": ["1,5", "x"], "_record": [2, 3]})
+    >>> raw_record_frame(b, {3}).rows()
+    [(3, '{"Click ID":null,"Payout":"x"}')]
+    """
+    wanted = sorted({int(r) for r in records})
+    if isinstance(batch, pa.RecordBatch):  # pick the rows before converting the whole batch
+        import pyarrow.compute as pc
+
+        col = batch.column("_record")
+        batch = batch.filter(pc.is_in(col, value_set=pa.array(wanted).cast(col.type, safe=False)))
+    raw = batch if isinstance(batch, pl.DataFrame) else pl.from_arrow(batch)
+    assert isinstance(raw, pl.DataFrame)
+    raw = raw.filter(pl.col("_record").cast(INT).is_in(pl.Series(wanted, dtype=INT).implode()))
+    names = [c for c in raw.columns if c != "_record"]
+    text = pl.struct([pl.col(c) for c in names]).struct.json_encode() if names else pl.lit("{}", STR)
+    return raw.select(pl.col("_record").cast(INT), text.alias("raw"))
+
+
+def raw_records(batch: pa.RecordBatch | pl.DataFrame, records: Collection[int]) -> dict[int, str]:
+    """``{record: raw JSON}`` for the rows of a raw batch whose ``_record`` is in ``records``.
+
+    The text is what quarantined records carry in ``raw`` (see :func:`raw_record_frame`);
+    records not in the batch are absent from the result.
+
+    >>> b = pa.RecordBatch.from_pydict({"Click ID": ["a", "b"], "_record": [2, 3]})
+    >>> raw_records(b, [2, 9])
+    {2: '{"Click ID":"a"}'}
+    """
+    if not records:
+        return {}
+    frame = raw_record_frame(batch, records)
+    return dict(zip(frame.get_column("_record").to_list(), frame.get_column("raw").to_list(), strict=True))
+
+
+def _fill_raw(out: dict[str, Normalized], raw: pl.DataFrame) -> dict[str, Normalized]:
+    """Fill the ``raw`` column of the quarantine frames in ``out`` from the raw batch."""
+    wanted = [n.quarantine.get_column("_record") for n in out.values() if n.quarantine.height]
+    if not wanted:
+        return out
+    text = raw_records(raw, set(pl.concat(wanted).to_list()))
+    for n in out.values():
+        if n.quarantine.height:
+            n.quarantine = n.quarantine.with_columns(
+                pl.col("_record").replace_strict(text, default=None, return_dtype=STR).alias("raw")
+            )
+    return out
+
+
 def hash_ip(ip: str, salt: str) -> str:
     """The stored form of an IP address under ``store_ips = "hashed"`` (``ip:`` + salted xxh3-64).
 
@@ -515,6 +632,74 @@ def hash_ip_expr(ip: pl.Expr, salt: str) -> pl.Expr:
         return series.replace_strict({v: hash_ip(v, salt) for v in distinct}, default=None, return_dtype=STR)
 
     return ip.map_batches(_hash, return_dtype=STR, is_elementwise=True)
+
+
+def _time_parts(s: pl.Expr) -> dict[str, pl.Expr]:
+    """Every reading of stripped time text ``s``: class (1 epoch, 2 offset, 3 naive) and parses."""
+    iso = s.str.replace("T", " ", literal=True).str.replace(r"[Zz]$", "+00:00")
+    offset = pl.coalesce(
+        *(iso.str.to_datetime(f, time_unit="us", time_zone="UTC", strict=False) for f in _OFFSET_FORMATS)
+    )
+    naive = pl.coalesce(*(iso.str.to_datetime(f, time_unit="us", strict=False) for f in _NAIVE_FORMATS))
+    return {
+        "__cls": pl.when(s.str.contains(_EPOCH))
+        .then(pl.lit(1))
+        .when(s.str.contains(_OFFSET))
+        .then(pl.lit(2))
+        .otherwise(pl.lit(3)),
+        "__epoch": _epoch(s),
+        "__offset": offset,
+        "__naive": naive,
+    }
+
+
+def _epoch(s: pl.Expr) -> pl.Expr:
+    num = s.cast(FLOAT, strict=False)
+    return pl.from_epoch(
+        pl.when(num >= 1e11).then(num * 1_000).otherwise(num * 1_000_000).cast(pl.Int64, strict=False),
+        time_unit="us",
+    ).dt.replace_time_zone("UTC")
+
+
+def _detected_parts(s: pl.Expr, fmt: str) -> dict[str, pl.Expr]:
+    """:func:`_time_parts` by one format, plus ``__ok``: the row is settled without the others.
+
+    Settled: empty, or of the format's class and parsed by it. The formats of a
+    class exclude each other (the text must match the whole format), so the one
+    that parses a value is the one the full parse picks.
+    """
+    empty = s.is_null() | (s == "")
+    iso = s.str.replace("T", " ", literal=True).str.replace(r"[Zz]$", "+00:00")
+    null_utc = pl.lit(None, pl.Datetime("us", "UTC"))
+    if fmt == "epoch":
+        ok = s.str.contains(_EPOCH)
+        return {
+            "__cls": pl.when(ok).then(pl.lit(1)).otherwise(pl.lit(3)),
+            "__epoch": pl.when(ok).then(_epoch(s)),
+            "__offset": null_utc,
+            "__naive": pl.lit(None, pl.Datetime("us")),
+            "__ok": (ok | empty).fill_null(True),
+        }
+    if fmt in _OFFSET_FORMATS:
+        parsed = iso.str.to_datetime(fmt, time_unit="us", time_zone="UTC", strict=False)
+        ok = parsed.is_not_null() & s.str.contains(_OFFSET)
+        return {
+            "__cls": pl.when(ok).then(pl.lit(2)).otherwise(pl.lit(3)),
+            "__epoch": null_utc,
+            "__offset": pl.when(ok).then(parsed),
+            "__naive": pl.lit(None, pl.Datetime("us")),
+            "__ok": (ok | empty).fill_null(True),
+        }
+    # Naive formats read the text as is: a text they parse has no ``T`` or zone letter for
+    # the full parse to rewrite (the ``T`` formats: only the one after the date).
+    parsed = s.str.to_datetime(fmt, time_unit="us", strict=False)
+    return {
+        "__cls": pl.lit(3),
+        "__epoch": null_utc,
+        "__offset": null_utc,
+        "__naive": parsed,
+        "__ok": (parsed.is_not_null() | empty).fill_null(True),
+    }
 
 
 def _parse_bool(s: pl.Expr) -> pl.Expr:
@@ -547,4 +732,13 @@ def _vocab(s: pl.Expr, words: dict[str, str], other: str) -> pl.Expr:
     )
 
 
-__all__ = ["MACRO_PATTERN", "UUID_PATTERN", "Normalized", "Normalizer", "hash_ip", "hash_ip_expr"]
+__all__ = [
+    "MACRO_PATTERN",
+    "UUID_PATTERN",
+    "Normalized",
+    "Normalizer",
+    "hash_ip",
+    "hash_ip_expr",
+    "raw_record_frame",
+    "raw_records",
+]
