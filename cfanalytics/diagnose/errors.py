@@ -80,9 +80,14 @@ def postback_errors(
     return out
 
 
-def postback_summary(store: LogStore, where: LogFilter | None = None, *, top: int = 10) -> dict[str, Any]:
-    """The ``postbacks`` section of ``cfanalytics diagnose --json`` (SPEC §5)."""
-    lf = postbacks(store, where).collect().lazy()
+def postback_summary(
+    store: LogStore, where: LogFilter | None = None, *, top: int = 10, frame: pl.DataFrame | None = None
+) -> dict[str, Any]:
+    """The ``postbacks`` section of ``cfanalytics diagnose --json`` (SPEC §5).
+
+    ``frame`` lets callers pass the already collected ``postbacks(store, where)``.
+    """
+    lf = (frame if frame is not None else postbacks(store, where).collect()).lazy()
     total = postback_errors(store, frame=lf, where=where)
     n, e = int(total.item(0, "postbacks")), int(total.item(0, "errors"))
     unattributed = lf.filter(~pl.col("attributed")).select(pl.len()).collect().item()

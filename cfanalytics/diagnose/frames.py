@@ -95,35 +95,55 @@ def with_names(frame: pl.DataFrame, store: LogStore, *id_columns: str) -> pl.Dat
     return frame
 
 
-def click_attribution(store: LogStore) -> pl.LazyFrame:
-    """Per click id: the traffic source and campaign of its visit, else of its conversions
-    (should a click's conversions disagree, the smallest id, so every engine agrees)."""
+def _visit_attribution(store: LogStore, keys: pl.LazyFrame | None) -> pl.LazyFrame:
     visits = store.scan("visits").select(
         "click_id", pl.col("traffic_source_id").alias("_v_ts"), pl.col("campaign_id").alias("_v_cmp")
     )
-    conv = (
-        store.scan("conversions")
-        .group_by("click_id")
-        .agg(
-            pl.col("traffic_source_id").min().alias("_c_ts"),
-            pl.col("campaign_id").min().alias("_c_cmp"),
-        )
+    return visits if keys is None else visits.join(keys, on="click_id", how="semi")
+
+
+def _conversion_attribution(store: LogStore, keys: pl.LazyFrame | None) -> pl.LazyFrame:
+    conv = store.scan("conversions").select("click_id", "traffic_source_id", "campaign_id")
+    if keys is not None:
+        conv = conv.join(keys, on="click_id", how="semi")
+    return conv.group_by("click_id").agg(
+        pl.col("traffic_source_id").min().alias("_c_ts"),
+        pl.col("campaign_id").min().alias("_c_cmp"),
     )
+
+
+def click_attribution(store: LogStore, click_ids: pl.LazyFrame | None = None) -> pl.LazyFrame:
+    """Per click id: the traffic source and campaign of its visit, else of its conversions
+    (should a click's conversions disagree, the smallest id, so every engine agrees).
+
+    ``click_ids`` (a frame with a ``click_id`` column) restricts visits and conversions to
+    those click ids (semi joins) before they are joined, so only the rows needed are kept.
+    """
+    keys = None if click_ids is None else click_ids.select("click_id")
+    visits, conv = _visit_attribution(store, keys), _conversion_attribution(store, keys)
     return visits.join(conv, on="click_id", how="full", coalesce=True)
 
 
-def postbacks(store: LogStore, where: LogFilter | None = None) -> pl.LazyFrame:
-    """Postbacks with attributed ``traffic_source_id`` / ``campaign_id``, ``status_class``,
-    ``error_kind``, ``signature`` and ``attributed`` (False when no traffic source was found),
-    filtered by ``where`` (range on ``postback_time``).
+def postback_rows(store: LogStore, where: LogFilter | None = None) -> pl.LazyFrame:
+    """Stored postbacks (:data:`POSTBACK_COLUMNS`) in the filter's time range, not enriched yet."""
+    flt = where or LogFilter()
+    pb = store.scan("postbacks").select(POSTBACK_COLUMNS)
+    # Prune by time first (partition pruning); other fields may name attributed columns.
+    time_only = LogFilter(start=flt.start, end=flt.end, timezone=flt.timezone)
+    return time_only.apply(pb, "postbacks", timezone=store.timezone)
+
+
+def enrich_postbacks(store: LogStore, rows: pl.LazyFrame, where: LogFilter | None = None) -> pl.LazyFrame:
+    """Add attribution, ``status_class``, ``error_kind``, ``signature`` and ``attributed`` to
+    :func:`postback_rows` (or a row subset of them), then apply the filter's other fields.
+
+    Visits and conversions are restricted to the click ids of ``rows`` before the join.
     """
     flt = where or LogFilter()
-    tz = store.timezone
-    pb = store.scan("postbacks").select(POSTBACK_COLUMNS)
-    # Prune by time first (partition pruning), filter on attributed columns after the join.
-    time_only = LogFilter(start=flt.start, end=flt.end, timezone=flt.timezone)
-    pb = time_only.apply(pb, "postbacks", timezone=tz)
-    pb = pb.join(click_attribution(store), on="click_id", how="left").with_columns(
+    # == rows ⟕ click_attribution(store, rows): visits and conversions semi-joined on the rows' click ids
+    keys = rows.select("click_id")
+    pb = rows.join(_visit_attribution(store, keys), on="click_id", how="left")
+    pb = pb.join(_conversion_attribution(store, keys), on="click_id", how="left").with_columns(
         pl.coalesce("traffic_source_id", "_v_ts", "_c_ts").alias("traffic_source_id"),
         pl.coalesce("campaign_id", "_v_cmp", "_c_cmp").alias("campaign_id"),
     )
@@ -139,4 +159,12 @@ def postbacks(store: LogStore, where: LogFilter | None = None) -> pl.LazyFrame:
         pl.when(pl.col("is_error")).then(signature(pl.col("error_message"))).alias("signature"),
     )
     rest = flt.replace(start=None, end=None)
-    return rest.apply(pb, None, timezone=tz)
+    return rest.apply(pb, None, timezone=store.timezone)
+
+
+def postbacks(store: LogStore, where: LogFilter | None = None) -> pl.LazyFrame:
+    """Postbacks with attributed ``traffic_source_id`` / ``campaign_id``, ``status_class``,
+    ``error_kind``, ``signature`` and ``attributed`` (False when no traffic source was found),
+    filtered by ``where`` (range on ``postback_time``).
+    """
+    return enrich_postbacks(store, postback_rows(store, where), where)

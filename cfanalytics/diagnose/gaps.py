@@ -47,14 +47,19 @@ def _tz(store: LogStore, where: LogFilter | None) -> str:
 def conversions(store: LogStore, where: LogFilter | None = None) -> pl.LazyFrame:
     """Conversions with the attributed traffic source/campaign (own column, else the visit's), filtered."""
     flt = where or LogFilter()
-    visits = store.scan("visits").select(
-        "click_id",
-        pl.col("traffic_source_id").alias("_v_ts"),
-        pl.col("campaign_id").alias("_v_cmp"),
-        pl.col("visit_time").alias("_v_time"),
-    )
     conv = LogFilter(start=flt.start, end=flt.end, timezone=flt.timezone).apply(
         store.scan("conversions"), "conversions", timezone=store.timezone
+    )
+    # only the visits of these conversions' clicks (semi join), not every stored visit
+    visits = (
+        store.scan("visits")
+        .select(
+            "click_id",
+            pl.col("traffic_source_id").alias("_v_ts"),
+            pl.col("campaign_id").alias("_v_cmp"),
+            pl.col("visit_time").alias("_v_time"),
+        )
+        .join(conv.select("click_id"), on="click_id", how="semi")
     )
     conv = conv.join(visits, on="click_id", how="left").with_columns(
         pl.coalesce("traffic_source_id", "_v_ts").alias("traffic_source_id"),
@@ -66,25 +71,23 @@ def conversions(store: LogStore, where: LogFilter | None = None) -> pl.LazyFrame
     return flt.replace(start=None, end=None).apply(conv, None, timezone=store.timezone)
 
 
-def conversion_gaps(store: LogStore, where: LogFilter | None = None, *, grace_minutes: float = 0) -> pl.DataFrame:
-    """One row per stored conversion in range with its ``gap`` class and the other gap facts.
-
-    Columns added: ``gap``, ``postbacks``, ``postback_errors``, ``duplicate``,
-    ``unknown_click``, ``malformed_click``. Sorted by conversion time, click id.
-    """
+def _classified(store: LogStore, where: LogFilter | None, grace_minutes: float) -> pl.LazyFrame:
+    """Conversions in range with ``gap``, ``postbacks``, ``postback_errors``, ``unknown_click``,
+    ``malformed_click`` and the match keys ``_ct`` / ``_tx`` (``""`` = null); lazy, unordered."""
     conv = conversions(store, where).with_columns(_null_empty("ct").alias("_ct"), _null_empty("txid").alias("_tx"))
-    pb = store.scan("postbacks").select("click_id", _null_empty("ct").alias("_ct"), "is_error", "postback_time")
+    pb = store.scan("postbacks").select("click_id", _null_empty("ct").alias("_ct"), "is_error")
     per_key = pb.group_by("click_id", "_ct").agg(
         pl.len().alias("postbacks"),
         pl.col("is_error").sum().cast(pl.Int64).alias("postback_errors"),
     )
-    last = store.scan("postbacks").select(pl.col("postback_time").max()).collect().item()
     frame = conv.join(per_key, on=["click_id", "_ct"], how="left", nulls_equal=True).with_columns(
         pl.col("postbacks").fill_null(0), pl.col("postback_errors").fill_null(0)
     )
     pending = pl.lit(False)
-    if grace_minutes > 0 and last is not None:
-        pending = pl.col("conversion_time") > pl.lit(last - timedelta(minutes=grace_minutes))
+    if grace_minutes > 0:
+        last = store.scan("postbacks").select(pl.col("postback_time").max()).collect().item()
+        if last is not None:
+            pending = pl.col("conversion_time") > pl.lit(last - timedelta(minutes=grace_minutes))
     gap = (
         pl.when(pl.col("postbacks") > pl.col("postback_errors"))
         .then(pl.lit("posted_ok"))
@@ -94,16 +97,21 @@ def conversion_gaps(store: LogStore, where: LogFilter | None = None, *, grace_mi
         .then(pl.lit("pending"))
         .otherwise(pl.lit("not_posted"))
     )
-    out = (
-        frame.with_columns(gap.alias("gap"), (~pl.col("known_click")).alias("unknown_click"))
-        .with_columns(
-            (
-                pl.col("unknown_click")
-                & (pl.col("click_id").str.contains(MACRO_PATTERN) | ~pl.col("click_id").str.contains(UUID_PATTERN))
-            ).alias("malformed_click")
-        )
-        .collect()
+    return frame.with_columns(gap.alias("gap"), (~pl.col("known_click")).alias("unknown_click")).with_columns(
+        (
+            pl.col("unknown_click")
+            & (pl.col("click_id").str.contains(MACRO_PATTERN) | ~pl.col("click_id").str.contains(UUID_PATTERN))
+        ).alias("malformed_click")
     )
+
+
+def conversion_gaps(store: LogStore, where: LogFilter | None = None, *, grace_minutes: float = 0) -> pl.DataFrame:
+    """One row per stored conversion in range with its ``gap`` class and the other gap facts.
+
+    Columns added: ``gap``, ``postbacks``, ``postback_errors``, ``duplicate``,
+    ``unknown_click``, ``malformed_click``. Sorted by conversion time, click id.
+    """
+    out = _classified(store, where, grace_minutes).collect()
     # duplicates: rows beyond the first per (click_id, ct, txid), first = earliest, then by row id
     out = out.sort(["conversion_time", "_row_id"]).with_columns(
         pl.struct("click_id", "_ct", "_tx").is_first_distinct().not_().alias("duplicate")
@@ -111,40 +119,98 @@ def conversion_gaps(store: LogStore, where: LogFilter | None = None, *, grace_mi
     return out.drop("_ct", "_tx").sort(["conversion_time", "click_id", "_row_id"])
 
 
-def orphan_postbacks(store: LogStore, where: LogFilter | None = None) -> pl.DataFrame:
-    """Postbacks in range with no conversion on the same (click_id, ct); ``ct_mismatch`` marks
-    those whose click has a conversion with another ct."""
-    flt = where or LogFilter()
-    from cfanalytics.diagnose.frames import postbacks
+def _orphans(store: LogStore, flt: LogFilter) -> pl.LazyFrame:
+    """Stored postbacks in the time range with no conversion on the same (click_id, ct), not enriched."""
+    from cfanalytics.diagnose.frames import postback_rows
 
-    pb = postbacks(store, flt).with_columns(_null_empty("ct").alias("_ct"))
     conv_keys = store.scan("conversions").select("click_id", _null_empty("ct").alias("_ct")).unique()
-    conv_clicks = store.scan("conversions").select("click_id").unique().with_columns(pl.lit(True).alias("_has_conv"))
-    orphans = pb.join(conv_keys, on=["click_id", "_ct"], how="anti", nulls_equal=True)
     return (
-        orphans.join(conv_clicks, on="click_id", how="left")
-        .with_columns(pl.col("_has_conv").fill_null(False).alias("ct_mismatch"))
-        .drop("_ct", "_has_conv")
-        .collect()
-        .sort(["postback_time", "postback_id"])
+        postback_rows(store, flt)
+        .with_columns(_null_empty("ct").alias("_ct"))
+        .join(conv_keys, on=["click_id", "_ct"], how="anti", nulls_equal=True)
+        .drop("_ct")
     )
 
 
-def gap_summary(store: LogStore, where: LogFilter | None = None, *, grace_minutes: float = 0) -> dict[str, int]:
-    """The ``gaps`` section of ``cfanalytics diagnose --json`` (SPEC §5)."""
-    rows = conversion_gaps(store, where, grace_minutes=grace_minutes)
-    orphans = orphan_postbacks(store, where)
-    counts = dict.fromkeys(GAP_CLASSES, 0)
-    for cls, n in rows.group_by("gap").len().iter_rows():
-        counts[cls] = int(n)
+def _with_ct_mismatch(store: LogStore, orphans: pl.LazyFrame) -> pl.LazyFrame:
+    conv_clicks = store.scan("conversions").select("click_id").unique().with_columns(pl.lit(True).alias("_has_conv"))
+    return (
+        orphans.join(conv_clicks, on="click_id", how="left")
+        .with_columns(pl.col("_has_conv").fill_null(False).alias("ct_mismatch"))
+        .drop("_has_conv")
+    )
+
+
+def orphan_postbacks(
+    store: LogStore, where: LogFilter | None = None, *, frame: pl.DataFrame | pl.LazyFrame | None = None
+) -> pl.DataFrame:
+    """Postbacks in range with no conversion on the same (click_id, ct); ``ct_mismatch`` marks
+    those whose click has a conversion with another ct.
+
+    The stored postbacks are anti-joined with the conversion keys first and only the orphans
+    are enriched (as :func:`~cfanalytics.diagnose.frames.postbacks`). ``frame`` lets callers
+    pass an already enriched ``postbacks(store, where)`` frame to anti-join instead.
+    """
+    flt = where or LogFilter()
+    if frame is not None:
+        conv_keys = store.scan("conversions").select("click_id", _null_empty("ct").alias("_ct")).unique()
+        orphans = (
+            frame.lazy()
+            .with_columns(_null_empty("ct").alias("_ct"))
+            .join(conv_keys, on=["click_id", "_ct"], how="anti", nulls_equal=True)
+            .drop("_ct")
+        )
+    else:
+        from cfanalytics.diagnose.frames import enrich_postbacks
+
+        rows = _orphans(store, flt).collect().lazy()
+        orphans = enrich_postbacks(store, rows, flt)
+    return _with_ct_mismatch(store, orphans).collect().sort(["postback_time", "postback_id"])
+
+
+#: LogFilter fields that filter postbacks on columns :func:`~cfanalytics.diagnose.frames.postbacks` adds.
+_ENRICHED_FIELDS: Final = ("traffic_sources", "campaigns", "status_classes", "error_kinds")
+
+
+def gap_summary(
+    store: LogStore,
+    where: LogFilter | None = None,
+    *,
+    grace_minutes: float = 0,
+    postbacks_frame: pl.DataFrame | pl.LazyFrame | None = None,
+) -> dict[str, int]:
+    """The ``gaps`` section of ``cfanalytics diagnose --json`` (SPEC §5).
+
+    Counts are aggregated without materialising the rows; duplicates are rows minus distinct
+    (click_id, ct, txid). ``postbacks_frame`` may be an already enriched
+    ``postbacks(store, where)`` frame (as :func:`orphan_postbacks` takes).
+    """
+    flt = where or LogFilter()
+    rows = _classified(store, flt, grace_minutes)
+    counts = rows.select(
+        pl.len().alias("conversions"),
+        *((pl.col("gap") == cls).sum().alias(cls) for cls in GAP_CLASSES),
+        pl.col("unknown_click").sum().alias("unknown_click"),
+        pl.col("malformed_click").sum().alias("unknown_click_malformed"),
+        pl.struct("click_id", "_ct", "_tx").n_unique().alias("_distinct"),
+    ).collect()
+    c = {k: int(v or 0) for k, v in counts.row(0, named=True).items()}
+    if postbacks_frame is not None or any(getattr(flt, f) is not None for f in _ENRICHED_FIELDS):
+        orphans = orphan_postbacks(store, flt, frame=postbacks_frame)
+        n_orphans, n_mismatch = orphans.height, int(orphans.get_column("ct_mismatch").sum())
+    else:
+        # no filter on attributed columns: the stored rows are the answer, no enrichment needed
+        rest = flt.replace(start=None, end=None)
+        orphans_lf = rest.apply(_with_ct_mismatch(store, _orphans(store, flt)), None, timezone=store.timezone)
+        n_orphans, n_mismatch = orphans_lf.select(pl.len(), pl.col("ct_mismatch").sum()).collect().row(0)
     return {
-        "conversions": rows.height,
-        **counts,
-        "orphan_postbacks": orphans.height,
-        "ct_mismatch": int(orphans.get_column("ct_mismatch").sum()),
-        "duplicate_conversions": int(rows.get_column("duplicate").sum()),
-        "unknown_click": int(rows.get_column("unknown_click").sum()),
-        "unknown_click_malformed": int(rows.get_column("malformed_click").sum()),
+        "conversions": c["conversions"],
+        **{cls: c[cls] for cls in GAP_CLASSES},
+        "orphan_postbacks": int(n_orphans),
+        "ct_mismatch": int(n_mismatch or 0),
+        "duplicate_conversions": c["conversions"] - c["_distinct"],
+        "unknown_click": c["unknown_click"],
+        "unknown_click_malformed": c["unknown_click_malformed"],
     }
 
 
@@ -182,8 +248,9 @@ def lags(store: LogStore, where: LogFilter | None = None) -> dict[str, pl.DataFr
         "click_id", (pl.col("postback_time") - pl.col("conversion_time")).dt.total_seconds().alias("seconds")
     )
     return {
-        "visit_to_conversion": v2c.collect().sort("minutes"),
-        "conversion_to_postback": c2p.collect().sort("seconds"),
+        # click id breaks ties: the joins above do not keep row order
+        "visit_to_conversion": v2c.collect().sort("minutes", "click_id"),
+        "conversion_to_postback": c2p.collect().sort("seconds", "click_id"),
     }
 
 

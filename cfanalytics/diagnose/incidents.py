@@ -151,26 +151,32 @@ def incident_id(scope: str, scope_id: str, first_hour: datetime) -> str:
     return "inc-" + xxhash.xxh3_64_hexdigest(text.encode())
 
 
-def incidents(store: LogStore, where: LogFilter | None = None) -> pl.DataFrame:
-    """Incidents overlapping the filter's range, sorted by errors descending, then scope and id."""
+def history_filter(store: LogStore, where: LogFilter | None = None) -> LogFilter:
+    """The filter :func:`incidents` reads postbacks with: ``where`` extended back by the baseline."""
+    flt = where or LogFilter()
+    lo, hi = flt.time_bounds(store.timezone)
+    return flt.replace(start=(lo - timedelta(days=BASELINE_DAYS)) if lo else None, end=hi)
+
+
+def incidents(store: LogStore, where: LogFilter | None = None, *, frame: pl.DataFrame | None = None) -> pl.DataFrame:
+    """Incidents overlapping the filter's range, sorted by errors descending, then scope and id.
+
+    ``frame`` lets callers pass the already collected ``postbacks(store, history_filter(store, where))``.
+    """
     from cfanalytics.diagnose.frames import names, postbacks
 
     flt = where or LogFilter()
     lo, hi = flt.time_bounds(store.timezone)
-    history = flt.replace(start=(lo - timedelta(days=BASELINE_DAYS)) if lo else None, end=hi)
-    pb = (
-        postbacks(store, history)
-        .select(
-            "postback_id",
-            "postback_time",
-            "is_error",
-            "error_kind",
-            "traffic_source_id",
-            "integration_id",
-            "campaign_id",
-        )
-        .collect()
-    )
+    source = frame.lazy() if frame is not None else postbacks(store, history_filter(store, flt))
+    pb = source.select(
+        "postback_id",
+        "postback_time",
+        "is_error",
+        "error_kind",
+        "traffic_source_id",
+        "integration_id",
+        "campaign_id",
+    ).collect()
     if pb.height == 0:
         return pl.DataFrame(schema=INCIDENT_SCHEMA)
     prior = float(pb.get_column("is_error").mean() or 0.0)

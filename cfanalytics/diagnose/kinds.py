@@ -161,6 +161,13 @@ def _per_distinct(expr: pl.Expr, build: Callable[[pl.Expr], pl.Expr], *, default
 _BIT_MACRO, _BIT_MISSING, _BIT_AUTH, _BIT_RATE, _BIT_DUPLICATE, _BIT_TIME = (1 << i for i in range(6))
 
 
+def _url_flags(url: pl.Expr) -> pl.Expr:
+    """One UInt8 per postback URL: ``_BIT_MACRO`` (unreplaced macro), ``_BIT_MISSING`` (empty click-id parameter)."""
+    return (
+        _matches(url, _MACRO).cast(pl.UInt8) * _BIT_MACRO + _matches(url, _MISSING_PARAM).cast(pl.UInt8) * _BIT_MISSING
+    ).cast(pl.UInt8)
+
+
 def _message_flags(message: pl.Expr) -> pl.Expr:
     """One UInt8 per message: which message rules of :func:`error_kind` it matches (a ``_BIT_*`` set)."""
     flags = (
@@ -209,8 +216,11 @@ def error_kind(*, is_error: pl.Expr, status_code: pl.Expr, error_message: pl.Exp
     ... ).item()
     'rate_limit'
     """
+    failing = is_error.cast(pl.Boolean, strict=False).fill_null(value=False)
     code = status_code.cast(pl.Int64, strict=False)
     flags = _per_distinct(error_message, _message_flags, default=0, dtype=pl.UInt8)
+    # the URL rules only matter for failing rows: run them on those rows' distinct URLs only
+    url_flags = _per_distinct(pl.when(failing).then(postback_url), _url_flags, default=0, dtype=pl.UInt8)
 
     def said(bit: int) -> pl.Expr:
         return (flags & pl.lit(bit, dtype=pl.UInt8)) != 0
@@ -219,8 +229,8 @@ def error_kind(*, is_error: pl.Expr, status_code: pl.Expr, error_message: pl.Exp
         return code.is_between(low, high).fill_null(value=False)
 
     rules: tuple[tuple[str, pl.Expr], ...] = (
-        ("unreplaced_macro", _matches(postback_url, _MACRO) | said(_BIT_MACRO)),
-        ("missing_click_id", _matches(postback_url, _MISSING_PARAM) | said(_BIT_MISSING)),
+        ("unreplaced_macro", ((url_flags & pl.lit(_BIT_MACRO, dtype=pl.UInt8)) != 0) | said(_BIT_MACRO)),
+        ("missing_click_id", ((url_flags & pl.lit(_BIT_MISSING, dtype=pl.UInt8)) != 0) | said(_BIT_MISSING)),
         ("auth", code.is_in([401, 403]).fill_null(value=False) | said(_BIT_AUTH)),
         ("rate_limit", status(429, 429) | said(_BIT_RATE)),
         ("duplicate", said(_BIT_DUPLICATE)),
@@ -234,12 +244,7 @@ def error_kind(*, is_error: pl.Expr, status_code: pl.Expr, error_message: pl.Exp
     for kind, rule in rest:
         chain = chain.when(rule).then(pl.lit(kind))
     kinds = chain.otherwise(pl.lit("other"))
-    return (
-        pl.when(is_error.cast(pl.Boolean, strict=False).fill_null(value=False))
-        .then(kinds)
-        .otherwise(pl.lit(None, dtype=pl.String))
-        .alias("error_kind")
-    )
+    return pl.when(failing).then(kinds).otherwise(pl.lit(None, dtype=pl.String)).alias("error_kind")
 
 
 # --------------------------------------------------------------------------- signature patterns

@@ -15,8 +15,9 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from cfanalytics.diagnose.errors import postback_summary
+from cfanalytics.diagnose.frames import postbacks
 from cfanalytics.diagnose.gaps import gap_summary
-from cfanalytics.diagnose.incidents import activity_log_until, incidents
+from cfanalytics.diagnose.incidents import activity_log_until, history_filter, incidents
 from cfanalytics.filters import LogFilter
 
 if TYPE_CHECKING:
@@ -36,7 +37,12 @@ def iso(value: datetime | None) -> str | None:
 def diagnose(store: LogStore, where: LogFilter | None = None, *, grace_minutes: float = 0) -> dict[str, Any]:
     """Postback errors, conversion gaps and incidents with their suspected change."""
     flt = where or LogFilter()
-    found = incidents(store, flt)
+    # One enriched postbacks frame serves all sections: incidents read the range extended back by
+    # their baseline; the other sections read the filter's own range of it (time filters are row-wise).
+    history = postbacks(store, history_filter(store, flt)).collect()
+    in_range = LogFilter(start=flt.start, end=flt.end, timezone=flt.timezone)
+    frame = in_range.apply(history.lazy(), "postbacks", timezone=store.timezone).collect()
+    found = incidents(store, flt, frame=history)
     rows: list[dict[str, Any]] = []
     for inc in found.to_dicts():
         change = inc.pop("suspected_change")
@@ -47,13 +53,13 @@ def diagnose(store: LogStore, where: LogFilter | None = None, *, grace_minutes: 
         rows.append(inc)
     until = activity_log_until(store)
     lo, hi = flt.time_bounds(store.timezone)
-    pb = postback_summary(store, flt)
+    pb = postback_summary(store, flt, frame=frame)
     return {
         "window": {"from": iso(lo), "to": iso(hi)},
         "timezone": store.timezone,
         "data_until": pb.pop("last_postback_time"),
         "postbacks": pb,
-        "gaps": gap_summary(store, flt, grace_minutes=grace_minutes),
+        "gaps": gap_summary(store, flt, grace_minutes=grace_minutes, postbacks_frame=frame),
         "incidents": rows,
         "activity_log_until": iso(until),
     }
