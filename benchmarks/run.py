@@ -195,6 +195,8 @@ def _step_name(step: str, engine: str) -> str:
         ("incidents", "kit"): "incidents_kit",
         ("panel", "kit"): "panel_kit",
         ("lookup", "kit"): "lookup_kit",
+        ("maintain", "kit"): "maintain_kit",
+        ("lookup_maintained", "kit"): "lookup_kit",
     }
     return names[(step, engine)]
 
@@ -374,8 +376,11 @@ def bench_size(label: str, visits: int, work: Path, *, kit_timeout: float, skip_
     add(
         measure(label, "panel", "kit", lambda rep: {"store": str(store), "changes": PANEL_CHANGES, "seed": rep}, reps=1)
     )
+    # --- click-id lookup right after the ingests, then maintain (click-id layout), then the lookup again
     ids = manifest.lookup_click_ids[:LOOKUPS]
     add(measure(label, "lookup", "kit", lambda rep: {"store": str(store), "click_ids": ids}, reps=1))
+    add(measure(label, "maintain", "kit", lambda rep: {"store": str(store)}, reps=1))
+    add(measure(label, "lookup_maintained", "kit", lambda rep: {"store": str(store), "click_ids": ids}, reps=1))
     res.notes.extend(_agreement(res))
     return res
 
@@ -495,7 +500,7 @@ def _cell(m: Measurement | None) -> str:
         return f"> {last.wall / 60:.0f} min (stopped)" if last.status == "timeout" else "failed"
     if m.step == "panel":
         return f"{_s(m.info['p50'])} / {_s(m.info['p95'])}"
-    if m.step == "lookup":
+    if m.step in ("lookup", "lookup_maintained"):
         return f"{_s(m.info['p50'])} / {_s(m.info['cold'])}"
     return _s(m.seconds)
 
@@ -507,7 +512,9 @@ STEP_TITLES: Final = {
     "diagnose": "diagnose (error rates, kinds, gaps)",
     "incidents": "incidents",
     "panel": "panel update, 50 filter changes (p50 / p95)",
-    "lookup": "click-id lookup (warm p50 / first)",
+    "lookup": "click-id lookup, before maintain (warm p50 / first)",
+    "maintain": "maintain (sort by click id, compact, vacuum)",
+    "lookup_maintained": "click-id lookup, after maintain (warm p50 / first)",
 }
 
 
@@ -589,11 +596,14 @@ def targets(results: list[SizeResult], imports: dict[str, float]) -> list[str]:
     p = big.get("panel", "kit") if big else None
     p95 = p.info.get("p95") if p and p.ok else None
     row("panel update p95 ≤ 150 ms", label, _s(p95), None if p95 is None else p95 <= 0.150)
-    lk = big.get("lookup", "kit") if big else None
+    # judged on the maintained store (the layout `cfanalytics maintain` gives); older results have only "lookup"
+    after = big.get("lookup_maintained", "kit") if big else None
+    lk = after or (big.get("lookup", "kit") if big else None)
     lv = lk.seconds if lk and lk.ok else None
     cold = lk.info.get("cold") if lk and lk.ok else None
     row(
-        "click-id lookup ≤ 150 ms (warm p50; first lookup in brackets)",
+        "click-id lookup ≤ 150 ms (warm p50; first lookup in brackets), "
+        + ("after `maintain`" if after is not None else "store as ingested (no maintain step measured)"),
         label,
         f"{_s(lv)} ({_s(cold)})" if lv is not None else "not measured",
         None if lv is None else lv <= 0.150,

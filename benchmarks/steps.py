@@ -9,7 +9,7 @@ step in a child of this small process and adds its peak RSS and CPU time
 
 Steps: ``ingest_kit``, ``ingest_duckdb_bare``, ``ingest_duckdb``, ``ingest_pandas``,
 ``diagnose_kit``, ``diagnose_duckdb``, ``diagnose_pandas``, ``incidents_kit``,
-``panel_kit``, ``lookup_kit``.
+``panel_kit``, ``lookup_kit``, ``maintain_kit``.
 """
 
 from __future__ import annotations
@@ -653,18 +653,19 @@ def panel_kit(p: Params) -> Result:
 
 
 def lookup_kit(p: Params) -> Result:
-    """Click-id lookup: the visit and its postbacks, straight from the store (cold first, then warm)."""
-    import polars as pl
+    """Click-id lookup: a click's journey (visit, clicks, conversions, postbacks; the columns the event-logs
+    panel shows) with :func:`cfanalytics.lookup.journey`, straight from the store (cold first, then warm)."""
+    from cfanalytics.lookup import journey
 
     store = _store(p)
     times: list[float] = []
     found = 0
     for cid in p["click_ids"]:
         t0 = time.perf_counter()
-        visit = store.scan("visits").filter(pl.col("click_id") == cid).collect()
-        pbs = store.scan("postbacks").filter(pl.col("click_id") == cid).collect()
+        rows = journey(store, cid)
         times.append(time.perf_counter() - t0)
-        found += int(visit.height == 1 and pbs.height >= 1)
+        steps = rows.get_column("step").to_list()
+        found += int(steps.count("visit") == 1 and "postback" in steps)
     warm = times[1:] or times
     return {
         "seconds": statistics.median(warm),
@@ -673,6 +674,20 @@ def lookup_kit(p: Params) -> Result:
         "p95": _quantile(warm, 0.95),
         "lookups": len(times),
         "found": found,
+        "files": {k: len(store.file_uris(k)) for k in ("visits", "postbacks")},
+    }
+
+
+def maintain_kit(p: Params) -> Result:
+    """``LogStore.maintain``: click-id layout of visits, clicks, conversions and postbacks, compaction, vacuum."""
+    store = _store(p)
+    t0 = time.perf_counter()
+    out = store.maintain()
+    seconds = time.perf_counter() - t0
+    return {
+        "seconds": seconds,
+        "partitions_sorted": sum(int(v.get("sorted", 0)) for v in out.values()),
+        "files_replaced": sum(int(v.get("compacted", 0)) for v in out.values()),
     }
 
 
@@ -697,6 +712,7 @@ STEPS: Final[dict[str, Callable[[Params], Result]]] = {
     "incidents_kit": incidents_kit,
     "panel_kit": panel_kit,
     "lookup_kit": lookup_kit,
+    "maintain_kit": maintain_kit,
 }
 
 

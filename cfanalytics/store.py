@@ -12,6 +12,12 @@ Every ingest writes one Delta commit per (input, kind) whose metadata carries
 the batch id, source, sha256 and counts; :meth:`LogStore.batches` is derived
 from those commits.
 
+Every Parquet file the store writes uses :func:`writer_properties` (row groups
+of at most 64k rows: bounded writer memory, and files whose row-group statistics
+let a reader skip what it does not need). :meth:`LogStore.maintain` lays out the
+tables with a ``click_id`` sorted by it within each date partition, so that a
+click-id lookup reads one row group per partition.
+
 >>> import tempfile, cfanalytics as cf
 >>> store = cf.LogStore(tempfile.mkdtemp() + "/store", timezone="America/New_York")
 >>> store.timezone
@@ -24,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import itertools
 import json
 import os
 import secrets
@@ -58,6 +65,40 @@ QUARANTINE: Final = "quarantine"
 META_PREFIX: Final = "cfanalytics."
 #: How long a writer waits for the lock before giving up (exit code 4); env CFANALYTICS_LOCK_TIMEOUT.
 DEFAULT_LOCK_TIMEOUT: Final = 600.0
+#: Rows per Parquet row group of every file the store writes (see :func:`writer_properties`).
+ROW_GROUP_ROWS: Final = 65_536
+#: Parquet compression of every file the store writes, and its level.
+COMPRESSION: Final = "ZSTD"
+COMPRESSION_LEVEL: Final = 1
+#: Size a data file written by :meth:`LogStore.maintain` grows to before the next one starts.
+TARGET_FILE_BYTES: Final = 100 * 2**20
+#: Tables that :meth:`LogStore.maintain` keeps sorted by ``click_id`` within each date partition.
+CLICK_ID_TABLES: Final = ("visits", "clicks", "conversions", "postbacks")
+#: At most about this many rows of a partition are sorted in memory at once by maintain.
+SORT_SLICE_ROWS: Final = 200_000
+#: Commit-metadata key of maintain's re-sort commits (never a batch: :meth:`LogStore.batches` skips them).
+MAINTAIN_KEY: Final = "cfanalytics.maintain"
+
+
+def writer_properties(*, max_row_group_size: int | None = None) -> Any:
+    """The ``deltalake.WriterProperties`` of every Delta write of the store.
+
+    Row groups of :data:`ROW_GROUP_ROWS` rows (64k) bound the memory of delta-rs's
+    Parquet writers and give readers statistics fine enough to skip row groups;
+    compression is zstd level 1. Pass it to ``write_deltalake``, ``optimize`` and ``delete``.
+
+    >>> from deltalake import write_deltalake                      # doctest: +SKIP
+    >>> write_deltalake(path, data, mode="append", writer_properties=writer_properties())  # doctest: +SKIP
+    >>> writer_properties().max_row_group_size
+    65536
+    """
+    from deltalake import WriterProperties
+
+    return WriterProperties(
+        max_row_group_size=ROW_GROUP_ROWS if max_row_group_size is None else max_row_group_size,
+        compression=COMPRESSION,  # type: ignore[arg-type]
+        compression_level=COMPRESSION_LEVEL,
+    )
 
 
 def _default_lock_timeout() -> float:
@@ -143,8 +184,14 @@ class LogStore:
                     mode="ignore",
                     partition_by=["date"],
                     name=kind,
+                    configuration=_TABLE_CONFIG,
                 )
-            DeltaTable.create(self.table_path(QUARANTINE), arrow_schema(quarantine_schema()), mode="ignore")
+            DeltaTable.create(
+                self.table_path(QUARANTINE),
+                arrow_schema(quarantine_schema()),
+                mode="ignore",
+                configuration=_TABLE_CONFIG,
+            )
             self._write_meta(
                 {
                     "format_version": STORE_FORMAT_VERSION,
@@ -234,7 +281,11 @@ class LogStore:
                 n = self.scan(kind).filter(pl.col("ip").is_in(forms)).select(pl.len()).collect().item()
                 if n:
                     quoted = ", ".join("'" + f.replace("'", "''") + "'" for f in forms)
-                    self.table(kind).delete(f"ip IN ({quoted})")
+                    self.table(kind).delete(
+                        f"ip IN ({quoted})",
+                        writer_properties=writer_properties(),
+                        post_commithook_properties=commit_hooks(),
+                    )
                     counts[kind] = int(n)
             needle = json.dumps(ip)  # the address as a JSON string value inside the raw record
             q = (
@@ -245,7 +296,11 @@ class LogStore:
             )
             if q.height:
                 ids = ", ".join(f"'{i}'" for i in q.get_column("_row_id").to_list())
-                self.table(QUARANTINE).delete(f"_row_id IN ({ids})")
+                self.table(QUARANTINE).delete(
+                    f"_row_id IN ({ids})",
+                    writer_properties=writer_properties(),
+                    post_commithook_properties=commit_hooks(),
+                )
                 counts[QUARANTINE] = q.height
         return counts
 
@@ -441,35 +496,91 @@ class LogStore:
             for kind in (*KINDS, QUARANTINE):
                 n = self.scan(kind).filter(_batch_match(batch_id)).select(pl.len()).collect().item()
                 if n:
-                    self.table(kind).delete(_batch_predicate(batch_id))
+                    self.table(kind).delete(
+                        _batch_predicate(batch_id),
+                        writer_properties=writer_properties(),
+                        post_commithook_properties=commit_hooks(),
+                    )
                     counts[kind] = int(n)
         return counts
 
     def maintain(self, *, retention_hours: int = 168) -> dict[str, Any]:
-        """Compact small files, checkpoint, and vacuum files no version needs, under the lock.
+        """Lay out and compact the tables, checkpoint, and vacuum files no version needs, under the lock.
+
+        Tables with a ``click_id`` (:data:`CLICK_ID_TABLES`) get each date partition
+        that is not laid out yet rewritten sorted by ``click_id`` in row groups of
+        64k rows (:meth:`sort_by_click_id`, one commit per partition, same rows and
+        ``_row_id`` values): a click-id lookup then reads one row group per partition.
+        A partition is left alone when its row groups already hold disjoint
+        click-id ranges and it has at most one small file, so a re-run is cheap.
+        The other tables are compacted. Maintain commits carry no batch id, so
+        :meth:`batches` (the ledger) is unchanged.
 
         Vacuum removes replaced files and files a killed writer left behind (never
         committed) once older than the retention (default 7 days), far longer than
         any ingest, so a running writer's files are never removed. Old scratch
         folders go too.
+
+        >>> import tempfile, cfanalytics as cf
+        >>> cf.LogStore(tempfile.mkdtemp() + "/s").maintain()["visits"]
+        {'compacted': 0, 'sorted': 0, 'vacuumed': 0}
         """
         out: dict[str, Any] = {}
         with self.lock():
             for kind in (*KINDS, QUARANTINE):
+                if kind in CLICK_ID_TABLES:
+                    done = self._sort_by_click_id(kind)
+                    compacted, resorted = sum(done.values()), len(done)
+                else:
+                    compacted = (
+                        self.table(kind)
+                        .optimize.compact(
+                            target_size=TARGET_FILE_BYTES,
+                            writer_properties=writer_properties(),
+                            post_commithook_properties=commit_hooks(),
+                        )
+                        .get("numFilesRemoved", 0)
+                    )
+                    resorted = 0
                 dt = self.table(kind)
-                compacted = dt.optimize.compact()
                 dt.create_checkpoint()
                 removed = dt.vacuum(
-                    retention_hours=retention_hours, dry_run=False, enforce_retention_duration=False, full=True
+                    retention_hours=retention_hours,
+                    dry_run=False,
+                    enforce_retention_duration=False,
+                    full=True,
+                    post_commithook_properties=commit_hooks(),
                 )
-                out[kind] = {"compacted": compacted.get("numFilesRemoved", 0), "vacuumed": len(removed)}
+                out[kind] = {"compacted": compacted, "sorted": resorted, "vacuumed": len(removed)}
             staging = self.path / "_staging"
             if staging.exists():
                 cutoff = time.time() - retention_hours * 3600
                 for entry in staging.iterdir():
-                    if entry.stat().st_mtime < cutoff:
+                    if entry.stat().st_mtime < cutoff and not _live_writer(entry.name):
                         _rmtree(entry)
         return out
+
+    def sort_by_click_id(self, kind: str) -> dict[str, int]:
+        """Rewrite the date partitions of ``kind`` not yet sorted by ``click_id``, under the lock.
+
+        Returns ``{date: files replaced}`` of the partitions rewritten (empty when all
+        were laid out already). :meth:`maintain` does this for every table with a click id.
+
+        >>> import tempfile, cfanalytics as cf
+        >>> cf.LogStore(tempfile.mkdtemp() + "/s").sort_by_click_id("postbacks")
+        {}
+        """
+        if kind not in CLICK_ID_TABLES:
+            raise UsageError(f"{kind!r} has no click_id; use one of {', '.join(CLICK_ID_TABLES)}")
+        with self.lock():
+            return self._sort_by_click_id(kind)
+
+    def _sort_by_click_id(self, kind: str) -> dict[str, int]:
+        """:meth:`sort_by_click_id` for a caller that holds the lock."""
+        done: dict[str, int] = {}
+        for day in _partitions_to_sort(self.table(kind), self.table_path(kind)):
+            done[day] = _rewrite_sorted(self.table(kind), self.table_path(kind), day)
+        return done
 
     def __repr__(self) -> str:
         return f"LogStore({str(self.path)!r}, timezone={self.timezone!r})"
@@ -503,7 +614,246 @@ def _now_iso() -> str:
     return datetime.now(tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def _live_writer(name: str) -> bool:
+    """Whether a scratch folder ``<pid>-<token>`` belongs to a process that is still running (an ingest
+    preparing its input outside the lock); such a folder is never removed."""
+    pid = name.split("-", 1)[0]
+    if not pid.isdigit() or int(pid) == os.getpid():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, owned by someone else
+        return True
+    return True
+
+
 def _rmtree(path: Path) -> None:
     import shutil
 
     shutil.rmtree(path, ignore_errors=True)
+
+
+# ------------------------------------------------------------------ layout by click id
+# The ledger is read from commit metadata: the log's old entries must never be cleaned up.
+_TABLE_CONFIG: Final[dict[str, str | None]] = {"delta.enableExpiredLogCleanup": "false"}
+
+
+def commit_hooks() -> Any:
+    """Post-commit hooks of every commit of the store: never clean up old log files (the ledger lives in them).
+
+    Pass it as ``post_commithook_properties`` to ``write_deltalake``, ``delete`` and ``optimize``.
+    """
+    from deltalake import PostCommitHookProperties
+
+    return PostCommitHookProperties(create_checkpoint=True, cleanup_expired_logs=False)
+
+
+def _partitions_to_sort(dt: Any, root: Path) -> dict[str, int]:
+    """``{date: number of files}`` of the partitions of ``dt`` that are not laid out by ``click_id``.
+
+    A partition is laid out when every row group of its files has at most
+    :data:`ROW_GROUP_ROWS` rows and click-id statistics, the row groups' ``[min, max]``
+    ranges do not overlap (touching ends are fine: an id may span two groups), and
+    at most one of its files is smaller than half of :data:`TARGET_FILE_BYTES`.
+    Only Parquet footers are read (and the click ids of a partition of one row group).
+    """
+    from urllib.parse import unquote
+
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    actions = pl.DataFrame(dt.get_add_actions(flatten=True))
+    if actions.height == 0:
+        return {}
+    files: dict[str, list[tuple[str, int]]] = {}
+    for path, size, day in actions.select("path", "size_bytes", "partition.date").iter_rows():
+        if day is not None:
+            files.setdefault(str(day), []).append((path, int(size)))
+    todo: dict[str, int] = {}
+    for day, parts in sorted(files.items()):
+        small = sum(1 for _, size in parts if size < TARGET_FILE_BYTES // 2)
+        ranges: list[tuple[str, str]] = []
+        ok = small <= 1
+        for path, _ in parts if ok else ():
+            meta = pq.ParquetFile(root / unquote(path)).metadata
+            names = [meta.schema.column(i).name for i in range(meta.num_columns)]
+            if "click_id" not in names:
+                ok = False
+                break
+            col = names.index("click_id")
+            for g in range(meta.num_row_groups):
+                group = meta.row_group(g)
+                stats = group.column(col).statistics
+                if group.num_rows > ROW_GROUP_ROWS or stats is None or not stats.has_min_max:
+                    ok = False
+                    break
+                ranges.append((str(stats.min), str(stats.max)))
+            if not ok:
+                break
+        if ok and len(ranges) == 1 and ranges[0][0] != ranges[0][1]:  # one group: are its rows in order?
+            ids = pq.read_table(root / unquote(parts[0][0]), columns=["click_id"]).column("click_id")
+            ok = pc.all(pc.less_equal(ids[:-1], ids[1:])).as_py() is not False
+        ranges.sort()
+        if not ok or any(prev[1] > nxt[0] for prev, nxt in itertools.pairwise(ranges)):
+            todo[day] = len(parts)
+    return todo
+
+
+def _rewrite_sorted(dt: Any, root: Path, day: str) -> int:
+    """Replace the files of partition ``date = day`` of ``dt`` by the same rows sorted by ``click_id``.
+
+    The partition is read at the table's current version and sorted in click-id
+    ranges of about :data:`SORT_SLICE_ROWS` rows, one range at a time (bounded
+    memory), into new Parquet files of :data:`ROW_GROUP_ROWS`-row groups, in order.
+    One commit removes the old files and adds the new ones (``dataChange`` false, as
+    an ``OPTIMIZE``): readers see all the old rows or all the new ones. The files
+    are written here rather than by ``write_deltalake``, whose parallel plan does not
+    keep the order of a stream. Returns the number of files replaced.
+    """
+    import datetime as _dt
+    import uuid
+    from urllib.parse import unquote
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from deltalake import CommitProperties
+    from deltalake.transaction import AddAction, RemoveAction
+
+    version = dt.version()
+    schema = pa.schema(dt.schema().to_arrow())
+    names = [n for n in schema.names if n != "date"]
+    file_schema = pa.schema([schema.field(n) for n in names])
+    actions = pl.DataFrame(dt.get_add_actions(flatten=True))
+    old = actions.filter(pl.col("partition.date").cast(pl.String) == day).select("path", "size_bytes", "num_records")
+    old_bytes, expected = int(old.get_column("size_bytes").sum()), int(old.get_column("num_records").sum())
+    per_file = max(
+        ROW_GROUP_ROWS, int(TARGET_FILE_BYTES * expected / max(old_bytes, 1)) // ROW_GROUP_ROWS * ROW_GROUP_ROWS
+    )
+    part = pl.scan_delta(str(root), version=version).filter(pl.col("date") == _dt.date.fromisoformat(day))
+    ids = part.select(pl.col("click_id").drop_nulls().sort()).collect().get_column("click_id")
+    cuts = ids.gather_every(SORT_SLICE_ROWS, offset=SORT_SLICE_ROWS).unique(maintain_order=True).to_list()
+    del ids
+    bounds = [None, *cuts, None]
+    cid = pl.col("click_id")
+    folder = f"date={day}"
+    (root / folder).mkdir(parents=True, exist_ok=True)
+    added: list[Any] = []
+    writer: Any = None
+    stats = _FileStats(file_schema)
+    path = ""
+
+    def close() -> None:
+        nonlocal writer
+        if writer is None:
+            return
+        writer.close()
+        full = root / path
+        added.append(AddAction(path, full.stat().st_size, {"date": day}, int(time.time() * 1000), False, stats.json()))
+        writer = None
+
+    def emit(rows: Any) -> None:
+        nonlocal writer, path, stats
+        if writer is None:
+            path = f"{folder}/part-{len(added):05d}-{uuid.uuid4()}-c000.zstd.parquet"
+            writer = pq.ParquetWriter(
+                root / path, file_schema, compression=COMPRESSION.lower(), compression_level=COMPRESSION_LEVEL
+            )
+            stats = _FileStats(file_schema)
+        writer.write_table(rows, row_group_size=ROW_GROUP_ROWS)
+        stats.add(rows)
+        if stats.rows >= per_file:
+            close()
+
+    seen = 0
+    carry = file_schema.empty_table()
+    try:
+        for lo, hi in itertools.pairwise(bounds):
+            within = [c for c in (None if lo is None else cid >= lo, None if hi is None else cid < hi) if c is not None]
+            cond = pl.all_horizontal(within) if within else pl.lit(True)
+            if lo is None:  # null ids (never stored for these kinds, but kept if present) go first
+                cond = cond | cid.is_null()
+            rows = part.filter(cond).sort(["click_id", "_row_id"], nulls_last=False).select(names).collect()
+            seen += rows.height
+            carry = pa.concat_tables([carry, rows.to_arrow().cast(file_schema)])
+            del rows
+            while carry.num_rows >= ROW_GROUP_ROWS:  # whole row groups only, so that groups never straddle ranges
+                emit(carry.slice(0, ROW_GROUP_ROWS))
+                carry = carry.slice(ROW_GROUP_ROWS)
+        if carry.num_rows:
+            emit(carry)
+        close()
+        if seen != expected:  # never commit a partition that lost or doubled rows
+            raise StoreError(f"{root.name}: re-sort of date={day} read {seen} rows, not {expected}")
+        now = int(time.time() * 1000)
+        removes = [RemoveAction(p, False, now, int(size), {"date": day}) for p, size, _ in old.iter_rows()]
+        dt.create_write_transaction(
+            [*removes, *added],
+            mode="append",
+            schema=dt.schema(),
+            partition_by=["date"],
+            commit_properties=CommitProperties(custom_metadata={MAINTAIN_KEY: "sort_by_click_id", "date": day}),
+            post_commithook_properties=commit_hooks(),
+        )
+    except BaseException:
+        if writer is not None:
+            writer.close()
+        for a in added:  # never committed: remove now rather than leave them to vacuum
+            (root / unquote(a.path)).unlink(missing_ok=True)
+        if path:
+            (root / path).unlink(missing_ok=True)
+        raise
+    return old.height
+
+
+class _FileStats:
+    """Delta ``stats`` of a file being written: row count, null counts, and min/max where exact and cheap.
+
+    Min/max are kept for strings (up to 64 characters, like delta-rs), integers and
+    booleans; other types get none, which readers treat as unknown.
+    """
+
+    def __init__(self, schema: Any) -> None:
+        import pyarrow as pa
+
+        self.rows = 0
+        self.nulls: dict[str, int] = {f.name: 0 for f in schema}
+        self.mins: dict[str, Any] = {}
+        self.maxs: dict[str, Any] = {}
+        self.ranged = [
+            f.name
+            for f in schema
+            if pa.types.is_string(f.type)
+            or pa.types.is_large_string(f.type)
+            or pa.types.is_integer(f.type)
+            or pa.types.is_boolean(f.type)
+        ]
+        self.long: set[str] = set()
+
+    def add(self, table: Any) -> None:
+        import pyarrow.compute as pc
+
+        self.rows += table.num_rows
+        for name in self.nulls:
+            self.nulls[name] += table.column(name).null_count
+        for name in self.ranged:
+            mm = pc.min_max(table.column(name)).as_py()
+            lo, hi = mm["min"], mm["max"]
+            if lo is None:
+                continue
+            if isinstance(lo, str) and (len(lo) > 64 or len(hi) > 64):
+                self.long.add(name)
+            self.mins[name] = lo if name not in self.mins else min(self.mins[name], lo)
+            self.maxs[name] = hi if name not in self.maxs else max(self.maxs[name], hi)
+
+    def json(self) -> str:
+        keep = [n for n in self.mins if n not in self.long]
+        return json.dumps(
+            {
+                "numRecords": self.rows,
+                "minValues": {n: self.mins[n] for n in keep},
+                "maxValues": {n: self.maxs[n] for n in keep},
+                "nullCount": self.nulls,
+            }
+        )

@@ -27,9 +27,10 @@ import polars as pl
 from cfanalytics.charts import safe_text, volume_over_time
 from cfanalytics.diagnose.frames import click_attribution
 from cfanalytics.filters import LogFilter
+from cfanalytics.lookup import JOURNEY_COLUMNS, journey
 from cfanalytics.panels._base import Panel
 from cfanalytics.redaction import mask_ip_expr
-from cfanalytics.schemas import EVENT_KINDS, EVENT_TYPE_OF_KIND, MAIN_TIME
+from cfanalytics.schemas import EVENT_KINDS, EVENT_TYPE_OF_KIND
 from cfanalytics.store import LogStore
 
 if TYPE_CHECKING:
@@ -84,36 +85,6 @@ TABLE_COLUMNS: Final = (
     "browser",
     "ip",
     "is_filtered",
-)
-#: A click's journey: steps in the order they happen when times tie.
-JOURNEY_STEPS: Final = (
-    ("visits", "visit"),
-    ("clicks", "click"),
-    ("conversions", "conversion"),
-    ("postbacks", "postback"),
-)
-JOURNEY_COLUMNS: Final = (
-    "time",
-    "step",
-    "outcome",
-    "campaign_id",
-    "traffic_source_id",
-    "landing_id",
-    "offer_id",
-    "cta",
-    "ct",
-    "payout",
-    "txid",
-    "status",
-    "postback_id",
-    "integration_id",
-    "status_code",
-    "error_message",
-    "postback_url",
-    "external_id",
-    "country",
-    "device_type",
-    "ip",
 )
 #: Ranges longer than this are bucketed by day in the volume chart, shorter ones by hour.
 HOURLY_UP_TO: Final = timedelta(days=7)
@@ -269,35 +240,15 @@ class EventLogsPanel(Panel):
             self.show_journey(str(click_id))
 
     def show_journey(self, click_id: str) -> pl.DataFrame:
-        """Read one click's visit, clicks, conversions and postbacks (any date) and show them in time order."""
+        """Read one click's visit, clicks, conversions and postbacks (any date) and show them in time order.
+
+        The lookup (:func:`cfanalytics.lookup.journey`) reads only the journey's
+        columns and skips row groups by their click-id statistics.
+        """
         self.journey_queries += 1
-        parts = []
-        for order, (kind, step) in enumerate(JOURNEY_STEPS):
-            lf = self.reader.scan(kind).filter(pl.col("click_id") == click_id)
-            present = lf.collect_schema().names()
-            keep = [c for c in (*JOURNEY_COLUMNS, "is_error") if c in present and c not in ("time", "step", "outcome")]
-            parts.append(
-                lf.select(
-                    pl.col(MAIN_TIME[kind]).alias("time"),
-                    pl.lit(step).alias("step"),
-                    pl.lit(order).alias("_order"),
-                    *keep,
-                )
-            )
-        frame = pl.concat(parts, how="diagonal_relaxed").collect()
-        if "is_error" not in frame.columns:
-            frame = frame.with_columns(pl.lit(None, pl.Boolean).alias("is_error"))
-        frame = frame.with_columns(
-            pl.when(pl.col("step") != "postback")
-            .then(pl.lit(None, pl.String))
-            .when(pl.col("is_error"))
-            .then(pl.lit("failed"))
-            .otherwise(pl.lit("accepted"))
-            .alias("outcome")
-        )
+        frame = journey(self.reader, click_id)
         if "ip" in frame.columns and getattr(self.store, "mask_ips", True):
             frame = frame.with_columns(mask_ip_expr(pl.col("ip")).alias("ip"))
-        frame = frame.sort(["time", "_order"], nulls_last=True, maintain_order=True)
         self.journey = frame.select([c for c in JOURNEY_COLUMNS if c in frame.columns])
         self.journey_click = click_id
         self.journey_title.value = f"<h4>Journey of click <code>{safe_text(click_id)}</code></h4>"

@@ -1,0 +1,123 @@
+"""One click's journey: its visit, clicks, conversions and the postbacks fired for it, read by click id.
+
+The lookup reads only the columns a journey shows, and filters each table with a
+plain ``click_id == X`` predicate that Polars pushes into ``scan_delta``: files and
+row groups whose click-id statistics cannot hold the id are skipped. After
+:meth:`LogStore.maintain <cfanalytics.store.LogStore.maintain>` has sorted the
+tables by click id (64k-row row groups), that is about one row group per date
+partition instead of every row of every file.
+
+>>> import tempfile, cfanalytics as cf
+>>> from cfanalytics.lookup import journey
+>>> store = cf.LogStore(tempfile.mkdtemp() + "/s", timezone="UTC")
+>>> journey(store, "6f1d0c9e-2b1a-4c55-9d2e-0a1b2c3d4e5f").columns[:4]
+['time', 'step', 'outcome', 'campaign_id']
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final, Protocol
+
+import polars as pl
+
+from cfanalytics.schemas import MAIN_TIME, polars_schema
+
+#: A click's journey: the tables read and the step each is shown as, in the order they happen when times tie.
+JOURNEY_STEPS: Final = (
+    ("visits", "visit"),
+    ("clicks", "click"),
+    ("conversions", "conversion"),
+    ("postbacks", "postback"),
+)
+#: Columns of a journey, in order (those no table holds are left out).
+JOURNEY_COLUMNS: Final = (
+    "time",
+    "step",
+    "outcome",
+    "campaign_id",
+    "traffic_source_id",
+    "landing_id",
+    "offer_id",
+    "cta",
+    "ct",
+    "payout",
+    "txid",
+    "status",
+    "postback_id",
+    "integration_id",
+    "status_code",
+    "error_message",
+    "postback_url",
+    "external_id",
+    "country",
+    "device_type",
+    "ip",
+)
+_DERIVED: Final = ("time", "step", "outcome")
+
+
+class _Scans(Protocol):
+    def scan(self, kind: str) -> pl.LazyFrame: ...
+
+
+def click_rows(store: _Scans, kind: str, click_id: str, columns: Any = None) -> pl.LazyFrame:
+    """The rows of ``kind`` with this click id, only ``columns`` (those the table has; default all).
+
+    The filter is a plain equality on ``click_id`` so that the scan skips files and
+    row groups by their statistics.
+
+    >>> import tempfile, cfanalytics as cf
+    >>> store = cf.LogStore(tempfile.mkdtemp() + "/s", timezone="UTC")
+    >>> click_rows(store, "postbacks", "x", ["postback_id", "nope"]).collect().columns
+    ['postback_id']
+    """
+    lf = store.scan(kind).filter(pl.col("click_id") == click_id)
+    if columns is not None:
+        wanted = list(dict.fromkeys(columns))
+        # every canonical column is in the table (created with its full schema): no need to read the schema
+        known = polars_schema(kind)
+        present = known if all(c in known for c in wanted) else lf.collect_schema()
+        lf = lf.select([c for c in wanted if c in present])
+    return lf
+
+
+def journey(store: _Scans, click_id: str) -> pl.DataFrame:
+    """One click's visit, clicks, conversions and postbacks (any date), in time order.
+
+    Columns: :data:`JOURNEY_COLUMNS` that the tables hold, ``time`` being each
+    table's main time, ``step`` visit/click/conversion/postback and ``outcome``
+    failed/accepted for postbacks (else null). IP addresses are as stored; mask them
+    for display (:func:`cfanalytics.redaction.mask_ip_expr`).
+
+    >>> import tempfile, cfanalytics as cf
+    >>> store = cf.LogStore(tempfile.mkdtemp() + "/s", timezone="UTC")
+    >>> journey(store, "no-such-click").height
+    0
+    """
+    parts = []
+    for order, (kind, step) in enumerate(JOURNEY_STEPS):
+        time_col = MAIN_TIME[kind]
+        known = polars_schema(kind)  # the journey's columns are canonical: every table holds those of its kind
+        keep = [c for c in (*JOURNEY_COLUMNS, "is_error") if c in known and c not in _DERIVED]
+        lf = click_rows(store, kind, click_id, [time_col, *keep])
+        parts.append(
+            lf.select(
+                pl.col(time_col).alias("time"),
+                pl.lit(step).alias("step"),
+                pl.lit(order).alias("_order"),
+                *keep,
+            )
+        )
+    frame = pl.concat(parts, how="diagonal_relaxed").collect()
+    if "is_error" not in frame.columns:
+        frame = frame.with_columns(pl.lit(None, pl.Boolean).alias("is_error"))
+    frame = frame.with_columns(
+        pl.when(pl.col("step") != "postback")
+        .then(pl.lit(None, pl.String))
+        .when(pl.col("is_error"))
+        .then(pl.lit("failed"))
+        .otherwise(pl.lit("accepted"))
+        .alias("outcome")
+    )
+    frame = frame.sort(["time", "_order"], nulls_last=True, maintain_order=True)
+    return frame.select([c for c in JOURNEY_COLUMNS if c in frame.columns])
