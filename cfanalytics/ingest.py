@@ -55,6 +55,7 @@ if TYPE_CHECKING:
     from cfanalytics.store import LogStore
 
 _STATUS_NEW, _STATUS_ALREADY, _STATUS_CONFLICT = 0, 1, 2
+_SCRATCH_COMPRESSION = "lz4"  # scratch is written once and read once or twice: fast beats small
 
 
 @dataclass
@@ -223,6 +224,7 @@ class _KindPart:
     present: tuple[str, ...] = ()
     quarantine: list[pl.DataFrame] = field(default_factory=list)
     extras: list[str] = field(default_factory=list)
+    filled_extras: set[str] = field(default_factory=set)  # extras holding a value in some row
 
 
 @dataclass
@@ -293,9 +295,14 @@ def _prepare(
                     part.extras = [
                         c for c in rows.columns if c not in polars_schema(k) and c not in ("_record", "_raw_record")
                     ]
-                    writers[k] = pq.ParquetWriter(part.scratch, rows.to_arrow().schema)
+                    writers[k] = pq.ParquetWriter(
+                        part.scratch, rows.to_arrow().schema, compression=_SCRATCH_COMPRESSION
+                    )
                 writers[k].write_table(rows.select(list(schemas[k])).cast(dict(schemas[k])).to_arrow())
                 part.rows += rows.height
+                if unfilled := [c for c in part.extras if c not in part.filled_extras]:
+                    have = rows.select(pl.col(unfilled).is_not_null().any()).row(0, named=True)
+                    part.filled_extras.update(c for c, v in have.items() if v)
             if bar is not None:
                 bar.update(batch.num_rows + len(problems))
     except CfError:
@@ -307,6 +314,7 @@ def _prepare(
             w.close()
         if bar is not None:
             bar.close()
+    raw.sha256  # noqa: B018 - wait for the input's digest now: a file changed while read fails before the lock
     for part in parts.values():
         if part.rows:
             part.final = staging / f"{part.kind}.2.parquet"
@@ -341,9 +349,7 @@ def _first_identity(rows: pl.DataFrame, kind: str, derived_postback_id: bool, pr
     if keyed or kind == "activity":
         content_cols = [c for c in column_names(kind) if c in rows.columns and not c.endswith("_name")]
         out = out.with_columns(content_hash(rows, content_cols).alias(CONTENT_HASH_COLUMN))
-    if not keyed or derived_postback_id:
-        out = out.drop("_raw_record")
-    return out
+    return out.drop("_raw_record", strict=False)  # raw text is fetched again for the few rows quarantined later
 
 
 def _assign_ordinals(part: _KindPart, derived_postback_id: bool) -> None:
@@ -445,7 +451,7 @@ def _conflicts_to_quarantine(df: pl.DataFrame, part: _KindPart, key: str, *, in_
                         pl.lit(f"' seen {where} with other content; first kept"),
                     ]
                 ).alias("detail"),
-                pl.col("_raw_record").alias("raw"),
+                pl.lit(None, STR).alias("raw"),  # filled from the input at commit (see _fill_raw)
                 pl.lit(part.kind).alias("kind"),
             )
         )
@@ -463,7 +469,7 @@ def _commit(store: LogStore, prepared: _Prepared) -> list[BatchResult]:
             res = BatchResult(batch_id, prepared.raw.name, kind, sha256=prepared.raw.sha256)
             if part.final is not None:
                 _write_kind(store, prepared, part, res)
-            q = _quarantine_rows(part.quarantine, prepared, batch_id)
+            q = _quarantine_rows(_fill_raw(prepared.raw, part.quarantine), prepared, batch_id)
             quarantine.append(q)
             res.quarantined = q.height
             res.quarantined_by_reason = _reason_counts(q)
@@ -479,17 +485,39 @@ def _commit(store: LogStore, prepared: _Prepared) -> list[BatchResult]:
     return results
 
 
-def _write_kind(store: LogStore, prepared: _Prepared, part: _KindPart, res: BatchResult) -> None:
-    from deltalake import CommitProperties, write_deltalake
+def _key_halves(column: str, prefix: str) -> list[pl.Expr]:
+    """A 32-hex-digit hash as two ``UInt64`` columns: a compact, exact join key."""
+    return [
+        pl.col(column).str.slice(0, 16).str.to_integer(base=16, dtype=pl.UInt64).alias(f"{prefix}hi"),
+        pl.col(column).str.slice(16, 16).str.to_integer(base=16, dtype=pl.UInt64).alias(f"{prefix}lo"),
+    ]
 
+
+def _write_kind(store: LogStore, prepared: _Prepared, part: _KindPart, res: BatchResult) -> None:
+    """Dedupe the part against the store on compact keys, then stream its new rows into one commit.
+
+    Only ``_row_id`` (and, for keyed kinds, ``_content_hash``) of both sides take
+    part in the join, as pairs of ``UInt64``; the rows themselves stream from the
+    scratch file straight into ``write_deltalake``. Rows found in the store are
+    counted (identical) or quarantined as ``conflicting_key`` (other content).
+    """
     assert part.final is not None
     kind = part.kind
-    hit_cols = [pl.lit(True).alias("__hit")]
+    key = KEY_COLUMN.get(kind, "activity_id")
+    flag_cols = flags(kind)
+    final = _final_frame(part)
+    stored_cols = [*_key_halves("_row_id", "__k"), pl.lit(True).alias("__hit")]
     if part.keyed:
-        hit_cols.append(pl.col(CONTENT_HASH_COLUMN).alias("__stored_hash"))
-    stored = store.scan(kind).select("_row_id", *hit_cols)
-    joined_path = part.final.with_suffix(".3.parquet")
-    lf = _final_frame(part).join(stored, on="_row_id", how="left")
+        stored_cols.append(pl.col(CONTENT_HASH_COLUMN).alias("__stored_hash"))
+    stored = store.scan(kind).select(stored_cols)
+    mine = final.select(
+        *_key_halves("_row_id", "__k"),
+        "_status",
+        "_record",
+        *flag_cols,
+        *((CONTENT_HASH_COLUMN, key) if part.keyed else ()),
+    )
+    joined = mine.join(stored, on=["__khi", "__klo"], how="left")
     hit = pl.col("__hit").fill_null(False)
     conflict = hit & (pl.col("__stored_hash") != pl.col(CONTENT_HASH_COLUMN)) if part.keyed else pl.lit(False)
     status = (
@@ -501,61 +529,83 @@ def _write_kind(store: LogStore, prepared: _Prepared, part: _KindPart, res: Batc
         .then(pl.lit(_STATUS_ALREADY, pl.Int8))
         .otherwise(pl.lit(_STATUS_NEW, pl.Int8))
     )
-    lf.with_columns(status.alias("_status")).sink_parquet(joined_path)
-    key = KEY_COLUMN.get(kind, "activity_id")
-    flag_cols = flags(kind)
-    counts = (
-        pl.scan_parquet(joined_path)
-        .select(
-            (pl.col("_status") == _STATUS_NEW).sum().alias("new"),
-            (pl.col("_status") == _STATUS_ALREADY).sum().alias("already"),
-            (pl.col("_status") == _STATUS_NEW).and_(pl.any_horizontal(flag_cols)).sum().alias("flagged"),
-            *((pl.col("_status") == _STATUS_NEW).and_(pl.col(f)).sum().alias(f) for f in flag_cols),
-        )
-        .collect()
-        .row(0, named=True)
+    joined = joined.with_columns(status.alias("__final"))
+    is_new = pl.col("__final") == _STATUS_NEW
+    counts_q = joined.select(
+        is_new.sum().alias("new"),
+        (pl.col("__final") == _STATUS_ALREADY).sum().alias("already"),
+        (pl.col("_status") == _STATUS_NEW).and_(hit).sum().alias("hits"),
+        is_new.and_(pl.any_horizontal(flag_cols)).sum().alias("flagged"),
+        *(is_new.and_(pl.col(f)).sum().alias(f) for f in flag_cols),
     )
-    if part.keyed:
-        conflicts = pl.scan_parquet(joined_path).filter(pl.col("_status") == _STATUS_CONFLICT).collect()
-        if conflicts.height:
-            _conflicts_to_quarantine(conflicts, part, key, in_store=True)
+    conflicts_q = joined.filter(pl.col("__final") == _STATUS_CONFLICT).select(
+        "_record", pl.col(key) if part.keyed else pl.lit(None, STR).alias(key)
+    )
+    counts_df, conflicts = pl.collect_all([counts_q, conflicts_q])
+    counts = counts_df.row(0, named=True)
+    if conflicts.height:
+        conflicts = conflicts.with_columns(pl.lit(_STATUS_CONFLICT, pl.Int8).alias("_status"))
+        _conflicts_to_quarantine(conflicts, part, key, in_store=True)
     res.rows_stored = int(counts["new"])
     res.already_stored = int(counts["already"])
     res.flagged = int(counts["flagged"])
     res.flagged_by_flag = {f: int(counts[f]) for f in flag_cols if counts[f]}
     if res.rows_stored == 0:
         return
-    table_schema = dict(polars_schema(kind))
-    filled = (
-        pl.scan_parquet(joined_path).select(pl.col(part.extras).is_not_null().any()).collect() if part.extras else None
+    # Keys of rows the store holds already (none on a first ingest): filtered out while streaming.
+    stored_hits = (
+        joined.filter(hit & (pl.col("_status") == _STATUS_NEW)).select("__khi", "__klo").collect()
+        if counts["hits"]
+        else None
     )
-    extras = [c for c in part.extras if filled is not None and filled.get_column(c).item()]
+    _append_new_rows(store, prepared, part, res, stored_hits)
+
+
+def _append_new_rows(
+    store: LogStore, prepared: _Prepared, part: _KindPart, res: BatchResult, stored_hits: pl.DataFrame | None
+) -> None:
+    """Stream the part's new rows from scratch into one Delta commit carrying the batch metadata."""
+    from deltalake import CommitProperties, write_deltalake
+
+    from cfanalytics.store import commit_hooks, writer_properties
+
+    assert part.final is not None
+    kind = part.kind
+    table_schema = dict(polars_schema(kind))
+    extras = [c for c in part.extras if c in part.filled_extras]
     out_cols = [*table_schema, *extras]
+    quarantined = _pending_quarantine(part)
     metadata = {
         f"{META_PREFIX}batch_id": res.batch_id,
         f"{META_PREFIX}kind": kind,
         f"{META_PREFIX}source": prepared.raw.name,
         f"{META_PREFIX}sha256": prepared.raw.sha256,
-        f"{META_PREFIX}rows_read": str(res.rows_stored + res.already_stored + _pending_quarantine(part)),
+        f"{META_PREFIX}rows_read": str(res.rows_stored + res.already_stored + quarantined),
         f"{META_PREFIX}rows_stored": str(res.rows_stored),
         f"{META_PREFIX}already_stored": str(res.already_stored),
-        f"{META_PREFIX}quarantined": str(_pending_quarantine(part)),
+        f"{META_PREFIX}quarantined": str(quarantined),
         f"{META_PREFIX}flagged": str(res.flagged),
     }
     target = {**table_schema, **dict.fromkeys(extras, STR)}
     schema = arrow_schema(target)
     model = pandera_model(kind)
+    select = [pl.col(c).cast(target[c]) if c != "_batch_id" else pl.lit(res.batch_id, STR).alias(c) for c in out_cols]
 
     def batches() -> Iterator[pa.RecordBatch]:
-        for rb in pq.ParquetFile(joined_path).iter_batches(batch_size=65_536):
+        for rb in pq.ParquetFile(part.final).iter_batches(batch_size=65_536):
             df = pl.from_arrow(rb)
             assert isinstance(df, pl.DataFrame)
-            df = df.filter(pl.col("_status") == _STATUS_NEW)
+            if "_status" in df.columns:
+                df = df.filter(pl.col("_status") == _STATUS_NEW)
+            if stored_hits is not None and df.height:
+                df = df.with_columns(_key_halves("_row_id", "__k")).join(stored_hits, on=["__khi", "__klo"], how="anti")
             if df.height == 0:
                 continue
-            df = df.with_columns(pl.lit(res.batch_id).alias("_batch_id"))
             df = df.select(
-                [pl.col(c).cast(target[c]) if c in df.columns else pl.lit(None, target[c]).alias(c) for c in out_cols]
+                [
+                    e if c in df.columns or c == "_batch_id" else pl.lit(None, target[c]).alias(c)
+                    for c, e in zip(out_cols, select, strict=True)
+                ]
             )
             model.validate(df)  # the contract of stored rows (SPEC §2); a failure here is a bug, not bad input
             yield from df.to_arrow().cast(schema).to_batches()
@@ -567,8 +617,40 @@ def _write_kind(store: LogStore, prepared: _Prepared, part: _KindPart, res: Batc
         mode="append",
         schema_mode="merge",
         partition_by=["date"],
+        writer_properties=writer_properties(),
         commit_properties=CommitProperties(custom_metadata=metadata),
+        post_commithook_properties=commit_hooks(),
     )
+
+
+def _fill_raw(raw: RawInput, frames: list[pl.DataFrame]) -> list[pl.DataFrame]:
+    """Give quarantined rows without raw text (``conflicting_key``) their raw record, read again from the input.
+
+    Stored-to-be rows carry no copy of their raw record (it would double the
+    scratch); the few that turn out to conflict are looked up by record number.
+    """
+    from cfanalytics.normalize import raw_records
+
+    missing = {r for f in frames if f.height for r in f.filter(pl.col("raw").is_null()).get_column("_record").to_list()}
+    if not missing:
+        return frames
+    found: dict[int, str] = {}
+    for batch, _problems in raw.batches():
+        found.update(raw_records(batch, missing))
+        if len(found) == len(missing):
+            break
+    lookup = pl.DataFrame(
+        {"_record": list(found), "__raw": list(found.values())}, schema={"_record": pl.Int64, "__raw": STR}
+    )
+    return [
+        f.with_columns(pl.col("_record").cast(pl.Int64))
+        .join(lookup, on="_record", how="left", maintain_order="left")
+        .with_columns(pl.coalesce("raw", "__raw").alias("raw"))
+        .drop("__raw")
+        if f.height
+        else f
+        for f in frames
+    ]
 
 
 def _pending_quarantine(part: _KindPart) -> int:
@@ -578,6 +660,8 @@ def _pending_quarantine(part: _KindPart) -> int:
 def _write_quarantine(store: LogStore, prepared: _Prepared, q: pl.DataFrame | None) -> None:
     """Append quarantined records not stored before (a re-run writes nothing twice)."""
     from deltalake import CommitProperties, write_deltalake
+
+    from cfanalytics.store import commit_hooks, writer_properties
 
     if q is None or q.height == 0:
         return
@@ -599,7 +683,9 @@ def _write_quarantine(store: LogStore, prepared: _Prepared, q: pl.DataFrame | No
         store.table_path(QUARANTINE),
         new.select(list(quarantine_schema())).to_arrow().cast(arrow_schema(quarantine_schema())),
         mode="append",
+        writer_properties=writer_properties(),
         commit_properties=CommitProperties(custom_metadata=metadata),
+        post_commithook_properties=commit_hooks(),
     )
 
 

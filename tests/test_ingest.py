@@ -326,6 +326,17 @@ def test_every_outcome_class_with_its_reason_code(store, tmp_path):
     ]
     assert q.get_column("detail").to_list()[0] == "is_error (Is Error): cannot parse 'maybe'"
     assert json.loads(q.get_column("raw").to_list()[0])["Postback ID"] == "p5"
+    # The conflicting repeat keeps its own raw record (read again from the input at commit).
+    assert json.loads(q.filter(pl.col("reason") == "conflicting_key").get_column("raw").item()) == {
+        "Postback ID": "p1",
+        "Click ID": A,
+        "Postback Time": "2026-11-20 10:00:00",
+        "Is Error": "1",
+        "Error Message": "changed",
+        "Status Code": "500",
+        "Postback URL": "u",
+        "Custom Conversion (ct)": "sale",
+    }
     assert set(q.get_column("source").to_list()) == {str(tmp_path / "pb.csv")}
 
 
@@ -342,6 +353,9 @@ def test_conflicting_key_against_the_store(store, tmp_path):
     assert (b.rows_stored, b.already_stored, b.quarantined) == (1, 0, 1)
     assert b.quarantined_by_reason == {"conflicting_key": 1}
     assert store.scan("visits").filter(pl.col("click_id") == A).collect().get_column("campaign_id").to_list() == ["k1"]
+    (q,) = store.quarantine().select("record", "raw").rows()
+    assert q[0] == 2  # the first data record (the header is record 1)
+    assert json.loads(q[1]) == {"Click ID": A, "Visit Time": "2026-11-20 10:00:00", "Campaign ID": "k2"}
 
 
 def test_two_identical_conversions_in_one_file_are_both_kept(store):
@@ -467,3 +481,17 @@ def test_ips_stored_masked_or_hashed_and_forgotten(tmp_path):
     ingest(raw, path, bad)
     assert raw.forget_ip("198.51.100.4") == {"visits": 1, "quarantine": 1}
     assert raw.counts()["visits"] == 2
+
+
+def test_an_event_row_with_a_null_event_type_is_quarantined_not_lost(store, tmp_path):
+    rows = [
+        {"Event Type": "visit", "Click ID": A, "Visit Time": "2026-11-20 10:00:00", "Campaign ID": "k1"},
+        {"Event Type": None, "Click ID": B, "Visit Time": "2026-11-20 10:01:00", "Campaign ID": "k1"},
+    ]
+    path = write(tmp_path / "events.ndjson", "\n".join(json.dumps(r) for r in rows) + "\n")
+    r = ingest(store, path)
+    totals = r.totals()
+    assert (totals["rows_read"], totals["rows_stored"], totals["quarantined"]) == (2, 1, 1)
+    (q,) = store.quarantine().select("record", "reason", "raw").rows()
+    assert q[:2] == (2, "unknown_event_type")
+    assert json.loads(q[2]) == rows[1]
