@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 import polars as pl
 import pyarrow as pa
-import pyarrow.parquet as pq
+import pyarrow.compute as pc
 
 from cfanalytics.columns import Resolution, parse_map, resolve
 from cfanalytics.errors import CfError, InputError
@@ -55,7 +55,34 @@ if TYPE_CHECKING:
     from cfanalytics.store import LogStore
 
 _STATUS_NEW, _STATUS_ALREADY, _STATUS_CONFLICT = 0, 1, 2
-_SCRATCH_COMPRESSION = "lz4"  # scratch is written once and read once or twice: fast beats small
+
+
+class _ScratchWriter:
+    """Appends record batches to an Arrow IPC scratch file (lz4): written once, read once or twice.
+
+    Arrow IPC costs about a third of Parquet to write and read back, and lz4 keeps
+    the file at about two thirds of the input's size.
+    """
+
+    def __init__(self, path: Path, schema: pa.Schema) -> None:
+        self._sink = pa.OSFile(str(path), "wb")
+        self._writer = pa.ipc.new_file(self._sink, schema, options=pa.ipc.IpcWriteOptions(compression="lz4"))
+        self.schema = schema
+
+    def write_table(self, table: pa.Table) -> None:
+        self._writer.write_table(table)
+
+    def close(self) -> None:
+        self._writer.close()
+        self._sink.close()
+
+
+def _scratch_batches(path: Path) -> Iterator[pa.RecordBatch]:
+    """The record batches of a scratch file, in order."""
+    with pa.OSFile(str(path), "rb") as source:  # read, not mapped: batches outlive the file handle
+        reader = pa.ipc.open_file(source)
+        for i in range(reader.num_record_batches):
+            yield reader.get_batch(i)
 
 
 @dataclass
@@ -261,20 +288,20 @@ def _prepare(
         res, timezone=tz, source=raw.name, delimiter=raw.delimiter, only_kind=only_kind, ip_mode=ip[0], ip_salt=ip[1]
     )
     parts: dict[str, _KindPart] = {}
-    writers: dict[str, pq.ParquetWriter] = {}
+    writers: dict[str, _ScratchWriter] = {}
     schemas: dict[str, pl.Schema] = {}
     kindless: list[pl.DataFrame] = []
     default_kind = res.kind if res.kind != "events" else None
     present = tuple(res.canonical.values())
     bar = _progress_bar(raw, progress)
     try:
-        for batch, problems in raw.batches():
+        for batch, problems in _prefetch(raw.batches()):
             if problems:
                 q = _problem_frame(problems, default_kind)
                 if default_kind is None:
                     kindless.append(q)
                 else:
-                    parts.setdefault(default_kind, _KindPart(default_kind, staging / f"{default_kind}.1.parquet"))
+                    parts.setdefault(default_kind, _KindPart(default_kind, staging / f"{default_kind}.1.arrow"))
                     parts[default_kind].quarantine.append(q)
             for k, out in normalizer.normalize(batch).items():
                 if k == "events":
@@ -282,7 +309,7 @@ def _prepare(
                     continue
                 if out.rows.height == 0 and out.quarantine.height == 0:
                     continue
-                part = parts.setdefault(k, _KindPart(k, staging / f"{k}.1.parquet"))
+                part = parts.setdefault(k, _KindPart(k, staging / f"{k}.1.arrow"))
                 if out.quarantine.height:
                     part.quarantine.append(out.quarantine)
                 rows = _first_identity(out.rows, k, normalizer.derived_postback_id, present)
@@ -295,9 +322,7 @@ def _prepare(
                     part.extras = [
                         c for c in rows.columns if c not in polars_schema(k) and c not in ("_record", "_raw_record")
                     ]
-                    writers[k] = pq.ParquetWriter(
-                        part.scratch, rows.to_arrow().schema, compression=_SCRATCH_COMPRESSION
-                    )
+                    writers[k] = _ScratchWriter(part.scratch, rows.to_arrow().schema)
                 writers[k].write_table(rows.select(list(schemas[k])).cast(dict(schemas[k])).to_arrow())
                 part.rows += rows.height
                 if unfilled := [c for c in part.extras if c not in part.filled_extras]:
@@ -317,7 +342,7 @@ def _prepare(
     raw.sha256  # noqa: B018 - wait for the input's digest now: a file changed while read fails before the lock
     for part in parts.values():
         if part.rows:
-            part.final = staging / f"{part.kind}.2.parquet"
+            part.final = staging / f"{part.kind}.2.arrow"
             _assign_ordinals(part, normalizer.derived_postback_id)
     if kindless and len(parts) == 1:
         # An event-log export holding one kind (say, conversions): its stray rows count there.
@@ -356,7 +381,7 @@ def _assign_ordinals(part: _KindPart, derived_postback_id: bool) -> None:
     """Pass 2: ordinals for repeated identities; first-kept rule for keyed kinds."""
     assert part.final is not None
     repeated = set(
-        pl.scan_parquet(part.scratch)
+        pl.scan_ipc(part.scratch)
         .group_by("_row_id")
         .len()
         .filter(pl.col("len") > 1)
@@ -369,10 +394,10 @@ def _assign_ordinals(part: _KindPart, derived_postback_id: bool) -> None:
         part.final = part.scratch
         return
     seen: dict[str, Any] = {}
-    writer: pq.ParquetWriter | None = None
+    writer: _ScratchWriter | None = None
     key = KEY_COLUMN.get(part.kind, "activity_id")
     try:
-        for rb in pq.ParquetFile(part.scratch).iter_batches(batch_size=65_536):
+        for rb in _scratch_batches(part.scratch):
             df = pl.from_arrow(rb)
             assert isinstance(df, pl.DataFrame)
             status = [_STATUS_NEW] * df.height
@@ -391,7 +416,7 @@ def _assign_ordinals(part: _KindPart, derived_postback_id: bool) -> None:
                 df = _conflicts_to_quarantine(df, part, key, in_store=False)
             table = df.to_arrow()
             if writer is None:
-                writer = pq.ParquetWriter(part.final, table.schema)
+                writer = _ScratchWriter(part.final, table.schema)
             writer.write_table(table.cast(writer.schema))
     finally:
         if writer is not None:
@@ -429,7 +454,7 @@ def _with_ordinals(
 def _final_frame(part: _KindPart) -> pl.LazyFrame:
     """Pass-2 rows with their in-input ``_status`` (all new when pass 2 had nothing to do)."""
     assert part.final is not None
-    lf = pl.scan_parquet(part.final)
+    lf = pl.scan_ipc(part.final)
     if "_status" not in lf.collect_schema().names():
         lf = lf.with_columns(pl.lit(_STATUS_NEW, pl.Int8).alias("_status"))
     return lf
@@ -573,7 +598,6 @@ def _append_new_rows(
     kind = part.kind
     table_schema = dict(polars_schema(kind))
     extras = [c for c in part.extras if c in part.filled_extras]
-    out_cols = [*table_schema, *extras]
     quarantined = _pending_quarantine(part)
     metadata = {
         f"{META_PREFIX}batch_id": res.batch_id,
@@ -589,26 +613,47 @@ def _append_new_rows(
     target = {**table_schema, **dict.fromkeys(extras, STR)}
     schema = arrow_schema(target)
     model = pandera_model(kind)
-    select = [pl.col(c).cast(target[c]) if c != "_batch_id" else pl.lit(res.batch_id, STR).alias(c) for c in out_cols]
+
+    required = [*column_names(kind, required_only=True), "_row_id", "_batch_id", "date"]
 
     def batches() -> Iterator[pa.RecordBatch]:
-        for rb in pq.ParquetFile(part.final).iter_batches(batch_size=65_536):
-            df = pl.from_arrow(rb)
-            assert isinstance(df, pl.DataFrame)
-            if "_status" in df.columns:
-                df = df.filter(pl.col("_status") == _STATUS_NEW)
-            if stored_hits is not None and df.height:
-                df = df.with_columns(_key_halves("_row_id", "__k")).join(stored_hits, on=["__khi", "__klo"], how="anti")
-            if df.height == 0:
+        # Types and required values are checked on every batch; pandera's full model on the first one,
+        # since the values come from the normaliser's own rules (a failure would be a bug, not bad input).
+        validated = False
+        # Arrow all the way (the scratch has the stored types): no copy of the rows into Polars and back.
+        for scratch in _scratch_batches(part.final):
+            rb = scratch
+            if "_status" in rb.schema.names:
+                rb = rb.filter(pc.equal(rb.column("_status"), _STATUS_NEW))
+            if stored_hits is not None and rb.num_rows:
+                ids = pl.DataFrame({"_row_id": pl.from_arrow(rb.column("_row_id"))})
+                keep = (
+                    ids.with_row_index("__i")
+                    .with_columns(_key_halves("_row_id", "__k"))
+                    .join(stored_hits, on=["__khi", "__klo"], how="anti")
+                    .get_column("__i")
+                    .sort()
+                )
+                rb = rb.take(keep.to_arrow())
+            n = rb.num_rows
+            if n == 0:
                 continue
-            df = df.select(
-                [
-                    e if c in df.columns or c == "_batch_id" else pl.lit(None, target[c]).alias(c)
-                    for c, e in zip(out_cols, select, strict=True)
-                ]
-            )
-            model.validate(df)  # the contract of stored rows (SPEC §2); a failure here is a bug, not bad input
-            yield from df.to_arrow().cast(schema).to_batches()
+            names = rb.schema.names
+            arrays = []
+            for f in schema:
+                if f.name == "_batch_id":
+                    arrays.append(pa.repeat(pa.scalar(res.batch_id, f.type), n))
+                elif f.name in names:
+                    arrays.append(rb.column(f.name).cast(f.type))
+                else:
+                    arrays.append(pa.nulls(n, f.type))
+            out = pa.RecordBatch.from_arrays(arrays, schema=schema)  # every batch: the stored types
+            if any(out.column(c).null_count for c in required):
+                raise CfError(f"{prepared.raw.name}: {kind}: a required value is null in a row to store (a bug)")
+            if not validated:  # the contract of stored rows (SPEC §2), value rules included; a failure is a bug
+                model.validate(pl.from_arrow(out))
+                validated = True
+            yield out
 
     reader = pa.RecordBatchReader.from_batches(schema, batches())
     write_deltalake(
@@ -791,6 +836,53 @@ def _known_extras(store: LogStore) -> dict[str, str]:
             if name not in canon:
                 known.setdefault(norm_key(name), name)
     return known
+
+
+def _prefetch(items: Iterator[Any], depth: int = 2) -> Iterator[Any]:
+    """Yield ``items`` while a thread produces the next ones (up to ``depth`` ahead).
+
+    Reading and parsing the input (pyarrow releases the GIL) then overlaps with
+    normalising and hashing the batch before it. Errors of the producer are
+    raised here, in order; closing the generator stops the producer.
+    """
+    import queue
+    import threading
+
+    q: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for item in items:
+                while not stop.is_set():
+                    try:
+                        q.put(("item", item), timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            q.put(("end", None))
+        except BaseException as exc:  # handed to the consumer, raised there
+            q.put(("error", exc))
+
+    thread = threading.Thread(target=produce, name="cfanalytics-read", daemon=True)
+    thread.start()
+    try:
+        while True:
+            tag, value = q.get()
+            if tag == "end":
+                return
+            if tag == "error":
+                raise value
+            yield value
+    finally:
+        stop.set()
+        while thread.is_alive():  # unblock a producer waiting on a full queue
+            try:
+                q.get_nowait()
+            except queue.Empty:
+                thread.join(0.05)
 
 
 def _remove_dead_staging(folder: Path) -> None:

@@ -52,6 +52,7 @@ from cfanalytics import LogStore
 LogStore(sys.argv[1], timezone=sys.argv[2])
 """
 
+
 def _exports(folder):
     """Four inputs with distinct rows (two postbacks, visits, conversions with two identical rows), and row counts."""
     pb_a = postbacks_frame(20_000, bad_every=4_000)
