@@ -49,7 +49,7 @@ from cfanalytics.schemas import (
     polars_schema,
     quarantine_schema,
 )
-from cfanalytics.store import META_PREFIX, QUARANTINE, arrow_schema
+from cfanalytics.store import INGEST_FILE_BYTES, META_PREFIX, QUARANTINE, arrow_schema
 
 if TYPE_CHECKING:
     from cfanalytics.store import LogStore
@@ -377,19 +377,32 @@ def _first_identity(rows: pl.DataFrame, kind: str, derived_postback_id: bool, pr
     return out.drop("_raw_record", strict=False)  # raw text is fetched again for the few rows quarantined later
 
 
-def _assign_ordinals(part: _KindPart, derived_postback_id: bool) -> None:
-    """Pass 2: ordinals for repeated identities; first-kept rule for keyed kinds."""
-    assert part.final is not None
-    repeated = set(
-        pl.scan_ipc(part.scratch)
+def _repeated_ids(scratch: pl.LazyFrame) -> set[str]:
+    """The ``_row_id``s that occur more than once.
+
+    Counted on the ids' first 64 bits (a ``UInt64``, an eighth of the memory of
+    grouping the 32-digit texts); the few candidates are then checked on the
+    whole id, so a collision of the first halves costs nothing but a look.
+    """
+    hi = _key_halves("_row_id", "__k")[0]
+    candidates = scratch.select(hi).group_by("__khi").len().filter(pl.col("len") > 1).select("__khi").collect()
+    if candidates.height == 0:
+        return set()
+    ids = (
+        scratch.select("_row_id", hi)
+        .join(candidates.lazy(), on="__khi", how="semi")
         .group_by("_row_id")
         .len()
         .filter(pl.col("len") > 1)
-        .select("_row_id")
         .collect()
-        .to_series()
-        .to_list()
     )
+    return set(ids.get_column("_row_id").to_list())
+
+
+def _assign_ordinals(part: _KindPart, derived_postback_id: bool) -> None:
+    """Pass 2: ordinals for repeated identities; first-kept rule for keyed kinds."""
+    assert part.final is not None
+    repeated = _repeated_ids(pl.scan_ipc(part.scratch))
     if not repeated:  # the usual case: every row is the first of its identity; no second pass needed
         part.final = part.scratch
         return
@@ -531,59 +544,67 @@ def _write_kind(store: LogStore, prepared: _Prepared, part: _KindPart, res: Batc
     key = KEY_COLUMN.get(kind, "activity_id")
     flag_cols = flags(kind)
     final = _final_frame(part)
-    stored_cols = [*_key_halves("_row_id", "__k"), pl.lit(True).alias("__hit")]
+    keys = ["__khi", "__klo"]
+    fresh = final.filter(pl.col("_status") == _STATUS_NEW)  # not a repeat inside this input
+    hits = _store_hits(store, part, fresh)
     if part.keyed:
-        stored_cols.append(pl.col(CONTENT_HASH_COLUMN).alias("__stored_hash"))
-    stored = store.scan(kind).select(stored_cols)
-    mine = final.select(
-        *_key_halves("_row_id", "__k"),
-        "_status",
-        "_record",
-        *flag_cols,
-        *((CONTENT_HASH_COLUMN, key) if part.keyed else ()),
-    )
-    joined = mine.join(stored, on=["__khi", "__klo"], how="left")
-    hit = pl.col("__hit").fill_null(False)
-    conflict = hit & (pl.col("__stored_hash") != pl.col(CONTENT_HASH_COLUMN)) if part.keyed else pl.lit(False)
-    status = (
-        pl.when(pl.col("_status") != _STATUS_NEW)
-        .then(pl.col("_status"))
-        .when(conflict)
-        .then(pl.lit(_STATUS_CONFLICT, pl.Int8))
-        .when(hit)
-        .then(pl.lit(_STATUS_ALREADY, pl.Int8))
-        .otherwise(pl.lit(_STATUS_NEW, pl.Int8))
-    )
-    joined = joined.with_columns(status.alias("__final"))
-    is_new = pl.col("__final") == _STATUS_NEW
-    counts_q = joined.select(
-        is_new.sum().alias("new"),
-        (pl.col("__final") == _STATUS_ALREADY).sum().alias("already"),
-        (pl.col("_status") == _STATUS_NEW).and_(hit).sum().alias("hits"),
-        is_new.and_(pl.any_horizontal(flag_cols)).sum().alias("flagged"),
-        *(is_new.and_(pl.col(f)).sum().alias(f) for f in flag_cols),
-    )
-    conflicts_q = joined.filter(pl.col("__final") == _STATUS_CONFLICT).select(
-        "_record", pl.col(key) if part.keyed else pl.lit(None, STR).alias(key)
-    )
-    counts_df, conflicts = pl.collect_all([counts_q, conflicts_q])
-    counts = counts_df.row(0, named=True)
+        conflict = (pl.col("__chi") != pl.col("__chi_s")) | (pl.col("__clo") != pl.col("__clo_s"))
+    else:
+        conflict = pl.lit(False)
+    conflicts = hits.filter(conflict)
     if conflicts.height:
-        conflicts = conflicts.with_columns(pl.lit(_STATUS_CONFLICT, pl.Int8).alias("_status"))
-        _conflicts_to_quarantine(conflicts, part, key, in_store=True)
+        rows = (
+            fresh.select("_record", key)
+            .join(conflicts.lazy().select("_record"), on="_record", how="semi")
+            .collect()
+            .with_columns(pl.lit(_STATUS_CONFLICT, pl.Int8).alias("_status"))
+        )
+        _conflicts_to_quarantine(rows, part, key, in_store=True)
+    # New rows: fresh ones the store does not hold (an anti join on the hits, if any).
+    counts = (
+        (
+            fresh.with_columns(_key_halves("_row_id", "__k")).join(hits.lazy().select(keys), on=keys, how="anti")
+            if hits.height
+            else fresh
+        )
+        .select(
+            pl.len().alias("new"),
+            pl.any_horizontal(flag_cols).sum().alias("flagged"),
+            *(pl.col(f).sum().alias(f) for f in flag_cols),
+        )
+        .collect()
+        .row(0, named=True)
+    )
+    repeats = final.filter(pl.col("_status") == _STATUS_ALREADY).select(pl.len()).collect().item()
     res.rows_stored = int(counts["new"])
-    res.already_stored = int(counts["already"])
-    res.flagged = int(counts["flagged"])
+    res.already_stored = int(repeats) + hits.height - conflicts.height
+    res.flagged = int(counts["flagged"] or 0)
     res.flagged_by_flag = {f: int(counts[f]) for f in flag_cols if counts[f]}
     if res.rows_stored == 0:
         return
     # Keys of rows the store holds already (none on a first ingest): filtered out while streaming.
-    stored_hits = (
-        joined.filter(hit & (pl.col("_status") == _STATUS_NEW)).select("__khi", "__klo").collect()
-        if counts["hits"]
-        else None
-    )
+    stored_hits = hits.select(keys) if hits.height else None
     _append_new_rows(store, prepared, part, res, stored_hits)
+
+
+def _store_hits(store: LogStore, part: _KindPart, fresh: pl.LazyFrame) -> pl.DataFrame:
+    """Rows of ``fresh`` whose ``_row_id`` the store holds: ``__khi``, ``__klo``, ``_record``
+    and, for keyed kinds, both sides' content hashes as ``UInt64`` halves (``__chi``/``__clo``
+    and ``__chi_s``/``__clo_s``). Empty without reading anything when the table is."""
+    keys = ["__khi", "__klo"]
+    content = part.keyed
+    schema: dict[str, pl.DataType] = {"__khi": pl.UInt64(), "__klo": pl.UInt64(), "_record": pl.Int64()}
+    if content:
+        schema.update({c: pl.UInt64() for c in ("__chi", "__clo", "__chi_s", "__clo_s")})
+    if not store.file_uris(part.kind):
+        return pl.DataFrame(schema=schema)
+    stored = store.scan(part.kind).select(
+        *_key_halves("_row_id", "__k"), *(_key_halves(CONTENT_HASH_COLUMN, "__c") if content else ())
+    )
+    mine = fresh.select(
+        *_key_halves("_row_id", "__k"), "_record", *(_key_halves(CONTENT_HASH_COLUMN, "__c") if content else ())
+    )
+    return mine.join(stored, on=keys, how="inner", suffix="_s").select(list(schema)).collect()
 
 
 def _append_new_rows(
@@ -662,6 +683,7 @@ def _append_new_rows(
         mode="append",
         schema_mode="merge",
         partition_by=["date"],
+        target_file_size=INGEST_FILE_BYTES,
         writer_properties=writer_properties(),
         commit_properties=CommitProperties(custom_metadata=metadata),
         post_commithook_properties=commit_hooks(),

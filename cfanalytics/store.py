@@ -72,6 +72,9 @@ COMPRESSION: Final = "ZSTD"
 COMPRESSION_LEVEL: Final = 1
 #: Size a data file written by :meth:`LogStore.maintain` grows to before the next one starts.
 TARGET_FILE_BYTES: Final = 100 * 2**20
+#: Size at which an ingest starts a new data file: delta-rs holds each open file of a commit in memory
+#: (one per date partition), so this bounds an ingest's memory; ``maintain`` compacts them later.
+INGEST_FILE_BYTES: Final = 32 * 2**20
 #: Tables that :meth:`LogStore.maintain` keeps sorted by ``click_id`` within each date partition.
 CLICK_ID_TABLES: Final = ("visits", "clicks", "conversions", "postbacks")
 #: At most about this many rows of a partition are sorted in memory at once by maintain.

@@ -495,3 +495,51 @@ def test_an_event_row_with_a_null_event_type_is_quarantined_not_lost(store, tmp_
     (q,) = store.quarantine().select("record", "reason", "raw").rows()
     assert q[:2] == (2, "unknown_event_type")
     assert json.loads(q[2]) == rows[1]
+
+
+def test_repeated_ids_are_found_on_the_whole_id_not_its_first_half():
+    from cfanalytics.ingest import _repeated_ids
+
+    same_hi = "0123456789abcdef"
+    ids = [
+        same_hi + "0000000000000001",  # shares its first half with the next one: not a repeat
+        same_hi + "0000000000000002",
+        "ffffffffffffffff0000000000000003",  # a true repeat
+        "ffffffffffffffff0000000000000003",
+        "aaaaaaaaaaaaaaaa0000000000000004",
+    ]
+    assert _repeated_ids(pl.LazyFrame({"_row_id": ids})) == {"ffffffffffffffff0000000000000003"}
+    assert _repeated_ids(pl.LazyFrame({"_row_id": ids[:2]})) == set()
+
+
+def test_prefetch_keeps_order_raises_the_producers_error_and_stops_early():
+    import threading
+
+    from cfanalytics.ingest import _prefetch
+
+    assert list(_prefetch(iter(range(50)), depth=2)) == list(range(50))
+
+    def failing():
+        yield 1
+        yield 2
+        raise ValueError("bad record 3")
+
+    it = _prefetch(failing())
+    assert [next(it), next(it)] == [1, 2]
+    with pytest.raises(ValueError, match="bad record 3"):
+        next(it)
+
+    produced = []
+
+    def endless():
+        n = 0
+        while True:
+            produced.append(n)
+            yield n
+            n += 1
+
+    gen = _prefetch(endless(), depth=2)
+    assert [next(gen) for _ in range(3)] == [0, 1, 2]
+    gen.close()  # the producer stops: no thread is left running
+    assert not any(t.name == "cfanalytics-read" and t.is_alive() for t in threading.enumerate())
+    assert len(produced) <= 3 + 2 + 2  # taken + queued + one in hand
