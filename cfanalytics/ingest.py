@@ -55,6 +55,8 @@ if TYPE_CHECKING:
     from cfanalytics.store import LogStore
 
 _STATUS_NEW, _STATUS_ALREADY, _STATUS_CONFLICT = 0, 1, 2
+#: Stored ids per bucket of the dedupe join (about 100 MB of keys): bounds its memory for any table size.
+_JOIN_BUCKET_ROWS = 4_000_000
 
 
 class _ScratchWriter:
@@ -546,65 +548,72 @@ def _write_kind(store: LogStore, prepared: _Prepared, part: _KindPart, res: Batc
     final = _final_frame(part)
     keys = ["__khi", "__klo"]
     fresh = final.filter(pl.col("_status") == _STATUS_NEW)  # not a repeat inside this input
-    hits = _store_hits(store, part, fresh)
-    if part.keyed:
-        conflict = (pl.col("__chi") != pl.col("__chi_s")) | (pl.col("__clo") != pl.col("__clo_s"))
-    else:
-        conflict = pl.lit(False)
-    conflicts = hits.filter(conflict)
-    if conflicts.height:
-        rows = (
-            fresh.select("_record", key)
-            .join(conflicts.lazy().select("_record"), on="_record", how="semi")
-            .collect()
-            .with_columns(pl.lit(_STATUS_CONFLICT, pl.Int8).alias("_status"))
-        )
-        _conflicts_to_quarantine(rows, part, key, in_store=True)
-    # New rows: fresh ones the store does not hold (an anti join on the hits, if any).
-    counts = (
-        (
-            fresh.with_columns(_key_halves("_row_id", "__k")).join(hits.lazy().select(keys), on=keys, how="anti")
-            if hits.height
-            else fresh
-        )
-        .select(
-            pl.len().alias("new"),
-            pl.any_horizontal(flag_cols).sum().alias("flagged"),
-            *(pl.col(f).sum().alias(f) for f in flag_cols),
-        )
-        .collect()
-        .row(0, named=True)
+    stored_rows = int(store.table(kind).count())
+    # The join runs in buckets of the id's first half, each holding about _JOIN_BUCKET_ROWS stored
+    # ids, so that its memory stays bounded whatever the size of the table.
+    buckets = -(-stored_rows // _JOIN_BUCKET_ROWS)
+    hits = n_conflicts = 0
+    counts: dict[str, int] = dict.fromkeys(["new", "flagged", *flag_cols], 0)
+    hit_keys: list[pl.DataFrame] = []
+    mine = fresh.with_columns(
+        *_key_halves("_row_id", "__k"), *(_key_halves(CONTENT_HASH_COLUMN, "__c") if part.keyed else ())
     )
+    conflict = (
+        (pl.col("__chi") != pl.col("__chi_s")) | (pl.col("__clo") != pl.col("__clo_s")) if part.keyed else pl.lit(False)
+    )
+    for b in range(max(buckets, 1)):
+        in_bucket = (pl.col("__khi") % buckets == b) if buckets > 1 else pl.lit(True)
+        side = mine.filter(in_bucket)
+        new_rows = side
+        if buckets:
+            stored = _stored_keys(store, part).filter(in_bucket)
+            joined = side.select(*keys, *(("__chi", "__clo") if part.keyed else ())).join(stored, on=keys, how="inner")
+            found, clash = pl.collect_all([joined.select(*keys), joined.filter(conflict).select(keys)])
+            hits += found.height
+            n_conflicts += clash.height
+            if clash.height:
+                rows = (
+                    side.join(clash.lazy(), on=keys, how="semi")
+                    .select("_record", key)
+                    .collect()
+                    .with_columns(pl.lit(_STATUS_CONFLICT, pl.Int8).alias("_status"))
+                )
+                _conflicts_to_quarantine(rows, part, key, in_store=True)
+            if found.height:
+                hit_keys.append(found)
+                new_rows = side.join(found.lazy(), on=keys, how="anti")
+        got = (
+            new_rows.select(
+                pl.len().alias("new"),
+                pl.any_horizontal(flag_cols).sum().alias("flagged"),
+                *(pl.col(f).sum().alias(f) for f in flag_cols),
+            )
+            .collect()
+            .row(0, named=True)
+        )
+        counts = {k: counts[k] + int(got[k] or 0) for k in counts}
     repeats = final.filter(pl.col("_status") == _STATUS_ALREADY).select(pl.len()).collect().item()
-    res.rows_stored = int(counts["new"])
-    res.already_stored = int(repeats) + hits.height - conflicts.height
-    res.flagged = int(counts["flagged"] or 0)
-    res.flagged_by_flag = {f: int(counts[f]) for f in flag_cols if counts[f]}
+    res.rows_stored = counts["new"]
+    res.already_stored = int(repeats) + hits - n_conflicts
+    res.flagged = counts["flagged"]
+    res.flagged_by_flag = {f: counts[f] for f in flag_cols if counts[f]}
     if res.rows_stored == 0:
         return
     # Keys of rows the store holds already (none on a first ingest): filtered out while streaming.
-    stored_hits = hits.select(keys) if hits.height else None
+    stored_hits = pl.concat(hit_keys) if hit_keys else None
     _append_new_rows(store, prepared, part, res, stored_hits)
 
 
-def _store_hits(store: LogStore, part: _KindPart, fresh: pl.LazyFrame) -> pl.DataFrame:
-    """Rows of ``fresh`` whose ``_row_id`` the store holds: ``__khi``, ``__klo``, ``_record``
-    and, for keyed kinds, both sides' content hashes as ``UInt64`` halves (``__chi``/``__clo``
-    and ``__chi_s``/``__clo_s``). Empty without reading anything when the table is."""
-    keys = ["__khi", "__klo"]
-    content = part.keyed
-    schema: dict[str, pl.DataType] = {"__khi": pl.UInt64(), "__klo": pl.UInt64(), "_record": pl.Int64()}
-    if content:
-        schema.update({c: pl.UInt64() for c in ("__chi", "__clo", "__chi_s", "__clo_s")})
-    if not store.file_uris(part.kind):
-        return pl.DataFrame(schema=schema)
-    stored = store.scan(part.kind).select(
-        *_key_halves("_row_id", "__k"), *(_key_halves(CONTENT_HASH_COLUMN, "__c") if content else ())
+def _stored_keys(store: LogStore, part: _KindPart) -> pl.LazyFrame:
+    """The table's ``_row_id``s as ``UInt64`` halves ``__khi``/``__klo`` (and, for keyed kinds,
+    its content hashes as ``__chi_s``/``__clo_s``)."""
+    return store.scan(part.kind).select(
+        *_key_halves("_row_id", "__k"),
+        *(
+            e.alias(f"{e.meta.output_name()}_s")
+            for e in (_key_halves(CONTENT_HASH_COLUMN, "__c") if part.keyed else ())
+        ),
     )
-    mine = fresh.select(
-        *_key_halves("_row_id", "__k"), "_record", *(_key_halves(CONTENT_HASH_COLUMN, "__c") if content else ())
-    )
-    return mine.join(stored, on=keys, how="inner", suffix="_s").select(list(schema)).collect()
 
 
 def _append_new_rows(

@@ -543,3 +543,25 @@ def test_prefetch_keeps_order_raises_the_producers_error_and_stops_early():
     gen.close()  # the producer stops: no thread is left running
     assert not any(t.name == "cfanalytics-read" and t.is_alive() for t in threading.enumerate())
     assert len(produced) <= 3 + 2 + 2  # taken + queued + one in hand
+
+
+@pytest.mark.parametrize("bucket_rows", [1, 2, 4_000_000])
+def test_the_dedupe_join_gives_the_same_answer_in_any_number_of_buckets(store, tmp_path, monkeypatch, bucket_rows):
+    import cfanalytics.ingest as ingest_module
+
+    monkeypatch.setattr(ingest_module, "_JOIN_BUCKET_ROWS", bucket_rows)
+    ids = [f"{n:08x}-0000-4000-8000-00000000000{n}" for n in range(1, 7)]
+    head = "Click ID,Visit Time,Campaign ID\n"
+    first = "".join(f"{i},2026-11-20 10:0{n}:00,k1\n" for n, i in enumerate(ids[:4]))
+    ingest(store, write(tmp_path / "v1.csv", head + first))
+    second = (
+        f"{ids[0]},2026-11-20 10:00:00,k1\n"  # identical: already stored
+        f"{ids[1]},2026-11-20 10:01:00,k2\n"  # other content: conflicting_key
+        f"{ids[4]},2026-11-20 10:04:00,k1\n"  # new
+        f"{ids[5]},2026-11-20 10:05:00,k1\n"  # new
+    )
+    (b,) = ingest(store, write(tmp_path / "v2.csv", head + second)).batches
+    assert (b.rows_read, b.rows_stored, b.already_stored, b.quarantined) == (4, 2, 1, 1)
+    assert store.quarantine().select("record", "reason").rows() == [(3, "conflicting_key")]
+    stored = store.scan("visits").select("click_id", "campaign_id").collect().sort("click_id").rows()
+    assert stored == [(i, "k1") for i in ids]
