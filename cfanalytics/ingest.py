@@ -1,18 +1,21 @@
 """The ingest pipeline: read → normalise → identify → dedupe → one commit per (input, kind).
 
 Memory stays bounded for inputs of any size (CSV, NDJSON, Parquet): batches
-stream through three passes over Parquet scratch files in the store's
+stream through up to three passes over Arrow IPC scratch files in the store's
 ``_staging`` folder.
 
-1. Read and normalise every batch; compute each row's identity assuming it is
-   the first of its kind (ordinal 0); write typed rows to scratch. Nothing is
-   written to the store, so a file that turns out unreadable leaves no trace.
-2. Find the few identities that repeat inside the input and give those rows
-   their ordinal (or, for keyed kinds, keep the first and sort later copies
-   into identical repeats and ``conflicting_key``).
-3. Under the store lock: join with the ``_row_id``s already stored, commit the
-   new rows in one Delta commit whose metadata carries the batch id, source,
-   sha256 and counts; then the quarantine.
+1. Read (on a thread, a batch ahead) and normalise every batch; compute each
+   row's identity assuming it is the first of its kind (ordinal 0); write typed
+   rows to scratch. Nothing is written to the store, so a file that turns out
+   unreadable leaves no trace.
+2. Only when some identity repeats inside the input: give those rows their
+   ordinal (or, for keyed kinds, keep the first and sort later copies into
+   identical repeats and ``conflicting_key``).
+3. Under the store lock: join the ids (as ``UInt64`` halves, in buckets of the
+   stored ids) with those already stored, then stream the new rows from scratch
+   into one Delta commit whose metadata carries the batch id, source, sha256 and
+   counts; then the quarantine (raw records of conflicting rows are read again
+   from the input).
 
 ``rows_read = rows_stored + already_stored + quarantined`` holds for every batch.
 """
