@@ -37,6 +37,8 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import polars as pl
 
+from cfanalytics.sample import _CAMPAIGNS, _CITIES, _LANDERS, _NETWORKS, _OFFERS, _SOURCES
+
 __all__ = ["FILES", "Manifest", "ensure", "generate_fast"]
 
 FILES: Final = {
@@ -68,50 +70,14 @@ _CURVE_AM: Final = (45, 30, 22, 18, 18, 25, 45, 70, 95, 115, 130, 140)  # relati
 _CURVE_PM: Final = (145, 145, 140, 140, 145, 150, 160, 170, 170, 150, 110, 75)  # local 12–23 h
 _CURVE: Final = (*_CURVE_AM, *_CURVE_PM)
 
-# (name, mode, share, external id kind, referrer, integration name)
-SOURCES: Final = (
-    ("Meta Ads", "capi", 0.27, "fbclid", "https://m.facebook.com/", "Meta CAPI - Main Pixel"),
-    ("Google Ads", "capi", 0.17, "gclid", "https://www.google.com/", "Google Ads API - MCC 431"),
-    ("TikTok Ads", "capi", 0.14, "ttclid", "https://www.tiktok.com/", "TikTok Events API"),
-    ("PropellerAds", "s2s", 0.17, "visitor_id", "", None),
-    ("ZeroPark", "s2s", 0.15, "cid", "", None),
-    ("NativeX", "none", 0.10, "subid", "https://news.dailytrend-hub.com/", None),
-)
-NETWORKS: Final = (("MaxBounty", "MB"), ("ClickDealer", "CD"), ("Solaris Direct", ""))
-# (name, network, steps as (ct, payout))
-OFFERS: Final = (
-    ("Keto Gummies US", 0, (("sale", 38.0),)),
-    ("VPN Pro Trial", 1, (("signup", 2.5), ("sale", 24.0))),
-    ("iPhone 17 Sweepstakes", 1, (("lead", 1.8),)),
-    ("Solar Quotes", 0, (("lead", 11.0),)),
-    ("Casual Dating DOI", 2, (("", 3.2),)),
-    ("Crypto Wallet Install", 2, (("install", 1.1), ("deposit", 45.0))),
-)
-LANDERS: Final = ("Advertorial v1", "Quiz Funnel", "Listicle Top 5", "Sweeps Wheel Prelander", "Native Article v3")
-# (name, source, offers, landers, weight within the source, countries)
-CAMPAIGNS: Final = (
-    ("US | Meta | Keto | Broad", 0, (0,), (0, 2), 0.6, ("US",)),
-    ("US-CA | Meta | VPN | Lookalike", 0, (1,), (1,), 0.4, ("US", "CA")),
-    ("US | Google | Solar | Search", 1, (3,), (2,), 0.55, ("US",)),
-    ("CA | Google | VPN | Search", 1, (1,), (1,), 0.45, ("CA",)),
-    ("T1 | TikTok | Sweeps | Spark", 2, (2, 5), (3,), 1.0, ("US", "GB", "AU", "CA")),
-    ("T1 | Propeller | Sweeps | Onclick", 3, (2,), (3,), 0.6, ("US", "GB", "DE", "FR")),
-    ("T2 | Propeller | Crypto | Push", 3, (5,), (4,), 0.4, ("BR", "MX", "PH", "IN")),
-    ("WW | ZeroPark | Dating | Domain", 4, (4,), (4,), 1.0, ("US", "GB", "DE", "AU", "BR")),
-    ("US | NativeX | Keto | Native", 5, (0,), (0, 4), 1.0, ("US",)),
-)
-CITIES: Final = {
-    "US": ("New York", "Los Angeles", "Chicago", "Houston", "Phoenix"),
-    "CA": ("Toronto", "Vancouver", "Montréal"),
-    "GB": ("London", "Manchester"),
-    "DE": ("Berlin", "München"),
-    "FR": ("Paris", "Lyon"),
-    "AU": ("Sydney", "Melbourne"),
-    "BR": ("São Paulo", "Rio de Janeiro"),
-    "MX": ("Mexico City", "Guadalajara"),
-    "PH": ("Manila", "Cebu City"),
-    "IN": ("Mumbai", "Delhi"),
-}
+# The account's entities are those of the built-in sample (cfanalytics.sample), so both generators
+# describe the same traffic sources, offers, campaigns and places.
+SOURCES: Final = _SOURCES  # (name, mode, share, external id kind, referrer, integration name)
+NETWORKS: Final = _NETWORKS  # (name, txid prefix)
+OFFERS: Final = _OFFERS  # (name, network, steps as (ct, payout))
+LANDERS: Final = _LANDERS
+CAMPAIGNS: Final = _CAMPAIGNS  # (name, source, offers, landers, weight within the source, countries)
+CITIES: Final = _CITIES
 _WEBKIT: Final = "AppleWebKit/605.1.15 (KHTML, like Gecko)"
 _BLINK: Final = "AppleWebKit/537.36 (KHTML, like Gecko) Chrome/130.0.0.0"
 # (device type, OS, browser, user agent, weight)
