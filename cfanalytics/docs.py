@@ -46,9 +46,7 @@ def columns_markdown() -> str:
         "|---|---|---|",
     ]
     out += [f"| {c.name} | {_dtype(c.dtype)} | {c.doc} |" for c in INTERNAL_COLUMNS]
-    out += [
-        "| _content_hash | String | Keyed kinds: hash of the row's canonical content (identical repeat vs conflict) |"
-    ]
+    out += ["| _content_digest | Int64 | Keyed kinds: digest of the row's content (identical repeat vs conflict) |"]
     for kind in KINDS:
         out += [
             "",

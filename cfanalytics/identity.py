@@ -19,13 +19,20 @@ the same event loaded from a CSV export and from the API gets the same id.
 
 from __future__ import annotations
 
+import operator
+from collections.abc import Mapping
+from functools import reduce
 from typing import Final
 
 import polars as pl
-import pyarrow as pa
-import xxhash
 
-from cfanalytics.schemas import ACTIVITY_KEYED_IDENTITY, IDENTITY_COLUMNS, KEY_COLUMN, ROW_ID_VERSION
+from cfanalytics.schemas import (
+    ACTIVITY_KEYED_IDENTITY,
+    CONTENT_DIGEST_COLUMN,
+    IDENTITY_COLUMNS,
+    KEY_COLUMN,
+    ROW_ID_VERSION,
+)
 
 _PREFIX: Final = f"cf{ROW_ID_VERSION}"
 
@@ -83,23 +90,16 @@ def encode_rows(frame: pl.DataFrame, kind: str, columns: tuple[str, ...]) -> pl.
 def hash_texts(texts: pl.Series) -> pl.Series:
     """xxh3-128 hex digest of each text's UTF-8 bytes (stable across versions and platforms).
 
-    The bytes are hashed straight from the Arrow buffer (no Python string per row).
+    Hashed natively (``polars-hash``), the same digest as ``xxhash.xxh3_128_hexdigest``;
+    null hashes as the empty text.
 
     >>> hash_texts(pl.Series(["cf1|visits|3:a-1"])).to_list()
     ['cf80c37bb4ea881de951f0d80ecf9218']
     """
-    digest = xxhash.xxh3_128_hexdigest
-    arr = texts.cast(pl.String).fill_null("").rechunk().to_arrow()
-    if isinstance(arr, pa.ChunkedArray):
-        arr = arr.combine_chunks()
-    arr = arr.cast(pa.large_string())
-    if len(arr) == 0:
-        return pl.Series("_row_id", [], dtype=pl.String)
-    _validity, offsets_buf, data_buf = arr.buffers()
-    offsets = memoryview(offsets_buf).cast("q")[arr.offset : arr.offset + len(arr) + 1].tolist()
-    data = memoryview(data_buf) if data_buf is not None else memoryview(b"")
-    out = [digest(data[offsets[i] : offsets[i + 1]]) for i in range(len(arr))]
-    return pl.Series("_row_id", out, dtype=pl.String)
+    from polars_hash import NonCryptographicHashingNameSpace as Hashing
+
+    digest = Hashing(pl.col("t").cast(pl.String).fill_null("")).xxh3_128(return_binary=True, byte_order="big")
+    return texts.to_frame("t").select(digest.bin.encode("hex").alias("_row_id")).to_series()
 
 
 def identity_columns(kind: str, frame_columns: list[str] | tuple[str, ...]) -> tuple[str, ...]:
@@ -138,6 +138,37 @@ def row_ids(frame: pl.DataFrame, kind: str, ordinal: pl.Series | None = None) ->
     return hash_texts(enc)
 
 
-def content_hash(frame: pl.DataFrame, columns: list[str]) -> pl.Series:
-    """Hash of the canonical content of keyed rows, to tell identical repeats from conflicts."""
-    return hash_texts(encode_rows(frame, "content", tuple(columns))).alias("_content_hash")
+def content_digest(schema: Mapping[str, pl.DataType]) -> pl.Expr:
+    """A 64-bit digest of the columns of ``schema``: tells an identical repeat of a keyed row from a conflict.
+
+    Each column's value (null and ``""`` alike) is hashed with xxh3-64 seeded by
+    its position, and the column hashes are combined with XOR: about a tenth of
+    the cost of hashing a canonical text of the row. It is stored with the row
+    (``_content_digest``) only to make the common comparison cheap: a stored
+    digest that differs from a new one is computed again from the stored columns
+    before a row is called a conflict (:func:`cfanalytics.ingest._stored_conflicts`),
+    so the digest need not be comparable across versions or column sets.
+
+    >>> df = pl.DataFrame({"a": ["x", None], "b": [1.5, 1.5]})
+    >>> d = df.select(content_digest(df.schema)).to_series()
+    >>> d.dtype, d.n_unique()
+    (Int64, 2)
+    >>> df.with_columns(pl.col("a").fill_null("")).select(content_digest(df.schema)).to_series().equals(d)
+    True
+    """
+    from polars_hash import NonCryptographicHashingNameSpace as Hashing
+
+    hashes = [Hashing(_field_expr(name, dtype)).xxh3_64(seed=i) for i, (name, dtype) in enumerate(schema.items())]
+    if not hashes:
+        return pl.lit(0, pl.Int64).alias(CONTENT_DIGEST_COLUMN)
+    return reduce(operator.xor, hashes).reinterpret(signed=True).alias(CONTENT_DIGEST_COLUMN)
+
+
+def _field_expr(name: str, dtype: pl.DataType) -> pl.Expr:
+    """One column as text for :func:`content_digest` (null as the empty text)."""
+    col = pl.col(name)
+    if isinstance(dtype, pl.Datetime):
+        col = col.dt.epoch("us")
+    elif dtype == pl.Boolean:
+        col = col.cast(pl.Int8)
+    return col.cast(pl.String).fill_null("")

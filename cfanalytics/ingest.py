@@ -38,10 +38,11 @@ import pyarrow.compute as pc
 
 from cfanalytics.columns import Resolution, parse_map, resolve
 from cfanalytics.errors import CfError, InputError
-from cfanalytics.identity import content_hash, encode_rows, hash_texts, identity_columns, is_keyed, with_ordinal
+from cfanalytics.identity import content_digest, encode_rows, hash_texts, identity_columns, is_keyed, with_ordinal
 from cfanalytics.normalize import Normalizer
 from cfanalytics.readers import RawInput, RowProblem, open_input
 from cfanalytics.schemas import (
+    CONTENT_DIGEST_COLUMN,
     CONTENT_HASH_COLUMN,
     DERIVED_POSTBACK_ID_COLUMNS,
     KEY_COLUMN,
@@ -60,6 +61,8 @@ if TYPE_CHECKING:
 _STATUS_NEW, _STATUS_ALREADY, _STATUS_CONFLICT = 0, 1, 2
 #: Stored ids per bucket of the dedupe join (about 100 MB of keys): bounds its memory for any table size.
 _JOIN_BUCKET_ROWS = 4_000_000
+#: Found keys are "few" below 1 in this many stored rows of their bucket: their stored rows are read by id.
+_SPARSE_HITS = 20
 
 
 class _ScratchWriter:
@@ -256,6 +259,7 @@ class _KindPart:
     present: tuple[str, ...] = ()
     quarantine: list[pl.DataFrame] = field(default_factory=list)
     extras: list[str] = field(default_factory=list)
+    content: dict[str, pl.DataType] = field(default_factory=dict)  # columns compared when a key repeats
     filled_extras: set[str] = field(default_factory=set)  # extras holding a value in some row
 
 
@@ -324,6 +328,7 @@ def _prepare(
                     schemas[k] = rows.schema
                     part.keyed = is_keyed(k, present) and not normalizer.derived_postback_id
                     part.present = present
+                    part.content = _content_schema(k, rows.schema, present)
                     part.extras = [
                         c for c in rows.columns if c not in polars_schema(k) and c not in ("_record", "_raw_record")
                     ]
@@ -358,7 +363,7 @@ def _prepare(
 
 
 def _first_identity(rows: pl.DataFrame, kind: str, derived_postback_id: bool, present: tuple[str, ...]) -> pl.DataFrame:
-    """Pass 1 identity: ``_row_id`` with ordinal 0 (and derived postback ids, content hashes).
+    """Pass 1 identity: ``_row_id`` with ordinal 0 (and derived postback ids, content digests).
 
     ``present`` lists the canonical columns the input has (activity is keyed by
     ``activity_id`` only when the input has that column).
@@ -377,8 +382,7 @@ def _first_identity(rows: pl.DataFrame, kind: str, derived_postback_id: bool, pr
     ids = hash_texts(enc) if keyed else hash_texts(with_ordinal(enc, pl.Series([0] * rows.height)))
     out = rows.with_columns(ids.alias("_row_id"))
     if keyed or kind == "activity":
-        content_cols = [c for c in column_names(kind) if c in rows.columns and not c.endswith("_name")]
-        out = out.with_columns(content_hash(rows, content_cols).alias(CONTENT_HASH_COLUMN))
+        out = out.with_columns(content_digest(_content_schema(kind, rows.schema, present)))
     return out.drop("_raw_record", strict=False)  # raw text is fetched again for the few rows quarantined later
 
 
@@ -422,11 +426,12 @@ def _assign_ordinals(part: _KindPart, derived_postback_id: bool) -> None:
             ids = df.get_column("_row_id").to_list() if repeated else []
             idx = [i for i, rid in enumerate(ids) if rid in repeated]
             if idx and part.keyed:
-                contents = df.get_column(CONTENT_HASH_COLUMN).to_list()
+                digests = df.get_column(CONTENT_DIGEST_COLUMN).to_list()
                 for i in idx:
-                    first = seen.setdefault(ids[i], contents[i])
-                    if first is not contents[i]:
-                        status[i] = _STATUS_ALREADY if first == contents[i] else _STATUS_CONFLICT
+                    if ids[i] not in seen:  # the first of its key in this input: kept
+                        seen[ids[i]] = digests[i]
+                    else:
+                        status[i] = _STATUS_ALREADY if seen[ids[i]] == digests[i] else _STATUS_CONFLICT
             elif idx:
                 df = _with_ordinals(df, part, idx, seen, derived_postback_id)
             df = df.with_columns(pl.Series("_status", status, dtype=pl.Int8))
@@ -539,10 +544,11 @@ def _key_halves(column: str, prefix: str) -> list[pl.Expr]:
 def _write_kind(store: LogStore, prepared: _Prepared, part: _KindPart, res: BatchResult) -> None:
     """Dedupe the part against the store on compact keys, then stream its new rows into one commit.
 
-    Only ``_row_id`` (and, for keyed kinds, ``_content_hash``) of both sides take
-    part in the join, as pairs of ``UInt64``; the rows themselves stream from the
-    scratch file straight into ``write_deltalake``. Rows found in the store are
-    counted (identical) or quarantined as ``conflicting_key`` (other content).
+    Only ``_row_id`` of both sides takes part in the join, as a pair of
+    ``UInt64``; the rows themselves stream from the scratch file straight into
+    ``write_deltalake``. Rows found in the store are counted (identical) or, for
+    keyed kinds whose content differs, quarantined as ``conflicting_key``
+    (see :func:`_stored_conflicts`).
     """
     assert part.final is not None
     kind = part.kind
@@ -558,33 +564,40 @@ def _write_kind(store: LogStore, prepared: _Prepared, part: _KindPart, res: Batc
     hits = n_conflicts = 0
     counts: dict[str, int] = dict.fromkeys(["new", "flagged", *flag_cols], 0)
     hit_keys: list[pl.DataFrame] = []
-    mine = fresh.with_columns(
-        *_key_halves("_row_id", "__k"), *(_key_halves(CONTENT_HASH_COLUMN, "__c") if part.keyed else ())
-    )
-    conflict = (
-        (pl.col("__chi") != pl.col("__chi_s")) | (pl.col("__clo") != pl.col("__clo_s")) if part.keyed else pl.lit(False)
-    )
+    mine = fresh.with_columns(*_key_halves("_row_id", "__k"))
+    # Keyed rows compare content digests too; a table written before digests were stored has none (null).
+    has_digest = part.keyed and CONTENT_DIGEST_COLUMN in store.scan(kind).collect_schema().names()
+    theirs = [pl.col(CONTENT_DIGEST_COLUMN).alias("__s")] if has_digest else [pl.lit(None, pl.Int64).alias("__s")]
+    suspect = pl.col("__s").is_null() | (pl.col("__c") != pl.col("__s"))
     for b in range(max(buckets, 1)):
         in_bucket = (pl.col("__khi") % buckets == b) if buckets > 1 else pl.lit(True)
         side = mine.filter(in_bucket)
         new_rows = side
         if buckets:
-            stored = _stored_keys(store, part).filter(in_bucket)
-            joined = side.select(*keys, *(("__chi", "__clo") if part.keyed else ())).join(stored, on=keys, how="inner")
-            found, clash = pl.collect_all([joined.select(*keys), joined.filter(conflict).select(keys)])
+            stored = store.scan(kind).select(*_key_halves("_row_id", "__k"), *(theirs if part.keyed else ()))
+            stored = stored.filter(in_bucket)
+            if part.keyed:
+                joined = side.select(*keys, pl.col(CONTENT_DIGEST_COLUMN).alias("__c")).join(stored, on=keys)
+                found, suspects = pl.collect_all([joined.select(keys), joined.filter(suspect).select(keys)])
+            else:
+                found = side.select(keys).join(stored, on=keys, how="semi").collect()
             hits += found.height
-            n_conflicts += clash.height
-            if clash.height:
-                rows = (
-                    side.join(clash.lazy(), on=keys, how="semi")
-                    .select("_record", key)
-                    .collect()
-                    .with_columns(pl.lit(_STATUS_CONFLICT, pl.Int8).alias("_status"))
-                )
-                _conflicts_to_quarantine(rows, part, key, in_store=True)
             if found.height:
                 hit_keys.append(found)
                 new_rows = side.join(found.lazy(), on=keys, how="anti")
+                if part.keyed and suspects.height:
+                    clash = _stored_conflicts(
+                        store, part, side, suspects, in_bucket=in_bucket, bucket_rows=-(-stored_rows // buckets)
+                    )
+                    n_conflicts += clash.height
+                    if clash.height:
+                        rows = (
+                            side.join(clash.lazy(), on=keys, how="semi")
+                            .select("_record", key)
+                            .collect()
+                            .with_columns(pl.lit(_STATUS_CONFLICT, pl.Int8).alias("_status"))
+                        )
+                        _conflicts_to_quarantine(rows, part, key, in_store=True)
         got = (
             new_rows.select(
                 pl.len().alias("new"),
@@ -607,16 +620,49 @@ def _write_kind(store: LogStore, prepared: _Prepared, part: _KindPart, res: Batc
     _append_new_rows(store, prepared, part, res, stored_hits)
 
 
-def _stored_keys(store: LogStore, part: _KindPart) -> pl.LazyFrame:
-    """The table's ``_row_id``s as ``UInt64`` halves ``__khi``/``__klo`` (and, for keyed kinds,
-    its content hashes as ``__chi_s``/``__clo_s``)."""
-    return store.scan(part.kind).select(
-        *_key_halves("_row_id", "__k"),
-        *(
-            e.alias(f"{e.meta.output_name()}_s")
-            for e in (_key_halves(CONTENT_HASH_COLUMN, "__c") if part.keyed else ())
-        ),
+def _stored_conflicts(
+    store: LogStore,
+    part: _KindPart,
+    side: pl.LazyFrame,
+    suspects: pl.DataFrame,
+    *,
+    in_bucket: pl.Expr,
+    bucket_rows: int,
+) -> pl.DataFrame:
+    """Keys (``__khi``/``__klo``) of keyed rows whose content differs from the stored row's.
+
+    ``suspects`` are the found keys whose stored digest is missing or differs:
+    the stored rows' digests are computed again from their columns, over the
+    columns this input carries (the stored digest covers the columns of the
+    input that stored the row, and a table written before digests has none).
+    When the suspects are few next to the bucket's stored rows, the stored rows
+    are read with a filter on their ``_row_id``, so that Parquet row groups
+    without one skip decoding their other columns; else the bucket's stored
+    rows are read in a stream and reduced to their digests.
+    """
+    keys = ["__khi", "__klo"]
+    ours = side.select("_row_id", *keys, pl.col(CONTENT_DIGEST_COLUMN).alias("__c"))
+    ours = ours.join(suspects.lazy(), on=keys, how="semi")
+    stored = store.scan(part.kind)
+    if suspects.height * _SPARSE_HITS < bucket_rows:
+        ours_df = ours.collect()
+        stored = stored.filter(pl.col("_row_id").is_in(ours_df.get_column("_row_id").implode()))
+        ours = ours_df.lazy()
+    theirs = (
+        stored.select(*_key_halves("_row_id", "__k"), content_digest(part.content).alias("__s"))
+        .filter(in_bucket)
+        .collect()
     )
+    return ours.join(theirs.lazy(), on=keys, how="inner").filter(pl.col("__c") != pl.col("__s")).select(keys).collect()
+
+
+def _content_schema(kind: str, schema: Mapping[str, pl.DataType], present: Sequence[str]) -> dict[str, pl.DataType]:
+    """The columns a content digest covers: the kind's canonical columns this input carries, names aside.
+
+    A row restated by an export with fewer columns (an API window without the
+    visitor's ISP, say) is an identical repeat when the columns it does carry agree.
+    """
+    return {c: schema[c] for c in column_names(kind) if c in schema and c in present and not c.endswith("_name")}
 
 
 def _append_new_rows(
@@ -865,7 +911,7 @@ def _known_extras(store: LogStore) -> dict[str, str]:
 
     known: dict[str, str] = {}
     for kind in KINDS:
-        canon = set(polars_schema(kind))
+        canon = {*polars_schema(kind), CONTENT_HASH_COLUMN}
         for name in store.scan(kind).collect_schema().names():
             if name not in canon:
                 known.setdefault(norm_key(name), name)

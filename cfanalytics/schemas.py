@@ -254,7 +254,10 @@ INTERNAL_COLUMNS: Final[tuple[Column, ...]] = (
     _c("date", pl.Date(), "UTC date of the main time; the partition"),
     _c("_raw", STR, "JSON text of raw values nulled by a flag, else null"),
 )
-#: Keyed kinds also keep a hash of their content, to tell identical repeats from conflicts.
+#: Keyed kinds also keep a digest of their content, to tell identical repeats from conflicts
+#: (:func:`cfanalytics.identity.content_digest`).
+CONTENT_DIGEST_COLUMN: Final = "_content_digest"
+#: The text content hash of tables written before ``_content_digest``: reserved, and ignored where a table has it.
 CONTENT_HASH_COLUMN: Final = "_content_hash"
 
 QUARANTINE_COLUMNS: Final[tuple[Column, ...]] = (
@@ -272,7 +275,17 @@ QUARANTINE_COLUMNS: Final[tuple[Column, ...]] = (
 
 #: Names an input column may not take; such inputs get a ``_src`` suffix.
 RESERVED_NAMES: Final[frozenset[str]] = frozenset(
-    {"date", "_row_id", "_batch_id", "_raw", CONTENT_HASH_COLUMN, "event_type", "event_time", "_record"}
+    {
+        "date",
+        "_row_id",
+        "_batch_id",
+        "_raw",
+        CONTENT_DIGEST_COLUMN,
+        CONTENT_HASH_COLUMN,
+        "event_type",
+        "event_time",
+        "_record",
+    }
 )
 
 
@@ -311,7 +324,7 @@ def polars_schema(kind: str) -> dict[str, pl.DataType]:
     schema.update({c.name: c.dtype for c in columns(kind)})
     schema.update(dict.fromkeys(flags(kind), BOOL))
     if kind in KEY_COLUMN or kind == "activity":
-        schema[CONTENT_HASH_COLUMN] = STR
+        schema[CONTENT_DIGEST_COLUMN] = INT
     return schema
 
 

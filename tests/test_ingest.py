@@ -83,7 +83,7 @@ def test_api_json_envelope_and_csv_give_the_same_row_ids(tmp_path):
     s2 = LogStore(tmp_path / "s2", timezone="America/New_York")
     ingest(s1, csv)
     ingest(s2, js)
-    cols = ["_row_id", "postback_id", "click_id", "postback_time", "is_error", "status_code", "ct", "_content_hash"]
+    cols = ["_row_id", "postback_id", "click_id", "postback_time", "is_error", "status_code", "ct"]
     a = s1.scan("postbacks").select(cols).collect().sort("_row_id")
     b = s2.scan("postbacks").select(cols).collect().sort("_row_id")
     assert a.equals(b)
@@ -565,3 +565,60 @@ def test_the_dedupe_join_gives_the_same_answer_in_any_number_of_buckets(store, t
     assert store.quarantine().select("record", "reason").rows() == [(3, "conflicting_key")]
     stored = store.scan("visits").select("click_id", "campaign_id").collect().sort("click_id").rows()
     assert stored == [(i, "k1") for i in ids]
+
+
+@pytest.mark.parametrize("sparse", [0, 10**9])
+def test_content_is_compared_on_every_column_the_input_carries(store, tmp_path, monkeypatch, sparse):
+    """A keyed row is an identical repeat only when all its stated columns agree; null and "" agree.
+
+    The stored digests differ from the second file's (it has one column less), so every
+    found row is verified from its stored columns: by id (``sparse``) or in a stream.
+    """
+    import cfanalytics.ingest as ingest_module
+
+    monkeypatch.setattr(ingest_module, "_SPARSE_HITS", sparse)
+    head = "Click ID,Visit Time,Campaign ID,Bot Score,Is Filtered,City\n"
+    ids = [f"{n:08x}-0000-4000-8000-00000000000{n}" for n in range(1, 6)]
+    ingest(
+        store,
+        write(
+            tmp_path / "v1.csv",
+            "Click ID,Visit Time,Campaign ID,Bot Score,Is Filtered,City,ISP\n"
+            + "".join(f"{i},2026-11-20 10:0{n}:00,k1,0.5,0,,isp1\n" for n, i in enumerate(ids)),
+        ),
+    )
+    second = (
+        f"{ids[0]},2026-11-20 10:00:00,k1,0.5,0,\n"  # identical
+        f"{ids[1]},2026-11-20 10:01:01,k1,0.5,0,\n"  # time differs by a second
+        f"{ids[2]},2026-11-20 10:02:00,k1,0.25,0,\n"  # score differs
+        f"{ids[3]},2026-11-20 10:03:00,k1,0.5,1,\n"  # flag differs
+        f'{ids[4]},2026-11-20 10:04:00,k1,0.5,0,""\n'  # empty city: as null, identical
+    )
+    (b,) = ingest(store, write(tmp_path / "v2.csv", head + second)).batches
+    assert (b.rows_read, b.rows_stored, b.already_stored, b.quarantined) == (5, 0, 2, 3)
+    assert store.quarantine().select("record").to_series().sort().to_list() == [3, 4, 5]
+
+
+def test_a_store_with_the_former_content_hash_column_still_dedupes(store, tmp_path):
+    """Tables written before content digests were computed on demand keep a ``_content_hash`` column."""
+    from deltalake import write_deltalake
+
+    head = "Click ID,Visit Time,Campaign ID\n"
+    ingest(store, write(tmp_path / "v1.csv", head + f"{A},2026-11-20 10:00:00,k1\n{B},2026-11-20 10:01:00,k1\n"))
+    old = store.scan("visits").collect().drop("_content_digest").with_columns(pl.lit("0" * 32).alias("_content_hash"))
+    write_deltalake(
+        store.table_path("visits"), old.to_arrow(), mode="overwrite", schema_mode="overwrite", partition_by=["date"]
+    )
+    again = f"{A},2026-11-20 10:00:00,k1\n{B},2026-11-20 10:01:00,k2\n{C},2026-11-20 10:02:00,k1\n"
+    (b,) = ingest(store, write(tmp_path / "v2.csv", head + again)).batches
+    assert (b.rows_stored, b.already_stored, b.quarantined) == (1, 1, 1)
+    rows = store.scan("visits").select("click_id", "_content_hash", pl.col("_content_digest").is_null())
+    assert rows.collect().sort("click_id").rows() == [(A, "0" * 32, True), (B, "0" * 32, True), (C, None, False)]
+    # an input column spelled like it is an extra column of its own, not the old internal one
+    d = "dddddddd-0000-4000-8000-000000000004"
+    ingest(
+        store,
+        write(tmp_path / "v3.csv", f"Click ID,Visit Time,Campaign ID,Content Hash\n{d},2026-11-20 10:03:00,k1,x\n"),
+    )
+    got = store.scan("visits").filter(pl.col("click_id") == d).select("_content_hash", "content_hash").collect()
+    assert got.rows() == [(None, "x")]
