@@ -34,7 +34,6 @@ from typing import TYPE_CHECKING, Any
 
 import polars as pl
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from cfanalytics.columns import Resolution, parse_map, resolve
 from cfanalytics.errors import CfError, InputError
@@ -53,7 +52,7 @@ from cfanalytics.schemas import (
     polars_schema,
     quarantine_schema,
 )
-from cfanalytics.store import INGEST_FILE_BYTES, META_PREFIX, QUARANTINE, arrow_schema
+from cfanalytics.store import META_PREFIX, QUARANTINE, arrow_schema
 
 if TYPE_CHECKING:
     from cfanalytics.store import LogStore
@@ -668,14 +667,18 @@ def _content_schema(kind: str, schema: Mapping[str, pl.DataType], present: Seque
 def _append_new_rows(
     store: LogStore, prepared: _Prepared, part: _KindPart, res: BatchResult, stored_hits: pl.DataFrame | None
 ) -> None:
-    """Stream the part's new rows from scratch into one Delta commit carrying the batch metadata."""
-    from deltalake import CommitProperties, write_deltalake
+    """Stream the part's new rows from scratch into one Delta commit carrying the batch metadata.
 
-    from cfanalytics.store import commit_hooks, writer_properties
+    The rows go from the scratch file through a lazy query (rows new to the
+    store, in the stored types) into :func:`cfanalytics.store.append_rows`.
+    Required values are proven non-null by the written files' footers, and
+    pandera's full model runs on the first rows, since the values come from the
+    normaliser's own rules (a failure would be a bug, not bad input).
+    """
+    from cfanalytics.store import ROW_GROUP_ROWS, append_rows
 
     assert part.final is not None
     kind = part.kind
-    table_schema = dict(polars_schema(kind))
     extras = [c for c in part.extras if c in part.filled_extras]
     quarantined = _pending_quarantine(part)
     metadata = {
@@ -689,62 +692,31 @@ def _append_new_rows(
         f"{META_PREFIX}quarantined": str(quarantined),
         f"{META_PREFIX}flagged": str(res.flagged),
     }
-    target = {**table_schema, **dict.fromkeys(extras, STR)}
-    schema = arrow_schema(target)
-    model = pandera_model(kind)
-
-    required = [*column_names(kind, required_only=True), "_row_id", "_batch_id", "date"]
-
-    def batches() -> Iterator[pa.RecordBatch]:
-        # Types and required values are checked on every batch; pandera's full model on the first one,
-        # since the values come from the normaliser's own rules (a failure would be a bug, not bad input).
-        validated = False
-        # Arrow all the way (the scratch has the stored types): no copy of the rows into Polars and back.
-        for scratch in _scratch_batches(part.final):
-            rb = scratch
-            if "_status" in rb.schema.names:
-                rb = rb.filter(pc.equal(rb.column("_status"), _STATUS_NEW))
-            if stored_hits is not None and rb.num_rows:
-                ids = pl.DataFrame({"_row_id": pl.from_arrow(rb.column("_row_id"))})
-                keep = (
-                    ids.with_row_index("__i")
-                    .with_columns(_key_halves("_row_id", "__k"))
-                    .join(stored_hits, on=["__khi", "__klo"], how="anti")
-                    .get_column("__i")
-                    .sort()
-                )
-                rb = rb.take(keep.to_arrow())
-            n = rb.num_rows
-            if n == 0:
-                continue
-            names = rb.schema.names
-            arrays = []
-            for f in schema:
-                if f.name == "_batch_id":
-                    arrays.append(pa.repeat(pa.scalar(res.batch_id, f.type), n))
-                elif f.name in names:
-                    arrays.append(rb.column(f.name).cast(f.type))
-                else:
-                    arrays.append(pa.nulls(n, f.type))
-            out = pa.RecordBatch.from_arrays(arrays, schema=schema)  # every batch: the stored types
-            if any(out.column(c).null_count for c in required):
-                raise CfError(f"{prepared.raw.name}: {kind}: a required value is null in a row to store (a bug)")
-            if not validated:  # the contract of stored rows (SPEC §2), value rules included; a failure is a bug
-                model.validate(pl.from_arrow(out))
-                validated = True
-            yield out
-
-    reader = pa.RecordBatchReader.from_batches(schema, batches())
-    write_deltalake(
+    target = {**polars_schema(kind), **dict.fromkeys(extras, STR)}
+    rows = pl.scan_ipc(part.final)
+    names = rows.collect_schema().names()
+    if "_status" in names:
+        rows = rows.filter(pl.col("_status") == _STATUS_NEW)
+    if stored_hits is not None:  # rows the store holds already
+        rows = rows.with_columns(_key_halves("_row_id", "__k")).join(
+            stored_hits.lazy(), on=["__khi", "__klo"], how="anti"
+        )
+    rows = rows.select(
+        pl.lit(res.batch_id, dtype).alias(c)
+        if c == "_batch_id"
+        else pl.col(c).cast(dtype)
+        if c in names
+        else pl.lit(None, dtype).alias(c)
+        for c, dtype in target.items()
+    )
+    pandera_model(kind).validate(rows.head(ROW_GROUP_ROWS).collect())  # the contract of stored rows (SPEC §2)
+    append_rows(
         store.table_path(kind),
-        reader,
-        mode="append",
-        schema_mode="merge",
-        partition_by=["date"],
-        target_file_size=INGEST_FILE_BYTES,
-        writer_properties=writer_properties(),
-        commit_properties=CommitProperties(custom_metadata=metadata),
-        post_commithook_properties=commit_hooks(),
+        rows,
+        metadata=metadata,
+        required=[*column_names(kind, required_only=True), "_row_id", "_batch_id"],
+        expected=res.rows_stored,
+        label=f"{prepared.raw.name}: {kind}",
     )
 
 

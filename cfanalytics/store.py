@@ -72,8 +72,7 @@ COMPRESSION: Final = "ZSTD"
 COMPRESSION_LEVEL: Final = 1
 #: Size a data file written by :meth:`LogStore.maintain` grows to before the next one starts.
 TARGET_FILE_BYTES: Final = 100 * 2**20
-#: Size at which an ingest starts a new data file: delta-rs holds each open file of a commit in memory
-#: (one per date partition), so this bounds an ingest's memory; ``maintain`` compacts them later.
+#: Size (in memory) at which an ingest starts a new data file of a date partition; ``maintain`` compacts them later.
 INGEST_FILE_BYTES: Final = 32 * 2**20
 #: Tables that :meth:`LogStore.maintain` keeps sorted by ``click_id`` within each date partition.
 CLICK_ID_TABLES: Final = ("visits", "clicks", "conversions", "postbacks")
@@ -860,3 +859,158 @@ class _FileStats:
                 "nullCount": self.nulls,
             }
         )
+
+
+# ------------------------------------------------------------------ appends written by Polars
+def append_rows(
+    root: Path,
+    rows: pl.LazyFrame,
+    *,
+    metadata: Mapping[str, str],
+    required: Sequence[str] = (),
+    expected: int | None = None,
+    label: str = "",
+) -> int:
+    """Append ``rows`` (the table's columns, ``date`` included) to the Delta table at ``root`` in one commit.
+
+    Polars' streaming Parquet sink writes the files (one folder per ``date``,
+    files of about :data:`INGEST_FILE_BYTES`, :data:`ROW_GROUP_ROWS`-row groups,
+    zstd); it encodes columns in parallel, about twice as fast as
+    ``write_deltalake`` with less memory. Each file's Delta stats come from its
+    Parquet footer, which also proves that no ``required`` column holds a null
+    (and, given ``expected``, that the files hold that many rows).
+    Columns the table lacks are added first (a schema-only commit without batch
+    metadata). If anything fails before the commit, the files written are
+    removed: readers never see them. Returns the number of rows written.
+
+    >>> import datetime, tempfile, cfanalytics as cf
+    >>> s = cf.LogStore(tempfile.mkdtemp() + "/s")
+    >>> day = pl.LazyFrame({"key": ["a"], "date": [datetime.date(2026, 11, 20)]})
+    >>> append_rows(s.path / "demo", day, metadata={"cfanalytics.batch_id": "b1"})  # doctest: +SKIP
+    1
+    """
+    import uuid
+    from urllib.parse import unquote
+
+    from deltalake import CommitProperties, DeltaTable
+    from deltalake.transaction import AddAction
+
+    tag = uuid.uuid4().hex
+
+    def file_path(args: Any) -> str:
+        day = args.partition_keys.get_column("date")[0]
+        return f"date={day}/part-{args.index_in_partition:05d}-{tag}-c000.zstd.parquet"
+
+    written: list[Any] = []
+    try:
+        rows.sink_parquet(
+            pl.PartitionBy(
+                str(root),
+                key="date",
+                include_key=False,
+                file_path_provider=file_path,
+                approximate_bytes_per_file=INGEST_FILE_BYTES,
+            ),
+            compression=COMPRESSION.lower(),  # type: ignore[arg-type]
+            compression_level=COMPRESSION_LEVEL,
+            row_group_size=ROW_GROUP_ROWS,
+            mkdir=True,
+            sinked_paths_callback=lambda args: written.extend(args.paths),
+        )
+        now = int(time.time() * 1000)
+        adds = []
+        for sunk in written:
+            path = Path(sunk.path)
+            rel = path.relative_to(root).as_posix()
+            stats = _footer_stats(path)
+            nulls = [c for c in required if stats["nullCount"].get(c)]
+            if nulls:
+                raise StoreError(f"{label}: a required value is null in a row to store ({', '.join(nulls)}): a bug")
+            day = unquote(rel.split("/", 1)[0].split("=", 1)[1])
+            adds.append(AddAction(rel, path.stat().st_size, {"date": day}, now, True, json.dumps(stats)))
+        total = sum(int(sunk.num_rows) for sunk in written)
+        if expected is not None and total != expected:
+            raise StoreError(f"{label}: {total} rows written, {expected} expected: a bug")
+        if not adds:
+            return 0
+        dt = DeltaTable(root)
+        _add_missing_columns(dt, rows.collect_schema())
+        dt.create_write_transaction(
+            adds,
+            mode="append",
+            schema=dt.schema(),
+            partition_by=["date"],
+            commit_properties=CommitProperties(custom_metadata=dict(metadata)),
+            post_commithook_properties=commit_hooks(),
+        )
+    except BaseException:
+        for path in root.glob(f"date=*/part-*-{tag}-c000.zstd.parquet"):  # never committed: not part of the table
+            path.unlink(missing_ok=True)
+        raise
+    return total
+
+
+def _add_missing_columns(dt: Any, schema: pl.Schema) -> None:
+    """Add the columns of ``schema`` that the Delta table lacks (nullable), in one schema-only commit."""
+    from deltalake import Field
+    from deltalake.schema import Schema as DeltaSchema
+
+    have = {f.name for f in dt.schema().fields}
+    missing = {name: dtype for name, dtype in schema.items() if name not in have}
+    if not missing:
+        return
+    fields = DeltaSchema.from_arrow(arrow_schema(missing)).fields
+    dt.alter.add_columns(
+        [Field(f.name, f.type, nullable=True) for f in fields], post_commithook_properties=commit_hooks()
+    )
+
+
+def _footer_stats(path: Path) -> dict[str, Any]:
+    """Delta ``stats`` of a Parquet file from its footer: rows, null counts, and min/max where exact.
+
+    Min/max are given for strings (when shorter than 64 bytes: longer ones may be
+    truncated in the footer), integers and booleans, like :class:`_FileStats`.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    meta = pq.read_metadata(path)
+    arrow = meta.schema.to_arrow_schema()
+    names = [meta.schema.column(i).name for i in range(meta.num_columns)]
+    ranged = {
+        f.name
+        for f in arrow
+        if pa.types.is_string(f.type)
+        or pa.types.is_large_string(f.type)
+        or pa.types.is_string_view(f.type)
+        or pa.types.is_integer(f.type)
+        or pa.types.is_boolean(f.type)
+    }
+    nulls = dict.fromkeys(names, 0)
+    mins: dict[str, Any] = {}
+    maxs: dict[str, Any] = {}
+    unknown: set[str] = set()
+    for g in range(meta.num_row_groups):
+        group = meta.row_group(g)
+        for i, name in enumerate(names):
+            st = group.column(i).statistics
+            if st is None or not st.has_null_count:
+                unknown.add(name)
+                continue
+            nulls[name] += st.null_count
+            if name not in ranged or st.null_count == group.num_rows:
+                continue
+            if not st.has_min_max or (
+                isinstance(st.min, str) and max(len(st.min.encode()), len(st.max.encode())) >= 64
+            ):
+                unknown.add(name)
+                continue
+            mins[name] = st.min if name not in mins else min(mins[name], st.min)
+            maxs[name] = st.max if name not in maxs else max(maxs[name], st.max)
+    keep = [n for n in mins if n not in unknown]
+    return {
+        "numRecords": meta.num_rows,
+        "minValues": {n: mins[n] for n in keep},
+        "maxValues": {n: maxs[n] for n in keep},
+        "nullCount": {n: v for n, v in nulls.items() if n not in unknown},
+    }
