@@ -84,12 +84,51 @@ class _ScratchWriter:
         self._sink.close()
 
 
-def _scratch_batches(path: Path) -> Iterator[pa.RecordBatch]:
-    """The record batches of a scratch file, in order."""
+def _scratch_batches(path: Path, columns: Sequence[str] | None = None) -> Iterator[pa.RecordBatch]:
+    """The record batches of a scratch file (only ``columns``, if given), in order."""
     with pa.OSFile(str(path), "rb") as source:  # read, not mapped: batches outlive the file handle
         reader = pa.ipc.open_file(source)
+        if columns is not None:  # read only those columns' buffers
+            fields = [reader.schema.get_field_index(c) for c in columns]
+            source.seek(0)
+            reader = pa.ipc.open_file(source, options=pa.ipc.IpcReadOptions(included_fields=fields))
         for i in range(reader.num_record_batches):
-            yield reader.get_batch(i)
+            rb = reader.get_batch(i)
+            yield rb if columns is None else rb.select(columns)
+
+
+def _scan_scratch(path: Path) -> pl.LazyFrame:
+    """A scratch file as a lazy frame, read batch by batch (not memory-mapped).
+
+    ``pl.scan_ipc`` maps the file, and every page it touches then counts in
+    the process's resident memory: gigabytes for a large input.
+    """
+    from polars.io.plugins import register_io_source
+
+    with pa.OSFile(str(path), "rb") as source:
+        schema = pl.Schema(pa.ipc.open_file(source).schema)
+
+    def batches(
+        columns: list[str] | None, predicate: pl.Expr | None, n_rows: int | None, _size: int | None
+    ) -> Iterator[pl.DataFrame]:
+        left = n_rows
+        needed = None
+        if columns is not None:  # the projection, and the columns the predicate reads
+            needed = list(dict.fromkeys([*columns, *(predicate.meta.root_names() if predicate is not None else ())]))
+        for rb in _prefetch(_scratch_batches(path, needed)):  # the next batches are read meanwhile
+            df = pl.DataFrame(rb)
+            if predicate is not None:
+                df = df.filter(predicate)
+            if columns is not None:
+                df = df.select(columns)
+            if left is not None:
+                df = df.head(left)
+                left -= df.height
+            yield df
+            if left == 0:
+                return
+
+    return register_io_source(batches, schema=schema, explain_name="scratch")
 
 
 @dataclass
@@ -302,8 +341,31 @@ def _prepare(
     default_kind = res.kind if res.kind != "events" else None
     present = tuple(res.canonical.values())
     bar = _progress_bar(raw, progress)
+
+    def store_rows(k: str, part: _KindPart, rows: pl.DataFrame) -> None:
+        # On the writer thread, in batch order: identity, then the scratch file.
+        rows = _first_identity(rows, k, normalizer.derived_postback_id, present)
+        if rows.height == 0:
+            return
+        if k not in writers:
+            schemas[k] = rows.schema
+            part.keyed = is_keyed(k, present) and not normalizer.derived_postback_id
+            part.present = present
+            part.content = _content_schema(k, rows.schema, present)
+            part.extras = [c for c in rows.columns if c not in polars_schema(k) and c not in ("_record", "_raw_record")]
+            writers[k] = _ScratchWriter(part.scratch, rows.to_arrow().schema)
+        writers[k].write_table(rows.select(list(schemas[k])).cast(dict(schemas[k])).to_arrow())
+        part.rows += rows.height
+        if unfilled := [c for c in part.extras if c not in part.filled_extras]:
+            have = rows.select(pl.col(unfilled).is_not_null().any()).row(0, named=True)
+            part.filled_extras.update(c for c, v in have.items() if v)
+
+    # Three stages overlap (Polars and pyarrow release the GIL): a reader thread parses the
+    # next batches, this thread normalises, and a writer thread identifies and spills rows.
+    writer = _SerialWorker(name="cfanalytics-write")
     try:
-        for batch, problems in _prefetch(raw.batches()):
+        batches = ((normalizer.frame(b), problems, b.num_rows) for b, problems in raw.batches())
+        for frame, problems, n in _prefetch(batches):
             if problems:
                 q = _problem_frame(problems, default_kind)
                 if default_kind is None:
@@ -311,7 +373,7 @@ def _prepare(
                 else:
                     parts.setdefault(default_kind, _KindPart(default_kind, staging / f"{default_kind}.1.arrow"))
                     parts[default_kind].quarantine.append(q)
-            for k, out in normalizer.normalize(batch).items():
+            for k, out in normalizer.normalize(frame).items():
                 if k == "events":
                     kindless.append(out.quarantine)
                     continue
@@ -320,30 +382,17 @@ def _prepare(
                 part = parts.setdefault(k, _KindPart(k, staging / f"{k}.1.arrow"))
                 if out.quarantine.height:
                     part.quarantine.append(out.quarantine)
-                rows = _first_identity(out.rows, k, normalizer.derived_postback_id, present)
-                if rows.height == 0:
-                    continue
-                if k not in writers:
-                    schemas[k] = rows.schema
-                    part.keyed = is_keyed(k, present) and not normalizer.derived_postback_id
-                    part.present = present
-                    part.content = _content_schema(k, rows.schema, present)
-                    part.extras = [
-                        c for c in rows.columns if c not in polars_schema(k) and c not in ("_record", "_raw_record")
-                    ]
-                    writers[k] = _ScratchWriter(part.scratch, rows.to_arrow().schema)
-                writers[k].write_table(rows.select(list(schemas[k])).cast(dict(schemas[k])).to_arrow())
-                part.rows += rows.height
-                if unfilled := [c for c in part.extras if c not in part.filled_extras]:
-                    have = rows.select(pl.col(unfilled).is_not_null().any()).row(0, named=True)
-                    part.filled_extras.update(c for c, v in have.items() if v)
+                if out.rows.height:
+                    writer.submit(store_rows, k, part, out.rows)
             if bar is not None:
-                bar.update(batch.num_rows + len(problems))
+                bar.update(n + len(problems))
+        writer.close()
     except CfError:
         raise
     except (OSError, pa.ArrowException, ValueError, UnicodeDecodeError) as exc:
         raise InputError(f"{raw.name}: {_one_line(exc)}") from None
     finally:
+        writer.abort()
         for w in writers.values():
             w.close()
         if bar is not None:
@@ -410,7 +459,7 @@ def _repeated_ids(scratch: pl.LazyFrame) -> set[str]:
 def _assign_ordinals(part: _KindPart, derived_postback_id: bool) -> None:
     """Pass 2: ordinals for repeated identities; first-kept rule for keyed kinds."""
     assert part.final is not None
-    repeated = _repeated_ids(pl.scan_ipc(part.scratch))
+    repeated = _repeated_ids(_scan_scratch(part.scratch))
     if not repeated:  # the usual case: every row is the first of its identity; no second pass needed
         part.final = part.scratch
         return
@@ -476,7 +525,7 @@ def _with_ordinals(
 def _final_frame(part: _KindPart) -> pl.LazyFrame:
     """Pass-2 rows with their in-input ``_status`` (all new when pass 2 had nothing to do)."""
     assert part.final is not None
-    lf = pl.scan_ipc(part.final)
+    lf = _scan_scratch(part.final)
     if "_status" not in lf.collect_schema().names():
         lf = lf.with_columns(pl.lit(_STATUS_NEW, pl.Int8).alias("_status"))
     return lf
@@ -693,7 +742,7 @@ def _append_new_rows(
         f"{META_PREFIX}flagged": str(res.flagged),
     }
     target = {**polars_schema(kind), **dict.fromkeys(extras, STR)}
-    rows = pl.scan_ipc(part.final)
+    rows = _scan_scratch(part.final)
     names = rows.collect_schema().names()
     if "_status" in names:
         rows = rows.filter(pl.col("_status") == _STATUS_NEW)
@@ -935,6 +984,57 @@ def _prefetch(items: Iterator[Any], depth: int = 2) -> Iterator[Any]:
                 q.get_nowait()
             except queue.Empty:
                 thread.join(0.05)
+
+
+class _SerialWorker:
+    """Runs submitted calls one at a time, in order, on a thread, up to ``depth`` calls ahead.
+
+    An error of a call is raised by the next :meth:`submit` or by :meth:`close`;
+    :meth:`abort` (always safe) drops what is queued and waits for the thread.
+    """
+
+    def __init__(self, name: str, depth: int = 2) -> None:
+        import queue
+        import threading
+
+        self._queue: queue.Queue[tuple[Any, tuple[Any, ...]] | None] = queue.Queue(maxsize=depth)
+        self._error: BaseException | None = None
+        self._stop = False
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (item := self._queue.get()) is not None:
+            if self._error is None and not self._stop:
+                fn, args = item
+                try:
+                    fn(*args)
+                except BaseException as exc:  # handed to the submitting thread
+                    self._error = exc
+
+    def submit(self, fn: Any, *args: Any) -> None:
+        """Queue ``fn(*args)`` (blocks while ``depth`` calls wait)."""
+        self._raise()
+        self._queue.put((fn, args))
+
+    def close(self) -> None:
+        """Wait for every queued call; raise the first error of one."""
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
+        self._raise()
+
+    def abort(self) -> None:
+        """Skip what is still queued and wait for the thread."""
+        self._stop = True
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
+
+    def _raise(self) -> None:
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
 
 
 def _remove_dead_staging(folder: Path) -> None:

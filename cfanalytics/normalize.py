@@ -151,15 +151,20 @@ class Normalizer:
         self._event_columns = set(resolution.canonical.values()) - {"event_type"}
 
     # ----------------------------------------------------------------- driver
-    def normalize(self, batch: pa.RecordBatch) -> dict[str, Normalized]:
+    @staticmethod
+    def frame(batch: pa.RecordBatch) -> pl.DataFrame:
+        """A raw batch as a Polars frame (stateless: a reader thread may call it ahead of :meth:`normalize`)."""
+        raw = pl.from_arrow(batch)
+        assert isinstance(raw, pl.DataFrame)
+        return raw.with_columns(pl.col("_record").cast(INT))
+
+    def normalize(self, batch: pa.RecordBatch | pl.DataFrame) -> dict[str, Normalized]:
         """Normalise one raw batch; returns ``{kind: Normalized}`` for the kinds it holds.
 
         The quarantine frames' ``raw`` (JSON of the record's raw columns, see
         :func:`raw_records`) is built for the quarantined records only.
         """
-        raw = pl.from_arrow(batch)
-        assert isinstance(raw, pl.DataFrame)
-        raw = raw.with_columns(pl.col("_record").cast(INT))
+        raw = batch if isinstance(batch, pl.DataFrame) else self.frame(batch)
         frame = raw.select(
             pl.col("_record"),
             *(pl.col(r).alias(c) for r, c in self.res.canonical.items()),

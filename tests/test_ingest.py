@@ -622,3 +622,49 @@ def test_a_store_with_the_former_content_hash_column_still_dedupes(store, tmp_pa
     )
     got = store.scan("visits").filter(pl.col("click_id") == d).select("_content_hash", "content_hash").collect()
     assert got.rows() == [(None, "x")]
+
+
+def test_the_writer_thread_runs_calls_in_order_and_hands_errors_back():
+    from cfanalytics.ingest import _SerialWorker
+
+    done: list[int] = []
+    w = _SerialWorker("test-writer")
+    for i in range(20):
+        w.submit(done.append, i)
+    w.close()
+    assert done == list(range(20))
+
+    def boom(i: int) -> None:
+        if i == 3:
+            raise OSError("disk full")
+        done.append(i)
+
+    done.clear()
+    w = _SerialWorker("test-writer")
+
+    def feed() -> None:
+        for i in range(50):
+            w.submit(boom, i)
+        w.close()
+
+    with pytest.raises(OSError, match="disk full"):
+        feed()
+    w.abort()
+    assert done == [0, 1, 2]  # nothing after the failed call ran
+
+
+def test_scratch_scans_project_filter_and_stop_early(tmp_path):
+    import pyarrow as pa
+
+    from cfanalytics.ingest import _scan_scratch, _ScratchWriter
+
+    t = pa.table({"a": list(range(10)), "b": [str(i) for i in range(10)], "c": [i % 3 for i in range(10)]})
+    w = _ScratchWriter(tmp_path / "x.arrow", t.schema)
+    w.write_table(t)
+    w.write_table(t)
+    w.close()
+    lf = _scan_scratch(tmp_path / "x.arrow")
+    assert lf.filter(pl.col("c") == 1).select("b").collect().to_series().to_list() == ["1", "4", "7"] * 2
+    assert lf.select(pl.len()).collect().item() == 20
+    assert lf.head(12).collect().get_column("a").to_list() == [*range(10), 0, 1]
+    assert lf.filter(pl.col("a") > 7).select("a").collect().to_series().to_list() == [8, 9, 8, 9]
