@@ -219,13 +219,13 @@ def _store(p: Params) -> Any:
 
 
 def diagnose_kit(p: Params) -> Result:
-    """The kit's diagnosis minus incidents: ``postback_summary`` and ``gap_summary``."""
-    from cfanalytics.diagnose import gap_summary, postback_summary
+    """The kit's diagnosis minus incidents (timed on their own): ``diagnose(store, with_incidents=False)``."""
+    from cfanalytics.diagnose import diagnose
 
     store = _store(p)
     t0 = time.perf_counter()
-    pb = postback_summary(store)
-    gaps = gap_summary(store)
+    doc = diagnose(store, with_incidents=False)
+    pb, gaps = doc["postbacks"], doc["gaps"]
     seconds = time.perf_counter() - t0
     return {
         "seconds": seconds,

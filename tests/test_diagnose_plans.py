@@ -119,3 +119,28 @@ def test_diagnose_shares_one_frame_with_the_same_answers(sample):
     assert doc["gaps"] == gap_summary(sample, where)
     history = postbacks(sample, history_filter(sample, where)).collect()
     assert_frame_equal(incidents(sample, where, frame=history), incidents(sample, where))
+
+
+def test_one_visit_lookup_serves_postbacks_and_conversions(sample):
+    """diagnose() reads the visits once, for the click ids of postbacks and conversions alike."""
+    from cfanalytics.diagnose.frames import postback_rows, visit_lookup
+    from cfanalytics.diagnose.gaps import conversion_rows
+
+    where = LogFilter(start="2026-11-20", end="2026-11-22")
+    keys = pl.concat(
+        [postback_rows(sample, where).select("click_id"), conversion_rows(sample, where).select("click_id")]
+    )
+    visits = visit_lookup(sample, keys)
+    # every visit of those click ids, and no other (checked against a plain join of the stored tables)
+    wanted = keys.unique().collect().get_column("click_id")
+    stored = sample.scan("visits").select("click_id").collect().get_column("click_id")
+    assert sorted(visits.get_column("click_id").to_list()) == sorted(set(wanted.to_list()) & set(stored.to_list()))
+    order = ["postback_time", "postback_id"]
+    assert_frame_equal(
+        postbacks(sample, where, visits=visits).collect().sort(order), postbacks(sample, where).collect().sort(order)
+    )
+    assert gap_summary(sample, where, grace_minutes=30, visits=visits) == gap_summary(sample, where, grace_minutes=30)
+    # and diagnose() without incidents answers the same
+    doc, bare = diagnose(sample, where), diagnose(sample, where, with_incidents=False)
+    assert bare["incidents"] == []
+    assert {k: v for k, v in bare.items() if k != "incidents"} == {k: v for k, v in doc.items() if k != "incidents"}

@@ -95,11 +95,35 @@ def with_names(frame: pl.DataFrame, store: LogStore, *id_columns: str) -> pl.Dat
     return frame
 
 
-def _visit_attribution(store: LogStore, keys: pl.LazyFrame | None) -> pl.LazyFrame:
-    visits = store.scan("visits").select(
+def visit_lookup(store: LogStore, click_ids: pl.LazyFrame) -> pl.DataFrame:
+    """The stored visits of ``click_ids`` (a frame with a ``click_id`` column), collected once to serve
+    several diagnostics: ``click_id``, ``_v_ts``, ``_v_cmp``, ``_v_time`` (its traffic source, campaign, time).
+
+    Reading the visits is the costly part of attributing postbacks and classifying
+    conversions: :func:`~cfanalytics.diagnose.summary.diagnose` reads them once, for the
+    click ids of both (postbacks naming their own traffic source and campaign need none),
+    and hands the lookup to each (``visits=``).
+    """
+    return (
+        store.scan("visits")
+        .select(
+            "click_id",
+            pl.col("traffic_source_id").alias("_v_ts"),
+            pl.col("campaign_id").alias("_v_cmp"),
+            pl.col("visit_time").alias("_v_time"),
+        )
+        .join(click_ids.select("click_id").unique(), on="click_id", how="semi")
+        .collect()
+    )
+
+
+def _visit_attribution(store: LogStore, keys: pl.LazyFrame | None, visits: pl.DataFrame | None = None) -> pl.LazyFrame:
+    if visits is not None:  # a visit_lookup covering the keys
+        return visits.lazy().select("click_id", "_v_ts", "_v_cmp")
+    lf = store.scan("visits").select(
         "click_id", pl.col("traffic_source_id").alias("_v_ts"), pl.col("campaign_id").alias("_v_cmp")
     )
-    return visits if keys is None else visits.join(keys, on="click_id", how="semi")
+    return lf if keys is None else lf.join(keys, on="click_id", how="semi")
 
 
 def _conversion_attribution(store: LogStore, keys: pl.LazyFrame | None) -> pl.LazyFrame:
@@ -133,23 +157,38 @@ def postback_rows(store: LogStore, where: LogFilter | None = None) -> pl.LazyFra
     return time_only.apply(pb, "postbacks", timezone=store.timezone)
 
 
-def enrich_postbacks(store: LogStore, rows: pl.LazyFrame, where: LogFilter | None = None) -> pl.LazyFrame:
+def enrich_postbacks(
+    store: LogStore, rows: pl.LazyFrame, where: LogFilter | None = None, *, visits: pl.DataFrame | None = None
+) -> pl.LazyFrame:
     """Add attribution, ``status_class``, ``error_kind``, ``signature`` and ``attributed`` to
     :func:`postback_rows` (or a row subset of them), then apply the filter's other fields.
 
-    Visits and conversions are restricted to the click ids of ``rows`` before the join.
+    Visits and conversions are restricted to the click ids of ``rows`` before the join;
+    ``visits`` may be a :func:`visit_lookup` covering those click ids instead.
     """
     flt = where or LogFilter()
-    # == rows ⟕ click_attribution(store, rows): visits and conversions semi-joined on the rows' click ids
-    keys = rows.select("click_id")
-    pb = rows.join(_visit_attribution(store, keys), on="click_id", how="left")
-    pb = pb.join(_conversion_attribution(store, keys), on="click_id", how="left").with_columns(
-        pl.coalesce("traffic_source_id", "_v_ts", "_c_ts").alias("traffic_source_id"),
-        pl.coalesce("campaign_id", "_v_cmp", "_c_cmp").alias("campaign_id"),
+    # Rows naming their own traffic source and campaign need no attribution: only the others are
+    # joined, == those rows ⟕ click_attribution(store, rows), visits and conversions semi-joined on
+    # their click ids.
+    own = pl.col("traffic_source_id").is_not_null() & pl.col("campaign_id").is_not_null()
+    rest_rows = rows.filter(~own)
+    keys = rest_rows.select("click_id")
+    attributed = (
+        rest_rows.join(_visit_attribution(store, keys, visits), on="click_id", how="left")
+        .join(_conversion_attribution(store, keys), on="click_id", how="left")
+        .with_columns(
+            pl.coalesce("traffic_source_id", "_v_ts", "_c_ts").alias("traffic_source_id"),
+            pl.coalesce("campaign_id", "_v_cmp", "_c_cmp").alias("campaign_id"),
+        )
+        .drop("_v_ts", "_c_ts", "_v_cmp", "_c_cmp")
     )
-    pb = pb.drop("_v_ts", "_c_ts", "_v_cmp", "_c_cmp").with_columns(
+    pb = pl.concat([rows.filter(own), attributed], how="vertical").with_columns(
         pl.col("traffic_source_id").is_not_null().alias("attributed"),
         status_class(pl.col("status_code")).alias("status_class"),
+    )
+    # Error kinds and signatures are computed on the failing rows only (a few percent of them).
+    failing = pl.col("is_error").cast(pl.Boolean, strict=False).fill_null(value=False)
+    kinds = (
         error_kind(
             is_error=pl.col("is_error"),
             status_code=pl.col("status_code"),
@@ -158,13 +197,15 @@ def enrich_postbacks(store: LogStore, rows: pl.LazyFrame, where: LogFilter | Non
         ).alias("error_kind"),
         pl.when(pl.col("is_error")).then(signature(pl.col("error_message"))).alias("signature"),
     )
+    nothing = (pl.lit(None, pl.String).alias("error_kind"), pl.lit(None, pl.String).alias("signature"))
+    pb = pl.concat([pb.filter(~failing).with_columns(nothing), pb.filter(failing).with_columns(kinds)])
     rest = flt.replace(start=None, end=None)
     return rest.apply(pb, None, timezone=store.timezone)
 
 
-def postbacks(store: LogStore, where: LogFilter | None = None) -> pl.LazyFrame:
+def postbacks(store: LogStore, where: LogFilter | None = None, *, visits: pl.DataFrame | None = None) -> pl.LazyFrame:
     """Postbacks with attributed ``traffic_source_id`` / ``campaign_id``, ``status_class``,
     ``error_kind``, ``signature`` and ``attributed`` (False when no traffic source was found),
-    filtered by ``where`` (range on ``postback_time``).
+    filtered by ``where`` (range on ``postback_time``). ``visits``: see :func:`enrich_postbacks`.
     """
-    return enrich_postbacks(store, postback_rows(store, where), where)
+    return enrich_postbacks(store, postback_rows(store, where), where, visits=visits)

@@ -44,24 +44,36 @@ def _tz(store: LogStore, where: LogFilter | None) -> str:
     return (where.timezone if where else None) or store.timezone or "UTC"
 
 
-def conversions(store: LogStore, where: LogFilter | None = None) -> pl.LazyFrame:
-    """Conversions with the attributed traffic source/campaign (own column, else the visit's), filtered."""
+def conversion_rows(store: LogStore, where: LogFilter | None = None) -> pl.LazyFrame:
+    """Stored conversions in the filter's time range, not attributed yet."""
     flt = where or LogFilter()
-    conv = LogFilter(start=flt.start, end=flt.end, timezone=flt.timezone).apply(
+    return LogFilter(start=flt.start, end=flt.end, timezone=flt.timezone).apply(
         store.scan("conversions"), "conversions", timezone=store.timezone
     )
-    # only the visits of these conversions' clicks (semi join), not every stored visit
-    visits = (
-        store.scan("visits")
-        .select(
-            "click_id",
-            pl.col("traffic_source_id").alias("_v_ts"),
-            pl.col("campaign_id").alias("_v_cmp"),
-            pl.col("visit_time").alias("_v_time"),
+
+
+def conversions(store: LogStore, where: LogFilter | None = None, *, visits: pl.DataFrame | None = None) -> pl.LazyFrame:
+    """Conversions with the attributed traffic source/campaign (own column, else the visit's), filtered.
+
+    ``visits`` may be a :func:`~cfanalytics.diagnose.frames.visit_lookup` covering the
+    conversions' click ids; else the visits are read here.
+    """
+    flt = where or LogFilter()
+    conv = conversion_rows(store, flt)
+    if visits is None:  # only the visits of these conversions' clicks (semi join), not every stored visit
+        found = (
+            store.scan("visits")
+            .select(
+                "click_id",
+                pl.col("traffic_source_id").alias("_v_ts"),
+                pl.col("campaign_id").alias("_v_cmp"),
+                pl.col("visit_time").alias("_v_time"),
+            )
+            .join(conv.select("click_id"), on="click_id", how="semi")
         )
-        .join(conv.select("click_id"), on="click_id", how="semi")
-    )
-    conv = conv.join(visits, on="click_id", how="left").with_columns(
+    else:
+        found = visits.lazy()
+    conv = conv.join(found, on="click_id", how="left").with_columns(
         pl.coalesce("traffic_source_id", "_v_ts").alias("traffic_source_id"),
         pl.coalesce("campaign_id", "_v_cmp").alias("campaign_id"),
         pl.coalesce("visit_time", "_v_time").alias("visit_time"),
@@ -71,10 +83,14 @@ def conversions(store: LogStore, where: LogFilter | None = None) -> pl.LazyFrame
     return flt.replace(start=None, end=None).apply(conv, None, timezone=store.timezone)
 
 
-def _classified(store: LogStore, where: LogFilter | None, grace_minutes: float) -> pl.LazyFrame:
+def _classified(
+    store: LogStore, where: LogFilter | None, grace_minutes: float, visits: pl.DataFrame | None = None
+) -> pl.LazyFrame:
     """Conversions in range with ``gap``, ``postbacks``, ``postback_errors``, ``unknown_click``,
     ``malformed_click`` and the match keys ``_ct`` / ``_tx`` (``""`` = null); lazy, unordered."""
-    conv = conversions(store, where).with_columns(_null_empty("ct").alias("_ct"), _null_empty("txid").alias("_tx"))
+    conv = conversions(store, where, visits=visits).with_columns(
+        _null_empty("ct").alias("_ct"), _null_empty("txid").alias("_tx")
+    )
     pb = store.scan("postbacks").select("click_id", _null_empty("ct").alias("_ct"), "is_error")
     per_key = pb.group_by("click_id", "_ct").agg(
         pl.len().alias("postbacks"),
@@ -178,15 +194,17 @@ def gap_summary(
     *,
     grace_minutes: float = 0,
     postbacks_frame: pl.DataFrame | pl.LazyFrame | None = None,
+    visits: pl.DataFrame | None = None,
 ) -> dict[str, int]:
     """The ``gaps`` section of ``cfanalytics diagnose --json`` (SPEC §5).
 
     Counts are aggregated without materialising the rows; duplicates are rows minus distinct
     (click_id, ct, txid). ``postbacks_frame`` may be an already enriched
-    ``postbacks(store, where)`` frame (as :func:`orphan_postbacks` takes).
+    ``postbacks(store, where)`` frame (as :func:`orphan_postbacks` takes), ``visits`` a
+    :func:`~cfanalytics.diagnose.frames.visit_lookup` covering the conversions' click ids.
     """
     flt = where or LogFilter()
-    rows = _classified(store, flt, grace_minutes)
+    rows = _classified(store, flt, grace_minutes, visits)
     counts = rows.select(
         pl.len().alias("conversions"),
         *((pl.col("gap") == cls).sum().alias(cls) for cls in GAP_CLASSES),
