@@ -30,7 +30,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 import polars as pl
 import pyarrow as pa
@@ -62,6 +62,11 @@ _STATUS_NEW, _STATUS_ALREADY, _STATUS_CONFLICT = 0, 1, 2
 _JOIN_BUCKET_ROWS = 4_000_000
 #: Found keys are "few" below 1 in this many stored rows of their bucket: their stored rows are read by id.
 _SPARSE_HITS = 20
+
+
+#: Scratch files keep Polars' own string layout (Arrow string views): no copy of the text on the way
+#: out of Polars and back in.
+_SCRATCH_ARROW: Final = pl.CompatLevel.newest()
 
 
 class _ScratchWriter:
@@ -353,8 +358,10 @@ def _prepare(
             part.present = present
             part.content = _content_schema(k, rows.schema, present)
             part.extras = [c for c in rows.columns if c not in polars_schema(k) and c not in ("_record", "_raw_record")]
-            writers[k] = _ScratchWriter(part.scratch, rows.to_arrow().schema)
-        writers[k].write_table(rows.select(list(schemas[k])).cast(dict(schemas[k])).to_arrow())
+            writers[k] = _ScratchWriter(part.scratch, rows.to_arrow(compat_level=_SCRATCH_ARROW).schema)
+        writers[k].write_table(
+            rows.select(list(schemas[k])).cast(dict(schemas[k])).to_arrow(compat_level=_SCRATCH_ARROW)
+        )
         part.rows += rows.height
         if unfilled := [c for c in part.extras if c not in part.filled_extras]:
             have = rows.select(pl.col(unfilled).is_not_null().any()).row(0, named=True)
@@ -485,7 +492,7 @@ def _assign_ordinals(part: _KindPart, derived_postback_id: bool) -> None:
             df = df.with_columns(pl.Series("_status", status, dtype=pl.Int8))
             if part.keyed and idx:
                 df = _conflicts_to_quarantine(df, part, key, in_store=False)
-            table = df.to_arrow()
+            table = df.to_arrow(compat_level=_SCRATCH_ARROW)
             if writer is None:
                 writer = _ScratchWriter(part.final, table.schema)
             writer.write_table(table.cast(writer.schema))
