@@ -4,18 +4,21 @@ Memory stays bounded for inputs of any size (CSV, NDJSON, Parquet): batches
 stream through up to three passes over Arrow IPC scratch files in the store's
 ``_staging`` folder.
 
-1. Read (on a thread, a batch ahead) and normalise every batch; compute each
-   row's identity assuming it is the first of its kind (ordinal 0); write typed
+1. Read and parse (on a reader thread, batches ahead), normalise every batch,
+   then on a writer thread compute each row's identity assuming it is the first
+   of its kind (ordinal 0) and, for keyed kinds, its content digest; write typed
    rows to scratch. Nothing is written to the store, so a file that turns out
    unreadable leaves no trace.
 2. Only when some identity repeats inside the input: give those rows their
    ordinal (or, for keyed kinds, keep the first and sort later copies into
-   identical repeats and ``conflicting_key``).
+   identical repeats and ``conflicting_key`` by their content digests).
 3. Under the store lock: join the ids (as ``UInt64`` halves, in buckets of the
-   stored ids) with those already stored, then stream the new rows from scratch
-   into one Delta commit whose metadata carries the batch id, source, sha256 and
-   counts; then the quarantine (raw records of conflicting rows are read again
-   from the input).
+   stored ids) with those already stored (keyed rows whose stored digest differs
+   are checked against the stored row's columns), then stream the new rows from
+   scratch through Polars' Parquet sink into one Delta commit whose metadata
+   carries the batch id, source, sha256 and counts
+   (:func:`cfanalytics.store.append_rows`); then the quarantine (raw records of
+   conflicting rows are read again from the input).
 
 ``rows_read = rows_stored + already_stored + quarantined`` holds for every batch.
 """
@@ -62,8 +65,6 @@ _STATUS_NEW, _STATUS_ALREADY, _STATUS_CONFLICT = 0, 1, 2
 _JOIN_BUCKET_ROWS = 4_000_000
 #: Found keys are "few" below 1 in this many stored rows of their bucket: their stored rows are read by id.
 _SPARSE_HITS = 20
-
-
 #: Scratch files keep Polars' own string layout (Arrow string views): no copy of the text on the way
 #: out of Polars and back in.
 _SCRATCH_ARROW: Final = pl.CompatLevel.newest()
@@ -600,8 +601,8 @@ def _write_kind(store: LogStore, prepared: _Prepared, part: _KindPart, res: Batc
     """Dedupe the part against the store on compact keys, then stream its new rows into one commit.
 
     Only ``_row_id`` of both sides takes part in the join, as a pair of
-    ``UInt64``; the rows themselves stream from the scratch file straight into
-    ``write_deltalake``. Rows found in the store are counted (identical) or, for
+    ``UInt64``; the rows themselves stream from the scratch file into
+    :func:`cfanalytics.store.append_rows`. Rows found in the store are counted (identical) or, for
     keyed kinds whose content differs, quarantined as ``conflicting_key``
     (see :func:`_stored_conflicts`).
     """

@@ -1,0 +1,92 @@
+"""store.append_rows: the files an ingest commits, their Delta stats, schema evolution, failure cleanup."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+
+import polars as pl
+import pyarrow.parquet as pq
+import pytest
+
+from cfanalytics import LogStore
+from cfanalytics.errors import StoreError
+from cfanalytics.store import append_rows
+from tests.conftest import write
+
+HEAD = "Click ID,Visit Time,Campaign ID,User Agent,Bot Score\n"
+LONG_UA = "Mozilla/5.0 " + "x" * 100
+
+
+def _actions(store: LogStore, kind: str) -> list[dict]:
+    return pl.DataFrame(store.table(kind).get_add_actions(flatten=False)).to_dicts()
+
+
+def test_the_stats_of_each_file_match_its_rows(store, tmp_path):
+    rows = [
+        f"aaaaaaaa-0000-4000-8000-00000000000{n},2026-11-{20 + n % 2} 10:0{n}:00,k{n},{LONG_UA if n == 3 else 'ua'},"
+        + ("" if n == 2 else "0.5")
+        for n in range(1, 7)
+    ]
+    store.ingest([write(tmp_path / "v.csv", HEAD + "\n".join(rows) + "\n")])
+    actions = _actions(store, "visits")
+    assert sorted(str(a["partition"]["date"]) for a in actions) == ["2026-11-20", "2026-11-21"]
+    for a in actions:
+        # the file's own rows, read back independently
+        df = pl.read_parquet(store.table_path("visits") / a["path"])
+        assert a["num_records"] == df.height
+        assert a["null_count"]["bot_score"] == df.get_column("bot_score").null_count()
+        assert a["min"]["click_id"] == df.get_column("click_id").min()
+        assert a["max"]["campaign_id"] == df.get_column("campaign_id").max()
+        assert a["min"]["visit_time"] is None  # timestamps: no min/max (readers treat them as unknown)
+        if df.get_column("user_agent").str.len_bytes().max() >= 64:  # footer values may be truncated
+            assert a["max"]["user_agent"] is None
+        else:
+            assert a["max"]["user_agent"] == df.get_column("user_agent").max()
+    # the table reads back every row, in the stored types
+    assert store.scan("visits").select(pl.len()).collect().item() == 6
+
+
+def test_a_new_extra_column_is_added_to_the_table_schema(store, tmp_path):
+    first = HEAD + "aaaaaaaa-0000-4000-8000-000000000001,2026-11-20 10:00:00,k1,ua,\n"
+    store.ingest([write(tmp_path / "a.csv", first)])
+    with_extra = (
+        "Click ID,Visit Time,Campaign ID,Sub 7\n" + "aaaaaaaa-0000-4000-8000-000000000002,2026-11-20 10:01:00,k1,z\n"
+    )
+    result = store.ingest([write(tmp_path / "b.csv", with_extra)])
+    assert result.ok
+    got = store.scan("visits").select("click_id", "sub_7").collect().sort("click_id").rows()
+    assert got == [("aaaaaaaa-0000-4000-8000-000000000001", None), ("aaaaaaaa-0000-4000-8000-000000000002", "z")]
+    # the schema-only commit is no batch: the ledger lists the two ingests
+    assert store.batches().filter(pl.col("table") == "visits").height == 2
+
+
+def test_a_failed_append_leaves_no_file_and_no_commit(store):
+    root = store.table_path("visits")
+    version = store.table("visits").version()
+    bad = pl.LazyFrame(
+        {
+            "_row_id": ["r1", None],
+            "click_id": ["c1", "c2"],
+            "visit_time": [datetime(2026, 11, 20, tzinfo=UTC)] * 2,
+            "date": [date(2026, 11, 20)] * 2,
+        }
+    )
+    with pytest.raises(StoreError, match=r"required value is null.*_row_id"):
+        append_rows(root, bad, metadata={}, required=["_row_id"], label="test")
+    assert store.table("visits").version() == version
+    assert not list(root.glob("date=*/*.parquet"))
+    with pytest.raises(StoreError, match="1 rows written, 2 expected"):
+        append_rows(root, bad.head(1), metadata={}, expected=2, label="test")
+    assert not list(root.glob("date=*/*.parquet"))
+
+
+def test_files_hold_row_groups_of_the_store_size(store, tmp_path):
+    from cfanalytics.store import ROW_GROUP_ROWS
+
+    rows = "".join(f"{n:08x}-0000-4000-8000-000000000000,2026-11-20 10:00:00,k1,ua,0.5\n" for n in range(1000))
+    store.ingest([write(tmp_path / "v.csv", HEAD + rows)])
+    (action,) = _actions(store, "visits")
+    meta = pq.read_metadata(store.table_path("visits") / action["path"])
+    assert meta.num_rows == 1000
+    assert all(meta.row_group(g).num_rows <= ROW_GROUP_ROWS for g in range(meta.num_row_groups))
+    assert meta.row_group(0).column(0).compression == "ZSTD"
