@@ -74,6 +74,8 @@ COMPRESSION_LEVEL: Final = 1
 TARGET_FILE_BYTES: Final = 100 * 2**20
 #: Size (in memory) at which an ingest starts a new data file of a date partition; ``maintain`` compacts them later.
 INGEST_FILE_BYTES: Final = 32 * 2**20
+#: Date partitions an append writes at once (its memory grows with them; more dates take more passes).
+SINK_PARTITIONS: Final = 16
 #: Tables that :meth:`LogStore.maintain` keeps sorted by ``click_id`` within each date partition.
 CLICK_ID_TABLES: Final = ("visits", "clicks", "conversions", "postbacks")
 #: At most about this many rows of a partition are sorted in memory at once by maintain.
@@ -903,20 +905,26 @@ def append_rows(
 
     written: list[Any] = []
     try:
-        rows.sink_parquet(
-            pl.PartitionBy(
-                str(root),
-                key="date",
-                include_key=False,
-                file_path_provider=file_path,
-                approximate_bytes_per_file=INGEST_FILE_BYTES,
-            ),
-            compression=COMPRESSION.lower(),  # type: ignore[arg-type]
-            compression_level=COMPRESSION_LEVEL,
-            row_group_size=ROW_GROUP_ROWS,
-            mkdir=True,
-            sinked_paths_callback=lambda args: written.extend(args.paths),
-        )
+        # The sink keeps a buffer per open partition: an input spanning many dates is written
+        # SINK_PARTITIONS dates at a time (each pass reads the rows again), so memory stays bounded.
+        days = rows.select(pl.col("date").unique()).collect().get_column("date").sort().to_list()
+        for i in range(0, max(len(days), 1), SINK_PARTITIONS):
+            group = days[i : i + SINK_PARTITIONS]
+            part = rows if len(days) <= SINK_PARTITIONS else rows.filter(pl.col("date").is_in(group))
+            part.sink_parquet(
+                pl.PartitionBy(
+                    str(root),
+                    key="date",
+                    include_key=False,
+                    file_path_provider=file_path,
+                    approximate_bytes_per_file=INGEST_FILE_BYTES,
+                ),
+                compression=COMPRESSION.lower(),  # type: ignore[arg-type]
+                compression_level=COMPRESSION_LEVEL,
+                row_group_size=ROW_GROUP_ROWS,
+                mkdir=True,
+                sinked_paths_callback=lambda args: written.extend(args.paths),
+            )
         now = int(time.time() * 1000)
         adds = []
         for sunk in written:

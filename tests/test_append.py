@@ -90,3 +90,17 @@ def test_files_hold_row_groups_of_the_store_size(store, tmp_path):
     assert meta.num_rows == 1000
     assert all(meta.row_group(g).num_rows <= ROW_GROUP_ROWS for g in range(meta.num_row_groups))
     assert meta.row_group(0).column(0).compression == "ZSTD"
+
+
+def test_an_input_over_many_dates_is_written_a_few_dates_at_a_time_in_one_commit(store, tmp_path, monkeypatch):
+    import cfanalytics.store as store_module
+
+    monkeypatch.setattr(store_module, "SINK_PARTITIONS", 2)
+    rows = "".join(f"{n:08x}-0000-4000-8000-000000000000,2026-11-{10 + n % 5} 10:00:00,k1,ua,0.5\n" for n in range(50))
+    version = store.table("visits").version()
+    (batch,) = store.ingest([write(tmp_path / "v.csv", HEAD + rows)]).batches
+    assert batch.rows_stored == 50
+    assert store.table("visits").version() == version + 1  # three passes, one commit
+    per_day = store.scan("visits").group_by("date").len().collect().sort("date")
+    assert per_day.rows() == [(date(2026, 11, d), 10) for d in range(10, 15)]
+    assert {str(a["partition"]["date"]) for a in _actions(store, "visits")} == {f"2026-11-{d}" for d in range(10, 15)}
