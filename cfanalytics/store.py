@@ -811,6 +811,22 @@ def _rewrite_sorted(dt: Any, root: Path, day: str) -> int:
     return old.height
 
 
+def _ranged(dtype: Any) -> bool:
+    """Whether the store's Delta stats carry min/max for an Arrow type: strings, integers, booleans.
+
+    Their JSON form is exact; timestamps, dates and floats get none (readers treat them as unknown).
+    """
+    import pyarrow as pa
+
+    return bool(
+        pa.types.is_string(dtype)
+        or pa.types.is_large_string(dtype)
+        or pa.types.is_string_view(dtype)
+        or pa.types.is_integer(dtype)
+        or pa.types.is_boolean(dtype)
+    )
+
+
 class _FileStats:
     """Delta ``stats`` of a file being written: row count, null counts, and min/max where exact and cheap.
 
@@ -819,20 +835,12 @@ class _FileStats:
     """
 
     def __init__(self, schema: Any) -> None:
-        import pyarrow as pa
 
         self.rows = 0
         self.nulls: dict[str, int] = {f.name: 0 for f in schema}
         self.mins: dict[str, Any] = {}
         self.maxs: dict[str, Any] = {}
-        self.ranged = [
-            f.name
-            for f in schema
-            if pa.types.is_string(f.type)
-            or pa.types.is_large_string(f.type)
-            or pa.types.is_integer(f.type)
-            or pa.types.is_boolean(f.type)
-        ]
+        self.ranged = [f.name for f in schema if _ranged(f.type)]
         self.long: set[str] = set()
 
     def add(self, table: Any) -> None:
@@ -979,21 +987,12 @@ def _footer_stats(path: Path) -> dict[str, Any]:
     Min/max are given for strings (when shorter than 64 bytes: longer ones may be
     truncated in the footer), integers and booleans, like :class:`_FileStats`.
     """
-    import pyarrow as pa
     import pyarrow.parquet as pq
 
     meta = pq.read_metadata(path)
     arrow = meta.schema.to_arrow_schema()
     names = [meta.schema.column(i).name for i in range(meta.num_columns)]
-    ranged = {
-        f.name
-        for f in arrow
-        if pa.types.is_string(f.type)
-        or pa.types.is_large_string(f.type)
-        or pa.types.is_string_view(f.type)
-        or pa.types.is_integer(f.type)
-        or pa.types.is_boolean(f.type)
-    }
+    ranged = {f.name for f in arrow if _ranged(f.type)}
     nulls = dict.fromkeys(names, 0)
     mins: dict[str, Any] = {}
     maxs: dict[str, Any] = {}

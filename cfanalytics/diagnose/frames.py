@@ -95,15 +95,9 @@ def with_names(frame: pl.DataFrame, store: LogStore, *id_columns: str) -> pl.Dat
     return frame
 
 
-def visit_lookup(store: LogStore, click_ids: pl.LazyFrame) -> pl.DataFrame:
-    """The stored visits of ``click_ids`` (a frame with a ``click_id`` column), collected once to serve
-    several diagnostics: ``click_id``, ``_v_ts``, ``_v_cmp``, ``_v_time`` (its traffic source, campaign, time).
-
-    Reading the visits is the costly part of attributing postbacks and classifying
-    conversions: :func:`~cfanalytics.diagnose.summary.diagnose` reads them once, for the
-    click ids of both (postbacks naming their own traffic source and campaign need none),
-    and hands the lookup to each (``visits=``).
-    """
+def visits_of(store: LogStore, click_ids: pl.LazyFrame) -> pl.LazyFrame:
+    """The stored visits of ``click_ids`` (a frame with a ``click_id`` column), semi-joined:
+    ``click_id``, ``_v_ts``, ``_v_cmp``, ``_v_time`` (the visit's traffic source, campaign, time)."""
     return (
         store.scan("visits")
         .select(
@@ -112,9 +106,19 @@ def visit_lookup(store: LogStore, click_ids: pl.LazyFrame) -> pl.DataFrame:
             pl.col("campaign_id").alias("_v_cmp"),
             pl.col("visit_time").alias("_v_time"),
         )
-        .join(click_ids.select("click_id").unique(), on="click_id", how="semi")
-        .collect()
+        .join(click_ids.select("click_id"), on="click_id", how="semi")
     )
+
+
+def visit_lookup(store: LogStore, click_ids: pl.LazyFrame) -> pl.DataFrame:
+    """:func:`visits_of` collected once, to serve several diagnostics.
+
+    Reading the visits is the costly part of attributing postbacks and classifying
+    conversions: :func:`~cfanalytics.diagnose.summary.diagnose` reads them once, for the
+    click ids of both (postbacks naming their own traffic source and campaign need none),
+    and hands the lookup to each (``visits=``).
+    """
+    return visits_of(store, click_ids.select("click_id").unique()).collect()
 
 
 def _visit_attribution(store: LogStore, keys: pl.LazyFrame | None, visits: pl.DataFrame | None = None) -> pl.LazyFrame:

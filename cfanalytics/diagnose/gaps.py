@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Final
 
 import polars as pl
 
+from cfanalytics.diagnose.frames import visits_of
 from cfanalytics.filters import LogFilter
 from cfanalytics.normalize import MACRO_PATTERN, UUID_PATTERN
 
@@ -60,19 +61,8 @@ def conversions(store: LogStore, where: LogFilter | None = None, *, visits: pl.D
     """
     flt = where or LogFilter()
     conv = conversion_rows(store, flt)
-    if visits is None:  # only the visits of these conversions' clicks (semi join), not every stored visit
-        found = (
-            store.scan("visits")
-            .select(
-                "click_id",
-                pl.col("traffic_source_id").alias("_v_ts"),
-                pl.col("campaign_id").alias("_v_cmp"),
-                pl.col("visit_time").alias("_v_time"),
-            )
-            .join(conv.select("click_id"), on="click_id", how="semi")
-        )
-    else:
-        found = visits.lazy()
+    # only the visits of these conversions' clicks (semi join), not every stored visit
+    found = visits_of(store, conv) if visits is None else visits.lazy()
     conv = conv.join(found, on="click_id", how="left").with_columns(
         pl.coalesce("traffic_source_id", "_v_ts").alias("traffic_source_id"),
         pl.coalesce("campaign_id", "_v_cmp").alias("campaign_id"),
