@@ -835,7 +835,6 @@ class _FileStats:
     """
 
     def __init__(self, schema: Any) -> None:
-
         self.rows = 0
         self.nulls: dict[str, int] = {f.name: 0 for f in schema}
         self.mins: dict[str, Any] = {}
@@ -893,11 +892,16 @@ def append_rows(
     metadata). If anything fails before the commit, the files written are
     removed: readers never see them. Returns the number of rows written.
 
-    >>> import datetime, tempfile, cfanalytics as cf
-    >>> s = cf.LogStore(tempfile.mkdtemp() + "/s")
-    >>> day = pl.LazyFrame({"key": ["a"], "date": [datetime.date(2026, 11, 20)]})
-    >>> append_rows(s.path / "demo", day, metadata={"cfanalytics.batch_id": "b1"})  # doctest: +SKIP
-    1
+    >>> import datetime, tempfile
+    >>> from deltalake import write_deltalake
+    >>> root = Path(tempfile.mkdtemp()) / "t"
+    >>> first = pl.DataFrame({"key": ["a"], "date": [datetime.date(2026, 11, 19)]})
+    >>> write_deltalake(root, first.to_arrow(), partition_by=["date"])
+    >>> more = pl.LazyFrame({"key": ["b", "c"], "date": [datetime.date(2026, 11, 20)] * 2})
+    >>> append_rows(root, more, metadata={"cfanalytics.batch_id": "b1"}, required=["key"])
+    2
+    >>> pl.scan_delta(str(root)).select(pl.len()).collect().item()
+    3
     """
     import uuid
     from urllib.parse import unquote
