@@ -142,8 +142,9 @@ def content_digest(schema: Mapping[str, pl.DataType]) -> pl.Expr:
     """A 64-bit digest of the columns of ``schema``: tells an identical repeat of a keyed row from a conflict.
 
     Each column's value (null and ``""`` alike) is hashed with xxh3-64 seeded by
-    its position, and the column hashes are combined with XOR: about a tenth of
-    the cost of hashing a canonical text of the row. It is stored with the row
+    its position, and the column hashes are combined with XOR: about a third of
+    the cost of hashing the row's canonical text, even natively (0.4–0.6 s against
+    1.5 s for 1M visits of 27 columns). It is stored with the row
     (``_content_digest``) only to make the common comparison cheap: a stored
     digest that differs from a new one is computed again from the stored columns
     before a row is called a conflict (:func:`cfanalytics.ingest._stored_conflicts`),
