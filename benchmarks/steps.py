@@ -59,7 +59,7 @@ VISIT_COLUMNS: Final = {
 REQUIRED: Final = ("click_id", "visit_time", "campaign_id")
 
 # Error-kind rules of SPEC §6 for the other engines (RE2 / Python ``re``): the same rule order
-# as cfanalytics.diagnose.kinds, with shorter patterns that cover what the exports hold.
+# as cfanalytics.diagnose.error_kinds, with shorter patterns that cover what the exports hold.
 MACRO_RE: Final = r"\{[^}]*\}|[=/]\[[A-Za-z_]+\]|%7[Bb][A-Za-z_]+%7[Dd]"
 MISSING_PARAM_RE: Final = r"(?i)[?&](?:external_?id|gclid|fbclid|ttclid|click_?id|cid|visitor_?id)=(?:&|#|$)"
 MISSING_MSG_RE: Final = r"(?i)too short|unparseable_gclid|missing_gclid|missing_click_?id"
@@ -654,8 +654,8 @@ def panel_kit(p: Params) -> Result:
 
 def lookup_kit(p: Params) -> Result:
     """Click-id lookup: a click's journey (visit, clicks, conversions, postbacks; the columns the event-logs
-    panel shows) with :func:`cfanalytics.lookup.journey`, straight from the store (cold first, then warm)."""
-    from cfanalytics.lookup import journey
+    panel shows) with :func:`cfanalytics.diagnose.journey.journey`, straight from the store (cold first, then warm)."""
+    from cfanalytics.diagnose.journey import journey
 
     store = _store(p)
     times: list[float] = []

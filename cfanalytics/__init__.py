@@ -16,7 +16,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from cfanalytics.errors import CfError, InputError, StoreBusyError, StoreError, UsageError
+from cfanalytics.exceptions import CfError, InputError, StoreBusyError, StoreError, UsageError
 
 if TYPE_CHECKING:
     from cfanalytics import diagnose

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from cfanalytics.errors import CfError, UsageError
+from cfanalytics.exceptions import CfError, UsageError
 
 EXIT_OK, EXIT_INPUT, EXIT_USAGE, EXIT_THRESHOLD, EXIT_BUSY = 0, 1, 2, 3, 4
 
@@ -199,7 +199,7 @@ def _cmd_diagnose(args: argparse.Namespace) -> int:
     if args.json:
         _dump(doc)
     else:
-        from cfanalytics.render import diagnosis_text
+        from cfanalytics.text import diagnosis_text
 
         print(diagnosis_text(doc))
     return EXIT_OK
@@ -221,17 +221,17 @@ def _cmd_reconcile(args: argparse.Namespace) -> int:
     if args.json:
         _dump(result.summary)
     else:
-        from cfanalytics.render import reconcile_text
+        from cfanalytics.text import reconcile_text
 
         print(reconcile_text(result.summary))
     return EXIT_OK
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from cfanalytics.report import parse_fail_on, render
+    from cfanalytics.report import parse_fail_on, run
 
     parse_fail_on(args.fail_on)  # a bad expression fails before the long run
-    result = render(
+    result = run(
         args.store,
         args.out,
         start=_date(args.start, "--from"),
@@ -340,9 +340,9 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     if not args.no_report:
         if not args.json:
             print(f"rendering the report to {report_path} …", file=sys.stderr)
-        from cfanalytics.report import render
+        from cfanalytics.report import run
 
-        report = str(render(store_path, report_path).html)
+        report = str(run(store_path, report_path).html)
     if args.json:
         _dump(
             {
@@ -355,7 +355,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
             }
         )
         return EXIT_OK if result.ok else EXIT_INPUT
-    from cfanalytics.render import diagnosis_text
+    from cfanalytics.text import diagnosis_text
 
     _print_ingest(result, False, store=None)
     print()

@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Final
 
-from cfanalytics.errors import InputError, UsageError
+from cfanalytics.exceptions import InputError, UsageError
 from cfanalytics.schemas import (
     CONTENT_HASH_COLUMN,
     FLAGS,

@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo
 
 import polars as pl
 
-from cfanalytics.errors import UsageError
+from cfanalytics.exceptions import UsageError
 from cfanalytics.schemas import MAIN_TIME
 
 #: LogFilter field → the column it filters (when the frame has it).

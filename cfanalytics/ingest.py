@@ -39,7 +39,7 @@ import polars as pl
 import pyarrow as pa
 
 from cfanalytics.columns import Resolution, parse_map, resolve
-from cfanalytics.errors import CfError, InputError
+from cfanalytics.exceptions import CfError, InputError
 from cfanalytics.identity import content_digest, encode_rows, hash_texts, identity_columns, is_keyed, with_ordinal
 from cfanalytics.normalize import Normalizer
 from cfanalytics.readers import RawInput, RowProblem, open_input

@@ -70,7 +70,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Final
 from zoneinfo import ZoneInfo
 
-from cfanalytics.errors import CfError, UsageError
+from cfanalytics.exceptions import CfError, UsageError
 from cfanalytics.redaction import redact
 
 if TYPE_CHECKING:

@@ -57,7 +57,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from cfanalytics.errors import InputError
+from cfanalytics.exceptions import InputError
 
 if TYPE_CHECKING:
     import polars as pl

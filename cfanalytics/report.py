@@ -3,7 +3,7 @@
 :func:`summary` is the numbers on top of the report (error rate, open and new
 incidents, gap counts — each with the previous period of the same length);
 :func:`check_thresholds` evaluates ``--fail-on`` expressions against it;
-:func:`render` executes ``report.ipynb`` with papermill and writes one
+:func:`run` executes ``report.ipynb`` with papermill and writes one
 self-contained HTML file (no code, plotly.js inline, works offline).
 
 ``--fail-on`` grammar: ``METRIC OP NUMBER[%]``, several separated by commas or
@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import polars as pl
 
-from cfanalytics.errors import CfError, UsageError
+from cfanalytics.exceptions import CfError, UsageError
 from cfanalytics.filters import LogFilter
 
 if TYPE_CHECKING:
@@ -163,7 +163,7 @@ def summary(
 
 @dataclass
 class ReportResult:
-    """What :func:`render` produced."""
+    """What :func:`run` produced."""
 
     html: Path
     summary: dict[str, Any]
@@ -171,7 +171,7 @@ class ReportResult:
     pngs: list[Path]
 
 
-def render(
+def run(
     store_path: str | os.PathLike[str],
     out: str | os.PathLike[str],
     *,

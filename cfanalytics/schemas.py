@@ -307,7 +307,7 @@ def flags(kind: str) -> list[str]:
 def check_kind(kind: str) -> Kind:
     """Return ``kind`` if it is one of :data:`KINDS`, else raise a one-line ``UsageError``."""
     if kind not in KINDS:
-        from cfanalytics.errors import UsageError
+        from cfanalytics.exceptions import UsageError
 
         raise UsageError(f"unknown kind {kind!r}; expected one of {', '.join(KINDS)}")
     return kind  # type: ignore[return-value]

@@ -43,7 +43,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import polars as pl
 
-from cfanalytics.errors import StoreBusyError, StoreError, UsageError
+from cfanalytics.exceptions import StoreBusyError, StoreError, UsageError
 from cfanalytics.schemas import (
     EVENT_KINDS,
     EVENT_TYPE_OF_KIND,

@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import pytest
 
 os.environ.setdefault("CFANALYTICS_LOCK_TIMEOUT", "120")
-
-EXAMPLES = Path(__file__).resolve().parents[2] / "shared" / "examples"
 
 
 @pytest.fixture
@@ -26,13 +23,6 @@ def ny_store(tmp_path):
     from cfanalytics import LogStore
 
     return LogStore(tmp_path / "store", timezone="America/New_York")
-
-
-def write(path: Path, text: str, encoding: str = "utf-8") -> Path:
-    """Write a small fixture file and return its path."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(text.encode(encoding))
-    return path
 
 
 # Hypothesis: "ci" bounds property tests (CI=1), "dev" keeps local runs quick; --hypothesis-profile overrides.

@@ -1,7 +1,8 @@
-"""Builders of generated exports and store checks shared by the crash and concurrency tests."""
+"""Helpers shared by the tests: small fixture files, the worked examples, generated exports and store checks."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -12,6 +13,8 @@ import polars as pl
 from polars.testing import assert_frame_equal
 
 ROOT = Path(__file__).resolve().parents[1]
+#: Worked examples with their expected numbers (``tests/data/examples/<name>/``).
+EXAMPLES = ROOT / "tests" / "data" / "examples"
 
 POSTBACK_HEADER = (
     "Postback ID",
@@ -29,6 +32,13 @@ EVENT_KINDS = ("visits", "clicks", "conversions", "postbacks", "activity")
 
 
 # ----------------------------------------------------------------- subprocesses
+def write(path: Path, text: str, encoding: str = "utf-8") -> Path:
+    """Write a small fixture file and return its path."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(text.encode(encoding))
+    return path
+
+
 def cli_env(**extra: str) -> dict[str, str]:
     """The environment of a child process: the project importable from any working directory."""
     env = os.environ.copy()
@@ -196,3 +206,29 @@ def check_store(store_path: Path) -> dict[str, int]:
         assert len(recorded_d) == recorded.height, f"{table}: one batch committed twice"
         assert held_d == recorded_d, f"{table}: stored rows per batch {held_d} != committed counts {recorded_d}"
     return rows
+
+
+def panel_widgets(widget):
+    """Every widget under ``widget`` (children of boxes)."""
+    yield widget
+    for child in getattr(widget, "children", ()):
+        yield from panel_widgets(child)
+
+
+def panel_texts(panel) -> list[str]:
+    """Every text a panel shows: widget values, descriptions, option labels, figure JSON."""
+    out: list[str] = []
+    for w in panel_widgets(panel.root):
+        if type(w).__name__ == "FigureWidget":
+            out.append(json.dumps(w.to_plotly_json(), default=str))
+            continue
+        for attr in ("value", "description", "placeholder", "tooltip"):
+            value = getattr(w, attr, None)
+            if isinstance(value, str):
+                out.append(value)
+        for option in getattr(w, "options", ()) or ():
+            if isinstance(option, tuple) and option and isinstance(option[0], str):
+                out.append(option[0])
+            elif isinstance(option, str):
+                out.append(option)
+    return out

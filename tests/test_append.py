@@ -9,9 +9,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from cfanalytics import LogStore
-from cfanalytics.errors import StoreError
+from cfanalytics.exceptions import StoreError
 from cfanalytics.store import append_rows
-from tests.conftest import write
+from tests.helpers import write
 
 HEAD = "Click ID,Visit Time,Campaign ID,User Agent,Bot Score\n"
 LONG_UA = "Mozilla/5.0 " + "x" * 100

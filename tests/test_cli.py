@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from cfanalytics.cli import main
-from tests.conftest import EXAMPLES, write
+from tests.helpers import EXAMPLES, write
 
 A = "aaaaaaaa-0000-4000-8000-000000000001"
 

@@ -18,7 +18,7 @@ from cfanalytics.diagnose import (
     postback_errors,
 )
 from cfanalytics.diagnose.incidents import binomial_sf
-from tests.conftest import EXAMPLES, write
+from tests.helpers import EXAMPLES, write
 
 A = "aaaaaaaa-0000-4000-8000-000000000001"
 B = "bbbbbbbb-0000-4000-8000-000000000002"

@@ -10,7 +10,7 @@ import polars as pl
 import pytest
 
 from cfanalytics import LogStore, UsageError
-from tests.conftest import EXAMPLES, write
+from tests.helpers import EXAMPLES, write
 
 A = "aaaaaaaa-0000-4000-8000-000000000001"
 B = "bbbbbbbb-0000-4000-8000-000000000002"

@@ -7,7 +7,7 @@ from typing import NamedTuple
 import polars as pl
 import pytest
 
-from cfanalytics.diagnose.kinds import ERROR_KINDS, STATUS_CLASSES, error_kind, signature, status_class
+from cfanalytics.diagnose.error_kinds import ERROR_KINDS, STATUS_CLASSES, error_kind, signature, status_class
 
 META = "https://graph.facebook.com/v21.0/1234567890/events?access_token=***"
 GOOGLE = (

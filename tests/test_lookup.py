@@ -11,7 +11,7 @@ from polars.testing import assert_frame_equal
 
 import cfanalytics.store as store_module
 from cfanalytics import LogStore
-from cfanalytics.lookup import JOURNEY_COLUMNS, click_rows, journey
+from cfanalytics.diagnose.journey import JOURNEY_COLUMNS, click_rows, journey
 from cfanalytics.panels.event_logs import EventLogsPanel
 from tests.helpers import click_id, conversions_frame, postbacks_frame, visits_frame, write_csv
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import polars as pl
 
 from cfanalytics import LogStore
-from tests.conftest import write
+from tests.helpers import write
 
 
 def _visits(path: Path, start: int, n: int) -> Path:

@@ -3,7 +3,6 @@ journeys, drill-downs, exports, and no unescaped or unredacted data in any widge
 
 from __future__ import annotations
 
-import json
 from datetime import date, datetime
 from pathlib import Path
 
@@ -29,7 +28,7 @@ from cfanalytics.panels import (
 )
 from cfanalytics.panels._figures import click
 from cfanalytics.panels.export import safe_frame
-from tests.conftest import write
+from tests.helpers import panel_texts, write
 
 TOKEN = "EAAGm0PX4ZCpsBAxyz1234567890"
 SCRIPT = "<script>alert(1)</script>"
@@ -106,32 +105,6 @@ def sample(tmp_path_factory):
     result = store.ingest([p for role, p in sorted(account.files.items()) if role != "network_export"])
     assert result.ok, result.failures
     return account, store
-
-
-def _widgets(widget):
-    """Every widget under ``widget`` (children of boxes)."""
-    yield widget
-    for child in getattr(widget, "children", ()):
-        yield from _widgets(child)
-
-
-def _texts(panel) -> list[str]:
-    """Every text a panel shows: widget values, descriptions, option labels, figure JSON."""
-    out: list[str] = []
-    for w in _widgets(panel.root):
-        if type(w).__name__ == "FigureWidget":
-            out.append(json.dumps(w.to_plotly_json(), default=str))
-            continue
-        for attr in ("value", "description", "placeholder", "tooltip"):
-            value = getattr(w, attr, None)
-            if isinstance(value, str):
-                out.append(value)
-        for option in getattr(w, "options", ()) or ():
-            if isinstance(option, tuple) and option and isinstance(option[0], str):
-                out.append(option[0])
-            elif isinstance(option, str):
-                out.append(option)
-    return out
 
 
 # --------------------------------------------------------------------------- export
@@ -472,7 +445,7 @@ def test_no_raw_script_or_secret_in_any_widget(small, tmp_path, opener):
     if isinstance(panel, PostbackDoctorPanel):
         panel.drill("error_kind", "server_error")
         assert panel.table_frame.height == 1
-    texts = _texts(panel)
+    texts = panel_texts(panel)
     joined = "\n".join(texts)
     assert "<script" not in joined.lower()
     assert TOKEN not in joined

@@ -34,7 +34,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cfanalytics import LogStore
-from cfanalytics.errors import CfError
+from cfanalytics.exceptions import CfError
 from cfanalytics.ingest import validate_paths
 
 TZ = "America/New_York"

@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from cfanalytics import readers
-from cfanalytics.errors import InputError
+from cfanalytics.exceptions import InputError
 from cfanalytics.readers import RawInput, RowProblem, frame_input, open_input
 
 DATA = Path(__file__).parent / "data" / "readers"

@@ -14,7 +14,7 @@ import pytest
 
 import cfanalytics as cf
 from cfanalytics.cli import main
-from tests.conftest import write
+from tests.helpers import panel_texts, write
 
 META = "EAAGm0PX4ZCpsBAsecretMetaToken1234567890"
 CF_KEY = "cfk_live_9f8e7d6c5b4a39281706f5e4d3c2b1a0"
@@ -115,12 +115,11 @@ def test_charts(account):
 
 def test_panels_and_exports(account, tmp_path):
     from cfanalytics.panels import activity_log, conversion_gaps, event_logs, export_frame, postback_doctor
-    from tests.test_panels import _texts
 
     _, store = account
     for opener in (event_logs, postback_doctor, conversion_gaps, activity_log):
         panel = opener(store, export_dir=tmp_path / "exports")
-        assert leaks("\n".join(_texts(panel))) == [], opener.__name__
+        assert leaks("\n".join(panel_texts(panel))) == [], opener.__name__
     doctor = postback_doctor(store, export_dir=tmp_path / "exports")
     rows = store.scan("postbacks").collect()
     for suffix in ("csv", "xlsx"):
@@ -136,10 +135,10 @@ def test_panels_and_exports(account, tmp_path):
 
 
 def test_report_html(account, tmp_path):
-    from cfanalytics.report import render
+    from cfanalytics.report import run
 
     _, store = account
-    result = render(store.path, tmp_path / "report.html", start=None, end=None)
+    result = run(store.path, tmp_path / "report.html", start=None, end=None)
     html = result.html.read_text()
     assert "<div" in html
     assert leaks(html) == []

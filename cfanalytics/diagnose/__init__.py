@@ -8,7 +8,9 @@
 
 from __future__ import annotations
 
-from cfanalytics.diagnose.errors import GROUPINGS, postback_errors, postback_summary
+from cfanalytics.diagnose.document import diagnose
+from cfanalytics.diagnose.error_kinds import ERROR_KINDS, STATUS_CLASSES, error_kind, signature, status_class
+from cfanalytics.diagnose.error_rates import GROUPINGS, postback_errors, postback_summary
 from cfanalytics.diagnose.frames import names, postbacks
 from cfanalytics.diagnose.gaps import (
     GAP_CLASSES,
@@ -21,9 +23,7 @@ from cfanalytics.diagnose.gaps import (
     orphan_postbacks,
 )
 from cfanalytics.diagnose.incidents import activity_log_until, incidents
-from cfanalytics.diagnose.kinds import ERROR_KINDS, STATUS_CLASSES, error_kind, signature, status_class
 from cfanalytics.diagnose.reconcile import Reconciliation, reconcile
-from cfanalytics.diagnose.summary import diagnose
 
 __all__ = [
     "ERROR_KINDS",

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Final
 
 import polars as pl
 
-from cfanalytics.diagnose.kinds import error_kind, signature, status_class
+from cfanalytics.diagnose.error_kinds import error_kind, signature, status_class
 from cfanalytics.filters import LogFilter
 
 if TYPE_CHECKING:
@@ -114,7 +114,7 @@ def visit_lookup(store: LogStore, click_ids: pl.LazyFrame) -> pl.DataFrame:
     """:func:`visits_of` collected once, to serve several diagnostics.
 
     Reading the visits is the costly part of attributing postbacks and classifying
-    conversions: :func:`~cfanalytics.diagnose.summary.diagnose` reads them once, for the
+    conversions: :func:`~cfanalytics.diagnose.document.diagnose` reads them once, for the
     click ids of both (postbacks naming their own traffic source and campaign need none),
     and hands the lookup to each (``visits=``).
     """

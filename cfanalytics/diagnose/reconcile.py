@@ -74,7 +74,7 @@ from zoneinfo import ZoneInfo
 import polars as pl
 
 from cfanalytics.columns import norm_key
-from cfanalytics.errors import InputError, UsageError
+from cfanalytics.exceptions import InputError, UsageError
 from cfanalytics.normalize import MACRO_PATTERN, UUID_PATTERN
 from cfanalytics.readers import RECORD, Batches, RowProblem, open_input
 from cfanalytics.store import LogStore, check_timezone

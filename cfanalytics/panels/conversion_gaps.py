@@ -30,7 +30,7 @@ from cfanalytics.charts import GAP_LABELS, gap_classes, safe_text
 from cfanalytics.diagnose.gaps import GAP_CLASSES, orphan_postbacks
 from cfanalytics.diagnose.gaps import conversion_gaps as classify
 from cfanalytics.diagnose.reconcile import Reconciliation, reconcile
-from cfanalytics.errors import CfError
+from cfanalytics.exceptions import CfError
 from cfanalytics.filters import LogFilter
 from cfanalytics.panels._base import NameBook, Panel
 from cfanalytics.store import LogStore

@@ -26,8 +26,8 @@ import polars as pl
 
 from cfanalytics.charts import safe_text, volume_over_time
 from cfanalytics.diagnose.frames import click_attribution
+from cfanalytics.diagnose.journey import JOURNEY_COLUMNS, journey
 from cfanalytics.filters import LogFilter
-from cfanalytics.lookup import JOURNEY_COLUMNS, journey
 from cfanalytics.panels._base import Panel
 from cfanalytics.redaction import mask_ip_expr
 from cfanalytics.schemas import EVENT_KINDS, EVENT_TYPE_OF_KIND
@@ -242,7 +242,7 @@ class EventLogsPanel(Panel):
     def show_journey(self, click_id: str) -> pl.DataFrame:
         """Read one click's visit, clicks, conversions and postbacks (any date) and show them in time order.
 
-        The lookup (:func:`cfanalytics.lookup.journey`) reads only the journey's
+        The lookup (:func:`cfanalytics.diagnose.journey.journey`) reads only the journey's
         columns and skips row groups by their click-id statistics.
         """
         self.journey_queries += 1

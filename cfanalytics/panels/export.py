@@ -22,7 +22,7 @@ from typing import Any, Final
 
 import polars as pl
 
-from cfanalytics.errors import UsageError
+from cfanalytics.exceptions import UsageError
 from cfanalytics.redaction import redact, redact_expr
 
 __all__ = ["FORMULA_PREFIXES", "SUFFIXES", "export_frame", "neutralise", "safe_frame"]

@@ -34,10 +34,10 @@ from cfanalytics.charts import (
     safe_text,
     top_signatures,
 )
-from cfanalytics.diagnose.errors import postback_errors
+from cfanalytics.diagnose.error_kinds import ERROR_KINDS, STATUS_CLASSES
+from cfanalytics.diagnose.error_rates import postback_errors
 from cfanalytics.diagnose.frames import postbacks
 from cfanalytics.diagnose.incidents import incidents
-from cfanalytics.diagnose.kinds import ERROR_KINDS, STATUS_CLASSES
 from cfanalytics.filters import LogFilter
 from cfanalytics.panels._base import Panel
 from cfanalytics.store import LogStore

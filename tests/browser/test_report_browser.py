@@ -110,7 +110,7 @@ def hostile_activity(path: Path) -> Path:
 @pytest.fixture(scope="module")
 def hostile_report(sample_store: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The HTML report of the sample store plus the hostile postbacks and activity."""
-    from cfanalytics.report import render
+    from cfanalytics.report import run
     from cfanalytics.store import LogStore
 
     root = tmp_path_factory.mktemp("hostile")
@@ -121,7 +121,7 @@ def hostile_report(sample_store: Path, tmp_path_factory: pytest.TempPathFactory)
     )
     assert not result.failures, result.failures
     out = root / "report.html"
-    render(store_path, out)
+    run(store_path, out)
     return out
 
 
@@ -202,10 +202,10 @@ def wait_for_plots(page: Any) -> None:
 
 def doc_screenshot(browser: Any, sample_store: Path, folder: Path) -> None:
     """docs/screenshots/report.png: the top of the sample account's report (no hostile rows)."""
-    from cfanalytics.report import render
+    from cfanalytics.report import run
 
     out = folder / "report.html"
-    render(sample_store, out)
+    run(sample_store, out)
     context, page, seen = open_offline(browser, out)
     try:
         page.set_viewport_size({"width": 1280, "height": 1500})

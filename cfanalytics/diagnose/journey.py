@@ -8,7 +8,7 @@ tables by click id (64k-row row groups), that is about one row group per date
 partition instead of every row of every file.
 
 >>> import tempfile, cfanalytics as cf
->>> from cfanalytics.lookup import journey
+>>> from cfanalytics.diagnose.journey import journey
 >>> store = cf.LogStore(tempfile.mkdtemp() + "/s", timezone="UTC")
 >>> journey(store, "6f1d0c9e-2b1a-4c55-9d2e-0a1b2c3d4e5f").columns[:4]
 ['time', 'step', 'outcome', 'campaign_id']

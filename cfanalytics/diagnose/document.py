@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
-from cfanalytics.diagnose.errors import postback_summary
+from cfanalytics.diagnose.error_rates import postback_summary
 from cfanalytics.diagnose.frames import enrich_postbacks, postback_rows, visit_lookup
 from cfanalytics.diagnose.gaps import conversion_rows, gap_summary
 from cfanalytics.diagnose.incidents import activity_log_until, history_filter, incidents

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Final
 import polars as pl
 
 from cfanalytics.diagnose.frames import postbacks, with_names
-from cfanalytics.errors import UsageError
+from cfanalytics.exceptions import UsageError
 from cfanalytics.filters import LogFilter
 
 if TYPE_CHECKING:
@@ -108,7 +108,7 @@ def postback_summary(
         .sort(["errors", "signature"], descending=[True, False], nulls_last=True)
         .head(top)
     )
-    from cfanalytics.diagnose.summary import iso
+    from cfanalytics.diagnose.document import iso
     from cfanalytics.redaction import redact
 
     last = lf.select(pl.col("postback_time").max()).collect().item()
