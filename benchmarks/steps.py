@@ -58,7 +58,7 @@ VISIT_COLUMNS: Final = {
 }
 REQUIRED: Final = ("click_id", "visit_time", "campaign_id")
 
-# Error-kind rules of SPEC §6 for the other engines (RE2 / Python ``re``): the same rule order
+# Error-kind rules of docs/contract.md §6 for the other engines (RE2 / Python ``re``): the same rule order
 # as cfanalytics.diagnose.error_kinds, with shorter patterns that cover what the exports hold.
 MACRO_RE: Final = r"\{[^}]*\}|[=/]\[[A-Za-z_]+\]|%7[Bb][A-Za-z_]+%7[Dd]"
 MISSING_PARAM_RE: Final = r"(?i)[?&](?:external_?id|gclid|fbclid|ttclid|click_?id|cid|visitor_?id)=(?:&|#|$)"

@@ -199,7 +199,7 @@ def _candidates(headers: Iterable[str], overrides: Mapping[str, str]) -> dict[st
 
 
 def infer_kind(canonical: Iterable[str]) -> str:
-    """Kind of an input from the canonical columns it has (SPEC §2 order, first match wins).
+    """Kind of an input from the canonical columns it has (docs/contract.md §2 order, first match wins).
 
     Returns ``"events"`` for an event-log file that must be split by event type.
     """

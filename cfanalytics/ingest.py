@@ -155,7 +155,7 @@ class BatchResult:
     flagged_by_flag: dict[str, int] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
-        """The JSON shape of ``cfanalytics ingest --json`` (SPEC §5)."""
+        """The JSON shape of ``cfanalytics ingest --json`` (docs/contract.md §5)."""
         keys = ("batch_id", "source", "kind", "rows_read", "rows_stored", "already_stored", "quarantined", "flagged")
         d = asdict(self)
         return {k: d[k] for k in keys}
@@ -766,7 +766,9 @@ def _append_new_rows(
         else pl.lit(None, dtype).alias(c)
         for c, dtype in target.items()
     )
-    pandera_model(kind).validate(rows.head(ROW_GROUP_ROWS).collect())  # the contract of stored rows (SPEC §2)
+    pandera_model(kind).validate(
+        rows.head(ROW_GROUP_ROWS).collect()
+    )  # the contract of stored rows (docs/contract.md §2)
     append_rows(
         store.table_path(kind),
         rows,

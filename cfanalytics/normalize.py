@@ -1,8 +1,8 @@
 """Raw string batches → canonical, typed rows with flags, and a quarantine split.
 
 One :class:`Normalizer` serves one input. It turns each raw batch (all strings,
-plus ``_record``) into, per kind, a frame of canonical columns (SPEC §2) and a
-frame of quarantined records (SPEC §3). Value rules live here: times and zones
+plus ``_record``) into, per kind, a frame of canonical columns (docs/contract.md §2) and a
+frame of quarantined records (docs/contract.md §3). Value rules live here: times and zones
 (DST fall-back and spring-forward), booleans, numbers (decimal comma), status
 codes, countries, click-id macros, activity vocabularies.
 
@@ -406,7 +406,7 @@ class Normalizer:
     def _parse_times(self, frame: pl.DataFrame, kind: str, names: list[str]) -> pl.DataFrame:
         """Add ``__t_<col>`` (UTC) and ``__amb_<col>`` (0 ok, 1 ambiguous, 2 shifted) per time column.
 
-        Each value is classed as epoch, with offset, or naive local (SPEC §2) and
+        Each value is classed as epoch, with offset, or naive local (docs/contract.md §2) and
         parsed by the first format of its class that fits. The format of a column
         is detected once per input (:meth:`_time_format`) and tried alone; the
         rows it leaves unparsed get every format, so results do not depend on it.
@@ -480,7 +480,7 @@ class Normalizer:
         return frame, False
 
     def _localise(self, frame: pl.DataFrame, key: str) -> pl.DataFrame:
-        """Naive local times → UTC in the account zone, with DST rules (SPEC §2).
+        """Naive local times → UTC in the account zone, with DST rules (docs/contract.md §2).
 
         One conversion for all rows; the earlier/later/shifted readings are only
         computed for the few ambiguous or non-existent local times.

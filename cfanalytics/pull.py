@@ -4,7 +4,7 @@
 local day at a time — ``POST /event-logs`` (visits, clicks and conversions)
 and ``POST /postback-status/logs`` — and loads every day through the same
 readers, normalisation and validation as an export file (the API's PascalCase
-spelling, SPEC §2). One day of one endpoint is one *window*, and one window is
+spelling, docs/contract.md §2). One day of one endpoint is one *window*, and one window is
 one input: its ``_row_id`` ordinals are counted after all its pages, so a
 re-pull of the same day stores nothing twice.
 
@@ -806,7 +806,7 @@ def _assemble(parts: list[Path], target: Path, kind: str) -> int:
     """Concatenate part files into one NDJSON input; returns its item count.
 
     A postback window where no item carries a ``PostbackID`` loses that key, so
-    ids are derived as for any export without the column (SPEC §2).
+    ids are derived as for any export without the column (docs/contract.md §2).
     """
     drop_id = kind == "postbacks" and not any(_has_postback_id(p) for p in parts)
     n = 0

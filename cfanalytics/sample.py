@@ -1,4 +1,4 @@
-"""Seeded sample ClickFlare account: exports with known faults, and their truth (SPEC §7).
+"""Seeded sample ClickFlare account: exports with known faults, and their truth (docs/contract.md §7).
 
 :func:`generate` writes a few days of one fictional account's exports — visits,
 landing-page clicks, conversions, postback status (UI CSV and API JSON),
@@ -1416,7 +1416,7 @@ class _Simulation:
         }
 
     def _reconcile_truth(self, conversions: list[_Conversion], visit_ids: set[str]) -> dict[str, Any]:
-        """The network export against stored conversions (SPEC §5 reconcile)."""
+        """The network export against stored conversions (docs/contract.md §5 reconcile)."""
         times = [_parse_local(r["Conversion Time"], self.tz) for r in self.network_rows]
         lo, hi = min(times) - timedelta(days=1), max(times) + timedelta(days=1)
         tracker: dict[tuple[str, str, str], _Conversion] = {}
@@ -1506,7 +1506,7 @@ class _Simulation:
 
 
 def _gaps(conversions: list[_Conversion], postbacks: list[_Postback], visit_ids: set[str]) -> dict[str, int]:
-    """Conversion gaps of SPEC §6 with grace 0, over stored rows."""
+    """Conversion gaps of docs/contract.md §6 with grace 0, over stored rows."""
 
     def norm(v: str) -> str | None:
         """``""`` is null."""

@@ -173,7 +173,7 @@ MAIN_TIME: Final[dict[str, str]] = {
 #: Key column of keyed kinds: a repeated key with other content is ``conflicting_key``.
 KEY_COLUMN: Final[dict[str, str]] = {"visits": "click_id", "postbacks": "postback_id"}
 
-#: Frozen identity columns per kind (SPEC §4). Changing them needs a new ROW_ID_VERSION.
+#: Frozen identity columns per kind (docs/contract.md §4). Changing them needs a new ROW_ID_VERSION.
 IDENTITY_COLUMNS: Final[dict[str, tuple[str, ...]]] = {
     "visits": ("click_id",),
     "postbacks": ("postback_id",),
@@ -207,7 +207,7 @@ ENTITY_TYPES: Final[tuple[str, ...]] = (
 )
 ACTIONS: Final[tuple[str, ...]] = ("created", "updated", "deleted", "other")
 
-#: Flags: stored-and-flagged outcomes of SPEC §3. Name → (kinds, meaning).
+#: Flags: stored-and-flagged outcomes of docs/contract.md §3. Name → (kinds, meaning).
 FLAGS: Final[dict[str, tuple[tuple[str, ...], str]]] = {
     "flag_invalid_status_code": (("postbacks",), "status code not an integer in 100–599; nulled, raw in _raw"),
     "flag_invalid_payout": (("conversions",), "payout not a finite number; nulled, raw in _raw"),
@@ -249,7 +249,7 @@ REASONS: Final[dict[str, str]] = {
 
 #: Internal columns every stored row carries.
 INTERNAL_COLUMNS: Final[tuple[Column, ...]] = (
-    _c("_row_id", STR, "Stable row identity (SPEC §4)"),
+    _c("_row_id", STR, "Stable row identity (docs/contract.md §4)"),
     _c("_batch_id", STR, "Batch that stored the row"),
     _c("date", pl.Date(), "UTC date of the main time; the partition"),
     _c("_raw", STR, "JSON text of raw values nulled by a flag, else null"),

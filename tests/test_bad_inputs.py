@@ -1,4 +1,4 @@
-"""A corpus of bad inputs (``tests/data/bad/``) and what each one gets (SPEC §3).
+"""A corpus of bad inputs (``tests/data/bad/``) and what each one gets (docs/contract.md §3).
 
 Every file is ingested into a fresh store in America/New_York and checked for:
 no exception (unreadable files are reported in ``result.failures``, one line

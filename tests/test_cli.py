@@ -1,4 +1,4 @@
-"""The command line: --json shapes, exit codes, one-line errors (SPEC §5)."""
+"""The command line: --json shapes, exit codes, one-line errors (docs/contract.md §5)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Writers at once: the store lock serialises them, a dead writer never keeps it (SPEC §4 Writers)."""
+"""Writers at once: the store lock serialises them, a dead writer never keeps it (docs/contract.md §4 Writers)."""
 
 from __future__ import annotations
 

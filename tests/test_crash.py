@@ -1,4 +1,4 @@
-"""A killed ingest leaves whole batches; re-running it completes the store (SPEC §3, §4 Atomicity)."""
+"""A killed ingest leaves whole batches; re-running it completes the store (docs/contract.md §3, §4 Atomicity)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Diagnostics on small hand-made stores; every expected number is worked out in the test (SPEC §6)."""
+"""Diagnostics on small hand-made stores; every expected number is worked out in the test (docs/contract.md §6)."""
 
 from __future__ import annotations
 

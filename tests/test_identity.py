@@ -1,4 +1,4 @@
-"""_row_id: the canonical encoding and golden hash values (SPEC §4)."""
+"""_row_id: the canonical encoding and golden hash values (docs/contract.md §4)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Ingest end to end on small hand-made exports: spellings, formats, times, outcomes (SPEC §2–§4)."""
+"""Ingest end to end on small hand-made exports: spellings, formats, times, outcomes (docs/contract.md §2–§4)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""CLI --json outputs validate against the JSON Schemas in docs/schemas/ (SPEC §5)."""
+"""CLI --json outputs validate against the JSON Schemas in docs/schemas/ (docs/contract.md §5)."""
 
 from __future__ import annotations
 

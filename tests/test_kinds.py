@@ -1,4 +1,4 @@
-"""Error kinds, status classes and signatures of postbacks (SPEC §6)."""
+"""Error kinds, status classes and signatures of postbacks (docs/contract.md §6)."""
 
 from __future__ import annotations
 

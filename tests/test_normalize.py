@@ -1,4 +1,4 @@
-"""Normalizer details: raw-record JSON of quarantined records, time-format detection (SPEC §2, §3).
+"""Normalizer details: raw-record JSON of quarantined records, time-format detection (docs/contract.md §2, §3).
 
 Expected values are computed by hand here (``json.dumps``, ``zoneinfo``), not
 by the code under test.

@@ -1,4 +1,4 @@
-"""Property tests of ingest on generated exports (SPEC §2–§4).
+"""Property tests of ingest on generated exports (docs/contract.md §2–§4).
 
 Valid small exports of postbacks, visits and conversions, in the UI spelling
 or the API's PascalCase, as CSV (any sniffed delimiter), NDJSON, a JSON list or

@@ -1,4 +1,4 @@
-"""Reconciliation of an affiliate network's export with the store (SPEC §5 ``cfanalytics reconcile``).
+"""Reconciliation of an affiliate network's export with the store (docs/contract.md §5 ``cfanalytics reconcile``).
 
 The fixture is a hand-made UTC store and a network export with one row of every
 bucket; the expected numbers are worked out by hand next to each row.

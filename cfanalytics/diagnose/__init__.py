@@ -1,4 +1,4 @@
-"""Diagnostics: functions from (store, LogFilter) to DataFrames (SPEC §6).
+"""Diagnostics: functions from (store, LogFilter) to DataFrames (docs/contract.md §6).
 
 >>> import tempfile, cfanalytics as cf
 >>> store = cf.LogStore(tempfile.mkdtemp() + "/s", timezone="UTC")

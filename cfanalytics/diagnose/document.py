@@ -1,4 +1,4 @@
-"""The whole diagnosis as one JSON-ready document (``cfanalytics diagnose --json``, SPEC §5).
+"""The whole diagnosis as one JSON-ready document (``cfanalytics diagnose --json``, docs/contract.md §5).
 
 Times are ISO 8601 UTC with ``Z``; rates are null when the denominator is 0;
 lists are sorted by errors descending, then id.

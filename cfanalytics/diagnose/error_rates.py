@@ -1,4 +1,4 @@
-"""Postback error rates: overall and by any grouping, with names (SPEC §6).
+"""Postback error rates: overall and by any grouping, with names (docs/contract.md §6).
 
 error rate = postbacks with ``is_error`` / all postbacks, in the group; null when
 the group is empty.
@@ -83,7 +83,7 @@ def postback_errors(
 def postback_summary(
     store: LogStore, where: LogFilter | None = None, *, top: int = 10, frame: pl.DataFrame | None = None
 ) -> dict[str, Any]:
-    """The ``postbacks`` section of ``cfanalytics diagnose --json`` (SPEC §5).
+    """The ``postbacks`` section of ``cfanalytics diagnose --json`` (docs/contract.md §5).
 
     ``frame`` lets callers pass the already collected ``postbacks(store, where)``.
     """

@@ -1,7 +1,7 @@
 """Enriched lazy frames the diagnostics share: attributed postbacks, display names.
 
 A postback's traffic source is its own column, else its visit's (by click id),
-else its conversion's (SPEC §6); none found → null, counted as ``unattributed``.
+else its conversion's (docs/contract.md §6); none found → null, counted as ``unattributed``.
 Campaigns are attributed the same way. Display names come from any kind's name
 columns and from the activity log's ``entity_name``; the latest seen wins.
 

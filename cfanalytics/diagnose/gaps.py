@@ -1,4 +1,4 @@
-"""Conversion gaps: which conversions never reached the traffic source (SPEC §6).
+"""Conversion gaps: which conversions never reached the traffic source (docs/contract.md §6).
 
 Every stored conversion row (duplicates included) falls in exactly one class,
 matched to postbacks on ``(click_id, ct)`` with ``""`` = null and null = null:
@@ -186,7 +186,7 @@ def gap_summary(
     postbacks_frame: pl.DataFrame | pl.LazyFrame | None = None,
     visits: pl.DataFrame | None = None,
 ) -> dict[str, int]:
-    """The ``gaps`` section of ``cfanalytics diagnose --json`` (SPEC §5).
+    """The ``gaps`` section of ``cfanalytics diagnose --json`` (docs/contract.md §5).
 
     Counts are aggregated without materialising the rows; duplicates are rows minus distinct
     (click_id, ct, txid). ``postbacks_frame`` may be an already enriched

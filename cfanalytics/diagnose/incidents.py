@@ -1,6 +1,6 @@
 """Incidents: hours when a traffic source or integration suddenly fails, and the change before.
 
-Default rule (SPEC §6), per scope — each traffic source, each integration —
+Default rule (docs/contract.md §6), per scope — each traffic source, each integration —
 over hourly UTC buckets:
 
 - baseline = the scope's error rate over the preceding 7 days, excluding hours

@@ -1,4 +1,4 @@
-"""Reconcile an affiliate network's conversion export with the tracker's conversions (SPEC §5).
+"""Reconcile an affiliate network's conversion export with the tracker's conversions (docs/contract.md §5).
 
 The network's export (CSV or xlsx, also any other format the readers take; any
 column spelling) lists the conversions the network paid for; the store holds the
