@@ -1,4 +1,4 @@
-"""Status classes, error kinds and error signatures of postbacks (docs/contract.md §6), as vectorised Polars expressions.
+"""Status classes, error kinds and error signatures of postbacks (docs/contract.md §6), as Polars expressions.
 
 Every function takes and returns :class:`polars.Expr`, so it runs inside the
 query engine on any number of rows (regular expressions only, no Python per row).
