@@ -1,41 +1,62 @@
-# cfanalytics — make demo / make test set up their own virtual environment.
+# cfanalytics — `make demo` and `make test` set up their own virtual environment (.venv/).
+SHELL := /bin/bash
+.SHELLFLAGS := -o pipefail -c
 PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# pytest workers: independent test files run in parallel (pytest-xdist); `make test JOBS=1` runs them one by one.
+JOBS ?= auto
 
-.PHONY: demo test lint bench setup clean docs lab notebooks
+.PHONY: help demo test lint typecheck bench setup clean docs lab notebooks chromium
+
+help:  ## list the targets
+	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 12
 
 $(STAMP): pyproject.toml
-	test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[all]'
-	touch $(STAMP)
+	@echo "Setting up $(VENV)/ (the first time takes about 2 minutes; each package is listed as it comes)…"
+	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	@$(BIN)/python -m pip install --quiet --upgrade pip
+	@$(BIN)/python -m pip install --progress-bar off -e '.[all]' \
+	  | awk '/^Collecting /{n++; printf "  [%3d] %s\n", n, $$2; fflush()} /^Successfully installed/{print "  installed."}'
+	@touch $(STAMP)
 
-setup: $(STAMP)
+setup: $(STAMP)  ## create or update .venv/
 
-demo: $(STAMP)
+demo: $(STAMP)  ## build the sample account, its store and HTML report; print where they are
 	$(BIN)/cfanalytics demo
 
-test: $(STAMP)
+# The browser tests drive Debian's chromium: installed here when missing and we are root, else one line says what to do.
+chromium:
+	@if [ -x /usr/bin/chromium ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "Installing Debian's chromium for the browser tests (apt-get, about a minute)…"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	else \
+	  echo "make test: the browser tests need Debian's chromium at /usr/bin/chromium: run 'sudo apt-get install chromium', then make test again" >&2; \
+	  exit 1; \
+	fi
+
+test: $(STAMP) chromium  ## lint, type-check, then every test (browser tests and notebooks included; about 15 minutes on 2 cores)
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -q
+	$(BIN)/ruff format --check .
+	$(BIN)/python -m pytest -q -n $(JOBS) --dist loadfile
 	$(BIN)/python -m pytest -q -p no:cacheprovider --nbval-lax notebooks/
 
-# JupyterLab on notebooks/ with the sample store ready (built on first use).
-lab: $(STAMP)
-	$(BIN)/python -c "from cfanalytics.workspace import open_store; print(open_store().path)"
-	cd notebooks && ../$(BIN)/jupyter lab
+# JupyterLab on notebooks/ with the sample store ready (built on first use), bound to 127.0.0.1, headless,
+# root allowed; prints the URL with its token.
+lab: $(STAMP)  ## JupyterLab on notebooks/ (prints the URL with its token); LAB_PORT=8888 to choose the port
+	$(BIN)/python -m cfanalytics.lab $(if $(LAB_PORT),--port $(LAB_PORT),)
 
-lint: $(STAMP)
+lint: $(STAMP)  ## ruff check and format check
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-docs: $(STAMP)
+docs: $(STAMP)  ## regenerate docs/columns.md
 	$(BIN)/python -m cfanalytics.docs
 
-bench: $(STAMP)
+bench: $(STAMP)  ## speed and memory side by side with DuckDB and pandas (long; not in CI)
 	$(BIN)/python benchmarks/run.py
 
-clean:
-	rm -rf $(VENV) data/sample data/store
+clean:  ## remove .venv and the generated data
+	rm -rf $(VENV) data/sample data/store data/report*.html
