@@ -18,9 +18,9 @@ time-outs, 429 and 5xx. A notice that could not be delivered stays due, so the
 next run sends it; nothing else is lost. Every string in a notice is redacted and
 escaped for Slack's mrkdwn.
 
->>> print(incident_text({"scope": "traffic_source", "name": "PropellerAds", "id": "ts-1", "errors": 9,
-...                      "postbacks": 10, "top_error_kind": "auth", "start": "11-17 10:04 EST"}))
-*New incident* · traffic source *PropellerAds* (ts-1): 9 of 10 postbacks failed (90.0 %), mostly auth, since 11-17 10:04 EST
+>>> print(incident_text({"scope": "traffic_source", "name": "Propeller", "id": "ts-1", "errors": 9,
+...                      "postbacks": 10, "top_error_kind": "auth", "start": "11-17 10:04"}))
+*New incident* · traffic source *Propeller* (ts-1): 9 of 10 postbacks failed (90.0 %), mostly auth, since 11-17 10:04
 """
 
 from __future__ import annotations
