@@ -1,0 +1,112 @@
+"""Money at stake: the payout of conversions that never reached their traffic source.
+
+A pure function of gap rows (one row per stored conversion with its ``gap`` class,
+as :func:`cfanalytics.diagnose.gaps.conversion_gaps` returns them): the conversions
+whose postbacks all failed (``posted_failed``) or that were never posted
+(``not_posted``), counted and summed **per currency** — amounts in different
+currencies are never added together. Duplicate conversions (rows beyond the first
+per click id, ct and txid, ``duplicate`` true) are double fires, not money, and are
+left out. Rows without a currency take the store's currency when one is given.
+
+>>> rows = pl.DataFrame({
+...     "gap": ["not_posted", "posted_failed", "posted_ok", "not_posted"],
+...     "payout": [10.0, 2.5, 99.0, 4.0],
+...     "currency": ["USD", "USD", "USD", "EUR"],
+...     "traffic_source_id": ["t1", "t1", "t1", "t2"],
+... })
+>>> at_stake(rows, by=["traffic_source_id"]).rows()
+[('t1', 'USD', 2, 1, 1, 12.5), ('t2', 'EUR', 1, 0, 1, 4.0)]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import date
+from typing import Any, Final
+
+import polars as pl
+
+#: The gap classes whose payout did not reach the traffic source.
+AT_STAKE_CLASSES: Final = ("posted_failed", "not_posted")
+#: Groupings of the JSON section, by key.
+AT_STAKE_GROUPINGS: Final = {
+    "by_traffic_source": "traffic_source_id",
+    "by_integration": "integration_id",
+    "by_campaign": "campaign_id",
+    "by_day": "day",
+}
+_COUNTS: Final = ("conversions", "posted_failed", "not_posted")
+
+
+def _lost(gap_rows: pl.DataFrame | pl.LazyFrame, timezone: str, currency: str | None) -> pl.LazyFrame:
+    lf = gap_rows.lazy()
+    names = lf.collect_schema().names()
+    keep = pl.col("gap").is_in(AT_STAKE_CLASSES)
+    if "duplicate" in names:
+        keep = keep & ~pl.col("duplicate").fill_null(False)
+    extra = []
+    if "currency" not in names:
+        extra.append(pl.lit(None, pl.String).alias("currency"))
+    if "conversion_time" in names:
+        extra.append(pl.col("conversion_time").dt.convert_time_zone(timezone).dt.date().alias("day"))
+    lf = lf.filter(keep).with_columns(extra) if extra else lf.filter(keep)
+    return lf.with_columns(
+        pl.col("currency").fill_null(pl.lit(currency, pl.String)),
+        pl.col("payout").cast(pl.Float64),
+    )
+
+
+def at_stake(
+    gap_rows: pl.DataFrame | pl.LazyFrame,
+    *,
+    by: Sequence[str] = (),
+    timezone: str = "UTC",
+    currency: str | None = None,
+) -> pl.DataFrame:
+    """Conversions and payout at stake per group and currency.
+
+    ``by`` names columns of the gap rows, or ``"day"`` (the local date of the conversion in
+    ``timezone``). Columns: the keys, ``currency``, ``conversions``, ``posted_failed``,
+    ``not_posted``, ``payout`` (null payouts count as 0). Sorted by payout descending, then the keys.
+    """
+    keys = [*by, "currency"]
+    out = (
+        _lost(gap_rows, timezone, currency)
+        .group_by(keys)
+        .agg(
+            pl.len().alias("conversions"),
+            (pl.col("gap") == "posted_failed").sum().cast(pl.Int64).alias("posted_failed"),
+            (pl.col("gap") == "not_posted").sum().cast(pl.Int64).alias("not_posted"),
+            pl.col("payout").fill_null(0.0).sum().round(6).alias("payout"),
+        )
+        .collect()
+    )
+    out = out.with_columns(pl.col("conversions").cast(pl.Int64))
+    return out.sort(["payout", *keys], descending=[True, *([False] * len(keys))], nulls_last=True)
+
+
+def _jsonable(value: Any) -> Any:
+    return value.isoformat() if isinstance(value, date) else value
+
+
+def at_stake_summary(
+    gap_rows: pl.DataFrame | pl.LazyFrame, *, timezone: str = "UTC", currency: str | None = None
+) -> dict[str, Any]:
+    """The ``gaps.at_stake`` section of ``cfanalytics diagnose --json``: totals and each grouping.
+
+    >>> rows = pl.DataFrame({"gap": ["not_posted"], "payout": [3.0], "currency": ["USD"]})
+    >>> at_stake_summary(rows)["total"]
+    [{'currency': 'USD', 'conversions': 1, 'posted_failed': 0, 'not_posted': 1, 'payout': 3.0}]
+    """
+    lost = _lost(gap_rows, timezone, currency).collect()
+    doc: dict[str, Any] = {"total": at_stake(lost, timezone=timezone, currency=currency).to_dicts()}
+    for section, key in AT_STAKE_GROUPINGS.items():
+        if key not in lost.columns:
+            doc[section] = []
+            continue
+        frame = at_stake(lost, by=[key], timezone=timezone, currency=currency)
+        doc[section] = [{k: _jsonable(v) for k, v in row.items()} for row in frame.to_dicts()]
+    return doc
+
+
+__all__ = ["AT_STAKE_CLASSES", "AT_STAKE_GROUPINGS", "at_stake", "at_stake_summary"]
