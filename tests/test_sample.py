@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import ast
 import csv
 import gzip
+import hashlib
 import json
 import math
 import os
@@ -145,6 +147,49 @@ def test_output_does_not_depend_on_the_hash_seed(tmp_path: Path, small_account: 
     subprocess.run(args, check=True, env=env, capture_output=True)
     for name in [*FILES.values(), TRUTH_FILE]:
         assert (tmp_path / name).read_bytes() == (small_account.folder / name).read_bytes(), name
+
+
+#: SHA-256 over each file's name and bytes (sorted by name), recorded from the single-module
+#: generator before it became the ``cfanalytics.sample`` package: the split changed no byte.
+GOLDEN = {
+    (7, 1000, 2, "2026-11-16", "America/New_York"): "19536896572c662a9b5f868e7c4df14c3cf19f415ad6c23647abf75428d55b04",
+    (11, 2000, 4, "2026-03-06", "Asia/Kolkata"): "497cf0cefb17fdd65695f7c6918408966a642cbe117f0741314a0b6cb08c1afc",
+    (5, 800, 3, "2026-10-31", "America/New_York"): "784a8128f865d2420426100b624ed6ae1f6fb5c731ef7cb81921097e3ecaf702",
+}
+
+
+@pytest.mark.parametrize("params", list(GOLDEN), ids=lambda p: f"seed{p[0]}-{p[1]}v-{p[4]}")
+def test_output_matches_the_recorded_digest(tmp_path: Path, params: tuple[int, int, int, str, str]) -> None:
+    seed, visits, days, start, timezone = params
+    generate(tmp_path, seed=seed, visits=visits, days=days, start=start, timezone=timezone)
+    digest = hashlib.sha256()
+    for path in sorted(tmp_path.iterdir()):
+        digest.update(path.name.encode())
+        digest.update(path.read_bytes())
+    assert digest.hexdigest() == GOLDEN[params]
+
+
+def test_the_generator_imports_nothing_else_from_the_package() -> None:
+    """Every import under ``cfanalytics/sample/`` is the standard library or the sample package itself."""
+    folder = Path(__file__).resolve().parents[1] / "cfanalytics" / "sample"
+    modules = sorted(folder.glob("*.py"))
+    assert {p.name for p in modules} >= {"__init__.py", "_account.py", "_simulate.py", "_truth.py", "_write.py"}
+    seen: list[str] = []
+    for path in modules:
+        for node in ast.walk(ast.parse(path.read_text("utf-8"), filename=str(path))):
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                assert node.level == 0, f"{path.name}:{node.lineno}: relative import"
+                names = [node.module or ""]
+            else:
+                continue
+            for name in names:
+                seen.append(name)
+                top = name.partition(".")[0]
+                ours = name == "cfanalytics.sample" or name.startswith("cfanalytics.sample.")
+                assert ours or (top != "cfanalytics" and top in sys.stdlib_module_names), f"{path.name}: {name}"
+    assert "cfanalytics.sample._simulate" in seen, "the walk saw the package's own imports"
 
 
 def test_row_counts_scale_with_visits(tmp_path: Path, default_account: SampleAccount) -> None:
