@@ -46,7 +46,12 @@ def snake_case(name: str) -> str:
 
 
 # Extra spellings per canonical column (the canonical name itself always matches).
-# Keys are canonical names; values are spellings in any case/punctuation.
+# Keys are canonical names; values are spellings in any case/punctuation. The report and event-log
+# spellings of the ClickFlare API (``connectionIP``, ``deviceUserAgent``, ``connectionReferrer``,
+# ``deviceMainLanguage``, ``landingID``…) are those its public clients use; see
+# cfanalytics/pull/_vocabulary.py for the sources. ``LocationCountryName`` (a full country name),
+# ``visitID``, ``postalCode``, ``trackingField1..20`` and ``param1..20`` have no canonical column:
+# they are kept as extra columns.
 ALIASES: Final[dict[str, tuple[str, ...]]] = {
     "click_id": ("Click ID", "ClickID", "clickID", "Click Id", "Clickid", "cid"),
     "visit_time": ("Visit Time", "VisitTime", "Visit Date", "visitTimestamp"),
@@ -62,7 +67,7 @@ ALIASES: Final[dict[str, tuple[str, ...]]] = {
     "campaign_id": ("Campaign ID", "CampaignID", "campaignID"),
     "traffic_source_id": ("Traffic Source ID", "TrafficSourceID", "trafficSourceID"),
     "offer_id": ("Offer ID", "OfferID", "offerID"),
-    "landing_id": ("Landing ID", "Lander ID", "LanderID", "LandingID", "landingPageID", "Landing Page ID"),
+    "landing_id": ("Landing ID", "Lander ID", "LanderID", "LandingID", "landingID", "landingPageID", "Landing Page ID"),
     "flow_id": ("Flow ID", "FlowID"),
     "affiliate_network_id": ("Affiliate Network ID", "AffiliateNetworkID", "affiliateNetworkID", "Network ID"),
     "external_id": ("External ID", "ExternalID", "externalID"),
@@ -79,9 +84,9 @@ ALIASES: Final[dict[str, tuple[str, ...]]] = {
     "browser_version": ("Browser Version", "deviceBrowserVersion"),
     "device_brand": ("Device Brand", "deviceBrand", "Brand"),
     "device_model": ("Device Model", "deviceModel", "Model"),
-    "language": ("Language", "deviceLanguage", "Browser Language"),
-    "user_agent": ("User Agent", "UserAgent", "userAgent", "UA"),
-    "referrer": ("Referrer", "Referer", "referrerURL"),
+    "language": ("Language", "deviceLanguage", "deviceMainLanguage", "Browser Language"),
+    "user_agent": ("User Agent", "UserAgent", "userAgent", "deviceUserAgent", "UA"),
+    "referrer": ("Referrer", "Referer", "referrerURL", "connectionReferrer"),
     "bot_score": ("Bot Score", "botScore"),
     "is_filtered": ("Is Filtered", "Filtered", "isFiltered", "Filtered Traffic"),
     "cta": ("CTA", "Cta"),

@@ -12,10 +12,18 @@ an ingest of the files hold the same rows:
   ``postbacks_api.json`` (without one, as API clients in the wild request them).
 
 Times are answered as local ``YYYY-MM-DD HH:MM:SS`` text in the request's
-``timezone``; windows are wall-clock ranges, both ends inclusive; items are
-sorted by their own time, then by their place in the files (a stable sort).
-Records a loader must quarantine because their time does not parse (or a CSV
-row is ragged) cannot be put in a time window and are not served.
+``timezone``; windows are wall-clock ranges over each item's own time, both
+ends inclusive; items are sorted by the requested ``sortBy`` field (items
+without it last), then by their place in the files. Records a loader must
+quarantine because their time does not parse (or a CSV row is ragged) cannot
+be put in a time window and are not served.
+
+It is as strict as the real API is known to be from its public clients (the
+vocabulary below is written from them, not from ``cfanalytics.pull``): a field
+it does not know is a 400, so is a ``sortBy`` that is not one of the requested
+fields or not a sort key in public use, and so is a ``page`` past 1 000 or a
+``pageSize`` above 1 000. :meth:`FakeClickFlare.accept` widens the vocabulary
+for a test that opts in to fields nobody is seen asking for.
 
 It checks the ``api-key`` header (a wrong key gets a 401 whose body repeats the
 key it was sent) and can misbehave on demand: ``429`` (with ``Retry-After``),
@@ -45,8 +53,50 @@ from zoneinfo import ZoneInfo
 
 TEXT_TIME = "%Y-%m-%d %H:%M:%S"
 ENDPOINTS = {"/api/event-logs": "events", "/api/postback-status/logs": "postbacks"}
-SORT_BY = {"events": "EventTime", "postbacks": "PostbackTime"}
 MAX_PAGE_SIZE = 1000
+MAX_PAGE = 1000
+
+# Fields seen in public requests or reads of the two logs: eugeneleychenko/shophealthrates
+# scripts/clickflare-api.mjs (event-logs and postback-status/logs), G-ier/efflux_be_backup
+# services/clickflareService.js and services/clickflareServiceArchive.js (event-logs), and Python
+# clients of public-api.clickflare.io (ClickID, EventType, CampaignID, VisitTime, ClickTime).
+SEEN_EVENT_FIELDS = frozenset(
+    {
+        "EventType", "ClickID", "VisitID", "VisitTime", "ClickTime", "ConversionDate", "CampaignID",
+        "TrafficSourceID", "FlowID", "ExternalID", "ConnectionIP", "ConnectionReferrer", "DeviceUserAgent",
+        "ConversionPayout", "ConversionTransaction", "CustomConversionNumber", "Cost",
+        *(f"TrackingField{i}" for i in range(1, 7)),
+    }
+)  # fmt: skip
+SEEN_POSTBACK_FIELDS = frozenset(
+    {
+        "ClickID", "IsError", "ErrorMessage", "StatusCode", "PostbackUrl", "IntegrationID", "Ct", "Event",
+        "CustomConversionIndex", "PostbackTime", "ClickTime",
+    }
+)  # fmt: skip
+# The report endpoint's vocabulary (developers.clickflare.io #/paths/api-report/post, as public
+# integration notes list it), in the event logs' PascalCase.
+REPORT_FIELDS = frozenset(
+    {
+        "CampaignID", "OfferID", "LandingID", "AffiliateNetworkID", "TrafficSourceID", "FlowID", "VisitID",
+        "ExternalID", "ClickID", "ConnectionIP", "ConnectionReferrer", "ConnectionISP", "ConnectionType",
+        "DeviceUserAgent", "DeviceType", "DeviceOS", "DeviceOsVersion", "DeviceBrowser", "DeviceBrowserVersion",
+        "DeviceBrand", "DeviceModel", "DeviceMainLanguage", "LocationCountry", "LocationCountryName",
+        "LocationRegion", "LocationCity", "PostalCode", "BotScore", "TrafficSourceName", "OfferName",
+        "LandingName", "AffiliateNetworkName",
+        *(f"TrackingField{i}" for i in range(1, 21)),
+        *(f"Param{i}" for i in range(1, 21)),
+    }
+)  # fmt: skip
+VOCABULARY = {
+    "events": SEEN_EVENT_FIELDS | REPORT_FIELDS | {"Ct"},
+    "postbacks": SEEN_POSTBACK_FIELDS | {"TrafficSourceID", "CampaignID"},
+}
+#: Sort keys seen in public requests.
+SORTABLE = {
+    "events": frozenset({"ClickTime", "ConversionDate", "ClickID", "VisitTime"}),
+    "postbacks": frozenset({"ClickTime"}),
+}
 FAULTS = ("429", "500", "502", "slow", "drop", "truncate", "truncate-nolength", "400", "403")
 
 VISIT_FIELDS = {
@@ -58,19 +108,19 @@ VISIT_FIELDS = {
     "Traffic Source": "TrafficSourceName",
     "Offer ID": "OfferID",
     "Offer": "OfferName",
-    "Lander ID": "LanderID",
-    "Lander": "LanderName",
+    "Lander ID": "LandingID",
+    "Lander": "LandingName",
     "Affiliate Network ID": "AffiliateNetworkID",
     "Affiliate Network": "AffiliateNetworkName",
     "External ID": "ExternalID",
-    "IP": "IP",
-    "Country": "Country",
-    "City": "City",
+    "IP": "ConnectionIP",
+    "Country": "LocationCountry",
+    "City": "LocationCity",
     "Device Type": "DeviceType",
-    "OS": "OS",
-    "Browser": "Browser",
-    "User Agent": "UserAgent",
-    "Referrer": "Referrer",
+    "OS": "DeviceOS",
+    "Browser": "DeviceBrowser",
+    "User Agent": "DeviceUserAgent",
+    "Referrer": "ConnectionReferrer",
     "Tracking Field 1": "TrackingField1",
     "Tracking Field 2": "TrackingField2",
 }
@@ -79,12 +129,12 @@ CLICK_FIELDS = {
     "clickTime": "ClickTime",
     "campaignID": "CampaignID",
     "trafficSourceID": "TrafficSourceID",
-    "landerID": "LanderID",
+    "landerID": "LandingID",
     "offerID": "OfferID",
     "cta": "Cta",
-    "locationCountry": "Country",
-    "deviceBrowser": "Browser",
-    "connectionIP": "IP",
+    "locationCountry": "LocationCountry",
+    "deviceBrowser": "DeviceBrowser",
+    "connectionIP": "ConnectionIP",
 }
 POSTBACK_FIELDS = {
     "Postback ID": "PostbackID",
@@ -147,6 +197,7 @@ class FakeClickFlare:
     schedule: dict[int, str] = field(default_factory=dict)  # request number (1-based) → fault
     held: list[tuple[list[Item], Callable[[str, dict[str, Any]], bool] | None]] = field(default_factory=list)
     log: list[Request] = field(default_factory=list)
+    vocabulary: dict[str, set[str]] = field(default_factory=lambda: {k: set(v) for k, v in VOCABULARY.items()})
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _server: ThreadingHTTPServer | None = None
     _thread: threading.Thread | None = None
@@ -212,6 +263,10 @@ class FakeClickFlare:
                     item.visible = True
             self.held.clear()
 
+    def accept(self, kind: str, *names: str) -> None:
+        """Also accept ``names`` as fields of ``kind`` (a test opting in to fields not seen in public use)."""
+        self.vocabulary[kind].update(names)
+
     def fail(self, *faults: str) -> None:
         """Misbehave on the next ``len(faults)`` requests, one fault each."""
         for f in faults:
@@ -256,7 +311,7 @@ class FakeClickFlare:
         except ValueError:
             return 400, {}, {"message": "body is not JSON"}
         entry.body = body
-        problem = _check_body(kind, body)
+        problem = _check_body(kind, body, self.vocabulary[kind])
         if problem:
             return 400, {}, {"message": problem}
         for group, until in list(self.held):
@@ -267,7 +322,8 @@ class FakeClickFlare:
         tz = ZoneInfo(body["timezone"])
         lo, hi = body["startDate"], body["endDate"]
         chosen = [i for i in self.items if i.endpoint == kind and i.visible and lo <= i.wall_clock(tz) <= hi]
-        chosen.sort(key=lambda i: (i.time, i.seq), reverse=body["orderType"] == "desc")
+        sort_by = body["sortBy"]
+        chosen.sort(key=lambda i: (_sort_value(i.fields.get(sort_by)), i.seq), reverse=body["orderType"] == "desc")
         size, page = body["pageSize"], body["page"]
         page_items = chosen[(page - 1) * size : page * size]
         metrics = body["metrics"]
@@ -329,7 +385,16 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_error(405)
 
 
-def _check_body(kind: str, body: Any) -> str | None:
+def _sort_value(value: Any) -> tuple[int, float, str]:
+    """A comparable key: times first (by instant), then other values (as text), missing ones last."""
+    if isinstance(value, datetime):
+        return (0, value.timestamp(), "")
+    if value is None or value == "":
+        return (2, 0.0, "")
+    return (1, 0.0, str(value))
+
+
+def _check_body(kind: str, body: Any, vocabulary: set[str]) -> str | None:
     """The request body's first problem, as the API would word it, or None."""
     if not isinstance(body, dict):
         return "body must be an object"
@@ -345,17 +410,25 @@ def _check_body(kind: str, body: Any) -> str | None:
     metrics = body.get("metrics")
     if not isinstance(metrics, list) or not metrics or not all(isinstance(m, str) for m in metrics):
         return "metrics must be a list of field names"
+    unknown = [m for m in metrics if m not in vocabulary]
+    if unknown:
+        return f"unknown metric {unknown[0]}"
     if "ClickID" not in metrics:
         return "metrics must include ClickID"
     if not isinstance(body.get("metricsFilters"), list):
         return "metricsFilters must be a list"
-    if body.get("sortBy") != SORT_BY[kind] or body.get("orderType") not in ("asc", "desc"):
-        return f"sortBy must be {SORT_BY[kind]} with orderType asc or desc"
+    sort_by = body.get("sortBy")
+    if sort_by not in metrics:
+        return f"sortBy {sort_by} must be one of the requested metrics"
+    if sort_by not in SORTABLE[kind]:
+        return f"sortBy {sort_by} is not a sortable field"
+    if body.get("orderType") not in ("asc", "desc"):
+        return "orderType must be asc or desc"
     size, page = body.get("pageSize"), body.get("page")
-    if not isinstance(size, int) or not 1 <= size <= MAX_PAGE_SIZE:
+    if not isinstance(size, int) or isinstance(size, bool) or not 1 <= size <= MAX_PAGE_SIZE:
         return f"pageSize must be 1…{MAX_PAGE_SIZE}"
-    if not isinstance(page, int) or page < 1:
-        return "page must be 1 or more"
+    if not isinstance(page, int) or isinstance(page, bool) or not 1 <= page <= MAX_PAGE:
+        return f"page must be 1…{MAX_PAGE}"
     if not isinstance(body.get("includeFilteredEvents"), bool):
         return "includeFilteredEvents must be a boolean"
     return None
@@ -390,17 +463,9 @@ def _instant(value: Any, tz: ZoneInfo) -> datetime | None:
 
 
 def _api_name(header: str, known: dict[str, str]) -> str:
-    """The API's spelling of an export header: the table above, else the field the client asks
-    for that loads into the same column, else the header in PascalCase."""
+    """The API's spelling of an export header: the table above, else the header in PascalCase."""
     if header in known:
         return known[header]
-    from cfanalytics.columns import ALIAS_INDEX, norm_key
-    from cfanalytics.pull import METRICS
-
-    canonical = ALIAS_INDEX.get(norm_key(header))
-    for name in (m for fields in METRICS.values() for m in fields):
-        if canonical is not None and ALIAS_INDEX.get(norm_key(name)) == canonical:
-            return name
     words = header.replace("_", " ").split()
     return "".join(w[:1].upper() + w[1:] for w in words) or header
 
