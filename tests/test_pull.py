@@ -27,10 +27,10 @@ from polars.testing import assert_frame_equal
 
 import cfanalytics as cf
 from cfanalytics.cli import main
-from cfanalytics.pull import LEDGER_FILE, ApiClient, PullError, PullOptions, ledger, pull
+from cfanalytics.pull import FIELDS, LEDGER_FILE, ApiClient, PullError, PullOptions, configure, ledger, pull
 from cfanalytics.sample import generate
-from cfanalytics.schemas import polars_schema
-from tests.fake_api import FakeClickFlare, serving
+from cfanalytics.schemas import column_names, polars_schema
+from tests.fake_api import FakeClickFlare, Item, serving
 from tests.helpers import cli, cli_env
 
 KEY = "cfk_live_Q7m2xZ9pL4vT8nR1sW6yB3cD"
@@ -84,11 +84,29 @@ def api_key(monkeypatch):
     return KEY
 
 
-def options(api: FakeClickFlare, *, now: datetime = NOW, **kw) -> PullOptions:
-    """Fast options: small pages, no real back-off waits, a high rate limit, a fixed clock."""
+def everything(api: FakeClickFlare) -> dict[str, list[str]]:
+    """Every field the stand-in serves, per kind; the stand-in accepts them from now on.
+
+    A pull asking them all must store what an ingest of the export files stores; the
+    fields nobody is seen asking for in public are an opt-in (``extra_fields``).
+    """
+    out: dict[str, list[str]] = {}
+    for kind in ("events", "postbacks"):
+        out[kind] = sorted({name for i in api.items if i.endpoint == kind for name in i.fields})
+        api.accept(kind, *out[kind])
+    return out
+
+
+def options(api: FakeClickFlare, *, now: datetime = NOW, full: bool = True, **kw) -> PullOptions:
+    """Fast options: small pages, no real back-off waits, a high rate limit, a fixed clock.
+
+    ``full`` opts in to every field the stand-in serves, so the store can equal the file ingest.
+    """
     kw.setdefault("sleep", Sleeper())
     kw.setdefault("base_url", api.base_url)
     kw.setdefault("page_size", PAGE)
+    if full:
+        kw.setdefault("extra_fields", everything(api))
     return PullOptions(rate_limit=1000, backoff=0.001, timeout=1.0, now=lambda: now, **kw)
 
 
@@ -231,6 +249,7 @@ def test_kill_mid_pull_and_rerun_give_the_same_store(account, tz, files_store, t
     """SIGKILL the pulling process twice at different points; a re-run completes the same store."""
     store_dir = tmp_path / "store"
     with serving(account.folder, api_key=KEY, timezone=tz, delay=0.01) as api:
+        configure(cf.LogStore(store_dir, timezone=tz), extra_fields=everything(api))
         total = sum(1 for i in api.items if i.endpoint == "events") // PAGE + 8
         argv = cli(
             "pull", "--store", str(store_dir), "--from", str(FIRST), "--to", str(LAST), "--timezone", tz,
@@ -266,6 +285,7 @@ def test_cli_json_validates_and_the_key_never_leaks(api, files_store, tmp_path, 
     tz = api.timezone
     caplog.set_level(logging.DEBUG)
     store_dir = str(tmp_path / "store")
+    configure(cf.LogStore(store_dir, timezone=tz), extra_fields=everything(api))
     base = ["pull", "--store", store_dir, "--base-url", api.base_url, "--page-size", "200", "--rate-limit", "1000"]
     api.fail("500", "drop", "400")  # the last one echoes the key in its message
     code = main([*base, "--timezone", tz, "--from", str(FIRST), "--to", str(LAST), "--backoff", "0", "--json"])
@@ -344,8 +364,6 @@ def test_usage_errors(api, tmp_path, capsys, monkeypatch):
 
 
 def test_key_from_the_store_config_is_never_stored(api, tz, tmp_path, monkeypatch):
-    from cfanalytics.pull import configure
-
     monkeypatch.delenv("CLICKFLARE_API_KEY", raising=False)
     store = cf.LogStore(tmp_path / "store", timezone=tz)
     with pytest.raises(cf.UsageError, match="outside the store"):
@@ -382,9 +400,9 @@ def test_rate_limit_spaces_requests(api):
         "startDate": "2026-11-16 00:00:00",
         "endDate": "2026-11-16 00:10:00",
         "timezone": "UTC",
-        "metrics": ["ClickID"],
+        "metrics": ["ClickID", "ClickTime"],
         "metricsFilters": [],
-        "sortBy": "PostbackTime",
+        "sortBy": "ClickTime",
         "orderType": "asc",
         "page": 1,
         "pageSize": 10,
@@ -445,3 +463,207 @@ def test_windows_of_a_store_in_another_zone(api, tmp_path):
     assert w.start <= lo
     assert hi < w.end
     assert w.end - w.start == timedelta(days=1)
+
+
+# ------------------------------------------------------------------------------ the real API's limits
+#: Each field a default pull may ask, and a public client of the API seen using it (repository, path).
+#: Written from those clients, not from cfanalytics.pull: the test holds the pull to them.
+_SHOP = "eugeneleychenko/shophealthrates scripts/clickflare-api.mjs"
+_EFFLUX = "G-ier/efflux_be_backup services/clickflareService.js"
+SEEN_IN_PUBLIC = {
+    "events": {
+        "EventType": _SHOP,
+        "ClickID": _SHOP,
+        "ConversionTransaction": _SHOP,
+        "ConversionDate": _SHOP,
+        "ConversionPayout": _SHOP,
+        "CustomConversionNumber": _SHOP,
+        "ClickTime": _EFFLUX,
+        "VisitTime": _EFFLUX,
+        "VisitID": _EFFLUX,
+        "ExternalID": _EFFLUX,
+        "FlowID": _EFFLUX,
+        "TrafficSourceID": _EFFLUX,
+        "ConnectionIP": _EFFLUX,
+        "ConnectionReferrer": _EFFLUX,
+        "DeviceUserAgent": _EFFLUX,
+        **{f"TrackingField{i}": _EFFLUX for i in range(1, 7)},
+        "CampaignID": "Python scripts calling public-api.clickflare.io (repository unnamed); report campaignID",
+        "Ct": f"{_SHOP} (postback-status/logs)",
+    },
+    "postbacks": dict.fromkeys(
+        (
+            "ClickID", "IsError", "ErrorMessage", "StatusCode", "PostbackUrl", "IntegrationID", "Ct", "Event",
+            "CustomConversionIndex", "PostbackTime", "ClickTime",
+        ),
+        _SHOP,
+    ),
+}  # fmt: skip
+#: Sort keys public clients send.
+SORTS_IN_PUBLIC = {"ClickTime", "ConversionDate", "ClickID"}
+#: Canonical columns the default fields feed, per table (by hand from the spellings above).
+FED = {
+    "visits": ("click_id", "visit_time", "campaign_id", "traffic_source_id", "flow_id", "external_id", "ip",
+               "referrer", "user_agent"),
+    "clicks": ("click_id", "click_time", "campaign_id", "traffic_source_id", "ip"),
+    "conversions": ("click_id", "conversion_time", "visit_time", "campaign_id", "traffic_source_id", "payout",
+                    "txid", "ct", "custom_conversion_number"),
+    "postbacks": ("click_id", "postback_time", "is_error", "status_code", "error_message", "postback_url", "ct",
+                  "custom_conversion_index", "integration_id", "event", "click_time"),
+}  # fmt: skip
+#: Canonical columns a pull fills without a field for them (derived ids; "not filtered" by default).
+DERIVED = {"postback_id", "is_filtered"}
+
+
+def fed_rows(store: cf.LogStore, kind: str, columns: tuple[str, ...]) -> pl.DataFrame:
+    frame = store.scan(kind).select(columns).collect()
+    return frame.sort(columns, nulls_last=True)
+
+
+def test_a_default_pull_asks_only_fields_seen_in_public_use(api, account, tz, files_store, tmp_path):
+    """Without opt-in, every field and sort key asked is one a public client uses, and the stand-in
+    (strict: an unknown field is a 400) answers every request; the store holds what those fields carry.
+
+    Without ``PostbackID`` a postback's id is derived from its content, so the export's one postback
+    whose id repeats with other content (quarantined from the file) is a postback of its own here."""
+    store = cf.LogStore(tmp_path / "store", timezone=tz)
+    result = pull(store, FIRST, LAST, api_key=KEY, options=options(api, full=False))
+    assert result.ok, result.failures
+    asked = [r for r in api.log if r.body]
+    assert asked
+    assert {r.status for r in api.log} == {200}, [(r.status, r.body) for r in api.log if r.status != 200]
+    for r in asked:
+        kind = "events" if r.path.endswith("/event-logs") else "postbacks"
+        assert set(r.body["metrics"]) <= set(SEEN_IN_PUBLIC[kind]), set(r.body["metrics"]) - set(SEEN_IN_PUBLIC[kind])
+        assert r.body["sortBy"] in SORTS_IN_PUBLIC
+        assert r.body["sortBy"] in r.body["metrics"]
+        assert r.body["page"] <= 1000
+        assert r.body["pageSize"] <= 1000
+    assert {tuple(r.body["metrics"]) for r in asked if r.path.endswith("/event-logs")} == {FIELDS["events"]}
+    repeated_id = account.truth["ingest"]["postbacks"]["quarantined_by_reason"]["conflicting_key"]
+    assert repeated_id == 1
+    for kind, columns in FED.items():
+        got, want = fed_rows(store, kind, columns), fed_rows(files_store, kind, columns)
+        if kind == "postbacks":
+            assert got.height == want.height + repeated_id
+            counts = [pl.len().alias("n")]
+            both = (
+                want.group_by(columns)
+                .agg(counts)
+                .join(got.group_by(columns).agg(counts), on=columns, how="left", nulls_equal=True)
+            )
+            assert both.filter(pl.col("n_right").fill_null(0) < pl.col("n")).height == 0, "a file row is missing"
+        else:
+            assert got.height == want.height, kind
+            assert_frame_equal(got, want)
+        others = [c for c in column_names(kind) if c not in columns and c not in DERIVED]
+        nulls = store.scan(kind).select(pl.col(others).null_count()).collect().row(0)
+        assert dict(zip(others, nulls, strict=True)) == dict.fromkeys(others, got.height), kind
+
+
+def test_opted_in_fields_are_asked_and_stored(api, tz, files_store, tmp_path):
+    """configure(extra_fields=...) adds report-vocabulary fields to every later pull of the store."""
+    store = cf.LogStore(tmp_path / "store", timezone=tz)
+    with pytest.raises(cf.UsageError, match="not an API field name"):
+        configure(store, extra_fields={"events": ["Location Country"]})
+    configure(store, extra_fields={"events": ["LocationCountry", "OfferID"]})
+    result = pull(store, FIRST, FIRST, kinds="events", api_key=KEY, options=options(api, full=False))
+    assert result.ok, result.failures
+    metrics = {m for r in api.log if r.body for m in r.body["metrics"]}
+    assert {"LocationCountry", "OfferID"} <= metrics
+    (w,) = result.windows
+    day = pl.col("visit_time").is_between(w.start, w.end, closed="left")
+    got = store.scan("visits").select("click_id", "country", "offer_id").collect().sort("click_id")
+    want = files_store.scan("visits").filter(day).select("click_id", "country", "offer_id").collect()
+    assert_frame_equal(got, want.sort("click_id"))
+    assert got.get_column("country").null_count() < got.height
+
+
+def test_a_day_past_the_last_page_is_split_and_loses_nothing(api, tz, files_store, tmp_path):
+    """One row per page: a day of more than 1 000 events needs more pages than the API serves, so it is
+    split before paging on; no request asks a page past 1 000 and the day's rows all arrive."""
+    store = cf.LogStore(tmp_path / "store", timezone=tz)
+    result = pull(store, FIRST, FIRST, kinds="events", api_key=KEY, options=options(api, page_size=1))
+    assert result.ok, result.failures
+    (w,) = result.windows
+    first = api.log[0]
+    assert first.body["page"] == 1
+    assert first.counter > 1000, "the day holds more rows than 1 000 pages of one"
+    assert w.splits >= 1
+    assert max(r.body["page"] for r in api.log if r.body) <= 1000
+    assert {r.status for r in api.log} == {200}
+    assert w.rows == first.counter
+    for kind, time_col in (("visits", "visit_time"), ("clicks", "click_time"), ("conversions", "conversion_time")):
+        day = pl.col(time_col).is_between(w.start, w.end, closed="left")
+        cols = [c for c in polars_schema(kind) if c != "_batch_id"]
+        got = store.scan(kind).select(cols).collect().sort("_row_id")
+        want = files_store.scan(kind).filter(day).select(cols).collect().sort("_row_id")
+        assert got.height == want.height > 0, kind
+        assert_frame_equal(got, want)
+
+
+def test_rows_the_api_cannot_page_fail_the_window_in_one_line(tz, tmp_path):
+    """Three rows in one second with one row per page and two pages at most: the window is split down to
+    that second and then fails alone, saying why."""
+    when = datetime(2026, 11, 16, 15, 30, 7, tzinfo=UTC)
+    items = [
+        Item("events", when, n, {"EventType": "visit", "ClickID": f"c{n}", "VisitTime": when, "CampaignID": "x"})
+        for n in range(3)
+    ]
+    with FakeClickFlare(items, api_key=KEY) as api:
+        store = cf.LogStore(tmp_path / "store", timezone=tz)
+        opts = options(api, full=False, page_size=1, max_page=2)
+        result = pull(store, FIRST, FIRST, kinds="events", api_key=KEY, options=opts)
+    (w,) = result.windows
+    assert w.status == "failed"
+    assert w.error.startswith("3 rows in the one second 2026-11-16 10:30:07: more than the API pages (2 = 2 pages")
+    assert "\n" not in w.error
+    assert max(r.body["page"] for r in api.log if r.body) <= 2
+    assert store.counts()["visits"] == 0
+
+
+@pytest.mark.parametrize(
+    ("change", "says"),
+    [
+        ({"metrics": ["ClickID", "ClickTime", "EventTime"]}, "unknown metric EventTime"),
+        ({"metrics": ["ClickID", "VisitTime"], "sortBy": "ClickTime"}, "sortBy ClickTime must be one of the requested"),
+        ({"page": 1001}, "page must be 1…1000"),
+        ({"pageSize": 1001}, "pageSize must be 1…1000"),
+    ],
+    ids=["unknown-metric", "sort-outside-metrics", "page-1001", "page-size-1001"],
+)
+def test_the_stand_in_is_as_strict_as_the_api(api, change, says):
+    client, _, _ = _client(rate_limit=1000)
+    client.base_url = api.base_url
+    body = {
+        "startDate": "2026-11-16 00:00:00",
+        "endDate": "2026-11-16 23:59:59",
+        "timezone": "UTC",
+        "metrics": ["ClickID", "ClickTime"],
+        "metricsFilters": [],
+        "sortBy": "ClickTime",
+        "orderType": "asc",
+        "page": 1,
+        "pageSize": 10,
+        "includeFilteredEvents": False,
+        **change,
+    }
+    with pytest.raises(PullError, match="HTTP 400") as caught:
+        client.post("/event-logs", body)
+    assert says in str(caught.value)
+    assert "\n" not in str(caught.value)
+    assert len(api.log) == 1, "a 400 is not retried"
+
+
+def test_a_refused_field_is_one_clear_line(api, tz, tmp_path, capsys):
+    """A field the API does not know (opted in by mistake): the pull stops with one line naming it."""
+    store_dir = tmp_path / "store"
+    configure(cf.LogStore(store_dir, timezone=tz), extra_fields={"events": ["DeviceScreenSize"]})
+    argv = ["pull", "--store", str(store_dir), "--from", str(FIRST), "--to", str(FIRST), "--kinds", "events"]
+    code = main([*argv, "--base-url", api.base_url, "--rate-limit", "1000", "--backoff", "0"])
+    out, err = capsys.readouterr()
+    assert code == 1
+    assert err.count("\n") == 1, err
+    assert "HTTP 400" in err
+    assert "unknown metric DeviceScreenSize" in err
+    assert_no_key(out, err, folder=store_dir)
