@@ -31,7 +31,9 @@ key it was sent) and can misbehave on demand: ``429`` (with ``Retry-After``),
 (closes the connection without an answer), ``truncate`` (half the body under a
 full ``Content-Length``) and ``truncate-nolength`` (half the body, then EOF);
 :meth:`FakeClickFlare.hide` holds rows back until a chosen request, as data
-arriving in the middle of a pull.
+arriving in the middle of a pull. ``unstable_ties`` orders rows that tie on
+``sortBy`` anew for every request, as a database paging by offset under a sort
+with ties may.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from __future__ import annotations
 import csv
 import gzip
 import json
+import random
 import threading
 import time
 from collections import deque
@@ -198,6 +201,8 @@ class FakeClickFlare:
     held: list[tuple[list[Item], Callable[[str, dict[str, Any]], bool] | None]] = field(default_factory=list)
     log: list[Request] = field(default_factory=list)
     vocabulary: dict[str, set[str]] = field(default_factory=lambda: {k: set(v) for k, v in VOCABULARY.items()})
+    unstable_ties: bool = False  # rows tying on sortBy come in a new order on every request
+    _ties: random.Random = field(default_factory=lambda: random.Random(0))
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _server: ThreadingHTTPServer | None = None
     _thread: threading.Thread | None = None
@@ -323,7 +328,10 @@ class FakeClickFlare:
         lo, hi = body["startDate"], body["endDate"]
         chosen = [i for i in self.items if i.endpoint == kind and i.visible and lo <= i.wall_clock(tz) <= hi]
         sort_by = body["sortBy"]
-        chosen.sort(key=lambda i: (_sort_value(i.fields.get(sort_by)), i.seq), reverse=body["orderType"] == "desc")
+        ties = {i.seq: self._ties.random() for i in chosen} if self.unstable_ties else {i.seq: i.seq for i in chosen}
+        chosen.sort(
+            key=lambda i: (_sort_value(i.fields.get(sort_by)), ties[i.seq]), reverse=body["orderType"] == "desc"
+        )
         size, page = body["pageSize"], body["page"]
         page_items = chosen[(page - 1) * size : page * size]
         metrics = body["metrics"]

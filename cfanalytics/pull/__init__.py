@@ -16,10 +16,11 @@ What it does about the real world:
   only on request (``PullOptions.extra_fields``, :func:`configure`), since an
   unknown field is an HTTP 400 for every request.
 - **Paging** sorts by the click's time (``sortBy`` is always one of the
-  requested fields) and checks that the rows read equal ``totals.counter``
-  and that the counter did not move between pages. When they differ (rows
-  arriving mid-pull; offset paging that skipped or repeated a row) the window
-  is fetched again split in two halves, recursively; a window that fits one
+  requested fields) and checks that the rows read equal ``totals.counter``,
+  that the counter did not move between pages and that no row came twice.
+  When one fails (rows arriving mid-pull; offset paging over rows that tie on
+  the sort key, answered in another order on each page, skips one row for each
+  it repeats) the window is fetched again split in two halves, recursively; a window that fits one
   page is one atomic answer. The API serves no page past the 1 000th: a
   window whose counter needs more is split in halves before paging on.
 - **Retries** with exponential back-off and jitter on 429 (``Retry-After`` is

@@ -135,13 +135,18 @@ def fetch_window(client: ApiClient, f: Fetch, start: str, end: str, *, tz: str) 
 
     A window is split before paging on when its counter needs pages past the
     API's last one (``max_page``), and re-fetched in halves when its rows did not
-    match its counter (rows arriving meanwhile; offset paging that skipped or
-    repeated a row). A window that fits one page is one atomic answer.
+    match its counter (rows arriving meanwhile) or when a row came twice across
+    its pages. Offset paging under a sort with ties (many rows share a click
+    time) may answer each page in another order: a row skipped is then a row
+    repeated, since the count still matches. A window that fits one page is one
+    atomic answer, and so is a one-second window (its repeats may be real).
     """
     opt = client.options
     part = f.folder / f"part-{f.parts:06d}.ndjson"
     f.parts += 1
     counters: set[int] = set()
+    seen: set[int] = set()
+    repeated = 0
     read = 0
     page = 1
     capacity = opt.page_size * opt.max_page
@@ -154,7 +159,7 @@ def fetch_window(client: ApiClient, f: Fetch, start: str, end: str, *, tz: str) 
             counters.add(counter)
             if counter > capacity:
                 break
-            _write_items(out, items)
+            repeated += _write_items(out, items, seen)
             read += len(items)
             _advance(f, len(items), counter, read)
             if len(counters) > 1 or not items or read >= counter or len(items) < opt.page_size:
@@ -165,8 +170,15 @@ def fetch_window(client: ApiClient, f: Fetch, start: str, end: str, *, tz: str) 
     if max(counters) > capacity:
         return _split_oversized(client, f, part, start, end, tz=tz, counter=max(counters), capacity=capacity)
     if len(counters) == 1 and read == next(iter(counters)):
-        f.kept += read
-        return [part]
+        halves = split_window(start, end) if repeated and page > 1 else None
+        if halves is None:
+            f.kept += read
+            return [part]
+        part.unlink()
+        _rewind(f)
+        f.splits += 1
+        _log.info("%s %s…%s: %d rows came twice across pages; pulling it in halves", f.label, start, end, repeated)
+        return [p for s, e in halves for p in fetch_window(client, f, s, e, tz=tz)]
     part.unlink()
     _rewind(f)
     said = "/".join(map(str, sorted(counters)))
@@ -207,10 +219,17 @@ def _split_oversized(
     return [p for s, e in halves for p in fetch_window(client, f, s, e, tz=tz)]
 
 
-def _write_items(out: IO[str], items: list[Any]) -> None:
+def _write_items(out: IO[str], items: list[Any], seen: set[int]) -> int:
+    """Write ``items`` as NDJSON lines; returns how many were already in ``seen`` (which gains the others)."""
+    repeated = 0
     for item in items:
-        out.write(json.dumps(item, ensure_ascii=False, separators=(",", ":")))
+        line = json.dumps(item, ensure_ascii=False, separators=(",", ":"))
+        key = hash(line)
+        repeated += key in seen
+        seen.add(key)
+        out.write(line)
         out.write("\n")
+    return repeated
 
 
 def _advance(f: Fetch, n: int, counter: int, read: int) -> None:
