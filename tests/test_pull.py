@@ -27,9 +27,20 @@ from polars.testing import assert_frame_equal
 
 import cfanalytics as cf
 from cfanalytics.cli import main
-from cfanalytics.pull import FIELDS, LEDGER_FILE, ApiClient, PullError, PullOptions, configure, ledger, pull
+from cfanalytics.pull import (
+    CONFIG_FILE,
+    FIELDS,
+    LEDGER_FILE,
+    ApiClient,
+    PullError,
+    PullOptions,
+    configure,
+    ledger,
+    pull,
+)
 from cfanalytics.sample import generate
 from cfanalytics.schemas import column_names, polars_schema
+from cfanalytics.store import META_FILE
 from tests.fake_api import FakeClickFlare, Item, serving
 from tests.helpers import cli, cli_env
 
@@ -703,3 +714,32 @@ def test_rows_reordered_between_pages_are_neither_lost_nor_doubled(api, tz, file
         assert got.get_column("_row_id").to_list() == want.get_column("_row_id").to_list(), kind
         keep = ~pl.col("click_id").is_in(conflicting)
         assert_frame_equal(got.filter(keep), want.filter(keep))
+
+
+def test_settings_kept_in_the_store_metadata_by_earlier_versions_still_count(api, tz, tmp_path, monkeypatch):
+    """Pull settings used to live under ``pull`` in the store's metadata: they are still read, and
+    configure() carries them over to ``pull_config.json``."""
+    store_dir = tmp_path / "store"
+    cf.LogStore(store_dir, timezone=tz)
+    meta_path = store_dir / META_FILE
+    meta = json.loads(meta_path.read_text())
+    meta["pull"] = {"base_url": api.base_url, "api_key_env": "ACME_CLICKFLARE_KEY"}
+    meta_path.write_text(json.dumps(meta))
+    monkeypatch.delenv("CLICKFLARE_API_KEY")
+    monkeypatch.setenv("ACME_CLICKFLARE_KEY", KEY)
+    store = cf.LogStore(store_dir)
+    result = pull(store, FIRST, FIRST, kinds="postbacks", options=options(api, base_url=None))
+    assert result.ok, result.failures
+    assert result.rows["postbacks"] > 0
+    settings = configure(store, extra_fields={"postbacks": ["CampaignID"]})
+    assert settings == {
+        "base_url": api.base_url,
+        "api_key_env": "ACME_CLICKFLARE_KEY",
+        "extra_fields": {"postbacks": ["CampaignID"]},
+    }
+    assert json.loads((store_dir / CONFIG_FILE).read_text()) == settings
+    api.log.clear()
+    again = pull(store, FIRST, FIRST, kinds="postbacks", options=options(api, base_url=None, full=False, refresh=True))
+    assert again.ok, again.failures
+    assert all("CampaignID" in r.body["metrics"] for r in api.log if r.body)
+    assert_no_key(folder=store_dir)
