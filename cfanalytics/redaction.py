@@ -1,10 +1,12 @@
 """One redaction for every display, chart, report, log line and export.
 
 :func:`redact` hides credentials in URLs and free text: values of secret-named
-query parameters, path segments, headers and JSON keys (also URL-encoded, also
-inside a URL nested in another URL's parameter), ``user:password@`` userinfo,
-``Authorization``/``Bearer`` values, and nameless token shapes (Meta ``EAA…``,
-Google ``ya29.…`` and ``AIza…``, JWTs). Every hidden value becomes ``***``.
+query parameters, path segments, headers, assignments (``api_key = value``,
+``access_token="…"``) and JSON keys (also URL-encoded, also inside a URL nested
+in another URL's parameter), the userinfo of a URL (``user:password@`` and a
+bare ``token@``), ``Authorization``/``Bearer`` values, ``Cookie``/``Set-Cookie``
+header values and session ids, and nameless token shapes (Meta ``EAA…``, Google
+``ya29.…`` and ``AIza…``, JWTs). Every hidden value becomes ``***``.
 Click ids (UUIDs), 24-hex entity ids and unreplaced macros such as ``{token}``,
 ``[TOKEN]`` or ``%7Btoken%7D`` stay readable. :func:`redact_expr` applies the
 very same patterns to a Polars string column (Rust ``regex`` syntax is a common
@@ -140,7 +142,8 @@ _COMPOUND_KEYS = (
     "apikey|accesskey|privatekey|secretkey|passkey|authkey|appkey|clientkey|devkey|licensekey|hmackey|signkey"
 )
 # secret when the name ends with it, whatever comes before (access_token, pageToken, client_secret, apikey)
-_SUFFIX_WORDS = _ci(f"token|secret|password|passwd|pwd|signature|credentials?|{_COMPOUND_KEYS}")
+_SESSION_WORDS = "cookies?|sessionid|session_id|session-id|sessid"
+_SUFFIX_WORDS = _ci(f"token|secret|password|passwd|pwd|signature|credentials?|{_SESSION_WORDS}|{_COMPOUND_KEYS}")
 # secret alone or after a delimiter / camel hump only (key, api_key, x-api-key, apiKey; not keyword, monkey)
 _DELIM_WORDS = _ci("key|sig|auth|pass|bearer")
 _CAMEL_WORDS = "Key|KEY|Sig|SIG|Auth|AUTH|Pass|PASS|Bearer|BEARER"
@@ -177,6 +180,13 @@ _RULES: tuple[tuple[str, str, str], ...] = (
         f"(?:{_class(_USER_STOP + '%')}|{_pct_except(*_pairs(_USER_STOP))})+",
         _pct("40"),
     ),
+    # scheme://token@host (userinfo without a password: the whole user part), plain and URL-encoded
+    ("://", f"{_class(_USER_STOP + ':')}+", "@"),
+    (
+        f"{_pct('3A')}{_pct('2F')}{_pct('2F')}",
+        f"(?:{_class(_USER_STOP + ':%')}|{_pct_except(*_pairs(_USER_STOP + ':'))})+",
+        _pct("40"),
+    ),
     # Authorization: Bearer xyz / "Authorization": "Basic …" / authorization=…
     (
         f"{_BOUND}{_NCH}*(?:{_ci('authorization')})\\\\?[\"']?[ \\t]*[:=][ \\t]*\\\\?[\"']?"
@@ -188,11 +198,17 @@ _RULES: tuple[tuple[str, str, str], ...] = (
     # JSON / Python-repr fields: "access_token": "…", 'api_key': '…' (also \"escaped\" JSON)
     (f'\\\\?"{_NAME}\\\\?"{_JSON_WS}:{_JSON_WS}\\\\?"', _DQ_VALUE, ""),
     (f"\\\\?'{_NAME}\\\\?'{_JSON_WS}:{_JSON_WS}\\\\?'", _SQ_VALUE, ""),
+    # Cookie: a=1; sid=2 / Set-Cookie: …: the whole header value
+    (
+        f"{_HEADER_BOUND}{_NCH}*(?:{_ci('cookie|cookies')})\\\\?[\"']?[ \\t]*:[ \\t]*\\\\?[\"']?",
+        _class("\r\n\"'\\<>") + "+",
+        "",
+    ),
     # headers and prose: Access-Token: …, api-key: …, "token": 12345, token: abc123
     (f"{_HEADER_BOUND}{_STRONG_NAME}[ \\t]*:[ \\t]*[\"']?", _VALUE, ""),
     (f"{_HEADER_BOUND}{_NAME}\\\\?[\"']?[ \\t]*:[ \\t]*[\"']?", _DIGIT_VALUE, ""),
-    # query / form parameters, plain and URL-encoded
-    (f"{_BOUND}{_NAME}\\]?=", _VALUE, ""),
+    # query / form parameters and assignments (api_key = value, access_token="…"), plain and URL-encoded
+    (f"{_BOUND}{_NAME}\\]?[ \\t]*=[ \\t]*\\\\?[\"']?", _VALUE, ""),
     (f"{_BOUND}{_NAME}(?:\\]|{_pct('5D')})?{_pct('3D')}", _ENC_VALUE, ""),
     # path segments after a secret-named segment
     (f"/{_PATH_NAME}/", _SEGMENT, ""),
@@ -214,7 +230,9 @@ REPLACEMENT = (
 _REGEX = re.compile(PATTERN)
 _PY_REPLACEMENT = re.sub(r"\$\{(\d+)\}", r"\\g<\1>", REPLACEMENT)
 # every match of PATTERN contains one of these: text without any is returned as is, quickly
-_CANDIDATE = re.compile(r"token|secret|pass|pwd|sig|credential|key|auth|bearer|eaa|ya29|aiza|eyj|@|%(?:25)*40", re.I)
+_CANDIDATE = re.compile(
+    r"token|secret|pass|pwd|sig|credential|key|auth|bearer|cookie|sess|eaa|ya29|aiza|eyj|@|%(?:25)*40", re.I
+)
 
 
 def redact(text: str | None) -> str | None:

@@ -185,6 +185,30 @@ CASES: list[tuple[str, str, str]] = [
     ("prose-token-with-digit", "Invalid token: ab12cd, retry", "Invalid token: ***, retry"),
     ("empty-value-unchanged", "https://ts.example/pb?token=&cid=1", "https://ts.example/pb?token=&cid=1"),
     ("empty-string", "", ""),
+    # assignments with quotes and spaces
+    ("assignment-double-quoted", 'access_token="EAAB12cd34ef56"; retry', 'access_token="***"; retry'),
+    ("assignment-single-quoted", "client_secret='s3cr3t' id=7", "client_secret='***' id=7"),
+    ("assignment-spaces", "api_key = 0f3c9a77 (from config)", "api_key = *** (from config)"),
+    ("assignment-escaped-json", 'body="{\\"x\\":1} password=\\"hunter2\\""', 'body="{\\"x\\":1} password=\\"***\\""'),
+    ("assignment-empty-quotes-unchanged", 'token="" cid=1', 'token="" cid=1'),
+    ("assignment-macro-unchanged", 'token = "{token}"', 'token = "{token}"'),
+    # cookies and session ids
+    ("cookie-header", "GET /pb\nCookie: session=9f8e7d6c; theme=dark\nHost: x", "GET /pb\nCookie: ***\nHost: x"),
+    ("set-cookie-header", "Set-Cookie: sid=abcdef123; Path=/; HttpOnly", "Set-Cookie: ***"),
+    ("cookie-json", '{"cookie": "PHPSESSID=abc123; a=b", "status": 401}', '{"cookie": "***", "status": 401}'),
+    ("session-id-param", "https://x.example/cb?PHPSESSID=9a8b7c&cid=1", "https://x.example/cb?PHPSESSID=***&cid=1"),
+    ("cookie-param", "https://x.example/cb?cookie=9a8b7c&cid=1", "https://x.example/cb?cookie=***&cid=1"),
+    # userinfo without a password
+    ("userinfo-token-only", "https://ghp_16C7e42F292c6912E7710c8@ts.example/pb?cid=1", "https://***@ts.example/pb?cid=1"),
+    ("userinfo-token-encoded", "u=https%3A%2F%2Ftok3n%40ts.example%2Fpb", "u=https%3A%2F%2F***%40ts.example%2Fpb"),
+    ("email-unchanged", "contact bob@example.com or mailto:bob@example.com", "contact bob@example.com or mailto:bob@example.com"),
+    ("at-in-query-unchanged", "https://ts.example/pb?email=a@b.example", "https://ts.example/pb?email=a@b.example"),
+    # a presigned URL as a file name
+    (
+        "presigned-file-name",
+        "exports/pb.csv?X-Amz-Credential=AKIA1%2F2026&X-Amz-Date=20261201T000000Z&X-Amz-Signature=deadbeef1234567",
+        "exports/pb.csv?X-Amz-Credential=***&X-Amz-Date=20261201T000000Z&X-Amz-Signature=***",
+    ),
     (
         "log-line",
         f'2024-05-01T10:00:00Z POST https://ts.example/pb?cid=1&sig=f00d status=401 body={{"token": "t0k"}} {JWT}',
@@ -241,6 +265,7 @@ def test_module_doctest() -> None:
 
 SECRET_NAMES = ["token", "access_token", "accessToken", "api_key", "apikey", "api-key", "x-api-key", "key", "secret"]
 SECRET_NAMES += ["client_secret", "signature", "sig", "auth", "password", "pwd", "pass", "bearer", "Access-Token"]
+SECRET_NAMES += ["cookie", "session_id", "PHPSESSID", "X-Amz-Signature"]
 INNOCENT_NAMES = ["cid", "click_id", "payout", "keyword", "token_type", "kw", "sub1", "campaign_id", "event", "ct"]
 HEX = "0123456789abcdef"
 
@@ -290,6 +315,7 @@ FUZZ_PIECES = ["token", "key", "api-key", "apiKey", "x", "cid", "=", "&", "?", "
 FUZZ_PIECES += ["%3F", "%2F", "%3A", "%40", "%25", "%7B", "{", "}", "[", "]", '"', "'", "\\", " ", "\n", "Bearer "]
 FUZZ_PIECES += ["Authorization", META_TOKEN, "eyJa.eyJb.c", "ya29.abcdefghij", "abc123", "***", "secret", "pass", ","]
 FUZZ_PIECES += [";", ")", "#", "1", "user:pass@", "%253D", "%2526", '"token":"', "'key':'", "ſ", "K", "é"]
+FUZZ_PIECES += ["Cookie: ", "Set-Cookie:", "sessionid", " = ", '="', "='", "tok@", "%3A%2F%2F", "\t"]
 
 
 @settings(max_examples=200, deadline=None)
