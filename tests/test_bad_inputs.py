@@ -618,3 +618,64 @@ def test_validate_cli_exit_code_of_one_file(file: str, code: int):
     assert (run.returncode, "Traceback" in run.stderr) == (code, False), run.stderr
     doc = json.loads(run.stdout)
     assert len(doc["failures"]) == code
+
+
+# --------------------------------------------------------------- formula injection in exports
+FORMULA_PAYLOADS = [
+    '=HYPERLINK("http://evil.example","x")',
+    "==1+1",
+    "+1",
+    "-2+3",
+    "@SUM(A1:A2)",
+    "\t=1+1",
+    "\r=1+1",
+    "\x01=HYPERLINK(1)",
+    "\x1b@x",
+    " =1+1",
+    "\u00a0+1",
+    "\u3000-1",
+    "\ufeff=1",
+    "\uff1dcmd",  # full-width equals sign
+    "\n=1",
+]
+HARMLESS = ["plain", "a=1", "1-2", "x@y.example", "ok;=1+1", "'already"]
+
+
+def _needs_quote(text: str) -> bool:
+    """The OWASP rule, written independently: a tab or CR first, or = + - @ after white space and controls."""
+    if text[:1] in ("\t", "\r"):
+        return True
+    stripped = text
+    while stripped and (stripped[0].isspace() or ord(stripped[0]) < 32 or stripped[0] in "\x7f\ufeff\u00a0"):
+        stripped = stripped[1:]
+    return stripped[:1] in ("=", "+", "-", "@", "\uff1d", "\uff0b", "\uff0d", "\uff20")
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".xlsx"])
+def test_exports_neutralise_every_formula_shape(tmp_path: Path, suffix: str):
+    from cfanalytics.panels.export import export_frame
+
+    texts = FORMULA_PAYLOADS + HARMLESS
+    assert [_needs_quote(t) for t in texts] == [True] * len(FORMULA_PAYLOADS) + [False] * len(HARMLESS)
+    frame = pl.DataFrame({"text": texts, "n": list(range(len(texts)))})
+    path = export_frame(frame, tmp_path / f"t{suffix}")
+    if suffix == ".csv":
+        text = path.read_bytes().decode("utf-8")
+        rows = list(csv.reader(io.StringIO(text, newline="")))
+        assert rows[0] == ["text", "n"]
+        # every text field is quoted, so a ';' inside a cell cannot split it in a ';' spreadsheet
+        assert '"ok;=1+1"' in text
+        got = [r[0] for r in rows[1:]]
+        assert got == ["'" + t for t in FORMULA_PAYLOADS] + HARMLESS
+        return
+    from openpyxl import load_workbook
+
+    sheet = load_workbook(path).active
+    cells = [row[0] for row in sheet.iter_rows(min_row=2)]
+    assert all(c.data_type == "s" for c in cells), [(c.value, c.data_type) for c in cells]
+    got = [c.value for c in cells]
+    # Excel cannot hold control characters: they are dropped, after the cell was neutralised
+    expected = ["'" + "".join(ch for ch in t if ch in "\t\n\r" or ord(ch) >= 32) for t in FORMULA_PAYLOADS]
+    expected = [e.replace("\r", "\n") if e.startswith("'\r") else e for e in expected]
+    assert [g.replace("\r", "\n") for g in got] == expected + HARMLESS
+    assert all(not g.startswith("=") for g in got)
