@@ -91,7 +91,8 @@ def _pct_except(*pairs: str) -> str:
 
 
 # a value: first character may not open a macro ({token}, [TOKEN], %7Btoken%7D)
-_VALUE = f"(?:{_class(_STOP + '{[%')}|{_pct_except('7B', '5B')}){_class(_STOP)}*"
+# (a colon followed by white space or the end is not part of it: "token=abc: retrying")
+_VALUE = f"(?:{_class(_STOP + '{[%')}|{_pct_except('7B', '5B')})(?:{_class(_STOP + ':')}|:+{_class(_STOP + ':')})*"
 # a value that is only a credential when it holds a digit (bare names in prose: "access token: Session")
 # (or one already redacted, so that a second pass keeps the same match)
 _DIGIT_VALUE = (

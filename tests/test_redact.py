@@ -203,6 +203,8 @@ CASES: list[tuple[str, str, str]] = [
     ("userinfo-token-encoded", "u=https%3A%2F%2Ftok3n%40ts.example%2Fpb", "u=https%3A%2F%2F***%40ts.example%2Fpb"),
     ("email-unchanged", "contact bob@example.com or mailto:bob@example.com", "contact bob@example.com or mailto:bob@example.com"),
     ("at-in-query-unchanged", "https://ts.example/pb?email=a@b.example", "https://ts.example/pb?email=a@b.example"),
+    ("value-before-colon", "pb.csv?token=abc123: empty file", "pb.csv?token=***: empty file"),
+    ("value-with-colons", "https://x.example/?sig=ab:cd::ef&x=1", "https://x.example/?sig=***&x=1"),
     # a presigned URL as a file name
     (
         "presigned-file-name",
