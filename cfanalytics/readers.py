@@ -12,13 +12,30 @@ column names; it yields every value as the text found in the file, plus a
 - Parquet and frames: the row index (1-based);
 - xlsx: the sheet row, header = 1.
 
-Memory: CSV (pyarrow's streaming reader, 4 MB blocks, retried with bigger
-blocks only for a record that does not fit), NDJSON (line by line) and Parquet
-(row groups) stream in bounded memory. A JSON document is parsed whole, and an
+Memory: CSV (pyarrow's streaming reader, 4 MB blocks, retried with a
+16 MB block only for a record that does not fit), NDJSON (line by line) and
+Parquet (row groups) stream in bounded memory. A CSV record or an NDJSON line
+larger than :data:`MAX_RECORD_BYTES` (16 MB) fails the file with one line
+naming the record: a log record is a few kB, and a bigger one is a broken file
+(an unbalanced quote) or not a log. A JSON document is parsed whole, and an
 xlsx workbook is read whole by openpyxl (its shared strings are held in
 memory); gzip-compressed Parquet and xlsx are first decompressed to a
 temporary file. The sha256 of an input file is computed by a background thread
 while the file is scanned and read; :attr:`RawInput.sha256` waits for it.
+
+Record counts are vouched for or the file fails: a CSV quote that is never
+closed (it would swallow the rest of the file into one value) or a ragged
+record spanning lines that are whole records on their own (an unbalanced quote
+in the middle), and a workbook with more than one sheet holding data, are each
+one-line errors; nothing of the file is stored.
+
+Odd files: a pipe (a FIFO, ``/dev/fd/N`` of a process substitution) is copied
+to a temporary file and read from there; when nothing is written to it for
+``CFANALYTICS_PIPE_TIMEOUT`` seconds (default 30) the input fails with one line
+instead of waiting forever. Devices and sockets are refused. File names are
+shown with :func:`display_name`: redacted (a presigned URL's signature) and
+with bytes that are not UTF-8 escaped, in every message and record of the
+source.
 
 >>> raw = open_input("exports/postbacks.csv")            # doctest: +SKIP
 >>> for batch, problems in raw.batches(): ...            # doctest: +SKIP
@@ -35,6 +52,7 @@ import json
 import math
 import os
 import re
+import select
 import shutil
 import stat
 import struct
@@ -58,19 +76,23 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from cfanalytics.exceptions import InputError
+from cfanalytics.redaction import redact
 
 if TYPE_CHECKING:
     import polars as pl
 
 RECORD: Final = "_record"
 RAW_LIMIT: Final = 10_000
+#: The largest CSV record or NDJSON line read (bytes); a bigger one fails the file with one line.
+MAX_RECORD_BYTES: Final = 16 << 20
 DELIMITERS: Final[tuple[str, ...]] = (",", ";", "\t", "|")
 
 _CHUNK: Final = 1 << 20
 _HASH_CHUNK: Final = 1 << 20
 _HEAD: Final = 64 * 1024
 _BLOCK: Final = 4 << 20  # pyarrow reads up to 32 blocks ahead: ~128 MB
-_MAX_BLOCK: Final = 256 << 20
+_MAX_BLOCK: Final = MAX_RECORD_BYTES
+_PIPE_TIMEOUT: Final = 30.0
 _DEFAULT_BATCH: Final = 65_536
 _BOM: Final = codecs.BOM_UTF8
 _EXTENSIONS: Final[dict[str, str]] = {
@@ -164,27 +186,96 @@ def open_input(path: str | os.PathLike[str], *, batch_rows: int = _DEFAULT_BATCH
     """
     if batch_rows < 1:
         raise ValueError("batch_rows must be at least 1")
-    name = os.fspath(path)
-    p = Path(name)
-    if not p.exists():
-        raise InputError(f"{name}: no such file")
-    if p.is_dir():
-        raise InputError(f"{name}: is a directory, not a file")
+    name = display_name(path)
+    p = Path(os.fsdecode(path))
     with _errors(name):
-        fmt, gz = _detect(p, name)
-        sha = _FileDigest(p, name)  # hashed in the background, overlapping the scan and the reading
         try:
-            if fmt in ("parquet", "xlsx"):
-                return _open_binary(p, name, fmt, gz, sha, batch_rows=batch_rows)
-            src = _Source(p, gz, _sniff_encoding(p, gz))
-            if fmt == "csv":
-                return _open_csv(src, name, sha, batch_rows)
-            if fmt == "ndjson":
-                return _open_ndjson(src, name, sha, batch_rows)
-            return _open_json(src, name, sha, batch_rows)
+            st = p.stat()
+        except FileNotFoundError:
+            raise InputError(f"{name}: no such file") from None
+        if stat.S_ISDIR(st.st_mode):
+            raise InputError(f"{name}: is a directory, not a file")
+        spooled: Path | None = None
+        if stat.S_ISFIFO(st.st_mode):
+            spooled = p = _spool_pipe(p, name)
+        elif not stat.S_ISREG(st.st_mode):
+            raise InputError(f"{name}: is a device or socket, not a file")
+        try:
+            raw = _open_file(p, name, batch_rows)
         except BaseException:
-            sha.cancel()
+            if spooled is not None:
+                spooled.unlink(missing_ok=True)
             raise
+        if spooled is not None:
+            weakref.finalize(raw, spooled.unlink, missing_ok=True)
+        return raw
+
+
+def _open_file(p: Path, name: str, batch_rows: int) -> RawInput:
+    fmt, gz = _detect(p, name)
+    sha = _FileDigest(p, name)  # hashed in the background, overlapping the scan and the reading
+    try:
+        if fmt in ("parquet", "xlsx"):
+            return _open_binary(p, name, fmt, gz, sha, batch_rows=batch_rows)
+        encoding, odd_quotes = _sniff_encoding(p, gz)
+        src = _Source(p, gz, encoding, odd_quotes)
+        if fmt == "csv":
+            return _open_csv(src, name, sha, batch_rows)
+        if fmt == "ndjson":
+            return _open_ndjson(src, name, sha, batch_rows)
+        return _open_json(src, name, sha, batch_rows)
+    except BaseException:
+        sha.cancel()
+        raise
+
+
+def display_name(path: str | bytes | os.PathLike[Any]) -> str:
+    """A file name as shown in messages and recorded as a source: redacted, non-UTF-8 bytes escaped.
+
+    >>> display_name("exports/pb.csv?X-Amz-Signature=0f3c9a77"), display_name(b"v\\xff.csv")
+    ('exports/pb.csv?X-Amz-Signature=***', 'v\\\\xff.csv')
+    """
+    raw = os.fsencode(path)
+    return redact(raw.decode("utf-8", "backslashreplace")) or ""
+
+
+def _spool_pipe(p: Path, name: str) -> Path:
+    """Copy a pipe to a temporary file (its bytes can be read only once); fail when it stays silent."""
+    timeout = _pipe_timeout()
+    fd = os.open(p, os.O_RDONLY | os.O_NONBLOCK)  # never blocks, even with no writer yet
+    out_fd, tmp = tempfile.mkstemp(prefix="cfanalytics-pipe-", suffix=".input")
+    target = Path(tmp)
+    try:
+        with os.fdopen(out_fd, "wb") as out:
+            while True:
+                ready, _, _ = select.select([fd], [], [], timeout)
+                if not ready:
+                    raise InputError(
+                        f"{name}: a pipe with nothing written to it for {timeout:g} s "
+                        "(CFANALYTICS_PIPE_TIMEOUT); is its writer running?"
+                    )
+                try:
+                    chunk = os.read(fd, _CHUNK)
+                except BlockingIOError:
+                    continue
+                if not chunk:
+                    break  # every writer closed it
+                out.write(chunk)
+    except BaseException:
+        target.unlink(missing_ok=True)
+        raise
+    finally:
+        os.close(fd)
+    return target
+
+
+def _pipe_timeout() -> float:
+    value = os.environ.get("CFANALYTICS_PIPE_TIMEOUT", "")
+    try:
+        seconds = float(value) if value else _PIPE_TIMEOUT
+    except ValueError:
+        return _PIPE_TIMEOUT
+    return seconds if seconds > 0 else _PIPE_TIMEOUT
 
 
 def frame_input(data: pl.DataFrame | pa.Table, name: str = "<frame>") -> RawInput:
@@ -228,16 +319,26 @@ def _errors(name: str) -> Iterator[None]:
         raise InputError(f"{name}: truncated gzip stream") from None
     except (gzip.BadGzipFile, zlib.error) as e:
         raise InputError(f"{name}: corrupt gzip stream ({_one_line(e)})") from None
-    except (pa.ArrowException, OSError, ValueError, csv.Error, zipfile.BadZipFile, KeyError) as e:
+    except RecursionError:
+        raise InputError(f"{name}: {_TOO_DEEP}") from None
+    except MemoryError:
+        raise InputError(f"{name}: not enough memory to read it") from None
+    except Exception as e:  # pyarrow, OSError, csv.Error, openpyxl's own: one line, never a traceback
         msg = _one_line(e)
         if "Truncated compressed stream" in msg:
             msg = "truncated gzip stream"
+        elif isinstance(e, OSError) and e.errno is not None:
+            msg = os.strerror(e.errno)  # the OS message names the path again, unredacted
         raise InputError(f"{name}: {msg}") from None
 
 
+_TOO_DEEP: Final = "JSON nested too deeply to read (more than about 900 levels)"
+
+
 def _one_line(e: BaseException) -> str:
+    """The first line of an exception's message, redacted."""
     lines = str(e).strip().splitlines()
-    return lines[0] if lines else type(e).__name__
+    return redact(lines[0]) or "" if lines else type(e).__name__
 
 
 def _detect(p: Path, name: str) -> tuple[str, bool]:
@@ -256,7 +357,7 @@ def _detect(p: Path, name: str) -> tuple[str, bool]:
     if head.startswith(b"PAR1"):
         return "parquet", gz
     if head.startswith(b"PK\x03\x04"):
-        return "xlsx", gz
+        return _workbook_or_zip(p, gz, name), gz
     if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         raise InputError(f"{name}: UTF-16 text is not supported; save it as UTF-8")
     if _looks_binary(head):
@@ -278,6 +379,20 @@ def _detect(p: Path, name: str) -> tuple[str, bool]:
     return "csv", gz
 
 
+def _workbook_or_zip(p: Path, gz: bool, name: str) -> str:
+    """``"xlsx"`` for a zip holding a workbook (whatever its file name says); other zip files fail."""
+    with _open_stream(p, gz) as f:
+        data: Any = f if not gz else io.BytesIO(f.read())
+        try:
+            with zipfile.ZipFile(data) as z:
+                names = set(z.namelist())
+        except zipfile.BadZipFile:
+            return "xlsx"  # damaged: the workbook reader says so
+    if "xl/workbook.xml" not in names:
+        raise InputError(f"{name}: a zip archive, not an xlsx workbook or a log file; unzip it first")
+    return "xlsx"
+
+
 def _object_lines(text: str) -> bool:
     """Two or more lines of which one of the first few is a complete JSON object (NDJSON with junk first)."""
     lines = [line.strip() for line in text.splitlines()[:6] if line.strip()]
@@ -294,8 +409,10 @@ def _json_or_ndjson(p: Path, gz: bool, ext_fmt: str | None) -> str:
     """Tell NDJSON (a complete object per line) from a JSON document starting with ``{``."""
     lines: list[str] = []
     with _open_stream(p, gz) as f:
-        for raw in f:
+        while raw := f.readline(MAX_RECORD_BYTES + 1):
             line = raw.removeprefix(_BOM).decode("utf-8", "replace").strip()
+            if len(raw) > MAX_RECORD_BYTES:
+                return ext_fmt if ext_fmt in ("json", "ndjson") else "json"  # too long: fails when read
             if line:
                 lines.append(line)
                 if len(lines) == 2:
@@ -313,6 +430,8 @@ def _json_or_ndjson(p: Path, gz: bool, ext_fmt: str | None) -> str:
 def _is_json(text: str) -> bool:
     try:
         json.loads(text)
+    except RecursionError:
+        return True  # JSON, only too deep: reported when it is read
     except ValueError:
         return False
     return True
@@ -321,7 +440,7 @@ def _is_json(text: str) -> bool:
 def _loads_object(text: str) -> dict[str, Any] | None:
     try:
         value = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
     return value if isinstance(value, dict) else None
 
@@ -401,30 +520,38 @@ def _stamp(st: os.stat_result) -> tuple[int, int]:
     return st.st_size, st.st_mtime_ns
 
 
-def _sniff_encoding(p: Path, gz: bool) -> str:
-    """UTF-8 (``utf-8-sig`` with a BOM) if every byte decodes, else cp1252, else latin-1.
+def _sniff_encoding(p: Path, gz: bool) -> tuple[str, bool]:
+    """The encoding, and whether the stream holds an odd number of ``"`` (a quote may be left open).
 
+    UTF-8 (``utf-8-sig`` with a BOM) if every byte decodes, else cp1252, else
     latin-1 when the file holds a byte that cp1252 leaves undefined. The whole
     (decompressed) stream is read, so a truncated gzip fails here; runs of ASCII
     skip the decoder, and the holes are searched only once UTF-8 failed.
     """
     decoder = codecs.getincrementaldecoder("utf-8")()
     bom: bool | None = None
+    utf8 = True
+    quotes = 0
     with _open_stream(p, gz) as f:
         while chunk := f.read(_CHUNK):
+            quotes += chunk.count(b'"')
             if bom is None:
                 bom = chunk.startswith(_BOM)
-            if chunk.isascii() and not decoder.getstate()[0]:
+            if not utf8 or (chunk.isascii() and not decoder.getstate()[0]):
                 continue
             try:
                 decoder.decode(chunk)
             except UnicodeDecodeError:
-                return _legacy_encoding(p, gz)
-    try:
-        decoder.decode(b"", final=True)
-    except UnicodeDecodeError:
-        return _legacy_encoding(p, gz)
-    return "utf-8-sig" if bom else "utf-8"
+                utf8 = False
+    if utf8:
+        try:
+            decoder.decode(b"", final=True)
+        except UnicodeDecodeError:
+            utf8 = False
+    odd = quotes % 2 == 1
+    if not utf8:
+        return _legacy_encoding(p, gz), odd
+    return ("utf-8-sig" if bom else "utf-8"), odd
 
 
 def _legacy_encoding(p: Path, gz: bool) -> str:
@@ -443,15 +570,23 @@ class _Source:
     path: Path
     gz: bool
     encoding: str
+    odd_quotes: bool = False
 
     def open(self) -> IO[bytes]:
         return _open_stream(self.path, self.gz)
 
-    def lines(self) -> Iterator[tuple[int, str]]:
-        """``(line number, text)`` of each non-blank line, end of line removed."""
+    def lines(self, name: str) -> Iterator[tuple[int, str]]:
+        """``(line number, text)`` of each non-blank line, end of line removed.
+
+        A line longer than :data:`MAX_RECORD_BYTES` fails with one line, before it is held whole.
+        """
         encoding = "utf-8" if self.encoding == "utf-8-sig" else self.encoding
         with self.open() as f:
-            for number, raw in enumerate(f, 1):
+            number = 0
+            while raw := f.readline(MAX_RECORD_BYTES + 1):
+                number += 1
+                if len(raw) > MAX_RECORD_BYTES:
+                    raise InputError(f"{name}: line {number}: {_too_large()}")
                 text = raw.decode(encoding).rstrip("\r\n")
                 if number == 1:
                     text = text.removeprefix("\ufeff")
@@ -470,12 +605,64 @@ def _open_csv(src: _Source, name: str, sha: _FileDigest, batch_rows: int) -> Raw
         header = next((row for row in csv.reader(text, delimiter=delimiter) if row), None)
     if header is None:
         raise InputError(f"{name}: empty file")
+    if src.odd_quotes and (open_quote := _unclosed_quote(src, delimiter)) is not None:
+        line, after = open_quote
+        rest = f", so the {after} line{'' if after == 1 else 's'} after it would be one value" if after else ""
+        raise InputError(
+            f"{name}: line {line}: a quoted value opens there and is never closed{rest} (unbalanced quote); "
+            "nothing of the file was stored"
+        )
     columns = _unique(header)
     reader = _CsvReader(src, name, columns, header, header_text[:RAW_LIMIT], delimiter, batch_rows)
     return RawInput(
         name, "csv", columns, sha, reader.batches,
         compression="gzip" if src.gz else None, encoding=src.encoding, delimiter=delimiter,
     )  # fmt: skip
+
+
+def _unclosed_quote(src: _Source, delimiter: str) -> tuple[int, int] | None:
+    """``(line, lines after it)`` of a quoted value that is still open at the end of the file, else None.
+
+    The quoting rules of the CSV parser: a ``"`` opens a quoted value only as the
+    first character of a field; inside one, ``""`` is a quote and a lone ``"``
+    closes it.
+    """
+    encoding = "utf-8" if src.encoding == "utf-8-sig" else src.encoding
+    field_quote = re.compile(f'[{re.escape(delimiter)}\r\n]"')
+    starts = (delimiter, "\r", "\n", None)
+    in_quote = pending = False
+    line = opened = 1
+    prev: str | None = None
+    with src.open() as f, io.TextIOWrapper(f, encoding=encoding, newline="") as text:
+        while chunk := text.read(_CHUNK):
+            i, n = 0, len(chunk)
+            while i < n:
+                if pending:  # a quote inside a quoted value: escaped ("") or the end of the value
+                    pending = False
+                    if chunk[i] == '"':
+                        i += 1
+                        continue
+                    in_quote = False
+                if in_quote:
+                    j = chunk.find('"', i)
+                    end = n if j < 0 else j
+                    line += chunk.count("\n", i, end)
+                    i, pending = (n, False) if j < 0 else (j + 1, True)
+                    continue
+                if i == 0 and chunk[0] == '"' and prev in starts:
+                    j = 0
+                else:
+                    m = field_quote.search(chunk, i)
+                    if m is None:
+                        line += chunk.count("\n", i)
+                        break
+                    j = m.start() + 1
+                line += chunk.count("\n", i, j)
+                in_quote, opened, i = True, line, j + 1
+            prev = chunk[-1]
+    if in_quote and not pending:
+        return opened, line - opened - (prev == "\n")  # a final newline ends the last line, starts none
+    return None
 
 
 def _sniff_delimiter(text: str, *, prefer_tab: bool) -> tuple[str, str]:
@@ -525,21 +712,23 @@ class _CsvReader:
                 if "straddl" not in str(e):
                     raise
                 if block >= _MAX_BLOCK:
-                    raise InputError(
-                        f"{self.name}: a record after record {done} is larger than "
-                        f"{_MAX_BLOCK >> 20} MB (unbalanced quote?)"
-                    ) from None
+                    raise InputError(f"{self.name}: a record after record {done} is {_too_large(_MAX_BLOCK)}") from None
                 block *= 4
 
     def _read(self, block: int, done: int) -> Batches:
         skipped: deque[int] = deque()
         found: dict[int, RowProblem] = {}
+        swallowed: list[int] = []
 
         def on_invalid(row: Any) -> str:
             skipped.append(row.number)
             if row.number > done:
                 detail = _fields(row.actual_columns, row.expected_columns)
                 found[row.number] = RowProblem(row.number, "ragged_row", detail, row.text[:RAW_LIMIT])
+                if not swallowed:
+                    lines = _whole_records(row.text, self.delimiter, row.expected_columns)
+                    if lines:
+                        swallowed.extend((row.number, lines))
             return "skip"
 
         encoding = "utf8" if self.src.encoding.startswith("utf-8") else self.src.encoding
@@ -560,15 +749,26 @@ class _CsvReader:
         next_record = 1
         with source, pacsv.open_csv(source, read_options, parse_options, convert_options) as reader:
             for batch in reader:
+                if swallowed:
+                    raise self._swallowed(*swallowed)
                 records, used = _number(next_record, batch.num_rows, skipped)
                 next_record = (records[-1].as_py() + 1) if len(records) else next_record
                 problems = [found.pop(r) for r in used if r in found]
                 table = batch.append_column(RECORD, records)
                 table, repeated = self._drop_headers(table, done)
                 yield from _split(table, sorted(problems + repeated, key=lambda p: p.record), self.batch_rows)
+        if swallowed:
+            raise self._swallowed(*swallowed)
         rest = [found.pop(r) for r in skipped if r in found]
         if rest:
             yield _empty(self.columns), rest
+
+    def _swallowed(self, record: int, lines: int) -> InputError:
+        return InputError(
+            f"{self.name}: record {record} spans {lines + 1} lines of which {lines} "
+            f"{'looks like a record of its own' if lines == 1 else 'look like records of their own'} "
+            "(an unbalanced quote?); nothing of the file was stored"
+        )
 
     def _drop_headers(self, batch: pa.RecordBatch, done: int) -> tuple[pa.RecordBatch, list[RowProblem]]:
         """Drop the header, rows already delivered, and records equal to the header (reported)."""
@@ -591,6 +791,13 @@ class _CsvReader:
         if pc.all(keep).as_py() is not False:
             return batch, problems
         return batch.filter(keep), problems
+
+
+def _whole_records(text: str, delimiter: str, expected: int) -> int:
+    """How many continuation lines of a multi-line record have exactly a record's fields on their own."""
+    if expected < 2 or "\n" not in text:
+        return 0
+    return sum(1 for line in text.split("\n")[1:] if line.count(delimiter) == expected - 1)
 
 
 def _fields(actual: int, expected: int) -> str:
@@ -634,9 +841,13 @@ def _empty(columns: list[str]) -> pa.RecordBatch:
 # --------------------------------------------------------------------------- NDJSON and JSON
 
 
+def _too_large(limit: int = MAX_RECORD_BYTES) -> str:
+    return f"larger than {limit >> 20} MB, the largest record read (a log record is a few kB)"
+
+
 def _open_ndjson(src: _Source, name: str, sha: _FileDigest, batch_rows: int) -> RawInput:
     keys: dict[str, None] = {}
-    for _, text in src.lines():
+    for _, text in src.lines(name):
         obj = _loads_object(text)
         if obj is not None:
             keys.update(dict.fromkeys(obj))
@@ -644,7 +855,7 @@ def _open_ndjson(src: _Source, name: str, sha: _FileDigest, batch_rows: int) -> 
     columns = _unique(key_list)
 
     def produce() -> Batches:
-        return _object_batches(((n, _ndjson_item(t), t) for n, t in src.lines()), key_list, columns, batch_rows)
+        return _object_batches(((n, _ndjson_item(t), t) for n, t in src.lines(name)), key_list, columns, batch_rows)
 
     return RawInput(
         name, "ndjson", columns, sha, produce, compression="gzip" if src.gz else None, encoding=src.encoding
@@ -654,6 +865,8 @@ def _open_ndjson(src: _Source, name: str, sha: _FileDigest, batch_rows: int) -> 
 def _ndjson_item(text: str) -> Any:
     try:
         return json.loads(text)
+    except RecursionError:
+        return _Invalid(_TOO_DEEP)
     except ValueError as e:
         return _Invalid(f"not valid JSON: {_one_line(e)}")
 
@@ -686,6 +899,8 @@ def _json_items(src: _Source, name: str) -> list[Any]:
         text = f.read().decode(src.encoding)
     try:
         doc = json.loads(text)
+    except RecursionError:
+        raise InputError(f"{name}: {_TOO_DEEP}") from None
     except ValueError as e:
         raise InputError(f"{name}: invalid JSON: {_one_line(e)}") from None
     del text
@@ -727,17 +942,47 @@ def _object_batches(
             rows.append(value)
             records.append(record)
             if len(rows) == batch_rows:
-                yield _objects_batch(rows, records, keys, columns), problems
+                yield _deep_checked(rows, records, keys, columns, problems)
                 rows, records, problems = [], [], []
             continue
         if isinstance(value, RowProblem):
             problems.append(value)
             continue
         detail = value.detail if isinstance(value, _Invalid) else f"{_json_kind(value)}, not an object"
-        text = raw if raw is not None else _compact(value)
+        text = raw if raw is not None else _safe_compact(value)
         problems.append(RowProblem(record, "invalid_record", detail, text[:RAW_LIMIT]))
     if rows or problems:
-        yield _objects_batch(rows, records, keys, columns), problems
+        yield _deep_checked(rows, records, keys, columns, problems)
+
+
+def _safe_compact(value: Any) -> str:
+    try:
+        return _compact(value)
+    except RecursionError:
+        return ""
+
+
+def _deep_checked(
+    rows: list[dict[str, Any]], records: list[int], keys: list[str], columns: list[str], problems: list[RowProblem]
+) -> tuple[pa.RecordBatch, list[RowProblem]]:
+    """:func:`_objects_batch`, with records nested too deeply to write as text moved to the problems."""
+    try:
+        return _objects_batch(rows, records, keys, columns), problems
+    except RecursionError:
+        pass
+    kept: list[dict[str, Any]] = []
+    kept_records: list[int] = []
+    problems = list(problems)
+    for row, record in zip(rows, records, strict=True):
+        try:
+            [_text(v) for v in row.values()]
+        except RecursionError:
+            problems.append(RowProblem(record, "invalid_record", _TOO_DEEP, ""))
+            continue
+        kept.append(row)
+        kept_records.append(record)
+    problems.sort(key=lambda p: p.record)
+    return _objects_batch(kept, kept_records, keys, columns), problems
 
 
 def _objects_batch(
@@ -790,53 +1035,70 @@ def _open_parquet(p: Path, name: str, sha: _FileDigest, batch_rows: int) -> RawI
     return RawInput(name, "parquet", columns, sha, produce)
 
 
-def _load_workbook(p: Path, name: str) -> Any:
+@contextmanager
+def _workbook(p: Path, name: str) -> Iterator[Any]:
+    """The workbook, read-only, opened from a file object (openpyxl refuses names not ending in .xlsx)."""
     try:
         import openpyxl
     except ImportError:
         raise InputError(f"{name}: reading .xlsx needs openpyxl: pip install 'cfanalytics[xlsx]'") from None
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return openpyxl.load_workbook(p, read_only=True, data_only=True)
-    except (zipfile.BadZipFile, KeyError, OSError, ValueError) as e:
-        raise InputError(f"{name}: not a readable xlsx workbook ({_one_line(e)})") from None
+    with p.open("rb") as f:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                wb = openpyxl.load_workbook(f, read_only=True, data_only=True)
+        except Exception as e:  # zipfile, XML and openpyxl's own errors alike
+            raise InputError(f"{name}: not a readable xlsx workbook ({_one_line(e)})") from None
+        try:
+            yield wb
+        finally:
+            wb.close()
 
 
-def _sheet_rows(wb: Any) -> Iterator[tuple[Any, ...]]:
-    """Rows of the first sheet, all of them (the stored dimensions may be wrong)."""
-    ws = wb.worksheets[0]
+def _has_data(ws: Any) -> bool:
+    """True when a worksheet (read-only) holds at least one value."""
+    if not hasattr(ws, "iter_rows"):
+        return False  # a chart sheet
+    ws.reset_dimensions()
+    return any(v is not None for row in ws.iter_rows(values_only=True) for v in row)
+
+
+def _sheet_rows(wb: Any, index: int) -> Iterator[tuple[Any, ...]]:
+    """Rows of a sheet, all of them (the stored dimensions may be wrong)."""
+    ws = wb.worksheets[index]
     ws.reset_dimensions()
     yield from ws.iter_rows(values_only=True)
 
 
 def _open_xlsx(p: Path, name: str, sha: _FileDigest, batch_rows: int) -> RawInput:
-    wb = _load_workbook(p, name)
-    try:
-        first = next(_sheet_rows(wb), ())
-    finally:
-        wb.close()
+    with _workbook(p, name) as wb:
+        filled = [(i, ws.title) for i, ws in enumerate(wb.worksheets) if _has_data(ws)]
+        if len(filled) > 1:
+            shown = ", ".join(repr(redact(t)) for _, t in filled[:5]) + (", …" if len(filled) > 5 else "")
+            raise InputError(
+                f"{name}: the workbook has {len(filled)} sheets with data ({shown}); one sheet per file "
+                "is read: save each sheet as its own file"
+            )
+        index = filled[0][0] if filled else 0
+        first = next(_sheet_rows(wb, index), ())
     header = list(first)
     while header and header[-1] is None:
         header.pop()
     if not header:
-        raise InputError(f"{name}: the first sheet is empty")
+        raise InputError(f"{name}: the workbook is empty")
     columns = _unique([_text(v) or "" for v in header])
 
     def produce() -> Batches:
-        book = _load_workbook(p, name)
-        try:
-            yield from _object_batches(_xlsx_items(book, columns), columns, columns, batch_rows)
-        finally:
-            book.close()
+        with _workbook(p, name) as book:
+            yield from _object_batches(_xlsx_items(book, index, columns), columns, columns, batch_rows)
 
     return RawInput(name, "xlsx", columns, sha, produce)
 
 
-def _xlsx_items(book: Any, columns: list[str]) -> Iterator[tuple[int, Any, str | None]]:
+def _xlsx_items(book: Any, index: int, columns: list[str]) -> Iterator[tuple[int, Any, str | None]]:
     """``(sheet row, {column: value} or RowProblem, None)`` for each non-empty row below the header."""
     width = len(columns)
-    for number, values in enumerate(_sheet_rows(book), 1):
+    for number, values in enumerate(_sheet_rows(book, index), 1):
         if number == 1 or all(v is None for v in values):
             continue
         extra = [v for v in values[width:] if v is not None]

@@ -79,6 +79,20 @@ def check_formulas(store: LogStore) -> None:
     assert column(store, "postbacks", "postback_url", by="postback_id")[-1] == "=1+1"
 
 
+def check_stray_quotes(store: LogStore) -> None:
+    # a quote inside an unquoted field is a character, as in every spreadsheet
+    assert column(store, "visits", "campaign_name") == ['15" screens', "quoted, fine", 'say "hi" and 5"']
+
+
+def check_formula_controls(store: LogStore) -> None:
+    assert column(store, "postbacks", "error_message", by="postback_id") == [
+        '\x01=HYPERLINK("http://evil.example","x")',
+        "==1+1",
+        "=1+1",  # text values are stored trimmed
+        "@SUM(A1)",
+    ]
+
+
 def check_html(store: LogStore) -> None:
     assert column(store, "postbacks", "error_message", by="postback_id") == [
         "<script>alert('x')</script>",
@@ -250,6 +264,19 @@ CASES: tuple[Case, ...] = (
     Case("utf16.csv", error="UTF-16 text is not supported"),
     Case("truncated.parquet", error="not a readable Parquet file"),
     Case("not_a_workbook.xlsx", error="xlsx"),
+    Case("zip_archive.csv", error="a zip archive, not an xlsx workbook or a log file; unzip it first"),
+    Case("deep_nesting.json", error="JSON nested too deeply to read"),
+    # ------------------------------------------- record counts the reader cannot vouch for
+    Case("unbalanced_quote.csv", error="line 2: a quoted value opens there and is never closed"),
+    Case(
+        "unbalanced_quote_500.csv",
+        error="line 203: a quoted value opens there and is never closed, so the 298 lines after it would be one value",
+    ),
+    Case(
+        "unbalanced_quote_middle.csv",
+        error="record 4 spans 4 lines of which 3 look like records of their own (an unbalanced quote?)",
+    ),
+    Case("two_sheets.xlsx", error="the workbook has 2 sheets with data ('visits', 'more visits')"),
     # ----------------------------------------------------- empty but well-formed
     Case("header_only.csv", records=0),
     Case(
@@ -274,7 +301,10 @@ CASES: tuple[Case, ...] = (
     Case("header_trailing_delimiter.csv", records=2, stored=2, check=check_unnamed_column_kept),
     # ------------------------------------------------------------------ record shape
     Case("ragged.csv", records=6, stored=3, quarantined={"ragged_row": 3}, q_records=(3, 4, 6)),
-    Case("unbalanced_quote.csv", records=1, quarantined={"ragged_row": 1}, q_records=(2,)),
+    Case("stray_quotes.csv", records=3, stored=3, check=check_stray_quotes),
+    Case("data_on_second_sheet.xlsx", records=2, stored=2),
+    Case("workbook_named.csv", records=2, stored=2),
+    Case("deep_nesting.ndjson", records=3, stored=2, quarantined={"invalid_record": 1}, q_records=(2,)),
     Case("columns_change.csv", records=5, stored=2, quarantined={"ragged_row": 3}, q_records=(4, 5, 6)),
     Case("columns_reordered.csv", records=3, stored=1, quarantined={"unparseable_required": 2}, q_records=(3, 4)),
     Case("repeated_header.csv", records=5, stored=3, quarantined={"repeated_header": 2}, q_records=(3, 5)),
@@ -376,6 +406,7 @@ CASES: tuple[Case, ...] = (
     # ------------------------------------------------------------ payloads are data
     Case("formula_payloads.csv", records=4, stored=4, check=check_formulas),
     Case("html_js.csv", records=3, stored=3, check=check_html),
+    Case("formula_controls.csv", records=4, stored=4, check=check_formula_controls),
 )
 
 
@@ -400,7 +431,15 @@ def _text_of(path: Path) -> str:
 
 
 def count_records(path: Path) -> int:
-    """Data records of a corpus file, counted with the standard library only."""
+    """Data records of a corpus file, counted with the standard library (openpyxl for a workbook)."""
+    if path.read_bytes()[:4] == b"PK\x03\x04":
+        from openpyxl import load_workbook
+
+        with path.open("rb") as f:
+            book = load_workbook(f, read_only=True)
+            rows = [r for ws in book.worksheets for r in ws.iter_rows(values_only=True) if any(r)]
+            book.close()
+        return max(len(rows) - 1, 0)
     text = _text_of(path)
     name = path.name.removesuffix(".gz")
     if name.endswith(".ndjson"):

@@ -222,10 +222,20 @@ def test_csv_unbalanced_quote_beyond_the_largest_block_is_an_input_error(
 ) -> None:
     monkeypatch.setattr(readers, "_BLOCK", 1 << 16)
     monkeypatch.setattr(readers, "_MAX_BLOCK", 1 << 20)
-    path = write(tmp_path / "x.csv", 'a,b\n1,2\n3,"' + "x" * 3_000_000)
+    path = write(tmp_path / "x.csv", 'a,b\n1,2\n3,"' + "x" * 3_000_000 + '"\n')  # closed, but too big
     with pytest.raises(InputError) as info:
         read_all(open_input(path))
-    assert str(info.value) == f"{path}: a record after record 2 is larger than 1 MB (unbalanced quote?)"
+    assert str(info.value) == (
+        f"{path}: a record after record 2 is larger than 1 MB, the largest record read (a log record is a few kB)"
+    )
+    # the same record with its quote left open: found before reading, with its line
+    path = write(tmp_path / "y.csv", 'a,b\n1,2\n3,"' + "x" * 3_000_000)
+    with pytest.raises(InputError) as info:
+        open_input(path)
+    assert str(info.value) == (
+        f"{path}: line 3: a quoted value opens there and is never closed (unbalanced quote); "
+        "nothing of the file was stored"
+    )
 
 
 def test_csv_nul_bytes_do_not_lose_the_row(tmp_path: Path) -> None:
@@ -678,7 +688,7 @@ def test_xlsx_first_sheet(tmp_path: Path) -> None:
     ws.append([])
     ws.append(["c-2", 3, None, False])
     ws.append(["c-3", 1, None, None, None, "extra"])
-    wb.create_sheet("ignored").append(["x"])
+    wb.create_sheet("empty")  # an empty sheet is no data
     wb.save(tmp_path / "x.xlsx")
     raw = open_input(tmp_path / "x.xlsx")
     rows, problems = read_all(raw)
@@ -706,3 +716,46 @@ def test_xlsx_that_is_not_a_workbook(tmp_path: Path) -> None:
     path = write(tmp_path / "x.xlsx", b"PK\x03\x04" + b"\x00" * 100)
     with pytest.raises(InputError, match=r"x\.xlsx: not a readable xlsx workbook"):
         open_input(path)
+
+
+def test_xlsx_with_two_sheets_of_data_is_refused(tmp_path: Path) -> None:
+    openpyxl = pytest.importorskip("openpyxl")
+    wb = openpyxl.Workbook()
+    wb.active.title = "Postbacks"
+    wb.active.append(["Click ID", "Payout"])
+    wb.active.append(["c-1", 1])
+    wb.create_sheet("empty")
+    wb.create_sheet("More token=abc123").append(["Click ID", "Payout"])
+    wb.save(tmp_path / "x.xlsx")
+    with pytest.raises(InputError) as info:
+        open_input(tmp_path / "x.xlsx")
+    assert str(info.value) == (
+        f"{tmp_path / 'x.xlsx'}: the workbook has 2 sheets with data ('Postbacks', 'More token=***'); "
+        "one sheet per file is read: save each sheet as its own file"
+    )
+
+
+def test_xlsx_data_on_a_later_sheet_and_a_workbook_named_csv(tmp_path: Path) -> None:
+    openpyxl = pytest.importorskip("openpyxl")
+    wb = openpyxl.Workbook()
+    wb.active.title = "cover"
+    ws = wb.create_sheet("data")
+    ws.append(["Click ID", "Payout"])
+    ws.append(["c-1", 2])
+    wb.save(tmp_path / "book.xlsx")
+    (tmp_path / "book.csv").write_bytes((tmp_path / "book.xlsx").read_bytes())  # a workbook named .csv
+    for name in ("book.xlsx", "book.csv"):
+        raw = open_input(tmp_path / name)
+        rows, problems = read_all(raw)
+        assert (raw.format, rows, problems) == ("xlsx", [{"Click ID": "c-1", "Payout": "2", "_record": 2}], [])
+
+
+def test_a_zip_that_is_not_a_workbook(tmp_path: Path) -> None:
+    import zipfile
+
+    path = tmp_path / "export.csv"
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("export.csv", "Click ID\nc-1\n")
+    with pytest.raises(InputError) as info:
+        open_input(path)
+    assert str(info.value) == f"{path}: a zip archive, not an xlsx workbook or a log file; unzip it first"

@@ -199,9 +199,17 @@ CASES: list[tuple[str, str, str]] = [
     ("session-id-param", "https://x.example/cb?PHPSESSID=9a8b7c&cid=1", "https://x.example/cb?PHPSESSID=***&cid=1"),
     ("cookie-param", "https://x.example/cb?cookie=9a8b7c&cid=1", "https://x.example/cb?cookie=***&cid=1"),
     # userinfo without a password
-    ("userinfo-token-only", "https://ghp_16C7e42F292c6912E7710c8@ts.example/pb?cid=1", "https://***@ts.example/pb?cid=1"),
+    (
+        "userinfo-token-only",
+        "https://ghp_16C7e42F292c6912E7710c8@ts.example/pb?cid=1",
+        "https://***@ts.example/pb?cid=1",
+    ),
     ("userinfo-token-encoded", "u=https%3A%2F%2Ftok3n%40ts.example%2Fpb", "u=https%3A%2F%2F***%40ts.example%2Fpb"),
-    ("email-unchanged", "contact bob@example.com or mailto:bob@example.com", "contact bob@example.com or mailto:bob@example.com"),
+    (
+        "email-unchanged",
+        "contact bob@example.com or mailto:bob@example.com",
+        "contact bob@example.com or mailto:bob@example.com",
+    ),
     ("at-in-query-unchanged", "https://ts.example/pb?email=a@b.example", "https://ts.example/pb?email=a@b.example"),
     ("value-before-colon", "pb.csv?token=abc123: empty file", "pb.csv?token=***: empty file"),
     ("value-with-colons", "https://x.example/?sig=ab:cd::ef&x=1", "https://x.example/?sig=***&x=1"),
