@@ -1,28 +1,99 @@
 """The ``cfanalytics`` command: thin — parse arguments, call the package, print.
 
 Exit codes: 0 ok (also with quarantined rows), 1 an input failed, 2 usage,
-3 a ``--fail-on`` threshold breached, 4 store busy after retries.
+3 a ``--fail-on`` threshold breached, 4 store busy after retries, 130
+interrupted, 141 the reader of the output went away (``cfanalytics … | head``:
+the command ends quietly).
+
+Every error is one line on stderr, ``cfanalytics: <problem>``, redacted; an
+unexpected one too (exit 1; set ``CFANALYTICS_TRACEBACK=1`` to see its
+traceback). Everything printed goes through :func:`cfanalytics.redaction.redact`.
+Dates are checked before any work: a real calendar date between 1970-01-01 and
+2199-12-31, ``--from`` not after ``--to``; a range without rows gets one line
+that says so and gives the stored span.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import errno
 import json
+import os
 import sys
 from collections.abc import Sequence
+from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from cfanalytics.exceptions import CfError, UsageError
+from cfanalytics.redaction import redact
 
 EXIT_OK, EXIT_INPUT, EXIT_USAGE, EXIT_THRESHOLD, EXIT_BUSY = 0, 1, 2, 3, 4
+EXIT_INTERRUPTED, EXIT_PIPE = 130, 141
+#: Set to any value to get the traceback of an unexpected error instead of its one line.
+TRACEBACK_ENV: Final = "CFANALYTICS_TRACEBACK"
+#: The dates a log can hold (the same window as the stored times; docs/contract.md §3).
+FIRST_DATE: Final = date(1970, 1, 1)
+LAST_DATE: Final = date(2199, 12, 31)
+_PREFIX: Final = "cfanalytics: "
+_REPORT_HELP: Final = """\
+Writes FILE.html and, beside it, FILE.json: the summary printed by --json
+({"period": {"from", "to", "timezone"}, "previous_period": {"from", "to"},
+"current": {...}, "previous": {...}, "breached": [...]}, with the postbacks,
+errors, error_rate, conversions, not_posted, incidents and new_incidents of
+each period). An existing FILE.html or FILE.json that cfanalytics did not
+write is never overwritten: pass --force to replace it.
+"""
 
 
 class _Parser(argparse.ArgumentParser):
     """argparse that exits with code 2 and a one-line message."""
 
     def error(self, message: str) -> Any:  # type: ignore[override]
-        raise UsageError(f"{self.prog}: {message}")
+        command = self.prog.removeprefix("cfanalytics").strip()
+        where = f"{command}: " if command else ""
+        raise UsageError(f"{where}{message} (see {self.prog} --help)")
+
+
+def _store_arg(value: str) -> str:
+    """``--store``: a folder (existing or not), never a regular file."""
+    if os.path.exists(value) and not os.path.isdir(value):
+        raise argparse.ArgumentTypeError(f"{_shown(value)} is a file, not a store folder")
+    return value
+
+
+def _date_arg(value: str) -> date:
+    """A real calendar date ``YYYY-MM-DD`` between :data:`FIRST_DATE` and :data:`LAST_DATE`."""
+    import re
+    from datetime import datetime
+
+    match = re.fullmatch(r"(\d{4})-(\d{2})-(\d{2})", value.strip())
+    if match is None:
+        raise argparse.ArgumentTypeError(f"{_shown(value)!r} is not a date YYYY-MM-DD")
+    try:
+        day = datetime(*map(int, match.groups())).date()
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"{value} is not a date: {e}") from None
+    if not FIRST_DATE <= day <= LAST_DATE:
+        raise argparse.ArgumentTypeError(f"{value} is outside the dates a log can hold ({FIRST_DATE} to {LAST_DATE})")
+    return day
+
+
+def _hours_arg(value: str) -> int:
+    try:
+        hours = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{_shown(value)!r} is not a whole number of hours") from None
+    if hours < 0:
+        raise argparse.ArgumentTypeError(f"{hours} is negative: give 0 or more hours")
+    return hours
+
+
+def _shown(value: str) -> str:
+    from cfanalytics.readers import display_name
+
+    return display_name(value)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -41,7 +112,7 @@ def _parser() -> argparse.ArgumentParser:
 
     ing = sub.add_parser("ingest", help="load export files into a store")
     _input_args(ing)
-    ing.add_argument("--store", required=True, help="store folder (created if absent)")
+    ing.add_argument("--store", required=True, type=_store_arg, help="store folder (created if absent)")
     ing.add_argument(
         "--force-timezone", action="store_true", help="read local times in --timezone even if the store has another"
     )
@@ -55,14 +126,14 @@ def _parser() -> argparse.ArgumentParser:
     _input_args(val)
 
     fgt = sub.add_parser("forget", help="delete the rows of a batch (e.g. one ingested with a wrong time zone)")
-    fgt.add_argument("--store", required=True)
+    fgt.add_argument("--store", required=True, type=_store_arg, help=_STORE_HELP)
     who = fgt.add_mutually_exclusive_group(required=True)
     who.add_argument("--batch", help="batch id, or an input's batch prefix (all its kinds)")
     who.add_argument("--ip", help="every row of this IP address (a data-subject request)")
-    fgt.add_argument("--json", action="store_true")
+    fgt.add_argument("--json", action="store_true", help=_JSON_HELP)
 
     dia = sub.add_parser("diagnose", help="postback errors, conversion gaps and incidents with their suspected change")
-    dia.add_argument("--store", required=True)
+    dia.add_argument("--store", required=True, type=_store_arg, help=_STORE_HELP)
     _range_args(dia)
     dia.add_argument(
         "--grace",
@@ -75,17 +146,25 @@ def _parser() -> argparse.ArgumentParser:
 
     rec = sub.add_parser("reconcile", help="compare an affiliate network's conversion export with the store")
     rec.add_argument("network_export", metavar="NETWORK_EXPORT", help="the network's conversion export (csv/xlsx)")
-    rec.add_argument("--store", required=True)
+    rec.add_argument("--store", required=True, type=_store_arg, help=_STORE_HELP)
     rec.add_argument("--timezone", help="time zone of the export's local times (default: the store's)")
     _range_args(rec)
     rec.add_argument("--click-id-column", help="the export's column holding the click id (sub id)")
     rec.add_argument("--json", action="store_true", help="print one JSON document on stdout")
 
-    rep = sub.add_parser("report", help="run the report notebook and write one self-contained HTML file")
-    rep.add_argument("--store", required=True)
+    rep = sub.add_parser(
+        "report",
+        help="run the report notebook and write one self-contained HTML file (and its JSON summary)",
+        description="Run the report notebook and write one self-contained HTML file.",
+        epilog=_REPORT_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    rep.add_argument("--store", required=True, type=_store_arg, help=_STORE_HELP)
     _range_args(rep)
     rep.add_argument("--timezone", help="display time zone (default: the store's)")
-    rep.add_argument("--grace", type=float, default=0, metavar="MINUTES", help="pending window for conversions")
+    rep.add_argument(
+        "--grace", type=float, default=0, metavar="MINUTES", help="pending window for conversions (default 0)"
+    )
     rep.add_argument(
         "--fail-on",
         action="append",
@@ -93,27 +172,42 @@ def _parser() -> argparse.ArgumentParser:
         metavar="EXPR",
         help="exit 3 when e.g. 'error_rate>0.05' holds (several allowed; see the README)",
     )
-    rep.add_argument("--out", required=True, metavar="FILE.html", help="where the HTML goes")
+    rep.add_argument(
+        "--out", required=True, metavar="FILE.html", help="where the HTML goes; FILE.json is written beside it"
+    )
+    rep.add_argument(
+        "--force", action="store_true", help="replace FILE.html / FILE.json even if cfanalytics did not write them"
+    )
     rep.add_argument("--png", metavar="DIR", help="also write every chart as PNG here (uses chromium)")
-    rep.add_argument("--json", action="store_true", help="print the summary as JSON")
+    rep.add_argument("--json", action="store_true", help="print the summary (the content of FILE.json) as JSON")
 
     cfg = sub.add_parser("config", help="show or change a store's settings (column map, PII)")
-    cfg.add_argument("--store", required=True)
+    cfg.add_argument("--store", required=True, type=_store_arg, help=_STORE_HELP)
     cfg.add_argument("--map", action="append", default=[], metavar="HEADER=COLUMN", help="save a header mapping")
     cfg.add_argument("--store-ips", choices=["raw", "masked", "hashed"], help="how later ingests keep IP addresses")
     cfg.add_argument("--mask-ips", choices=["on", "off"], help="show IP addresses masked in every output")
-    cfg.add_argument("--json", action="store_true")
+    cfg.add_argument("--json", action="store_true", help=_JSON_HELP)
 
     bat = sub.add_parser("batches", help="list the ingest ledger")
-    bat.add_argument("--store", required=True)
-    bat.add_argument("--json", action="store_true")
+    bat.add_argument("--store", required=True, type=_store_arg, help=_STORE_HELP)
+    bat.add_argument("--json", action="store_true", help=_JSON_HELP)
 
     mnt = sub.add_parser("maintain", help="compact, checkpoint and vacuum the store under its lock")
-    mnt.add_argument("--store", required=True)
-    mnt.add_argument("--retention-hours", type=int, default=168, help="keep unreferenced files this long (default 168)")
-    mnt.add_argument("--json", action="store_true")
+    mnt.add_argument("--store", required=True, type=_store_arg, help=_STORE_HELP)
+    mnt.add_argument(
+        "--retention-hours",
+        type=_hours_arg,
+        default=168,
+        metavar="HOURS",
+        help="keep unreferenced files this long, 0 or more (default 168)",
+    )
+    mnt.add_argument("--json", action="store_true", help=_JSON_HELP)
     _pull_parser(sub)
     return p
+
+
+_STORE_HELP: Final = "the store folder"
+_JSON_HELP: Final = "print one JSON document on stdout"
 
 
 def _input_args(p: argparse.ArgumentParser) -> None:
@@ -129,19 +223,47 @@ def _input_args(p: argparse.ArgumentParser) -> None:
 
 
 def _range_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--from", dest="start", metavar="DATE", help="first local date (YYYY-MM-DD), inclusive")
-    p.add_argument("--to", dest="end", metavar="DATE", help="last local date (YYYY-MM-DD), inclusive")
+    p.add_argument(
+        "--from", dest="start", type=_date_arg, metavar="DATE", help="first local date (YYYY-MM-DD), inclusive"
+    )
+    p.add_argument("--to", dest="end", type=_date_arg, metavar="DATE", help="last local date (YYYY-MM-DD), inclusive")
 
 
-def _date(value: str | None, flag: str) -> Any:
-    from datetime import date
+def _check_range(start: date | None, end: date | None) -> None:
+    if start is not None and end is not None and start > end:
+        raise UsageError(f"--from {start} is after --to {end}: the range is reversed")
 
-    if value is None:
+
+def _stored_span(store: Any) -> tuple[date, date] | None:
+    """First and last local date of any stored visit, click, conversion or postback (None: no rows)."""
+    import polars as pl
+
+    from cfanalytics.schemas import MAIN_TIME
+
+    tz = store.timezone or "UTC"
+    bounds = []
+    for kind in ("visits", "clicks", "conversions", "postbacks"):
+        column = MAIN_TIME[kind]
+        t = pl.col(column).dt.convert_time_zone(tz)
+        row = store.scan(kind).select(t.min().alias("lo"), t.max().alias("hi")).collect().row(0)
+        if row[0] is not None:
+            bounds.append(row)
+    if not bounds:
         return None
-    try:
-        return date.fromisoformat(value)
-    except ValueError:
-        raise UsageError(f"{flag} {value!r}: expected a date YYYY-MM-DD") from None
+    return min(b[0] for b in bounds).date(), max(b[1] for b in bounds).date()
+
+
+def _no_rows_note(store: Any, start: date | None, end: date | None) -> str | None:
+    """One line when the range holds no rows: what was asked for and what the store holds."""
+    span = _stored_span(store)
+    tz = store.timezone or "UTC"
+    if span is None:
+        return f"{store.path} holds no rows yet: ingest or pull some logs first"
+    lo, hi = span
+    if (start is None or start <= hi) and (end is None or end >= lo):
+        return None
+    asked = f"{start or lo} to {end or hi}"
+    return f"no rows from {asked} ({tz}); {store.path} holds {lo} to {hi}"
 
 
 def _version() -> str:
@@ -151,16 +273,73 @@ def _version() -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``cfanalytics`` command; returns the exit code."""
+    """Entry point of the ``cfanalytics`` command; returns the exit code.
+
+    Every failure is one redacted line on stderr; nothing raises but ``SystemExit``
+    from ``--help`` / ``--version`` (and any error when ``CFANALYTICS_TRACEBACK`` is set).
+    """
     try:
-        args = _parser().parse_args(argv)
-        return int(_COMMANDS[args.command](args))
+        try:
+            args = _parser().parse_args(argv)
+            return int(_COMMANDS[args.command](args))
+        finally:
+            sys.stdout.flush()  # a reader that went away shows up here, not at exit
+    except BrokenPipeError:
+        _quiet_stdout()
+        return EXIT_PIPE
     except CfError as exc:
-        print(f"cfanalytics: {exc}", file=sys.stderr)
+        _error(str(exc))
         return exc.exit_code
     except KeyboardInterrupt:
-        print("cfanalytics: interrupted", file=sys.stderr)
-        return 130
+        _error("interrupted")
+        return EXIT_INTERRUPTED
+    except Exception as exc:  # a bug or an environment fault: one line, the traceback on request
+        if os.environ.get(TRACEBACK_ENV):
+            raise
+        _error(f"{_unexpected(exc)} (set {TRACEBACK_ENV}=1 to see the traceback)")
+        return EXIT_INPUT
+
+
+def _unexpected(exc: BaseException) -> str:
+    """One line for an exception the kit did not raise on purpose (disk full, a library's error)."""
+    text = str(exc).strip().splitlines()
+    first = text[0] if text else ""
+    if (isinstance(exc, OSError) and exc.errno == errno.ENOSPC) or "No space left on device" in str(exc):
+        return (
+            "no space left on device: free some space and run the same command again "
+            "(a batch is stored whole or not at all; a stored one is skipped)"
+        )
+    if isinstance(exc, OSError) and exc.strerror:
+        where = f" ({_shown(os.fsdecode(exc.filename))})" if exc.filename is not None else ""
+        return f"{exc.strerror}{where}"
+    if isinstance(exc, RecursionError):
+        return "input nested too deeply to read"
+    if isinstance(exc, MemoryError):
+        return "not enough memory"
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+
+
+def _quiet_stdout() -> None:
+    """The reader of stdout went away: send what is left to /dev/null so that exiting stays quiet."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
+
+
+def _error(message: str) -> None:
+    """``cfanalytics: <message>`` on stderr: one line, redacted, never a doubled prefix."""
+    lines = str(message).strip().splitlines() or ["error"]
+    text = lines[0].removeprefix(_PREFIX).removeprefix("error: ")
+    with contextlib.suppress(BrokenPipeError, ValueError):  # stderr closed: nowhere left to say it
+        print(_PREFIX + (redact(text) or ""), file=sys.stderr, flush=True)
+
+
+def _print(text: str = "", **kwargs: Any) -> None:
+    """``print`` to stdout, redacted."""
+    print(redact(text), **kwargs)
 
 
 # ------------------------------------------------------------------- commands
@@ -193,15 +372,25 @@ def _cmd_diagnose(args: argparse.Namespace) -> int:
     from cfanalytics.filters import LogFilter
     from cfanalytics.store import LogStore
 
+    _check_range(args.start, args.end)
     store = LogStore(args.store, create=False)
-    flt = LogFilter(start=_date(args.start, "--from"), end=_date(args.end, "--to"))
-    doc = diagnose(store, flt, grace_minutes=args.grace)
+    note = _no_rows_note(store, args.start, args.end)
+    start, end = args.start, args.end
+    if note is None and (start is None or end is None):
+        span = _stored_span(store)  # the period shown is the real one, not "start → end"
+        assert span is not None
+        start, end = start or span[0], end or span[1]
+    doc = diagnose(store, LogFilter(start=start, end=end), grace_minutes=args.grace)
     if args.json:
         _dump(doc)
+        if note:
+            _error(note)
+    elif note:
+        _print(note)
     else:
         from cfanalytics.text import diagnosis_text
 
-        print(diagnosis_text(doc))
+        _print(diagnosis_text(doc))
     return EXIT_OK
 
 
@@ -209,13 +398,14 @@ def _cmd_reconcile(args: argparse.Namespace) -> int:
     from cfanalytics.diagnose.reconcile import reconcile
     from cfanalytics.store import LogStore
 
+    _check_range(args.start, args.end)
     store = LogStore(args.store, create=False)
     result = reconcile(
         store,
         args.network_export,
         timezone=args.timezone,
-        start=_date(args.start, "--from"),
-        end=_date(args.end, "--to"),
+        start=args.start,
+        end=args.end,
         click_id_column=args.click_id_column,
     )
     if args.json:
@@ -223,7 +413,9 @@ def _cmd_reconcile(args: argparse.Namespace) -> int:
     else:
         from cfanalytics.text import reconcile_text
 
-        print(reconcile_text(result.summary))
+        _print(reconcile_text(result.summary))
+    if (args.start or args.end) and (note := _no_rows_note(store, args.start, args.end)):
+        _error(note)
     return EXIT_OK
 
 
@@ -231,11 +423,24 @@ def _cmd_report(args: argparse.Namespace) -> int:
     from cfanalytics.report import parse_fail_on, run
 
     parse_fail_on(args.fail_on)  # a bad expression fails before the long run
+    _check_range(args.start, args.end)
+    out = Path(args.out)
+    if not args.force:
+        for path in (out, out.with_suffix(".json")):
+            if path.exists() and not _kit_wrote(path):
+                raise UsageError(
+                    f"{_shown(str(path))} exists and was not written by cfanalytics: "
+                    "not overwritten (pass --force to replace it, or choose another --out)"
+                )
+    from cfanalytics.store import LogStore
+
+    if (args.start or args.end) and (note := _no_rows_note(LogStore(args.store, create=False), args.start, args.end)):
+        _error(note)
     result = run(
         args.store,
         args.out,
-        start=_date(args.start, "--from"),
-        end=_date(args.end, "--to"),
+        start=args.start,
+        end=args.end,
         timezone=args.timezone,
         grace_minutes=args.grace,
         fail_on=args.fail_on,
@@ -253,14 +458,30 @@ def _cmd_report(args: argparse.Namespace) -> int:
     else:
         cur = result.summary["current"]
         rate = "n/a" if cur["error_rate"] is None else f"{cur['error_rate']:.1%}"
-        print(f"report: {result.html}")
-        print(
+        _print(f"report: {result.html} (summary: {Path(result.html).with_suffix('.json')})")
+        _print(
             f"  {cur['postbacks']} postbacks, {cur['errors']} failed ({rate}); {cur['incidents']} incidents "
             f"({cur['new_incidents']} new); {cur['not_posted']} conversions never posted"
         )
         for line in result.breached:
-            print(f"threshold breached: {line}", file=sys.stderr)
+            _error(f"threshold breached: {line}")
     return EXIT_THRESHOLD if result.breached else EXIT_OK
+
+
+def _kit_wrote(path: Path) -> bool:
+    """True when ``path`` is a report or report summary that cfanalytics wrote (safe to replace)."""
+    try:
+        with path.open("rb") as f:
+            head = f.read(1 << 20)
+    except OSError:
+        return False
+    if path.suffix.lower() == ".json":
+        try:
+            doc = json.loads(head.decode("utf-8"))
+        except ValueError:
+            return False
+        return isinstance(doc, dict) and {"period", "current", "previous", "breached"} <= set(doc)
+    return b"Postback health report" in head and b"jp-Notebook" in head
 
 
 def _cmd_forget(args: argparse.Namespace) -> int:
@@ -276,9 +497,9 @@ def _cmd_forget(args: argparse.Namespace) -> int:
     if args.json:
         _dump(doc)
     elif deleted:
-        print(f"forgot {what}: " + ", ".join(f"{n} {k}" for k, n in sorted(deleted.items())))
+        _print(f"forgot {what}: " + ", ".join(f"{n} {k}" for k, n in sorted(deleted.items())))
     else:
-        print(f"no rows of {what} in {store.path}")
+        _print(f"no rows of {what} in {store.path}")
     return EXIT_OK
 
 
@@ -295,7 +516,7 @@ def _cmd_config(args: argparse.Namespace) -> int:
         _dump(meta)
     else:
         for key, value in sorted(meta.items()):
-            print(f"{key}: {value}")
+            _print(f"{key}: {value}")
     return EXIT_OK
 
 
@@ -307,7 +528,7 @@ def _cmd_batches(args: argparse.Namespace) -> int:
         _dump({"batches": [_jsonable(r) for r in ledger.to_dicts()]})
     else:
         for r in ledger.to_dicts():
-            print(
+            _print(
                 f"{r['batch_id']:<34} {r['table']:<11} {r['rows_stored'] or 0:>9} stored  "
                 f"{r['quarantined'] or 0:>6} quarantined  {r['source']}"
             )
@@ -322,7 +543,7 @@ def _cmd_maintain(args: argparse.Namespace) -> int:
         _dump({"tables": out})
     else:
         for table, info in out.items():
-            print(f"{table:<11} compacted {info['compacted']} files, vacuumed {info['vacuumed']}")
+            _print(f"{table:<11} compacted {info['compacted']} files, vacuumed {info['vacuumed']}")
     return EXIT_OK
 
 
@@ -333,13 +554,14 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     folder = Path(args.dir)
     exports, store_path, report_path = folder / "exports", folder / "store", folder / "report.html"
     if not args.json:
-        print(f"generating the sample account (seed {args.seed}, {args.visits} visits) in {exports} …", file=sys.stderr)
+        what = f"the sample account (seed {args.seed}, {args.visits} visits)"
+        _print(f"generating {what} in {exports} …", file=sys.stderr)
     store, _, result = build_sample_store(folder, seed=args.seed, visits=args.visits, progress=not args.json)
     doc = diagnose(store)
     report = None
     if not args.no_report:
         if not args.json:
-            print(f"rendering the report to {report_path} …", file=sys.stderr)
+            _print(f"rendering the report to {report_path} …", file=sys.stderr)
         from cfanalytics.report import run
 
         report = str(run(store_path, report_path).html)
@@ -358,12 +580,12 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from cfanalytics.text import diagnosis_text
 
     _print_ingest(result, False, store=None)
-    print()
-    print(diagnosis_text(doc))
-    print()
-    print(f"exports: {exports.resolve()}  (truth.json lists the injected faults)")
-    print(f"store:   {store.path.resolve()}  (time zone {store.timezone})")
-    print(f"report:  {Path(report).resolve() if report else 'skipped (--no-report)'}")
+    _print()
+    _print(diagnosis_text(doc))
+    _print()
+    _print(f"exports: {exports.resolve()}  (truth.json lists the injected faults)")
+    _print(f"store:   {store.path.resolve()}  (time zone {store.timezone})")
+    _print(f"report:  {Path(report).resolve() if report else 'skipped (--no-report)'}")
     return EXIT_OK if result.ok else EXIT_INPUT
 
 
@@ -373,9 +595,13 @@ def _pull_parser(sub: Any) -> None:
         help="fetch event logs and postback status from the ClickFlare API into a store",
         description="Pull local days from the ClickFlare API (key: CLICKFLARE_API_KEY); finished days are skipped.",
     )
-    pul.add_argument("--store", required=True, help="store folder (created if absent)")
-    pul.add_argument("--from", dest="start", metavar="DATE", help="first local date, inclusive (default: resume)")
-    pul.add_argument("--to", dest="end", metavar="DATE", help="last local date, inclusive (default: today)")
+    pul.add_argument("--store", required=True, type=_store_arg, help="store folder (created if absent)")
+    pul.add_argument(
+        "--from", dest="start", type=_date_arg, metavar="DATE", help="first local date, inclusive (default: resume)"
+    )
+    pul.add_argument(
+        "--to", dest="end", type=_date_arg, metavar="DATE", help="last local date, inclusive (default: today)"
+    )
     pul.add_argument(
         "--kinds", default="events,postbacks", help="events (visits, clicks, conversions), postbacks (default: both)"
     )
@@ -415,15 +641,16 @@ def _cmd_pull(args: argparse.Namespace) -> int:
         progress=not args.json,
     )
     options.check()
+    _check_range(args.start, args.end)
     store = LogStore(args.store, timezone=args.timezone)
     result = pull(
         store,
-        _date(args.start, "--from"),
-        _date(args.end, "--to"),
+        args.start,
+        args.end,
         kinds=args.kinds,
         timezone=args.timezone,
         options=options,
-        on_window=None if args.json else lambda w: print(window_text(w), flush=True),
+        on_window=None if args.json else lambda w: _print(window_text(w), flush=True),
     )
     if args.json:
         _dump(result.to_json())
@@ -432,11 +659,11 @@ def _cmd_pull(args: argparse.Namespace) -> int:
         pending = sum(1 for w in result.windows if w.status == "pulled")
         later = f"; {pending} window(s) not settled yet, pulled again next run" if pending else ""
         if not result.windows:
-            print(f"nothing to pull: every window up to --to is finished in {store.path}")
+            _print(f"nothing to pull: every window up to --to is finished in {store.path}")
         else:
-            print(f"store: {store.path} — new rows: {rows or 'none'} ({result.requests} requests){later}")
+            _print(f"store: {store.path} — new rows: {rows or 'none'} ({result.requests} requests){later}")
     for failure in result.failures:
-        print(f"error: {failure}", file=sys.stderr)
+        _error(failure)
     return EXIT_OK if result.ok else EXIT_INPUT
 
 
@@ -460,8 +687,6 @@ def _print_ingest(result: Any, as_json: bool, *, store: str | None) -> None:
     if as_json:
         _dump(result.to_json())
         return
-    from cfanalytics.redaction import redact
-
     for b in result.batches:
         line = (
             f"{b.source} [{b.kind}]: {b.rows_read} read, {b.rows_stored} stored, "
@@ -469,14 +694,14 @@ def _print_ingest(result: Any, as_json: bool, *, store: str | None) -> None:
         )
         if b.skipped:
             line += f", {b.skipped} rows of other kinds skipped"
-        print(redact(line))
+        _print(line)
         if b.quarantined_by_reason:
             top = sorted(b.quarantined_by_reason.items(), key=lambda kv: (-kv[1], kv[0]))[:3]
-            print("    quarantine: " + ", ".join(f"{reason} {n}" for reason, n in top))
+            _print("    quarantine: " + ", ".join(f"{reason} {n}" for reason, n in top))
     for failure in result.failures:
-        print(f"error: {redact(failure)}", file=sys.stderr)
+        _error(failure)
     if store and result.batches:
-        print(f"store: {store}")
+        _print(f"store: {store}")
 
 
 def _jsonable(row: dict[str, Any]) -> dict[str, Any]:
@@ -489,8 +714,19 @@ def _jsonable(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def _dump(doc: Any) -> None:
-    json.dump(doc, sys.stdout, indent=2, sort_keys=False, ensure_ascii=False)
+    """One JSON document on stdout, every string in it redacted."""
+    json.dump(_redacted(doc), sys.stdout, indent=2, sort_keys=False, ensure_ascii=False)
     sys.stdout.write("\n")
+
+
+def _redacted(value: Any) -> Any:
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {k: _redacted(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_redacted(v) for v in value]
+    return value
 
 
 if __name__ == "__main__":

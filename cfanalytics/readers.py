@@ -31,7 +31,7 @@ one-line errors; nothing of the file is stored.
 
 Odd files: a pipe (a FIFO, ``/dev/fd/N`` of a process substitution) is copied
 to a temporary file and read from there; when nothing is written to it for
-``CFANALYTICS_PIPE_TIMEOUT`` seconds (default 30) the input fails with one line
+``CFANALYTICS_PIPE_TIMEOUT`` seconds (default 10) the input fails with one line
 instead of waiting forever. Devices and sockets are refused. File names are
 shown with :func:`display_name`: redacted (a presigned URL's signature) and
 with bytes that are not UTF-8 escaped, in every message and record of the
@@ -92,7 +92,7 @@ _HASH_CHUNK: Final = 1 << 20
 _HEAD: Final = 64 * 1024
 _BLOCK: Final = 4 << 20  # pyarrow reads up to 32 blocks ahead: ~128 MB
 _MAX_BLOCK: Final = MAX_RECORD_BYTES
-_PIPE_TIMEOUT: Final = 30.0
+_PIPE_TIMEOUT: Final = 10.0
 _DEFAULT_BATCH: Final = 65_536
 _BOM: Final = codecs.BOM_UTF8
 _EXTENSIONS: Final[dict[str, str]] = {
@@ -195,20 +195,44 @@ def open_input(path: str | os.PathLike[str], *, batch_rows: int = _DEFAULT_BATCH
             raise InputError(f"{name}: no such file") from None
         if stat.S_ISDIR(st.st_mode):
             raise InputError(f"{name}: is a directory, not a file")
-        spooled: Path | None = None
+        temporary: Path | None = None
         if stat.S_ISFIFO(st.st_mode):
-            spooled = p = _spool_pipe(p, name)
+            temporary = p = _spool_pipe(p, name)
         elif not stat.S_ISREG(st.st_mode):
             raise InputError(f"{name}: is a device or socket, not a file")
+        elif not _encodable(str(p)):
+            temporary = p = _alias(p)  # Arrow takes only UTF-8 paths: read it through a link
         try:
             raw = _open_file(p, name, batch_rows)
         except BaseException:
-            if spooled is not None:
-                spooled.unlink(missing_ok=True)
+            if temporary is not None:
+                _remove_temporary(temporary)
             raise
-        if spooled is not None:
-            weakref.finalize(raw, spooled.unlink, missing_ok=True)
+        if temporary is not None:
+            weakref.finalize(raw, _remove_temporary, temporary)
         return raw
+
+
+def _encodable(path: str) -> bool:
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _alias(p: Path) -> Path:
+    """A symbolic link with a UTF-8 name, in a new temporary folder, to a file whose name is not UTF-8."""
+    folder = Path(tempfile.mkdtemp(prefix="cfanalytics-input-"))
+    link = folder / ("input" + "".join(c for c in p.suffixes[-2:] if _encodable(c)))
+    link.symlink_to(p.absolute())
+    return link
+
+
+def _remove_temporary(path: Path) -> None:
+    path.unlink(missing_ok=True)
+    if path.parent.name.startswith("cfanalytics-input-"):
+        shutil.rmtree(path.parent, ignore_errors=True)
 
 
 def _open_file(p: Path, name: str, batch_rows: int) -> RawInput:

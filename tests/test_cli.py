@@ -58,7 +58,7 @@ def test_exit_codes(tmp_path):
     bad = write(tmp_path / "bad.bin", "\x00\x01\x02garbage")
     r = run("ingest", "--store", str(tmp_path / "s"), str(bad))
     assert r.returncode == 1
-    assert r.stderr.strip().splitlines()[-1].startswith(f"error: {bad}:")
+    assert r.stderr.strip().splitlines()[-1].startswith(f"cfanalytics: {bad}:")
     assert "Traceback" not in r.stderr
     good = write(tmp_path / "v.csv", f"Click ID,Visit Time,Campaign ID\n{A},2026-11-20 10:00:00,k1\n")
     assert run("ingest", "--store", str(tmp_path / "s"), str(good)).returncode == 0  # records UTC

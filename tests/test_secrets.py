@@ -20,7 +20,19 @@ META = "EAAGm0PX4ZCpsBAsecretMetaToken1234567890"
 CF_KEY = "cfk_live_9f8e7d6c5b4a39281706f5e4d3c2b1a0"
 GENERIC = "s3cr3tPostbackToken77"
 JWT = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJlLXNlY3JldA"
-SECRETS = (META, CF_KEY, GENERIC, JWT)
+# more shapes: a quoted assignment, a Cookie header, a token-only URL userinfo, an assignment with spaces
+QUOTED = "quotedTok3nVal55"
+COOKIE = "c00kieSessVal66"
+USERINFO = "ghpUserinfoTok77"
+SPACED = "spacedKeyVal88"
+SIGNATURE = "f0e1d2c3b4a5968778695a4b3c2d1e0f"
+SECRETS = (META, CF_KEY, GENERIC, JWT, QUOTED, COOKIE, USERINFO, SPACED, SIGNATURE)
+SHAPES = (
+    f'access_token="{QUOTED}"',
+    f"GET /pb HTTP/1.1\nCookie: session={COOKIE}; theme=dark",
+    f"https://{USERINFO}@hooks.example/pb?cid=1",
+    f"api_key = {SPACED}",
+)
 A = "aaaaaaaa-0000-4000-8000-000000000001"
 B = "bbbbbbbb-0000-4000-8000-000000000002"
 
@@ -46,6 +58,12 @@ def account(tmp_path_factory):
             f'p{i},{A if i % 2 else B},{t},1,"{{""error"":{{""message"":""Invalid OAuth access token {META}""}}}}",401,'
             f"https://graph.facebook.com/v19.0/1/events?access_token={META}&token={GENERIC},sale"
         )
+    for i, shape in enumerate(SHAPES, 40):  # failures whose message carries a secret of another shape
+        message = shape.replace('"', '""')
+        rows.append(
+            f'p{i},{A},2026-11-20 12:{i:02d}:00,1,"{message}",401,'
+            f"https://graph.facebook.com/v19.0/1/events?access_token={META},sale"
+        )
     write(folder / "postbacks.csv", "\n".join(rows) + "\n")
     write(
         folder / "conversions.csv",
@@ -59,7 +77,8 @@ def account(tmp_path_factory):
     )
     write(
         folder / "network.csv",
-        f"Sub ID,Transaction ID,Payout,Conversion Time,Note\n{A},tx,5,2026-11-20 10:31:00,Bearer {JWT}\n",
+        f"Sub ID,Transaction ID,Payout,Conversion Time,Note\n{A},tx,5,2026-11-20 10:31:00,Bearer {JWT}\n"
+        f'{B},tx2,5,2026-11-20 10:32:00,"{SHAPES[1]}"\n',
     )
     files = [folder / f for f in ("visits.csv", "postbacks.csv", "conversions.csv", "activity.csv")]
     assert store.ingest(files).ok
@@ -70,6 +89,17 @@ def test_the_store_keeps_raw_data(account):
     _, store = account
     urls = store.scan("postbacks").select("postback_url").collect().get_column("postback_url").to_list()
     assert all(META in u for u in urls)
+    messages = store.scan("postbacks").select("error_message").collect().to_series().to_list()
+    assert [m for m in messages if m in SHAPES] == list(SHAPES)
+
+
+@pytest.mark.parametrize("shape", range(len(SHAPES)))
+def test_every_shape_is_redacted(shape):
+    secret = (QUOTED, COOKIE, USERINFO, SPACED)[shape]
+    text = SHAPES[shape]
+    assert secret in text
+    assert leaks(cf.redact(text) or "") == []
+    assert pl.DataFrame({"t": [text]}).select(cf.redaction.redact_expr(pl.col("t"))).item() == cf.redact(text)
 
 
 def test_cli_outputs_and_log_lines(account, capsys, caplog):
@@ -134,15 +164,22 @@ def test_panels_and_exports(account, tmp_path):
     assert doctor.figure is not None
 
 
-def test_report_html(account, tmp_path):
-    from cfanalytics.report import run
+def test_report_html(account, tmp_path, capsys):
+    from cfanalytics.cli import _kit_wrote
 
     _, store = account
-    result = run(store.path, tmp_path / "report.html", start=None, end=None)
-    html = result.html.read_text()
+    out = tmp_path / "report.html"
+    assert main(["report", "--store", str(store.path), "--out", str(out), "--json"]) == 0
+    printed = capsys.readouterr()
+    assert leaks(printed.out + printed.err) == []
+    html = out.read_text()
     assert "<div" in html
     assert leaks(html) == []
-    assert leaks(result.html.with_suffix(".json").read_text()) == []
+    assert leaks(out.with_suffix(".json").read_text()) == []
+    # the report and its summary are recognised as the kit's own: a later report may replace them
+    assert _kit_wrote(out)
+    assert _kit_wrote(out.with_suffix(".json"))
+    assert json.loads(out.with_suffix(".json").read_text())["period"] == json.loads(printed.out)["period"]
 
 
 def test_quarantine_display_is_redacted(account, tmp_path):
@@ -156,3 +193,41 @@ def test_quarantine_display_is_redacted(account, tmp_path):
     raw = store.quarantine().filter(pl.col("source") == str(bad)).get_column("raw").to_list()[0]
     assert GENERIC in raw  # kept raw in the store
     assert leaks(cf.redact(raw) or "") == []
+
+
+def test_secrets_in_file_names_and_failures_never_leak(tmp_path, capsys):
+    """A presigned export URL saved as a file name, and a token in a failure message."""
+    store = tmp_path / "store"
+    name = f"postbacks.csv?X-Amz-Credential=AKIA7%2F20261201&X-Amz-Signature={SIGNATURE}"
+    signed = write(
+        tmp_path / name,
+        "Postback ID,Click ID,Postback Time,Is Error,Postback URL\n"
+        f"p1,{A},2026-11-20 10:00:00,0,https://x.example/pb\n"
+        f"p2,{A},,0,https://x.example/pb\n",  # quarantined: the source is recorded with the record
+    )
+    missing = tmp_path / f"pb.csv?api_key={CF_KEY}"
+    # a failure message that quotes the file's header, which holds tokens
+    headers = write(tmp_path / "headers.csv", f'https://{USERINFO}@x.example/,"access_token=""{QUOTED}"""\n1,2\n')
+    files = [str(signed), str(missing), str(headers)]
+    runs = [
+        ["ingest", "--store", str(store), "--timezone", "UTC", *files],
+        ["ingest", "--store", str(store), "--json", *files],
+        ["validate", *files],
+        ["validate", "--json", *files],
+        ["batches", "--store", str(store)],
+        ["batches", "--store", str(store), "--json"],
+    ]
+    for argv in runs:
+        assert main(argv) in (0, 1), argv
+        out = capsys.readouterr()
+        assert leaks(out.out + out.err) == [], argv
+        assert "X-Amz-Signature=***" in out.out + out.err, argv
+    assert out.err == "", "batches prints no failure"
+    # nothing written by the kit holds the signature: data files, Delta log, ledger, quarantine, metadata
+    for path in store.rglob("*"):
+        if path.is_file():
+            assert SIGNATURE.encode() not in path.read_bytes(), path
+    ledger = cf.LogStore(store).batches()
+    shown = str(tmp_path / "postbacks.csv?X-Amz-Credential=***&X-Amz-Signature=***")
+    assert set(ledger.get_column("source").to_list()) == {shown}
+    assert cf.LogStore(store).quarantine().get_column("source").to_list() == [shown]
