@@ -262,8 +262,8 @@ def _no_rows_note(store: Any, start: date | None, end: date | None) -> str | Non
     lo, hi = span
     if (start is None or start <= hi) and (end is None or end >= lo):
         return None
-    asked = f"{start or lo} to {end or hi}"
-    return f"no rows from {asked} ({tz}); {store.path} holds {lo} to {hi}"
+    asked = f"from {start} to {end}" if start and end else f"from {start} on" if start else f"up to {end}"
+    return f"no rows {asked} ({tz}); {store.path} holds {lo} to {hi}"
 
 
 def _version() -> str:
