@@ -718,3 +718,144 @@ def test_exports_neutralise_every_formula_shape(tmp_path: Path, suffix: str):
     expected = [e.replace("\r", "\n") if e.startswith("'\r") else e for e in expected]
     assert [g.replace("\r", "\n") for g in got] == expected + HARMLESS
     assert all(not g.startswith("=") for g in got)
+
+
+# ------------------------------------------------------------------ odd files: pipes, devices, names
+VISITS = f"Click ID,Visit Time,Campaign ID\n{u(1)},2026-11-20 10:00:00,k1\n{u(2)},2026-11-20 10:01:00,k1\n"
+
+
+def _cli(*argv: str, timeout: float = 120, **env: str) -> subprocess.CompletedProcess[str]:
+    environ = os.environ.copy()
+    environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), environ.get("PYTHONPATH", "")) if p)
+    environ.update(env)
+    cmd = [sys.executable, "-m", "cfanalytics", *argv]
+    return subprocess.run(cmd, capture_output=True, text=True, check=False, cwd=ROOT, env=environ, timeout=timeout)
+
+
+def test_a_fifo_nobody_writes_to_fails_in_one_line_instead_of_hanging(tmp_path: Path):
+    fifo = tmp_path / "export.csv"
+    os.mkfifo(fifo)
+    started = datetime.now(tz=UTC)
+    r = _cli("validate", str(fifo), timeout=60, CFANALYTICS_PIPE_TIMEOUT="1")
+    assert (datetime.now(tz=UTC) - started).total_seconds() < 30
+    assert r.returncode == 1
+    assert r.stderr == (
+        f"cfanalytics: {fifo}: a pipe with nothing written to it for 1 s (CFANALYTICS_PIPE_TIMEOUT); "
+        "is its writer running?\n"
+    )
+
+
+def test_a_fifo_and_a_process_substitution_are_read(tmp_path: Path):
+    fifo = tmp_path / "export.csv"
+    os.mkfifo(fifo)
+    scratch = tmp_path / "tmp"  # the spooled copies go here, and must be gone afterwards
+    scratch.mkdir()
+
+    def feed() -> None:
+        with fifo.open("w") as f:  # blocks until the reader opens it
+            f.write(VISITS)
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pool.submit(feed)
+        r = _cli(
+            "ingest", "--store", str(tmp_path / "s"), "--timezone", "UTC", "--json", str(fifo), TMPDIR=str(scratch)
+        )
+    assert r.returncode == 0, r.stderr
+    assert [(b["rows_read"], b["rows_stored"]) for b in json.loads(r.stdout)["batches"]] == [(2, 2)]
+    # /dev/fd/N of `<(cat export.csv)`: a pipe that already holds the records
+    source = tmp_path / "v.csv"
+    source.write_text(VISITS)
+    script = f'exec {sys.executable} -m cfanalytics validate --json <(cat "{source}")'
+    env = os.environ.copy()
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
+    env["TMPDIR"] = str(scratch)
+    done = subprocess.run(
+        ["bash", "-c", script], capture_output=True, text=True, cwd=ROOT, env=env, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert [b["rows_read"] for b in json.loads(done.stdout)["batches"]] == [2]
+    assert list(scratch.iterdir()) == []
+
+
+def test_devices_are_refused(tmp_path: Path):
+    store = LogStore(tmp_path / "store", timezone=TZ)
+    result = ingest_checked(store, Path("/dev/null"))
+    assert result.failures == ["/dev/null: is a device or socket, not a file"]
+
+
+def test_a_file_name_that_is_not_utf8(tmp_path: Path):
+    name = os.fsdecode(b"visits-\xff\xfe.csv")
+    path = tmp_path / name
+    path.write_text(VISITS)
+    store = LogStore(tmp_path / "store", timezone=TZ)
+    result = ingest_checked(store, path)
+    shown = str(tmp_path / "visits-\\xff\\xfe.csv")
+    assert [(b.source, b.rows_read, b.rows_stored) for b in result.batches] == [(shown, 2, 2)]
+    assert set(store.batches().get_column("source").to_list()) == {shown}
+    r = _cli("validate", str(path))
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith(f"{shown} [visits]: 2 read")
+    r = _cli("validate", str(tmp_path / os.fsdecode(b"missing-\xff.csv")))
+    assert r.stderr == f"cfanalytics: {tmp_path}/missing-\\xff.csv: no such file\n"
+
+
+# ------------------------------------------------------------------ memory per record
+def _peak_rss_mb(code: str) -> tuple[float, str]:
+    """Run ``code`` in a fresh interpreter; its peak resident memory (MB) and its stdout."""
+    wrapper = code + "\nimport resource\nprint(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)\n"
+    env = os.environ.copy()
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
+    done = subprocess.run(
+        [sys.executable, "-c", wrapper], capture_output=True, text=True, env=env, cwd=ROOT, timeout=600, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    *lines, peak = done.stdout.strip().splitlines()
+    return float(peak), "\n".join(lines)
+
+
+@pytest.mark.parametrize("fmt", ["ndjson", "csv"])
+def test_a_record_beyond_the_maximum_fails_in_one_line_in_bounded_memory(tmp_path: Path, fmt: str):
+    from cfanalytics.readers import MAX_RECORD_BYTES
+
+    assert MAX_RECORD_BYTES == 16 << 20
+    size = 50 << 20
+    path = tmp_path / f"big.{fmt}"
+    with path.open("w") as f:
+        if fmt == "ndjson":
+            f.write(json.dumps({"ClickID": u(1), "VisitTime": "2026-11-20 10:00:00", "CampaignID": "k1"}) + "\n")
+            f.write('{"ClickID": "' + u(2) + '", "VisitTime": "2026-11-20 10:00:00", "UA": "' + "x" * size + '"}\n')
+        else:
+            f.write(f'Click ID,Visit Time,Campaign ID,User Agent\n{u(1)},2026-11-20 10:00:00,k1,"{"x" * size}"\n')
+    code = (
+        "from cfanalytics import LogStore\n"
+        f"r = LogStore({str(tmp_path / 's')!r}, timezone='UTC').ingest([{str(path)!r}])\n"
+        "print(r.failures[0]); print(sum(b.rows_stored for b in r.batches))"
+    )
+    peak, out = _peak_rss_mb(code)
+    failure, stored = out.splitlines()
+    where = "line 2" if fmt == "ndjson" else "a record after record 1 is"
+    assert failure.startswith(f"{path}: {where}")
+    assert "larger than 16 MB, the largest record read" in failure
+    assert stored == "0"
+    print(f"peak RSS {peak:.0f} MB for a {size >> 20} MB {fmt} record")
+    assert peak < 500, f"peak RSS {peak:.0f} MB for a {size >> 20} MB record"
+
+
+def test_a_record_at_the_maximum_is_read(tmp_path: Path):
+    size = (16 << 20) - 200
+    path = tmp_path / "big.ndjson"
+    path.write_text(
+        '{"ClickID": "'
+        + u(1)
+        + '", "VisitTime": "2026-11-20 10:00:00", "CampaignID": "k1", "UA": "'
+        + "x" * size
+        + '"}\n'
+    )
+    code = (
+        "from cfanalytics import LogStore\n"
+        f"r = LogStore({str(tmp_path / 's')!r}, timezone='UTC').ingest([{str(path)!r}])\n"
+        "print(r.failures); print(sum(b.rows_stored for b in r.batches))"
+    )
+    peak, out = _peak_rss_mb(code)
+    assert out.splitlines() == ["[]", "1"]
+    assert peak < 900, f"peak RSS {peak:.0f} MB for a 16 MB record"
