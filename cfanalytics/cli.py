@@ -51,15 +51,18 @@ class _Parser(argparse.ArgumentParser):
     """argparse that exits with code 2 and a one-line message."""
 
     def error(self, message: str) -> Any:  # type: ignore[override]
+        import re
+
         command = self.prog.removeprefix("cfanalytics").strip()
         where = f"{command}: " if command else ""
+        message = re.sub(r"^argument (-[-\w]+)(?:/-[-\w]+)*: ", r"\1 ", message)  # "--from '…': …"
         raise UsageError(f"{where}{message} (see {self.prog} --help)")
 
 
 def _store_arg(value: str) -> str:
     """``--store``: a folder (existing or not), never a regular file."""
     if os.path.exists(value) and not os.path.isdir(value):
-        raise argparse.ArgumentTypeError(f"{_shown(value)} is a file, not a store folder")
+        raise argparse.ArgumentTypeError(f"{_shown(value)}: is a file, not a store folder")
     return value
 
 
@@ -70,13 +73,13 @@ def _date_arg(value: str) -> date:
 
     match = re.fullmatch(r"(\d{4})-(\d{2})-(\d{2})", value.strip())
     if match is None:
-        raise argparse.ArgumentTypeError(f"{_shown(value)!r} is not a date YYYY-MM-DD")
+        raise argparse.ArgumentTypeError(f"{_shown(value)!r}: expected a date YYYY-MM-DD")
     try:
         day = datetime(*map(int, match.groups())).date()
     except ValueError as e:
-        raise argparse.ArgumentTypeError(f"{value} is not a date: {e}") from None
+        raise argparse.ArgumentTypeError(f"{value}: no such date ({e})") from None
     if not FIRST_DATE <= day <= LAST_DATE:
-        raise argparse.ArgumentTypeError(f"{value} is outside the dates a log can hold ({FIRST_DATE} to {LAST_DATE})")
+        raise argparse.ArgumentTypeError(f"{value}: outside the dates a log can hold ({FIRST_DATE} to {LAST_DATE})")
     return day
 
 
@@ -84,9 +87,9 @@ def _hours_arg(value: str) -> int:
     try:
         hours = int(value)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{_shown(value)!r} is not a whole number of hours") from None
+        raise argparse.ArgumentTypeError(f"{_shown(value)!r}: expected a whole number of hours") from None
     if hours < 0:
-        raise argparse.ArgumentTypeError(f"{hours} is negative: give 0 or more hours")
+        raise argparse.ArgumentTypeError(f"{hours}: negative; give 0 or more hours")
     return hours
 
 

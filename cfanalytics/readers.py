@@ -274,9 +274,9 @@ def _spool_pipe(p: Path, name: str) -> Path:
             while True:
                 ready, _, _ = select.select([fd], [], [], timeout)
                 if not ready:
+                    what = "stopped sending" if out.tell() else "with nothing written to it"
                     raise InputError(
-                        f"{name}: a pipe with nothing written to it for {timeout:g} s "
-                        "(CFANALYTICS_PIPE_TIMEOUT); is its writer running?"
+                        f"{name}: a pipe {what} for {timeout:g} s (CFANALYTICS_PIPE_TIMEOUT); is its writer running?"
                     )
                 try:
                     chunk = os.read(fd, _CHUNK)
@@ -625,10 +625,6 @@ def _open_csv(src: _Source, name: str, sha: _FileDigest, batch_rows: int) -> Raw
     with src.open() as f:
         head = f.read(_HEAD).decode(src.encoding, "ignore").lstrip("\r\n")
     delimiter, header_text = _sniff_delimiter(head, prefer_tab=name.lower().removesuffix(".gz").endswith(".tsv"))
-    with src.open() as f, io.TextIOWrapper(f, encoding=src.encoding, newline="") as text:
-        header = next((row for row in csv.reader(text, delimiter=delimiter) if row), None)
-    if header is None:
-        raise InputError(f"{name}: empty file")
     if src.odd_quotes and (open_quote := _unclosed_quote(src, delimiter)) is not None:
         line, after = open_quote
         rest = f", so the {after} line{'' if after == 1 else 's'} after it would be one value" if after else ""
@@ -636,6 +632,10 @@ def _open_csv(src: _Source, name: str, sha: _FileDigest, batch_rows: int) -> Raw
             f"{name}: line {line}: a quoted value opens there and is never closed{rest} (unbalanced quote); "
             "nothing of the file was stored"
         )
+    with src.open() as f, io.TextIOWrapper(f, encoding=src.encoding, newline="") as text:
+        header = next((row for row in csv.reader(text, delimiter=delimiter) if row), None)
+    if header is None:
+        raise InputError(f"{name}: empty file")
     columns = _unique(header)
     reader = _CsvReader(src, name, columns, header, header_text[:RAW_LIMIT], delimiter, batch_rows)
     return RawInput(

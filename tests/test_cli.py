@@ -149,11 +149,11 @@ def test_report_help_documents_the_json_beside_the_html():
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["--from", "2026-13-45"], "argument --from: 2026-13-45 is not a date: month must be in 1..12"),
-        (["--to", "2026-02-30"], "argument --to: 2026-02-30 is not a date: day is out of range for month"),
-        (["--from", "20261120"], "argument --from: '20261120' is not a date YYYY-MM-DD"),
-        (["--from", "9999-12-31"], "9999-12-31 is outside the dates a log can hold (1970-01-01 to 2199-12-31)"),
-        (["--from", "0001-01-01"], "0001-01-01 is outside the dates a log can hold (1970-01-01 to 2199-12-31)"),
+        (["--from", "2026-13-45"], "--from 2026-13-45: no such date (month must be in 1..12)"),
+        (["--to", "2026-02-30"], "--to 2026-02-30: no such date (day is out of range for month)"),
+        (["--from", "20261120"], "--from '20261120': expected a date YYYY-MM-DD"),
+        (["--from", "9999-12-31"], "--from 9999-12-31: outside the dates a log can hold (1970-01-01 to 2199-12-31)"),
+        (["--from", "0001-01-01"], "--from 0001-01-01: outside the dates a log can hold (1970-01-01 to 2199-12-31)"),
         (["--from", "2026-11-25", "--to", "2026-11-01"], "--from 2026-11-25 is after --to 2026-11-01"),
     ],
 )
@@ -202,12 +202,12 @@ def test_a_store_that_is_a_file_and_a_negative_retention(tmp_path, capsys):
     ):
         assert main(argv) == 2
         line = _one_line(capsys.readouterr().err)
-        assert f"argument --store: {regular} is a file, not a store folder" in line
+        assert f"--store {regular}: is a file, not a store folder" in line
     assert regular.read_text() == "not a store"
     store = _store_with_rows(tmp_path)
     capsys.readouterr()
     assert main(["maintain", "--store", store, "--retention-hours", "-1"]) == 2
-    assert "argument --retention-hours: -1 is negative: give 0 or more hours" in _one_line(capsys.readouterr().err)
+    assert "--retention-hours -1: negative; give 0 or more hours" in _one_line(capsys.readouterr().err)
 
 
 def test_usage_errors_have_one_prefix(capsys):
