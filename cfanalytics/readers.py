@@ -101,6 +101,7 @@ _EXTENSIONS: Final[dict[str, str]] = {
     ".parquet": "parquet", ".pq": "parquet", ".xlsx": "xlsx",
 }  # fmt: skip
 _NOT_A_LOG: Final = "not a CSV, JSON, NDJSON, Parquet or xlsx file"
+_OLE2: Final = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 _CP1252_HOLES: Final = re.compile(rb"[\x81\x8d\x8f\x90\x9d]")
 _CONTROL: Final = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _UTC_NAMES: Final = frozenset({"UTC", "Etc/UTC", "Z", "+00:00", "utc"})
@@ -382,6 +383,8 @@ def _detect(p: Path, name: str) -> tuple[str, bool]:
         return "parquet", gz
     if head.startswith(b"PK\x03\x04"):
         return _workbook_or_zip(p, gz, name), gz
+    if head.startswith(_OLE2):
+        raise InputError(f"{name}: an old Excel .xls workbook (or another OLE2 file): save it as .xlsx or CSV")
     if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         raise InputError(f"{name}: UTF-16 text is not supported; save it as UTF-8")
     if _looks_binary(head):
@@ -412,6 +415,8 @@ def _workbook_or_zip(p: Path, gz: bool, name: str) -> str:
                 names = set(z.namelist())
         except zipfile.BadZipFile:
             return "xlsx"  # damaged: the workbook reader says so
+    if "content.xml" in names and "mimetype" in names:
+        raise InputError(f"{name}: an OpenDocument spreadsheet: save it as .xlsx or CSV")
     if "xl/workbook.xml" not in names:
         raise InputError(f"{name}: a zip archive, not an xlsx workbook or a log file; unzip it first")
     return "xlsx"

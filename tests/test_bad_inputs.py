@@ -265,9 +265,17 @@ CASES: tuple[Case, ...] = (
     Case("truncated.parquet", error="not a readable Parquet file"),
     Case("not_a_workbook.xlsx", error="xlsx"),
     Case("zip_archive.csv", error="a zip archive, not an xlsx workbook or a log file; unzip it first"),
+    Case("opendocument.xlsx", error="an OpenDocument spreadsheet: save it as .xlsx or CSV"),
+    Case("legacy_excel.xls", error="an old Excel .xls workbook (or another OLE2 file): save it as .xlsx or CSV"),
     Case("deep_nesting.json", error="JSON nested too deeply to read"),
+    Case("deep_nesting_envelope.json", error="JSON nested too deeply to read"),
     # ------------------------------------------- record counts the reader cannot vouch for
     Case("unbalanced_quote.csv", error="line 2: a quoted value opens there and is never closed"),
+    Case("unbalanced_quote_header.csv", error="line 1: a quoted value opens there and is never closed"),
+    Case(
+        "unbalanced_quote.csv.gz",
+        error="line 11: a quoted value opens there and is never closed, so the 30 lines after it would be one value",
+    ),
     Case(
         "unbalanced_quote_500.csv",
         error="line 203: a quoted value opens there and is never closed, so the 298 lines after it would be one value",
