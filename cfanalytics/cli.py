@@ -112,6 +112,9 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--visits", type=int, default=20_000, help="visits to generate (default: 20000)")
     demo.add_argument("--no-report", action="store_true", help="skip the HTML report")
     demo.add_argument("--json", action="store_true", help="print one JSON document")
+    demo.add_argument(
+        "--force", action="store_true", help="replace DIR/exports, DIR/store and DIR/report.html even if not the demo's"
+    )
 
     ing = sub.add_parser("ingest", help="load export files into a store")
     _input_args(ing)
@@ -487,6 +490,25 @@ def _kit_wrote(path: Path) -> bool:
     return b"Postback health report" in head and b"jp-Notebook" in head
 
 
+def _check_demo_folder(exports: Path, store: Path, report: Path) -> None:
+    """The demo replaces its exports, store and report: refuse when they are someone else's."""
+    demo = (exports / "truth.json").exists()  # the generator writes it beside every sample account
+    theirs = [
+        path
+        for path, ours in (
+            (exports, demo or not (exports.is_dir() and any(exports.iterdir()))),
+            (store, demo or not store.exists()),
+            (report, not report.exists() or _kit_wrote(report)),
+        )
+        if not ours
+    ]
+    if theirs:
+        raise UsageError(
+            f"{_shown(str(theirs[0]))} exists and is not the demo's: not replaced "
+            "(pass --force, or choose another --dir)"
+        )
+
+
 def _cmd_forget(args: argparse.Namespace) -> int:
     from cfanalytics.store import LogStore
 
@@ -556,6 +578,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
     folder = Path(args.dir)
     exports, store_path, report_path = folder / "exports", folder / "store", folder / "report.html"
+    if not args.force:
+        _check_demo_folder(exports, store_path, report_path)
     if not args.json:
         what = f"the sample account (seed {args.seed}, {args.visits} visits)"
         _print(f"generating {what} in {exports} …", file=sys.stderr)

@@ -332,3 +332,22 @@ def test_report_never_overwrites_a_file_it_did_not_write(tmp_path, monkeypatch, 
     assert main(["report", "--store", store, "--out", out, "--force", "--json"]) == 0
     assert json.loads(users.read_text())["breached"] == []
     assert len(calls) == 3
+
+
+def test_demo_never_replaces_a_store_or_exports_it_did_not_make(tmp_path, capsys):
+    store = tmp_path / "mine" / "store"  # a real store at DIR/store
+    files = [str(EXAMPLES / "gaps" / f) for f in ("visits.csv", "postbacks.csv")]
+    assert main(["ingest", "--store", str(store), "--timezone", "UTC", "--json", *files]) == 0
+    capsys.readouterr()
+    before = sorted(p.relative_to(tmp_path) for p in (tmp_path / "mine").rglob("*"))
+    assert main(["demo", "--dir", str(tmp_path / "mine"), "--no-report", "--visits", "50"]) == 2
+    line = _one_line(capsys.readouterr().err)
+    assert line == (
+        f"cfanalytics: {store} exists and is not the demo's: not replaced (pass --force, or choose another --dir)"
+    )
+    assert sorted(p.relative_to(tmp_path) for p in (tmp_path / "mine").rglob("*")) == before
+    exports = tmp_path / "other" / "exports"
+    write(exports / "postbacks.csv", "Postback ID\np1\n")
+    assert main(["demo", "--dir", str(tmp_path / "other"), "--no-report", "--visits", "50"]) == 2
+    assert _one_line(capsys.readouterr().err).startswith(f"cfanalytics: {exports} exists and is not the demo's")
+    assert (exports / "postbacks.csv").read_text() == "Postback ID\np1\n"
