@@ -60,9 +60,14 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _store_arg(value: str) -> str:
-    """``--store``: a folder (existing or not), never a regular file."""
+    """``--store``: a folder (existing or not), never a regular file nor inside one."""
     if os.path.exists(value) and not os.path.isdir(value):
         raise argparse.ArgumentTypeError(f"{_shown(value)}: is a file, not a store folder")
+    parent = Path(value).absolute().parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise argparse.ArgumentTypeError(f"{_shown(value)}: {_shown(str(parent))} is a file, not a folder")
     return value
 
 
@@ -90,7 +95,24 @@ def _hours_arg(value: str) -> int:
         raise argparse.ArgumentTypeError(f"{_shown(value)!r}: expected a whole number of hours") from None
     if hours < 0:
         raise argparse.ArgumentTypeError(f"{hours}: negative; give 0 or more hours")
+    if hours > _MAX_HOURS:
+        raise argparse.ArgumentTypeError(f"{hours}: more than {_MAX_HOURS} hours (100 years)")
     return hours
+
+
+def _minutes_arg(value: str) -> float:
+    import math
+
+    try:
+        minutes = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{_shown(value)!r}: expected a number of minutes") from None
+    if not math.isfinite(minutes) or minutes < 0:
+        raise argparse.ArgumentTypeError(f"{value}: give 0 or more minutes")
+    return minutes
+
+
+_MAX_HOURS: Final = 24 * 365 * 100
 
 
 def _shown(value: str) -> str:
@@ -143,7 +165,7 @@ def _parser() -> argparse.ArgumentParser:
     _range_args(dia)
     dia.add_argument(
         "--grace",
-        type=float,
+        type=_minutes_arg,
         default=0,
         metavar="MINUTES",
         help="conversions newer than this before the last postback count as pending (default 0)",
@@ -169,7 +191,7 @@ def _parser() -> argparse.ArgumentParser:
     _range_args(rep)
     rep.add_argument("--timezone", help="display time zone (default: the store's)")
     rep.add_argument(
-        "--grace", type=float, default=0, metavar="MINUTES", help="pending window for conversions (default 0)"
+        "--grace", type=_minutes_arg, default=0, metavar="MINUTES", help="pending window for conversions (default 0)"
     )
     rep.add_argument(
         "--fail-on",
@@ -299,8 +321,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         _error("interrupted")
         return EXIT_INTERRUPTED
-    except Exception as exc:  # a bug or an environment fault: one line, the traceback on request
-        if os.environ.get(TRACEBACK_ENV):
+    except BaseException as exc:  # a bug, an environment fault, a library's panic: one line, traceback on request
+        if isinstance(exc, SystemExit | GeneratorExit) or os.environ.get(TRACEBACK_ENV):
             raise
         _error(f"{_unexpected(exc)} (set {TRACEBACK_ENV}=1 to see the traceback)")
         return EXIT_INPUT
@@ -367,7 +389,10 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
 
 def _cmd_validate(args: argparse.Namespace) -> int:
     from cfanalytics.ingest import validate_paths
+    from cfanalytics.store import check_timezone
 
+    if args.timezone:
+        check_timezone(args.timezone)
     result = validate_paths(args.files, kind=args.kind, timezone=args.timezone or "UTC", column_map=args.map)
     _print_ingest(result, args.json, store=None)
     return EXIT_OK if result.ok else EXIT_INPUT

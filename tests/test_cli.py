@@ -351,3 +351,39 @@ def test_demo_never_replaces_a_store_or_exports_it_did_not_make(tmp_path, capsys
     assert main(["demo", "--dir", str(tmp_path / "other"), "--no-report", "--visits", "50"]) == 2
     assert _one_line(capsys.readouterr().err).startswith(f"cfanalytics: {exports} exists and is not the demo's")
     assert (exports / "postbacks.csv").read_text() == "Postback ID\np1\n"
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["diagnose", "--store", "{store}", "--grace", "nan"], "--grace nan: give 0 or more minutes"),
+        (["diagnose", "--store", "{store}", "--grace", "-5"], "--grace -5: give 0 or more minutes"),
+        (["maintain", "--store", "{store}", "--retention-hours", "99999999999999"], "more than 876000 hours"),
+        (["validate", "--timezone", "Mars/Base", "{visits}"], "unknown time zone 'Mars/Base'"),
+        (["ingest", "--store", "{file}/sub", "{visits}"], "--store {file}/sub: {file} is a file, not a folder"),
+    ],
+)
+def test_more_arguments_that_once_gave_tracebacks(tmp_path, capsys, argv, message):
+    store = _store_with_rows(tmp_path)
+    regular = write(tmp_path / "regular", "x")
+    values = {"store": store, "visits": str(EXAMPLES / "gaps" / "visits.csv"), "file": str(regular)}
+    capsys.readouterr()
+    assert main([a.format(**values) for a in argv]) == 2
+    assert message.format(**values) in _one_line(capsys.readouterr().err)
+
+
+def test_a_library_panic_is_one_line_too(monkeypatch, capsys):
+    from cfanalytics import cli
+
+    class PanicException(BaseException):  # what a Rust panic inside a library raises through pyo3
+        pass
+
+    def boom(args):
+        raise PanicException("TimeDelta::hours out of bounds")
+
+    monkeypatch.setitem(cli._COMMANDS, "batches", boom)
+    monkeypatch.delenv("CFANALYTICS_TRACEBACK", raising=False)
+    assert main(["batches", "--store", "x"]) == 1
+    assert _one_line(capsys.readouterr().err).startswith(
+        "cfanalytics: PanicException: TimeDelta::hours out of bounds (set CFANALYTICS_TRACEBACK=1"
+    )
