@@ -281,9 +281,9 @@ def _stored_span(store: Any) -> tuple[date, date] | None:
     return min(b[0] for b in bounds).date(), max(b[1] for b in bounds).date()
 
 
-def _no_rows_note(store: Any, start: date | None, end: date | None) -> str | None:
+def _no_rows_note(store: Any, start: date | None, end: date | None, span: Any = False) -> str | None:
     """One line when the range holds no rows: what was asked for and what the store holds."""
-    span = _stored_span(store)
+    span = _stored_span(store) if span is False else span
     tz = store.timezone or "UTC"
     if span is None:
         return f"{store.path} holds no rows yet: ingest or pull some logs first"
@@ -405,11 +405,10 @@ def _cmd_diagnose(args: argparse.Namespace) -> int:
 
     _check_range(args.start, args.end)
     store = LogStore(args.store, create=False)
-    note = _no_rows_note(store, args.start, args.end)
+    span = _stored_span(store)
+    note = _no_rows_note(store, args.start, args.end, span)
     start, end = args.start, args.end
-    if note is None and (start is None or end is None):
-        span = _stored_span(store)  # the period shown is the real one, not "start → end"
-        assert span is not None
+    if span is not None and note is None:  # the period shown is the real one, not "start → end"
         start, end = start or span[0], end or span[1]
     doc = diagnose(store, LogFilter(start=start, end=end), grace_minutes=args.grace)
     if args.json:
