@@ -14,10 +14,11 @@ column names; it yields every value as the text found in the file, plus a
 
 Memory: CSV (pyarrow's streaming reader, 4 MB blocks, retried with a
 16 MB block only for a record that does not fit), NDJSON (line by line) and
-Parquet (row groups) stream in bounded memory. A CSV record or an NDJSON line
-larger than :data:`MAX_RECORD_BYTES` (16 MB) fails the file with one line
-naming the record: a log record is a few kB, and a bigger one is a broken file
-(an unbalanced quote) or not a log. A JSON document is parsed whole, and an
+Parquet (row groups) stream in bounded memory. A CSV record, an NDJSON line
+or the text of a JSON document's item larger than :data:`MAX_RECORD_BYTES`
+(16 MB) fails the file with one line naming the record, before it is
+stored: a log record is a few kB, and a bigger one is a broken file (an
+unbalanced quote) or not a log. A JSON document is parsed whole, and an
 xlsx workbook is read whole by openpyxl (its shared strings are held in
 memory); gzip-compressed Parquet and xlsx are first decompressed to a
 temporary file. The sha256 of an input file is computed by a background thread
@@ -908,9 +909,11 @@ class _Invalid:
 def _open_json(src: _Source, name: str, sha: _FileDigest, batch_rows: int) -> RawInput:
     items = _json_items(src, name)
     keys: dict[str, None] = {}
-    for item in items:
+    for index, item in enumerate(items, 1):
         if isinstance(item, dict):
             keys.update(dict.fromkeys(item))
+            if sum(len(v) for v in item.values() if isinstance(v, str)) > MAX_RECORD_BYTES:
+                raise InputError(f"{name}: record {index}: {_too_large()}")
     key_list = list(keys)
     columns = _unique(key_list)
     del items
