@@ -3,7 +3,8 @@
 Exit codes: 0 ok (also with quarantined rows), 1 an input failed, 2 usage,
 3 a ``--fail-on`` threshold breached, 4 store busy after retries, 130
 interrupted, 141 the reader of the output went away (``cfanalytics … | head``:
-the command ends quietly).
+the command ends quietly), 143 terminated (SIGTERM unwinds like Ctrl-C, so that
+temporary files are removed).
 
 Every error is one line on stderr, ``cfanalytics: <problem>``, redacted; an
 unexpected one too (exit 1; set ``CFANALYTICS_TRACEBACK=1`` to see its
@@ -20,6 +21,7 @@ import contextlib
 import errno
 import json
 import os
+import signal
 import sys
 from collections.abc import Sequence
 from datetime import date
@@ -30,7 +32,7 @@ from cfanalytics.exceptions import CfError, UsageError
 from cfanalytics.redaction import redact
 
 EXIT_OK, EXIT_INPUT, EXIT_USAGE, EXIT_THRESHOLD, EXIT_BUSY = 0, 1, 2, 3, 4
-EXIT_INTERRUPTED, EXIT_PIPE = 130, 141
+EXIT_INTERRUPTED, EXIT_PIPE, EXIT_TERMINATED = 130, 141, 143
 #: Set to any value to get the traceback of an unexpected error instead of its one line.
 TRACEBACK_ENV: Final = "CFANALYTICS_TRACEBACK"
 #: The dates a log can hold (the same window as the stored times; docs/contract.md §3).
@@ -306,12 +308,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     Every failure is one redacted line on stderr; nothing raises but ``SystemExit``
     from ``--help`` / ``--version`` (and any error when ``CFANALYTICS_TRACEBACK`` is set).
     """
+    previous = _on_sigterm()
     try:
         try:
             args = _parser().parse_args(argv)
             return int(_COMMANDS[args.command](args))
         finally:
             sys.stdout.flush()  # a reader that went away shows up here, not at exit
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
+    except _Terminated:
+        _error("terminated")
+        return EXIT_TERMINATED
     except BrokenPipeError:
         _quiet_stdout()
         return EXIT_PIPE
@@ -326,6 +334,22 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         _error(f"{_unexpected(exc)} (set {TRACEBACK_ENV}=1 to see the traceback)")
         return EXIT_INPUT
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM (``timeout``, a scheduler): unwinds like Ctrl-C, so that temporary files are removed."""
+
+
+def _terminate(signum: int, frame: Any) -> None:
+    raise _Terminated
+
+
+def _on_sigterm() -> Any:
+    """Turn SIGTERM into :class:`_Terminated`; return the handler it replaced (None off the main thread)."""
+    try:
+        return signal.signal(signal.SIGTERM, _terminate)
+    except ValueError:  # not the main thread
+        return None
 
 
 def _unexpected(exc: BaseException) -> str:

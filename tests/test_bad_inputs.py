@@ -874,3 +874,26 @@ def test_a_record_at_the_maximum_is_read(tmp_path: Path):
     peak, out = _peak_rss_mb(code)
     assert out.splitlines() == ["[]", "1"]
     assert peak < 900, f"peak RSS {peak:.0f} MB for a 16 MB record"
+
+
+def test_sigterm_while_waiting_on_a_pipe_cleans_up(tmp_path: Path):
+    import signal
+    import time
+
+    fifo = tmp_path / "export.csv"
+    os.mkfifo(fifo)
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    env = os.environ.copy()
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
+    env.update(TMPDIR=str(scratch), CFANALYTICS_PIPE_TIMEOUT="60")
+    cmd = [sys.executable, "-m", "cfanalytics", "validate", str(fifo)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+    deadline = time.monotonic() + 60
+    while not list(scratch.iterdir()) and time.monotonic() < deadline:  # waiting on the pipe, its copy open
+        time.sleep(0.05)
+    assert list(scratch.iterdir())
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert (proc.returncode, err) == (143, "cfanalytics: terminated\n")
+    assert list(scratch.iterdir()) == []
