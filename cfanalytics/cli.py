@@ -625,6 +625,7 @@ def _cmd_maintain(args: argparse.Namespace) -> int:
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     from cfanalytics.diagnose import diagnose
+    from cfanalytics.filters import LogFilter
     from cfanalytics.workspace import build_sample_store
 
     folder = Path(args.dir)
@@ -635,7 +636,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         what = f"the sample account (seed {args.seed}, {args.visits} visits)"
         _print(f"generating {what} in {exports} …", file=sys.stderr)
     store, _, result = build_sample_store(folder, seed=args.seed, visits=args.visits, progress=not args.json)
-    doc = diagnose(store)
+    span = _stored_span(store)  # the period shown is the real one, not "start → end"
+    doc = diagnose(store, LogFilter(start=span[0], end=span[1]) if span else None)
     report = None
     if not args.no_report:
         if not args.json:
