@@ -786,12 +786,32 @@ class _CsvReader:
                 problems = [found.pop(r) for r in used if r in found]
                 table = batch.append_column(RECORD, records)
                 table, repeated = self._drop_headers(table, done)
+                if (merged := self._merged_records(table)) is not None:
+                    raise self._swallowed(*merged)
                 yield from _split(table, sorted(problems + repeated, key=lambda p: p.record), self.batch_rows)
         if swallowed:
             raise self._swallowed(*swallowed)
         rest = [found.pop(r) for r in skipped if r in found]
         if rest:
             yield _empty(self.columns), rest
+
+    def _merged_records(self, batch: pa.RecordBatch) -> tuple[int, int] | None:
+        """``(record, lines)`` of a record whose quoted value holds whole records (a quote closed too late)."""
+        expected = len(self.columns)
+        if expected < 3 or not batch.num_rows:
+            return None
+        d = {"\t": "\\t", "|": "\\|"}.get(self.delimiter, self.delimiter)
+        # a line after a line break holding exactly a record's delimiters (RE2, vectorised)
+        whole_line = f"\\n(?:[^{d}\\n]*{d}){{{expected - 1}}}[^{d}\\n]*(?:\\n|$)"
+        for i in range(expected):
+            column = batch.column(i)
+            mask = pc.match_substring_regex(column, whole_line)
+            if not pc.any(mask).as_py():
+                continue
+            value = column.filter(mask)[0].as_py()
+            record = batch.column(RECORD).filter(mask)[0].as_py()
+            return record, _whole_records(value, self.delimiter, expected)
+        return None
 
     def _swallowed(self, record: int, lines: int) -> InputError:
         return InputError(

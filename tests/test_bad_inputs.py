@@ -284,6 +284,10 @@ CASES: tuple[Case, ...] = (
         "unbalanced_quote_middle.csv",
         error="record 4 spans 4 lines of which 3 look like records of their own (an unbalanced quote?)",
     ),
+    Case(
+        "unbalanced_quote_last_field.csv",
+        error="record 4 spans 4 lines of which 3 look like records of their own (an unbalanced quote?)",
+    ),
     Case("two_sheets.xlsx", error="the workbook has 2 sheets with data ('visits', 'more visits')"),
     # ----------------------------------------------------- empty but well-formed
     Case("header_only.csv", records=0),
