@@ -110,12 +110,14 @@ _MESSAGE_MACRO = (
 
 # a click-id parameter with an empty (or null-ish) value: ?gclid=&…, &cid=, %26fbclid%3D%26
 _CLICK_PARAMS = (
-    "external_?id|ext_?id|gclid|gbraid|wbraid|fbclid|ttclid|msclkid|yclid|twclid"
-    "|click_?id|click-id|clid|cid|visitor_?id"
+    "external_?id|ext_?id|gclid|gbraid|wbraid|fbclid|ttclid|msclkid|yclid|twclid|ob_click_id|postbackid"
+    "|click_?id|click-id|clid|cid|visitor_?id|transaction_id|aff_click_id"
 )
 _MISSING_PARAM = (
     f"(?i)(?:[?&;]|{_PCT}26|{_PCT}3F)(?:{_CLICK_PARAMS})(?:=|{_PCT}3D)(?:null|undefined|none|nil)?"
     f"(?:[&#;\\s]|{_PCT}26|{_PCT}23|$)"
+    # MGID names its click id just c
+    "|mgid\\.com/postback[?](?:[^#]*&)?c=(?:[&#]|$)"
 )
 
 # the platforms' answers, as indexes: meaning 0 = none, platform 0 = unknown
@@ -123,6 +125,9 @@ _MEANING_IDS: tuple[str, ...] = ("", *MEANINGS)
 _MEANING_INDEX: dict[str, int] = {m: i for i, m in enumerate(_MEANING_IDS)}
 _PLATFORM_INDEX: dict[str, int] = {p: i + 1 for i, p in enumerate(PLATFORMS)}
 _NO_RESPONSE_FLAG = 32  # bit of the body code: the body's meaning is of kind no_response
+_NETWORK_CLICK_ACTION = (
+    "The network did not take the click id: pass the network's own click id from the offer URL into the postback"
+)
 _MESSAGE_RULES: tuple[Rule, ...] = (
     # the URL we sent, quoted back: an unreplaced macro or an empty click-id parameter decide first
     Rule("unreplaced_macro", _MESSAGE_MACRO),
@@ -411,8 +416,6 @@ def with_error_meaning(postbacks: pl.LazyFrame) -> pl.LazyFrame:
     index = _meaning_index(
         failing=pl.col("_em_failing"), status_code=pl.col("status_code"), body=pl.col("_em_body"), url=pl.col("_em_url")
     )
-    frame = frame.with_columns(index.alias("_em_index"))
-    meaning = pl.col("_em_index")
     by_url = (pl.col("_em_url") // 4).cast(pl.UInt8)
     by_body = (pl.col("_em_body") % 32).cast(pl.UInt8)
     platform = (
@@ -424,17 +427,34 @@ def with_error_meaning(postbacks: pl.LazyFrame) -> pl.LazyFrame:
         .then(by_body)
         .otherwise(pl.lit(_PLATFORM_INDEX["s2s"], dtype=pl.UInt8))
     )
+    frame = frame.with_columns(index.alias("_em_index"), platform.alias("_em_platform"))
+    meaning = pl.col("_em_index")
     failing = meaning != 0
+    kind = _lookup(meaning, "kind", pl.String)
+    owner = _lookup(meaning, "fix_owner", pl.String)
+    action = _lookup(meaning, "action", pl.String)
+    # an affiliate network has no ad account, and the click id it expects is its own, passed through the tracker
+    network = pl.col("_em_platform") == _PLATFORM_INDEX["affiliate_network"]
+    network_click = network & (kind == "missing_click_id")
     added = [
-        _lookup(meaning, "kind", pl.String).alias("error_kind"),
+        kind.alias("error_kind"),
         _lookup(meaning, "detail", pl.String).alias("error_detail"),
         pl.when(failing)
-        .then(platform.replace_strict(list(_PLATFORM_INDEX.values()), list(_PLATFORM_INDEX), return_dtype=pl.String))
+        .then(
+            pl.col("_em_platform").replace_strict(
+                list(_PLATFORM_INDEX.values()), list(_PLATFORM_INDEX), return_dtype=pl.String
+            )
+        )
         .alias("platform"),
         pl.when(failing).then(pl.col("_em_code")).alias("platform_code"),
         _lookup(meaning, "retryable", pl.Boolean).alias("retryable"),
-        _lookup(meaning, "fix_owner", pl.String).alias("fix_owner"),
-        _lookup(meaning, "action", pl.String).alias("action"),
+        pl.when(network_click)
+        .then(pl.lit("tracker_setup"))
+        .when(network & (owner == "ad_account"))
+        .then(pl.lit("network"))
+        .otherwise(owner)
+        .alias("fix_owner"),
+        pl.when(network_click).then(pl.lit(_NETWORK_CLICK_ACTION)).otherwise(action).alias("action"),
     ]
     kept = [c for c in columns if c not in ERROR_MEANING_COLUMNS]
     return frame.select(*kept, *added)

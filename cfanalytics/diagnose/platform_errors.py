@@ -108,12 +108,19 @@ MEANINGS: Final[dict[str, Meaning]] = {
         "traffic_source",
         "The msclkid was rejected: pass {msclkid} unchanged from the Microsoft Ads campaign",
     ),
+    "unknown_click": _M(
+        "missing_click_id",
+        "click_not_found",
+        False,
+        "tracker_setup",
+        "The receiver knows no such click id: check that the postback sends the id the receiver gave the click",
+    ),
     "click_not_found": _M(
         "missing_click_id",
         "click_not_found",
         False,
-        "traffic_source",
-        "The receiver knows no such click: send only conversions of clicks that came from this source",
+        "nobody",
+        "The platform matched no click of its ads (often a click from elsewhere): act only if it is frequent",
     ),
     # ---- auth
     "token_expired": _M(
@@ -144,12 +151,33 @@ MEANINGS: Final[dict[str, Meaning]] = {
         "ad_account",
         "The ad account is disabled or suspended: resolve it with the platform",
     ),
+    "developer_token_invalid": _M(
+        "auth",
+        "token_invalid",
+        False,
+        "tracker_setup",
+        "The API developer token of the integration was refused: the tracker's integration needs a valid token",
+    ),
+    "developer_token_access": _M(
+        "auth",
+        "no_permission",
+        False,
+        "tracker_setup",
+        "The integration's developer token or API project lacks access level: it must be approved for production",
+    ),
+    "network_ip": _M(
+        "auth",
+        "no_permission",
+        False,
+        "network",
+        "The network refuses postbacks from this IP: ask the network to allow-list the tracker's IP",
+    ),
     "network_auth": _M(
         "auth",
         "token_invalid",
         False,
-        "network",
-        "The network refused the postback's secure code or IP: ask the network for the right code or allow-list",
+        "tracker_setup",
+        "The network refused the postback's secure code: put the code the network gives into the postback URL",
     ),
     # ---- rate limits
     "throttled": _M(
@@ -163,7 +191,7 @@ MEANINGS: Final[dict[str, Meaning]] = {
         "rate_limit",
         "daily_quota",
         True,
-        "ad_account",
+        "nobody",
         "The daily API quota is used up: resend tomorrow or ask the platform for a higher quota",
     ),
     # ---- duplicates
@@ -276,6 +304,27 @@ MEANINGS: Final[dict[str, Meaning]] = {
         "ad_account",
         "Refused for consent, data terms or policy: accept the terms or send only consented, non-PII data",
     ),
+    "conversion_action_setup": _M(
+        "bad_request",
+        "wrong_conversion_action",
+        False,
+        "ad_account",
+        "The conversion action or goal is not set up to take these uploads: fix its settings in the ad account",
+    ),
+    "data_policy": _M(
+        "bad_request",
+        "consent_or_policy",
+        False,
+        "tracker_setup",
+        "The data sent breaks the platform's data rules: hash personal data, drop PII, send the consent fields",
+    ),
+    "no_consent": _M(
+        "bad_request",
+        "consent_or_policy",
+        False,
+        "nobody",
+        "The user did not consent to tracking: this conversion cannot be sent, nothing to fix",
+    ),
     "endpoint_not_found": _M(
         "bad_request",
         "endpoint_not_found",
@@ -343,7 +392,8 @@ HOST_PATTERNS: Final[tuple[tuple[str, str], ...]] = (
     ("meta", r"(?i)^[a-z]+://(?:[a-z0-9-]+\.)*(?:facebook\.com|facebook\.net|fb\.com|instagram\.com)(?:[:/?#]|$)"),
     (
         "google_ads",
-        r"(?i)^[a-z]+://(?:[a-z0-9-]+\.)*(?:googleads\.googleapis\.com|googleadservices\.com|googleads\.g\.doubleclick\.net"
+        r"(?i)^[a-z]+://(?:[a-z0-9-]+\.)*(?:googleads\.googleapis\.com|googleadservices\.com"
+        r"|googleads\.g\.doubleclick\.net"
         r"|adwords\.google\.com|ads\.google\.com)(?:[:/?#]|$)",
     ),
     ("tiktok", r"(?i)^[a-z]+://(?:[a-z0-9-]+\.)*(?:tiktok\.com|tiktokapis\.com|tiktokv\.com)(?:[:/?#]|$)"),
@@ -359,7 +409,8 @@ HOST_PATTERNS: Final[tuple[tuple[str, str], ...]] = (
     (
         "affiliate_network",
         r"(?i)^[a-z]+://(?:[a-z0-9-]+\.)*(?:affise\.com|affiliate\.|everflow\.io|eflow\.team|hasoffers\.com"
-        r"|go2cloud\.org|tune\.com|cakemarketing\.com|offerslook\.com|scaleo\.io|trackier\.com|voluum\.com)(?:[:/?#]|$)",
+        r"|go2cloud\.org|tune\.com|cakemarketing\.com|offerslook\.com|scaleo\.io|trackier\.com|voluum\.com)(?:[:/?#]"
+        r"|$)",
     ),
 )
 
@@ -380,14 +431,15 @@ NAME_PATTERNS: Final[tuple[tuple[str, str], ...]] = (
 
 _META_MARK = r'OAuthException|FacebookApiException|GraphMethodException|CodedException|fbtrace_id|"error_subcode"'
 _GOOGLE_MARK = (
-    r"type\.googleapis\.com/google\.ads|googleads|(?:conversionUpload|conversionAdjustmentUpload|authentication"
+    r"type\.googleapis\.com/google\.ads|googleads|[A-Za-z]+Error\.[A-Z][A-Z_]{3,}|(?:conversionUpload"
+    r"|conversionAdjustmentUpload|authentication"
     r"|authorization|quota|request|internal|header|field|mutate)Error\b|[A-Z]+(?:_[A-Z]+)*_(?:GCLID|GBRAID|WBRAID)"
     r"|(?:EXPIRED|TOO_RECENT|UNPARSEABLE)_[A-Z_]+|OAUTH_TOKEN_[A-Z_]+|DEVELOPER_TOKEN_[A-Z_]+|CUSTOMER_NOT_[A-Z_]+"
 )
 _TIKTOK_MARK = r'"code"\s*:\s*"?[45]0[0-9]{3}(?:[^0-9]|$)|"code"\s*:\s*"?51[0-9]{3}(?:[^0-9]|$)'
 _MICROSOFT_MARK = (
     r"OfflineConversion[A-Z][A-Za-z]*|AdApiFaultDetail|ApiFaultDetail|<ErrorCode>|\"ErrorCode\"|OperationError"
-    r"|AuthenticationTokenExpired|CallRateExceeded|bingads|Microsoft Advertising"
+    r"|AuthenticationTokenExpired|CallRateExceeded|bingads|Microsoft Advertising|ArrayOfApiError|IPAddressNotAllowed"
 )
 _X_MARK = r'"errors"\s*:\s*\[\s*\{\s*"code"\s*:\s*(?:"[A-Z_]+"|[0-9]+)|twclid'
 _SNAP_MARK = r'"request_status"\s*:\s*"(?:ERROR|FAILED)"|"debug_message"|"display_message"|"status"\s*:\s*"INVALID"'
@@ -452,7 +504,8 @@ _PRECISE: Final[tuple[Rule, ...]] = (
         _META,
     ),
     Rule("no_permission", f"{_code('code', '3|10|2[0-9][0-9]')}|\\(#(?:3|10|2[0-9][0-9])\\)", _META),
-    Rule("consent_or_policy", f"{_code('code', '368|2804030')}|\\(#368\\)", _META),
+    Rule("data_policy", _code("code", "2804030"), _META),
+    Rule("consent_or_policy", f"{_code('code', '368')}|\\(#368\\)", _META),
     Rule("duplicate", _code("code", "506"), _META),
     Rule("server_error", f"{_code('code', '1|2')}|\\(#[12]\\)", _META),
     # --- Google Ads API enums (ConversionUploadError, ConversionAdjustmentUploadError, AuthenticationError,
@@ -465,7 +518,6 @@ _PRECISE: Final[tuple[Rule, ...]] = (
             "OAUTH_TOKEN_REVOKED",
             "OAUTH_TOKEN_DISABLED",
             "OAUTH_TOKEN_HEADER_INVALID",
-            "DEVELOPER_TOKEN_INVALID",
             "AUTHENTICATION_ERROR",
             "GOOGLE_ACCOUNT_AUTHENTICATION_FAILED",
             "GOOGLE_ACCOUNT_COOKIE_INVALID",
@@ -473,7 +525,6 @@ _PRECISE: Final[tuple[Rule, ...]] = (
             "GOOGLE_ACCOUNT_DELETED",
             "LOGIN_COOKIE_REQUIRED",
             "LOGIN_COOKIE_INVALID",
-            "NOT_ADS_USER",
             "USER_ID_INVALID",
             "INVALID_EMAIL_ADDRESS",
             "CLIENT_CUSTOMER_ID_INVALID",
@@ -483,7 +534,18 @@ _PRECISE: Final[tuple[Rule, ...]] = (
             "ORGANIZATION_NOT_RECOGNIZED",
             "ORGANIZATION_NOT_APPROVED",
             "ORGANIZATION_NOT_ASSOCIATED_WITH_DEVELOPER_TOKEN",
-            "UNAUTHENTICATED",
+        ),
+    ),
+    Rule("developer_token_invalid", _enum("DEVELOPER_TOKEN_INVALID")),
+    Rule(
+        "developer_token_access",
+        _enum(
+            "DEVELOPER_TOKEN_NOT_ON_ALLOWLIST",
+            "DEVELOPER_TOKEN_PROHIBITED",
+            "DEVELOPER_TOKEN_NOT_APPROVED",
+            "CLOUD_PROJECT_NOT_APPROVED_FOR_PRODUCTION",
+            "PROJECT_DISABLED",
+            "DEVELOPER_TOKEN_PARAMETER_MISSING",
         ),
     ),
     Rule("account_disabled", _enum("CUSTOMER_NOT_ENABLED", "ACTION_NOT_PERMITTED_FOR_SUSPENDED_ACCOUNT")),
@@ -491,15 +553,11 @@ _PRECISE: Final[tuple[Rule, ...]] = (
         "no_permission",
         _enum(
             "USER_PERMISSION_DENIED",
-            "DEVELOPER_TOKEN_NOT_ON_ALLOWLIST",
-            "DEVELOPER_TOKEN_PROHIBITED",
-            "DEVELOPER_TOKEN_NOT_APPROVED",
-            "PROJECT_DISABLED",
+            "NOT_ADS_USER",
             "AUTHORIZATION_ERROR",
             "ACTION_NOT_PERMITTED",
             "INCOMPLETE_SIGNUP",
             "MISSING_TOS",
-            "CLOUD_PROJECT_NOT_APPROVED_FOR_PRODUCTION",
             "CLOUD_PROJECT_NOT_UNDER_ORGANIZATION",
             "INVALID_LOGIN_CUSTOMER_ID_SERVING_CUSTOMER_ID_COMBINATION",
             "INVALID_LOGIN_CUSTOMER_ID",
@@ -510,7 +568,6 @@ _PRECISE: Final[tuple[Rule, ...]] = (
             "UNAUTHORIZED_CUSTOMER",
             "UNAUTHORIZED_USER",
             "ACCESS_PROHIBITED",
-            "PERMISSION_DENIED",
         ),
     ),
     Rule(
@@ -520,15 +577,11 @@ _PRECISE: Final[tuple[Rule, ...]] = (
     ),
     Rule(
         "throttled",
-        _enum(
-            "RESOURCE_TEMPORARILY_EXHAUSTED", "EXCESSIVE_SHORT_TERM_QUERY_RESOURCE_CONSUMPTION", "RESOURCE_EXHAUSTED"
-        ),
+        _enum("RESOURCE_TEMPORARILY_EXHAUSTED", "EXCESSIVE_SHORT_TERM_QUERY_RESOURCE_CONSUMPTION"),
     ),
     Rule("google_invalid_click_id", _enum("UNPARSEABLE_GCLID", "UNPARSEABLE_GBRAID", "UNPARSEABLE_WBRAID")),
-    Rule(
-        "click_not_found",
-        _enum("EVENT_NOT_FOUND", "CLICK_NOT_FOUND", "CALL_NOT_FOUND", "INVALID_CLICK", "CONVERSION_NOT_FOUND"),
-    ),
+    Rule("click_not_found", _enum("EVENT_NOT_FOUND", "CLICK_NOT_FOUND", "CALL_NOT_FOUND", "INVALID_CLICK")),
+    Rule("unknown_click", _enum("CONVERSION_NOT_FOUND")),
     Rule("too_old", _enum("EXPIRED_EVENT", "EXPIRED_CALL", "EXPIRED_CLICK", "CONVERSION_EXPIRED")),
     Rule(
         "too_recent",
@@ -569,23 +622,21 @@ _PRECISE: Final[tuple[Rule, ...]] = (
         ),
     ),
     Rule("wrong_account", _enum("INVALID_CUSTOMER_FOR_CLICK", "INVALID_CUSTOMER_FOR_CALL", "INVALID_CUSTOMER_ID")),
+    Rule("no_consent", _enum("CONVERSION_NOT_COMPLIANT_WITH_ATT_POLICY")),
+    Rule("data_policy", _enum("CUSTOM_VARIABLE_VALUE_CONTAINS_PII", "ORDER_ID_CONTAINS_PII")),
     Rule(
         "consent_or_policy",
         _enum(
-            "CONVERSION_NOT_COMPLIANT_WITH_ATT_POLICY",
             "CUSTOMER_DATA_POLICY_PROHIBITS_ENHANCED_CONVERSIONS",
             "CUSTOMER_DATA_POLICY_PROHIBITS_ENHANCEMENT",
             "CUSTOMER_NOT_ACCEPTED_CUSTOMER_DATA_TERMS",
-            "CUSTOM_VARIABLE_VALUE_CONTAINS_PII",
-            "ORDER_ID_CONTAINS_PII",
         ),
     ),
+    Rule("wrong_conversion_action", _enum("NO_CONVERSION_ACTION_FOUND", "INVALID_CONVERSION_TYPE")),
     Rule(
-        "wrong_conversion_action",
+        "conversion_action_setup",
         _enum(
-            "NO_CONVERSION_ACTION_FOUND",
             "INVALID_CONVERSION_ACTION_TYPE",
-            "INVALID_CONVERSION_TYPE",
             "CONVERSION_TRACKING_NOT_ENABLED_AT_IMPRESSION_TIME",
             "CONVERSION_TRACKING_NOT_ENABLED_AT_CALL_TIME",
             "CLICK_MISSING_CONVERSION_LABEL",
@@ -600,7 +651,12 @@ _PRECISE: Final[tuple[Rule, ...]] = (
             "CANNOT_RESTATE_CONVERSION_ACTION_THAT_ALWAYS_USES_DEFAULT_CONVERSION_VALUE",
         ),
     ),
-    Rule("server_error", _enum("INTERNAL_ERROR", "TRANSIENT_ERROR", "DEADLINE_EXCEEDED", "UNAVAILABLE", "INTERNAL")),
+    Rule("server_error", _enum("INTERNAL_ERROR", "TRANSIENT_ERROR", "DEADLINE_EXCEEDED")),
+    # the gRPC status of a Google answer, when no finer error code was given
+    Rule("token_invalid", _enum("UNAUTHENTICATED")),
+    Rule("no_permission", _enum("PERMISSION_DENIED")),
+    Rule("throttled", _enum("RESOURCE_EXHAUSTED")),
+    Rule("server_error", _enum("UNAVAILABLE", "INTERNAL")),
     # --- Microsoft Advertising operation error codes (SOAP faults and JSON)
     Rule("token_expired", _enum("AuthenticationTokenExpired", "OAuthTokenExpired")),
     Rule(
@@ -614,13 +670,22 @@ _PRECISE: Final[tuple[Rule, ...]] = (
         _enum("UserIsNotAuthorized", "CustomerIdHasToBeSpecified", "AccountIdHasToBeSpecified", "UserNotAuthorized"),
     ),
     Rule("throttled", _enum("CallRateExceeded", "ConcurrentRequestOverLimit", "CallLimitExceeded")),
+    Rule("no_permission", _enum("IPAddressNotAllowed")),
     Rule("microsoft_invalid_click_id", r"OfflineConversion[A-Za-z]*ClickId(?:Invalid|Format)[A-Za-z]*"),
     Rule("missing_click_id", r"OfflineConversion[A-Za-z]*ClickId(?:Null|Empty|Required|Missing)[A-Za-z]*"),
     Rule("duplicate", r"OfflineConversion[A-Za-z]*(?:Duplicate|AlreadyExists|AlreadyApplied)[A-Za-z]*"),
-    Rule("in_future", r"OfflineConversion[A-Za-z]*Future[A-Za-z]*"),
-    Rule("before_click", r"OfflineConversion[A-Za-z]*(?:LessThanClickTime|BeforeClick|EarlierThanClick)[A-Za-z]*"),
-    Rule("too_old", r"OfflineConversion[A-Za-z]*(?:TooOld|Expired|TooFarInThePast|OlderThan|OutOfRange)[A-Za-z]*"),
-    Rule("wrong_conversion_action", r"OfflineConversion[A-Za-z]*(?:Name|Goal)[A-Za-z]*"),
+    Rule("in_future", r"(?:OfflineConversion|Future)[A-Za-z]*(?:Future[A-Za-z]*|TimeCannotBeSet)"),
+    Rule("before_click", r"[A-Za-z]*TimeEarlierThan(?:Click|Conversion)Time|OfflineConversion[A-Za-z]*BeforeClick"),
+    Rule(
+        "too_old",
+        r"OfflineConversion[A-Za-z]*(?:OutOfWindow|TooOld|Expired)|ClickIdDateTimeOutsideGoalConversionWindow",
+    ),
+    Rule("too_recent", r"OfflineConversion[A-Za-z]*TooRecent"),
+    Rule("data_policy", _enum("ConversionEmailAddressIsNotHashed", "ConversionPhoneNumberIsNotHashed")),
+    Rule(
+        "conversion_action_setup", _enum("NotEligibleForEnhancedConversions", "GoalNotEligibleForExternalAttribution")
+    ),
+    Rule("wrong_conversion_action", r"OfflineConversion[A-Za-z]*Name(?:Invalid|NullOrEmpty)"),
     Rule("server_error", _enum("InternalError") + r"|<Code>0</Code>"),
     # --- TikTok Business API return codes
     Rule("throttled", _code("code", "40100|40133|51021|rate_limit_exceeded")),
@@ -636,7 +701,11 @@ _PRECISE: Final[tuple[Rule, ...]] = (
     Rule("server_error", _code("code", "130|131|SERVICE_UNAVAILABLE|INTERNAL_ERROR"), _X_MARK),
 )
 
-_IDS = r"(?-u:\b)(?:gclid|gbraid|wbraid|fbclid|fbc|ttclid|msclkid|twclid|scclid|click[ _-]?id|clickid|external[ _-]?id|sub[ _]?id|cid)"
+_IDS = (
+    r"(?-u:\b)(?:gclid|gbraid|wbraid|fbclid|fbc|ttclid|msclkid|twclid|scclid|click[ _-]?id|clickid|external[ _-]?id"
+    r"|sub[ _]?id|cid|transaction[ _]?id|trans\. ?id)"
+)
+_FIELD = r"(?:[ _-]?(?:param(?:eter)?|value|field))?"
 _TOKEN = r"(?:(?:oauth|2\.0|access|auth|authentication|bearer|api|developer|refresh|session|capi)[ _-]?){0,3}token"
 
 _WORDING: Final[tuple[Rule, ...]] = (
@@ -644,7 +713,8 @@ _WORDING: Final[tuple[Rule, ...]] = (
     Rule(
         "missing_click_id",
         rf"(?i)(?-u:\b)(?:missing|no|empty|blank|without)(?: the| a)? {_IDS}|missing[ _]mandatory[ _]param[a-z]* click"
-        rf"|{_IDS}[^A-Za-z0-9]{{0,3}}(?:is |was |are )?(?:missing|required|empty|blank|null|not (?:provided|set|present"
+        rf"|{_IDS}{_FIELD}[^A-Za-z0-9]{{0,3}}(?:is |was |are )?(?:missing|required|empty|blank|null|not (?:provided"
+        rf"|set|present"
         rf"|passed|specified))|{_IDS}[^A-Za-z0-9]{{0,3}}(?:cannot|can't|can not|must not|should not|may not) be"
         r" (?:empty|blank|null)|missing_gclid|missing_click_?id|at least one user identifier",
     ),
@@ -652,29 +722,41 @@ _WORDING: Final[tuple[Rule, ...]] = (
     Rule(
         "invalid_click_id",
         rf"(?i)too short\.|unparseable_gclid|could not be decoded|(?:broken|invalid|malformed|bad|wrong|incorrect)"
-        rf"[ _]{_IDS}|{_IDS}[^A-Za-z0-9]{{0,3}}(?:is |was |has )?(?:invalid|malformed|incorrect|not valid|been modified"
-        r"|modified|incorrectly formatted)|(?:gbraid|wbraid) parameter was not modified",
+        rf"[ _]{_IDS}|{_IDS}{_FIELD}[^A-Za-z0-9]{{0,3}}(?:is |was |has )?(?:invalid|malformed|incorrect|not valid"
+        rf"|been modified"
+        r"|modified|incorrectly formatted|not parsable|unparsable|could not be parsed|too (?:long|short))|(?:gbraid"
+        r"|wbraid) parameter was not modified",
     ),
     Rule(
         "click_not_found",
         rf"(?i){_IDS}[^A-Za-z0-9]{{0,3}}(?:was |is )?not found|click (?:was |is )?not found|unknown (?:click|{_IDS})"
-        r"|no (?:such )?click|could not be attributed to a click|can't be matched to a click|does not exist in the system"
+        r"|no (?:such )?click|could not be attributed to a click|can't be matched to a click"
+        r"|does not exist in the system"
         r"|transaction[ _]?id (?:was |is )?not found|could not find (?:the )?click",
     ),
     # --- auth
     Rule(
-        "token_expired",
-        rf"(?i)(?:session|{_TOKEN}|credentials?|password|api[ _-]?key|login) (?:has |is |has been )?expired"
-        rf"|expired (?:{_TOKEN}|session|credentials?)|token_expired",
+        "developer_token_access",
+        r"(?i)developer token is (?:only approved|not (?:approved|allowed|on the allow))|apply for (?:basic|standard)"
+        r" access|project (?:is only approved|does not have permission)",
     ),
+    Rule("developer_token_invalid", r"(?i)developer token is (?:not valid|invalid)|invalid developer token"),
     Rule(
-        "network_auth",
-        r"(?i)secure (?:postback )?code|ip[ -]?address is denied|ip (?:address )?(?:is )?not (?:whitelisted|allowed)"
-        r"|access denied for ip",
+        "token_expired",
+        r"(?i)(?:session|token|credentials?|password|api[ _-]?key|login)[^.\n]{0,30}(?:has|is|was"
+        r"|had) (?:been )?expired"
+        rf"|expired (?:{_TOKEN}|session|credentials?)|token_expired|token (?:has )?expired",
+    ),
+    Rule("network_auth", r"(?i)secure (?:postback )?code"),
+    Rule(
+        "network_ip",
+        r"(?i)ip[ -]?address is denied|ip (?:address )?(?:is )?not (?:whitelisted|allowed)|access denied for ip"
+        r"|whitelist",
     ),
     Rule(
         "token_invalid",
-        rf"(?i)error validating access token|session key invalid|(?:invalid|revoked|malformed|missing|bad|wrong|incorrect)"
+        rf"(?i)error validating access token|session key invalid|(?:invalid|revoked|malformed|missing|bad|wrong"
+        rf"|incorrect)"
         rf" {_TOKEN}|{_TOKEN}[^A-Za-z0-9]{{0,3}}(?:is |has |has been |was )?(?:invalid|revoked|incorrect|not valid"
         r"|malformed|missing|required)|(?:password|credentials?|api[ _-]?key) (?:is |has been )?(?:revoked|invalid)"
         r"|access_token_invalid|unauthenticated|unauthori[sz]ed|invalid_grant|invalid_client|oauth_token_[a-z_]+"
@@ -684,12 +766,14 @@ _WORDING: Final[tuple[Rule, ...]] = (
     Rule(
         "no_permission",
         r"(?i)permission(?:s)? (?:denied|error)|permission_denied|insufficient (?:permission|scope|privilege)"
-        r"|(?:does not|doesn't|do not|don't) have (?:the )?(?:permission|access)|not (?:authori[sz]ed|allowed|permitted)"
+        r"|(?:does not|doesn't|do not|don't) have (?:the )?(?:permission|access)|not (?:authori[sz]ed|allowed"
+        r"|permitted)"
         r" to|forbidden|access (?:is )?denied|requires? (?:the )?(?:[a-z_]+ )?permission|you don't have access",
     ),
     Rule(
         "account_disabled",
-        r"(?i)account (?:is |has been )?(?:disabled|suspended|deactivated|locked|banned|restricted)|suspended account",
+        r"(?i)account (?:is |has been )?(?:temporarily )?(?:disabled|suspended|deactivated|locked|banned|restricted)"
+        r"|suspended account|not yet enabled or has been deactivated|has been deactivated",
     ),
     # --- rate limits
     Rule(
@@ -700,7 +784,8 @@ _WORDING: Final[tuple[Rule, ...]] = (
     Rule(
         "throttled",
         r"(?i)rate[ _-]?limit|too many (?:requests|calls)|request limit reached|resource_exhausted"
-        r"|resource has been exhausted|(?:request|call|api|usage|hourly|qps) limit|throttl|requests? (?:made )?too frequent"
+        r"|resource has been exhausted|(?:request|call|api|usage|hourly|qps) limit|throttl"
+        r"|requests? (?:made )?too frequent"
         r"|slow down|over capacity|too many connections",
     ),
     # --- duplicates
@@ -718,7 +803,8 @@ _WORDING: Final[tuple[Rule, ...]] = (
     ),
     Rule(
         "too_recent",
-        r"(?i)too[ _](?:recent|early)|less than [0-9]+ hours ago|occurred too recently|(?:created|happened) too recently"
+        r"(?i)too[ _](?:recent|early)|less than [0-9]+ hours ago|occurred too recently|(?:created"
+        r"|happened) too recently"
         r"|just created|after [0-9]+ hours have passed|try (?:importing|uploading)? ?again (?:in|after) [0-9]+ hours",
     ),
     Rule(
@@ -734,11 +820,17 @@ _WORDING: Final[tuple[Rule, ...]] = (
         r"|expired (?:click|event|conversion|call)",
     ),
     # --- consent and policy, conversion action
+    Rule("payload_invalid", r"(?i)insufficient (?:pii|user data|identifiers|customer information)"),
+    Rule("no_consent", r"(?i)(?:didn't|did not|has not|hasn't) consent|(?:att|app tracking transparency) polic"),
+    Rule(
+        "data_policy",
+        r"(?i)limited data use|data_processing_options|personally[ -]identifiable|(?-u:\b)pii(?-u:\b)|unhashed"
+        r"|not (?:been )?hashed|must be hashed",
+    ),
     Rule(
         "consent_or_policy",
-        r"(?i)limited data use|data_processing_options|consent|gdpr|customer data (?:processing )?terms|data policies"
-        r"|personally[ -]identifiable|(?-u:\b)pii(?-u:\b)|unhashed|not compliant|violat[a-z]* [a-z ]{0,20}polic"
-        r"|polic(?:y|ies) violation",
+        r"(?i)consent|gdpr|customer data (?:processing )?terms|data policies|not compliant"
+        r"|violat[a-z]* [a-z ]{0,20}polic|polic(?:y|ies) violation",
     ),
     Rule(
         "wrong_conversion_action",
@@ -746,21 +838,16 @@ _WORDING: Final[tuple[Rule, ...]] = (
         r"|(?:goal|payouts?|payments?|event[ _]?(?:type|name|source)|pixel|dataset|conversion (?:action|goal|name))"
         r" (?:was |is )?(?:not found|does not exist|invalid|unknown)|invalid (?:conversion (?:action|goal|name)|event"
         r"[ _]?(?:name|type)|pixel)|not a single event tag|event id was not found|does not have an import conversion"
-        r"|campaign not found|unsupported post request|does not exist, cannot be loaded",
+        r"|campaign not found|unsupported post request|does not exist, cannot be loaded"
+        r"|(?:object|pixel|event source|dataset|goal|conversion)[^.]{0,40}(?:doesn't|does not|don't|do not) exist",
     ),
     # --- receiver state
     Rule(
         "receiver_state",
         r"(?i)offer (?:is |was )?(?:disabled|paused|inactive|not active|expired|stopped|archived)|campaign (?:is )?"
-        r"(?:not active|paused|inactive|disabled)|(?:daily |monthly |total )?cap (?:is )?(?:reached|exceeded)|capped"
+        r"(?:not active|paused|inactive|disabled)|(?:daily |monthly |total )?caps? (?:is |are )?(?:reached|exceeded)"
+        r"|capped|over caps?"
         r"|budget (?:is )?(?:exhausted|reached)|conversion status is not pending|affiliate (?:is )?(?:blocked|banned)",
-    ),
-    # --- server side
-    Rule(
-        "server_error",
-        r"(?i)internal (?:server )?error|service (?:is )?(?:temporarily )?unavailable|bad gateway|system error"
-        r"|unexpected error|please retry (?:your request )?later|try again later|temporar(?:y|ily) (?:error|issue|failure)"
-        r"|\"is_transient\"\s*:\s*true|backend error|server error",
     ),
     # --- no response (applies only when there was no HTTP status)
     Rule(
@@ -782,6 +869,14 @@ _WORDING: Final[tuple[Rule, ...]] = (
         r"|failed to connect|could ?n[o']t connect|socket hang up|broken pipe|empty reply|network is unreachable"
         r"|no route to host|unexpected eof|(?-u:\b)eof(?-u:\b)|recv failure|send failure|remote end closed",
     ),
+    # --- server side
+    Rule(
+        "server_error",
+        r"(?i)internal (?:server )?error|service (?:is )?(?:temporarily )?unavailable|bad gateway|system error"
+        r"|unexpected error|please retry (?:your request )?later|try again later|temporar(?:y|ily) (?:error|issue"
+        r"|failure)"
+        r"|\"is_transient\"\s*:\s*true|backend error|server error",
+    ),
 )
 
 _GENERIC: Final[tuple[Rule, ...]] = (
@@ -796,7 +891,10 @@ _GENERIC: Final[tuple[Rule, ...]] = (
         "payload_invalid",
         r"(?i)invalid (?:parameter|value|request|json|payload|field|format|argument)|is (?:required|invalid|not valid)"
         r"|missing (?:required |mandatory )?(?:parameter|field|value|argument)|malformed|unprocessable|validation"
-        r"|must be (?:a|an|one of|provided|present)|not a valid|bad request|required (?:parameter|field)",
+        r"|must be (?:a|an|one of|provided|present)|not a valid|bad request|required (?:parameter|field)"
+        r"|can't use both|cannot (?:set|use) both|use only (?:1|one)|fewer than [0-9]+|exceeds? the (?:allowed|maximum)"
+        r"|not parsable|unparsable|deprecated version|no longer supported|has been sunset"
+        r"|(?-u:\b)(?:missing|invalid)(?-u:\b)",
     ),
 )
 
@@ -808,12 +906,16 @@ CODE_PATTERNS: Final[tuple[tuple[str | None, str], ...]] = (
     (_META_MARK, r'"code"\s*:\s*([0-9]+)'),
     (None, r"\(#([0-9]+)\)"),
     (None, r'"[a-z][A-Za-z]*Error"\s*:\s*"([A-Z][A-Z0-9_]+)"'),
+    (None, r"[A-Za-z]+Error\.([A-Z][A-Z0-9_]+)"),
     (None, r"(OfflineConversion[A-Za-z]+)"),
     (None, r'(?:<ErrorCode>|"ErrorCode"\s*:\s*")([A-Za-z]+)'),
+    (None, r"<Code>([A-Za-z][A-Za-z0-9]+)</Code>"),
     (None, r'"(?:error_)?code"\s*:\s*"?([0-9]{3,6})(?:[^0-9]|$)'),
     (None, r'"(?:error_)?code"\s*:\s*"([A-Za-z][A-Za-z0-9_]+)"'),
     (None, r"(?-u:\b)([A-Z][A-Z0-9]+(?:_[A-Z0-9]+)+)(?-u:\b)"),
     (None, r"(?i)curl error ([0-9]+)"),
+    (None, r"(?i)error code:? ([0-9]{3,4})(?-u:\b)"),
+    (None, r'"status"\s*:\s*"([A-Z][A-Z_]+)"'),
     (None, r"(?-u:\b)(E[A-Z]{4,})(?-u:\b)"),
     (None, r'"(?:error_)?code"\s*:\s*"?([0-9]{1,2})(?:[^0-9]|$)'),
 )
