@@ -1,9 +1,14 @@
-"""Status classes, error kinds and error signatures of postbacks (docs/contract.md §6), as Polars expressions.
+"""Status classes, error kinds, error meanings and error signatures of postbacks (docs/contract.md §6).
 
-Every function takes and returns :class:`polars.Expr`, so it runs inside the
-query engine on any number of rows (regular expressions only, no Python per row).
-Messages are matched case-insensitively; patterns are Rust ``regex`` syntax
-(no look-around, no backreferences).
+What a failing postback means is read from the URL sent (an unreplaced macro, an empty click-id
+parameter), then from the platform's answer (its documented codes, then its wording; the tables live in
+:mod:`cfanalytics.diagnose.platform_errors`), and from the HTTP status only when the answer says nothing
+more. :func:`with_error_meaning` adds the kind, a finer detail, the platform and its own code, whether a
+re-send can succeed, who fixes it and what to do; :func:`error_kind` is the kind alone, as an expression.
+
+All of it runs inside the query engine (regular expressions, joins; no Python per row): the rules
+run once per distinct message, URL, host and integration name among the failing rows and are joined
+back. Patterns are Rust ``regex`` syntax (no look-around, no backreferences).
 
 >>> import polars as pl
 >>> df = pl.DataFrame(
@@ -53,6 +58,7 @@ from cfanalytics.diagnose.platform_errors import (
     NAME_PATTERNS,
     PLATFORMS,
     STATUS_MEANINGS,
+    URL_HOST,
     Rule,
 )
 from cfanalytics.redaction import redact_expr
@@ -164,18 +170,20 @@ def _first(choices: list[tuple[pl.Expr, int]], otherwise: int, dtype: pl.DataTyp
     return chain.otherwise(pl.lit(otherwise, dtype=dtype))
 
 
-# bits of the URL code computed by _url_code; bits 2–5 hold the platform of the URL's host
+# bits of the URL code computed by _url_code
 _BIT_MACRO, _BIT_MISSING = 1, 2
 
 
 def _url_code(url: pl.Expr) -> pl.Expr:
-    """One UInt8 per postback URL: ``_BIT_MACRO``, ``_BIT_MISSING`` and the host's platform index × 4."""
-    host = _first([(_matches(url, p), _PLATFORM_INDEX[name]) for name, p in HOST_PATTERNS], 0, pl.UInt8)
+    """One UInt8 per postback URL: ``_BIT_MACRO`` (unreplaced macro), ``_BIT_MISSING`` (empty click-id parameter)."""
     return (
-        _matches(url, _MACRO).cast(pl.UInt8) * _BIT_MACRO
-        + _matches(url, _MISSING_PARAM).cast(pl.UInt8) * _BIT_MISSING
-        + host * 4
+        _matches(url, _MACRO).cast(pl.UInt8) * _BIT_MACRO + _matches(url, _MISSING_PARAM).cast(pl.UInt8) * _BIT_MISSING
     ).cast(pl.UInt8)
+
+
+def _host_platform(host: pl.Expr) -> pl.Expr:
+    """The platform index of a URL host (:data:`HOST_PATTERNS`); 0 = none."""
+    return _first([(_matches(host, p), _PLATFORM_INDEX[name]) for name, p in HOST_PATTERNS], 0, pl.UInt8)
 
 
 def _name_platform(name: pl.Expr) -> pl.Expr:
@@ -279,29 +287,37 @@ def _failing(is_error: pl.Expr) -> pl.Expr:
     return is_error.cast(pl.Boolean, strict=False).fill_null(value=False)
 
 
-def _with_codes(postbacks: pl.LazyFrame, *, with_code: bool) -> pl.LazyFrame:
-    """``postbacks`` with ``_em_failing``, ``_em_body``, ``_em_url``, ``_em_named`` (and ``_em_code``)."""
-    names = postbacks.collect_schema().names()
-    name_col = next((c for c in ("integration_name", "integration_id") if c in names), None)
+def _with_codes(postbacks: pl.LazyFrame, *, full: bool) -> pl.LazyFrame:
+    """``postbacks`` with ``_em_failing``, ``_em_body`` and ``_em_url`` (see :func:`_body_code`, :func:`_url_code`);
+    ``full`` adds ``_em_code`` (the platform's code), ``_em_host`` and ``_em_named`` (platform of the URL host
+    and of the integration name). Each is computed on distinct values and joined back."""
     frame = postbacks.with_columns(_failing(pl.col("is_error")).alias("_em_failing"))
     message_build: dict[str, Callable[[pl.Expr], pl.Expr]] = {"_em_body": _body_code}
-    if with_code:
+    if full:
         message_build["_em_code"] = _platform_code
-    messages = _distinct(frame, "error_message", "_em_msg", message_build, probe=True)
-    urls = _distinct(frame, "postback_url", "_em_url_key", {"_em_url": _url_code})
-    frame = frame.with_columns(pl.col("error_message").cast(pl.String).alias("_em_msg"))
-    frame = frame.join(messages, on="_em_msg", how="left", maintain_order="left")
-    frame = frame.with_columns(pl.col("postback_url").cast(pl.String).alias("_em_url_key"))
-    frame = frame.join(urls, on="_em_url_key", how="left", maintain_order="left")
-    if name_col is not None:
-        named = _distinct(frame, name_col, "_em_name_key", {"_em_named": _name_platform})
-        frame = frame.with_columns(pl.col(name_col).cast(pl.String).alias("_em_name_key"))
-        frame = frame.join(named, on="_em_name_key", how="left", maintain_order="left")
-    else:
-        frame = frame.with_columns(pl.lit(0, dtype=pl.UInt8).alias("_em_named"))
-    return frame.with_columns(
-        pl.col("_em_body").fill_null(0), pl.col("_em_url").fill_null(0), pl.col("_em_named").fill_null(0)
-    )
+    keys = [
+        ("error_message", "_em_msg", message_build, True),
+        ("postback_url", "_em_url_key", {"_em_url": _url_code}, False),
+    ]
+    filled = ["_em_body", "_em_url"]
+    if full:
+        # the platform of a URL depends on its host only: a few distinct hosts among many distinct URLs
+        frame = frame.with_columns(
+            pl.col("postback_url").cast(pl.String).str.extract(URL_HOST, 1).str.to_lowercase().alias("_em_host_in")
+        )
+        keys.append(("_em_host_in", "_em_host_key", {"_em_host": _host_platform}, False))
+        filled += ["_em_host", "_em_named"]
+        names = postbacks.collect_schema().names()
+        name_col = next((c for c in ("integration_name", "integration_id") if c in names), None)
+        if name_col is not None:
+            keys.append((name_col, "_em_name_key", {"_em_named": _name_platform}, False))
+        else:
+            frame = frame.with_columns(pl.lit(0, dtype=pl.UInt8).alias("_em_named"))
+    for column, key, build, probe in keys:
+        table = _distinct(frame, column, key, build, probe=probe)
+        frame = frame.with_columns(pl.col(column).cast(pl.String).alias(key))
+        frame = frame.join(table, on=key, how="left", maintain_order="left")
+    return frame.with_columns(pl.col(c).fill_null(0) for c in filled)
 
 
 def status_class(status_code: pl.Expr) -> pl.Expr:
@@ -326,7 +342,8 @@ def error_kind(*, is_error: pl.Expr, status_code: pl.Expr, error_message: pl.Exp
     platform's answer says (its documented codes, then its wording), and the HTTP status only when the
     body says nothing more: a Meta code 4 sent with a 403 is ``rate_limit``, a network's "Conversion
     exists" in an HTTP 200 is ``duplicate``. A null ``is_error`` counts as not an error; a null status
-    code means no response. :func:`with_error_meaning` adds the finer columns.
+    code means no response. :func:`with_error_meaning` adds the finer columns; this expression runs the
+    same query once per batch of rows (``map_batches``: Polars operations on the whole batch, no Python per row).
 
     >>> pl.select(
     ...     error_kind(
@@ -349,7 +366,7 @@ def error_kind(*, is_error: pl.Expr, status_code: pl.Expr, error_message: pl.Exp
 
 def _kinds_of(inputs: pl.Series) -> pl.Series:
     """:func:`error_kind` of a batch of rows (a struct series), by the same lazy query as :func:`with_error_meaning`."""
-    frame = _with_codes(inputs.struct.unnest().lazy(), with_code=False)
+    frame = _with_codes(inputs.struct.unnest().lazy(), full=False)
     index = _meaning_index(
         failing=pl.col("_em_failing"), status_code=pl.col("status_code"), body=pl.col("_em_body"), url=pl.col("_em_url")
     )
@@ -412,11 +429,11 @@ def with_error_meaning(postbacks: pl.LazyFrame) -> pl.LazyFrame:
     'The gclid was truncated or altered: fix the click-id macro on the Google Ads campaign'
     """
     columns = postbacks.collect_schema().names()
-    frame = _with_codes(postbacks, with_code=True)
+    frame = _with_codes(postbacks, full=True)
     index = _meaning_index(
         failing=pl.col("_em_failing"), status_code=pl.col("status_code"), body=pl.col("_em_body"), url=pl.col("_em_url")
     )
-    by_url = (pl.col("_em_url") // 4).cast(pl.UInt8)
+    by_url = pl.col("_em_host")
     by_body = (pl.col("_em_body") % 32).cast(pl.UInt8)
     platform = (
         pl.when(by_url != 0)

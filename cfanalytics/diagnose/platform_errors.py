@@ -32,6 +32,7 @@ __all__ = [
     "NAME_PATTERNS",
     "PLATFORMS",
     "STATUS_MEANINGS",
+    "URL_HOST",
     "Meaning",
     "Rule",
 ]
@@ -387,30 +388,51 @@ KIND_DEFAULTS: Final[dict[str, str]] = {
 
 # --------------------------------------------------------------------------- recognising the platform
 
-#: URL host (and path) → platform, first match wins.
+#: The host of a URL (lower case, without port), for :data:`HOST_PATTERNS`.
+URL_HOST: Final = r"^[A-Za-z][A-Za-z0-9+.-]*://(?:[^/?#@]*@)?([^/?#:]+)"
+
+
+def _domains(*names: str) -> str:
+    """A host that is one of ``names`` or a subdomain of one."""
+    return r"(?:^|\.)(?:" + "|".join(n.replace(".", r"\.") for n in names) + ")$"
+
+
+#: URL host → platform, first match wins.
 HOST_PATTERNS: Final[tuple[tuple[str, str], ...]] = (
-    ("meta", r"(?i)^[a-z]+://(?:[a-z0-9-]+\.)*(?:facebook\.com|facebook\.net|fb\.com|instagram\.com)(?:[:/?#]|$)"),
+    ("meta", _domains("facebook.com", "facebook.net", "fb.com", "instagram.com")),
     (
         "google_ads",
-        r"(?i)^[a-z]+://(?:[a-z0-9-]+\.)*(?:googleads\.googleapis\.com|googleadservices\.com"
-        r"|googleads\.g\.doubleclick\.net"
-        r"|adwords\.google\.com|ads\.google\.com)(?:[:/?#]|$)",
+        _domains(
+            "googleads.googleapis.com",
+            "googleadservices.com",
+            "googleads.g.doubleclick.net",
+            "adwords.google.com",
+            "ads.google.com",
+        ),
     ),
-    ("tiktok", r"(?i)^[a-z]+://(?:[a-z0-9-]+\.)*(?:tiktok\.com|tiktokapis\.com|tiktokv\.com)(?:[:/?#]|$)"),
-    (
-        "microsoft_ads",
-        r"(?i)^[a-z]+://(?:[a-z0-9-]+\.)*(?:bingads\.microsoft\.com|bing\.com|ads\.microsoft\.com)(?:[:/?#]|$)",
-    ),
-    ("x", r"(?i)^[a-z]+://(?:[a-z0-9-]+\.)*(?:twitter\.com|x\.com|t\.co)(?:[:/?#]|$)"),
-    ("snapchat", r"(?i)^[a-z]+://(?:[a-z0-9-]+\.)*(?:snapchat\.com|snap\.com|sc-static\.net)(?:[:/?#]|$)"),
-    ("taboola", r"(?i)^[a-z]+://(?:[a-z0-9-]+\.)*taboola\.com(?:[:/?#]|$)"),
-    ("outbrain", r"(?i)^[a-z]+://(?:[a-z0-9-]+\.)*outbrain\.com(?:[:/?#]|$)"),
-    ("mgid", r"(?i)^[a-z]+://(?:[a-z0-9-]+\.)*mgid\.com(?:[:/?#]|$)"),
+    ("tiktok", _domains("tiktok.com", "tiktokapis.com", "tiktokv.com")),
+    ("microsoft_ads", _domains("bingads.microsoft.com", "bing.com", "ads.microsoft.com")),
+    ("x", _domains("twitter.com", "x.com", "t.co")),
+    ("snapchat", _domains("snapchat.com", "snap.com", "sc-static.net")),
+    ("taboola", _domains("taboola.com")),
+    ("outbrain", _domains("outbrain.com")),
+    ("mgid", _domains("mgid.com")),
     (
         "affiliate_network",
-        r"(?i)^[a-z]+://(?:[a-z0-9-]+\.)*(?:affise\.com|affiliate\.|everflow\.io|eflow\.team|hasoffers\.com"
-        r"|go2cloud\.org|tune\.com|cakemarketing\.com|offerslook\.com|scaleo\.io|trackier\.com|voluum\.com)(?:[:/?#]"
-        r"|$)",
+        _domains(
+            "affise.com",
+            "affisereach.com",
+            "everflow.io",
+            "eflow.team",
+            "hasoffers.com",
+            "go2cloud.org",
+            "tune.com",
+            "cakemarketing.com",
+            "offerslook.com",
+            "scaleo.io",
+            "trackier.com",
+        )
+        + r"|(?:^|\.)affiliate\.",
     ),
 )
 
@@ -732,7 +754,8 @@ _WORDING: Final[tuple[Rule, ...]] = (
         rf"(?i){_IDS}[^A-Za-z0-9]{{0,3}}(?:was |is )?not found|click (?:was |is )?not found|unknown (?:click|{_IDS})"
         r"|no (?:such )?click|could not be attributed to a click|can't be matched to a click"
         r"|does not exist in the system"
-        r"|transaction[ _]?id (?:was |is )?not found|could not find (?:the )?click",
+        r"|transaction[ _]?id (?:was |is )?not found|could not find (?:the )?click"
+        r"|(?:click|call)[^.]{0,60}(?:can't|cannot|could not) be found|could not be found in the system",
     ),
     # --- auth
     Rule(
@@ -758,7 +781,9 @@ _WORDING: Final[tuple[Rule, ...]] = (
         rf"(?i)error validating access token|session key invalid|(?:invalid|revoked|malformed|missing|bad|wrong"
         rf"|incorrect)"
         rf" {_TOKEN}|{_TOKEN}[^A-Za-z0-9]{{0,3}}(?:is |has |has been |was )?(?:invalid|revoked|incorrect|not valid"
-        r"|malformed|missing|required)|(?:password|credentials?|api[ _-]?key) (?:is |has been )?(?:revoked|invalid)"
+        r"|malformed|missing|required|null|empty)|(?:password|credentials?|api[ _-]?key) (?:is "
+        r"|has been )?(?:revoked|invalid)"
+        r"|access token (?:could not|cannot) be (?:decrypted|parsed)|cannot parse access token"
         r"|access_token_invalid|unauthenticated|unauthori[sz]ed|invalid_grant|invalid_client|oauth_token_[a-z_]+"
         r"|developer_token_[a-z_]+|authentication (?:failed|error|required)|could not authenticate|bad authentication"
         r"|invalid (?:api[ _-]?key|credentials|authentication|authorization|signature)|not authenticated",
@@ -768,7 +793,8 @@ _WORDING: Final[tuple[Rule, ...]] = (
         r"(?i)permission(?:s)? (?:denied|error)|permission_denied|insufficient (?:permission|scope|privilege)"
         r"|(?:does not|doesn't|do not|don't) have (?:the )?(?:permission|access)|not (?:authori[sz]ed|allowed"
         r"|permitted)"
-        r" to|forbidden|access (?:is )?denied|requires? (?:the )?(?:[a-z_]+ )?permission|you don't have access",
+        r" to|forbidden|access (?:is )?denied|requires? (?:the )?(?:[a-z_]+ )?permission|you don't have access"
+        r"|(?:has|have) no (?:permission|access)",
     ),
     Rule(
         "account_disabled",
@@ -838,7 +864,8 @@ _WORDING: Final[tuple[Rule, ...]] = (
         r"|(?:goal|payouts?|payments?|event[ _]?(?:type|name|source)|pixel|dataset|conversion (?:action|goal|name))"
         r" (?:was |is )?(?:not found|does not exist|invalid|unknown)|invalid (?:conversion (?:action|goal|name)|event"
         r"[ _]?(?:name|type)|pixel)|not a single event tag|event id was not found|does not have an import conversion"
-        r"|campaign not found|unsupported post request|does not exist, cannot be loaded"
+        r"|(?:campaign|offer|goal) (?:id )?(?:was |is )?not found|unsupported post request"
+        r"|does not exist, cannot be loaded"
         r"|(?:object|pixel|event source|dataset|goal|conversion)[^.]{0,40}(?:doesn't|does not|don't|do not) exist",
     ),
     # --- receiver state
@@ -866,7 +893,9 @@ _WORDING: Final[tuple[Rule, ...]] = (
     Rule(
         "connection_failed",
         r"(?i)connection (?:refused|reset|aborted|closed|was closed)|econnrefused|econnreset|econnaborted|epipe"
-        r"|failed to connect|could ?n[o']t connect|socket hang up|broken pipe|empty reply|network is unreachable"
+        r"|failed to (?:connect|establish a new connection)|could ?n[o']t connect|socket hang up|broken pipe"
+        r"|empty reply"
+        r"|network is unreachable"
         r"|no route to host|unexpected eof|(?-u:\b)eof(?-u:\b)|recv failure|send failure|remote end closed",
     ),
     # --- server side
