@@ -553,9 +553,6 @@ _PRECISE: Final[tuple[Rule, ...]] = (
             "CUSTOMER_NOT_FOUND",
             "TWO_STEP_VERIFICATION_NOT_ENROLLED",
             "ADVANCED_PROTECTION_NOT_ENROLLED",
-            "ORGANIZATION_NOT_RECOGNIZED",
-            "ORGANIZATION_NOT_APPROVED",
-            "ORGANIZATION_NOT_ASSOCIATED_WITH_DEVELOPER_TOKEN",
         ),
     ),
     Rule("developer_token_invalid", _enum("DEVELOPER_TOKEN_INVALID")),
@@ -566,6 +563,11 @@ _PRECISE: Final[tuple[Rule, ...]] = (
             "DEVELOPER_TOKEN_PROHIBITED",
             "DEVELOPER_TOKEN_NOT_APPROVED",
             "CLOUD_PROJECT_NOT_APPROVED_FOR_PRODUCTION",
+            "CLOUD_PROJECT_NOT_UNDER_ORGANIZATION",
+            "ORGANIZATION_NOT_RECOGNIZED",
+            "ORGANIZATION_NOT_APPROVED",
+            "ORGANIZATION_NOT_ASSOCIATED_WITH_DEVELOPER_TOKEN",
+            "MISSING_TOS",
             "PROJECT_DISABLED",
             "DEVELOPER_TOKEN_PARAMETER_MISSING",
         ),
@@ -579,8 +581,6 @@ _PRECISE: Final[tuple[Rule, ...]] = (
             "AUTHORIZATION_ERROR",
             "ACTION_NOT_PERMITTED",
             "INCOMPLETE_SIGNUP",
-            "MISSING_TOS",
-            "CLOUD_PROJECT_NOT_UNDER_ORGANIZATION",
             "INVALID_LOGIN_CUSTOMER_ID_SERVING_CUSTOMER_ID_COMBINATION",
             "INVALID_LOGIN_CUSTOMER_ID",
             "SERVICE_ACCESS_DENIED",
@@ -625,6 +625,7 @@ _PRECISE: Final[tuple[Rule, ...]] = (
             "ADJUSTMENT_PRECEDES_CONVERSION",
         ),
     ),
+    Rule("before_click", r"(?i)(?:occurred |is )?(?:before|earlier than|precedes) the (?:associated )?conversion"),
     Rule("in_future", _enum("FUTURE_CONVERSION_TIME", "LATER_THAN_MAXIMUM_DATE")),
     Rule(
         "duplicate",
@@ -743,7 +744,8 @@ _WORDING: Final[tuple[Rule, ...]] = (
     Rule("google_invalid_click_id", r"(?i)gclid could not be decoded|google click id could not be decoded"),
     Rule(
         "invalid_click_id",
-        rf"(?i)too short\.|unparseable_gclid|could not be decoded|(?:broken|invalid|malformed|bad|wrong|incorrect)"
+        rf"(?i)(?:^|\")too short\.?(?:\"|$)|unparseable_gclid|could not be decoded|(?:broken|invalid|malformed|bad"
+        rf"|wrong|incorrect)"
         rf"[ _]{_IDS}|{_IDS}{_FIELD}[^A-Za-z0-9]{{0,3}}(?:is |was |has )?(?:invalid|malformed|incorrect|not valid"
         rf"|been modified"
         r"|modified|incorrectly formatted|not parsable|unparsable|could not be parsed|too (?:long|short))|(?:gbraid"
@@ -757,11 +759,13 @@ _WORDING: Final[tuple[Rule, ...]] = (
         r"|transaction[ _]?id (?:was |is )?not found|could not find (?:the )?click"
         r"|(?:click|call)[^.]{0,60}(?:can't|cannot|could not) be found|could not be found in the system",
     ),
+    Rule("unknown_click", r"(?i)conversion (?:for|with)[^.]{0,60}(?:can't|cannot|could not) be found"),
     # --- auth
     Rule(
         "developer_token_access",
         r"(?i)developer token is (?:only approved|not (?:approved|allowed|on the allow))|apply for (?:basic|standard)"
-        r" access|project (?:is only approved|does not have permission)",
+        r" access|project (?:is only approved|does not have permission)|developer must sign the terms of service"
+        r"|cloud organization associated with the project|google cloud project is not|developer-token parameter",
     ),
     Rule("developer_token_invalid", r"(?i)developer token is (?:not valid|invalid)|invalid developer token"),
     Rule(
@@ -789,12 +793,25 @@ _WORDING: Final[tuple[Rule, ...]] = (
         r"|invalid (?:api[ _-]?key|credentials|authentication|authorization|signature)|not authenticated",
     ),
     Rule(
+        "token_invalid",
+        r"(?i)(?:token|cookie|credentials?)[^.]{0,30} (?:is|was|has been) (?:invalid|not valid|revoked|disabled"
+        r"|malformed)"
+        r"|authentication (?:of the request )?failed|google account is deleted|no customer found"
+        r"|authentication settings|required for authentication",
+    ),
+    Rule(
         "no_permission",
         r"(?i)permission(?:s)? (?:denied|error)|permission_denied|insufficient (?:permission|scope|privilege)"
         r"|(?:does not|doesn't|do not|don't) have (?:the )?(?:permission|access)|not (?:authori[sz]ed|allowed"
-        r"|permitted)"
-        r" to|forbidden|access (?:is )?denied|requires? (?:the )?(?:[a-z_]+ )?permission|you don't have access"
+        r"|permitted) to (?:access|perform|use|operate|call|make|manage|view|send|upload|post)"
+        r"|forbidden|access (?:is )?denied|requires? (?:the )?(?:[a-z_]+ )?permission|you don't have access"
         r"|(?:has|have) no (?:permission|access)",
+    ),
+    Rule(
+        "no_permission",
+        r"(?i)authori[sz]ation (?:of the client )?failed|signup not complete|belongs to another ads system"
+        r"|access (?:is )?prohibited|not allowlisted|not on the allow-?list|login customer id"
+        r"|not associated with a google ads account",
     ),
     Rule(
         "account_disabled",
@@ -809,7 +826,7 @@ _WORDING: Final[tuple[Rule, ...]] = (
     ),
     Rule(
         "throttled",
-        r"(?i)rate[ _-]?limit|too many (?:requests|calls)|request limit reached|resource_exhausted"
+        r"(?i)rate[ _-]?limit|too many (?:[a-z]+ )?(?:requests|calls)|request limit reached|resource_exhausted"
         r"|resource has been exhausted|(?:request|call|api|usage|hourly|qps) limit|throttl"
         r"|requests? (?:made )?too frequent"
         r"|slow down|over capacity|too many connections",
@@ -820,6 +837,12 @@ _WORDING: Final[tuple[Rule, ...]] = (
         r"(?i)duplicat|already[ _]exists|conversion exists|(?:same|this) (?:click|call) and conversion_date_time"
         r"|previously recorded|already (?:been )?(?:recorded|processed|uploaded|tracked|registered|reported|counted"
         r"|received|converted|imported|applied|approved|retracted)|double conversion|repeated conversion",
+    ),
+    Rule(
+        "duplicate",
+        r"(?i)with the same (?:order id|conversion_date_time|adjustment_date_time)"
+        r"|same conversion_date_time as an existing"
+        r"|already has enhancements|prior a restatement|multiple enhancements have the same",
     ),
     # --- time window
     Rule(
@@ -901,7 +924,8 @@ _WORDING: Final[tuple[Rule, ...]] = (
     # --- server side
     Rule(
         "server_error",
-        r"(?i)internal (?:server )?error|service (?:is )?(?:temporarily )?unavailable|bad gateway|system error"
+        r"(?i)internal (?:server )?error|transient error|unexpected (?:[a-z]+ )?error|took longer than (?:a"
+        r"|the) deadline|service (?:is )?(?:temporarily )?unavailable|bad gateway|system error"
         r"|unexpected error|please retry (?:your request )?later|try again later|temporar(?:y|ily) (?:error|issue"
         r"|failure)"
         r"|\"is_transient\"\s*:\s*true|backend error|server error",
