@@ -458,6 +458,11 @@ def test_error_meaning_agrees_with_error_kind_on_the_whole_table():
     )
 
 
+def test_error_meaning_names_missing_columns():
+    with pytest.raises(ValueError, match="no column status_code, postback_url"):
+        with_error_meaning(pl.LazyFrame({"is_error": [True], "error_message": ["x"]}))
+
+
 def test_kind_actions_table():
     table = kind_actions()
     assert table["error_kind"].to_list() == list(ERROR_KINDS)

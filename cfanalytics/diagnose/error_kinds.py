@@ -429,6 +429,9 @@ def with_error_meaning(postbacks: pl.LazyFrame) -> pl.LazyFrame:
     'The gclid was truncated or altered: fix the click-id macro on the Google Ads campaign'
     """
     columns = postbacks.collect_schema().names()
+    missing = [c for c in ("is_error", "status_code", "error_message", "postback_url") if c not in columns]
+    if missing:
+        raise ValueError(f"with_error_meaning: the postbacks have no column {', '.join(missing)}")
     frame = _with_codes(postbacks, full=True)
     index = _meaning_index(
         failing=pl.col("_em_failing"), status_code=pl.col("status_code"), body=pl.col("_em_body"), url=pl.col("_em_url")
