@@ -291,7 +291,8 @@ def _with_codes(postbacks: pl.LazyFrame, *, full: bool) -> pl.LazyFrame:
     """``postbacks`` with ``_em_failing``, ``_em_body`` and ``_em_url`` (see :func:`_body_code`, :func:`_url_code`);
     ``full`` adds ``_em_code`` (the platform's code), ``_em_host`` and ``_em_named`` (platform of the URL host
     and of the integration name). Each is computed on distinct values and joined back."""
-    frame = postbacks.with_columns(_failing(pl.col("is_error")).alias("_em_failing"))
+    # the distinct tables below and the frame itself read the same input: compute it once
+    frame = postbacks.with_columns(_failing(pl.col("is_error")).alias("_em_failing")).cache()
     message_build: dict[str, Callable[[pl.Expr], pl.Expr]] = {"_em_body": _body_code}
     if full:
         message_build["_em_code"] = _platform_code

@@ -196,6 +196,7 @@ def enrich_postbacks(
     sig = pl.when(pl.col("is_error")).then(signature(pl.col("error_message"))).alias("signature")
     nothing = [pl.lit(None, dtype).alias(name) for name, dtype in ERROR_MEANING_COLUMNS.items()]
     nothing.append(pl.lit(None, pl.String).alias("signature"))
+    pb = pb.cache()  # both halves below, and the meaning's distinct tables, read it: compute it once
     explained = with_error_meaning(pb.filter(failing)).with_columns(sig)
     pb = pl.concat([pb.filter(~failing).with_columns(nothing), explained], how="diagonal")
     rest = flt.replace(start=None, end=None)
