@@ -291,8 +291,7 @@ def _with_codes(postbacks: pl.LazyFrame, *, full: bool) -> pl.LazyFrame:
     """``postbacks`` with ``_em_failing``, ``_em_body`` and ``_em_url`` (see :func:`_body_code`, :func:`_url_code`);
     ``full`` adds ``_em_code`` (the platform's code), ``_em_host`` and ``_em_named`` (platform of the URL host
     and of the integration name). Each is computed on distinct values and joined back."""
-    # the distinct tables below and the frame itself read the same input: compute it once
-    frame = postbacks.with_columns(_failing(pl.col("is_error")).alias("_em_failing")).cache()
+    frame = postbacks.with_columns(_failing(pl.col("is_error")).alias("_em_failing"))
     message_build: dict[str, Callable[[pl.Expr], pl.Expr]] = {"_em_body": _body_code}
     if full:
         message_build["_em_code"] = _platform_code
@@ -314,8 +313,10 @@ def _with_codes(postbacks: pl.LazyFrame, *, full: bool) -> pl.LazyFrame:
             keys.append((name_col, "_em_name_key", {"_em_named": _name_platform}, False))
         else:
             frame = frame.with_columns(pl.lit(0, dtype=pl.UInt8).alias("_em_named"))
-    for column, key, build, probe in keys:
-        table = _distinct(frame, column, key, build, probe=probe)
+    # the distinct tables and the frame itself read the same input: compute it once
+    frame = frame.cache()
+    tables = [(key, _distinct(frame, column, key, build, probe=probe)) for column, key, build, probe in keys]
+    for (column, *_), (key, table) in zip(keys, tables, strict=True):
         frame = frame.with_columns(pl.col(column).cast(pl.String).alias(key))
         frame = frame.join(table, on=key, how="left", maintain_order="left")
     return frame.with_columns(pl.col(c).fill_null(0) for c in filled)
