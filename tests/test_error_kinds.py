@@ -458,6 +458,36 @@ def test_error_meaning_agrees_with_error_kind_on_the_whole_table():
     )
 
 
+# The platforms' documented wording, logged without its code: the wording alone must tell the kind.
+WORDING: list[tuple[int | None, str, str]] = [
+    (400, "Application request limit reached", "rate_limit"),
+    (400, "Application does not have permission for this action", "auth"),
+    (400, "An unknown error occurred", "server_error"),
+    (400, "The imported gclid could not be decoded.", "missing_click_id"),
+    (
+        400,
+        "The click associated with the given identifier or iOS URL parameter occurred less than 6 hours ago.",
+        "time_window",
+    ),
+    (400, "Imported events include multiple conversions with the same order ID and were not processed.", "duplicate"),
+    (400, "OAuth token in the header has been revoked.", "auth"),
+    (400, "Too many expensive requests from query pattern over a short amount of time.", "rate_limit"),
+    (400, "Google Ads API encountered an unexpected transient error.", "server_error"),
+    (400, "You have exceeded the number of calls that you are allowed to make in a given time period.", "rate_limit"),
+    (200, "No permission to operate advertiser 123", "auth"),
+    (200, "Offer is paused", "other"),
+    (200, "Transaction ID not found", "missing_click_id"),
+    (None, "Temporary failure in name resolution", "no_response"),
+    (400, "Deadline specified by the client was too short.", "bad_request"),
+]
+
+
+@pytest.mark.parametrize(("status", "message", "kind"), WORDING, ids=[w[1][:40] for w in WORDING])
+def test_documented_wording_alone(status, message, kind):
+    frame = _meaning_frame([(True, status, message, None, None)])
+    assert with_error_meaning(frame.lazy()).collect()["error_kind"].item() == kind
+
+
 def test_error_meaning_names_missing_columns():
     with pytest.raises(ValueError, match="no column status_code, postback_url"):
         with_error_meaning(pl.LazyFrame({"is_error": [True], "error_message": ["x"]}))

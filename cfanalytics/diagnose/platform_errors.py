@@ -809,7 +809,8 @@ _WORDING: Final[tuple[Rule, ...]] = (
     ),
     Rule(
         "no_permission",
-        r"(?i)authori[sz]ation (?:of the client )?failed|signup not complete|belongs to another ads system"
+        r"(?i)authori[sz]ation (?:of the client )?failed|signup not complete|(?:^|[^a-z])no permission to"
+        r"|belongs to another ads system"
         r"|access (?:is )?prohibited|not allowlisted|not on the allow-?list|login customer id"
         r"|not associated with a google ads account",
     ),
@@ -826,7 +827,8 @@ _WORDING: Final[tuple[Rule, ...]] = (
     ),
     Rule(
         "throttled",
-        r"(?i)rate[ _-]?limit|too many (?:[a-z]+ )?(?:requests|calls)|request limit reached|resource_exhausted"
+        r"(?i)rate[ _-]?limit|too many (?:[a-z]+ )?(?:requests|calls)|exceeded the (?:number of calls|call limit"
+        r"|request limit)|request limit reached|resource_exhausted"
         r"|resource has been exhausted|(?:request|call|api|usage|hourly|qps) limit|throttl"
         r"|requests? (?:made )?too frequent"
         r"|slow down|over capacity|too many connections",
@@ -924,7 +926,8 @@ _WORDING: Final[tuple[Rule, ...]] = (
     # --- server side
     Rule(
         "server_error",
-        r"(?i)internal (?:server )?error|transient error|unexpected (?:[a-z]+ )?error|took longer than (?:a"
+        r"(?i)internal (?:server )?error|an unknown error (?:has )?occurred|transient error"
+        r"|unexpected (?:[a-z]+ )?error|took longer than (?:a"
         r"|the) deadline|service (?:is )?(?:temporarily )?unavailable|bad gateway|system error"
         r"|unexpected error|please retry (?:your request )?later|try again later|temporar(?:y|ily) (?:error|issue"
         r"|failure)"
