@@ -25,6 +25,8 @@ FILES = sorted(p for p in CORPUS_DIR.iterdir() if p.suffix in {".ndjson", ".json
 LABELS = ("error_kind", "error_detail", "retryable", "fix_owner")
 #: Share of records each label must get right, per file.
 FLOORS = {"error_kind": 0.95, "error_detail": 0.85, "retryable": 0.90, "fix_owner": 0.85, "platform": 0.90}
+#: Least share of right kinds within each platform and each expected kind of at least GROUP_MIN records.
+GROUP_FLOOR, GROUP_MIN = 0.85, 15
 #: Platforms the corpus must cover, with the fewest records each.
 SPREAD = {
     "meta": 20,
@@ -149,6 +151,10 @@ def test_rules_score_on_the_corpus(path):
     ]
     for label, floor in FLOORS.items():
         assert right[label] >= floor, f"{label} {right[label]:.1%} < {floor:.0%}\n{report}\n" + "\n".join(misses)
+    # no platform and no kind may be left behind: each group of 15 records or more gets 85 % of its kinds
+    for key in ("platform", "kind"):
+        for group, (ok, n) in _by(records, out, key).items():
+            assert n < GROUP_MIN or ok / n >= GROUP_FLOOR, f"{key} {group}: {ok}/{n}\n{report}\n" + "\n".join(misses)
 
 
 def test_the_kind_expression_agrees_with_the_frame_function():
