@@ -1,9 +1,14 @@
-"""Status classes, error kinds and error signatures of postbacks (docs/contract.md §6), as Polars expressions.
+"""Status classes, error kinds, error meanings and error signatures of postbacks (docs/contract.md §6).
 
-Every function takes and returns :class:`polars.Expr`, so it runs inside the
-query engine on any number of rows (regular expressions only, no Python per row).
-Messages are matched case-insensitively; patterns are Rust ``regex`` syntax
-(no look-around, no backreferences).
+What a failing postback means is read from the URL sent (an unreplaced macro, an empty click-id
+parameter), then from the platform's answer (its documented codes, then its wording; the tables live in
+:mod:`cfanalytics.diagnose.platform_errors`), and from the HTTP status only when the answer says nothing
+more. :func:`with_error_meaning` adds the kind, a finer detail, the platform and its own code, whether a
+re-send can succeed, who fixes it and what to do; :func:`error_kind` is the kind alone, as an expression.
+
+All of it runs inside the query engine (regular expressions, joins; no Python per row): the rules
+run once per distinct message, URL, host and integration name among the failing rows and are joined
+back. Patterns are Rust ``regex`` syntax (no look-around, no backreferences).
 
 >>> import polars as pl
 >>> df = pl.DataFrame(
@@ -42,9 +47,33 @@ from typing import Any
 
 import polars as pl
 
+from cfanalytics.diagnose.platform_errors import (
+    BODY_MARKERS,
+    BODY_RULES,
+    CODE_PATTERNS,
+    HOST_PATTERNS,
+    KIND_DEFAULTS,
+    MEANINGS,
+    META_SUBCODE,
+    NAME_PATTERNS,
+    PLATFORMS,
+    STATUS_MEANINGS,
+    URL_HOST,
+    Rule,
+)
 from cfanalytics.redaction import redact_expr
 
-__all__ = ["ERROR_KINDS", "STATUS_CLASSES", "error_kind", "signature", "status_class"]
+__all__ = [
+    "ERROR_KINDS",
+    "ERROR_MEANING_COLUMNS",
+    "KIND_ACTIONS",
+    "STATUS_CLASSES",
+    "error_kind",
+    "kind_actions",
+    "signature",
+    "status_class",
+    "with_error_meaning",
+]
 
 #: Error kinds in rule order: the first rule that matches a failing postback wins.
 ERROR_KINDS: tuple[str, ...] = (
@@ -87,59 +116,32 @@ _MESSAGE_MACRO = (
 
 # a click-id parameter with an empty (or null-ish) value: ?gclid=&…, &cid=, %26fbclid%3D%26
 _CLICK_PARAMS = (
-    "external_?id|ext_?id|gclid|gbraid|wbraid|fbclid|ttclid|msclkid|yclid|twclid"
-    "|click_?id|click-id|clid|cid|visitor_?id"
+    "external_?id|ext_?id|gclid|gbraid|wbraid|fbclid|ttclid|msclkid|yclid|twclid|ob_click_id|postbackid"
+    "|click_?id|click-id|clid|cid|visitor_?id|transaction_id|aff_click_id"
 )
 _MISSING_PARAM = (
     f"(?i)(?:[?&;]|{_PCT}26|{_PCT}3F)(?:{_CLICK_PARAMS})(?:=|{_PCT}3D)(?:null|undefined|none|nil)?"
     f"(?:[&#;\\s]|{_PCT}26|{_PCT}23|$)"
+    # MGID names its click id just c
+    "|mgid\\.com/postback[?](?:[^#]*&)?c=(?:[&#]|$)"
 )
 
-_IDS = "(?:gclid|gbraid|wbraid|fbclid|ttclid|msclkid|click[ _-]?id|external[ _-]?id)"
-_MISSING_MESSAGE = (
-    "(?i)too short|unparseable_gclid|missing_gclid|missing_click_?id"
-    f"|(?-u:\\b)(?:missing|no|empty|blank) (?:the )?{_IDS}"
-    f"|{_IDS}[^A-Za-z0-9]{{0,3}}(?:is |was |are )?"
-    "(?:missing|required|empty|blank|not (?:provided|set|present|passed|specified))"
-    f"|{_IDS}[^A-Za-z0-9]{{0,3}}(?:cannot|can't|can not|must not|should not|may not) be (?:empty|blank|null)"
+# the platforms' answers, as indexes: meaning 0 = none, platform 0 = unknown
+_MEANING_IDS: tuple[str, ...] = ("", *MEANINGS)
+_MEANING_INDEX: dict[str, int] = {m: i for i, m in enumerate(_MEANING_IDS)}
+_PLATFORM_INDEX: dict[str, int] = {p: i + 1 for i, p in enumerate(PLATFORMS)}
+_NO_RESPONSE_FLAG = 32  # bit of the body code: the body's meaning is of kind no_response
+_NETWORK_CLICK_ACTION = (
+    "The network did not take the click id: pass the network's own click id from the offer URL into the postback"
 )
-
-_TOKEN = "(?:(?:oauth|2\\.0|access|auth|authentication|bearer|api|developer|refresh|session)[ _-]?){0,3}token"
-_AUTH_MESSAGE = (
-    "(?i)error validating access token|session (?:has |is )?expired|session key invalid"
-    f"|(?:invalid|expired|revoked|malformed|missing|bad|wrong|incorrect) {_TOKEN}"
-    f"|{_TOKEN}[^A-Za-z0-9]{{0,3}}(?:is |has |has been |was )?(?:invalid|expired|revoked|incorrect|not valid|malformed)"
-    "|(?:password|credentials?|api[ _-]?key) (?:has |is |has been )?(?:expired|revoked|invalid)"
-    "|access_token_invalid|unauthenticated|permission_denied|permissions? error|unauthori[sz]ed"
-    "|invalid_grant|oauth_token_[a-z_]+|developer_token_[a-z_]+|authentication (?:failed|error|required)"
-    "|invalid (?:api[ _-]?key|credentials|authentication|authorization)"
-    # Meta OAuthException 190; TikTok 40102 (expired), 40104 (empty), 40105 (invalid) access token
-    '|"code"[ \\t]*:[ \\t]*"?(?:190|4010[245])(?:[^0-9]|$)|\\(#190\\)'
+_MESSAGE_RULES: tuple[Rule, ...] = (
+    # the URL we sent, quoted back: an unreplaced macro or an empty click-id parameter decide first
+    Rule("unreplaced_macro", _MESSAGE_MACRO),
+    Rule("missing_click_id", _MISSING_PARAM),
+    *BODY_RULES,
 )
-
-_RATE_MESSAGE = (
-    "(?i)rate[ _-]?limit|too many (?:requests|calls)|request limit reached|resource_exhausted"
-    "|resource has been exhausted|quota(?: [a-z]+)? (?:exceeded|exhausted|reached)|exceeded (?:the |your |its )?"
-    "(?:[a-z]+ )?quota|(?:request|call|api|usage|daily|hourly|qps) limit|throttl"
-    # Meta (#4) app, (#17) user, (#32) page, (#613) call-rate limits; TikTok 40100
-    '|\\(#(?:4|17|32|613)\\)|"code"[ \\t]*:[ \\t]*"?40100(?:[^0-9]|$)'
-)
-_META_BODY = "(?i)oauthexception|fbtrace_id|facebookapiexception|graphmethodexception"
-_META_RATE_CODE = '"code"[ \\t]*:[ \\t]*(?:4|17|32|613|8000[0-9]|8001[0-4])(?:[^0-9]|$)'
-
-_DUPLICATE_MESSAGE = (
-    "(?i)duplicat|already[ _]exists"
-    "|already (?:been )?(?:recorded|processed|uploaded|tracked|registered|reported|counted|received|converted|imported)"
-)
-
-# "expired" alone is a time-window error unless it is about a TLS certificate (token wording is auth, earlier)
-_TIME_MESSAGE = (
-    "(?i)too[ _](?:old|recent|early|late)|too far in the (?:past|future)|event[ _]?time|_precedes_"
-    "|(?:precedes|before) (?:the )?click|(?:time|timestamp|date) (?:is )?in the future"
-    "|outside (?:of )?(?:the )?[a-z ]{0,30}window|(?:lookback|attribution|conversion) window"
-)
-_EXPIRED = "(?i)expired"
-_NOT_TIME = "(?i)certificate|ssl|tls"
+# an HTML error page is judged by its title and first heading only (its scripts and footers say nothing)
+_HTML = "(?i)<!doctype html|<html|<head|<body"
 
 
 def _matches(expr: pl.Expr, pattern: str) -> pl.Expr:
@@ -157,31 +159,167 @@ def _per_distinct(expr: pl.Expr, build: Callable[[pl.Expr], pl.Expr], *, default
     return expr.replace_strict(distinct, build(distinct), default=default, return_dtype=dtype)
 
 
-# bits of the message flags computed by _message_flags
-_BIT_MACRO, _BIT_MISSING, _BIT_AUTH, _BIT_RATE, _BIT_DUPLICATE, _BIT_TIME = (1 << i for i in range(6))
+def _first(choices: list[tuple[pl.Expr, int]], otherwise: int, dtype: pl.DataType) -> pl.Expr:
+    """The value of the first condition that holds (a when/then chain), else ``otherwise``."""
+    if not choices:
+        return pl.lit(otherwise, dtype=dtype)
+    (cond, value), *rest = choices
+    chain = pl.when(cond).then(pl.lit(value, dtype=dtype))
+    for cond, value in rest:
+        chain = chain.when(cond).then(pl.lit(value, dtype=dtype))
+    return chain.otherwise(pl.lit(otherwise, dtype=dtype))
 
 
-def _url_flags(url: pl.Expr) -> pl.Expr:
+# bits of the URL code computed by _url_code
+_BIT_MACRO, _BIT_MISSING = 1, 2
+
+
+def _url_code(url: pl.Expr) -> pl.Expr:
     """One UInt8 per postback URL: ``_BIT_MACRO`` (unreplaced macro), ``_BIT_MISSING`` (empty click-id parameter)."""
     return (
         _matches(url, _MACRO).cast(pl.UInt8) * _BIT_MACRO + _matches(url, _MISSING_PARAM).cast(pl.UInt8) * _BIT_MISSING
     ).cast(pl.UInt8)
 
 
-def _message_flags(message: pl.Expr) -> pl.Expr:
-    """One UInt8 per message: which message rules of :func:`error_kind` it matches (a ``_BIT_*`` set)."""
-    flags = (
-        (_BIT_MACRO, _matches(message, _MESSAGE_MACRO)),
-        (_BIT_MISSING, _matches(message, _MISSING_PARAM) | _matches(message, _MISSING_MESSAGE)),
-        (_BIT_AUTH, _matches(message, _AUTH_MESSAGE)),
-        (
-            _BIT_RATE,
-            _matches(message, _RATE_MESSAGE) | (_matches(message, _META_BODY) & _matches(message, _META_RATE_CODE)),
-        ),
-        (_BIT_DUPLICATE, _matches(message, _DUPLICATE_MESSAGE)),
-        (_BIT_TIME, _matches(message, _TIME_MESSAGE) | (_matches(message, _EXPIRED) & ~_matches(message, _NOT_TIME))),
+def _host_platform(host: pl.Expr) -> pl.Expr:
+    """The platform index of a URL host (:data:`HOST_PATTERNS`); 0 = none."""
+    return _first([(_matches(host, p), _PLATFORM_INDEX[name]) for name, p in HOST_PATTERNS], 0, pl.UInt8)
+
+
+def _name_platform(name: pl.Expr) -> pl.Expr:
+    """The platform index an integration (or traffic source) name points to; 0 = none."""
+    return _first([(_matches(name, p), _PLATFORM_INDEX[platform]) for platform, p in NAME_PATTERNS], 0, pl.UInt8)
+
+
+def _probe(message: pl.Expr) -> pl.Expr:
+    """The text the body rules read: the message, or for an HTML page its title and first heading."""
+    title = message.str.extract("(?is)<title[^>]*>(.*?)</title>", 1).fill_null("")
+    heading = message.str.extract("(?is)<h1[^>]*>(.*?)</h1>", 1).fill_null("")
+    return pl.when(_matches(message, _HTML)).then(title + pl.lit(" ") + heading).otherwise(message)
+
+
+def _body_code(text: pl.Expr) -> pl.Expr:
+    """One UInt32 per :func:`_probe` text: meaning index × 256 + ``_NO_RESPONSE_FLAG`` + the body's platform index."""
+    within = {r.within: _matches(text, r.within) for r in _MESSAGE_RULES if r.within is not None}
+    choices = []
+    for rule in _MESSAGE_RULES:
+        cond = _matches(text, rule.pattern)
+        if rule.within is not None:
+            cond = cond & within[rule.within]
+        choices.append((cond, _MEANING_INDEX[rule.meaning]))
+    meaning = _first(choices, 0, pl.UInt32)
+    no_response = [_MEANING_INDEX[m] for m, v in MEANINGS.items() if v.kind == "no_response"]
+    platform = _first([(_matches(text, p), _PLATFORM_INDEX[name]) for name, p in BODY_MARKERS], 0, pl.UInt32)
+    flag = meaning.is_in(no_response).cast(pl.UInt32) * _NO_RESPONSE_FLAG
+    return meaning * 256 + flag + platform
+
+
+def _platform_code(text: pl.Expr) -> pl.Expr:
+    """The platform's own error code in a :func:`_probe` text (``190/463``, ``UNPARSEABLE_GCLID``, ``40100``)."""
+    found = []
+    for within, pattern in CODE_PATTERNS:
+        code = text.str.extract(pattern, 1)
+        if within is not None:
+            subcode = text.str.extract(META_SUBCODE, 1)
+            code = pl.when(_matches(text, within)).then(
+                pl.when(subcode.is_not_null()).then(code + pl.lit("/") + subcode).otherwise(code)
+            )
+        found.append(code)
+    return pl.coalesce(found)
+
+
+def _meaning_index(*, failing: pl.Expr, status_code: pl.Expr, body: pl.Expr, url: pl.Expr) -> pl.Expr:
+    """The meaning index of each row (0 when not failing): the URL, then the body, then the status decides."""
+    code = status_code.cast(pl.Int64, strict=False)
+    has_status = code.is_between(100, 599).fill_null(value=False)
+    body_meaning = body // 256
+    body_no_response = (body & _NO_RESPONSE_FLAG) != 0
+    status = {k: _MEANING_INDEX[v] for k, v in STATUS_MEANINGS.items()}
+
+    def between(low: int, high: int) -> pl.Expr:
+        return code.is_between(low, high).fill_null(value=False)
+
+    chain = _first(
+        [
+            (~failing, 0),
+            ((url & _BIT_MACRO) != 0, _MEANING_INDEX["unreplaced_macro"]),
+            ((url & _BIT_MISSING) != 0, _MEANING_INDEX["missing_click_id"]),
+            ((body_meaning != 0) & (~body_no_response | ~has_status), -1),
+            (~has_status, status["none"]),
+            *((between(int(k), int(k)), v) for k, v in status.items() if k.isdigit()),
+            (between(500, 599), status["5xx"]),
+            (between(400, 499), status["4xx"]),
+        ],
+        status["other"],
+        pl.Int32,
     )
-    return pl.sum_horizontal(*(matched.cast(pl.UInt8) * pl.lit(bit, dtype=pl.UInt8) for bit, matched in flags))
+    return pl.when(chain == -1).then(body_meaning.cast(pl.Int32)).otherwise(chain).cast(pl.UInt16)
+
+
+def _lookup(index: pl.Expr, field: str, dtype: pl.DataType) -> pl.Expr:
+    """``MEANINGS[…].field`` of a meaning index (null for 0)."""
+    keys = list(range(1, len(_MEANING_IDS)))
+    values = [getattr(MEANINGS[_MEANING_IDS[i]], field) for i in keys]
+    return index.replace_strict(keys, values, default=None, return_dtype=dtype)
+
+
+def _distinct(
+    frame: pl.LazyFrame,
+    column: str,
+    key: str,
+    build: dict[str, Callable[[pl.Expr], pl.Expr]],
+    *,
+    probe: bool = False,
+) -> pl.LazyFrame:
+    """The distinct non-null values of ``column`` among failing rows (as ``key``), with ``build``'s columns.
+
+    Messages and URLs repeat a lot (a few hundred distinct among millions of rows), so the regular
+    expressions run on the distinct values only; the result is joined back on ``key``.
+    """
+    values = frame.filter(pl.col("_em_failing")).select(pl.col(column).cast(pl.String).alias(key)).drop_nulls().unique()
+    if probe:
+        values = values.with_columns(_probe(pl.col(key)).alias("_em_text"))
+    source = pl.col("_em_text") if probe else pl.col(key)
+    return values.with_columns(**{name: fn(source) for name, fn in build.items()}).drop("_em_text", strict=False)
+
+
+def _failing(is_error: pl.Expr) -> pl.Expr:
+    return is_error.cast(pl.Boolean, strict=False).fill_null(value=False)
+
+
+def _with_codes(postbacks: pl.LazyFrame, *, full: bool) -> pl.LazyFrame:
+    """``postbacks`` with ``_em_failing``, ``_em_body`` and ``_em_url`` (see :func:`_body_code`, :func:`_url_code`);
+    ``full`` adds ``_em_code`` (the platform's code), ``_em_host`` and ``_em_named`` (platform of the URL host
+    and of the integration name). Each is computed on distinct values and joined back."""
+    frame = postbacks.with_columns(_failing(pl.col("is_error")).alias("_em_failing"))
+    message_build: dict[str, Callable[[pl.Expr], pl.Expr]] = {"_em_body": _body_code}
+    if full:
+        message_build["_em_code"] = _platform_code
+    keys = [
+        ("error_message", "_em_msg", message_build, True),
+        ("postback_url", "_em_url_key", {"_em_url": _url_code}, False),
+    ]
+    filled = ["_em_body", "_em_url"]
+    if full:
+        # the platform of a URL depends on its host only: a few distinct hosts among many distinct URLs
+        frame = frame.with_columns(
+            pl.col("postback_url").cast(pl.String).str.extract(URL_HOST, 1).str.to_lowercase().alias("_em_host_in")
+        )
+        keys.append(("_em_host_in", "_em_host_key", {"_em_host": _host_platform}, False))
+        filled += ["_em_host", "_em_named"]
+        names = postbacks.collect_schema().names()
+        name_col = next((c for c in ("integration_name", "integration_id") if c in names), None)
+        if name_col is not None:
+            keys.append((name_col, "_em_name_key", {"_em_named": _name_platform}, False))
+        else:
+            frame = frame.with_columns(pl.lit(0, dtype=pl.UInt8).alias("_em_named"))
+    # the distinct tables and the frame itself read the same input: compute it once
+    frame = frame.cache()
+    tables = [(key, _distinct(frame, column, key, build, probe=probe)) for column, key, build, probe in keys]
+    for (column, *_), (key, table) in zip(keys, tables, strict=True):
+        frame = frame.with_columns(pl.col(column).cast(pl.String).alias(key))
+        frame = frame.join(table, on=key, how="left", maintain_order="left")
+    return frame.with_columns(pl.col(c).fill_null(0) for c in filled)
 
 
 def status_class(status_code: pl.Expr) -> pl.Expr:
@@ -202,49 +340,146 @@ def status_class(status_code: pl.Expr) -> pl.Expr:
 def error_kind(*, is_error: pl.Expr, status_code: pl.Expr, error_message: pl.Expr, postback_url: pl.Expr) -> pl.Expr:
     """The error kind of each failing postback (a value of :data:`ERROR_KINDS`); null when not an error.
 
-    Rules are tried in :data:`ERROR_KINDS` order and the first match wins, e.g. a 401 whose URL still
-    holds ``{clickid}`` is ``unreplaced_macro`` and a 429 saying "duplicate" is ``rate_limit``.
-    A null ``is_error`` counts as not an error; a null status code means no response.
+    The postback URL decides first (an unreplaced macro, an empty click-id parameter), then what the
+    platform's answer says (its documented codes, then its wording), and the HTTP status only when the
+    body says nothing more: a Meta code 4 sent with a 403 is ``rate_limit``, a network's "Conversion
+    exists" in an HTTP 200 is ``duplicate``. A null ``is_error`` counts as not an error; a null status
+    code means no response. :func:`with_error_meaning` adds the finer columns; this expression runs the
+    same query once per batch of rows (``map_batches``: Polars operations on the whole batch, no Python per row).
 
     >>> pl.select(
     ...     error_kind(
     ...         is_error=pl.lit(True),
-    ...         status_code=pl.lit(400),
+    ...         status_code=pl.lit(403),
     ...         error_message=pl.lit('{"error":{"message":"(#4) Application request limit reached","code":4}}'),
     ...         postback_url=pl.lit("https://graph.facebook.com/v21.0/1/events"),
     ...     )
     ... ).item()
     'rate_limit'
     """
-    failing = is_error.cast(pl.Boolean, strict=False).fill_null(value=False)
-    code = status_code.cast(pl.Int64, strict=False)
-    flags = _per_distinct(error_message, _message_flags, default=0, dtype=pl.UInt8)
-    # the URL rules only matter for failing rows: run them on those rows' distinct URLs only
-    url_flags = _per_distinct(pl.when(failing).then(postback_url), _url_flags, default=0, dtype=pl.UInt8)
-
-    def said(bit: int) -> pl.Expr:
-        return (flags & pl.lit(bit, dtype=pl.UInt8)) != 0
-
-    def status(low: int, high: int) -> pl.Expr:
-        return code.is_between(low, high).fill_null(value=False)
-
-    rules: tuple[tuple[str, pl.Expr], ...] = (
-        ("unreplaced_macro", ((url_flags & pl.lit(_BIT_MACRO, dtype=pl.UInt8)) != 0) | said(_BIT_MACRO)),
-        ("missing_click_id", ((url_flags & pl.lit(_BIT_MISSING, dtype=pl.UInt8)) != 0) | said(_BIT_MISSING)),
-        ("auth", code.is_in([401, 403]).fill_null(value=False) | said(_BIT_AUTH)),
-        ("rate_limit", status(429, 429) | said(_BIT_RATE)),
-        ("duplicate", said(_BIT_DUPLICATE)),
-        ("time_window", said(_BIT_TIME)),
-        ("no_response", ~status(100, 599)),
-        ("server_error", status(500, 599)),
-        ("bad_request", status(400, 499)),
+    inputs = pl.struct(
+        is_error=is_error.cast(pl.Boolean, strict=False),
+        status_code=status_code.cast(pl.Int64, strict=False),
+        error_message=error_message.cast(pl.String),
+        postback_url=postback_url.cast(pl.String),
     )
-    (first_kind, first_rule), *rest = rules
-    chain = pl.when(first_rule).then(pl.lit(first_kind))
-    for kind, rule in rest:
-        chain = chain.when(rule).then(pl.lit(kind))
-    kinds = chain.otherwise(pl.lit("other"))
-    return pl.when(failing).then(kinds).otherwise(pl.lit(None, dtype=pl.String)).alias("error_kind")
+    return inputs.map_batches(_kinds_of, return_dtype=pl.String).alias("error_kind")
+
+
+def _kinds_of(inputs: pl.Series) -> pl.Series:
+    """:func:`error_kind` of a batch of rows (a struct series), by the same lazy query as :func:`with_error_meaning`."""
+    frame = _with_codes(inputs.struct.unnest().lazy(), full=False)
+    index = _meaning_index(
+        failing=pl.col("_em_failing"), status_code=pl.col("status_code"), body=pl.col("_em_body"), url=pl.col("_em_url")
+    )
+    return frame.select(_lookup(index, "kind", pl.String).alias("error_kind")).collect().to_series()
+
+
+#: Columns :func:`with_error_meaning` adds, with their types.
+ERROR_MEANING_COLUMNS: dict[str, pl.DataType] = {
+    "error_kind": pl.String(),
+    "error_detail": pl.String(),
+    "platform": pl.String(),
+    "platform_code": pl.String(),
+    "retryable": pl.Boolean(),
+    "fix_owner": pl.String(),
+    "action": pl.String(),
+}
+
+#: Error kind → (default action, retryable, fix owner), for summaries by kind.
+KIND_ACTIONS: dict[str, tuple[str, bool, str]] = {
+    kind: (MEANINGS[m].action, MEANINGS[m].retryable, MEANINGS[m].fix_owner) for kind, m in KIND_DEFAULTS.items()
+}
+
+
+def kind_actions() -> pl.DataFrame:
+    """:data:`KIND_ACTIONS` as a frame (``error_kind``, ``action``, ``retryable``, ``fix_owner``), in kind order.
+
+    >>> kind_actions().filter(pl.col("error_kind") == "rate_limit").row(0)[1:]  # doctest: +ELLIPSIS
+    ('The platform is throttling requests: ...', True, 'nobody')
+    """
+    return pl.DataFrame(
+        [(kind, *KIND_ACTIONS[kind]) for kind in ERROR_KINDS],
+        schema={"error_kind": pl.String, "action": pl.String, "retryable": pl.Boolean, "fix_owner": pl.String},
+        orient="row",
+    )
+
+
+def with_error_meaning(postbacks: pl.LazyFrame) -> pl.LazyFrame:
+    """Add :data:`ERROR_MEANING_COLUMNS` to postbacks: what each failing postback's answer means.
+
+    Reads ``is_error``, ``status_code``, ``error_message``, ``postback_url`` and, when present,
+    ``integration_name`` (else ``integration_id``) to tell the platform. Non-failing rows get nulls.
+    ``error_kind`` is :func:`error_kind`; ``error_detail`` a finer class (``token_expired``,
+    ``invalid_click_id``, ``too_recent`` …); ``platform`` the platform answering (URL host, then
+    integration name, then the body's shape; ``s2s`` when none says); ``platform_code`` the platform's
+    own code (``190/463``, ``EXPIRED_EVENT``, ``40105``); ``retryable`` whether a re-send later can
+    succeed; ``fix_owner`` who fixes it and ``action`` one sentence saying what to do.
+
+    >>> lf = pl.LazyFrame(
+    ...     {
+    ...         "is_error": [True, False],
+    ...         "status_code": [400, 200],
+    ...         "error_message": ['{"errors":[{"errorCode":{"conversionUploadError":"UNPARSEABLE_GCLID"}}]}', ""],
+    ...         "postback_url": ["https://googleads.googleapis.com/v17/customers/1:uploadClickConversions", None],
+    ...     }
+    ... )
+    >>> row = with_error_meaning(lf).collect().row(0, named=True)
+    >>> row["error_kind"], row["error_detail"], row["platform"], row["platform_code"], row["retryable"]
+    ('missing_click_id', 'invalid_click_id', 'google_ads', 'UNPARSEABLE_GCLID', False)
+    >>> row["action"]
+    'The gclid was truncated or altered: fix the click-id macro on the Google Ads campaign'
+    """
+    columns = postbacks.collect_schema().names()
+    missing = [c for c in ("is_error", "status_code", "error_message", "postback_url") if c not in columns]
+    if missing:
+        raise ValueError(f"with_error_meaning: the postbacks have no column {', '.join(missing)}")
+    frame = _with_codes(postbacks, full=True)
+    index = _meaning_index(
+        failing=pl.col("_em_failing"), status_code=pl.col("status_code"), body=pl.col("_em_body"), url=pl.col("_em_url")
+    )
+    by_url = pl.col("_em_host")
+    by_body = (pl.col("_em_body") % 32).cast(pl.UInt8)
+    platform = (
+        pl.when(by_url != 0)
+        .then(by_url)
+        .when(pl.col("_em_named") != 0)
+        .then(pl.col("_em_named"))
+        .when(by_body != 0)
+        .then(by_body)
+        .otherwise(pl.lit(_PLATFORM_INDEX["s2s"], dtype=pl.UInt8))
+    )
+    frame = frame.with_columns(index.alias("_em_index"), platform.alias("_em_platform"))
+    meaning = pl.col("_em_index")
+    failing = meaning != 0
+    kind = _lookup(meaning, "kind", pl.String)
+    owner = _lookup(meaning, "fix_owner", pl.String)
+    action = _lookup(meaning, "action", pl.String)
+    # an affiliate network has no ad account, and the click id it expects is its own, passed through the tracker
+    network = pl.col("_em_platform") == _PLATFORM_INDEX["affiliate_network"]
+    network_click = network & (kind == "missing_click_id")
+    added = [
+        kind.alias("error_kind"),
+        _lookup(meaning, "detail", pl.String).alias("error_detail"),
+        pl.when(failing)
+        .then(
+            pl.col("_em_platform").replace_strict(
+                list(_PLATFORM_INDEX.values()), list(_PLATFORM_INDEX), return_dtype=pl.String
+            )
+        )
+        .alias("platform"),
+        pl.when(failing).then(pl.col("_em_code")).alias("platform_code"),
+        _lookup(meaning, "retryable", pl.Boolean).alias("retryable"),
+        pl.when(network_click)
+        .then(pl.lit("tracker_setup"))
+        .when(network & (owner == "ad_account"))
+        .then(pl.lit("network"))
+        .otherwise(owner)
+        .alias("fix_owner"),
+        pl.when(network_click).then(pl.lit(_NETWORK_CLICK_ACTION)).otherwise(action).alias("action"),
+    ]
+    kept = [c for c in columns if c not in ERROR_MEANING_COLUMNS]
+    return frame.select(*kept, *added)
 
 
 # --------------------------------------------------------------------------- signature patterns

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Final
 
 import polars as pl
 
-from cfanalytics.diagnose.error_kinds import error_kind, signature, status_class
+from cfanalytics.diagnose.error_kinds import ERROR_MEANING_COLUMNS, signature, status_class, with_error_meaning
 from cfanalytics.filters import LogFilter
 
 if TYPE_CHECKING:
@@ -164,8 +164,9 @@ def postback_rows(store: LogStore, where: LogFilter | None = None) -> pl.LazyFra
 def enrich_postbacks(
     store: LogStore, rows: pl.LazyFrame, where: LogFilter | None = None, *, visits: pl.DataFrame | None = None
 ) -> pl.LazyFrame:
-    """Add attribution, ``status_class``, ``error_kind``, ``signature`` and ``attributed`` to
-    :func:`postback_rows` (or a row subset of them), then apply the filter's other fields.
+    """Add attribution, ``status_class``, ``error_kind`` and the other ``ERROR_MEANING_COLUMNS`` (what the answer
+    means), ``signature`` and ``attributed`` to :func:`postback_rows` (or a row subset of them), then apply the
+    filter's other fields.
 
     Visits and conversions are restricted to the click ids of ``rows`` before the join;
     ``visits`` may be a :func:`visit_lookup` covering those click ids instead.
@@ -192,17 +193,12 @@ def enrich_postbacks(
     )
     # Error kinds and signatures are computed on the failing rows only (a few percent of them).
     failing = pl.col("is_error").cast(pl.Boolean, strict=False).fill_null(value=False)
-    kinds = (
-        error_kind(
-            is_error=pl.col("is_error"),
-            status_code=pl.col("status_code"),
-            error_message=pl.col("error_message"),
-            postback_url=pl.col("postback_url"),
-        ).alias("error_kind"),
-        pl.when(pl.col("is_error")).then(signature(pl.col("error_message"))).alias("signature"),
-    )
-    nothing = (pl.lit(None, pl.String).alias("error_kind"), pl.lit(None, pl.String).alias("signature"))
-    pb = pl.concat([pb.filter(~failing).with_columns(nothing), pb.filter(failing).with_columns(kinds)])
+    sig = pl.when(pl.col("is_error")).then(signature(pl.col("error_message"))).alias("signature")
+    nothing = [pl.lit(None, dtype).alias(name) for name, dtype in ERROR_MEANING_COLUMNS.items()]
+    nothing.append(pl.lit(None, pl.String).alias("signature"))
+    pb = pb.cache()  # both halves below, and the meaning's distinct tables, read it: compute it once
+    explained = with_error_meaning(pb.filter(failing)).with_columns(sig)
+    pb = pl.concat([pb.filter(~failing).with_columns(nothing), explained], how="diagonal")
     rest = flt.replace(start=None, end=None)
     return rest.apply(pb, None, timezone=store.timezone)
 

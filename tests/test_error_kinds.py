@@ -1,13 +1,25 @@
-"""Error kinds, status classes and signatures of postbacks (docs/contract.md §6)."""
+"""Error kinds and meanings, status classes and signatures of postbacks (docs/contract.md §6)."""
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import polars as pl
 import pytest
 
-from cfanalytics.diagnose.error_kinds import ERROR_KINDS, STATUS_CLASSES, error_kind, signature, status_class
+import cfanalytics as cf
+from cfanalytics.diagnose.error_kinds import (
+    ERROR_KINDS,
+    ERROR_MEANING_COLUMNS,
+    KIND_ACTIONS,
+    STATUS_CLASSES,
+    error_kind,
+    kind_actions,
+    signature,
+    status_class,
+    with_error_meaning,
+)
+from cfanalytics.sample import generate
 
 META = "https://graph.facebook.com/v21.0/1234567890/events?access_token=***"
 GOOGLE = (
@@ -103,6 +115,7 @@ FAILING: dict[str, list[tuple[str, int | None, str | None, str | None]]] = {
         ("ttclid-required", 400, '{"code":40002,"message":"ttclid is required","request_id":"2026"}', TIKTOK),
         ("click-id-is-missing", 400, "The click ID is missing.", ZEROPARK),
         ("missing-gclid", 400, "missing gclid", GOOGLE),
+        ("invalid-click-id", 400, "Invalid click id", PROPELLER),
         ("url-in-message", None, "GET " + PB + "cid=&payout=1 failed", None),
         ("beats-auth", 401, "Unauthorized", PB + "cid=&token=***"),
     ],
@@ -170,7 +183,6 @@ FAILING: dict[str, list[tuple[str, int | None, str | None, str | None]]] = {
         ("404", 404, "Not Found", ZEROPARK),
         ("google-invalid-argument", 400, '{"error":{"code":400,"status":"INVALID_ARGUMENT"}}', GOOGLE),
         ("422-no-message", 422, None, ZEROPARK),
-        ("invalid-click-id", 400, "Invalid click id", PROPELLER),
         ("array-name-is-no-macro", 400, "Invalid parameter", PB + "cid=abc123&data[value]=1"),
         ("encoded-json-is-no-macro", 400, "Bad Request", PB + "cid=abc123&d=%7B%22v%22%3A1%7D"),
         ("other-empty-param", 400, "Bad Request", PB + "cid=abc123&sub2=&payout="),
@@ -304,6 +316,229 @@ def test_status_class_column():
     out = frame.select(status_class(pl.col("status_code")))
     assert out.columns == ["status_class"]
     assert out.to_series().to_list() == ["2xx", "none", "5xx"]
+
+
+# --------------------------------------------------------------------------- meanings
+
+META_4 = (
+    '{"error":{"message":"(#4) Application request limit reached","type":"OAuthException","code":4,"fbtrace_id":"x"}}'
+)
+GOOGLE_TOO_RECENT = (
+    '{"partialFailureError":{"code":3,"message":"The click occurred less than 6 hours ago, at conversions[0]",'
+    '"details":[{"errors":[{"errorCode":{"conversionUploadError":"TOO_RECENT_EVENT"}}]}]},"results":[{}]}'
+)
+MEANING_COLUMNS = ("error_kind", "error_detail", "platform", "platform_code", "retryable", "fix_owner")
+
+# (is_error, status, message, URL, integration name) → (kind, detail, platform, platform code, retryable, fix owner)
+MEANING_CASES: list[tuple[tuple[bool | None, int | None, str | None, str | None, str | None], tuple[Any, ...]]] = [
+    ((True, 401, META_190, META, None), ("auth", "token_expired", "meta", "190/463", False, "ad_account")),
+    # the body wins over the status: Meta's code 4 is throttling, whatever the HTTP status says
+    ((True, 403, META_4, META, None), ("rate_limit", "throttled", "meta", "4", True, "nobody")),
+    (
+        (True, 200, GOOGLE_TOO_RECENT, GOOGLE, None),
+        ("time_window", "too_recent", "google_ads", "TOO_RECENT_EVENT", True, "nobody"),
+    ),
+    (
+        (True, 200, '{"code":40105,"message":"access_token_invalid"}', TIKTOK, None),
+        ("auth", "token_invalid", "tiktok", "40105", False, "ad_account"),
+    ),
+    # an error name in an HTTP 200, no URL: the body tells the platform
+    (
+        (True, 200, "OfflineConversionMicrosoftClickIdInvalid", None, None),
+        (
+            "missing_click_id",
+            "invalid_click_id",
+            "microsoft_ads",
+            "OfflineConversionMicrosoftClickIdInvalid",
+            False,
+            "traffic_source",
+        ),
+    ),
+    (
+        (True, 200, "Conversion exists", None, "Affise"),
+        ("duplicate", "duplicate", "affiliate_network", None, False, "nobody"),
+    ),
+    ((True, None, CURL_28, ZEROPARK, None), ("no_response", "timeout", "s2s", "28", True, "nobody")),
+    # a transport failure's wording only counts without a status: with one, the status decides
+    (
+        (True, 504, "upstream request timeout", ZEROPARK, None),
+        ("server_error", "server_error", "s2s", None, True, "nobody"),
+    ),
+    (
+        (True, 400, "Invalid click id", PB + "cid={clickid}", None),
+        ("unreplaced_macro", "unreplaced_macro", "s2s", None, False, "tracker_setup"),
+    ),
+    (
+        (True, 404, "Not Found", ZEROPARK, None),
+        ("bad_request", "endpoint_not_found", "s2s", None, False, "tracker_setup"),
+    ),
+    ((True, 200, "", ZEROPARK, None), ("other", "unexpected_response", "s2s", None, False, "tracker_setup")),
+    # platform: the URL host first, then the integration name, then the shape of the body
+    (
+        (True, 500, "Internal Server Error", META, "Google Ads"),
+        ("server_error", "server_error", "meta", None, True, "nobody"),
+    ),
+    (
+        (True, 500, "Internal Server Error", None, "TikTok Ads"),
+        ("server_error", "server_error", "tiktok", None, True, "nobody"),
+    ),
+    ((True, 500, META_500, None, None), ("server_error", "server_error", "meta", "2", True, "nobody")),
+    # a network's own click id comes through the tracker: it is the tracker's setup that must pass it
+    (
+        (True, 200, "Broken clickid", None, "Affise"),
+        ("missing_click_id", "invalid_click_id", "affiliate_network", None, False, "tracker_setup"),
+    ),
+    (
+        (True, 400, "Invalid click id", ZEROPARK, None),
+        ("missing_click_id", "invalid_click_id", "s2s", None, False, "traffic_source"),
+    ),
+    ((False, 500, META_500, META, None), (None, None, None, None, None, None)),
+    ((None, 401, "Unauthorized", ZEROPARK, None), (None, None, None, None, None, None)),
+]
+
+
+def _meaning_frame(rows: list[tuple[bool | None, int | None, str | None, str | None, str | None]]) -> pl.DataFrame:
+    return pl.DataFrame(
+        rows,
+        schema={
+            "is_error": pl.Boolean,
+            "status_code": pl.Int64,
+            "error_message": pl.String,
+            "postback_url": pl.String,
+            "integration_name": pl.String,
+        },
+        orient="row",
+    )
+
+
+def test_error_meaning_of_each_case():
+    frame = _meaning_frame([inputs for inputs, _ in MEANING_CASES])
+    out = with_error_meaning(frame.lazy()).collect()
+    assert out.columns == [*frame.columns, *ERROR_MEANING_COLUMNS]
+    assert out.select(list(ERROR_MEANING_COLUMNS)).schema == pl.Schema(ERROR_MEANING_COLUMNS)
+    for (inputs, expected), got in zip(MEANING_CASES, out.select(MEANING_COLUMNS).iter_rows(), strict=True):
+        assert got == expected, inputs
+    # the sentence to act on is the meaning's (or, at a network, what to pass it), never empty
+    actions = out["action"].to_list()
+    assert actions[0].startswith("The access token expired")
+    assert actions[-2:] == [None, None]
+    assert all(a for a in actions[:-2])
+    network_click = actions[[e[2] for _, e in MEANING_CASES].index("affiliate_network", 6)]
+    assert "network's own click id" in network_click
+
+
+def test_error_meaning_without_integration_columns_and_in_lazy_engines():
+    frame = _meaning_frame([inputs for inputs, _ in MEANING_CASES]).drop("integration_name")
+    for engine in ("in-memory", "streaming"):
+        out = with_error_meaning(frame.lazy()).collect(engine=engine)
+        kinds = [e[0] for _, e in MEANING_CASES]
+        assert out["error_kind"].to_list() == kinds
+    # the frame function and the expression agree row by row
+    expr = frame.select(
+        error_kind(
+            is_error=pl.col("is_error"),
+            status_code=pl.col("status_code"),
+            error_message=pl.col("error_message"),
+            postback_url=pl.col("postback_url"),
+        )
+    )
+    assert expr.to_series().to_list() == kinds
+
+
+def test_error_meaning_agrees_with_error_kind_on_the_whole_table():
+    frame = _frame(CASES)
+    out = with_error_meaning(frame.lazy()).collect()
+    assert out["error_kind"].to_list() == frame["expected"].to_list()
+    failing = out.filter(pl.col("error_kind").is_not_null())
+    assert (
+        failing.select(
+            pl.col(c).null_count() for c in ("error_detail", "platform", "retryable", "fix_owner", "action")
+        ).row(0)
+        == (0,) * 5
+    )
+
+
+# The platforms' documented wording, logged without its code: the wording alone must tell the kind.
+WORDING: list[tuple[int | None, str, str]] = [
+    (400, "Application request limit reached", "rate_limit"),
+    (400, "Application does not have permission for this action", "auth"),
+    (400, "An unknown error occurred", "server_error"),
+    (400, "The imported gclid could not be decoded.", "missing_click_id"),
+    (
+        400,
+        "The click associated with the given identifier or iOS URL parameter occurred less than 6 hours ago.",
+        "time_window",
+    ),
+    (400, "Imported events include multiple conversions with the same order ID and were not processed.", "duplicate"),
+    (400, "OAuth token in the header has been revoked.", "auth"),
+    (400, "Too many expensive requests from query pattern over a short amount of time.", "rate_limit"),
+    (400, "Google Ads API encountered an unexpected transient error.", "server_error"),
+    (400, "You have exceeded the number of calls that you are allowed to make in a given time period.", "rate_limit"),
+    (200, "No permission to operate advertiser 123", "auth"),
+    (200, "Offer is paused", "other"),
+    (200, "Transaction ID not found", "missing_click_id"),
+    (None, "Temporary failure in name resolution", "no_response"),
+    (400, "Deadline specified by the client was too short.", "bad_request"),
+]
+
+
+@pytest.mark.parametrize(("status", "message", "kind"), WORDING, ids=[w[1][:40] for w in WORDING])
+def test_documented_wording_alone(status, message, kind):
+    frame = _meaning_frame([(True, status, message, None, None)])
+    assert with_error_meaning(frame.lazy()).collect()["error_kind"].item() == kind
+
+
+def test_error_meaning_names_missing_columns():
+    with pytest.raises(ValueError, match="no column status_code, postback_url"):
+        with_error_meaning(pl.LazyFrame({"is_error": [True], "error_message": ["x"]}))
+
+
+def test_kind_actions_table():
+    table = kind_actions()
+    assert table["error_kind"].to_list() == list(ERROR_KINDS)
+    assert table.filter(pl.col("retryable"))["error_kind"].to_list() == ["rate_limit", "no_response", "server_error"]
+    assert set(KIND_ACTIONS) == set(ERROR_KINDS)
+    assert table["action"].str.len_chars().min() > 20
+
+
+@pytest.fixture(scope="module")
+def sample_postbacks(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("sample")
+    account = generate(folder / "exports", seed=7, visits=20_000)
+    store = cf.LogStore(folder / "store", timezone=account.truth["timezone"])
+    result = store.ingest([p for role, p in sorted(account.files.items()) if role != "network_export"])
+    assert result.ok, result.failures
+    return cf.diagnose.postbacks(store).collect()
+
+
+def test_postbacks_of_the_sample_account_carry_the_meaning(sample_postbacks):
+    pb = sample_postbacks
+    assert set(ERROR_MEANING_COLUMNS) <= set(pb.columns)
+    ok = pb.filter(~pl.col("is_error"))
+    assert ok.select(pl.col(c).null_count() == ok.height for c in ERROR_MEANING_COLUMNS).row(0) == (True,) * 7
+    failing = pb.filter(pl.col("is_error"))
+    assert failing["error_kind"].null_count() == failing["action"].null_count() == 0
+
+    def meaning(contains: str) -> set[tuple[Any, ...]]:
+        rows = failing.filter(pl.col("error_message").str.contains(contains, literal=True))
+        assert rows.height > 0, contains
+        return set(rows.select(MEANING_COLUMNS).iter_rows())
+
+    # the sample's injected faults, by the generator's own messages
+    assert meaning("Session has expired") == {("auth", "token_expired", "meta", "190/463", False, "ad_account")}
+    assert meaning('"code":40100') == {("rate_limit", "throttled", "tiktok", "40100", True, "nobody")}
+    # the sample's gclid errors come with an empty gclid= in the URL: the URL says it first
+    assert meaning("UNPARSEABLE_GCLID") == {
+        ("missing_click_id", "missing_click_id", "google_ads", "UNPARSEABLE_GCLID", False, "traffic_source")
+    }
+    timeouts = failing.filter(pl.col("error_message").str.contains("timed out") & pl.col("status_code").is_null())
+    assert timeouts.height > 0
+    assert set(timeouts.select("error_kind", "error_detail", "retryable").iter_rows()) == {
+        ("no_response", "timeout", True)
+    }
+    macros = failing.filter(pl.col("postback_url").str.contains("{", literal=True))
+    assert macros.height > 0
+    assert set(macros["error_detail"]) == {"unreplaced_macro"}
 
 
 # --------------------------------------------------------------------------- signatures
