@@ -38,8 +38,14 @@ shown with :func:`display_name`: redacted (a presigned URL's signature) and
 with bytes that are not UTF-8 escaped, in every message and record of the
 source.
 
->>> raw = open_input("exports/postbacks.csv")            # doctest: +SKIP
->>> for batch, problems in raw.batches(): ...            # doctest: +SKIP
+>>> import pathlib, tempfile
+>>> path = pathlib.Path(tempfile.mkdtemp()) / "postbacks.csv"
+>>> _ = path.write_text("Postback ID;Click ID;Status Code\\np1;c1;200\\np2;c2;\\n")
+>>> raw = open_input(path)
+>>> raw.format, raw.delimiter, raw.columns
+('csv', ';', ['Postback ID', 'Click ID', 'Status Code'])
+>>> [batch.to_pylist() for batch, problems in raw.batches()][0][1]
+{'Postback ID': 'p2', 'Click ID': 'c2', 'Status Code': '', '_record': 3}
 """
 
 from __future__ import annotations
