@@ -17,7 +17,7 @@ stream through up to three passes over Arrow IPC scratch files in the store's
    are checked against the stored row's columns), then stream the new rows from
    scratch through Polars' Parquet sink into one Delta commit whose metadata
    carries the batch id, source, sha256 and counts
-   (:func:`cfanalytics.store.append_rows`); then the quarantine (raw records of
+   (:func:`cfanalytics._delta.append_rows`); then the quarantine (raw records of
    conflicting rows are read again from the input).
 
 ``rows_read = rows_stored + already_stored + quarantined`` holds for every batch.
@@ -29,35 +29,43 @@ import os
 import secrets
 import shutil
 import sys
-from collections.abc import Iterator, Mapping, Sequence
+import tempfile
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 import pyarrow as pa
 
-from cfanalytics.columns import Resolution, parse_map, resolve
+from cfanalytics._delta import ROW_GROUP_ROWS, append_rows, arrow_schema, commit_hooks, writer_properties
+from cfanalytics._pipeline import SCRATCH_ARROW, ScratchWriter, SerialWorker, prefetch, scan_scratch, scratch_batches
+from cfanalytics.columns import Resolution, norm_key, parse_map, resolve
 from cfanalytics.exceptions import CfError, InputError
 from cfanalytics.identity import content_digest, encode_rows, hash_texts, identity_columns, is_keyed, with_ordinal
-from cfanalytics.normalize import Normalizer
+from cfanalytics.normalize import Normalized, Normalizer, raw_records
 from cfanalytics.readers import RawInput, RowProblem, open_input
 from cfanalytics.schemas import (
     CONTENT_DIGEST_COLUMN,
     CONTENT_HASH_COLUMN,
     DERIVED_POSTBACK_ID_COLUMNS,
     KEY_COLUMN,
+    KINDS,
+    META_PREFIX,
+    QUARANTINE,
     STR,
+    check_ip_mode,
     column_names,
     flags,
     pandera_model,
     polars_schema,
     quarantine_schema,
 )
-from cfanalytics.store import META_PREFIX, QUARANTINE, arrow_schema
 
 if TYPE_CHECKING:
+    from tqdm import tqdm
+
     from cfanalytics.store import LogStore
 
 _STATUS_NEW, _STATUS_ALREADY, _STATUS_CONFLICT = 0, 1, 2
@@ -65,76 +73,6 @@ _STATUS_NEW, _STATUS_ALREADY, _STATUS_CONFLICT = 0, 1, 2
 _JOIN_BUCKET_ROWS = 4_000_000
 #: Found keys are "few" below 1 in this many stored rows of their bucket: their stored rows are read by id.
 _SPARSE_HITS = 20
-#: Scratch files keep Polars' own string layout (Arrow string views): no copy of the text on the way
-#: out of Polars and back in.
-_SCRATCH_ARROW: Final = pl.CompatLevel.newest()
-
-
-class _ScratchWriter:
-    """Appends record batches to an Arrow IPC scratch file (lz4): written once, read once or twice.
-
-    Arrow IPC costs about a third of Parquet to write and read back, and lz4 keeps
-    the file at about two thirds of the input's size.
-    """
-
-    def __init__(self, path: Path, schema: pa.Schema) -> None:
-        self._sink = pa.OSFile(str(path), "wb")
-        self._writer = pa.ipc.new_file(self._sink, schema, options=pa.ipc.IpcWriteOptions(compression="lz4"))
-        self.schema = schema
-
-    def write_table(self, table: pa.Table) -> None:
-        self._writer.write_table(table)
-
-    def close(self) -> None:
-        self._writer.close()
-        self._sink.close()
-
-
-def _scratch_batches(path: Path, columns: Sequence[str] | None = None) -> Iterator[pa.RecordBatch]:
-    """The record batches of a scratch file (only ``columns``, if given), in order."""
-    with pa.OSFile(str(path), "rb") as source:  # read, not mapped: batches outlive the file handle
-        reader = pa.ipc.open_file(source)
-        if columns is not None:  # read only those columns' buffers
-            fields = [reader.schema.get_field_index(c) for c in columns]
-            source.seek(0)
-            reader = pa.ipc.open_file(source, options=pa.ipc.IpcReadOptions(included_fields=fields))
-        for i in range(reader.num_record_batches):
-            rb = reader.get_batch(i)
-            yield rb if columns is None else rb.select(columns)
-
-
-def _scan_scratch(path: Path) -> pl.LazyFrame:
-    """A scratch file as a lazy frame, read batch by batch (not memory-mapped).
-
-    ``pl.scan_ipc`` maps the file, and every page it touches then counts in
-    the process's resident memory: gigabytes for a large input.
-    """
-    from polars.io.plugins import register_io_source
-
-    with pa.OSFile(str(path), "rb") as source:
-        schema = pl.Schema(pa.ipc.open_file(source).schema)
-
-    def batches(
-        columns: list[str] | None, predicate: pl.Expr | None, n_rows: int | None, _size: int | None
-    ) -> Iterator[pl.DataFrame]:
-        left = n_rows
-        needed = None
-        if columns is not None:  # the projection, and the columns the predicate reads
-            needed = list(dict.fromkeys([*columns, *(predicate.meta.root_names() if predicate is not None else ())]))
-        for rb in _prefetch(_scratch_batches(path, needed)):  # the next batches are read meanwhile
-            df = pl.DataFrame(rb)
-            if predicate is not None:
-                df = df.filter(predicate)
-            if columns is not None:
-                df = df.select(columns)
-            if left is not None:
-                df = df.head(left)
-                left -= df.height
-            yield df
-            if left == 0:
-                return
-
-    return register_io_source(batches, schema=schema, explain_name="scratch")
 
 
 @dataclass
@@ -240,8 +178,6 @@ def ingest_raw(
     store_ips: str | None = None,
 ) -> IngestResult:
     """Ingest already opened inputs (files, frames or API windows) into ``store``."""
-    from cfanalytics.store import check_ip_mode
-
     tz = store.ensure_timezone(timezone)
     ip = (check_ip_mode(store_ips) if store_ips else store.store_ips, str(store.metadata.get("ip_salt") or ""))
     overrides = {**store.column_map, **parse_map(column_map)}
@@ -273,8 +209,6 @@ def validate_paths(
 
     Repeats inside each input are detected; rows that a store may already hold are not.
     """
-    import tempfile
-
     overrides = parse_map(column_map)
     result = IngestResult()
     for path in paths:
@@ -321,6 +255,74 @@ def _new_batch_prefix() -> str:
     return f"{datetime.now(tz=UTC):%Y%m%dT%H%M%S}-{secrets.token_hex(3)}"
 
 
+class _Spill:
+    """Per-kind scratch files of pass 1, written on the writer thread in batch order.
+
+    :meth:`spill` gives rows their first identity (:func:`_first_identity`) and
+    appends them to the kind's scratch file; the first rows of a kind fix the
+    file's schema and the part's key and content columns.
+    """
+
+    def __init__(self, normalizer: Normalizer, present: tuple[str, ...]) -> None:
+        self.normalizer = normalizer
+        self.present = present
+        self._writers: dict[str, ScratchWriter] = {}
+        self._schemas: dict[str, pl.Schema] = {}
+
+    def spill(self, kind: str, part: _KindPart, rows: pl.DataFrame) -> None:
+        """Identify ``rows`` of ``kind`` and append them to the part's scratch file."""
+        derived = self.normalizer.derived_postback_id
+        rows = _first_identity(rows, kind, derived, self.present)
+        if rows.height == 0:
+            return
+        if kind not in self._writers:
+            self._schemas[kind] = rows.schema
+            part.keyed = is_keyed(kind, self.present) and not derived
+            part.present = self.present
+            part.content = _content_schema(kind, rows.schema, self.present)
+            canonical = polars_schema(kind)
+            part.extras = [c for c in rows.columns if c not in canonical and c not in ("_record", "_raw_record")]
+            self._writers[kind] = ScratchWriter(part.scratch, rows.to_arrow(compat_level=SCRATCH_ARROW).schema)
+        schema = self._schemas[kind]
+        self._writers[kind].write_table(
+            rows.select(list(schema)).cast(dict(schema)).to_arrow(compat_level=SCRATCH_ARROW)
+        )
+        part.rows += rows.height
+        if unfilled := [c for c in part.extras if c not in part.filled_extras]:
+            have = rows.select(pl.col(unfilled).is_not_null().any()).row(0, named=True)
+            part.filled_extras.update(c for c, v in have.items() if v)
+
+    def close(self) -> None:
+        """Close every scratch file."""
+        for w in self._writers.values():
+            w.close()
+
+
+def _route(
+    outputs: Mapping[str, Normalized],
+    parts: dict[str, _KindPart],
+    kindless: list[pl.DataFrame],
+    staging: Path,
+) -> list[tuple[str, _KindPart, pl.DataFrame]]:
+    """File a normalised batch: quarantined records into their part (or ``kindless``); the rows to spill.
+
+    Returns ``(kind, part, rows)`` for each kind with rows to store.
+    """
+    todo: list[tuple[str, _KindPart, pl.DataFrame]] = []
+    for k, out in outputs.items():
+        if k == "events":
+            kindless.append(out.quarantine)
+            continue
+        if out.rows.height == 0 and out.quarantine.height == 0:
+            continue
+        part = parts.setdefault(k, _KindPart(k, staging / f"{k}.1.arrow"))
+        if out.quarantine.height:
+            part.quarantine.append(out.quarantine)
+        if out.rows.height:
+            todo.append((k, part, out.rows))
+    return todo
+
+
 def _prepare(
     raw: RawInput,
     staging: Path,
@@ -332,6 +334,7 @@ def _prepare(
     progress: bool = False,
     ip: tuple[str, str] = ("raw", ""),
 ) -> _Prepared:
+    """Passes 1 and 2 of one input: read, normalise, identify and spill to scratch in ``staging``."""
     if not raw.columns:  # an empty API window or JSON list: nothing to read, nothing wrong
         return _Prepared(raw, Resolution(kind=kind or "events"), _new_batch_prefix(), {}, [], 0)
     known = _known_extras(store) if store is not None else {}
@@ -341,39 +344,16 @@ def _prepare(
         res, timezone=tz, source=raw.name, delimiter=raw.delimiter, only_kind=only_kind, ip_mode=ip[0], ip_salt=ip[1]
     )
     parts: dict[str, _KindPart] = {}
-    writers: dict[str, _ScratchWriter] = {}
-    schemas: dict[str, pl.Schema] = {}
     kindless: list[pl.DataFrame] = []
     default_kind = res.kind if res.kind != "events" else None
-    present = tuple(res.canonical.values())
+    spill = _Spill(normalizer, tuple(res.canonical.values()))
     bar = _progress_bar(raw, progress)
-
-    def store_rows(k: str, part: _KindPart, rows: pl.DataFrame) -> None:
-        # On the writer thread, in batch order: identity, then the scratch file.
-        rows = _first_identity(rows, k, normalizer.derived_postback_id, present)
-        if rows.height == 0:
-            return
-        if k not in writers:
-            schemas[k] = rows.schema
-            part.keyed = is_keyed(k, present) and not normalizer.derived_postback_id
-            part.present = present
-            part.content = _content_schema(k, rows.schema, present)
-            part.extras = [c for c in rows.columns if c not in polars_schema(k) and c not in ("_record", "_raw_record")]
-            writers[k] = _ScratchWriter(part.scratch, rows.to_arrow(compat_level=_SCRATCH_ARROW).schema)
-        writers[k].write_table(
-            rows.select(list(schemas[k])).cast(dict(schemas[k])).to_arrow(compat_level=_SCRATCH_ARROW)
-        )
-        part.rows += rows.height
-        if unfilled := [c for c in part.extras if c not in part.filled_extras]:
-            have = rows.select(pl.col(unfilled).is_not_null().any()).row(0, named=True)
-            part.filled_extras.update(c for c, v in have.items() if v)
-
     # Three stages overlap (Polars and pyarrow release the GIL): a reader thread parses the
     # next batches, this thread normalises, and a writer thread identifies and spills rows.
-    writer = _SerialWorker(name="cfanalytics-write")
+    writer = SerialWorker(name="cfanalytics-write")
     try:
         batches = ((normalizer.frame(b), problems, b.num_rows) for b, problems in raw.batches())
-        for frame, problems, n in _prefetch(batches):
+        for frame, problems, n in prefetch(batches):
             if problems:
                 q = _problem_frame(problems, default_kind)
                 if default_kind is None:
@@ -381,17 +361,8 @@ def _prepare(
                 else:
                     parts.setdefault(default_kind, _KindPart(default_kind, staging / f"{default_kind}.1.arrow"))
                     parts[default_kind].quarantine.append(q)
-            for k, out in normalizer.normalize(frame).items():
-                if k == "events":
-                    kindless.append(out.quarantine)
-                    continue
-                if out.rows.height == 0 and out.quarantine.height == 0:
-                    continue
-                part = parts.setdefault(k, _KindPart(k, staging / f"{k}.1.arrow"))
-                if out.quarantine.height:
-                    part.quarantine.append(out.quarantine)
-                if out.rows.height:
-                    writer.submit(store_rows, k, part, out.rows)
+            for k, part, rows in _route(normalizer.normalize(frame), parts, kindless, staging):
+                writer.submit(spill.spill, k, part, rows)
             if bar is not None:
                 bar.update(n + len(problems))
         writer.close()
@@ -401,8 +372,7 @@ def _prepare(
         raise InputError(f"{raw.name}: {_one_line(exc)}") from None
     finally:
         writer.abort()
-        for w in writers.values():
-            w.close()
+        spill.close()
         if bar is not None:
             bar.close()
     raw.sha256  # noqa: B018 - wait for the input's digest now: a file changed while read fails before the lock
@@ -467,15 +437,15 @@ def _repeated_ids(scratch: pl.LazyFrame) -> set[str]:
 def _assign_ordinals(part: _KindPart, derived_postback_id: bool) -> None:
     """Pass 2: ordinals for repeated identities; first-kept rule for keyed kinds."""
     assert part.final is not None
-    repeated = _repeated_ids(_scan_scratch(part.scratch))
+    repeated = _repeated_ids(scan_scratch(part.scratch))
     if not repeated:  # the usual case: every row is the first of its identity; no second pass needed
         part.final = part.scratch
         return
     seen: dict[str, Any] = {}
-    writer: _ScratchWriter | None = None
+    writer: ScratchWriter | None = None
     key = KEY_COLUMN.get(part.kind, "activity_id")
     try:
-        for rb in _scratch_batches(part.scratch):
+        for rb in scratch_batches(part.scratch):
             df = pl.from_arrow(rb)
             assert isinstance(df, pl.DataFrame)
             status = [_STATUS_NEW] * df.height
@@ -493,9 +463,9 @@ def _assign_ordinals(part: _KindPart, derived_postback_id: bool) -> None:
             df = df.with_columns(pl.Series("_status", status, dtype=pl.Int8))
             if part.keyed and idx:
                 df = _conflicts_to_quarantine(df, part, key, in_store=False)
-            table = df.to_arrow(compat_level=_SCRATCH_ARROW)
+            table = df.to_arrow(compat_level=SCRATCH_ARROW)
             if writer is None:
-                writer = _ScratchWriter(part.final, table.schema)
+                writer = ScratchWriter(part.final, table.schema)
             writer.write_table(table.cast(writer.schema))
     finally:
         if writer is not None:
@@ -533,7 +503,7 @@ def _with_ordinals(
 def _final_frame(part: _KindPart) -> pl.LazyFrame:
     """Pass-2 rows with their in-input ``_status`` (all new when pass 2 had nothing to do)."""
     assert part.final is not None
-    lf = _scan_scratch(part.final)
+    lf = scan_scratch(part.final)
     if "_status" not in lf.collect_schema().names():
         lf = lf.with_columns(pl.lit(_STATUS_NEW, pl.Int8).alias("_status"))
     return lf
@@ -602,7 +572,7 @@ def _write_kind(store: LogStore, prepared: _Prepared, part: _KindPart, res: Batc
 
     Only ``_row_id`` of both sides takes part in the join, as a pair of
     ``UInt64``; the rows themselves stream from the scratch file into
-    :func:`cfanalytics.store.append_rows`. Rows found in the store are counted (identical) or, for
+    :func:`cfanalytics._delta.append_rows`. Rows found in the store are counted (identical) or, for
     keyed kinds whose content differs, quarantined as ``conflicting_key``
     (see :func:`_stored_conflicts`).
     """
@@ -727,13 +697,11 @@ def _append_new_rows(
     """Stream the part's new rows from scratch into one Delta commit carrying the batch metadata.
 
     The rows go from the scratch file through a lazy query (rows new to the
-    store, in the stored types) into :func:`cfanalytics.store.append_rows`.
+    store, in the stored types) into :func:`cfanalytics._delta.append_rows`.
     Required values are proven non-null by the written files' footers, and
     pandera's full model runs on the first rows, since the values come from the
     normaliser's own rules (a failure would be a bug, not bad input).
     """
-    from cfanalytics.store import ROW_GROUP_ROWS, append_rows
-
     assert part.final is not None
     kind = part.kind
     extras = [c for c in part.extras if c in part.filled_extras]
@@ -750,7 +718,7 @@ def _append_new_rows(
         f"{META_PREFIX}flagged": str(res.flagged),
     }
     target = {**polars_schema(kind), **dict.fromkeys(extras, STR)}
-    rows = _scan_scratch(part.final)
+    rows = scan_scratch(part.final)
     names = rows.collect_schema().names()
     if "_status" in names:
         rows = rows.filter(pl.col("_status") == _STATUS_NEW)
@@ -785,8 +753,6 @@ def _fill_raw(raw: RawInput, frames: list[pl.DataFrame]) -> list[pl.DataFrame]:
     Stored-to-be rows carry no copy of their raw record (it would double the
     scratch); the few that turn out to conflict are looked up by record number.
     """
-    from cfanalytics.normalize import raw_records
-
     missing = {r for f in frames if f.height for r in f.filter(pl.col("raw").is_null()).get_column("_record").to_list()}
     if not missing:
         return frames
@@ -816,8 +782,6 @@ def _pending_quarantine(part: _KindPart) -> int:
 def _write_quarantine(store: LogStore, prepared: _Prepared, q: pl.DataFrame | None) -> None:
     """Append quarantined records not stored before (a re-run writes nothing twice)."""
     from deltalake import CommitProperties, write_deltalake
-
-    from cfanalytics.store import commit_hooks, writer_properties
 
     if q is None or q.height == 0:
         return
@@ -937,9 +901,6 @@ def _count_only(prepared: _Prepared, part: _KindPart) -> BatchResult:
 # ------------------------------------------------------------------- helpers
 def _known_extras(store: LogStore) -> dict[str, str]:
     """``norm_key → column`` of extra columns already in the store (first-seen spelling wins)."""
-    from cfanalytics.columns import norm_key
-    from cfanalytics.schemas import KINDS
-
     known: dict[str, str] = {}
     for kind in KINDS:
         canon = {*polars_schema(kind), CONTENT_HASH_COLUMN}
@@ -947,104 +908,6 @@ def _known_extras(store: LogStore) -> dict[str, str]:
             if name not in canon:
                 known.setdefault(norm_key(name), name)
     return known
-
-
-def _prefetch(items: Iterator[Any], depth: int = 2) -> Iterator[Any]:
-    """Yield ``items`` while a thread produces the next ones (up to ``depth`` ahead).
-
-    Reading and parsing the input (pyarrow releases the GIL) then overlaps with
-    normalising and hashing the batch before it. Errors of the producer are
-    raised here, in order; closing the generator stops the producer.
-    """
-    import queue
-    import threading
-
-    q: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-
-    def produce() -> None:
-        try:
-            for item in items:
-                while not stop.is_set():
-                    try:
-                        q.put(("item", item), timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
-                    return
-            q.put(("end", None))
-        except BaseException as exc:  # handed to the consumer, raised there
-            q.put(("error", exc))
-
-    thread = threading.Thread(target=produce, name="cfanalytics-read", daemon=True)
-    thread.start()
-    try:
-        while True:
-            tag, value = q.get()
-            if tag == "end":
-                return
-            if tag == "error":
-                raise value
-            yield value
-    finally:
-        stop.set()
-        while thread.is_alive():  # unblock a producer waiting on a full queue
-            try:
-                q.get_nowait()
-            except queue.Empty:
-                thread.join(0.05)
-
-
-class _SerialWorker:
-    """Runs submitted calls one at a time, in order, on a thread, up to ``depth`` calls ahead.
-
-    An error of a call is raised by the next :meth:`submit` or by :meth:`close`;
-    :meth:`abort` (always safe) drops what is queued and waits for the thread.
-    """
-
-    def __init__(self, name: str, depth: int = 2) -> None:
-        import queue
-        import threading
-
-        self._queue: queue.Queue[tuple[Any, tuple[Any, ...]] | None] = queue.Queue(maxsize=depth)
-        self._error: BaseException | None = None
-        self._stop = False
-        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while (item := self._queue.get()) is not None:
-            if self._error is None and not self._stop:
-                fn, args = item
-                try:
-                    fn(*args)
-                except BaseException as exc:  # handed to the submitting thread
-                    self._error = exc
-
-    def submit(self, fn: Any, *args: Any) -> None:
-        """Queue ``fn(*args)`` (blocks while ``depth`` calls wait)."""
-        self._raise()
-        self._queue.put((fn, args))
-
-    def close(self) -> None:
-        """Wait for every queued call; raise the first error of one."""
-        if self._thread.is_alive():
-            self._queue.put(None)
-            self._thread.join()
-        self._raise()
-
-    def abort(self) -> None:
-        """Skip what is still queued and wait for the thread."""
-        self._stop = True
-        if self._thread.is_alive():
-            self._queue.put(None)
-            self._thread.join()
-
-    def _raise(self) -> None:
-        if self._error is not None:
-            error, self._error = self._error, None
-            raise error
 
 
 def _remove_dead_staging(folder: Path) -> None:
@@ -1076,7 +939,7 @@ def _problem_frame(problems: list[RowProblem], kind: str | None) -> pl.DataFrame
     )
 
 
-def _progress_bar(raw: RawInput, enabled: bool) -> Any:
+def _progress_bar(raw: RawInput, enabled: bool) -> tqdm[Any] | None:
     if not enabled or not sys.stderr.isatty():
         return None
     from tqdm import tqdm

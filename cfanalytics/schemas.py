@@ -43,6 +43,25 @@ BOOL: Final = pl.Boolean()
 STORE_FORMAT_VERSION: Final = 1
 #: Version of the ``_row_id`` canonical encoding (see :mod:`cfanalytics.identity`).
 ROW_ID_VERSION: Final = 1
+#: Name of the table of quarantined records (beside one table per kind).
+QUARANTINE: Final = "quarantine"
+#: Prefix of the store's keys in Delta commit metadata (``cfanalytics.batch_id``, ``cfanalytics.source``…).
+META_PREFIX: Final = "cfanalytics."
+#: How an ingest may keep IP addresses: as read, masked (/24, /48) or as a salted hash.
+IP_MODES: Final = ("raw", "masked", "hashed")
+
+
+def check_ip_mode(mode: str) -> str:
+    """Return ``mode`` if it is one of :data:`IP_MODES`, else raise ``UsageError``.
+
+    >>> check_ip_mode("hashed")
+    'hashed'
+    """
+    from cfanalytics.exceptions import UsageError
+
+    if mode not in IP_MODES:
+        raise UsageError(f"unknown IP mode {mode!r}; use one of {', '.join(IP_MODES)}")
+    return mode
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""store.append_rows: the files an ingest commits, their Delta stats, schema evolution, failure cleanup."""
+"""_delta.append_rows: the files an ingest commits, their Delta stats, schema evolution, failure cleanup."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from cfanalytics import LogStore
+from cfanalytics._delta import append_rows
 from cfanalytics.exceptions import StoreError
-from cfanalytics.store import append_rows
 from tests.helpers import write
 
 HEAD = "Click ID,Visit Time,Campaign ID,User Agent,Bot Score\n"
@@ -81,7 +81,7 @@ def test_a_failed_append_leaves_no_file_and_no_commit(store):
 
 
 def test_files_hold_row_groups_of_the_store_size(store, tmp_path):
-    from cfanalytics.store import ROW_GROUP_ROWS
+    from cfanalytics._delta import ROW_GROUP_ROWS
 
     rows = "".join(f"{n:08x}-0000-4000-8000-000000000000,2026-11-20 10:00:00,k1,ua,0.5\n" for n in range(1000))
     store.ingest([write(tmp_path / "v.csv", HEAD + rows)])
@@ -93,9 +93,9 @@ def test_files_hold_row_groups_of_the_store_size(store, tmp_path):
 
 
 def test_an_input_over_many_dates_is_written_a_few_dates_at_a_time_in_one_commit(store, tmp_path, monkeypatch):
-    import cfanalytics.store as store_module
+    import cfanalytics._delta as delta_module
 
-    monkeypatch.setattr(store_module, "SINK_PARTITIONS", 2)
+    monkeypatch.setattr(delta_module, "SINK_PARTITIONS", 2)
     rows = "".join(f"{n:08x}-0000-4000-8000-000000000000,2026-11-{10 + n % 5} 10:00:00,k1,ua,0.5\n" for n in range(50))
     version = store.table("visits").version()
     (batch,) = store.ingest([write(tmp_path / "v.csv", HEAD + rows)]).batches

@@ -515,16 +515,16 @@ def test_repeated_ids_are_found_on_the_whole_id_not_its_first_half():
 def test_prefetch_keeps_order_raises_the_producers_error_and_stops_early():
     import threading
 
-    from cfanalytics.ingest import _prefetch
+    from cfanalytics._pipeline import prefetch
 
-    assert list(_prefetch(iter(range(50)), depth=2)) == list(range(50))
+    assert list(prefetch(iter(range(50)), depth=2)) == list(range(50))
 
     def failing():
         yield 1
         yield 2
         raise ValueError("bad record 3")
 
-    it = _prefetch(failing())
+    it = prefetch(failing())
     assert [next(it), next(it)] == [1, 2]
     with pytest.raises(ValueError, match="bad record 3"):
         next(it)
@@ -538,7 +538,7 @@ def test_prefetch_keeps_order_raises_the_producers_error_and_stops_early():
             yield n
             n += 1
 
-    gen = _prefetch(endless(), depth=2)
+    gen = prefetch(endless(), depth=2)
     assert [next(gen) for _ in range(3)] == [0, 1, 2]
     gen.close()  # the producer stops: no thread is left running
     assert not any(t.name == "cfanalytics-read" and t.is_alive() for t in threading.enumerate())
@@ -625,10 +625,10 @@ def test_a_store_with_the_former_content_hash_column_still_dedupes(store, tmp_pa
 
 
 def test_the_writer_thread_runs_calls_in_order_and_hands_errors_back():
-    from cfanalytics.ingest import _SerialWorker
+    from cfanalytics._pipeline import SerialWorker
 
     done: list[int] = []
-    w = _SerialWorker("test-writer")
+    w = SerialWorker("test-writer")
     for i in range(20):
         w.submit(done.append, i)
     w.close()
@@ -640,7 +640,7 @@ def test_the_writer_thread_runs_calls_in_order_and_hands_errors_back():
         done.append(i)
 
     done.clear()
-    w = _SerialWorker("test-writer")
+    w = SerialWorker("test-writer")
 
     def feed() -> None:
         for i in range(50):
@@ -656,14 +656,14 @@ def test_the_writer_thread_runs_calls_in_order_and_hands_errors_back():
 def test_scratch_scans_project_filter_and_stop_early(tmp_path):
     import pyarrow as pa
 
-    from cfanalytics.ingest import _scan_scratch, _ScratchWriter
+    from cfanalytics._pipeline import ScratchWriter, scan_scratch
 
     t = pa.table({"a": list(range(10)), "b": [str(i) for i in range(10)], "c": [i % 3 for i in range(10)]})
-    w = _ScratchWriter(tmp_path / "x.arrow", t.schema)
+    w = ScratchWriter(tmp_path / "x.arrow", t.schema)
     w.write_table(t)
     w.write_table(t)
     w.close()
-    lf = _scan_scratch(tmp_path / "x.arrow")
+    lf = scan_scratch(tmp_path / "x.arrow")
     assert lf.filter(pl.col("c") == 1).select("b").collect().to_series().to_list() == ["1", "4", "7"] * 2
     assert lf.select(pl.len()).collect().item() == 20
     assert lf.head(12).collect().get_column("a").to_list() == [*range(10), 0, 1]

@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 from polars.testing import assert_frame_equal
 
-import cfanalytics.store as store_module
+import cfanalytics._delta as delta_module
 from cfanalytics import LogStore
 from cfanalytics.diagnose.journey import JOURNEY_COLUMNS, click_rows, journey
 from cfanalytics.panels.event_logs import EventLogsPanel
@@ -82,9 +82,9 @@ def _groups(path: str) -> list[tuple[int, str, str]]:
 
 
 def test_writer_properties_bound_row_groups():
-    props = store_module.writer_properties()
+    props = delta_module.writer_properties()
     assert props.max_row_group_size == 65_536
-    assert store_module.writer_properties(max_row_group_size=100).max_row_group_size == 100
+    assert delta_module.writer_properties(max_row_group_size=100).max_row_group_size == 100
 
 
 def test_maintain_sorts_by_click_id_and_keeps_rows_and_ledger(tmp_path, monkeypatch):
@@ -92,7 +92,7 @@ def test_maintain_sorts_by_click_id_and_keeps_rows_and_ledger(tmp_path, monkeypa
     before = _content(store)
     ledger = store.batches()
     schema = store.table("visits").schema().to_arrow()
-    monkeypatch.setattr(store_module, "SORT_SLICE_ROWS", 400)  # several click-id ranges per partition
+    monkeypatch.setattr(delta_module, "SORT_SLICE_ROWS", 400)  # several click-id ranges per partition
     out = store.maintain(retention_hours=0)
     for kind in ("visits", "clicks", "conversions", "postbacks"):
         assert out[kind]["sorted"] >= (1 if kind == "conversions" else 2), out  # conversions: one day
@@ -170,8 +170,8 @@ def test_lookup_returns_what_a_full_scan_finds(tmp_path, maintained):
 def test_lookup_can_skip_all_but_one_row_group(tmp_path, monkeypatch):
     """The mechanism behind a fast lookup: after maintain, at most one row group per date partition has a
     click-id ``[min, max]`` that can hold a given id, so a reader skips every other group."""
-    monkeypatch.setattr(store_module, "ROW_GROUP_ROWS", 128)
-    monkeypatch.setattr(store_module, "SORT_SLICE_ROWS", 500)
+    monkeypatch.setattr(delta_module, "ROW_GROUP_ROWS", 128)
+    monkeypatch.setattr(delta_module, "SORT_SLICE_ROWS", 500)
     store = _build(tmp_path)
     store.maintain(retention_hours=0)
     groups: dict[str, list[tuple[int, str, str]]] = {}
