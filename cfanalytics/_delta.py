@@ -353,10 +353,12 @@ class _SortedFileWriter:
     footer. :meth:`discard` removes every file written, for a failed rewrite.
     """
 
-    def __init__(self, root: Path, day: str, schema: pa.Schema, per_file: int, *, data_change: bool = False) -> None:
+    def __init__(
+        self, root: Path, day: str | None, schema: pa.Schema, per_file: int, *, data_change: bool = False
+    ) -> None:
         self.root = root
-        self.day = day
-        self.folder = f"date={day}"
+        self.day = day  # None: a table without partitions (the quarantine)
+        self.folder = "" if day is None else f"date={day}/"
         self.schema = schema
         self.per_file = per_file
         self.data_change = data_change
@@ -371,7 +373,7 @@ class _SortedFileWriter:
         import pyarrow.parquet as pq
 
         if self._writer is None:
-            self._path = f"{self.folder}/part-{len(self.added):05d}-{uuid.uuid4()}-c000.zstd.parquet"
+            self._path = f"{self.folder}part-{len(self.added):05d}-{uuid.uuid4()}-c000.zstd.parquet"
             self._writer = pq.ParquetWriter(
                 self.root / self._path,
                 self.schema,
@@ -395,7 +397,8 @@ class _SortedFileWriter:
         full = self.root / self._path
         stats = json.dumps(_footer_stats(full))
         now = int(time.time() * 1000)
-        self.added.append(AddAction(self._path, full.stat().st_size, {"date": self.day}, now, self.data_change, stats))
+        partition = {} if self.day is None else {"date": self.day}
+        self.added.append(AddAction(self._path, full.stat().st_size, partition, now, self.data_change, stats))
         self._path = ""
 
     def discard(self) -> None:
@@ -412,23 +415,28 @@ class _SortedFileWriter:
 
 def _replace_files(
     dt: DeltaTable,
-    removes: Iterable[tuple[str, int, str]],
+    removes: Iterable[tuple[str, int, str | None]],
     adds: Sequence[AddAction],
     metadata: Mapping[str, str],
     *,
     data_change: bool = False,
 ) -> None:
-    """One commit that removes the files ``(path, size, date)`` and adds ``adds``: readers see one or the other."""
+    """One commit that removes the files ``(path, size, date)`` and adds ``adds``: readers see one or the other.
+
+    ``date`` is None for the files of a table without partitions.
+    """
     from deltalake import CommitProperties
     from deltalake.transaction import RemoveAction
 
     now = int(time.time() * 1000)
-    gone = [RemoveAction(p, data_change, now, int(size), {"date": day}) for p, size, day in removes]
+    gone = [
+        RemoveAction(p, data_change, now, int(size), {} if day is None else {"date": day}) for p, size, day in removes
+    ]
     dt.create_write_transaction(
         [*gone, *adds],
         mode="append",
         schema=dt.schema(),
-        partition_by=["date"],
+        partition_by=list(dt.metadata().partition_columns) or None,
         commit_properties=CommitProperties(custom_metadata=dict(metadata)),
         post_commithook_properties=commit_hooks(),
     )
@@ -490,6 +498,36 @@ def rewrite_sorted(dt: DeltaTable, root: Path, day: str) -> int:
     return old.height
 
 
+# ------------------------------------------------------------------ claims: rows a later batch also carried
+#: Folder (under ``tables/``) of the claims table: one row per (table, ``_row_id``, batch) for each row a
+#: batch carried that the store held already. ``forget`` hands such rows to a claimant instead of deleting them.
+CLAIMS: Final = "claims"
+CLAIMS_SCHEMA: Final[dict[str, pl.DataType]] = {"table": pl.String(), "_row_id": pl.String(), "_batch_id": pl.String()}
+
+
+def create_claims(root: Path) -> None:
+    """Create the claims table at ``root`` unless it exists (stores made before it get it on first use)."""
+    from deltalake import DeltaTable
+
+    DeltaTable.create(root, arrow_schema(CLAIMS_SCHEMA), mode="ignore", name=CLAIMS, configuration=TABLE_CONFIG)
+
+
+def append_claims(root: Path, claims: pl.DataFrame) -> None:
+    """Append ``claims`` (``table``, ``_row_id``, ``_batch_id``) to the claims table at ``root``, creating it."""
+    from deltalake import write_deltalake
+
+    if claims.height == 0:
+        return
+    create_claims(root)
+    write_deltalake(
+        root,
+        claims.select(list(CLAIMS_SCHEMA)).cast(CLAIMS_SCHEMA).to_arrow().cast(arrow_schema(CLAIMS_SCHEMA)),
+        mode="append",
+        writer_properties=writer_properties(),
+        post_commithook_properties=commit_hooks(),
+    )
+
+
 # ------------------------------------------------------------------ rewrites that change rows (forget)
 def rewrite_files(
     dt: DeltaTable,
@@ -513,22 +551,23 @@ def rewrite_files(
     if actions.height == 0:
         return []
     file_schema = _file_schema(dt)
-    removes: list[tuple[str, int, str]] = []
+    dated = "partition.date" in actions.columns
+    day_of = pl.col("partition.date").cast(pl.String) if dated else pl.lit(None, pl.String)
+    removes: list[tuple[str, int, str | None]] = []
     writers: list[_SortedFileWriter] = []
     try:
-        for path, size, day in actions.select(
-            "path", "size_bytes", pl.col("partition.date").cast(pl.String)
-        ).iter_rows():
+        for path, size, day in actions.select("path", "size_bytes", day_of).iter_rows():
             full = root / unquote(path)
             rows = pl.scan_parquet(full)
             if rows.filter(touched).select(pl.len()).collect().item() == 0:
                 continue
             new = change(rows).collect()
+            new = new.with_columns(pl.lit(None).alias(c) for c in file_schema.names if c not in new.columns)
             meta = pq.read_metadata(full)
             out = _SortedFileWriter(root, day, file_schema, max(meta.num_rows, 1), data_change=True)
             writers.append(out)
             if new.height:
-                out.write(new.to_arrow().cast(file_schema))
+                out.write(new.select(file_schema.names).to_arrow().cast(file_schema))
             out.close()
             removes.append((path, int(size), day))
         if removes:
@@ -547,16 +586,18 @@ def remove_files(root: Path, paths: Iterable[str]) -> None:
         (root / unquote(p)).unlink(missing_ok=True)
 
 
-def scrub_log(root: Path, needles: Sequence[str]) -> int:
-    """Remove every trace of ``needles`` from the Delta log of the table at ``root``; the number of log files changed.
+def scrub_log(root: Path, needles: Sequence[str] = ()) -> int:
+    """Remove what erased rows left in the Delta log of the table at ``root``; the number of log files changed.
 
-    Old log entries are kept forever (the ledger lives in them), so a value
-    erased from the data would still be readable there: in the min/max
-    statistics of files added by earlier commits, and in the parameters of an
-    operation (a ``delete`` predicate). Each log file holding a needle is
-    rewritten without it (the statistic or parameter is dropped, which readers
-    treat as unknown), atomically; the checkpoints, which repeat the statistics,
-    are removed and one is made again from the cleaned log.
+    Old log entries are kept forever (the ledger lives in them), so values of
+    erased rows would still be readable there: in the min/max statistics of the
+    files that held them, and in the parameters of an operation (the predicate
+    of a ``delete``). Every log file is rewritten (atomically) without the min/max
+    statistics of files that are no longer part of the table, without any
+    statistic that holds one of ``needles``, and with any operation parameter
+    holding one replaced by ``"<erased>"``; readers treat a missing statistic as
+    unknown. The checkpoints, which repeat the statistics, are removed and one is
+    made again from the cleaned log.
 
     >>> import tempfile
     >>> from deltalake import write_deltalake
@@ -569,54 +610,59 @@ def scrub_log(root: Path, needles: Sequence[str]) -> int:
     """
     from deltalake import DeltaTable
 
-    if not needles:
-        return 0
+    live = {unquote(p) for p in DeltaTable(root).get_add_actions(flatten=True).column("path").to_pylist()}
     log = root / "_delta_log"
     changed = 0
     for path in sorted(log.glob("*.json")):
         text = path.read_text()
-        if not any(n in text for n in needles):
+        lines = [_scrub_action(line, needles, live) if line.strip() else line for line in text.split("\n")]
+        new = "\n".join(lines)
+        if new == text:
             continue
-        lines = [_scrub_action(line, needles) if line.strip() else line for line in text.split("\n")]
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text("\n".join(lines))
+        tmp.write_text(new)
         os.replace(tmp, path)
         changed += 1
     if changed:
-        for old in [*log.glob("*.checkpoint*.parquet"), log / "_last_checkpoint"]:
-            old.unlink(missing_ok=True)
-        for crc in log.glob("*.crc"):  # version checksums may quote a file's stats too
-            crc.unlink(missing_ok=True)
+        for old in [*log.glob("*.checkpoint*.parquet"), log / "_last_checkpoint", *log.glob("*.crc")]:
+            old.unlink(missing_ok=True)  # checkpoints (and version checksums) repeat the statistics
         DeltaTable(root).create_checkpoint()
     return changed
 
 
-def _scrub_action(line: str, needles: Sequence[str]) -> str:
-    """One Delta log action without the needles: file statistics that hold one, operation parameters that do."""
-    if not any(n in line for n in needles):
-        return line
+def _scrub_action(line: str, needles: Sequence[str], live: set[str]) -> str:
+    """One Delta log action as :func:`scrub_log` leaves it (the line itself when nothing changes)."""
     action = json.loads(line)
+    changed = False
     for key in ("add", "remove"):
-        if key in action and isinstance(action[key].get("stats"), str):
-            stats = json.loads(action[key]["stats"])
-            for bound in ("minValues", "maxValues"):
-                values = stats.get(bound) or {}
-                stats[bound] = {c: v for c, v in values.items() if not _holds(v, needles)}
-            for bound in ("minValues", "maxValues"):  # a column keeps both bounds or neither
-                other = "maxValues" if bound == "minValues" else "minValues"
-                stats[bound] = {c: v for c, v in stats[bound].items() if c in stats[other]}
-            action[key]["stats"] = json.dumps(stats)
+        entry = action.get(key)
+        if not isinstance(entry, dict) or not isinstance(entry.get("stats"), str):
+            continue
+        stats = json.loads(entry["stats"])
+        gone = key == "remove" or unquote(str(entry.get("path"))) not in live
+        lows, highs = stats.get("minValues") or {}, stats.get("maxValues") or {}
+        keep = set() if gone else {c for c in lows if c in highs and not _holds([lows[c], highs[c]], needles)}
+        if keep != set(lows) or keep != set(highs):
+            stats["minValues"] = {c: v for c, v in lows.items() if c in keep}
+            stats["maxValues"] = {c: v for c, v in highs.items() if c in keep}
+            entry["stats"] = json.dumps(stats)
+            changed = True
     info = action.get("commitInfo")
-    if isinstance(info, dict):
+    if isinstance(info, dict) and needles and _holds(info, needles):
         params = info.get("operationParameters")
         if isinstance(params, dict):
             info["operationParameters"] = {k: ("<erased>" if _holds(v, needles) else v) for k, v in params.items()}
         for k, v in list(info.items()):
             if k != "operationParameters" and _holds(v, needles):
                 info[k] = "<erased>"
+        changed = True
+    if not changed:
+        if needles and _holds(line, needles):
+            raise StoreError(f"an erased value is in a Delta log entry that cannot be cleaned: {line[:60]}…")
+        return line
     out = json.dumps(action, separators=(",", ":"))
-    if any(n in out for n in needles):  # a needle somewhere else (a partition value?): never keep it
-        raise StoreError(f"{line[:40]}…: an erased value is in a Delta log entry that cannot be cleaned")
+    if needles and _holds(out, needles):  # somewhere else (a path, a partition value): never keep it quietly
+        raise StoreError(f"an erased value is in a Delta log entry that cannot be cleaned: {line[:60]}…")
     return out
 
 

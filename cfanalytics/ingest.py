@@ -39,7 +39,16 @@ from typing import TYPE_CHECKING, Any
 import polars as pl
 import pyarrow as pa
 
-from cfanalytics._delta import ROW_GROUP_ROWS, append_rows, arrow_schema, commit_hooks, writer_properties
+from cfanalytics._delta import (
+    CLAIMS,
+    CLAIMS_SCHEMA,
+    ROW_GROUP_ROWS,
+    append_claims,
+    append_rows,
+    arrow_schema,
+    commit_hooks,
+    writer_properties,
+)
 from cfanalytics._pipeline import SCRATCH_ARROW, ScratchWriter, SerialWorker, prefetch, scan_scratch, scratch_batches
 from cfanalytics.columns import Resolution, norm_key, parse_map, resolve
 from cfanalytics.exceptions import CfError, InputError
@@ -182,7 +191,7 @@ def ingest_raw(
     ip = (check_ip_mode(store_ips) if store_ips else store.store_ips, str(store.metadata.get("ip_salt") or ""))
     overrides = {**store.column_map, **parse_map(column_map)}
     result = IngestResult()
-    _remove_dead_staging(store.path / "_staging")
+    remove_dead_staging(store.path / "_staging")
     for raw in inputs:
         staging = store.path / "_staging" / f"{os.getpid()}-{secrets.token_hex(4)}"
         staging.mkdir(parents=True, exist_ok=True)
@@ -239,6 +248,7 @@ class _KindPart:
     extras: list[str] = field(default_factory=list)
     content: dict[str, pl.DataType] = field(default_factory=dict)  # columns compared when a key repeats
     filled_extras: set[str] = field(default_factory=set)  # extras holding a value in some row
+    claimed: pl.DataFrame | None = None  # ``_row_id`` of rows the store held already (identical)
 
 
 @dataclass
@@ -537,12 +547,17 @@ def _commit(store: LogStore, prepared: _Prepared) -> list[BatchResult]:
     """Under the lock: dedupe against the store, write one commit per kind, then quarantine."""
     results: list[BatchResult] = []
     quarantine: list[pl.DataFrame] = []
+    claims: list[pl.DataFrame] = []
     with store.lock():
         for kind, part in sorted(prepared.kinds.items()):
             batch_id = f"{prepared.batch_prefix}-{kind}"
             res = BatchResult(batch_id, prepared.raw.name, kind, sha256=prepared.raw.sha256)
             if part.final is not None:
                 _write_kind(store, prepared, part, res)
+            if part.claimed is not None:
+                claims.append(
+                    part.claimed.select(pl.lit(kind).alias("table"), "_row_id", pl.lit(batch_id).alias("_batch_id"))
+                )
             q = _quarantine_rows(_fill_raw(prepared.raw, part.quarantine), prepared, batch_id)
             quarantine.append(q)
             res.quarantined = q.height
@@ -555,7 +570,9 @@ def _commit(store: LogStore, prepared: _Prepared) -> list[BatchResult]:
             q = _quarantine_rows(prepared.kindless_quarantine, prepared, batch_id)
             quarantine.append(q)
             results.append(_kindless_batch(prepared, q=q, batch_id=batch_id))
-        _write_quarantine(store, prepared, pl.concat(quarantine) if quarantine else None)
+        claims.append(_write_quarantine(store, prepared, pl.concat(quarantine) if quarantine else None))
+        # After the data: a run killed before this line leaves rows that only their first batch owns.
+        append_claims(store.table_path(CLAIMS), pl.concat(claims))
     return results
 
 
@@ -590,6 +607,7 @@ def _write_kind(store: LogStore, prepared: _Prepared, part: _KindPart, res: Batc
     hits = n_conflicts = 0
     counts: dict[str, int] = dict.fromkeys(["new", "flagged", *flag_cols], 0)
     hit_keys: list[pl.DataFrame] = []
+    clash_keys: list[pl.DataFrame] = []
     mine = fresh.with_columns(*_key_halves("_row_id", "__k"))
     # Keyed rows compare content digests too; a table written before digests were stored has none (null).
     has_digest = part.keyed and CONTENT_DIGEST_COLUMN in store.scan(kind).collect_schema().names()
@@ -617,6 +635,7 @@ def _write_kind(store: LogStore, prepared: _Prepared, part: _KindPart, res: Batc
                     )
                     n_conflicts += clash.height
                     if clash.height:
+                        clash_keys.append(clash)
                         rows = (
                             side.join(clash.lazy(), on=keys, how="semi")
                             .select("_record", key)
@@ -639,10 +658,13 @@ def _write_kind(store: LogStore, prepared: _Prepared, part: _KindPart, res: Batc
     res.already_stored = int(repeats) + hits - n_conflicts
     res.flagged = counts["flagged"]
     res.flagged_by_flag = {f: counts[f] for f in flag_cols if counts[f]}
-    if res.rows_stored == 0:
-        return
     # Keys of rows the store holds already (none on a first ingest): filtered out while streaming.
     stored_hits = pl.concat(hit_keys) if hit_keys else None
+    if stored_hits is not None:  # rows this batch carried identical to stored ones: its claims on them
+        same = stored_hits.join(pl.concat(clash_keys), on=keys, how="anti") if clash_keys else stored_hits
+        part.claimed = mine.join(same.lazy(), on=keys, how="semi").select("_row_id").collect()
+    if res.rows_stored == 0:
+        return
     _append_new_rows(store, prepared, part, res, stored_hits)
 
 
@@ -779,19 +801,22 @@ def _pending_quarantine(part: _KindPart) -> int:
     return sum(q.height for q in part.quarantine)
 
 
-def _write_quarantine(store: LogStore, prepared: _Prepared, q: pl.DataFrame | None) -> None:
-    """Append quarantined records not stored before (a re-run writes nothing twice)."""
+def _write_quarantine(store: LogStore, prepared: _Prepared, q: pl.DataFrame | None) -> pl.DataFrame:
+    """Append quarantined records not stored before (a re-run writes nothing twice); the claims on the others."""
     from deltalake import CommitProperties, write_deltalake
 
     if q is None or q.height == 0:
-        return
+        return pl.DataFrame(schema=CLAIMS_SCHEMA)
     existing = (
         store.scan(QUARANTINE).select("_row_id").filter(pl.col("_row_id").is_in(q.get_column("_row_id").implode()))
     )
     known = set(existing.collect().to_series().to_list())
     new = q.filter(~pl.col("_row_id").is_in(list(known)))
+    claimed = q.filter(pl.col("_row_id").is_in(list(known))).select(
+        pl.lit(QUARANTINE).alias("table"), "_row_id", "_batch_id"
+    )
     if new.height == 0:
-        return
+        return claimed
     metadata = {
         f"{META_PREFIX}batch_id": prepared.batch_prefix,
         f"{META_PREFIX}kind": QUARANTINE,
@@ -807,6 +832,7 @@ def _write_quarantine(store: LogStore, prepared: _Prepared, q: pl.DataFrame | No
         commit_properties=CommitProperties(custom_metadata=metadata),
         post_commithook_properties=commit_hooks(),
     )
+    return claimed
 
 
 def _quarantine_rows(frames: list[pl.DataFrame], prepared: _Prepared, batch_id: str) -> pl.DataFrame:
@@ -910,7 +936,7 @@ def _known_extras(store: LogStore) -> dict[str, str]:
     return known
 
 
-def _remove_dead_staging(folder: Path) -> None:
+def remove_dead_staging(folder: Path) -> None:
     """Remove scratch folders of ingests whose process is gone (killed runs leave them)."""
     if not folder.is_dir():
         return

@@ -35,7 +35,7 @@ import os
 import secrets
 import shutil
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
@@ -45,12 +45,17 @@ import polars as pl
 
 from cfanalytics import ingest as _ingest
 from cfanalytics._delta import (
+    CLAIMS,
+    CLAIMS_SCHEMA,
     TABLE_CONFIG,
     TARGET_FILE_BYTES,
     arrow_schema,
     commit_hooks,
+    create_claims,
     partitions_to_sort,
+    rewrite_files,
     rewrite_sorted,
+    scrub_log,
     writer_properties,
 )
 from cfanalytics.columns import parse_map
@@ -85,6 +90,9 @@ LOCK_FILE: Final = ".lock"
 DEFAULT_LOCK_TIMEOUT: Final = 600.0
 #: Tables that :meth:`LogStore.maintain` keeps sorted by ``click_id`` within each date partition.
 CLICK_ID_TABLES: Final = ("visits", "clicks", "conversions", "postbacks")
+#: Commit-metadata keys of the rewrites of ``forget`` and ``forget_ip`` (never a batch: the ledger skips them).
+FORGET_KEY: Final = "cfanalytics.forget"
+ERASE_KEY: Final = "cfanalytics.erase"
 
 
 def _default_lock_timeout() -> float:
@@ -173,6 +181,7 @@ class LogStore:
                 mode="ignore",
                 configuration=TABLE_CONFIG,
             )
+            create_claims(self.table_path(CLAIMS))
             self._write_meta(
                 {
                     "format_version": STORE_FORMAT_VERSION,
@@ -248,40 +257,59 @@ class LogStore:
             self._update_meta(**changes)
 
     def forget_ip(self, ip: str) -> dict[str, int]:
-        """Delete every stored row of one IP address (a data-subject request), under the lock.
+        """Erase every stored row of one IP address (a data-subject request), under the lock.
 
         Matches the raw address and its salted hash in ``visits``/``clicks``, and
-        quarantined records whose raw text contains it. Returns rows deleted per table.
+        quarantined records whose raw text contains it. The files holding such rows
+        are rewritten without them; the replaced files are removed from disk at once
+        (a reader still on an older version of the table then fails and reads
+        again), and the Delta log keeps no statistic or parameter that holds the
+        address (:func:`cfanalytics._delta.scrub_log`). Returns rows deleted per table.
         """
         forms = [ip, hash_ip(ip, str(self._meta.get("ip_salt") or ""))]
         counts: dict[str, int] = {}
         with self.lock():
             for kind in ("visits", "clicks"):
-                n = self.scan(kind).filter(pl.col("ip").is_in(forms)).select(pl.len()).collect().item()
+                hit = pl.col("ip").is_in(forms).fill_null(False)
+                n = self._erase(kind, hit, lambda rows, hit=hit: rows.filter(~hit), {ERASE_KEY: "ip"})
                 if n:
-                    quoted = ", ".join("'" + f.replace("'", "''") + "'" for f in forms)
-                    self.table(kind).delete(
-                        f"ip IN ({quoted})",
-                        writer_properties=writer_properties(),
-                        post_commithook_properties=commit_hooks(),
-                    )
-                    counts[kind] = int(n)
-            needle = json.dumps(ip)  # the address as a JSON string value inside the raw record
-            q = (
-                self.scan(QUARANTINE)
-                .filter(pl.col("raw").str.contains(needle, literal=True))
-                .select("_row_id")
-                .collect()
-            )
-            if q.height:
-                ids = ", ".join(f"'{i}'" for i in q.get_column("_row_id").to_list())
-                self.table(QUARANTINE).delete(
-                    f"_row_id IN ({ids})",
-                    writer_properties=writer_properties(),
-                    post_commithook_properties=commit_hooks(),
-                )
-                counts[QUARANTINE] = q.height
+                    counts[kind] = n
+            # the address as a JSON string value inside the raw record
+            hit = pl.col("raw").str.contains(json.dumps(ip), literal=True).fill_null(False)
+            n = self._erase(QUARANTINE, hit, lambda rows: rows.filter(~hit), {ERASE_KEY: "ip"})
+            if n:
+                counts[QUARANTINE] = n
+            for table in (*KINDS, QUARANTINE):  # also what earlier rewrites (maintain) left behind
+                self._purge(table, forms)
+            _ingest.remove_dead_staging(self.path / "_staging")
         return counts
+
+    def _erase(
+        self,
+        table: str,
+        hit: pl.Expr,
+        change: Callable[[pl.LazyFrame], pl.LazyFrame],
+        metadata: Mapping[str, str],
+    ) -> int:
+        """Rewrite the files of ``table`` holding a row that matches ``hit`` as ``change`` of them; rows matched."""
+        if not self.table_path(table).exists():
+            return 0
+        n = int(pl.scan_delta(str(self.table_path(table))).filter(hit).select(pl.len()).collect().item())
+        if n:
+            rewrite_files(self.table(table), self.table_path(table), hit, change, metadata)
+        return n
+
+    def _purge(self, table: str, needles: Sequence[str] = ()) -> None:
+        """Remove files no version needs any more, and their statistics in the log (the caller holds the lock)."""
+        dt = self.table(table)
+        dt.vacuum(
+            retention_hours=0,
+            dry_run=False,
+            enforce_retention_duration=False,
+            full=True,
+            post_commithook_properties=commit_hooks(),
+        )
+        scrub_log(self.table_path(table), needles)
 
     def set_column_map(self, mapping: Mapping[str, str]) -> None:
         """Save ``Header=column`` overrides in the store's config (used by every later ingest)."""
@@ -459,22 +487,68 @@ class LogStore:
         return _ingest.ingest_raw(self, [frame_input(data, name)], kind=kind, timezone=timezone, column_map=column_map)
 
     def forget(self, batch_id: str) -> dict[str, int]:
-        """Delete every row of a batch (``id`` of one (input, kind), or the input's id prefix).
+        """Delete the rows of a batch (``id`` of one (input, kind), or the input's id prefix), under the lock.
 
-        Returns the rows deleted per table. Runs under the lock.
+        A row that a later batch carried too (the store held it already) is not
+        deleted: it is handed to that batch, which was not forgotten (the earliest
+        such batch, when several). The files holding the batch's rows are rewritten
+        and the old ones removed from disk, with their statistics in the Delta log.
+        Returns the rows deleted per table (none when no batch id matches).
+
+        >>> import tempfile, cfanalytics as cf
+        >>> cf.LogStore(tempfile.mkdtemp() + "/s", timezone="UTC").forget("20260101T000000-abcdef")
+        {}
         """
+        match = _batch_match(batch_id)
         counts: dict[str, int] = {}
         with self.lock():
-            for kind in (*KINDS, QUARANTINE):
-                n = self.scan(kind).filter(_batch_match(batch_id)).select(pl.len()).collect().item()
-                if n:
-                    self.table(kind).delete(
-                        _batch_predicate(batch_id),
-                        writer_properties=writer_properties(),
-                        post_commithook_properties=commit_hooks(),
+            claims = self._claims().filter(~match)  # claims of the batches that stay
+            handed: list[pl.DataFrame] = []
+            for table in (*KINDS, QUARANTINE):
+                mine = self.scan(table).filter(match).select("_row_id").collect()
+                if mine.height == 0:
+                    continue
+                heirs = (
+                    claims.filter(pl.col("table") == table)
+                    .join(mine, on="_row_id", how="semi")
+                    .group_by("_row_id")
+                    .agg(pl.col("_batch_id").min().alias("__heir"))  # batch ids begin with their time
+                    .sort("_row_id")
+                )
+
+                def change(rows: pl.LazyFrame, heirs: pl.DataFrame = heirs) -> pl.LazyFrame:
+                    return (
+                        rows.join(heirs.lazy(), on="_row_id", how="left", maintain_order="left")
+                        .filter(~match | pl.col("__heir").is_not_null())
+                        .with_columns(pl.coalesce("__heir", "_batch_id").alias("_batch_id"))
+                        .drop("__heir")
                     )
-                    counts[kind] = int(n)
+
+                rewrite_files(self.table(table), self.table_path(table), match, change, {FORGET_KEY: batch_id})
+                self._purge(table)
+                if mine.height > heirs.height:
+                    counts[table] = mine.height - heirs.height
+                handed.append(
+                    heirs.select(pl.lit(table).alias("table"), "_row_id", pl.col("__heir").alias("_batch_id"))
+                )
+            if handed:  # the forgotten batch's claims go, and those that became the claimant's rows
+                gone = pl.concat(handed)
+                keys = ["table", "_row_id", "_batch_id"]
+                self._erase(
+                    CLAIMS,
+                    match | pl.col("_row_id").is_in(gone.get_column("_row_id").implode()),
+                    lambda rows: rows.join(gone.lazy(), on=keys, how="anti", maintain_order="left").filter(~match),
+                    {FORGET_KEY: batch_id},
+                )
+            elif self.table_path(CLAIMS).exists():
+                self._erase(CLAIMS, match, lambda rows: rows.filter(~match), {FORGET_KEY: batch_id})
         return counts
+
+    def _claims(self) -> pl.DataFrame:
+        """Every claim: (table, ``_row_id``, batch) of a row a batch carried when the store held it already."""
+        if not self.table_path(CLAIMS).exists():
+            return pl.DataFrame(schema=CLAIMS_SCHEMA)
+        return pl.scan_delta(str(self.table_path(CLAIMS))).collect()
 
     def maintain(self, *, retention_hours: int = 168) -> dict[str, Any]:
         """Lay out and compact the tables, checkpoint, and vacuum files no version needs, under the lock.
@@ -561,11 +635,6 @@ class LogStore:
 def _batch_match(batch_id: str) -> pl.Expr:
     col = pl.col("_batch_id")
     return (col == batch_id) | col.str.starts_with(f"{batch_id}-")
-
-
-def _batch_predicate(batch_id: str) -> str:
-    safe = batch_id.replace("'", "''")
-    return f"_batch_id = '{safe}' OR _batch_id LIKE '{safe}-%'"
 
 
 def _int(value: Any) -> int | None:
