@@ -398,7 +398,7 @@ def _print(text: str = "", **kwargs: Any) -> None:
 def _cmd_ingest(args: argparse.Namespace) -> int:
     from cfanalytics.store import LogStore
 
-    store = LogStore(args.store, timezone=args.timezone, force_timezone=args.force_timezone)
+    store = LogStore(args.store, timezone=args.timezone, force_timezone=args.force_timezone, create="on_write")
     result = store.ingest(
         args.files,
         kind=args.kind,
@@ -782,6 +782,9 @@ def _print_ingest(result: Any, as_json: bool, *, store: str | None) -> None:
         _error(failure)
     if store and result.batches:
         _print(f"store: {store}")
+    if store and result.timezone_recorded:
+        how = " (every time read carried a UTC offset; no --timezone given)" if result.timezone_from_offsets else ""
+        _print(f"store time zone: {result.timezone_recorded}{how}")
 
 
 def _jsonable(row: dict[str, Any]) -> dict[str, Any]:

@@ -25,6 +25,8 @@ stream through up to three passes over Arrow IPC scratch files in the store's
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 import secrets
 import shutil
@@ -51,7 +53,7 @@ from cfanalytics._delta import (
 )
 from cfanalytics._pipeline import SCRATCH_ARROW, ScratchWriter, SerialWorker, prefetch, scan_scratch, scratch_batches
 from cfanalytics.columns import Resolution, norm_key, parse_map, resolve
-from cfanalytics.exceptions import CfError, InputError
+from cfanalytics.exceptions import CfError, InputError, StoreError, UsageError
 from cfanalytics.identity import content_digest, encode_rows, hash_texts, identity_columns, is_keyed, with_ordinal
 from cfanalytics.normalize import Normalized, Normalizer, raw_records
 from cfanalytics.readers import RawInput, RowProblem, open_input
@@ -114,6 +116,10 @@ class IngestResult:
 
     batches: list[BatchResult] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
+    #: The zone this ingest recorded for a store that had none, else None.
+    timezone_recorded: str | None = None
+    #: Whether that zone is UTC because every time read carried a UTC offset (no zone was given).
+    timezone_from_offsets: bool = False
 
     @property
     def ok(self) -> bool:
@@ -173,6 +179,8 @@ def ingest_paths(
             continue
         result.batches.extend(sub.batches)
         result.failures.extend(sub.failures)
+        if sub.timezone_recorded:
+            result.timezone_recorded, result.timezone_from_offsets = sub.timezone_recorded, sub.timezone_from_offsets
     return result
 
 
@@ -186,24 +194,53 @@ def ingest_raw(
     progress: bool = False,
     store_ips: str | None = None,
 ) -> IngestResult:
-    """Ingest already opened inputs (files, frames or API windows) into ``store``."""
-    tz = store.ensure_timezone(timezone)
+    """Ingest already opened inputs (files, frames or API windows) into ``store``.
+
+    A store without a time zone gets ``timezone`` with its first commit; without
+    one, every time read must carry a UTC offset (the store's zone is then UTC),
+    and an input with local times is refused with a :class:`UsageError`. A store
+    opened with ``create="on_write"`` is created by the first commit only.
+    """
+    tz = store.reading_timezone(timezone)
+    offsets_only = tz is None  # for every input of this call, also once the first one recorded UTC
     ip = (check_ip_mode(store_ips) if store_ips else store.store_ips, str(store.metadata.get("ip_salt") or ""))
     overrides = {**store.column_map, **parse_map(column_map)}
     result = IngestResult()
+    made_folder = not store.path.exists()
     remove_dead_staging(store.path / "_staging")
-    for raw in inputs:
-        staging = store.path / "_staging" / f"{os.getpid()}-{secrets.token_hex(4)}"
-        staging.mkdir(parents=True, exist_ok=True)
-        try:
-            prepared = _prepare(
-                raw, staging, kind=kind, tz=tz, overrides=overrides, store=store, progress=progress, ip=ip
-            )
-            result.batches.extend(_commit(store, prepared))
-        except InputError as exc:
-            result.failures.append(str(exc))
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
+    try:
+        for raw in inputs:
+            staging = store.path / "_staging" / f"{os.getpid()}-{secrets.token_hex(4)}"
+            try:
+                staging.mkdir(parents=True, exist_ok=True)
+                prepared = _prepare(
+                    raw,
+                    staging,
+                    kind=kind,
+                    tz=tz or "UTC",
+                    overrides=overrides,
+                    store=store,
+                    progress=progress,
+                    ip=ip,
+                    offsets_only=offsets_only,
+                )
+                pin = None if store.timezone is not None else (tz or "UTC")
+                salt = ip[1] if ip[0] == "hashed" else None  # hashed addresses must match the store's salt
+                result.batches.extend(_commit(store, prepared, pin=pin, salt=salt, from_offsets=offsets_only))
+                if pin is not None and store.timezone == pin:
+                    result.timezone_recorded, result.timezone_from_offsets = pin, offsets_only
+            except InputError as exc:
+                result.failures.append(str(exc))
+            except OSError as exc:  # the scratch space or the store could not be written
+                raise StoreError(f"{store.path}: {_one_line(exc)}") from None
+            finally:
+                shutil.rmtree(staging, ignore_errors=True)
+    finally:
+        if not store.exists:  # nothing was committed: leave no trace of a store
+            shutil.rmtree(store.path / "_staging", ignore_errors=True)
+            if made_folder:
+                with contextlib.suppress(OSError):
+                    store.path.rmdir()
     return result
 
 
@@ -343,8 +380,13 @@ def _prepare(
     store: LogStore | None,
     progress: bool = False,
     ip: tuple[str, str] = ("raw", ""),
+    offsets_only: bool = False,
 ) -> _Prepared:
-    """Passes 1 and 2 of one input: read, normalise, identify and spill to scratch in ``staging``."""
+    """Passes 1 and 2 of one input: read, normalise, identify and spill to scratch in ``staging``.
+
+    With ``offsets_only`` (the store has no time zone and none was given), a
+    local time (no UTC offset) refuses the input with a :class:`UsageError`.
+    """
     if not raw.columns:  # an empty API window or JSON list: nothing to read, nothing wrong
         return _Prepared(raw, Resolution(kind=kind or "events"), _new_batch_prefix(), {}, [], 0)
     known = _known_extras(store) if store is not None else {}
@@ -371,14 +413,23 @@ def _prepare(
                 else:
                     parts.setdefault(default_kind, _KindPart(default_kind, staging / f"{default_kind}.1.arrow"))
                     parts[default_kind].quarantine.append(q)
-            for k, part, rows in _route(normalizer.normalize(frame), parts, kindless, staging):
+            outputs = normalizer.normalize(frame)
+            if offsets_only and normalizer.local_times:
+                where = f"the account time zone of {store.path} is not known" if store else "no time zone was given"
+                raise UsageError(
+                    f"{raw.name}: times without a UTC offset, and {where}; "
+                    "pass --timezone with the account's zone (an IANA name such as America/New_York)"
+                )
+            for k, part, rows in _route(outputs, parts, kindless, staging):
                 writer.submit(spill.spill, k, part, rows)
             if bar is not None:
                 bar.update(n + len(problems))
         writer.close()
     except CfError:
         raise
-    except (OSError, pa.ArrowException, ValueError, UnicodeDecodeError) as exc:
+    except (OSError, pa.ArrowException, ValueError, UnicodeDecodeError, pl.exceptions.ComputeError) as exc:
+        if store is not None and _disk_full(exc):
+            raise StoreError(f"{store.path}: {_DISK_FULL} while reading {raw.name}; nothing of it was stored") from None
         raise InputError(f"{raw.name}: {_one_line(exc)}") from None
     finally:
         writer.abort()
@@ -543,12 +594,48 @@ def _conflicts_to_quarantine(df: pl.DataFrame, part: _KindPart, key: str, *, in_
 
 
 # ---------------------------------------------------------------------- pass 3
-def _commit(store: LogStore, prepared: _Prepared) -> list[BatchResult]:
-    """Under the lock: dedupe against the store, write one commit per kind, then quarantine."""
+def _commit(
+    store: LogStore,
+    prepared: _Prepared,
+    *,
+    pin: str | None = None,
+    salt: str | None = None,
+    from_offsets: bool = False,
+) -> list[BatchResult]:
+    """Under the lock: dedupe against the store, write one commit per kind, then quarantine.
+
+    A full disk (an ``OSError`` or a Polars error saying so) becomes one
+    :class:`StoreError` line: each (input, kind) batch is committed whole or not at all.
+    """
+    try:
+        return _commit_locked(store, prepared, pin=pin, salt=salt, from_offsets=from_offsets)
+    except CfError:
+        raise
+    except (OSError, pl.exceptions.ComputeError, pa.ArrowException) as exc:
+        if not (isinstance(exc, OSError) or _disk_full(exc)):
+            raise
+        what = _DISK_FULL if _disk_full(exc) else _one_line(exc)
+        raise StoreError(
+            f"{store.path}: {what} while storing {prepared.raw.name}; each of its kinds is stored whole or not "
+            "at all: free space and run the ingest again (rows stored already are skipped)"
+        ) from None
+
+
+def _commit_locked(
+    store: LogStore, prepared: _Prepared, *, pin: str | None, salt: str | None, from_offsets: bool
+) -> list[BatchResult]:
     results: list[BatchResult] = []
     quarantine: list[pl.DataFrame] = []
     claims: list[pl.DataFrame] = []
+    if not prepared.kinds and not prepared.kindless_quarantine:  # nothing to store (an empty input)
+        return results
     with store.lock():
+        if salt is not None and salt != str(
+            store.metadata.get("ip_salt") or ""
+        ):  # another process created the store meanwhile
+            raise StoreError(f"{store.path}: the store was created by another process meanwhile; run again")
+        if pin is not None:
+            store.record_timezone(pin, from_offsets=from_offsets)
         for kind, part in sorted(prepared.kinds.items()):
             batch_id = f"{prepared.batch_prefix}-{kind}"
             res = BatchResult(batch_id, prepared.raw.name, kind, sha256=prepared.raw.sha256)
@@ -971,6 +1058,17 @@ def _progress_bar(raw: RawInput, enabled: bool) -> tqdm[Any] | None:
     from tqdm import tqdm
 
     return tqdm(desc=os.path.basename(raw.name), unit=" rows", unit_scale=True, leave=False, file=sys.stderr)
+
+
+_DISK_FULL = "no space left on device"
+
+
+def _disk_full(exc: BaseException) -> bool:
+    """Whether an error says the disk (or the user's quota) is full."""
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    text = str(exc).lower()
+    return "no space left" in text or "disk quota exceeded" in text
 
 
 def _one_line(exc: BaseException) -> str:

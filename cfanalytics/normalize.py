@@ -144,6 +144,7 @@ class Normalizer:
         self.delimiter = delimiter
         self.only_kind = only_kind
         self.skipped = 0
+        self.local_times = 0  # values read as local times (no UTC offset, not epoch) so far
         self.decimal_comma: bool | None = None
         self.derived_postback_id = resolution.kind == "postbacks" and "postback_id" not in resolution.canonical.values()
         self._folds: dict[str, _FoldState] = {}
@@ -486,6 +487,7 @@ class Normalizer:
         computed for the few ambiguous or non-existent local times.
         """
         naive = pl.col("__naive")
+        self.local_times += int(frame.select(naive.is_not_null().sum()).item())
         sure = naive.dt.replace_time_zone(self.tz, ambiguous="null", non_existent="null").dt.convert_time_zone("UTC")
         frame = frame.with_columns(sure.alias("__early"))
         odd = frame.select((naive.is_not_null() & pl.col("__early").is_null()).arg_true()).to_series()

@@ -38,7 +38,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import polars as pl
@@ -121,6 +121,12 @@ class LogStore:
     timezone
         The account time zone (IANA). Recorded at creation or first ingest; a
         different zone for an existing store is refused unless ``force_timezone``.
+        A store without a zone takes ``UTC`` from an ingest whose times all carry
+        a UTC offset, and refuses local times (no offset) until it has one.
+    create
+        ``True`` creates an absent store now; ``False`` refuses an absent one;
+        ``"on_write"`` creates it with the first commit of an ingest, so an ingest
+        that fails (a mistyped file name, an unreadable file) leaves nothing.
     lock_timeout
         Seconds a writer waits for another writer before :class:`StoreBusyError`
         (default 600, or the ``CFANALYTICS_LOCK_TIMEOUT`` environment variable).
@@ -132,19 +138,28 @@ class LogStore:
         timezone: str | None = None,
         *,
         force_timezone: bool = False,
-        create: bool = True,
+        create: bool | Literal["on_write"] = True,
         lock_timeout: float | None = None,
     ) -> None:
         self.path = Path(path)
         self.lock_timeout = _default_lock_timeout() if lock_timeout is None else lock_timeout
         if timezone is not None:
             check_timezone(timezone)
+        if self.path.exists() and not self.path.is_dir():
+            raise StoreError(f"{self.path}: a file, not a store folder")
         meta_path = self.path / META_FILE
+        self._pending = False  # created by the first write (create="on_write")
         if not meta_path.exists():
             if not create:
                 raise StoreError(f"{self.path}: not a cfanalytics store (no {META_FILE})")
-            self._create(timezone)
-        self._meta = self._read_meta()
+            if create == "on_write":
+                self._check_empty()
+                self._pending = True
+                self._meta = _new_meta(timezone)
+            else:
+                self._create(_new_meta(timezone))
+        if not self._pending:
+            self._meta = self._read_meta()
         stored_tz = self._meta.get("timezone")
         if timezone is not None and stored_tz is not None and timezone != stored_tz and not force_timezone:
             raise UsageError(
@@ -154,16 +169,21 @@ class LogStore:
         self._session_tz = timezone
 
     # ------------------------------------------------------------- creation
-    def _create(self, timezone: str | None) -> None:
+    def _check_empty(self) -> None:
+        """Refuse a folder holding anything but what a store's creator leaves behind (even a killed one)."""
+        if not self.path.is_dir():
+            return
+        ours = {LOCK_FILE, "tables", "_staging"}
+        if any(p.name not in ours and not p.name.startswith(f".{META_FILE}.") for p in self.path.iterdir()):
+            raise StoreError(f"{self.path}: folder exists and is not a cfanalytics store")
+
+    def _create(self, meta: dict[str, Any]) -> None:
         self.path.mkdir(parents=True, exist_ok=True)
-        with self.lock():
+        with self._lock():
             if (self.path / META_FILE).exists():  # another process created it meanwhile
                 return
-            # Only what a creator leaves behind (even a killed one) may be here; the tables are
-            # created with mode="ignore", so a half-made store is completed.
-            ours = {LOCK_FILE, "tables", "_staging"}
-            if any(p.name not in ours and not p.name.startswith(f".{META_FILE}.") for p in self.path.iterdir()):
-                raise StoreError(f"{self.path}: folder exists and is not a cfanalytics store")
+            # The tables are created with mode="ignore", so a half-made store is completed.
+            self._check_empty()
             from deltalake import DeltaTable
 
             for kind in KINDS:
@@ -182,19 +202,19 @@ class LogStore:
                 configuration=TABLE_CONFIG,
             )
             create_claims(self.table_path(CLAIMS))
-            self._write_meta(
-                {
-                    "format_version": STORE_FORMAT_VERSION,
-                    "row_id_version": ROW_ID_VERSION,
-                    "timezone": timezone,
-                    "currency": None,
-                    "column_map": {},
-                    "store_ips": "raw",
-                    "mask_ips": True,
-                    "ip_salt": secrets.token_hex(16),
-                    "created_at": _now_iso(),
-                }
-            )
+            self._write_meta(meta)
+
+    def _materialize(self) -> None:
+        """Create a store opened with ``create="on_write"`` (its first write is due)."""
+        if self._pending:
+            self._create(self._meta)
+            self._pending = False
+            self._meta = self._read_meta()
+
+    @property
+    def exists(self) -> bool:
+        """Whether the store is on disk (False for ``create="on_write"`` before its first write)."""
+        return not self._pending
 
     def _read_meta(self) -> dict[str, Any]:
         try:
@@ -317,6 +337,36 @@ class LogStore:
         with self.lock():
             self._update_meta(column_map={**self.column_map, **parsed})
 
+    def reading_timezone(self, timezone: str | None = None) -> str | None:
+        """The zone an ingest reads local times in: the store's, else ``timezone`` (or the one the store
+        was opened with); None when neither is known (then only times with a UTC offset can be read).
+
+        >>> import tempfile, cfanalytics as cf
+        >>> print(cf.LogStore(tempfile.mkdtemp() + "/s").reading_timezone())
+        None
+        """
+        given = timezone or self._session_tz
+        if self.timezone is not None and self._meta.get("timezone_from_offsets") and given is None:
+            return None  # UTC came from offsets, not from the user: local times still need a zone
+        tz = self.timezone or given
+        return None if tz is None else check_timezone(tz)
+
+    def record_timezone(self, timezone: str, *, from_offsets: bool = False) -> None:
+        """Record the zone of a store that has none (the caller holds the lock; the first commit of an ingest).
+
+        ``from_offsets``: the zone is UTC because the times carried offsets, not
+        because a zone was given; later local times still need one.
+        Raises :class:`StoreError` if another writer recorded another zone meanwhile.
+        """
+        self._meta = self._read_meta()
+        stored = self._meta.get("timezone")
+        if stored is None:
+            self._update_meta(timezone=check_timezone(timezone), timezone_from_offsets=from_offsets)
+        elif stored != timezone:
+            raise StoreError(
+                f"{self.path}: another ingest set the store time zone to {stored} meanwhile; run this one again"
+            )
+
     def ensure_timezone(self, timezone: str | None) -> str:
         """The zone to read local times in; records it on the first ingest (caller holds no lock)."""
         tz = self.timezone
@@ -332,7 +382,16 @@ class LogStore:
     # ----------------------------------------------------------------- lock
     @contextlib.contextmanager
     def lock(self, timeout: float | None = None) -> Iterator[None]:
-        """The store-level exclusive writer lock (``flock``: a dead writer never leaves it taken)."""
+        """The store-level exclusive writer lock (``flock``: a dead writer never leaves it taken).
+
+        A store opened with ``create="on_write"`` is created first.
+        """
+        self._materialize()
+        with self._lock(timeout):
+            yield
+
+    @contextlib.contextmanager
+    def _lock(self, timeout: float | None = None) -> Iterator[None]:
         self.path.mkdir(parents=True, exist_ok=True)
         wait = self.lock_timeout if timeout is None else timeout
         fd = os.open(self.path / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
@@ -364,6 +423,7 @@ class LogStore:
 
     def table(self, kind: str) -> DeltaTable:
         """The ``deltalake.DeltaTable`` of ``kind`` (or ``"quarantine"``)."""
+        self._materialize()
         from deltalake import DeltaTable
 
         return DeltaTable(self.table_path(kind))
@@ -381,6 +441,8 @@ class LogStore:
         """
         if kind != QUARANTINE:
             check_kind(kind)
+        if self._pending:  # not created yet: no rows
+            return pl.LazyFrame(schema=quarantine_schema() if kind == QUARANTINE else polars_schema(kind))
         return pl.scan_delta(str(self.table_path(kind)))
 
     def events(self) -> pl.LazyFrame:
@@ -571,6 +633,8 @@ class LogStore:
         >>> cf.LogStore(tempfile.mkdtemp() + "/s").maintain()["visits"]
         {'compacted': 0, 'sorted': 0, 'vacuumed': 0}
         """
+        if retention_hours < 0:
+            raise UsageError(f"retention of {retention_hours} hours: it must be 0 or more")
         out: dict[str, Any] = {}
         with self.lock():
             for kind in (*KINDS, QUARANTINE):
@@ -635,6 +699,21 @@ class LogStore:
 def _batch_match(batch_id: str) -> pl.Expr:
     col = pl.col("_batch_id")
     return (col == batch_id) | col.str.starts_with(f"{batch_id}-")
+
+
+def _new_meta(timezone: str | None) -> dict[str, Any]:
+    """Metadata of a new store."""
+    return {
+        "format_version": STORE_FORMAT_VERSION,
+        "row_id_version": ROW_ID_VERSION,
+        "timezone": timezone,
+        "currency": None,
+        "column_map": {},
+        "store_ips": "raw",
+        "mask_ips": True,
+        "ip_salt": secrets.token_hex(16),
+        "created_at": _now_iso(),
+    }
 
 
 def _int(value: Any) -> int | None:

@@ -49,7 +49,7 @@ def test_text_summary_shows_top_reasons(tmp_path, capsys):
     path = write(
         tmp_path / "v.csv", f"Click ID,Visit Time,Campaign ID\n{A},2026-11-20 10:00:00,k1\n,2026-11-20 10:00:00,k1\n"
     )
-    assert main(["ingest", "--store", str(tmp_path / "s"), str(path)]) == 0
+    assert main(["ingest", "--store", str(tmp_path / "s"), "--timezone", "UTC", str(path)]) == 0
     out = capsys.readouterr().out
     assert f"{path} [visits]: 2 read, 1 stored, 0 already stored, 1 quarantined, 0 flagged" in out
     assert "quarantine: missing_required 1" in out
@@ -62,7 +62,7 @@ def test_exit_codes(tmp_path):
     assert r.stderr.strip().splitlines()[-1].startswith(f"cfanalytics: {bad}:")
     assert "Traceback" not in r.stderr
     good = write(tmp_path / "v.csv", f"Click ID,Visit Time,Campaign ID\n{A},2026-11-20 10:00:00,k1\n")
-    assert run("ingest", "--store", str(tmp_path / "s"), str(good)).returncode == 0  # records UTC
+    assert run("ingest", "--store", str(tmp_path / "s"), "--timezone", "UTC", str(good)).returncode == 0
     r = run("ingest", "--store", str(tmp_path / "s"), "--timezone", "Europe/Berlin", str(good))
     assert r.returncode == 2
     assert "store time zone is UTC, not Europe/Berlin" in r.stderr
@@ -93,7 +93,7 @@ def test_validate_writes_nothing(tmp_path, capsys):
 def test_forget_and_batches(tmp_path, capsys):
     store = str(tmp_path / "s")
     path = write(tmp_path / "v.csv", f"Click ID,Visit Time,Campaign ID\n{A},2026-11-20 10:00:00,k1\n")
-    main(["ingest", "--store", store, "--json", str(path)])
+    main(["ingest", "--store", store, "--timezone", "UTC", "--json", str(path)])
     batch = json.loads(capsys.readouterr().out)["batches"][0]["batch_id"]
     assert main(["batches", "--store", store, "--json"]) == 0
     ledger = json.loads(capsys.readouterr().out)["batches"]
