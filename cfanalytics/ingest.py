@@ -231,8 +231,9 @@ def ingest_raw(
                     result.timezone_recorded, result.timezone_from_offsets = pin, offsets_only
             except InputError as exc:
                 result.failures.append(str(exc))
-            except OSError as exc:  # the scratch space or the store could not be written
-                raise StoreError(f"{store.path}: {_one_line(exc)}") from None
+            except (OSError, pa.ArrowException) as exc:  # the scratch space could not be written
+                what = _DISK_FULL if _disk_full(exc) else _one_line(exc)
+                raise StoreError(f"{store.path}: {what} while reading {raw.name}; nothing of it was stored") from None
             finally:
                 shutil.rmtree(staging, ignore_errors=True)
     finally:
