@@ -63,7 +63,10 @@ def test_forget_ip_leaves_the_address_in_no_file_of_the_store(tmp_path, mode):
     store = LogStore(tmp_path / "s", timezone="UTC")
     store.set_privacy(store_ips=mode)
     forms = [ERASED, hash_ip(ERASED, store.metadata["ip_salt"])]
-    ip_of = lambda i: ERASED if i % 10 == 0 else f"198.51.100.{i % 200}"  # noqa: E731
+
+    def ip_of(i: int) -> str:
+        return ERASED if i % 10 == 0 else f"198.51.100.{i % 200}"
+
     bad = f",2026-11-20 10:00:00,k1,{ERASED}\n"  # no click id: quarantined, raw text kept
     assert store.ingest([_visits(tmp_path / "a.csv", range(40), ip_of=ip_of, extra=bad)]).ok
     store.maintain(retention_hours=0)  # files replaced once: their log entries still quote the address
@@ -145,12 +148,10 @@ def test_forget_a_prefix_that_matches_no_batch_deletes_and_reports_nothing(tmp_p
 
 def test_maintain_lays_out_a_partition_of_two_small_sorted_files(tmp_path):
     store = LogStore(tmp_path / "s", timezone="UTC")
-    rows = lambda ids: (
-        "Click ID,Visit Time,Campaign ID\n"
-        + "".join(  # noqa: E731
-            f"{_cid(i)},2026-11-20 10:00:00,k1\n" for i in ids
-        )
-    )
+
+    def rows(ids: range) -> str:
+        return "Click ID,Visit Time,Campaign ID\n" + "".join(f"{_cid(i)},2026-11-20 10:00:00,k1\n" for i in ids)
+
     store.ingest([write(tmp_path / "a.csv", rows(range(10)))])
     store.ingest([write(tmp_path / "b.csv", rows(range(10, 20)))])  # a later, disjoint id range: still sorted
     root = store.table_path("visits")
