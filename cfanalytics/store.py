@@ -43,7 +43,6 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import polars as pl
 
-from cfanalytics import ingest as _ingest
 from cfanalytics._delta import (
     CLAIMS,
     CLAIMS_SCHEMA,
@@ -60,6 +59,7 @@ from cfanalytics._delta import (
 )
 from cfanalytics.columns import parse_map
 from cfanalytics.exceptions import StoreBusyError, StoreError, UsageError
+from cfanalytics.ingest import IngestResult, ingest_paths, ingest_raw, remove_dead_staging
 from cfanalytics.normalize import hash_ip
 from cfanalytics.readers import frame_input
 from cfanalytics.schemas import (
@@ -79,8 +79,6 @@ from cfanalytics.schemas import (
 
 if TYPE_CHECKING:
     from deltalake import DeltaTable
-
-    from cfanalytics.ingest import IngestResult
 
 __all__ = ["CLICK_ID_TABLES", "META_FILE", "META_PREFIX", "QUARANTINE", "LogStore", "check_timezone"]
 
@@ -301,7 +299,7 @@ class LogStore:
                 counts[QUARANTINE] = n
             for table in (*KINDS, QUARANTINE):  # also what earlier rewrites (maintain) left behind
                 self._purge(table, forms)
-            _ingest.remove_dead_staging(self.path / "_staging")
+            remove_dead_staging(self.path / "_staging")
         return counts
 
     def _erase(
@@ -532,7 +530,7 @@ class LogStore:
         an unreadable file is reported in ``result.failures`` and nothing of it is written.
         """
         paths = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
-        return _ingest.ingest_paths(
+        return ingest_paths(
             self, paths, kind=kind, timezone=timezone, column_map=column_map, progress=progress, store_ips=store_ips
         )
 
@@ -546,7 +544,7 @@ class LogStore:
         column_map: Mapping[str, str] | Sequence[str] | None = None,
     ) -> IngestResult:
         """Load a Polars/Arrow frame (any spelling, values as text or typed) like a file."""
-        return _ingest.ingest_raw(self, [frame_input(data, name)], kind=kind, timezone=timezone, column_map=column_map)
+        return ingest_raw(self, [frame_input(data, name)], kind=kind, timezone=timezone, column_map=column_map)
 
     def forget(self, batch_id: str) -> dict[str, int]:
         """Delete the rows of a batch (``id`` of one (input, kind), or the input's id prefix), under the lock.
