@@ -6,13 +6,14 @@ Layout of a store folder::
     .lock                   the store-level writer lock (flock; released when a writer dies)
     tables/<kind>/          Delta tables, partitioned by ``date``
     tables/quarantine/      quarantined records, with reason codes
+    tables/claims/          rows a later batch carried too (``forget`` hands them to it)
     _staging/               per-ingest scratch space (removed when an ingest ends)
 
 Every ingest writes one Delta commit per (input, kind) whose metadata carries
 the batch id, source, sha256 and counts; :meth:`LogStore.batches` is derived
 from those commits.
 
-Every Parquet file the store writes uses :func:`writer_properties` (row groups
+Every Parquet file the store writes comes from :mod:`cfanalytics._delta` (row groups
 of at most 64k rows: bounded writer memory, and files whose row-group statistics
 let a reader skip what it does not need). :meth:`LogStore.maintain` lays out the
 tables with a ``click_id`` sorted by it within each date partition, so that a
