@@ -500,9 +500,16 @@ def rewrite_sorted(dt: DeltaTable, root: Path, day: str) -> int:
 
 # ------------------------------------------------------------------ claims: rows a later batch also carried
 #: Folder (under ``tables/``) of the claims table: one row per (table, ``_row_id``, batch) for each row a
-#: batch carried that the store held already. ``forget`` hands such rows to a claimant instead of deleting them.
+#: batch carried that the store held already (the id as two Int64 halves, see
+#: :func:`cfanalytics.identity.id_halves`). ``forget`` hands such rows to a claimant instead of deleting them.
 CLAIMS: Final = "claims"
-CLAIMS_SCHEMA: Final[dict[str, pl.DataType]] = {"table": pl.String(), "_row_id": pl.String(), "_batch_id": pl.String()}
+CLAIMS_SCHEMA: Final[dict[str, pl.DataType]] = {
+    "table": pl.String(),
+    "id_hi": pl.Int64(),
+    "id_lo": pl.Int64(),
+    "_batch_id": pl.String(),
+    "claimed_at": pl.Datetime("us", "UTC"),
+}
 
 
 def create_claims(root: Path) -> None:
@@ -513,15 +520,20 @@ def create_claims(root: Path) -> None:
 
 
 def append_claims(root: Path, claims: pl.DataFrame) -> None:
-    """Append ``claims`` (``table``, ``_row_id``, ``_batch_id``) to the claims table at ``root``, creating it."""
+    """Append ``claims`` (:data:`CLAIMS_SCHEMA`) to the claims table at ``root``, creating it."""
     from deltalake import write_deltalake
 
     if claims.height == 0:
         return
     create_claims(root)
+    now = pl.lit(_dt.datetime.now(tz=_dt.UTC), CLAIMS_SCHEMA["claimed_at"])  # under the store lock: in commit order
     write_deltalake(
         root,
-        claims.select(list(CLAIMS_SCHEMA)).cast(CLAIMS_SCHEMA).to_arrow().cast(arrow_schema(CLAIMS_SCHEMA)),
+        claims.with_columns(now.alias("claimed_at"))
+        .select(list(CLAIMS_SCHEMA))
+        .cast(CLAIMS_SCHEMA)
+        .to_arrow()
+        .cast(arrow_schema(CLAIMS_SCHEMA)),
         mode="append",
         writer_properties=writer_properties(),
         post_commithook_properties=commit_hooks(),

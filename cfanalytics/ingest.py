@@ -54,7 +54,15 @@ from cfanalytics._delta import (
 from cfanalytics._pipeline import SCRATCH_ARROW, ScratchWriter, SerialWorker, prefetch, scan_scratch, scratch_batches
 from cfanalytics.columns import Resolution, norm_key, parse_map, resolve
 from cfanalytics.exceptions import CfError, InputError, StoreError, UsageError
-from cfanalytics.identity import content_digest, encode_rows, hash_texts, identity_columns, is_keyed, with_ordinal
+from cfanalytics.identity import (
+    content_digest,
+    encode_rows,
+    hash_texts,
+    id_halves,
+    identity_columns,
+    is_keyed,
+    with_ordinal,
+)
 from cfanalytics.normalize import Normalized, Normalizer, raw_records
 from cfanalytics.readers import RawInput, RowProblem, open_input
 from cfanalytics.schemas import (
@@ -286,7 +294,7 @@ class _KindPart:
     extras: list[str] = field(default_factory=list)
     content: dict[str, pl.DataType] = field(default_factory=dict)  # columns compared when a key repeats
     filled_extras: set[str] = field(default_factory=set)  # extras holding a value in some row
-    claimed: pl.DataFrame | None = None  # ``_row_id`` of rows the store held already (identical)
+    claimed: pl.DataFrame | None = None  # ``id_hi``/``id_lo`` of rows the store held already (identical)
 
 
 @dataclass
@@ -644,7 +652,9 @@ def _commit_locked(
                 _write_kind(store, prepared, part, res)
             if part.claimed is not None:
                 claims.append(
-                    part.claimed.select(pl.lit(kind).alias("table"), "_row_id", pl.lit(batch_id).alias("_batch_id"))
+                    part.claimed.select(
+                        pl.lit(kind).alias("table"), "id_hi", "id_lo", pl.lit(batch_id).alias("_batch_id")
+                    )
                 )
             q = _quarantine_rows(_fill_raw(prepared.raw, part.quarantine), prepared, batch_id)
             quarantine.append(q)
@@ -750,7 +760,10 @@ def _write_kind(store: LogStore, prepared: _Prepared, part: _KindPart, res: Batc
     stored_hits = pl.concat(hit_keys) if hit_keys else None
     if stored_hits is not None:  # rows this batch carried identical to stored ones: its claims on them
         same = stored_hits.join(pl.concat(clash_keys), on=keys, how="anti") if clash_keys else stored_hits
-        part.claimed = mine.join(same.lazy(), on=keys, how="semi").select("_row_id").collect()
+        part.claimed = same.select(
+            pl.col("__khi").reinterpret(signed=True).alias("id_hi"),
+            pl.col("__klo").reinterpret(signed=True).alias("id_lo"),
+        )
     if res.rows_stored == 0:
         return
     _append_new_rows(store, prepared, part, res, stored_hits)
@@ -894,14 +907,14 @@ def _write_quarantine(store: LogStore, prepared: _Prepared, q: pl.DataFrame | No
     from deltalake import CommitProperties, write_deltalake
 
     if q is None or q.height == 0:
-        return pl.DataFrame(schema=CLAIMS_SCHEMA)
+        return pl.DataFrame(schema={c: t for c, t in CLAIMS_SCHEMA.items() if c != "claimed_at"})
     existing = (
         store.scan(QUARANTINE).select("_row_id").filter(pl.col("_row_id").is_in(q.get_column("_row_id").implode()))
     )
     known = set(existing.collect().to_series().to_list())
     new = q.filter(~pl.col("_row_id").is_in(list(known)))
     claimed = q.filter(pl.col("_row_id").is_in(list(known))).select(
-        pl.lit(QUARANTINE).alias("table"), "_row_id", "_batch_id"
+        pl.lit(QUARANTINE).alias("table"), *id_halves(), "_batch_id"
     )
     if new.height == 0:
         return claimed

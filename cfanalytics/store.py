@@ -60,6 +60,7 @@ from cfanalytics._delta import (
 )
 from cfanalytics.columns import parse_map
 from cfanalytics.exceptions import StoreBusyError, StoreError, UsageError
+from cfanalytics.identity import id_halves
 from cfanalytics.ingest import IngestResult, ingest_paths, ingest_raw, remove_dead_staging
 from cfanalytics.normalize import hash_ip
 from cfanalytics.readers import frame_input
@@ -566,20 +567,22 @@ class LogStore:
             claims = self._claims().filter(~match)  # claims of the batches that stay
             handed: list[pl.DataFrame] = []
             for table in (*KINDS, QUARANTINE):
-                mine = self.scan(table).filter(match).select("_row_id").collect()
+                mine = self.scan(table).filter(match).select("_row_id", *id_halves()).collect()
                 if mine.height == 0:
                     continue
                 heirs = (
                     claims.filter(pl.col("table") == table)
-                    .join(mine, on="_row_id", how="semi")
-                    .group_by("_row_id")
-                    .agg(pl.col("_batch_id").min().alias("__heir"))  # batch ids begin with their time
+                    .join(mine, on=["id_hi", "id_lo"], how="inner")
+                    .group_by("_row_id", "id_hi", "id_lo")
+                    .agg(pl.col("_batch_id").sort_by("claimed_at", "_batch_id").first().alias("__heir"))
                     .sort("_row_id")
                 )
 
                 def change(rows: pl.LazyFrame, heirs: pl.DataFrame = heirs) -> pl.LazyFrame:
                     return (
-                        rows.join(heirs.lazy(), on="_row_id", how="left", maintain_order="left")
+                        rows.join(
+                            heirs.lazy().select("_row_id", "__heir"), on="_row_id", how="left", maintain_order="left"
+                        )
                         .filter(~match | pl.col("__heir").is_not_null())
                         .with_columns(pl.coalesce("__heir", "_batch_id").alias("_batch_id"))
                         .drop("__heir")
@@ -590,14 +593,14 @@ class LogStore:
                 if mine.height > heirs.height:
                     counts[table] = mine.height - heirs.height
                 handed.append(
-                    heirs.select(pl.lit(table).alias("table"), "_row_id", pl.col("__heir").alias("_batch_id"))
+                    heirs.select(pl.lit(table).alias("table"), "id_hi", "id_lo", pl.col("__heir").alias("_batch_id"))
                 )
             if handed:  # the forgotten batch's claims go, and those that became the claimant's rows
                 gone = pl.concat(handed)
-                keys = ["table", "_row_id", "_batch_id"]
+                keys = ["table", "id_hi", "id_lo", "_batch_id"]
                 self._erase(
                     CLAIMS,
-                    match | pl.col("_row_id").is_in(gone.get_column("_row_id").implode()),
+                    match | pl.col("id_hi").is_in(gone.get_column("id_hi").implode()),
                     lambda rows: rows.join(gone.lazy(), on=keys, how="anti", maintain_order="left").filter(~match),
                     {FORGET_KEY: batch_id},
                 )
@@ -606,7 +609,7 @@ class LogStore:
         return counts
 
     def _claims(self) -> pl.DataFrame:
-        """Every claim: (table, ``_row_id``, batch) of a row a batch carried when the store held it already."""
+        """Every claim: (table, id halves, batch) of a row a batch carried when the store held it already."""
         if not self.table_path(CLAIMS).exists():
             return pl.DataFrame(schema=CLAIMS_SCHEMA)
         return pl.scan_delta(str(self.table_path(CLAIMS))).collect()
