@@ -41,6 +41,7 @@ if TYPE_CHECKING:  # deltalake and pyarrow load on first write, not when the sto
     import pyarrow.parquet as pq
     from deltalake import DeltaTable, PostCommitHookProperties, WriterProperties
     from deltalake.transaction import AddAction
+    from polars.io.partition import FileProviderArgs, SinkedPath
 
 #: Rows per Parquet row group of every file the store writes (see :func:`writer_properties`).
 ROW_GROUP_ROWS: Final = 65_536
@@ -143,11 +144,11 @@ def append_rows(
 
     tag = uuid.uuid4().hex
 
-    def file_path(args: Any) -> str:
+    def file_path(args: FileProviderArgs) -> str:
         day = args.partition_keys.get_column("date")[0]
         return f"date={day}/part-{args.index_in_partition:05d}-{tag}-c000.zstd.parquet"
 
-    written: list[Any] = []
+    written: list[SinkedPath] = []
     try:
         # The sink keeps a buffer per open partition: an input spanning many dates is written
         # SINK_PARTITIONS dates at a time (each pass reads the rows again), so memory stays bounded.
