@@ -33,6 +33,7 @@ import contextlib
 import fcntl
 import json
 import os
+import re
 import secrets
 import shutil
 import time
@@ -279,23 +280,30 @@ class LogStore:
     def forget_ip(self, ip: str) -> dict[str, int]:
         """Erase every stored row of one IP address (a data-subject request), under the lock.
 
-        Matches the raw address and its salted hash in ``visits``/``clicks``, and
-        quarantined records whose raw text contains it. The files holding such rows
+        Matches the address and its salted hash in ``visits``/``clicks`` (also where
+        the stored text holds it among other words, as a forwarded-for list
+        ``"203.0.113.9, 10.0.0.1"`` does, or in the row's ``_raw`` values), and
+        quarantined records whose raw text holds it. The files holding such rows
         are rewritten without them; the replaced files are removed from disk at once
         (a reader still on an older version of the table then fails and reads
         again), and the Delta log keeps no statistic or parameter that holds the
         address (:func:`cfanalytics._delta.scrub_log`). Returns rows deleted per table.
         """
+        ip = ip.strip()
+        if not ip:
+            raise UsageError("forget_ip: an empty address")
         forms = [ip, hash_ip(ip, str(self._meta.get("ip_salt") or ""))]
+        # the address as a whole word: not a part of a longer one (203.0.113.9 is not in 203.0.113.90)
+        word = rf"(?:^|[^0-9A-Za-z.:]){re.escape(ip)}(?:$|[^0-9A-Za-z.:])"
         counts: dict[str, int] = {}
         with self.lock():
             for kind in ("visits", "clicks"):
-                hit = pl.col("ip").is_in(forms).fill_null(False)
+                ips, raws = pl.col("ip"), pl.col("_raw")
+                hit = (ips.is_in(forms) | ips.str.contains(word) | raws.str.contains(word)).fill_null(False)
                 n = self._erase(kind, hit, lambda rows, hit=hit: rows.filter(~hit), {ERASE_KEY: "ip"})
                 if n:
                     counts[kind] = n
-            # the address as a JSON string value inside the raw record
-            hit = pl.col("raw").str.contains(json.dumps(ip), literal=True).fill_null(False)
+            hit = pl.col("raw").str.contains(word).fill_null(False)
             n = self._erase(QUARANTINE, hit, lambda rows: rows.filter(~hit), {ERASE_KEY: "ip"})
             if n:
                 counts[QUARANTINE] = n

@@ -15,6 +15,7 @@ import pytest
 from cfanalytics import LogStore
 from cfanalytics._delta import partitions_to_sort
 from cfanalytics.cli import main
+from cfanalytics.exceptions import UsageError
 from cfanalytics.normalize import hash_ip
 from tests.helpers import write
 
@@ -163,3 +164,14 @@ def test_maintain_lays_out_a_partition_of_two_small_sorted_files(tmp_path):
     assert ids == [_cid(i) for i in range(20)]
     assert partitions_to_sort(store.table("visits"), root) == {}
     assert store.scan("visits").filter(pl.col("date") == date(2026, 11, 20)).collect().height == 20
+
+
+def test_forget_ip_matches_the_address_as_a_whole_word(tmp_path):
+    store = LogStore(tmp_path / "s", timezone="UTC")
+    ips = {0: f"{ERASED}, 10.1.2.3", 1: "10.1.2.3,203.0.113.9", 2: "203.0.113.90", 3: "1203.0.113.9", 4: "198.51.100.1"}
+    store.ingest([_visits(tmp_path / "a.csv", range(5), ip_of=lambda i: f'"{ips[i]}"')])  # quoted CSV cells
+    assert store.forget_ip(f" {ERASED} ") == {"visits": 2}  # a forwarded-for list holds it, in either place
+    left = store.scan("visits").select("ip").collect().get_column("ip").sort().to_list()
+    assert left == sorted(ips[i] for i in (2, 3, 4))
+    with pytest.raises(UsageError, match="empty address"):
+        store.forget_ip(" ")
