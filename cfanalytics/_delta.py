@@ -237,8 +237,9 @@ def _ranged(dtype: pa.DataType) -> bool:
 def _footer_stats(path: Path) -> dict[str, Any]:
     """Delta ``stats`` of a Parquet file from its footer: rows, null counts, and min/max where exact.
 
-    Min/max are given for strings (when shorter than 64 bytes: longer ones may be
-    truncated in the footer), integers and booleans (see :func:`_ranged`).
+    Null counts are given for every column; min/max for strings (when shorter
+    than 64 bytes: longer ones may be truncated in the footer), integers and
+    booleans (see :func:`_ranged`).
     """
     import pyarrow.parquet as pq
 
@@ -249,13 +250,15 @@ def _footer_stats(path: Path) -> dict[str, Any]:
     nulls = dict.fromkeys(names, 0)
     mins: dict[str, Any] = {}
     maxs: dict[str, Any] = {}
-    unknown: set[str] = set()
+    uncounted: set[str] = set()  # no null count in some row group
+    unranged: set[str] = set()  # no exact min/max in some row group
     for g in range(meta.num_row_groups):
         group = meta.row_group(g)
         for i, name in enumerate(names):
             st = group.column(i).statistics
             if st is None or not st.has_null_count:
-                unknown.add(name)
+                uncounted.add(name)
+                unranged.add(name)
                 continue
             nulls[name] += st.null_count
             if name not in ranged or st.null_count == group.num_rows:
@@ -263,16 +266,16 @@ def _footer_stats(path: Path) -> dict[str, Any]:
             if not st.has_min_max or (
                 isinstance(st.min, str) and max(len(st.min.encode()), len(st.max.encode())) >= 64
             ):
-                unknown.add(name)
+                unranged.add(name)
                 continue
             mins[name] = st.min if name not in mins else min(mins[name], st.min)
             maxs[name] = st.max if name not in maxs else max(maxs[name], st.max)
-    keep = [n for n in mins if n not in unknown]
+    keep = [n for n in mins if n not in unranged]
     return {
         "numRecords": meta.num_rows,
         "minValues": {n: mins[n] for n in keep},
         "maxValues": {n: maxs[n] for n in keep},
-        "nullCount": {n: v for n, v in nulls.items() if n not in unknown},
+        "nullCount": {n: v for n, v in nulls.items() if n not in uncounted},
     }
 
 

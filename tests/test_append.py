@@ -104,3 +104,43 @@ def test_an_input_over_many_dates_is_written_a_few_dates_at_a_time_in_one_commit
     per_day = store.scan("visits").group_by("date").len().collect().sort("date")
     assert per_day.rows() == [(date(2026, 11, d), 10) for d in range(10, 15)]
     assert {str(a["partition"]["date"]) for a in _actions(store, "visits")} == {f"2026-11-{d}" for d in range(10, 15)}
+
+
+def _assert_stats_match_files(store: LogStore, kind: str) -> int:
+    """Every live file's Delta stats equal what its rows say, read back independently; the files checked."""
+    actions = _actions(store, kind)
+    for a in actions:
+        df = pl.read_parquet(store.table_path(kind) / a["path"])
+        assert a["num_records"] == df.height
+        for name in ("click_id", "campaign_id", "user_agent", "_row_id", "bot_score", "_raw"):
+            assert a["null_count"][name] == df.get_column(name).null_count(), name
+        for name in ("click_id", "campaign_id", "_row_id"):
+            assert (a["min"][name], a["max"][name]) == (df.get_column(name).min(), df.get_column(name).max()), name
+        long_ua = (df.get_column("user_agent").str.len_bytes().max() or 0) >= 64
+        assert a["max"]["user_agent"] == (None if long_ua else df.get_column("user_agent").max())
+        assert a["min"]["visit_time"] is None
+    return len(actions)
+
+
+def test_files_rewritten_by_maintain_and_forget_carry_the_stats_of_their_rows(store, tmp_path, monkeypatch):
+    import cfanalytics._delta as delta_module
+
+    monkeypatch.setattr(delta_module, "ROW_GROUP_ROWS", 64)
+    monkeypatch.setattr(delta_module, "SORT_SLICE_ROWS", 100)  # several click-id ranges, several row groups
+
+    def visits(path, ids):
+        body = "".join(
+            f"{n:08x}-0000-4000-8000-000000000000,2026-11-{20 + n // 2 % 2} 10:00:00,k{n % 3},"
+            f"{LONG_UA if n % 50 == 0 else 'ua'},{'' if n % 7 == 0 else '0.5'}\n"
+            for n in ids
+        )
+        return write(path, HEAD + body)
+
+    store.ingest([visits(tmp_path / "a.csv", range(0, 600, 2))])
+    late = store.ingest([visits(tmp_path / "b.csv", range(1, 600, 2))]).batches[0]
+    assert _assert_stats_match_files(store, "visits") == 4
+    assert store.maintain(retention_hours=0)["visits"]["sorted"] == 2
+    assert _assert_stats_match_files(store, "visits") == 2
+    assert store.forget(late.batch_id) == {"visits": 300}
+    assert _assert_stats_match_files(store, "visits") == 2
+    assert store.scan("visits").select(pl.len()).collect().item() == 300
