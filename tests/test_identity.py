@@ -66,3 +66,18 @@ def test_null_equals_empty_and_names_do_not_count():
 def test_float_encoding_uses_shortest_repr():
     df = pl.DataFrame({"click_id": ["c"], "payout": [1e-7]})
     assert encode_rows(df, "conversions", ("payout",)).to_list() == ["cf1|conversions|5:1e-07"]
+
+
+def test_id_halves_hold_the_bits_of_the_id():
+    from cfanalytics.identity import id_halves
+
+    ids = ["cf80c37bb4ea881de951f0d80ecf9218", "00000000000000017fffffffffffffff", "f" * 32]
+    got = pl.DataFrame({"_row_id": ids}).select(id_halves()).rows()
+
+    def signed(text: str) -> int:  # two's complement of 64 bits, by hand
+        n = int(text, 16)
+        return n - (1 << 64) if n >= 1 << 63 else n
+
+    assert got == [(signed(i[:16]), signed(i[16:])) for i in ids]
+    assert got[1] == (1, (1 << 63) - 1)
+    assert got[2] == (-1, -1)
