@@ -574,8 +574,12 @@ def _cmd_forget(args: argparse.Namespace) -> int:
         _dump(doc)
     elif deleted:
         _print(f"forgot {what}: " + ", ".join(f"{n} {k}" for k, n in sorted(deleted.items())))
-    else:
+    elif not getattr(deleted, "kept", None):
         _print(f"no rows of {what} in {store.path}")
+    if not args.json and getattr(deleted, "kept", None):
+        _print(
+            "kept (later batches stored them too): " + ", ".join(f"{n} {k}" for k, n in sorted(deleted.kept.items()))
+        )
     return EXIT_OK
 
 

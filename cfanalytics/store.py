@@ -556,21 +556,22 @@ class LogStore:
         """Load a Polars/Arrow frame (any spelling, values as text or typed) like a file."""
         return ingest_raw(self, [frame_input(data, name)], kind=kind, timezone=timezone, column_map=column_map)
 
-    def forget(self, batch_id: str) -> dict[str, int]:
+    def forget(self, batch_id: str) -> Forgotten:
         """Delete the rows of a batch (``id`` of one (input, kind), or the input's id prefix), under the lock.
 
         A row that a later batch carried too (the store held it already) is not
         deleted: it is handed to that batch, which was not forgotten (the earliest
         such batch, when several). The files holding the batch's rows are rewritten
         and the old ones removed from disk, with their statistics in the Delta log.
-        Returns the rows deleted per table (none when no batch id matches).
+        Returns the rows deleted per table (none when no batch id matches), with
+        the rows handed to another batch in its ``kept`` attribute.
 
         >>> import tempfile, cfanalytics as cf
         >>> cf.LogStore(tempfile.mkdtemp() + "/s", timezone="UTC").forget("20260101T000000-abcdef")
         {}
         """
         match = _batch_match(batch_id)
-        counts: dict[str, int] = {}
+        counts = Forgotten()
         with self.lock():
             claims = self._claims().filter(~match)  # claims of the batches that stay
             handed: list[pl.DataFrame] = []
@@ -600,6 +601,8 @@ class LogStore:
                 self._purge(table)
                 if mine.height > heirs.height:
                     counts[table] = mine.height - heirs.height
+                if heirs.height:
+                    counts.kept[table] = heirs.height
                 handed.append(
                     heirs.select(pl.lit(table).alias("table"), "id_hi", "id_lo", pl.col("__heir").alias("_batch_id"))
                 )
@@ -704,6 +707,14 @@ class LogStore:
 
     def __repr__(self) -> str:
         return f"LogStore({str(self.path)!r}, timezone={self.timezone!r})"
+
+
+class Forgotten(dict[str, int]):
+    """Rows :meth:`LogStore.forget` deleted per table; ``kept``: rows it handed to a batch that stored them too."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.kept: dict[str, int] = {}
 
 
 def _batch_match(batch_id: str) -> pl.Expr:

@@ -101,6 +101,7 @@ def test_forget_batch_keeps_the_rows_a_live_batch_stored_too(tmp_path):
     deleted = store.forget(a.batch_id)
 
     assert deleted == {"visits": 5, "quarantine": 1}  # ids 0-4 only A had; 5-9 B stored too
+    assert deleted.kept == {"visits": 5}
     after = store.scan("visits").collect().sort("click_id")
     assert after.get_column("click_id").to_list() == [_cid(i) for i in [*range(5, 15), *range(20, 25)]]
     owners = dict(after.select("click_id", "_batch_id").iter_rows())
@@ -114,7 +115,7 @@ def test_forget_batch_keeps_the_rows_a_live_batch_stored_too(tmp_path):
     assert store.scan("visits").collect().get_column("click_id").sort().to_list() == [_cid(i) for i in range(20, 25)]
 
 
-def test_forget_batch_hands_a_row_to_the_earliest_live_claimant(tmp_path):
+def test_forget_batch_hands_a_row_to_the_earliest_live_claimant(tmp_path, capsys):
     store = LogStore(tmp_path / "s", timezone="UTC")
     path = _visits(tmp_path / "a.csv", range(4), extra=",2026-11-20 10:00:00,k1,198.51.100.1\n")
     first, second, third = (store.ingest([path]).batches[0] for _ in range(3))
@@ -124,9 +125,11 @@ def test_forget_batch_hands_a_row_to_the_earliest_live_claimant(tmp_path):
     def owners(table):
         return set(store.scan(table).collect().get_column("_batch_id"))
 
-    assert store.forget(first.batch_id) == {}
+    first_gone = store.forget(first.batch_id)
+    assert (first_gone, first_gone.kept) == ({}, {"visits": 4, "quarantine": 1})
     assert owners("visits") == owners("quarantine") == {second.batch_id}
-    assert store.forget(second.batch_id) == {}
+    assert main(["forget", "--store", str(store.path), "--batch", second.batch_id.rsplit("-", 1)[0]]) == 0
+    assert capsys.readouterr().out == "kept (later batches stored them too): 1 quarantine, 4 visits\n"
     assert owners("visits") == owners("quarantine") == {third.batch_id}
     assert store.forget(third.batch_id) == {"visits": 4, "quarantine": 1}
     assert store.counts()["visits"] == store.counts()["quarantine"] == 0
