@@ -640,8 +640,9 @@ def scrub_log(root: Path, needles: Sequence[str] = ()) -> int:
         os.replace(tmp, path)
         changed += 1
     if changed:
-        for old in [*log.glob("*.checkpoint*.parquet"), log / "_last_checkpoint", *log.glob("*.crc")]:
-            old.unlink(missing_ok=True)  # checkpoints (and version checksums) repeat the statistics
+        old = [*log.glob("*.checkpoint*.parquet"), *log.glob("*.checkpoint*.json"), *log.glob("*.crc")]
+        for path in [*old, *log.glob("_sidecars/*"), log / "_last_checkpoint"]:
+            path.unlink(missing_ok=True)  # checkpoints (and version checksums) repeat the statistics
         DeltaTable(root).create_checkpoint()
     return changed
 

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import ipaddress
 import json
 import os
 import re
@@ -292,9 +293,12 @@ class LogStore:
         ip = ip.strip()
         if not ip:
             raise UsageError("forget_ip: an empty address")
-        forms = [ip, hash_ip(ip, str(self._meta.get("ip_salt") or ""))]
+        spellings = _ip_spellings(ip)
+        salt = str(self._meta.get("ip_salt") or "")
+        forms = [*spellings, *(hash_ip(s, salt) for s in spellings)]
         # the address as a whole word: not a part of a longer one (203.0.113.9 is not in 203.0.113.90)
-        word = rf"(?:^|[^0-9A-Za-z.:]){re.escape(ip)}(?:$|[^0-9A-Za-z.:])"
+        either = "|".join(re.escape(s) for s in spellings)
+        word = rf"(?i)(?:^|[^0-9A-Za-z.:])(?:{either})(?:$|[^0-9A-Za-z.:])"
         counts: dict[str, int] = {}
         with self.lock():
             for kind in ("visits", "clicks"):
@@ -707,6 +711,19 @@ class LogStore:
 
     def __repr__(self) -> str:
         return f"LogStore({str(self.path)!r}, timezone={self.timezone!r})"
+
+
+def _ip_spellings(ip: str) -> list[str]:
+    """The texts an address may be stored as: as given, and (when it parses) compressed and exploded.
+
+    >>> _ip_spellings("2001:DB8::1")
+    ['2001:DB8::1', '2001:db8::1', '2001:0db8:0000:0000:0000:0000:0000:0001']
+    """
+    out = [ip]
+    with contextlib.suppress(ValueError):
+        parsed = ipaddress.ip_address(ip)
+        out += [parsed.compressed, parsed.exploded]
+    return list(dict.fromkeys(out))
 
 
 class Forgotten(dict[str, int]):

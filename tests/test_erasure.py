@@ -178,3 +178,11 @@ def test_forget_ip_matches_the_address_as_a_whole_word(tmp_path):
     assert left == sorted(ips[i] for i in (2, 3, 4))
     with pytest.raises(UsageError, match="empty address"):
         store.forget_ip(" ")
+
+
+def test_forget_ip_finds_every_spelling_of_an_ipv6_address(tmp_path):
+    store = LogStore(tmp_path / "s", timezone="UTC")
+    ips = {0: "2001:db8::1", 1: "2001:0DB8:0000:0000:0000:0000:0000:0001", 2: "2001:db8::10", 3: "2001:db8::1:0"}
+    store.ingest([_visits(tmp_path / "a.csv", range(4), ip_of=ips.__getitem__)])
+    assert store.forget_ip("2001:DB8:0:0::1") == {"visits": 2}
+    assert sorted(store.scan("visits").collect().get_column("ip")) == sorted([ips[2], ips[3]])
