@@ -232,10 +232,11 @@ def ingest_raw(
                     ip=ip,
                     offsets_only=offsets_only,
                 )
-                pin = None if store.timezone is not None else (tz or "UTC")
+                pin = None if store.timezone_settled else (tz or "UTC")
+                was = (store.timezone, store.timezone_settled) if store.exists else (None, False)
                 salt = ip[1] if ip[0] == "hashed" else None  # hashed addresses must match the store's salt
                 result.batches.extend(_commit(store, prepared, pin=pin, salt=salt, from_offsets=offsets_only))
-                if pin is not None and store.timezone == pin:
+                if pin is not None and (store.timezone, store.timezone_settled) != was:
                     result.timezone_recorded, result.timezone_from_offsets = pin, offsets_only
             except InputError as exc:
                 result.failures.append(str(exc))

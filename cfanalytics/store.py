@@ -163,7 +163,8 @@ class LogStore:
         if not self._pending:
             self._meta = self._read_meta()
         stored_tz = self._meta.get("timezone")
-        if timezone is not None and stored_tz is not None and timezone != stored_tz and not force_timezone:
+        settled = stored_tz is not None and not self._meta.get("timezone_from_offsets")
+        if timezone is not None and settled and timezone != stored_tz and not force_timezone:
             raise UsageError(
                 f"{self.path}: store time zone is {stored_tz}, not {timezone}; "
                 "a wrong zone shifts every row (use --force-timezone if you mean it)"
@@ -358,21 +359,27 @@ class LogStore:
         None
         """
         given = timezone or self._session_tz
-        if self.timezone is not None and self._meta.get("timezone_from_offsets") and given is None:
-            return None  # UTC came from offsets, not from the user: local times still need a zone
-        tz = self.timezone or given
-        return None if tz is None else check_timezone(tz)
+        if not self.timezone_settled:  # none yet, or UTC from offsets: the user's zone, if given, is the one
+            return None if given is None else check_timezone(given)
+        return self.timezone
+
+    @property
+    def timezone_settled(self) -> bool:
+        """Whether the store's zone was given (not absent, nor UTC taken from the offsets of the times read)."""
+        return self.timezone is not None and not self._meta.get("timezone_from_offsets")
 
     def record_timezone(self, timezone: str, *, from_offsets: bool = False) -> None:
-        """Record the zone of a store that has none (the caller holds the lock; the first commit of an ingest).
+        """Record the zone of a store whose zone is not settled (the caller holds the lock; an ingest's first commit).
 
         ``from_offsets``: the zone is UTC because the times carried offsets, not
-        because a zone was given; later local times still need one.
-        Raises :class:`StoreError` if another writer recorded another zone meanwhile.
+        because a zone was given; later local times still need one. A zone given
+        later replaces such a UTC (the stored instants came with their offsets:
+        nothing shifts). Raises :class:`StoreError` if another writer recorded
+        another zone meanwhile.
         """
         self._meta = self._read_meta()
         stored = self._meta.get("timezone")
-        if stored is None:
+        if stored is None or (self._meta.get("timezone_from_offsets") and not from_offsets):
             self._update_meta(timezone=check_timezone(timezone), timezone_from_offsets=from_offsets)
         elif stored != timezone:
             raise StoreError(

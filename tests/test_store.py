@@ -113,3 +113,23 @@ def test_a_negative_retention_is_refused_in_one_line(tmp_path):
     r = run_cli("maintain", "--store", str(store.path), "--retention-hours", "-1")
     assert r.returncode == 2
     assert r.stderr.strip().splitlines() == ["cfanalytics: retention of -1 hours: it must be 0 or more"]
+
+
+def test_a_zone_given_later_replaces_the_utc_taken_from_offsets_without_shifting_rows(tmp_path):
+    first = write(tmp_path / "o.csv", f"{HEAD}{A},2026-11-20T10:00:00Z,k1\n")
+    assert run_cli("ingest", "--store", str(tmp_path / "s"), str(first)).returncode == 0
+    again = run_cli("ingest", "--store", str(tmp_path / "s"), str(first))  # the zone is not announced twice
+    assert again.returncode == 0
+    assert "store time zone" not in again.stdout
+    local = write(tmp_path / "l.csv", f"{HEAD}{B},2026-11-20 10:00:00,k1\n")
+    r = run_cli("ingest", "--store", str(tmp_path / "s"), "--timezone", "Asia/Tokyo", str(local))
+    assert r.returncode == 0, r.stderr
+    assert "store time zone: Asia/Tokyo\n" in r.stdout
+    store = LogStore(tmp_path / "s", create=False)
+    assert (store.timezone, store.timezone_settled) == ("Asia/Tokyo", True)
+    # the first row kept its instant; the new one was read in Tokyo time (UTC+9)
+    assert _times(store) == [(A, datetime(2026, 11, 20, 10, tzinfo=UTC)), (B, datetime(2026, 11, 20, 1, tzinfo=UTC))]
+    # now settled: another zone is refused as before
+    r = run_cli("ingest", "--store", str(tmp_path / "s"), "--timezone", "Europe/Berlin", str(local))
+    assert r.returncode == 2
+    assert "store time zone is Asia/Tokyo, not Europe/Berlin" in r.stderr
