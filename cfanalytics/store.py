@@ -387,16 +387,20 @@ class LogStore:
             )
 
     def ensure_timezone(self, timezone: str | None) -> str:
-        """The zone to read local times in; records it on the first ingest (caller holds no lock)."""
-        tz = self.timezone
-        if tz is not None:
-            return tz
-        tz = check_timezone(timezone or self._session_tz or "UTC")
+        """The zone to read local times in, recorded now if the store's is not settled (caller holds no lock).
+
+        ``pull`` uses it: the API answers in the account's zone. Without a zone
+        given, a store's UTC taken from offsets stays, and a store without one gets UTC.
+        """
+        given = timezone or self._session_tz
+        if self.timezone_settled or (self.timezone is not None and given is None):
+            return str(self.timezone)
+        tz = check_timezone(given or "UTC")
         with self.lock():
             self._meta = self._read_meta()
-            if self._meta.get("timezone") is None:
-                self._update_meta(timezone=tz)
-        return self.timezone or tz
+            if not self.timezone_settled:
+                self._update_meta(timezone=tz, timezone_from_offsets=False)
+        return str(self.timezone)
 
     # ----------------------------------------------------------------- lock
     @contextlib.contextmanager
