@@ -140,47 +140,11 @@ def append_rows(
     3
     """
     from deltalake import CommitProperties, DeltaTable
-    from deltalake.transaction import AddAction
 
     tag = uuid.uuid4().hex
-
-    def file_path(args: FileProviderArgs) -> str:
-        day = args.partition_keys.get_column("date")[0]
-        return f"date={day}/part-{args.index_in_partition:05d}-{tag}-c000.zstd.parquet"
-
-    written: list[SinkedPath] = []
     try:
-        # The sink keeps a buffer per open partition: an input spanning many dates is written
-        # SINK_PARTITIONS dates at a time (each pass reads the rows again), so memory stays bounded.
-        days = rows.select(pl.col("date").unique()).collect().get_column("date").sort().to_list()
-        for i in range(0, max(len(days), 1), SINK_PARTITIONS):
-            group = days[i : i + SINK_PARTITIONS]
-            part = rows if len(days) <= SINK_PARTITIONS else rows.filter(pl.col("date").is_in(group))
-            part.sink_parquet(
-                pl.PartitionBy(
-                    str(root),
-                    key="date",
-                    include_key=False,
-                    file_path_provider=file_path,
-                    approximate_bytes_per_file=INGEST_FILE_BYTES,
-                ),
-                compression="zstd",
-                compression_level=COMPRESSION_LEVEL,
-                row_group_size=ROW_GROUP_ROWS,
-                mkdir=True,
-                sinked_paths_callback=lambda args: written.extend(args.paths),
-            )
-        now = int(time.time() * 1000)
-        adds = []
-        for sunk in written:
-            path = Path(sunk.path)
-            rel = path.relative_to(root).as_posix()
-            stats = _footer_stats(path)
-            nulls = [c for c in required if stats["nullCount"].get(c)]
-            if nulls:
-                raise StoreError(f"{label}: a required value is null in a row to store ({', '.join(nulls)}): a bug")
-            day = unquote(rel.split("/", 1)[0].split("=", 1)[1])
-            adds.append(AddAction(rel, path.stat().st_size, {"date": day}, now, True, json.dumps(stats)))
+        written = _sink_by_date(rows, root, tag)
+        adds = _add_actions(root, written, required, label)
         total = sum(int(sunk.num_rows) for sunk in written)
         if expected is not None and total != expected:
             raise StoreError(f"{label}: {total} rows written, {expected} expected: a bug")
@@ -201,6 +165,58 @@ def append_rows(
             path.unlink(missing_ok=True)
         raise
     return total
+
+
+def _sink_by_date(rows: pl.LazyFrame, root: Path, tag: str) -> list[SinkedPath]:
+    """Write ``rows`` with Polars' Parquet sink into ``date=…`` folders under ``root``; the files written.
+
+    File names carry ``tag``. The sink keeps a buffer per open partition: an input
+    spanning many dates is written :data:`SINK_PARTITIONS` dates at a time (each
+    pass reads the rows again), so memory stays bounded.
+    """
+
+    def file_path(args: FileProviderArgs) -> str:
+        day = args.partition_keys.get_column("date")[0]
+        return f"date={day}/part-{args.index_in_partition:05d}-{tag}-c000.zstd.parquet"
+
+    written: list[SinkedPath] = []
+    days = rows.select(pl.col("date").unique()).collect().get_column("date").sort().to_list()
+    for i in range(0, max(len(days), 1), SINK_PARTITIONS):
+        group = days[i : i + SINK_PARTITIONS]
+        part = rows if len(days) <= SINK_PARTITIONS else rows.filter(pl.col("date").is_in(group))
+        part.sink_parquet(
+            pl.PartitionBy(
+                str(root),
+                key="date",
+                include_key=False,
+                file_path_provider=file_path,
+                approximate_bytes_per_file=INGEST_FILE_BYTES,
+            ),
+            compression="zstd",
+            compression_level=COMPRESSION_LEVEL,
+            row_group_size=ROW_GROUP_ROWS,
+            mkdir=True,
+            sinked_paths_callback=lambda args: written.extend(args.paths),
+        )
+    return written
+
+
+def _add_actions(root: Path, written: Sequence[SinkedPath], required: Sequence[str], label: str) -> list[AddAction]:
+    """The Delta ``AddAction`` of each written file, stats from its footer; proves no ``required`` value is null."""
+    from deltalake.transaction import AddAction
+
+    now = int(time.time() * 1000)
+    adds = []
+    for sunk in written:
+        path = Path(sunk.path)
+        rel = path.relative_to(root).as_posix()
+        stats = _footer_stats(path)
+        nulls = [c for c in required if stats["nullCount"].get(c) != 0]
+        if nulls:
+            raise StoreError(f"{label}: a required value is null in a row to store ({', '.join(nulls)}): a bug")
+        day = unquote(rel.split("/", 1)[0].split("=", 1)[1])
+        adds.append(AddAction(rel, path.stat().st_size, {"date": day}, now, True, json.dumps(stats)))
+    return adds
 
 
 def _add_missing_columns(dt: DeltaTable, schema: pl.Schema) -> None:
