@@ -136,6 +136,10 @@ class Panel:
         self.loads = 0
         self._cache: OrderedDict[Range, Any] = OrderedDict()
         self._busy = 0
+        from cfanalytics.panels._widgets import Busy
+
+        #: "updating…" beside the status line while the panel works.
+        self.busy = Busy()
         self.names = NameBook(self.reader)
         if start is None and end is None:
             start, end = self._default_range()
@@ -218,7 +222,8 @@ class Panel:
             return
         self._busy += 1
         try:
-            yield True
+            with self.busy.working():
+                yield True
         finally:
             self._busy -= 1
 

@@ -1,85 +1,252 @@
-"""Plotly ``FigureWidget`` helpers: one widget per chart, its figure replaced in place on every update.
+"""Charts in panels: a Plotly figure drawn by a small widget whose whole figure travels when it opens.
 
-Figures come from :mod:`cfanalytics.charts` (already redacted and escaped); the
-widget keeps its identity, so click handlers and the browser view stay attached.
+Why not Plotly's ``FigureWidget``: it is an anywidget whose front end (the 5 MB
+plotly.js bundle) is imported again for every widget, and its traces reach the
+browser as messages sent after the widget opens. anywidget gives a widget 2
+seconds to load its front end; past that, every later message to the widget is
+dropped (``[anywidget] Failed to initialize model.`` in the browser console). On
+a busy machine, or with four charts loading at once, the chart stays empty and
+never updates again.
+
+Here a chart never depends on a message after it opens:
+
+* plotly.js is sent once per kernel, in the opening state of one hidden
+  :class:`PlotlyLibrary` widget, and evaluated once per page;
+* a :class:`Chart`'s widget is a plain box; every update puts a new, small
+  :class:`PlotlyView` in it whose opening state holds the whole figure (and
+  closes the previous one), so nothing the view needs can be lost;
+* a click on a point comes back as a message from the browser (that direction
+  never waits for the 2 seconds) and calls the chart's ``on_click``.
+
+Figures come from :mod:`cfanalytics.charts` (already redacted and escaped).
 
 >>> import plotly.graph_objects as go
->>> fw = figure_widget()
->>> show(fw, go.Figure(go.Bar(x=["a"], y=[3])))
->>> fw.data[0].y
-(3,)
+>>> chart = figure_widget(height=300)
+>>> show(chart, go.Figure(go.Bar(x=["a"], y=[3])))
+>>> chart.data[0].y, chart.layout.height
+((3,), 300)
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Final
 
+import anywidget
+import ipywidgets as widgets
 import plotly.graph_objects as go
+import traitlets
 
 ClickHandler = Callable[[int, Any], None]
 
+#: Front end of :class:`PlotlyLibrary`: evaluate plotly.js once per page and share it.
+_LIBRARY_ESM: Final = """
+function slot() {
+  let s = globalThis.__cfanalyticsPlotly;
+  if (!s) {
+    s = {};
+    s.promise = new Promise((resolve, reject) => { s.resolve = resolve; s.reject = reject; });
+    globalThis.__cfanalyticsPlotly = s;
+  }
+  return s;
+}
+export default {
+  initialize({ model }) {
+    const s = slot();
+    if (s.loading) return;
+    s.loading = true;
+    try {
+      const raw = model.get("source");
+      const text = typeof raw === "string" ? raw : new TextDecoder().decode(raw);
+      const module = { exports: {} };
+      new Function("module", "exports", "define", text)(module, module.exports, undefined);
+      s.resolve(module.exports);
+    } catch (error) {
+      s.loading = false;
+      s.reject(error);
+    }
+  },
+};
+"""
 
-def figure_widget(height: int | None = None) -> go.FigureWidget:
-    """An empty ``FigureWidget`` (optionally of a fixed height in pixels)."""
-    fw = go.FigureWidget()
-    if height is not None:
-        fw.update_layout(height=height)
-    return fw
+#: Front end of :class:`PlotlyView`: draw the figure of the opening state, report clicks.
+_VIEW_ESM: Final = """
+function slot() {
+  let s = globalThis.__cfanalyticsPlotly;
+  if (!s) {
+    s = {};
+    s.promise = new Promise((resolve, reject) => { s.resolve = resolve; s.reject = reject; });
+    globalThis.__cfanalyticsPlotly = s;
+  }
+  return s;
+}
+export default {
+  async render({ model, el }) {
+    const figure = model.get("figure") || {};
+    const layout = figure.layout || {};
+    el.classList.add("cf-chart");
+    el.style.width = "100%";
+    if (layout.height) el.style.minHeight = layout.height + "px";
+    const div = document.createElement("div");
+    el.appendChild(div);
+    let Plotly;
+    try {
+      Plotly = await slot().promise;
+    } catch (error) {
+      el.textContent = "The chart library failed to load: " + error;
+      return;
+    }
+    if (!el.isConnected && !document.body.contains(el)) {
+      // drawn when attached: plotly measures its container
+      await new Promise((resolve) => requestAnimationFrame(resolve));
+    }
+    await Plotly.newPlot(div, figure.data || [], layout, { responsive: true, displaylogo: false });
+    el.dataset.cfDrawn = "1";
+    div.on("plotly_click", (event) => {
+      const points = (event.points || []).map((p) => ({
+        trace: p.curveNumber,
+        point: p.pointNumber !== undefined ? p.pointNumber : p.pointIndex,
+      }));
+      model.send({ event: "click", points });
+    });
+    const resize = new ResizeObserver(() => {
+      if (div.isConnected && div.clientWidth) Plotly.Plots.resize(div);
+    });
+    resize.observe(el);
+    return () => {
+      resize.disconnect();
+      Plotly.purge(div);
+    };
+  },
+};
+"""
 
 
-def show(fw: go.FigureWidget, fig: go.Figure, *, on_click: ClickHandler | None = None) -> None:
-    """Replace ``fw``'s traces and layout by ``fig``'s.
+class PlotlyLibrary(anywidget.AnyWidget):  # type: ignore[misc]
+    """Carries plotly.js to the browser once per kernel (never displayed)."""
 
-    ``on_click(trace_index, points)`` is attached to every new trace (Plotly's
-    ``points`` carries ``point_inds``, ``xs``, ``ys``).
+    _esm = _LIBRARY_ESM
+    source = traitlets.Bytes().tag(sync=True)
+
+
+class PlotlyView(anywidget.AnyWidget):  # type: ignore[misc]
+    """One drawing of one figure: its JSON is part of the widget's opening state."""
+
+    _esm = _VIEW_ESM
+    figure = traitlets.Dict().tag(sync=True)
+
+
+_library: PlotlyLibrary | None = None
+
+
+def library() -> PlotlyLibrary:
+    """The kernel's :class:`PlotlyLibrary` (opened on first use, again if it was closed)."""
+    global _library
+    if _library is None or _library.comm is None:
+        from plotly.offline import get_plotlyjs
+
+        _library = PlotlyLibrary(source=get_plotlyjs().encode())
+    return _library
+
+
+class ChartBox(widgets.Box):  # type: ignore[misc]
+    """The widget of a :class:`Chart` (a box holding its current view)."""
+
+    def __init__(self, chart: Chart, height: int | None) -> None:
+        super().__init__(layout=widgets.Layout(width="100%", min_height=f"{height}px" if height else None))
+        self.add_class("cf-chart-box")
+        self.chart = chart
+
+    def to_plotly_json(self) -> dict[str, Any]:
+        """The figure shown, as Plotly JSON."""
+        return self.chart.to_plotly_json()
+
+
+class Chart:
+    """A panel chart: ``data`` / ``layout`` of the figure shown, ``widget`` to put in a panel."""
+
+    def __init__(self, height: int | None = None) -> None:
+        library()
+        self.height = height
+        self.widget = ChartBox(self, height)
+        self.figure = go.Figure(layout={"height": height} if height else None)
+        self.on_click: ClickHandler | None = None
+        #: Figures sent to the browser so far.
+        self.renders = 0
+
+    @property
+    def data(self) -> tuple[Any, ...]:
+        """The traces shown."""
+        return self.figure.data
+
+    @property
+    def layout(self) -> go.Layout:
+        """The layout of the figure shown."""
+        return self.figure.layout
+
+    def to_plotly_json(self) -> dict[str, Any]:
+        """The figure shown, as Plotly JSON."""
+        return self.figure.to_plotly_json()
+
+    def draw(self, fig: go.Figure, on_click: ClickHandler | None = None) -> None:
+        """Show ``fig``: a new view carrying the whole figure replaces the previous one."""
+        fig = go.Figure(fig)
+        if self.height is not None and fig.layout.height is None:
+            fig.layout.height = self.height
+        self.figure = fig
+        self.on_click = on_click
+        view = PlotlyView(figure=json.loads(fig.to_json()))
+        view.on_msg(self._message)
+        old = list(self.widget.children)
+        self.widget.children = (view,)
+        for widget in old:
+            widget.close()
+        self.renders += 1
+
+    def _message(self, _view: Any, content: Any, _buffers: Any) -> None:
+        if not isinstance(content, dict) or content.get("event") != "click":
+            return
+        points = [p for p in content.get("points") or () if isinstance(p, dict)]
+        if not points:
+            return
+        trace = points[0].get("trace")
+        indices = [p.get("point") for p in points if p.get("trace") == trace and isinstance(p.get("point"), int)]
+        if isinstance(trace, int) and indices:
+            self.dispatch_click(trace, indices)
+
+    def dispatch_click(self, trace_index: int, point_indices: list[int]) -> None:
+        """Call ``on_click`` as a click on these points of one trace would (Plotly ``Points``)."""
+        if self.on_click is None or not 0 <= trace_index < len(self.figure.data):
+            return
+        from plotly.callbacks import Points
+
+        trace = self.figure.data[trace_index]
+        xs = list(trace.x) if getattr(trace, "x", None) is not None else []
+        ys = list(trace.y) if getattr(trace, "y", None) is not None else []
+        points = Points(
+            point_inds=list(point_indices),
+            xs=[xs[i] for i in point_indices if i < len(xs)],
+            ys=[ys[i] for i in point_indices if i < len(ys)],
+            trace_name=trace.name,
+            trace_index=trace_index,
+        )
+        self.on_click(trace_index, points)
+
+
+def figure_widget(height: int | None = None) -> Chart:
+    """An empty chart (optionally of a fixed height in pixels)."""
+    return Chart(height)
+
+
+def show(chart: Chart, fig: go.Figure, *, on_click: ClickHandler | None = None) -> None:
+    """Show ``fig`` in ``chart``; ``on_click(trace_index, points)`` is called when a point is clicked.
+
+    Plotly's ``points`` carries ``point_inds``, ``xs``, ``ys``.
     """
-    height = fw.layout.height
-    with fw.batch_update():
-        fw.data = []
-    fw.add_traces(list(fig.data))
-    layout = fig.layout
-    if height is not None and layout.height is None:
-        layout.height = height
-    fw.layout = layout
-    if on_click is not None:
-        for index, trace in enumerate(fw.data):
-            trace.on_click(_handler(on_click, index))
-    _sync_state(fw)
+    chart.draw(fig, on_click)
 
 
-def _sync_state(fw: go.FigureWidget) -> None:
-    """Copy the traces and layout into the widget state.
-
-    Plotly syncs them only for a figure displayed on its own; one shown inside a
-    box would otherwise start empty in Voila or after a page reload.
-    """
-    from copy import deepcopy
-
-    fw._widget_data = deepcopy(fw._data)  # plotly has no public way to do this
-    fw._widget_layout = deepcopy(fw._layout_obj._props)
-
-
-def _handler(on_click: ClickHandler, index: int) -> Callable[[Any, Any, Any], None]:
-    def handle(_trace: Any, points: Any, _selector: Any) -> None:
-        if points is not None and list(points.point_inds):
-            on_click(index, points)
-
-    return handle
-
-
-def click(fw: go.FigureWidget, trace_index: int, point_index: int) -> None:
+def click(chart: Chart, trace_index: int, point_index: int) -> None:
     """Simulate a click on one point of one trace (what the browser sends), for tests and scripts."""
-    from plotly.callbacks import Points
-
-    trace = fw.data[trace_index]
-    xs = list(trace.x) if trace.x is not None else []
-    ys = list(trace.y) if trace.y is not None else []
-    points = Points(
-        point_inds=[point_index],
-        xs=[xs[point_index]] if point_index < len(xs) else [],
-        ys=[ys[point_index]] if point_index < len(ys) else [],
-        trace_name=trace.name,
-        trace_index=trace_index,
-    )
-    trace._dispatch_on_click(points, None)
+    chart._message(None, {"event": "click", "points": [{"trace": trace_index, "point": point_index}]}, None)

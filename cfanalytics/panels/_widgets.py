@@ -1,7 +1,7 @@
 """Filter widgets built from :class:`~cfanalytics.filters.LogFilter` fields, and option labels.
 
 A :class:`FilterBar` holds one widget per filter field (date pickers for the
-range, multi-selects labelled by name with ids as values, a checkbox for
+range, searchable checkbox lists labelled by name with ids as values, a checkbox for
 filtered traffic, a text box for the click-id search) and turns their values
 back into a ``LogFilter``. An empty multi-selection means "all".
 
@@ -17,6 +17,7 @@ from datetime import date, datetime
 from typing import Any, Final
 
 import ipywidgets as widgets
+import traitlets
 
 from cfanalytics.charts import safe_text
 from cfanalytics.filters import LogFilter
@@ -61,6 +62,147 @@ def _layout(width: str = "220px") -> widgets.Layout:
     return widgets.Layout(width=width)
 
 
+#: What :class:`Busy` shows while a panel works.
+BUSY_HTML: Final = (
+    '<span class="cf-busy" role="status" style="opacity:0.8">'
+    '<i class="fa fa-spinner fa-spin" aria-hidden="true"></i> updating…</span>'
+)
+
+
+class Busy:
+    """An "updating…" spinner, shown from the start of a panel update to its end.
+
+    >>> busy = Busy()
+    >>> with busy.working():
+    ...     busy.widget.value == BUSY_HTML
+    True
+    >>> busy.widget.value
+    ''
+    """
+
+    def __init__(self) -> None:
+        self.widget = widgets.HTML(value="", layout=widgets.Layout(min_width="110px"))
+        self.widget.add_class("cf-busy-box")
+        self._depth = 0
+
+    @contextlib.contextmanager
+    def working(self) -> Iterator[None]:
+        """Show the spinner inside the block (nested blocks keep it until the outer one ends)."""
+        self._depth += 1
+        if self._depth == 1:
+            self.widget.value = BUSY_HTML
+        try:
+            yield
+        finally:
+            self._depth -= 1
+            if self._depth == 0:
+                self.widget.value = ""
+
+
+class MultiChoice(widgets.VBox):  # type: ignore[misc]
+    """A compact, searchable checkbox list: ``options`` are ``(label, id)`` pairs, ``value`` the ids ticked.
+
+    A filter box narrows the list as one types; "All" ticks every option shown,
+    "None" clears the choice. Nothing ticked means "all" (no filter). Every option
+    is in the list (it scrolls past about eight).
+
+    >>> box = MultiChoice("Error kind", [("auth", "auth"), ("timeout", "timeout")])
+    >>> box.value = ("timeout",)
+    >>> [c.value for c in box.checkboxes]
+    [False, True]
+    >>> box.search.value = "au"
+    >>> [c.layout.display for c in box.checkboxes]
+    [None, 'none']
+    """
+
+    value = traitlets.Tuple()
+    options = traitlets.List()
+
+    def __init__(self, label: str, options: Sequence[tuple[str, str]] = (), value: Sequence[str] = ()) -> None:
+        self.label = label
+        self.title = widgets.HTML()
+        self.search = widgets.Text(placeholder="search…", continuous_update=True, layout=widgets.Layout(width="100%"))
+        self.all_button = widgets.Button(
+            description="All", layout=widgets.Layout(width="auto"), tooltip="tick all shown"
+        )
+        self.none_button = widgets.Button(description="None", layout=widgets.Layout(width="auto"), tooltip="clear")
+        self.list = widgets.VBox(layout=widgets.Layout(max_height="200px", overflow="hidden auto"))
+        self.checkboxes: list[widgets.Checkbox] = []
+        self._ids: list[str] = []
+        self._syncing = False
+        super().__init__(
+            [
+                self.title,
+                widgets.HBox([self.search, self.all_button, self.none_button]),
+                self.list,
+            ],
+            layout=widgets.Layout(width="250px", margin="0 12px 6px 0"),
+        )
+        self.add_class("cf-multichoice")
+        self.all_button.on_click(lambda _b: self._tick_shown())
+        self.none_button.on_click(lambda _b: setattr(self, "value", ()))
+        self.search.observe(lambda _c: self._filter(), names="value")
+        self.options = list(options)
+        self.value = tuple(value)
+        self._title()
+
+    @traitlets.observe("options")
+    def _options_changed(self, change: dict[str, Any]) -> None:
+        pairs = [(str(label), str(ident)) for label, ident in change["new"]]
+        by_id = dict(zip(self._ids, self.checkboxes, strict=True))
+        boxes: list[widgets.Checkbox] = []
+        for label, ident in pairs:
+            box = by_id.pop(ident, None)
+            if box is None:
+                box = widgets.Checkbox(value=False, indent=False, layout=widgets.Layout(width="auto", margin="0"))
+                box.observe(self._ticked, names="value")
+            box.description = label
+            box.description_allow_html = True  # labels are escaped by option_pairs
+            boxes.append(box)
+        for stale in by_id.values():
+            stale.close()
+        self.checkboxes, self._ids = boxes, [i for _, i in pairs]
+        self.list.children = tuple(boxes)
+        self._sync_boxes()
+        self._filter()
+
+    @traitlets.observe("value")
+    def _value_changed(self, _change: dict[str, Any]) -> None:
+        self._sync_boxes()
+        self._title()
+
+    def _sync_boxes(self) -> None:
+        chosen = set(self.value)
+        self._syncing = True
+        try:
+            for ident, box in zip(self._ids, self.checkboxes, strict=True):
+                box.value = ident in chosen
+        finally:
+            self._syncing = False
+
+    def _ticked(self, _change: dict[str, Any]) -> None:
+        if self._syncing:
+            return
+        ticked = {i for i, b in zip(self._ids, self.checkboxes, strict=True) if b.value}
+        # keep ids chosen that are not (or no longer) options, in their order
+        kept = [i for i in self.value if i not in self._ids]
+        self.value = (*kept, *(i for i in self._ids if i in ticked))
+
+    def _tick_shown(self) -> None:
+        shown = [i for i, b in zip(self._ids, self.checkboxes, strict=True) if b.layout.display != "none"]
+        self.value = tuple(dict.fromkeys([*self.value, *shown]))
+
+    def _filter(self) -> None:
+        text = self.search.value.strip().lower()
+        for box in self.checkboxes:
+            box.layout.display = None if not text or text in box.description.lower() else "none"
+
+    def _title(self) -> None:
+        n = len(self.value)
+        state = "all" if n == 0 else f"{n} of {len(self._ids)}" if n <= len(self._ids) else f"{n}"
+        self.title.value = f"<b>{safe_text(self.label)}</b> <small>({state})</small>"
+
+
 class FilterBar:
     """Widgets for some ``LogFilter`` fields; ``value()`` reads them back as a filter.
 
@@ -97,14 +239,7 @@ class FilterBar:
             if name in MULTI_FIELDS:
                 current = getattr(initial, name)
                 values = tuple(current or ())
-                box = widgets.SelectMultiple(
-                    options=[(safe_text(v), v) for v in values],
-                    value=values,
-                    rows=5,
-                    description=MULTI_FIELDS[name],
-                    style={"description_width": "initial"},
-                    layout=_layout("260px"),
-                )
+                box = MultiChoice(MULTI_FIELDS[name], [(safe_text(v), v) for v in values], values)
                 self.widgets[name] = box
                 selects.append(box)
         if selects:

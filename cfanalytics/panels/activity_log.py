@@ -231,8 +231,8 @@ class ActivityLogPanel(Panel):
             [
                 widgets.HTML(f"<h3>{safe_text(self.title)}</h3>"),
                 self._filters.box,
-                self.status,
-                self.figure,
+                widgets.HBox([self.status, self.busy.widget]),
+                self.figure.widget,
                 self.table.widget,
                 self.diff_title,
                 self.diff_view,

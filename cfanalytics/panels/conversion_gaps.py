@@ -189,9 +189,9 @@ class ConversionGapsPanel(Panel):
             [
                 widgets.HTML(f"<h3>{safe_text(self.title)}</h3>"),
                 self._filters.box,
-                self.by,
+                widgets.HBox([self.by, self.busy.widget]),
                 self.summary_html,
-                self.figure,
+                self.figure.widget,
                 widgets.HBox([self.drill_class, self.drill_group]),
                 self.table.widget,
                 widgets.HTML("<h4>Reconcile a network export</h4>"),

@@ -167,8 +167,8 @@ class EventLogsPanel(Panel):
             [
                 widgets.HTML(f"<h3>{safe_text(self.title)}</h3>"),
                 self._filters.box,
-                self.status,
-                self.figure,
+                widgets.HBox([self.status, self.busy.widget]),
+                self.figure.widget,
                 self.table.widget,
                 self.journey_title,
                 self.journey_table.widget,
