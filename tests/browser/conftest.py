@@ -16,11 +16,13 @@ import contextlib
 import http.client
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -36,7 +38,8 @@ REPO = Path(__file__).resolve().parents[2]
 NOTEBOOKS = REPO / "notebooks"
 ARTIFACTS = REPO / "test-artifacts"
 DOC_SCREENSHOTS = REPO / "docs" / "screenshots"
-VENV_BIN = REPO / ".venv" / "bin"
+#: The project's virtualenv, else the one running the tests (a worktree without a .venv of its own).
+VENV_BIN = REPO / ".venv" / "bin" if (REPO / ".venv" / "bin").is_dir() else Path(sys.executable).parent
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = (
     "--no-sandbox",
@@ -416,9 +419,36 @@ def expected_points(frame: pl.DataFrame) -> list[tuple[str, float | None]]:
 
 
 def filter_select(scope: Any, label: str) -> Any:
-    """The ``<select>`` of the panel's multi-select filter labelled ``label``."""
+    """The ``<select>`` of a native multi-select labelled ``label`` (the panels' former filter widget)."""
     box = scope.locator(".widget-select-multiple").filter(has=scope.locator("label", has_text=label))
     return box.locator("select")
+
+
+def filter_choice(scope: Any, label: str) -> Any:
+    """The panel's searchable checkbox-list filter titled ``label``."""
+    return scope.locator(".cf-multichoice").filter(has=scope.locator(".widget-html-content b", has_text=label))
+
+
+def choice_labels(scope: Any, label: str) -> list[str]:
+    """The option labels of the checkbox-list filter titled ``label``, in order."""
+    boxes = filter_choice(scope, label).locator(".widget-checkbox label.widget-label-basic")
+    return [t.strip() for t in boxes.all_inner_texts()]
+
+
+def choose(scope: Any, label: str, option: str) -> None:
+    """Pick ``option`` (its visible label) in the filter titled ``label``, as a user would.
+
+    A checkbox-list filter gets the option's box ticked; a native multi-select (the
+    panels before the checkbox lists) gets the option selected.
+    """
+    choice = filter_choice(scope, label)
+    if choice.count():
+        box = choice.locator(".widget-checkbox label.widget-label-basic").filter(
+            has_text=re.compile(rf"^\s*{re.escape(option)}\s*$")
+        )
+        box.locator("input[type=checkbox]").check()
+    else:
+        filter_select(scope, label).select_option(label=option)
 
 
 def panel_dates(scope: Any) -> tuple[date, date]:

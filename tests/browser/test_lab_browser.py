@@ -18,9 +18,11 @@ import pytest
 from tests.browser.conftest import (
     RENDER_MS,
     Server,
+    choice_labels,
+    choose,
     expected_points,
     expected_rates,
-    filter_select,
+    filter_choice,
     http_get,
     local_only,
     panel_dates,
@@ -105,8 +107,7 @@ def test_postback_doctor_follows_traffic_source_filter(browser: Any, lab: Server
     notebook = "02_postback_doctor.ipynb"
     context, page, blocked = open_and_run(browser, lab, notebook, height=1800)
     try:
-        select = filter_select(page, "Traffic sources")
-        select.wait_for(timeout=RENDER_MS)
+        filter_choice(page, "Traffic sources").wait_for(timeout=RENDER_MS)
         panel = panel_output(page)
         panel.locator(".js-plotly-plot").first.scroll_into_view_if_needed()
         wait_for_rate_traces(page, timeout=RENDER_MS)
@@ -125,10 +126,10 @@ def test_postback_doctor_follows_traffic_source_filter(browser: Any, lab: Server
         assert trace_points(next(t for t in before if t["name"] == SOURCE)) == expected
         shot(page, panel, "postback_doctor.png", doc=True, max_height=1500)
 
-        # pick the source in the UI: its option's visible text is the name, its value the id
-        labels = [t.strip() for t in select.locator("option").all_text_contents()]
+        # pick the source in the UI: its box's label is the name, its value the id
+        labels = choice_labels(page, "Traffic sources")
         assert SOURCE in labels, labels
-        select.select_option(label=SOURCE)
+        choose(page, "Traffic sources", SOURCE)
         wait_for_rate_traces(page, [SOURCE])
         after = rate_traces(page) or []
         assert [t["name"] for t in after] == [SOURCE]

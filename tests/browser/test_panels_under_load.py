@@ -1,0 +1,308 @@
+"""Every panel notebook, opened again and again in a 1280×800 window while every core is busy.
+
+Each open is a fresh page (so the browser loads every widget again, as after a
+reload) on one JupyterLab server; the kernel is kept between opens, with its
+widgets closed, so an open costs seconds, not a kernel start. After Run All,
+every chart of the notebook must show its traces (data in Plotly's graph div and
+drawn SVG traces), and, in a panel, follow a filter change picked in the UI: the
+main chart must show exactly the chosen group, every chart must change, the
+status line must change, and the busy indicator must be gone. The time from the
+click to that state is the end-to-end latency of a filter change; the numbers
+are written to ``test-artifacts/panel_latency.json``.
+
+``CF_PANEL_OPENS`` sets the opens per notebook (default 10).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.browser.conftest import ARTIFACTS, Server, choose, http_get, local_only, save_png
+from tests.browser.test_lab_browser import accept_dialogs, all_cells_ran, assert_no_error, kernel_state
+
+OPENS = int(os.environ.get("CF_PANEL_OPENS", "10"))
+WIDTH, HEIGHT = 1280, 800
+#: Longest wait for Run All to finish on a busy machine (seconds).
+RUN_SECONDS = 150
+#: Longest wait for the charts to draw once every cell has run, and for a filter change (ms).
+DRAW_MS = 25_000
+SOURCE = "PropellerAds"
+
+#: Every Plotly graph of the open notebook: title, trace names, points, drawn SVG traces, a checksum.
+CHARTS_JS = """() => {
+  const nb = document.querySelector('.jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook') || document;
+  return Array.from(nb.querySelectorAll('.js-plotly-plot')).map(gd => {
+    const data = Array.isArray(gd.data) ? gd.data : [];
+    let points = 0, sum = 0;
+    const cats = new Set();
+    for (const t of data) {
+      const xs = Array.from(t.x || []), ys = Array.from(t.y || []);
+      points += Math.max(xs.length, ys.length);
+      for (const v of xs.concat(ys)) {
+        if (typeof v === 'number' && isFinite(v)) sum += v;
+        else if (typeof v === 'string') cats.add(v);
+      }
+    }
+    const title = gd.layout && gd.layout.title ? String(gd.layout.title.text || '') : '';
+    return {
+      title, points, sum,
+      names: data.map(t => (t.name === undefined || t.name === null) ? '' : String(t.name)),
+      cats: Array.from(cats),
+      drawn: gd.querySelectorAll('.main-svg .trace').length,
+    };
+  });
+}"""
+
+#: The state a filter change must reach: main chart as expected, status changed, busy indicator gone.
+DONE_JS = (
+    """(want) => {
+  const charts = ("""
+    + CHARTS_JS
+    + """)();
+  if (charts.length < want.charts) return false;
+  const main = charts[0];
+  if (!(main.points > 0 && main.drawn > 0)) return false;
+  if (want.names) {
+    const names = main.names.filter(n => n !== 'Changes').sort();
+    if (JSON.stringify(names) !== JSON.stringify(want.names)) return false;
+  }
+  if (want.only) {
+    const shown = main.cats.filter(c => want.universe.includes(c));
+    if (JSON.stringify(shown) !== JSON.stringify([want.only])) return false;
+  }
+  const status = Array.from(document.querySelectorAll('.jp-NotebookPanel:not(.lm-mod-hidden) .widget-html-content'))
+    .map(e => e.innerText.trim()).find(t => new RegExp(want.status).test(t));
+  if (!status || status === want.before) return false;
+  return !document.querySelector('.jp-NotebookPanel:not(.lm-mod-hidden) .cf-busy');
+}"""
+)
+
+#: Remember whether the busy indicator showed at any time after this call.
+BUSY_WATCH_JS = """() => {
+  window.__cfBusySeen = false;
+  if (window.__cfBusyObserver) window.__cfBusyObserver.disconnect();
+  window.__cfBusyObserver = new MutationObserver(() => {
+    if (document.querySelector('.cf-busy')) window.__cfBusySeen = true;
+  });
+  window.__cfBusyObserver.observe(document.body, {subtree: true, childList: true, characterData: true});
+}"""
+
+
+@dataclass(frozen=True)
+class Case:
+    """A notebook, its charts, and the filter change a panel must follow."""
+
+    notebook: str
+    charts: int
+    status: str | None = None  # regex of the status line
+    label: str | None = None  # filter title
+    option: str | None = None  # option label picked
+    names: tuple[str, ...] | None = None  # main chart's trace names afterwards
+    only: str | None = None  # the one traffic source the main chart shows afterwards
+
+
+CASES = (
+    Case("01_event_logs.ipynb", 1, r"^[\d,]+ events ·", "Event type", "conversion", names=("conversion",)),
+    Case("02_postback_doctor.ipynb", 4, r"^[\d,]+ postbacks ·", "Traffic sources", SOURCE, names=(SOURCE,)),
+    Case("03_conversion_gaps.ipynb", 1, r"^[\d,]+ conversions ·", "Traffic sources", SOURCE, only=SOURCE),
+    Case("04_activity_audit.ipynb", 1, r"^[\d,]+ changes$", "Action", "updated", names=("updated",)),
+    Case("05_ad_hoc_error_rates.ipynb", 1),
+)
+LATENCY: dict[str, dict[str, Any]] = {}
+
+
+@pytest.fixture(scope="module")
+def cpu_load() -> Iterator[list[int]]:
+    """One busy-loop process per core for the whole module (stopped by pid at the end)."""
+    procs = [
+        subprocess.Popen([sys.executable, "-c", "while True: pass"], start_new_session=True)
+        for _ in range(os.cpu_count() or 2)
+    ]
+    try:
+        yield [p.pid for p in procs]
+    finally:
+        for proc in procs:
+            proc.kill()
+        for proc in procs:
+            proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def latency_report() -> Iterator[None]:
+    """Write the latencies measured by this module to ``test-artifacts/panel_latency.json``."""
+    yield
+    if LATENCY:
+        ARTIFACTS.mkdir(exist_ok=True)
+        (ARTIFACTS / "panel_latency.json").write_text(json.dumps(LATENCY, indent=2) + "\n")
+
+
+def sources(store: Path) -> list[str]:
+    """Every traffic source name of the store."""
+    import polars as pl
+
+    frame = pl.scan_delta(str(store / "tables" / "visits")).select("traffic_source_name").unique().collect()
+    return [str(n) for n in frame.to_series().drop_nulls().to_list()]
+
+
+def close_widgets(lab: Server, notebook: str) -> None:
+    """Close every widget of the notebook's kernel (what a fresh kernel would have), through its connection file."""
+    from jupyter_client import BlockingKernelClient
+
+    _status, body = _sessions(lab)
+    kernel = next((s["kernel"]["id"] for s in body if s.get("path") == notebook and s.get("kernel")), None)
+    if kernel is None:
+        return
+    client = BlockingKernelClient(connection_file=str(lab.log.parent / "runtime" / f"kernel-{kernel}.json"))
+    client.load_connection_file()
+    client.start_channels()
+    try:
+        client.wait_for_ready(timeout=60)
+        reply = client.execute_interactive("import ipywidgets; ipywidgets.Widget.close_all()", timeout=60)
+        assert reply["content"]["status"] == "ok", reply["content"]
+    finally:
+        client.stop_channels()
+
+
+def _sessions(lab: Server) -> tuple[int, list[dict[str, Any]]]:
+    status, body = http_get(lab.port, "/api/sessions", token=lab.token)
+    return status, json.loads(body)
+
+
+def run_all(page: Any, lab: Server, notebook: str) -> float:
+    """Open ``notebook`` (already loaded in ``page``), Run All, wait until every cell ran; return the seconds."""
+    page.locator(".jp-Notebook .jp-Cell").first.wait_for(timeout=RUN_SECONDS * 1000)
+    deadline = time.monotonic() + RUN_SECONDS
+    while kernel_state(lab, notebook) != "idle":
+        accept_dialogs(page)
+        assert time.monotonic() < deadline, f"{notebook}: kernel not idle after {RUN_SECONDS} s"
+        time.sleep(0.3)
+    start = time.monotonic()
+    page.get_by_role("menuitem", name="Run", exact=True).click()
+    page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
+    page.wait_for_timeout(500)
+    while not (kernel_state(lab, notebook) == "idle" and all_cells_ran(page)):
+        accept_dialogs(page)
+        assert time.monotonic() < deadline, f"{notebook}: Run All not done after {RUN_SECONDS} s"
+        time.sleep(0.3)
+    return time.monotonic() - start
+
+
+def charts(page: Any) -> list[dict[str, Any]]:
+    """:data:`CHARTS_JS` on the page."""
+    return list(page.evaluate(CHARTS_JS))
+
+
+def wait_drawn(page: Any, expected: int) -> list[dict[str, Any]]:
+    """Scroll to each chart and wait (bounded) until ``expected`` charts show traces; return their states."""
+    deadline = time.monotonic() + DRAW_MS / 1000
+    states: list[dict[str, Any]] = []
+    while time.monotonic() < deadline:
+        for graph in page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .js-plotly-plot").all():
+            with contextlib.suppress(Exception):
+                graph.scroll_into_view_if_needed(timeout=1_000)
+        states = charts(page)
+        if len(states) >= expected and all(s["points"] > 0 and s["drawn"] > 0 for s in states[:expected]):
+            return states
+        page.wait_for_timeout(250)
+    return states
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.notebook.split("_")[0] for c in CASES])
+def test_panel_draws_and_follows_filters_under_load(
+    browser: Any, lab: Server, sample_store: Path, cpu_load: list[int], case: Case
+) -> None:
+    assert cpu_load, "no busy-loop processes"
+    universe = sources(sample_store)
+    failures: list[str] = []
+    runs: list[float] = []
+    latencies: list[float] = []
+    workspace = f"load-{case.notebook.split('_')[0]}"
+    for attempt in range(1, OPENS + 1):
+        blocked: list[str] = []
+        context = browser.new_context(viewport={"width": WIDTH, "height": HEIGHT})
+        local_only(context, blocked, host=lab.host)
+        page = context.new_page()
+        try:
+            page.goto(f"{lab.url}/lab/workspaces/{workspace}/tree/{case.notebook}?token={lab.token}", timeout=90_000)
+            runs.append(run_all(page, lab, case.notebook))
+            assert_no_error(page)
+            states = wait_drawn(page, case.charts)
+            empty = [
+                f"{i} {s['title'][:40]!r}: {s['points']} points, {s['drawn']} drawn"
+                for i, s in enumerate(states[: case.charts])
+                if not (s["points"] > 0 and s["drawn"] > 0)
+            ]
+            if len(states) < case.charts or empty:
+                shot_name = f"load_{case.notebook.split('_')[0]}_{attempt}_blank.png"
+                save_png(page.screenshot(), shot_name)
+                found = f"{len(states)} of {case.charts} charts"
+                failures.append(f"open {attempt}: {found}, empty: {empty} (test-artifacts/{shot_name})")
+                continue
+            if case.label is None:
+                continue
+            status_before = _status_text(page, case.status)
+            assert status_before, f"{case.notebook}: no status line matching {case.status!r}"
+            page.evaluate(BUSY_WATCH_JS)
+            want = {
+                "charts": case.charts,
+                "names": sorted(case.names) if case.names else None,
+                "only": case.only,
+                "universe": universe,
+                "status": case.status,
+                "before": status_before,
+            }
+            start = time.monotonic()
+            choose(page, case.label, case.option)
+            try:
+                page.wait_for_function(DONE_JS, arg=want, timeout=DRAW_MS, polling=20)
+            except Exception:
+                failures.append(f"open {attempt}: the panel did not follow {case.label} = {case.option}")
+                continue
+            latencies.append(time.monotonic() - start)
+            after = wait_drawn(page, case.charts)
+            unchanged = [
+                i
+                for i, (b, a) in enumerate(zip(states[: case.charts], after[: case.charts], strict=True))
+                if (b["names"], b["points"], b["sum"], b["cats"]) == (a["names"], a["points"], a["sum"], a["cats"])
+                or not (a["points"] > 0 and a["drawn"] > 0)
+            ]
+            if unchanged:
+                failures.append(f"open {attempt}: charts {unchanged} did not follow {case.label} = {case.option}")
+            if page.locator(".cf-busy-box").count() and not page.evaluate("() => window.__cfBusySeen"):
+                failures.append(f"open {attempt}: no busy indicator during the update")
+            assert blocked == [], f"JupyterLab tried to reach the network: {blocked}"
+        finally:
+            context.close()
+            close_widgets(lab, case.notebook)
+    LATENCY[case.notebook] = {
+        "opens": OPENS,
+        "run_all_seconds": [round(r, 2) for r in runs],
+        "filter_change_seconds": [round(v, 3) for v in latencies],
+        "filter_change_median": round(statistics.median(latencies), 3) if latencies else None,
+        "filter_change_max": round(max(latencies), 3) if latencies else None,
+        "failures": failures,
+    }
+    assert not failures, f"{case.notebook}: {len(failures)} of {OPENS} opens failed:\n" + "\n".join(failures)
+
+
+def _status_text(page: Any, pattern: str | None) -> str | None:
+    if pattern is None:
+        return None
+    return page.evaluate(
+        """(pattern) => Array.from(document.querySelectorAll(
+             '.jp-NotebookPanel:not(.lm-mod-hidden) .widget-html-content'))
+           .map(e => e.innerText.trim()).find(t => new RegExp(pattern).test(t)) || null""",
+        pattern,
+    )
