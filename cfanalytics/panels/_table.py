@@ -1,11 +1,21 @@
-"""A paged, sortable HTML table widget with escaped cells, a row picker and CSV / Excel export.
+"""A paged, sortable, searchable HTML table widget with a column chooser, a row picker and CSV / Excel export.
 
-Cells are rendered by us (no JavaScript grid): every value passes
+Cells are rendered by us, on the kernel side: every value passes
 :func:`~cfanalytics.charts.safe_text` (redacted, shortened, HTML-escaped), times
-are shown in the display zone. Sorting is chosen with a column dropdown and a
-direction toggle; 50 rows a page. The export buttons write every row of the
-table (all pages, the shown columns) to a file under the panel's export folder
-and show its path.
+are shown in the display zone, which every time column's header names, and
+rates (columns named ``*rate*``) as percentages. A name column and its id
+(``campaign_name`` / ``campaign_id``) share one cell, the id small under the
+name. Long texts are cut to the cell's width, the whole text in its tooltip, so
+the table fits a 1280 px window. The search box keeps the rows whose shown text
+contains the words typed; "Columns" shows or hides columns. Sorting is chosen
+with a column dropdown and a direction toggle; 50 rows a page. The export buttons
+write every row of the table (all pages, the shown columns, the search applied)
+to a file under the panel's export folder and show its path.
+
+Why not a JavaScript grid (itables' ``ITable``, ipydatagrid): ``ITable`` is an
+anywidget, so its rows would reach the browser as messages after it opens, the
+path that left charts empty on busy machines; ipydatagrid has had no release
+since 2024. Paging here also keeps the browser light whatever the row count.
 
 >>> import polars as pl
 >>> render_html(pl.DataFrame({"msg": ["<script>alert(1)</script>"]}))[:60]
@@ -32,7 +42,19 @@ PAGE_SIZE: Final = 50
 CELL_LIMIT: Final = 160
 _CELL: Final = "padding:2px 8px;border-bottom:1px solid rgba(128,128,128,0.25);text-align:left;vertical-align:top"
 _HEAD: Final = _CELL + ";position:sticky;top:0;background:var(--jp-layout-color1, rgba(128,128,128,0.12))"
+#: Widest cell (longer text is cut with an ellipsis; the tooltip holds all of it).
+_CLIP: Final = "max-width:300px;overflow:hidden;text-overflow:ellipsis;white-space:nowrap"
+_ID: Final = "display:block;font-size:10px;opacity:0.65;max-width:200px;overflow:hidden;text-overflow:ellipsis"
 _TIME_FORMAT: Final = "%Y-%m-%d %H:%M:%S"
+
+
+def is_rate(column: str) -> bool:
+    """True for a column of fractions shown as percentages (``error_rate_before`` …)."""
+    return "rate" in column
+
+
+def _percent(value: Any) -> str:
+    return "" if value is None else f"{float(value):.1%}"
 
 
 def _cell(value: Any) -> str:
@@ -57,23 +79,66 @@ def local_times(frame: pl.DataFrame, timezone: str) -> pl.DataFrame:
     return frame.with_columns(pl.col(n).dt.convert_time_zone(timezone) for n in zoned) if zoned else frame
 
 
+def display_columns(columns: list[str]) -> list[tuple[str, str | None]]:
+    """``(column, id column shown under it or None)``: a ``*_name`` column takes its ``*_id`` column.
+
+    >>> display_columns(["time", "campaign_name", "campaign_id", "landing_id"])
+    [('time', None), ('campaign_name', 'campaign_id'), ('landing_id', None)]
+    """
+    out: list[tuple[str, str | None]] = []
+    for column in columns:
+        if _partner(column, "_id", "_name") in columns:
+            continue  # shown under its name
+        ident = _partner(column, "_name", "_id")
+        out.append((column, ident if ident in columns else None))
+    return out
+
+
+def _partner(column: str, suffix: str, other: str) -> str | None:
+    """``campaign_id`` → ``campaign_name`` (``suffix="_id"``, ``other="_name"``); ``id`` → ``name``."""
+    if column == suffix[1:]:
+        return other[1:]
+    return column.removesuffix(suffix) + other if column.endswith(suffix) else None
+
+
+def _header(column: str, ident: str | None, dtype: pl.DataType, timezone: str) -> str:
+    text = column.removesuffix("_name") if ident and column != "name" else column
+    text = safe_text(text.replace("_", " "), 60)
+    if isinstance(dtype, pl.Datetime):
+        text += f' <small style="opacity:0.7">({safe_text(timezone)})</small>'
+    elif is_rate(column):
+        text += " %"
+    return text
+
+
 def render_html(frame: pl.DataFrame, *, timezone: str = "UTC", empty: str = "No rows.") -> str:
-    """An HTML ``<table>`` of ``frame``: headers and cells escaped, times in ``timezone``."""
+    """An HTML ``<table>`` of ``frame``: headers and cells escaped, times in ``timezone``, rates in %."""
     if frame.width == 0 or frame.height == 0:
         return f"<p><i>{safe_text(empty)}</i></p>"
     frame = local_times(frame, timezone)
-    head = "".join(f'<th style="{_HEAD}">{safe_text(c, 60)}</th>' for c in frame.columns)
-    body = "".join(
-        "<tr>" + "".join(f'<td style="{_CELL}">{_cell(v)}</td>' for v in row) + "</tr>" for row in frame.iter_rows()
-    )
+    layout = display_columns(frame.columns)
+    schema = frame.schema
+    head = "".join(f'<th style="{_HEAD}">{_header(c, i, schema[c], timezone)}</th>' for c, i in layout)
+    rows = []
+    for row in frame.iter_rows(named=True):
+        cells = []
+        for column, ident in layout:
+            text = _percent(row[column]) if is_rate(column) and schema[column].is_numeric() else _cell(row[column])
+            title = text
+            if ident is not None and row[ident] is not None:
+                id_text = _cell(row[ident])
+                title = f"{text} ({id_text})" if text else id_text
+                text = f'{text or "—"}<span style="{_ID}">{id_text}</span>'
+            cells.append(f'<td style="{_CELL}"><div style="{_CLIP}" title="{title}">{text}</div></td>')
+        rows.append("<tr>" + "".join(cells) + "</tr>")
     return (
         '<table style="border-collapse:collapse;font-size:12px;width:max-content">'
-        f"<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+        f"<thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
     )
 
 
 class Table:
-    """A table widget over a DataFrame: paging, sorting, an optional row picker, export buttons.
+    """A table widget over a DataFrame: search, column chooser, paging, sorting, a row picker, export buttons.
 
     Parameters
     ----------
@@ -119,6 +184,7 @@ class Table:
         self.exports: list[Path] = []
         self._visible: list[str] = []
         self._data = pl.DataFrame()
+        self._frame = pl.DataFrame()
         self._sorted = pl.DataFrame()
         self._select_callbacks: list[Callable[[Any], None]] = []
         self._quiet = False
@@ -135,8 +201,23 @@ class Table:
         self.xlsx_button = widgets.Button(description="Excel", icon="download", layout=widgets.Layout(width="90px"))
         self.export_status = widgets.HTML()
         self.selector = widgets.Dropdown(
-            description=safe_text(key_label), options=[("—", None)], value=None, layout=widgets.Layout(width="420px")
+            description=safe_text(key_label),
+            options=[("—", None)],
+            value=None,
+            style={"description_width": "initial"},
+            layout=widgets.Layout(width="520px"),
         )
+        self.search = widgets.Text(
+            placeholder="search rows…", continuous_update=True, layout=widgets.Layout(width="220px")
+        )
+        from cfanalytics.panels._widgets import MultiChoice
+
+        self.columns_button = widgets.ToggleButton(
+            value=False, description="Columns", icon="columns", layout=widgets.Layout(width="100px")
+        )
+        self.chooser = MultiChoice("Columns shown")
+        self.chooser.layout.display = "none"
+        self._all_columns: list[str] = []
         self._initial_sort = sort
         self._sort_chosen = False
 
@@ -147,10 +228,18 @@ class Table:
         self.csv_button.on_click(lambda _b: self._export_clicked("csv"))
         self.xlsx_button.on_click(lambda _b: self._export_clicked("xlsx"))
         self.selector.observe(self._selected, names="value")
+        self.search.observe(lambda _c: self._search_changed(), names="value")
+        self.columns_button.observe(self._toggle_chooser, names="value")
+        self.chooser.observe(lambda _c: self._columns_chosen(), names="value")
 
-        controls = [self.sort_by, self.direction, self.prev_button, self.next_button, self.info]
+        controls = [self.search, self.columns_button, self.sort_by, self.direction, self.prev_button, self.next_button]
         exports = [widgets.HTML("<small>Export all rows:</small>"), self.csv_button, self.xlsx_button]
-        rows: list[widgets.Widget] = [widgets.HBox(controls), self.html]
+        rows: list[widgets.Widget] = [
+            widgets.HBox(controls, layout=widgets.Layout(flex_flow="row wrap")),
+            self.chooser,
+            self.info,
+            self.html,
+        ]
         if key is not None:
             rows.append(self.selector)
         rows.append(widgets.HBox([*exports, self.export_status]))
@@ -158,8 +247,24 @@ class Table:
 
     # ------------------------------------------------------------------ data
     def set_frame(self, frame: pl.DataFrame) -> None:
-        """Show ``frame`` (sorted by the chosen column), from its first page."""
-        visible = [c for c in self.columns if c in frame.columns] if self.columns is not None else list(frame.columns)
+        """Show ``frame`` (searched, sorted by the chosen column), from its first page."""
+        available = [c for c in self.columns if c in frame.columns] if self.columns is not None else list(frame.columns)
+        if available != self._all_columns:
+            chosen = [c for c in self.chooser.value if c in available]
+            self._all_columns = available
+            self._quiet = True
+            try:
+                self.chooser.options = [(safe_text(c.replace("_", " "), 60), c) for c in available]
+                self.chooser.value = tuple(chosen)
+            finally:
+                self._quiet = False
+        self._frame = frame
+        self._select_columns()
+
+    def _select_columns(self) -> None:
+        frame = self._frame
+        chosen = set(self.chooser.value)
+        visible = [c for c in self._all_columns if not chosen or c in chosen]
         self._visible = visible
         hidden = [self.key] if self.key is not None and self.key in frame.columns and self.key not in visible else []
         self._data = frame.select([*visible, *hidden])
@@ -175,9 +280,37 @@ class Table:
         self.page = 0
         self._resort(force=True)
 
+    def _columns_chosen(self) -> None:
+        if not self._quiet:
+            self._select_columns()
+
+    def _toggle_chooser(self, change: dict[str, Any]) -> None:
+        self.chooser.layout.display = None if change["new"] else "none"
+
+    def _search_changed(self) -> None:
+        self.page = 0
+        self._resort(force=True)
+
+    def _searched(self, data: pl.DataFrame) -> pl.DataFrame:
+        """The rows whose shown text contains every word of the search box (case-insensitive)."""
+        words = self.search.value.lower().split()
+        if not words or data.height == 0:
+            return data
+        shown = local_times(data.select(self._visible), self.timezone)
+        text = pl.concat_str(
+            [
+                pl.col(c).cast(pl.String) if not dtype.is_nested() else pl.col(c).cast(pl.String, strict=False)
+                for c, dtype in shown.schema.items()
+            ],
+            separator=" ",
+            ignore_nulls=True,
+        ).str.to_lowercase()
+        mask = shown.select(pl.all_horizontal(text.str.contains(w, literal=True) for w in words)).to_series()
+        return data.filter(mask)
+
     @property
     def frame(self) -> pl.DataFrame:
-        """Every row of the table, sorted as shown (what the export buttons write)."""
+        """Every row of the table (search applied), sorted as shown (what the export buttons write)."""
         return self._sorted.select(self._visible)
 
     @property
@@ -218,7 +351,7 @@ class Table:
         if self._quiet and not force:
             return
         column = self.sort_by.value
-        data = self._data
+        data = self._searched(self._data)
         sortable = column is not None and column in data.columns and not data.schema[column].is_nested()
         if sortable and data.height:  # nested values (structs, lists) keep the loaded order
             data = data.sort(column, descending=bool(self.direction.value), nulls_last=True, maintain_order=True)

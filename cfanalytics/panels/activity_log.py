@@ -155,7 +155,7 @@ def timeline_figure(changes: pl.DataFrame, *, timezone: str = "UTC") -> go.Figur
                 customdata=custom,
                 hovertemplate=(
                     "<b>%{customdata[2]}</b> %{y} %{customdata[1]}<br>by %{customdata[0]}<br>"
-                    "%{x|%Y-%m-%d %H:%M:%S}<extra></extra>"
+                    "%{x|%Y-%m-%d %H:%M:%S} " + safe_text(timezone) + "<extra></extra>"
                 ),
             )
         )
@@ -169,7 +169,7 @@ def timeline_figure(changes: pl.DataFrame, *, timezone: str = "UTC") -> go.Figur
 
 
 def _change_label(row: dict[str, Any]) -> str:
-    when = row["changed_at"].strftime("%Y-%m-%d %H:%M") if row.get("changed_at") else ""
+    when = row["changed_at"].strftime("%Y-%m-%d %H:%M %Z").strip() if row.get("changed_at") else ""
     what = row.get("entity_name") or row.get("entity_id") or ""
     return f"{when} · {row.get('action') or ''} {row.get('entity_type') or ''} {what} · {row.get('author') or ''}"
 
@@ -182,7 +182,7 @@ class ActivityLogPanel(Panel):
     changes / table_frame
         The filtered activity rows (all columns) / the table as shown.
     figure
-        The timeline (``plotly`` ``FigureWidget``): one trace per action.
+        The timeline (:class:`~cfanalytics.panels._figures.Chart`): one trace per action.
     change
         The picked change (a row dict), ``diff`` its line pairs and ``diff_html`` the rendered diff.
     """

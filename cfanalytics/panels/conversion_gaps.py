@@ -118,7 +118,7 @@ class ConversionGapsPanel(Panel):
     reconciliation
         The last :class:`~cfanalytics.diagnose.Reconciliation` (``None`` before an upload).
     figure
-        The gap-class chart (``plotly`` ``FigureWidget``).
+        The gap-class chart (:class:`~cfanalytics.panels._figures.Chart`).
     """
 
     title = "Conversion gaps"
@@ -168,7 +168,9 @@ class ConversionGapsPanel(Panel):
             timezone=self.timezone,
             export_dir=self.export_dir,
         )
-        self.upload = widgets.FileUpload(accept=UPLOAD_TYPES, multiple=False, description="Network export")
+        self.upload = widgets.FileUpload(
+            accept=UPLOAD_TYPES, multiple=False, description="Network export", layout=widgets.Layout(width="auto")
+        )
         self.reconcile_html = widgets.HTML(
             "<small>Upload an affiliate network's conversion export (CSV, Excel, JSON …) to compare it "
             "with the tracker's conversions.</small>"

@@ -26,7 +26,7 @@ import polars as pl
 
 from cfanalytics.charts import safe_text, volume_over_time
 from cfanalytics.diagnose.frames import click_attribution
-from cfanalytics.diagnose.journey import JOURNEY_COLUMNS, journey
+from cfanalytics.diagnose.journey import journey
 from cfanalytics.filters import LogFilter
 from cfanalytics.panels._base import Panel
 from cfanalytics.redaction import mask_ip_expr
@@ -73,6 +73,7 @@ TABLE_COLUMNS: Final = (
     "traffic_source_name",
     "traffic_source_id",
     "offer_name",
+    "offer_id",
     "cta",
     "ct",
     "payout",
@@ -85,6 +86,35 @@ TABLE_COLUMNS: Final = (
     "browser",
     "ip",
     "is_filtered",
+)
+#: Columns the journey table shows: what happened and why first, each id under its name.
+JOURNEY_TABLE_COLUMNS: Final = (
+    "time",
+    "step",
+    "outcome",
+    "status_code",
+    "error_message",
+    "postback_url",
+    "ct",
+    "payout",
+    "status",
+    "campaign_name",
+    "campaign_id",
+    "traffic_source_name",
+    "traffic_source_id",
+    "offer_name",
+    "offer_id",
+    "landing_name",
+    "landing_id",
+    "integration_name",
+    "integration_id",
+    "cta",
+    "txid",
+    "postback_id",
+    "external_id",
+    "country",
+    "device_type",
+    "ip",
 )
 #: Ranges longer than this are bucketed by day in the volume chart, shorter ones by hour.
 HOURLY_UP_TO: Final = timedelta(days=7)
@@ -102,7 +132,7 @@ class EventLogsPanel(Panel):
     volume
         ``bucket, event_type, count`` behind :attr:`figure` (hourly, or daily over 7 days).
     figure
-        The volume chart (``plotly`` ``FigureWidget``).
+        The volume chart (:class:`~cfanalytics.panels._figures.Chart`).
     journey
         The picked click's rows in time order (``step`` visit/click/conversion/postback).
     hidden_filtered
@@ -153,7 +183,7 @@ class EventLogsPanel(Panel):
         )
         self.journey_table = Table(
             "journey",
-            columns=JOURNEY_COLUMNS,
+            columns=JOURNEY_TABLE_COLUMNS,
             sort="time",
             descending=False,
             page_size=500,
@@ -249,7 +279,10 @@ class EventLogsPanel(Panel):
         frame = journey(self.reader, click_id)
         if "ip" in frame.columns and getattr(self.store, "mask_ips", True):
             frame = frame.with_columns(mask_ip_expr(pl.col("ip")).alias("ip"))
-        self.journey = frame.select([c for c in JOURNEY_COLUMNS if c in frame.columns])
+        frame = self.names.add_names(
+            frame, "campaign_id", "traffic_source_id", "offer_id", "landing_id", "integration_id"
+        )
+        self.journey = frame.select([c for c in JOURNEY_TABLE_COLUMNS if c in frame.columns])
         self.journey_click = click_id
         self.journey_title.value = f"<h4>Journey of click <code>{safe_text(click_id)}</code></h4>"
         self.journey_table.set_frame(self.journey)

@@ -61,35 +61,36 @@ DRILL_GROUPS: Final[dict[str, str]] = {
     "error_kind": "Error kind",
     "signature": "Error signature",
 }
+#: The rows table's columns: what diagnoses a postback first, each id under its name.
 ROW_COLUMNS: Final = (
     "postback_time",
+    "status_code",
+    "error_message",
+    "postback_url",
+    "ct",
     "traffic_source_name",
     "traffic_source_id",
     "integration_name",
     "integration_id",
     "campaign_name",
     "campaign_id",
-    "click_id",
-    "ct",
-    "is_error",
-    "status_code",
-    "status_class",
     "error_kind",
-    "error_message",
-    "postback_url",
+    "status_class",
+    "is_error",
+    "click_id",
     "postback_id",
 )
 INCIDENT_COLUMNS: Final = (
     "start",
     "end",
-    "scope",
     "name",
     "id",
+    "scope",
+    "top_error_kind",
     "error_rate_before",
     "error_rate_during",
     "postbacks",
     "errors",
-    "top_error_kind",
     "scope_state",
     "open",
     "change_at",
@@ -137,7 +138,7 @@ class PostbackDoctorPanel(Panel):
     rows_frame / table_frame
         The postback rows behind the chosen group (all filtered rows when none is chosen).
     figure, kinds_figure, classes_figure, signatures_figure
-        The charts (``plotly`` ``FigureWidget``); traces' ``y`` are readable from ``figure.data``.
+        The charts (:class:`~cfanalytics.panels._figures.Chart`); traces' ``y`` are readable from ``figure.data``.
     """
 
     title = "Postback doctor"
@@ -188,7 +189,8 @@ class PostbackDoctorPanel(Panel):
         self.incident_table = Table(
             "incidents",
             columns=INCIDENT_COLUMNS,
-            sort="errors",
+            sort="start",
+            descending=False,
             key="incident_id",
             key_label="Rows of incident",
             page_size=20,
@@ -202,6 +204,7 @@ class PostbackDoctorPanel(Panel):
             value=None,
             style={"description_width": "initial"},
         )
+        self.drill_by.layout.width = "auto"
         self.drill_value = widgets.Dropdown(options=[("—", None)], value=None, layout=widgets.Layout(width="420px"))
         self.errors_only = widgets.Checkbox(value=False, description="Errors only", indent=False)
         self.drill_note = widgets.HTML()
@@ -393,7 +396,7 @@ class PostbackDoctorPanel(Panel):
             rows = rows.filter(pl.col("postback_time").is_between(lo_utc, hi_utc, closed="both"))
             lo = window[0].astimezone(ZoneInfo(self.timezone)).strftime("%Y-%m-%d %H:%M")
             hi = window[1].astimezone(ZoneInfo(self.timezone)).strftime("%Y-%m-%d %H:%M")
-            what += f", {lo} – {hi}"
+            what += f", {lo} – {hi} ({safe_text(self.timezone)})"
         if self.errors_only.value:
             rows = rows.filter(pl.col("is_error"))
             what += ", errors only"
