@@ -219,7 +219,7 @@ def panel_texts(panel) -> list[str]:
     """Every text a panel shows: widget values, descriptions, option labels, figure JSON."""
     out: list[str] = []
     for w in panel_widgets(panel.root):
-        if type(w).__name__ == "FigureWidget":
+        if hasattr(w, "to_plotly_json"):  # a chart: its figure JSON
             out.append(json.dumps(w.to_plotly_json(), default=str))
             continue
         for attr in ("value", "description", "placeholder", "tooltip"):

@@ -245,6 +245,10 @@ def test_panel_draws_and_follows_filters_under_load(
                 if not (s["points"] > 0 and s["drawn"] > 0)
             ]
             if len(states) < case.charts or empty:
+                first = next((i for i, s in enumerate(states) if not (s["points"] > 0 and s["drawn"] > 0)), 0)
+                with contextlib.suppress(Exception):
+                    graphs = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .js-plotly-plot")
+                    graphs.nth(first).scroll_into_view_if_needed(timeout=2_000)
                 shot_name = f"load_{case.notebook.split('_')[0]}_{attempt}_blank.png"
                 save_png(page.screenshot(), shot_name)
                 found = f"{len(states)} of {case.charts} charts"

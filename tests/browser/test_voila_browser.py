@@ -5,15 +5,9 @@ traffic-source pick reaches the kernel (the status line shows that source's
 numbers, computed from the store's tables with plain Polars), and the error-rate
 chart should show the same hourly rates.
 
-The chart is not right under Voila 0.5 yet, for two reasons outside the page:
-
-* the figure widgets get their traces after they are created and are shown inside
-  a box, so Plotly never copies those traces into the widget state Voila's page
-  starts from: the chart is drawn empty (an expected failure, every time);
-* anywidget gives a model 2 s to initialise; Plotly's figure model imports a 5 MB
-  module, and on a busy machine Voila's page load (every model at once) takes
-  longer, so the model never listens to updates and the chart never follows the
-  filter. The filter test is an expected failure only when the page reported that.
+Each chart's figure is part of its widget's opening state, and plotly.js is
+loaded once per page, so the chart draws on page load and follows the filter
+whatever the time the browser takes to load the widgets; no page error is allowed.
 """
 
 from __future__ import annotations
@@ -31,9 +25,11 @@ import pytest
 from tests.browser.conftest import (
     RENDER_MS,
     Server,
+    choice_labels,
+    choose,
     expected_points,
     expected_rates,
-    filter_select,
+    filter_choice,
     local_only,
     panel_dates,
     rate_traces,
@@ -48,8 +44,6 @@ SOURCE = "PropellerAds"
 TEMPLATE_CDN = "https://cdn.jsdelivr.net/npm/@fortawesome/"
 #: How long the chart gets to show data (the panel's other widgets are already up to date by then).
 CHART_MS = 15_000
-#: The page error anywidget raises when a model did not initialise in time.
-ANYWIDGET_TIMEOUT = "[anywidget] Failed to initialize model."
 
 
 @dataclass
@@ -91,17 +85,16 @@ def voila_run(browser: Any, voila: Server) -> VoilaRun:
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     try:
         page.goto(f"{voila.url}/", timeout=RENDER_MS)
-        select = filter_select(page, "Traffic sources")
-        select.wait_for(timeout=RENDER_MS)
+        filter_choice(page, "Traffic sources").wait_for(timeout=RENDER_MS)
         page.locator(".js-plotly-plot").first.wait_for(state="attached", timeout=RENDER_MS)
         page.locator(".js-plotly-plot").first.scroll_into_view_if_needed()
         dates = panel_dates(page)
-        options = [t.strip() for t in select.locator("option").all_text_contents()]
+        options = choice_labels(page, "Traffic sources")
         status_before = status_text(page)
         traces_before = traces_within(page, None, CHART_MS)
         save_png(page.screenshot(full_page=True), "voila_postback_doctor.png")
 
-        select.select_option(label=SOURCE)
+        choose(page, "Traffic sources", SOURCE)
         deadline = time.monotonic() + RENDER_MS / 1000
         while status_text(page) == status_before and time.monotonic() < deadline:
             page.wait_for_timeout(250)
@@ -125,7 +118,7 @@ def test_voila_filter_reaches_the_panel(voila_run: VoilaRun, propeller: pl.DataF
     assert voila_run.status_before != voila_run.status_after
     totals = f"{propeller['postbacks'].sum()} postbacks · {propeller['errors'].sum()} errors"
     assert voila_run.status_after.startswith(totals), voila_run.status_after
-    assert [e for e in voila_run.errors if ANYWIDGET_TIMEOUT not in e] == []
+    assert voila_run.errors == []
     assert [url for url in voila_run.blocked if not url.startswith(TEMPLATE_CDN)] == []
 
 
@@ -137,11 +130,6 @@ def test_voila_chart_drawn_on_load(voila_run: VoilaRun, propeller: pl.DataFrame)
 
 
 def test_voila_chart_follows_traffic_source_filter(voila_run: VoilaRun, propeller: pl.DataFrame) -> None:
-    timeouts = sum(ANYWIDGET_TIMEOUT in e for e in voila_run.errors)
-    if timeouts and voila_run.traces_after != voila_run.traces_before:
-        timeouts = 0  # the chart did change: check it
-    if timeouts:
-        pytest.xfail(f"{timeouts} plotly figure model(s) missed anywidget's 2 s initialisation limit on page load")
     traces = voila_run.traces_after or []
     assert [t["name"] for t in traces] == [SOURCE]
     assert trace_points(traces[0]) == expected_points(propeller)
