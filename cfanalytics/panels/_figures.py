@@ -39,6 +39,8 @@ import plotly.graph_objects as go
 import traitlets
 
 ClickHandler = Callable[[int, Any], None]
+#: Plotly's height of a figure that sets none (pixels).
+PLOTLY_HEIGHT: Final = 450
 
 #: Front end of :class:`PlotlyLibrary`: evaluate plotly.js once per page and share it.
 _LIBRARY_ESM: Final = """
@@ -190,12 +192,17 @@ class Chart:
         return self.figure.to_plotly_json()
 
     def draw(self, fig: go.Figure, on_click: ClickHandler | None = None) -> None:
-        """Show ``fig``: a new view carrying the whole figure replaces the previous one."""
-        fig = go.Figure(fig)
+        """Show ``fig`` (kept, not copied): a new view carrying the whole figure replaces the previous one."""
+        if not isinstance(fig, go.Figure):
+            fig = go.Figure(fig)
         if self.height is not None and fig.layout.height is None:
             fig.layout.height = self.height
         self.figure = fig
         self.on_click = on_click
+        # the box keeps the figure's height while the next view draws: the page does not jump
+        height = f"{fig.layout.height or PLOTLY_HEIGHT}px"
+        if self.widget.layout.min_height != height:
+            self.widget.layout.min_height = height
         view = PlotlyView(figure=json.loads(fig.to_json()))
         view.on_msg(self._message)
         old = list(self.widget.children)
