@@ -111,6 +111,28 @@ def _header(column: str, ident: str | None, dtype: pl.DataType, timezone: str) -
     return text
 
 
+def excel_times(frame: pl.DataFrame, timezone: str, *, text: bool) -> pl.DataFrame:
+    """Zoned times as wall-clock times in ``timezone``, the zone in the column name, for spreadsheets.
+
+    ``text``: as ``YYYY-MM-DD HH:MM:SS`` strings (what Excel reads from a CSV as a date
+    and time); otherwise naive datetimes (an ``.xlsx`` stores them as dates).
+
+    >>> from datetime import datetime, UTC
+    >>> t = pl.DataFrame({"t": [datetime(2026, 11, 17, 21, 8, 42, tzinfo=UTC)]})
+    >>> excel_times(t, "America/New_York", text=True).row(0, named=True)
+    {'t (America/New_York)': '2026-11-17 16:08:42'}
+    """
+    zoned = [n for n, t in frame.schema.items() if isinstance(t, pl.Datetime) and t.time_zone]
+    if not zoned:
+        return frame
+    local = [pl.col(n).dt.convert_time_zone(timezone).dt.replace_time_zone(None) for n in zoned]
+    if text:
+        local = [e.dt.strftime(_TIME_FORMAT) for e in local]
+    return frame.with_columns(e.alias(n) for e, n in zip(local, zoned, strict=True)).rename(
+        {n: f"{n} ({timezone})" for n in zoned}
+    )
+
+
 def render_html(frame: pl.DataFrame, *, timezone: str = "UTC", empty: str = "No rows.") -> str:
     """An HTML ``<table>`` of ``frame``: headers and cells escaped, times in ``timezone``, rates in %."""
     if frame.width == 0 or frame.height == 0:
@@ -407,7 +429,7 @@ class Table:
             while path.exists():
                 n += 1
                 path = self.export_dir / f"{self.name}-{stamp}-{n}.{fmt}"
-        written = export_frame(local_times(self.frame, self.timezone), path)
+        written = export_frame(excel_times(self.frame, self.timezone, text=Path(path).suffix.lower() == ".csv"), path)
         self.exports.append(written)
         return written
 
