@@ -306,7 +306,9 @@ class ConversionGapsPanel(Panel):
         options: list[tuple[str, Any]] = [("all groups", None)]
         if self.gaps.height:
             lookup = self.names.lookup(by)
-            for value, n in self.gaps.select(by, "conversions").iter_rows():
+            gap = self.drill_class.value  # counts of the class chosen, not the group's total
+            count = gap if gap in GAP_CLASSES and gap in self.gaps.columns else "conversions"
+            for value, n in self.gaps.select(by, count).iter_rows():
                 text = (lookup.get(value) or value) if value is not None else "(none)"
                 options.append((f"{safe_text(text, 80)} ({n:,})", MISSING if value is None else value))
         with self._updating():
