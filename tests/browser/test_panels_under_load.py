@@ -1,8 +1,10 @@
 """Every panel notebook, opened again and again in a 1280×800 window while every core is busy.
 
-Each open is a fresh page (so the browser loads every widget again, as after a
-reload) on one JupyterLab server; the kernel is kept between opens, with its
-widgets closed, so an open costs seconds, not a kernel start. After Run All,
+Each open is a new page (so the browser loads JupyterLab and every widget again,
+as after a reload; one browser profile per notebook, so its cache is warm after
+the first open) on one JupyterLab server; the kernel is kept between opens, with
+its widgets closed, so an open costs seconds, not a kernel start. No request may
+leave the machine. After Run All,
 every chart of the notebook must show its traces (data in Plotly's graph div and
 drawn SVG traces), and, in a panel, follow a filter change picked in the UI: the
 main chart must show exactly the chosen group, every chart must change, the
@@ -29,7 +31,7 @@ from typing import Any
 
 import pytest
 
-from tests.browser.conftest import ARTIFACTS, Server, choose, http_get, local_only, save_png
+from tests.browser.conftest import ARTIFACTS, Server, choose, http_get, save_png
 from tests.browser.test_lab_browser import accept_dialogs, all_cells_ran, assert_no_error, kernel_state
 
 OPENS = int(os.environ.get("CF_PANEL_OPENS", "10"))
@@ -139,15 +141,6 @@ def cpu_load() -> Iterator[list[int]]:
             proc.wait(timeout=10)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def latency_report() -> Iterator[None]:
-    """Write the latencies measured by this module to ``test-artifacts/panel_latency.json``."""
-    yield
-    if LATENCY:
-        ARTIFACTS.mkdir(exist_ok=True)
-        (ARTIFACTS / "panel_latency.json").write_text(json.dumps(LATENCY, indent=2) + "\n")
-
-
 def sources(store: Path) -> list[str]:
     """Every traffic source name of the store."""
     import polars as pl
@@ -229,80 +222,113 @@ def test_panel_draws_and_follows_filters_under_load(
     runs: list[float] = []
     latencies: list[float] = []
     workspace = f"load-{case.notebook.split('_')[0]}"
-    for attempt in range(1, OPENS + 1):
-        blocked: list[str] = []
-        context = browser.new_context(viewport={"width": WIDTH, "height": HEIGHT})
-        local_only(context, blocked, host=lab.host)
-        page = context.new_page()
-        try:
-            page.goto(f"{lab.url}/lab/workspaces/{workspace}/tree/{case.notebook}?token={lab.token}", timeout=90_000)
-            try:
-                runs.append(run_all(page, lab, case.notebook))
-            except AssertionError as exc:
-                failures.append(f"open {attempt}: {exc}")
-                continue
-            assert_no_error(page)
-            states = wait_drawn(page, case.charts)
-            empty = [
-                f"{i} {s['title'][:40]!r}: {s['points']} points, {s['drawn']} drawn"
-                for i, s in enumerate(states[: case.charts])
-                if not (s["points"] > 0 and s["drawn"] > 0)
-            ]
-            if len(states) < case.charts or empty:
-                first = next((i for i, s in enumerate(states) if not (s["points"] > 0 and s["drawn"] > 0)), 0)
-                with contextlib.suppress(Exception):
-                    graphs = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .js-plotly-plot")
-                    graphs.nth(first).scroll_into_view_if_needed(timeout=2_000)
-                shot_name = f"load_{case.notebook.split('_')[0]}_{attempt}_blank.png"
-                save_png(page.screenshot(), shot_name)
-                found = f"{len(states)} of {case.charts} charts"
-                failures.append(f"open {attempt}: {found}, empty: {empty} (test-artifacts/{shot_name})")
-                continue
-            if case.label is None:
-                continue
-            status_before = _status_text(page, case.status)
-            assert status_before, f"{case.notebook}: no status line matching {case.status!r}"
-            page.evaluate(BUSY_WATCH_JS)
-            want = {
-                "charts": case.charts,
-                "names": sorted(case.names) if case.names else None,
-                "only": case.only,
-                "universe": universe,
-                "status": case.status,
-                "before": status_before,
-            }
-            start = time.monotonic()
-            choose(page, case.label, case.option)
-            try:
-                page.wait_for_function(DONE_JS, arg=want, timeout=DRAW_MS, polling=20)
-            except Exception:
-                failures.append(f"open {attempt}: the panel did not follow {case.label} = {case.option}")
-                continue
-            latencies.append(time.monotonic() - start)
-            after = wait_drawn(page, case.charts)
-            unchanged = [
-                i
-                for i, (b, a) in enumerate(zip(states[: case.charts], after[: case.charts], strict=True))
-                if (b["names"], b["points"], b["sum"], b["cats"]) == (a["names"], a["points"], a["sum"], a["cats"])
-                or not (a["points"] > 0 and a["drawn"] > 0)
-            ]
-            if unchanged:
-                failures.append(f"open {attempt}: charts {unchanged} did not follow {case.label} = {case.option}")
-            if page.locator(".cf-busy-box").count() and not page.evaluate("() => window.__cfBusySeen"):
-                failures.append(f"open {attempt}: no busy indicator during the update")
-            assert blocked == [], f"JupyterLab tried to reach the network: {blocked}"
-        finally:
-            context.close()
+    steps: list[dict[str, float]] = []
+    outside: list[str] = []
+    # one browser profile per notebook (its cache warm after the first open, as for a user), a new page per open
+    context = browser.new_context(viewport={"width": WIDTH, "height": HEIGHT})
+    context.on("request", lambda r: None if _local(r.url, lab) else outside.append(r.url))
+    try:
+        for attempt in range(1, OPENS + 1):
+            step: dict[str, float] = {}
+            steps.append(step)
+            failure = _open_once(context, lab, case, universe=universe, workspace=workspace, step=step)
+            if failure:
+                failures.append(f"open {attempt}: {failure}")
+            elif "filter" in step:
+                latencies.append(step["filter"])
+            if "run" in step:
+                runs.append(step["run"])
             close_widgets(lab, case.notebook)
+    finally:
+        context.close()
     LATENCY[case.notebook] = {
         "opens": OPENS,
         "run_all_seconds": [round(r, 2) for r in runs],
         "filter_change_seconds": [round(v, 3) for v in latencies],
         "filter_change_median": round(statistics.median(latencies), 3) if latencies else None,
         "filter_change_max": round(max(latencies), 3) if latencies else None,
+        "steps_seconds": [{k: round(v, 2) for k, v in step.items()} for step in steps],
         "failures": failures,
     }
+    _write_latency()
+    assert outside == [], f"JupyterLab tried to reach the network: {outside[:5]}"
     assert not failures, f"{case.notebook}: {len(failures)} of {OPENS} opens failed:\n" + "\n".join(failures)
+
+
+def _local(url: str, lab: Server) -> bool:
+    return url.startswith(("file:", "data:", "blob:", "about:", f"http://{lab.host}/", f"ws://{lab.host}/"))
+
+
+def _write_latency() -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    (ARTIFACTS / "panel_latency.json").write_text(json.dumps(LATENCY, indent=2) + "\n")
+
+
+def _open_once(
+    context: Any, lab: Server, case: Case, *, universe: list[str], workspace: str, step: dict[str, float]
+) -> str | None:
+    """Open the notebook in a new page, Run All, check the charts and a filter change; the failure, or None."""
+    page = context.new_page()
+    try:
+        begin = time.monotonic()
+        page.goto(f"{lab.url}/lab/workspaces/{workspace}/tree/{case.notebook}?token={lab.token}", timeout=90_000)
+        step["page"] = time.monotonic() - begin
+        try:
+            step["run"] = run_all(page, lab, case.notebook)
+        except AssertionError as exc:
+            return str(exc)
+        assert_no_error(page)
+        begin = time.monotonic()
+        states = wait_drawn(page, case.charts)
+        step["draw"] = time.monotonic() - begin
+        empty = [
+            f"{i} {s['title'][:40]!r}: {s['points']} points, {s['drawn']} drawn"
+            for i, s in enumerate(states[: case.charts])
+            if not (s["points"] > 0 and s["drawn"] > 0)
+        ]
+        if len(states) < case.charts or empty:
+            first = next((i for i, s in enumerate(states) if not (s["points"] > 0 and s["drawn"] > 0)), 0)
+            with contextlib.suppress(Exception):
+                graphs = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .js-plotly-plot")
+                graphs.nth(first).scroll_into_view_if_needed(timeout=2_000)
+            shot_name = f"load_{case.notebook.split('_')[0]}_{len(LATENCY)}_{int(time.time())}_blank.png"
+            save_png(page.screenshot(), shot_name)
+            return f"{len(states)} of {case.charts} charts, empty: {empty} (test-artifacts/{shot_name})"
+        if case.label is None:
+            return None
+        status_before = _status_text(page, case.status)
+        if not status_before:
+            return f"no status line matching {case.status!r}"
+        page.evaluate(BUSY_WATCH_JS)
+        want = {
+            "charts": case.charts,
+            "names": sorted(case.names) if case.names else None,
+            "only": case.only,
+            "universe": universe,
+            "status": case.status,
+            "before": status_before,
+        }
+        begin = time.monotonic()
+        choose(page, case.label, case.option)
+        try:
+            page.wait_for_function(DONE_JS, arg=want, timeout=DRAW_MS, polling=20)
+        except Exception:
+            return f"the panel did not follow {case.label} = {case.option}"
+        step["filter"] = time.monotonic() - begin
+        after = wait_drawn(page, case.charts)
+        unchanged = [
+            i
+            for i, (b, a) in enumerate(zip(states[: case.charts], after[: case.charts], strict=True))
+            if (b["names"], b["points"], b["sum"], b["cats"]) == (a["names"], a["points"], a["sum"], a["cats"])
+            or not (a["points"] > 0 and a["drawn"] > 0)
+        ]
+        if unchanged:
+            return f"charts {unchanged} did not follow {case.label} = {case.option}"
+        if page.locator(".cf-busy-box").count() and not page.evaluate("() => window.__cfBusySeen"):
+            return "no busy indicator during the update"
+        return None
+    finally:
+        page.close()
 
 
 def _status_text(page: Any, pattern: str | None) -> str | None:
