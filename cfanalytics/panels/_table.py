@@ -43,7 +43,7 @@ CELL_LIMIT: Final = 160
 _CELL: Final = "padding:2px 8px;border-bottom:1px solid rgba(128,128,128,0.25);text-align:left;vertical-align:top"
 _HEAD: Final = _CELL + ";position:sticky;top:0;background:var(--jp-layout-color1, rgba(128,128,128,0.12))"
 #: Widest cell (longer text is cut with an ellipsis; the tooltip holds all of it).
-_CLIP: Final = "max-width:300px;overflow:hidden;text-overflow:ellipsis;white-space:nowrap"
+_CLIP: Final = "max-width:240px;overflow:hidden;text-overflow:ellipsis;white-space:nowrap"
 _ID: Final = "display:block;font-size:10px;opacity:0.65;max-width:200px;overflow:hidden;text-overflow:ellipsis"
 _TIME_FORMAT: Final = "%Y-%m-%d %H:%M:%S"
 

@@ -104,7 +104,7 @@ class MultiChoice(widgets.VBox):  # type: ignore[misc]
 
     A filter box narrows the list as one types; "All" ticks every option shown,
     "None" clears the choice. Nothing ticked means "all" (no filter). Every option
-    is in the list (it scrolls past about eight).
+    is in the list (ten show at once; longer lists scroll).
 
     >>> box = MultiChoice("Error kind", [("auth", "auth"), ("timeout", "timeout")])
     >>> box.value = ("timeout",)
@@ -126,7 +126,7 @@ class MultiChoice(widgets.VBox):  # type: ignore[misc]
             description="All", layout=widgets.Layout(width="auto"), tooltip="tick all shown"
         )
         self.none_button = widgets.Button(description="None", layout=widgets.Layout(width="auto"), tooltip="clear")
-        self.list = widgets.VBox(layout=widgets.Layout(max_height="200px", overflow="hidden auto"))
+        self.list = widgets.VBox(layout=widgets.Layout(max_height="290px", overflow="hidden auto"))
         self.checkboxes: list[widgets.Checkbox] = []
         self._ids: list[str] = []
         self._syncing = False
