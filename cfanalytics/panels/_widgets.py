@@ -12,6 +12,7 @@ back into a ``LogFilter``. An empty multi-selection means "all".
 from __future__ import annotations
 
 import contextlib
+import html
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import date, datetime
 from typing import Any, Final
@@ -136,7 +137,7 @@ class MultiChoice(widgets.VBox):  # type: ignore[misc]
                 widgets.HBox([self.search, self.all_button, self.none_button]),
                 self.list,
             ],
-            layout=widgets.Layout(width="250px", margin="0 12px 6px 0"),
+            layout=widgets.Layout(width="220px", margin="0 10px 6px 0"),
         )
         self.add_class("cf-multichoice")
         self.all_button.on_click(lambda _b: self._tick_shown())
@@ -158,6 +159,7 @@ class MultiChoice(widgets.VBox):  # type: ignore[misc]
                 box.observe(self._ticked, names="value")
             box.description = label
             box.description_allow_html = True  # labels are escaped by option_pairs
+            box.tooltip = html.unescape(label)  # the whole label, when the list cuts it
             boxes.append(box)
         for stale in by_id.values():
             stale.close()
