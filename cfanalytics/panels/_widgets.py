@@ -12,7 +12,6 @@ back into a ``LogFilter``. An empty multi-selection means "all".
 from __future__ import annotations
 
 import contextlib
-import html
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import date, datetime
 from typing import Any, Final
@@ -159,7 +158,7 @@ class MultiChoice(widgets.VBox):  # type: ignore[misc]
                 box.observe(self._ticked, names="value")
             box.description = label
             box.description_allow_html = True  # labels are escaped by option_pairs
-            box.tooltip = html.unescape(label)  # the whole label, when the list cuts it
+            box.tooltip = label  # the whole label (escaped, as every text shown), when the list cuts it
             boxes.append(box)
         for stale in by_id.values():
             stale.close()
