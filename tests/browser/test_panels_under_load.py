@@ -12,7 +12,9 @@ status line must change, and the busy indicator must be gone. The time from the
 click to that state is the end-to-end latency of a filter change; the numbers
 are written to ``test-artifacts/panel_latency.json``.
 
-``CF_PANEL_OPENS`` sets the opens per notebook (default 10).
+``CF_PANEL_OPENS`` sets the opens per notebook (default 10); ``CF_PANEL_COLD=1`` gives
+every open a new browser profile (an empty cache), which is slower and stresses the
+widgets' loading most.
 """
 
 from __future__ import annotations
@@ -237,11 +239,21 @@ def test_panel_draws_and_follows_filters_under_load(
     workspace = f"load-{case.notebook.split('_')[0]}"
     steps: list[dict[str, float]] = []
     outside: list[str] = []
-    # one browser profile per notebook (its cache warm after the first open, as for a user), a new page per open
-    context = browser.new_context(viewport={"width": WIDTH, "height": HEIGHT})
-    context.on("request", lambda r: None if _local(r.url, lab) else outside.append(r.url))
+    # one browser profile per notebook (its cache warm after the first open, as for a user), a new page per open;
+    # CF_PANEL_COLD=1: a new profile per open (slower; every open loads JupyterLab from an empty cache)
+    cold = os.environ.get("CF_PANEL_COLD") == "1"
+
+    def new_context() -> Any:
+        context = browser.new_context(viewport={"width": WIDTH, "height": HEIGHT})
+        context.on("request", lambda r: None if _local(r.url, lab) else outside.append(r.url))
+        return context
+
+    context = new_context()
     try:
         for attempt in range(1, OPENS + 1):
+            if cold and attempt > 1:
+                context.close()
+                context = new_context()
             step: dict[str, float] = {}
             steps.append(step)
             failure = _open_once(context, lab, case, universe=universe, workspace=workspace, step=step)
