@@ -89,6 +89,7 @@ export default {
     const layout = figure.layout || {};
     el.classList.add("cf-chart");
     el.style.width = "100%";
+    el.style.flex = "1 1 auto";
     if (layout.height) el.style.minHeight = layout.height + "px";
     const div = document.createElement("div");
     el.appendChild(div);
@@ -99,8 +100,8 @@ export default {
       el.textContent = "The chart library failed to load: " + error;
       return;
     }
-    if (!el.isConnected && !document.body.contains(el)) {
-      // drawn when attached: plotly measures its container
+    // drawn once attached and laid out: plotly sizes the figure to its container
+    for (let i = 0; i < 120 && !(el.isConnected && el.clientWidth > 0); i++) {
       await new Promise((resolve) => requestAnimationFrame(resolve));
     }
     await Plotly.newPlot(div, figure.data || [], layout, { responsive: true, displaylogo: false });

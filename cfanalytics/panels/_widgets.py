@@ -121,11 +121,14 @@ class MultiChoice(widgets.VBox):  # type: ignore[misc]
     def __init__(self, label: str, options: Sequence[tuple[str, str]] = (), value: Sequence[str] = ()) -> None:
         self.label = label
         self.title = widgets.HTML()
-        self.search = widgets.Text(placeholder="search…", continuous_update=True, layout=widgets.Layout(width="100%"))
-        self.all_button = widgets.Button(
-            description="All", layout=widgets.Layout(width="auto"), tooltip="tick all shown"
+        self.search = widgets.Text(
+            placeholder="search…", continuous_update=True, layout=widgets.Layout(width="112px", flex="0 1 112px")
         )
-        self.none_button = widgets.Button(description="None", layout=widgets.Layout(width="auto"), tooltip="clear")
+        small = {"width": "auto", "flex": "0 0 auto", "padding": "0 6px", "margin": "0 0 0 2px"}
+        self.all_button = widgets.Button(
+            description="All", layout=widgets.Layout(**small), tooltip="tick every option shown"
+        )
+        self.none_button = widgets.Button(description="None", layout=widgets.Layout(**small), tooltip="clear")
         self.list = widgets.VBox(layout=widgets.Layout(max_height="290px", overflow="hidden auto"))
         self.checkboxes: list[widgets.Checkbox] = []
         self._ids: list[str] = []
@@ -133,7 +136,7 @@ class MultiChoice(widgets.VBox):  # type: ignore[misc]
         super().__init__(
             [
                 self.title,
-                widgets.HBox([self.search, self.all_button, self.none_button]),
+                widgets.HBox([self.search, self.all_button, self.none_button], layout=widgets.Layout(width="100%")),
                 self.list,
             ],
             layout=widgets.Layout(width="220px", margin="0 10px 6px 0"),
