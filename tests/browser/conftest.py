@@ -222,10 +222,13 @@ def jupyter_env(root: Path, store: Path) -> dict[str, str]:
 # ------------------------------------------------------------------------------------- fixtures
 @pytest.fixture(scope="session")
 def browser() -> Iterator[Any]:
-    """Headless Chromium from /usr/bin/chromium (skipped when it is not installed)."""
+    """Headless Chromium from /usr/bin/chromium; a missing one fails the browser tests with what to install."""
     if not CHROMIUM.exists():
-        pytest.skip(f"browser tests need Chromium at {CHROMIUM} (apt-get install chromium)")
-    sync_api = pytest.importorskip("playwright.sync_api", reason="browser tests need the playwright package")
+        pytest.fail(f"browser tests need Chromium at {CHROMIUM}: apt-get install chromium (make test does it as root)")
+    try:
+        from playwright import sync_api
+    except ImportError:
+        pytest.fail("browser tests need the playwright package: pip install -e '.[test]'")
     with sync_api.sync_playwright() as pw:
         chromium = pw.chromium.launch(executable_path=str(CHROMIUM), args=list(CHROMIUM_ARGS), headless=True)
         try:
@@ -246,7 +249,7 @@ def sample_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def lab(browser: Any, sample_store: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """JupyterLab on 127.0.0.1 serving notebooks/ (never saving them), with the sample store."""
-    del browser  # started first: a missing Chromium skips before any server starts
+    del browser  # started first: a missing Chromium fails before any server starts
     root = tmp_path_factory.mktemp("lab")
     port, token = free_port(), secrets.token_hex(16)
     command = [
