@@ -233,6 +233,23 @@ def _parser() -> argparse.ArgumentParser:
     )
     mnt.add_argument("--json", action="store_true", help=_JSON_HELP)
     _pull_parser(sub)
+
+    rcv = sub.add_parser("recover", help="write upload files of conversions that never reached their traffic source")
+    rcv.add_argument("--store", required=True)
+    _range_args(rcv)
+    rcv.add_argument("--now", metavar="TIME", help="time the upload windows are judged at (default: now)")
+    rcv.add_argument("--out", required=True, metavar="DIR", help="where the files and manifest.json go")
+    rcv.add_argument("--currency", help="currency of conversions that carry none (default: the store's)")
+    rcv.add_argument("--json", action="store_true", help="print the manifest as JSON")
+
+    rfr = sub.add_parser("refire", help="print, or --send, the S2S postbacks of a recovery file")
+    rfr.add_argument("--store", required=True)
+    rfr.add_argument("file", metavar="FILE", help="s2s_postbacks.jsonl written by recover")
+    rfr.add_argument("--send", action="store_true", help="send them (default: print what would be sent)")
+    rfr.add_argument("--rate", type=float, default=2.0, help="requests per second at most (default 2)")
+    rfr.add_argument("--timeout", type=float, default=10.0, help="seconds per request (default 10)")
+    rfr.add_argument("--retries", type=int, default=3, help="retries after a 429, 5xx or time-out (default 3)")
+    rfr.add_argument("--json", action="store_true")
     return p
 
 
@@ -751,7 +768,25 @@ def _cmd_pull(args: argparse.Namespace) -> int:
     return EXIT_OK if result.ok else EXIT_INPUT
 
 
+def _cmd_recover(args: argparse.Namespace) -> int:
+    from cfanalytics.recover import run_recover
+
+    start, end = _date(args.start, "--from"), _date(args.end, "--to")
+    return run_recover(
+        args.store, start=start, end=end, now=args.now, out=args.out, currency=args.currency, as_json=args.json
+    )
+
+
+def _cmd_refire(args: argparse.Namespace) -> int:
+    from cfanalytics.refire import run_refire
+
+    opts = {"send": args.send, "rate": args.rate, "timeout": args.timeout, "retries": args.retries}
+    return run_refire(args.store, args.file, **opts, as_json=args.json)
+
+
 _COMMANDS = {
+    "recover": _cmd_recover,
+    "refire": _cmd_refire,
     "ingest": _cmd_ingest,
     "validate": _cmd_validate,
     "forget": _cmd_forget,

@@ -1,0 +1,54 @@
+"""The recovery ledger: which conversions already went into a recovery file, and which file.
+
+One JSON file in the store folder, ``recovery_ledger.json``:
+``{"version": 1, "conversions": {key: {"destination", "file", "recorded_at", "click_id",
+"conversion_time"}}}``, the key being the conversion's identity (click id, ct, txid).
+It is read and rewritten under the store's writer lock and replaced atomically, so two
+runs never both claim a conversion and a crash never leaves half a ledger. It holds
+no URL and no secret.
+
+>>> import tempfile
+>>> from pathlib import Path
+>>> folder = Path(tempfile.mkdtemp())
+>>> add(folder, {"c1||": {"destination": "s2s", "file": "/out/s2s_postbacks.jsonl"}})
+>>> sorted(read(folder))
+['c1||']
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Final
+
+from cfanalytics.exceptions import StoreError
+from cfanalytics.recover._files import write_json_atomic
+
+LEDGER_FILE: Final = "recovery_ledger.json"
+VERSION: Final = 1
+
+
+def read(folder: Path) -> dict[str, dict[str, Any]]:
+    """The ledger's entries by conversion key (empty when there is no ledger yet)."""
+    path = Path(folder) / LEDGER_FILE
+    if not path.exists():
+        return {}
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        entries = doc["conversions"]
+        if doc.get("version") != VERSION or not isinstance(entries, dict):
+            raise ValueError("unexpected layout")
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise StoreError(f"{path}: unreadable recovery ledger ({exc}); move it aside to start a new one") from None
+    return entries
+
+
+def add(folder: Path, entries: Mapping[str, Mapping[str, Any]]) -> None:
+    """Add ``entries`` (key → facts) to the ledger; the caller holds the store lock. Existing keys are kept."""
+    current = read(folder)
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    for key, facts in entries.items():
+        current.setdefault(key, {**facts, "recorded_at": now})
+    write_json_atomic(Path(folder) / LEDGER_FILE, {"version": VERSION, "conversions": current})

@@ -1,0 +1,49 @@
+"""The thin loader: the three input frames of :func:`~cfanalytics.recover._select.select` from a store.
+
+Gap rows come from :func:`cfanalytics.diagnose.conversion_gaps` (conversions in the
+range); postbacks and visits are read for those conversions' click ids only, whatever
+their time (a postback accepted after the range still counts).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import polars as pl
+
+from cfanalytics.diagnose import conversion_gaps
+from cfanalytics.diagnose.frames import POSTBACK_COLUMNS, enrich_postbacks
+
+if TYPE_CHECKING:
+    from cfanalytics.filters import LogFilter
+    from cfanalytics.store import LogStore
+
+_OPTIONAL_POSTBACK = ("event", "integration_name")
+_VISIT = ("click_id", "visit_time", "external_id", "referrer", "user_agent", "ip", "traffic_source_id")
+
+
+def load(store: LogStore, where: LogFilter | None = None) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """``(conversions, postbacks, visits)`` as the input contract of ``select`` describes them."""
+    gaps = conversion_gaps(store, where)
+    keys = gaps.filter(pl.col("gap").is_in(["posted_failed", "not_posted"])).select("click_id").unique().lazy()
+    pb_all = store.scan("postbacks")
+    have = pb_all.collect_schema().names()
+    extra = [c for c in _OPTIONAL_POSTBACK if c in have]
+    rows = pb_all.select(*POSTBACK_COLUMNS, *extra).join(keys, on="click_id", how="semi")
+    postbacks = enrich_postbacks(store, rows).collect()
+    # traffic sources of candidates never posted: their destination is learnt from the source's other postbacks
+    sources = gaps.filter(pl.col("gap") == "not_posted").select("traffic_source_id").drop_nulls().unique()
+    if sources.height:
+        others = enrich_postbacks(store, pb_all.select(*POSTBACK_COLUMNS, *extra)).join(
+            sources.lazy(), on="traffic_source_id", how="semi"
+        )
+        # only the destination and endpoint matter for them: the latest 100 postbacks per source suffice
+        others = others.sort("postback_time").group_by("traffic_source_id").tail(100).collect()
+        postbacks = pl.concat([postbacks, others.select(postbacks.columns)]).unique(
+            subset=["postback_id"], keep="first", maintain_order=True
+        )
+    vis = store.scan("visits")
+    vcols = vis.collect_schema().names()
+    wanted = [c for c in _VISIT if c in vcols] + sorted(c for c in vcols if c.startswith("tracking_field"))
+    visits = vis.select(wanted).join(keys, on="click_id", how="semi").collect()
+    return gaps, postbacks, visits
