@@ -31,14 +31,19 @@ def load(store: LogStore, where: LogFilter | None = None) -> tuple[pl.DataFrame,
     extra = [c for c in _OPTIONAL_POSTBACK if c in have]
     rows = pb_all.select(*POSTBACK_COLUMNS, *extra).join(keys, on="click_id", how="semi")
     postbacks = enrich_postbacks(store, rows).collect()
-    # traffic sources of candidates never posted: their destination is learnt from the source's other postbacks
+    # traffic sources of candidates never posted: their destination and endpoint are learnt from the
+    # latest postbacks naming that source (their own column; no attribution join needed)
     sources = gaps.filter(pl.col("gap") == "not_posted").select("traffic_source_id").drop_nulls().unique()
     if sources.height:
-        others = enrich_postbacks(store, pb_all.select(*POSTBACK_COLUMNS, *extra)).join(
-            sources.lazy(), on="traffic_source_id", how="semi"
+        latest = (
+            pb_all.select(*POSTBACK_COLUMNS, *extra)
+            .join(sources.lazy(), on="traffic_source_id", how="semi")
+            .filter(
+                pl.struct("postback_time", "postback_id").rank("ordinal", descending=True).over("traffic_source_id")
+                <= 100
+            )
         )
-        # only the destination and endpoint matter for them: the latest 100 postbacks per source suffice
-        others = others.sort("postback_time").group_by("traffic_source_id").tail(100).collect()
+        others = enrich_postbacks(store, latest).collect()
         postbacks = pl.concat([postbacks, others.select(postbacks.columns)]).unique(
             subset=["postback_id"], keep="first", maintain_order=True
         )

@@ -28,10 +28,19 @@ Rules, in order (the first that applies is the conversion's reason):
 ``accepted`` (a postback of the same click id and ct succeeded),
 ``duplicate``, ``already_recovered`` (in the recovery ledger),
 ``error_not_recoverable`` (an attempt failed with a kind that is neither
-retryable nor fixable), ``no_destination``, ``no_postback_url`` (S2S never
-posted: no URL to fire), ``no_click_id``, ``unfillable_macro`` (S2S URL keeps a
-macro no stored value fills), ``outside_window`` (the platform's upload window at
-``now``, :data:`WINDOWS`).
+retryable nor fixable), ``no_destination``, ``outside_window`` for a conversion
+after ``now``, then per destination: S2S ``no_postback_url`` (never posted: no URL
+to fire), ``no_click_id`` (an empty click-id parameter and no stored click id),
+``unfillable_macro`` (a macro no stored value fills); ad platforms ``no_click_id``
+and ``outside_window`` (the platform's upload window at ``now``, :data:`WINDOWS`).
+
+The destination is the platform of the conversion's failed postbacks (URL host or
+integration name); for a conversion never posted, the platform most postbacks of its
+traffic source go to; else an ad platform named by the visit (a click-id parameter in
+a tracking field or the referrer, or the referrer's host). The platform's click id
+comes from the failed postback URL's query, else the visit's external id (what the
+traffic source passed), else a tracking field or the referrer holding
+``gclid=`` / ``fbclid=`` / ``ttclid=`` / ``msclkid=``.
 
 >>> platform_of("https://graph.facebook.com/v21.0/1/events?access_token=x", None)
 'meta'
@@ -87,7 +96,8 @@ WINDOWS: Final[dict[str, tuple[str, timedelta, str]]] = {
     # TikTok's Events API page found no longer limit than Meta's for web events; 7 days is kept as the
     # conservative window. https://ads.tiktok.com/help/article/events-api
     "tiktok": ("event", timedelta(days=7), "https://ads.tiktok.com/help/article/events-api"),
-    # Offline conversions for a Microsoft Click ID up to 90 days after the click.
+    # Offline conversions are matched to a Microsoft Click ID within the goal's conversion window, 90 days at
+    # most; the pages found do not state a separate upload limit, so Google's 90 days from the click is kept.
     # https://learn.microsoft.com/en-us/advertising/campaign-management-service/offlineconversion?view=bingads-13
     "microsoft": (
         "click",
