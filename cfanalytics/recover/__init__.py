@@ -140,7 +140,7 @@ def recover(
                 "conversions": rows.height,
                 "payout": _payout(rows),
                 "holds_secrets": dest == "s2s",
-                "mode": oct(mode),
+                "mode": f"{mode:04o}",
                 **({"window": _window_text(dest)} if dest in WINDOWS else {}),
             }
             for r in rows.iter_rows(named=True):
