@@ -195,6 +195,9 @@ def test_hand_made_store_worked_numbers(hand_made, tmp_path):
     visit_ms = int(datetime(2026, 11, 18, 10, tzinfo=UTC).timestamp() * 1000)
     assert meta_ev["user_data"]["fbc"] == f"fb.1.{visit_ms}.IwAR_M1"
     assert meta_ev["custom_data"] == {"value": 38.0, "currency": "EUR"}
+    # the store masks IPs in its outputs (the default): no IP goes out; the user agent does
+    assert meta_ev["user_data"]["client_user_agent"] == "Mozilla/5.0 test"
+    assert "client_ip_address" not in meta_ev["user_data"]
     assert meta_ev["event_time"] == int(datetime(2026, 11, 18, 10, 30, tzinfo=UTC).timestamp())
     (tt_ev,) = _events(out / "tiktok_events.json", now=NOW, kind="tiktok")
     assert tt_ev["user"]["ttclid"] == "E.C.P.T1"
@@ -229,6 +232,14 @@ def test_second_run_adds_nothing_and_out_is_not_overwritten(hand_made, tmp_path)
     assert sorted(p.name for p in (tmp_path / "b").iterdir()) == ["excluded.csv", "manifest.json"]
     with pytest.raises(UsageError, match="already holds a recovery run"):
         recover(hand_made, now=NOW, out=tmp_path / "a")
+
+
+def test_ip_goes_out_only_when_the_store_keeps_and_shows_it_raw(hand_made, tmp_path):
+    hand_made.set_privacy(mask_ips=False)
+    recover(hand_made, now=NOW, out=tmp_path / "out")
+    (meta_ev,) = _events(tmp_path / "out" / "meta_capi_events.json", now=NOW, kind="meta")
+    (tt_ev,) = _events(tmp_path / "out" / "tiktok_events.json", now=NOW, kind="tiktok")
+    assert meta_ev["user_data"]["client_ip_address"] == tt_ev["user"]["ip"] == "203.0.113.9"
 
 
 def test_windows_move_with_now(hand_made, tmp_path):

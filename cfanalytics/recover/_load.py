@@ -2,7 +2,9 @@
 
 Gap rows come from :func:`cfanalytics.diagnose.conversion_gaps` (conversions in the
 range); postbacks and visits are read for those conversions' click ids only, whatever
-their time (a postback accepted after the range still counts).
+their time (a postback accepted after the range still counts). The visits' IP
+addresses are read only when the store keeps them raw and its outputs are not masked
+(``cfanalytics config --mask-ips off``): otherwise the files carry no IP.
 """
 
 from __future__ import annotations
@@ -49,6 +51,9 @@ def load(store: LogStore, where: LogFilter | None = None) -> tuple[pl.DataFrame,
         )
     vis = store.scan("visits")
     vcols = vis.collect_schema().names()
+    # the visitor's IP goes to the platforms only from a store that keeps raw IPs and does not mask its outputs
+    if store.store_ips != "raw" or store.mask_ips:
+        vcols = [c for c in vcols if c != "ip"]
     wanted = [c for c in _VISIT if c in vcols] + sorted(c for c in vcols if c.startswith("tracking_field"))
     visits = vis.select(wanted).join(keys, on="click_id", how="semi").collect()
     return gaps, postbacks, visits

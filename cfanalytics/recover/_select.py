@@ -454,7 +454,7 @@ def _decide(
         "endpoint": None,
         "pixel": None,
         "user_agent": (visit or {}).get("user_agent"),
-        "ip": (visit or {}).get("ip"),
+        "ip": _ip((visit or {}).get("ip")),
         "reason": None,
         "detail": None,
     }
@@ -499,6 +499,16 @@ def _decide(
     if now - ref > longest:
         return leave("outside_window", f"{basis} older than {longest.days} days at --now")
     return row
+
+
+def _ip(value: Any) -> str | None:
+    """``value`` if it is an IP address (a hashed or garbled one is not sent)."""
+    import ipaddress
+
+    try:
+        return str(ipaddress.ip_address(value)) if isinstance(value, str) else None
+    except ValueError:
+        return None
 
 
 def _blocking_kind(att: _Attempts) -> str | None:
