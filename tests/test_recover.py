@@ -369,6 +369,15 @@ def test_sample_never_includes_an_accepted_conversion_and_accounts_for_every_can
     m = result.manifest
     assert m["candidates"] == candidates == m["included"] + sum(e["conversions"] for e in m["excluded"].values())
     assert len(set(keys)) == len(keys)
+    # the money at stake (duplicates aside) is what was recovered plus what was left out for a reason
+    from cfanalytics.diagnose.at_stake import at_stake
+
+    stake = at_stake(cf.diagnose.conversion_gaps(store), currency="USD")
+    accounted = m["included_payout"]["USD"] + sum(
+        e["payout"]["USD"] for reason, e in m["excluded"].items() if reason != "duplicate"
+    )
+    assert stake["payout"].to_list() == [pytest.approx(accounted)]
+    assert stake["conversions"].to_list() == [m["candidates"] - m["excluded"]["duplicate"]["conversions"]]
 
 
 def test_cli_recover_json_then_second_run(tmp_path):
