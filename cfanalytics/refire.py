@@ -12,10 +12,15 @@ send. With ``send=True`` it sends each URL with ``GET`` (the standard library's
   half random), then recorded ``failed``;
 - any other 4xx is ``rejected`` at once (sending it again would get the same answer).
 
-Every attempt and its answer goes into ``refire_ledger.json`` in the store folder,
-rewritten atomically after each postback (under an exclusive lock of its own, so two
-runs never fire the same postback); a postback the ledger shows ``accepted`` is never
-sent again. The ledger, every printed line and every error hold redacted URLs only.
+Every attempt is journalled in ``refire_ledger.jsonl`` in the store folder (mode 0600,
+under an exclusive lock of its own, so two runs never fire the same postback): a
+``sending`` line is appended and flushed to disk *before* each request, its ``answer``
+line after it. A postback the ledger shows ``accepted`` is never sent again; nor is
+one whose last ``sending`` line has no answer (a run was killed mid-request, so the
+platform may have accepted it): it is reported as ``unknown`` until its lines are
+removed from the ledger by hand. The journal is append-only (a crash can only cut its
+last line, which is then ignored). The ledger, every printed line and every error hold
+redacted URLs only.
 
 >>> import tempfile, cfanalytics as cf
 >>> from pathlib import Path
@@ -44,7 +49,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from cfanalytics.exceptions import InputError, StoreBusyError, StoreError
-from cfanalytics.recover._files import write_json_atomic
 from cfanalytics.redaction import redact
 
 if TYPE_CHECKING:
@@ -52,9 +56,8 @@ if TYPE_CHECKING:
 
 __all__ = ["LEDGER_FILE", "RefireResult", "refire", "run_refire"]
 
-LEDGER_FILE: Final = "refire_ledger.json"
+LEDGER_FILE: Final = "refire_ledger.jsonl"
 _LOCK_FILE: Final = ".refire.lock"
-VERSION: Final = 1
 USER_AGENT: Final = "cfanalytics-refire/1"
 _MAX_ERROR_CHARS: Final = 300
 
@@ -68,6 +71,7 @@ class RefireResult:
     failed: int = 0
     rejected: int = 0
     skipped: int = 0
+    unknown: int = 0
     attempts: int = 0
     lines: list[str] = field(default_factory=list)
 
@@ -121,18 +125,61 @@ def _exclusive(folder: Path) -> Iterator[None]:
 
 
 def read_ledger(folder: Path) -> dict[str, dict[str, Any]]:
-    """The refire ledger's postbacks by key (empty when none yet)."""
+    """The postbacks of the refire ledger by key: ``state`` (``accepted``, ``rejected``, ``failed``,
+    ``unknown``), ``url`` (redacted), ``attempts`` (``at``, ``status``, ``error``, ``seconds``),
+    ``accepted_at``. Empty when there is no ledger yet."""
     path = Path(folder) / LEDGER_FILE
     if not path.exists():
         return {}
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-        entries = doc["postbacks"]
-        if doc.get("version") != VERSION or not isinstance(entries, dict):
-            raise ValueError("unexpected layout")
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise StoreError(f"{path}: unreadable refire ledger ({exc}); move it aside to start a new one") from None
-    return entries
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise StoreError(f"{path}: unreadable refire ledger ({exc.strerror or exc})") from None
+    out: dict[str, dict[str, Any]] = {}
+    for n, line in enumerate(lines, 1):
+        try:
+            rec = json.loads(line)
+            key, event = rec["key"], rec["event"]
+        except (ValueError, KeyError, TypeError):
+            if n == len(lines):  # a crash cut the last line: its request is 'sending' at most
+                break
+            raise StoreError(f"{path}: line {n} is not a ledger record; move the file aside to start anew") from None
+        entry = out.setdefault(key, {"url": rec.get("url"), "state": "pending", "attempts": []})
+        if event == "sending":
+            entry["attempts"].append({"at": rec["at"], "status": None, "error": None, "seconds": None})
+            entry["state"] = "unknown"
+        elif event == "answer" and entry["attempts"]:
+            entry["attempts"][-1].update(status=rec["status"], error=rec["error"], seconds=rec["seconds"])
+            entry["state"] = rec["state"]
+            if rec["state"] == "accepted":
+                entry["accepted_at"] = entry["attempts"][-1]["at"]
+    return out
+
+
+def _repair(folder: Path) -> None:
+    """Cut a torn last line left by a crash, so appends start on a line of their own.
+
+    A torn ``sending`` line means the request had not started (it is sent after the line is
+    on disk); a torn ``answer`` line leaves its ``sending`` line without answer: ``unknown``.
+    """
+    path = folder / LEDGER_FILE
+    if not path.exists():
+        return
+    data = path.read_bytes()
+    if data and not data.endswith(b"\n"):
+        with path.open("r+b") as fh:
+            fh.truncate(data.rfind(b"\n") + 1)
+            os.fsync(fh.fileno())
+
+
+def _append(folder: Path, record: dict[str, Any]) -> None:
+    """Append one record to the journal and flush it to disk before going on."""
+    fd = os.open(folder / LEDGER_FILE, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    try:
+        os.write(fd, (json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8"))
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _now() -> str:
@@ -191,82 +238,89 @@ def refire(
 
     folder = store.path
     with _exclusive(folder):
+        if send:
+            _repair(folder)
         ledger = read_ledger(folder)
         last_sent = [float("-inf")]
         for key, url in postbacks:
             shown = redact(url)
             entry = ledger.get(key)
-            if entry is not None and entry.get("state") == "accepted":
+            if entry is not None and entry["state"] == "accepted":
                 result.skipped += 1
                 say(f"skip (accepted {entry.get('accepted_at')}): {shown}")
+                continue
+            if entry is not None and entry["state"] == "unknown":
+                result.unknown += 1
+                say(f"skip (outcome unknown: a run stopped mid-request; check, then edit {LEDGER_FILE}): {shown}")
                 continue
             if not send:
                 result.would_send += 1
                 say(f"would send: GET {shown}")
                 continue
-            entry = ledger.setdefault(key, {"url": shown, "state": "pending", "attempts": []})
-            entry["url"] = shown
-            state = _fire(
+            state, answers = _fire(
                 url,
-                entry,
-                rate=rate,
+                journal=lambda rec, key=key, shown=shown: _append(folder, {"key": key, "url": shown, **rec}),
                 timeout=timeout,
                 retries=retries,
                 backoff=backoff,
                 sleep=sleep,
                 rng=rng,
-                last_sent=last_sent,
+                pace=lambda: _pace(last_sent, rate, sleep),
             )
-            result.attempts += len(entry["attempts"]) - entry.get("_before", 0)
-            entry.pop("_before", None)
+            result.attempts += len(answers)
             setattr(result, state, getattr(result, state) + 1)
-            last = entry["attempts"][-1]
+            last = answers[-1]
             answer = last["status"] if last["status"] is not None else last["error"]
-            say(f"{state} ({answer}, {len(entry['attempts'])} attempt(s) in all): {shown}")
-            write_json_atomic(folder / LEDGER_FILE, {"version": VERSION, "postbacks": ledger}, mode=0o600)
+            say(f"{state} ({answer}, {len(answers)} attempt(s)): {shown}")
     return result
+
+
+def _pace(last_sent: list[float], rate: float, sleep: Callable[[float], None]) -> None:
+    """Wait until ``1 / rate`` seconds have passed since the previous request."""
+    wait = last_sent[0] + 1 / rate - time.monotonic()
+    if wait > 0:
+        sleep(wait)
+    last_sent[0] = time.monotonic()
 
 
 def _fire(
     url: str,
-    entry: dict[str, Any],
     *,
-    rate: float,
+    journal: Callable[[dict[str, Any]], None],
     timeout: float,
     retries: int,
     backoff: float,
     sleep: Callable[[float], None],
     rng: random.Random,
-    last_sent: list[float],
-) -> str:
-    """Send ``url`` until accepted, rejected or out of retries; append each attempt to ``entry``."""
-    entry["_before"] = len(entry["attempts"])
+    pace: Callable[[], None],
+) -> tuple[str, list[dict[str, Any]]]:
+    """Send ``url`` until accepted, rejected or out of retries, journalling each attempt before and after."""
+    answers: list[dict[str, Any]] = []
+    state = "failed"
     for n in range(retries + 1):
         if n:
             delay = backoff * 2 ** (n - 1)
             sleep(delay / 2 + rng.uniform(0, delay / 2))
-        wait = last_sent[0] + 1 / rate - time.monotonic()
-        if wait > 0:
-            sleep(wait)
-        last_sent[0] = time.monotonic()
+        pace()
+        journal({"event": "sending", "at": _now()})
         started = time.monotonic()
         status, error = _send_once(url, timeout)
-        entry["attempts"].append(
-            {
-                "at": _now(),
-                "status": status,
-                "error": redact(error)[:_MAX_ERROR_CHARS] if error else None,
-                "seconds": round(time.monotonic() - started, 3),
-            }
-        )
         if status is not None and 200 <= status < 300:
-            entry["state"], entry["accepted_at"] = "accepted", entry["attempts"][-1]["at"]
-            return "accepted"
-        if not _retryable(status):
-            entry["state"] = "rejected"
-            return "rejected"
-    entry["state"] = "failed"
-    return "failed"
+            state = "accepted"
+        elif not _retryable(status):
+            state = "rejected"
+        else:
+            state = "failed" if n == retries else "retry"
+        answer = {
+            "status": status,
+            "error": redact(error)[:_MAX_ERROR_CHARS] if error else None,
+            "seconds": round(time.monotonic() - started, 3),
+        }
+        journal({"event": "answer", "state": state, **answer})
+        answers.append(answer)
+        if state != "retry":
+            return state, answers
+    return state, answers
 
 
 def run_refire(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import stat
 import threading
 import time
 from collections import defaultdict
@@ -14,7 +15,7 @@ import pytest
 
 import cfanalytics as cf
 from cfanalytics.exceptions import InputError
-from cfanalytics.refire import LEDGER_FILE, refire, run_refire
+from cfanalytics.refire import LEDGER_FILE, read_ledger, refire, run_refire
 
 SECRET = "SUPERSECRETTOKEN42"
 HANG_SECONDS = 1.5  # the server holds a hanging request this long at most, then closes it
@@ -119,7 +120,7 @@ def test_send_records_answers_retries_with_backoff_and_never_resends_accepted(se
     gaps = [b - a for a, b in zip(server.hits["/down"], server.hits["/down"][1:], strict=False)]
     assert gaps[0] >= 0.02
     assert gaps[1] >= 0.04
-    ledger = json.loads((store.path / LEDGER_FILE).read_text())["postbacks"]
+    ledger = read_ledger(store.path)
     assert {k: e["state"] for k, e in ledger.items()} == {
         "ok": "accepted",
         "gone": "rejected",
@@ -135,7 +136,8 @@ def test_send_records_answers_retries_with_backoff_and_never_resends_accepted(se
     assert again.skipped == 1
     assert len(server.hits["/ok"]) == 1
     assert len(server.hits["/down"]) == 4
-    assert len(json.loads((store.path / LEDGER_FILE).read_text())["postbacks"]["down"]["attempts"]) == 4
+    assert len(read_ledger(store.path)["down"]["attempts"]) == 4
+    assert stat.S_IMODE((store.path / LEDGER_FILE).stat().st_mode) == 0o600
     # no secret anywhere
     for text in ("\n".join(lines), "\n".join(again.lines), (store.path / LEDGER_FILE).read_text()):
         assert SECRET not in text
@@ -164,6 +166,20 @@ def test_cli_json_exit_code_and_redaction(server, store, tmp_path):
     assert "skip (accepted" in dry.stdout
     assert "would send" in dry.stdout
     assert SECRET not in dry.stdout
+
+
+def test_a_postback_cut_off_mid_request_is_never_sent_again(server, store, tmp_path):
+    f = _file(tmp_path, [("cut", server.url("/ok", 1)), ("fresh", server.url("/ok", 2))])
+    # a run killed after announcing the request: the platform may have accepted it; and a torn last line
+    (store.path / LEDGER_FILE).write_text(
+        json.dumps({"key": "cut", "url": "https://…", "event": "sending", "at": "2026-11-20T05:00:00Z"})
+        + '\n{"key": "fresh", "event": "send'
+    )
+    result = refire(store, f, send=True, rate=50, timeout=1)
+    assert (result.unknown, result.accepted) == (1, 1)
+    assert len(server.hits["/ok"]) == 1
+    assert read_ledger(store.path)["cut"]["state"] == "unknown"
+    assert any(line.startswith("skip (outcome unknown") for line in result.lines)
 
 
 def test_bad_file_is_a_one_line_error(store, tmp_path):
