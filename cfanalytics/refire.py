@@ -77,9 +77,8 @@ class RefireResult:
 
     def as_dict(self) -> dict[str, Any]:
         """The counts and lines, for ``--json``."""
-        return {
-            k: getattr(self, k) for k in ("would_send", "accepted", "failed", "rejected", "skipped", "attempts")
-        } | {"postbacks": self.lines}
+        names = ("would_send", "accepted", "failed", "rejected", "skipped", "unknown", "attempts")
+        return {k: getattr(self, k) for k in names} | {"postbacks": self.lines}
 
 
 def read_postbacks(path: Path) -> list[tuple[str, str]]:
