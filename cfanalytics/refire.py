@@ -332,7 +332,8 @@ def run_refire(
     retries: int = 3,
     as_json: bool = False,
 ) -> int:
-    """Body of ``cfanalytics refire``: lines as they happen (or one JSON document), exit 0 / 1 if any failed."""
+    """Body of ``cfanalytics refire``: lines as they happen (or one JSON document); exit 1 when a postback
+    failed, was rejected or has an unknown outcome, else 0."""
     from cfanalytics.store import LogStore
 
     store = LogStore(store_dir, create=False)
@@ -345,4 +346,4 @@ def run_refire(
         counts = result.as_dict()
         counts.pop("postbacks")
         print(", ".join(f"{k} {v}" for k, v in counts.items()))
-    return 1 if (result.failed or result.rejected) else 0
+    return 1 if (result.failed or result.rejected or result.unknown) else 0

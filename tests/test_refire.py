@@ -26,12 +26,14 @@ class _Server:
 
     def __init__(self) -> None:
         self.hits: dict[str, list[float]] = defaultdict(list)
-        hits = self.hits
+        self.queries: list[str] = []
+        hits, queries = self.hits, self.queries
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
-                path = self.path.split("?", 1)[0]
+                path, _, query = self.path.partition("?")
                 hits[path].append(time.monotonic())
+                queries.append(query)
                 if path == "/hang":
                     time.sleep(HANG_SECONDS)
                     return
@@ -180,6 +182,33 @@ def test_a_postback_cut_off_mid_request_is_never_sent_again(server, store, tmp_p
     assert len(server.hits["/ok"]) == 1
     assert read_ledger(store.path)["cut"]["state"] == "unknown"
     assert any(line.startswith("skip (outcome unknown") for line in result.lines)
+
+
+def test_recover_then_refire_fires_the_real_url_with_the_macro_filled(server, store, tmp_path):
+    import polars as pl
+
+    from cfanalytics.recover import recover
+
+    click = "00000000-0000-4000-8000-000000000001"
+    template = f"{server.base}/ok?visitor_id={{clickid}}&payout={{payout}}&token={SECRET}"
+    rows = {
+        "visits": {"Click ID": click, "Visit Time": "2026-11-19 05:00", "Campaign ID": "c1",
+                   "Traffic Source ID": "ts1", "External ID": "vis1"},
+        "conversions": {"Click ID": click, "Conversion Time": "2026-11-19 05:05", "Payout": "2.5",
+                        "Custom Conversion (ct)": "lead", "Traffic Source ID": "ts1"},
+        "postbacks": {"Postback ID": "pb1", "Click ID": click, "Postback Time": "2026-11-19 05:06", "Is Error": "1",
+                      "Error Message": "Invalid click id", "Status Code": "400", "Postback URL": template,
+                      "Custom Conversion (ct)": "lead", "Traffic Source ID": "ts1"},
+    }  # fmt: skip
+    for kind, row in rows.items():
+        assert store.ingest_frame(pl.DataFrame([row]), kind=kind, name=kind).ok
+    out = tmp_path / "recovery"
+    recover(store, now="2026-11-20T00:00:00Z", out=out)
+    result = refire(store, out / "s2s_postbacks.jsonl", send=True, rate=50, timeout=2)
+    assert result.accepted == 1
+    # the server got the real URL: macros filled from the stored click, the token intact
+    assert server.queries == [f"visitor_id=vis1&payout=2.50&token={SECRET}"]
+    assert all(SECRET not in line for line in result.lines)
 
 
 def test_bad_file_is_a_one_line_error(store, tmp_path):
