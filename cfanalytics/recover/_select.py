@@ -119,6 +119,10 @@ REASONS: Final = (
 )
 
 _MACRO = re.compile(MACRO_PATTERN)
+# one macro at a time, for filling: {name}, {{name}}, =[NAME] or /[NAME], %7Bname%7D (also doubled)
+_ONE_MACRO = re.compile(
+    r"\{\{?\s*[A-Za-z_][\w.\-]*\s*\}\}?|(?<=[=/])\[[A-Za-z_]+\]|%7[Bb](?:%7[Bb])?[A-Za-z_][\w.\-]*%7[Dd](?:%7[Dd])?"
+)
 _HOSTS: Final = (
     ("facebook.com", "meta"),
     ("facebook.net", "meta"),
@@ -327,6 +331,9 @@ def fill_url(url: str, values: Mapping[str, Any]) -> tuple[str, list[str]]:
     ('https://ts.example/pb?visitor_id=v1&p=2.50&x={foo}', ['{foo}'])
     >>> fill_url("https://ts.example/pb?cid=&p=1", {"ts_click_id": "v1"})[0]
     'https://ts.example/pb?cid=v1&p=1'
+    >>> url = "https://ts.example/pb?s=%7Bsubid%7D&t=[TXID]&r=%7Brevenue%7D"
+    >>> fill_url(url, {"ts_click_id": "v", "txid": "T", "payout": 0.125})
+    ('https://ts.example/pb?s=v&t=T&r=0.125', [])
     """
     from urllib.parse import quote
 
@@ -334,7 +341,9 @@ def fill_url(url: str, values: Mapping[str, Any]) -> tuple[str, list[str]]:
         v = values.get(source)
         if v is None or v == "":
             return None
-        return f"{v:.2f}" if isinstance(v, float) else str(v)
+        if isinstance(v, float):
+            return f"{v:.2f}" if round(v, 2) == v else repr(v)
+        return str(v)
 
     left: list[str] = []
 
@@ -347,7 +356,7 @@ def fill_url(url: str, values: Mapping[str, Any]) -> tuple[str, list[str]]:
             return m.group(0)
         return quote(filled, safe="")
 
-    filled = _MACRO.sub(macro, url)
+    filled = _ONE_MACRO.sub(macro, url)
 
     def empty_param(m: re.Match[str]) -> str:
         if _norm(m.group(2)) not in _CLICK_PARAMS:
