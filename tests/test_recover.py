@@ -253,6 +253,11 @@ def test_windows_move_with_now(hand_made, tmp_path):
     assert later["excluded"]["outside_window"]["conversions"] == 4
 
 
+_NO_VISITS = pl.DataFrame(
+    schema={"click_id": pl.String, "visit_time": pl.Datetime("us", "UTC"), "external_id": pl.String}
+)
+
+
 def test_select_leaves_out_what_a_later_postback_accepted():
     t = datetime(2026, 11, 19, tzinfo=UTC)
     conv = pl.DataFrame(
@@ -275,6 +280,28 @@ def test_select_leaves_out_what_a_later_postback_accepted():
     assert out.select("click_id", "reason", "currency").rows() == [
         ("a", "accepted", "USD"),
         ("b", "error_not_recoverable", "USD"),
+    ]
+
+
+def test_select_takes_platform_and_retryable_columns_when_given():
+    t = datetime(2026, 11, 19, tzinfo=UTC)
+    conv = pl.DataFrame(
+        {"click_id": ["a", "b"], "conversion_time": [t, t], "ct": [None, None], "txid": [None, None],
+         "payout": [1.0, 2.0], "currency": ["USD", "USD"], "traffic_source_id": ["x", "y"],
+         "gap": ["posted_failed", "posted_failed"], "duplicate": [False, False]}
+    )  # fmt: skip
+    pb = pl.DataFrame(
+        {"click_id": ["a", "b"], "ct": [None, None], "postback_time": [t, t], "is_error": [True, True],
+         "postback_url": ["https://relay.example/pb?gclid=Cj0A", "https://relay.example/pb?cid=v2"],
+         "error_kind": ["other", "bad_request"], "traffic_source_id": ["x", "y"],
+         "retryable": [True, False], "platform": ["Google Ads", "propellerads"]}
+    )  # fmt: skip
+    visits = _NO_VISITS
+    out = select(conv, pb, visits, now=t + timedelta(days=1))
+    # a: the relay is Google Ads by the given platform, retryable by the given flag; b: not retryable
+    assert out.select("click_id", "destination", "platform_click_id", "reason").rows() == [
+        ("a", "google_ads", "Cj0A", None),
+        ("b", None, None, "error_not_recoverable"),
     ]
 
 

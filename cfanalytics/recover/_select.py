@@ -174,6 +174,19 @@ def platform_of(url: str | None, integration_name: str | None) -> str:
     return "s2s"
 
 
+def destination_of(platform: Any) -> str:
+    """A ``platform`` value from elsewhere (``"Google Ads"``, ``"facebook"``, ``"bing"``…) as a destination here.
+
+    >>> destination_of("Google Ads"), destination_of("facebook"), destination_of("propellerads")
+    ('google_ads', 'meta', 's2s')
+    """
+    name = _norm(str(platform or ""))
+    for word, dest in _NAMES:
+        if word in name:
+            return dest
+    return "s2s"
+
+
 def conversion_key(click_id: Any, ct: Any, txid: Any) -> str:
     """A conversion's identity across runs: click id, ct and txid (``""`` = null), as duplicates are counted.
 
@@ -227,7 +240,7 @@ def _attempts(postbacks: pl.DataFrame) -> dict[tuple[str, str], _Attempts]:
         failed = [r for r in group if r["is_error"] is not False]
         last = failed[-1] if failed else group[-1]
         if "platform" in cols and last.get("platform"):
-            platform = str(last["platform"])
+            platform = destination_of(last["platform"])
         else:
             platform = platform_of(last.get("postback_url"), last.get("integration_name"))
         out[key] = _Attempts(
@@ -251,8 +264,8 @@ def _source_platforms(postbacks: pl.DataFrame) -> tuple[dict[str, str], dict[str
         ts = row.get("traffic_source_id")
         if ts is None:
             continue
-        platform = row.get("platform") if has_platform and row.get("platform") else None
-        platform = platform or platform_of(row.get("postback_url"), row.get("integration_name"))
+        given = row.get("platform") if has_platform else None
+        platform = destination_of(given) if given else platform_of(row.get("postback_url"), row.get("integration_name"))
         counts.setdefault(ts, Counter())[platform] += 1
         if row.get("postback_url"):
             latest[(ts, platform)] = row["postback_url"]
