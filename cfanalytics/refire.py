@@ -9,7 +9,8 @@ send. With ``send=True`` it sends each URL with ``GET`` (the standard library's
 - a 2xx answer is ``accepted``;
 - a 429, a 5xx, a time-out or a connection error is retried up to ``retries`` times
   after an exponential back-off with jitter (``backoff`` × 2ⁿ seconds, its second
-  half random), then recorded ``failed``;
+  half random; longer when a ``Retry-After`` header asks for it, up to a minute),
+  then recorded ``failed``;
 - any other 4xx is ``rejected`` at once (sending it again would get the same answer).
 
 Every attempt is journalled in ``refire_ledger.jsonl`` in the store folder (mode 0600,
@@ -60,6 +61,8 @@ LEDGER_FILE: Final = "refire_ledger.jsonl"
 _LOCK_FILE: Final = ".refire.lock"
 USER_AGENT: Final = "cfanalytics-refire/1"
 _MAX_ERROR_CHARS: Final = 300
+#: Longest wait a ``Retry-After`` header can impose, in seconds.
+MAX_RETRY_AFTER: Final = 60.0
 
 
 @dataclass
@@ -185,24 +188,33 @@ def _now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def _send_once(url: str, timeout: float) -> tuple[int | None, str | None]:
-    """One GET: ``(status, None)`` for an HTTP answer, ``(None, error)`` for no answer."""
+def _send_once(url: str, timeout: float) -> tuple[int | None, str | None, float | None]:
+    """One GET: ``(status, None, retry_after)`` for an HTTP answer, ``(None, error, None)`` for no answer.
+
+    ``retry_after`` is the seconds of a ``Retry-After`` header on a 429 or 503 (capped at
+    :data:`MAX_RETRY_AFTER`), else None.
+    """
     request = urllib.request.Request(url, method="GET", headers={"User-Agent": USER_AGENT})
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             response.read(65536)
-            return int(response.status), None
+            return int(response.status), None, None
     except urllib.error.HTTPError as exc:
-        return int(exc.code), None
+        wait = None
+        header = exc.headers.get("Retry-After") if exc.headers else None
+        if exc.code in (429, 503) and header and header.strip().isdigit():
+            wait = min(float(header.strip()), MAX_RETRY_AFTER)
+        exc.close()
+        return int(exc.code), None, wait
     except TimeoutError:
-        return None, f"timed out after {timeout:g} s"
+        return None, f"timed out after {timeout:g} s", None
     except urllib.error.URLError as exc:
         reason = exc.reason
         if isinstance(reason, TimeoutError):
-            return None, f"timed out after {timeout:g} s"
-        return None, f"no connection: {reason}"
+            return None, f"timed out after {timeout:g} s", None
+        return None, f"no connection: {reason}", None
     except (OSError, ValueError) as exc:
-        return None, f"no answer: {exc}"
+        return None, f"no answer: {exc}", None
 
 
 def _retryable(status: int | None) -> bool:
@@ -296,14 +308,15 @@ def _fire(
     """Send ``url`` until accepted, rejected or out of retries, journalling each attempt before and after."""
     answers: list[dict[str, Any]] = []
     state = "failed"
+    asked: float | None = None
     for n in range(retries + 1):
         if n:
             delay = backoff * 2 ** (n - 1)
-            sleep(delay / 2 + rng.uniform(0, delay / 2))
+            sleep(max(delay / 2 + rng.uniform(0, delay / 2), asked or 0.0))
         pace()
         journal({"event": "sending", "at": _now()})
         started = time.monotonic()
-        status, error = _send_once(url, timeout)
+        status, error, asked = _send_once(url, timeout)
         if status is not None and 200 <= status < 300:
             state = "accepted"
         elif not _retryable(status):

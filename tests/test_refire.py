@@ -37,8 +37,10 @@ class _Server:
                 if path == "/hang":
                     time.sleep(HANG_SECONDS)
                     return
-                code = {"/ok": 200, "/gone": 404, "/down": 503}.get(path, 400)
+                code = {"/ok": 200, "/gone": 404, "/down": 503, "/busy": 429}.get(path, 400)
                 self.send_response(code)
+                if path == "/busy":
+                    self.send_header("Retry-After", "1")
                 self.send_header("Content-Length", "2")
                 self.end_headers()
                 self.wfile.write(b"ok")
@@ -144,6 +146,15 @@ def test_send_records_answers_retries_with_backoff_and_never_resends_accepted(se
     for text in ("\n".join(lines), "\n".join(again.lines), (store.path / LEDGER_FILE).read_text()):
         assert SECRET not in text
     assert "token=***" in lines[0]
+
+
+def test_retry_after_is_honoured(server, store, tmp_path):
+    f = _file(tmp_path, [("busy", server.url("/busy", 1))])
+    result = refire(store, f, send=True, rate=50, timeout=2, retries=1, backoff=0.01)
+    assert result.failed == 1
+    t = server.hits["/busy"]
+    assert len(t) == 2
+    assert t[1] - t[0] >= 0.95  # Retry-After: 1, not the 0.01 s back-off
 
 
 def test_rate_limit_spaces_requests(server, store, tmp_path):
