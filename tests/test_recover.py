@@ -232,6 +232,8 @@ def test_second_run_adds_nothing_and_out_is_not_overwritten(hand_made, tmp_path)
     assert sorted(p.name for p in (tmp_path / "b").iterdir()) == ["excluded.csv", "manifest.json"]
     with pytest.raises(UsageError, match="already holds a recovery run"):
         recover(hand_made, now=NOW, out=tmp_path / "a")
+    with pytest.raises(UsageError, match="ISO 4217"):
+        recover(hand_made, now=NOW, out=tmp_path / "c", currency="dollars")
 
 
 def test_ip_goes_out_only_when_the_store_keeps_and_shows_it_raw(hand_made, tmp_path):

@@ -119,7 +119,9 @@ def recover(
         raise UsageError(f"{out}: already holds a recovery run ({MANIFEST_FILE}); choose another --out")
     tz = store.timezone or "UTC"
     at = _as_utc(now, tz)
-    currency = currency or store.metadata.get("currency")
+    if currency is not None and not (len(currency) == 3 and currency.isascii() and currency.isalpha()):
+        raise UsageError(f"--currency {currency!r}: expected an ISO 4217 code such as USD")
+    currency = (currency or store.metadata.get("currency") or "").upper() or None
     with store.lock():
         recovered = _ledger.read(store.path)
         conversions, postbacks, visits = load(store, LogFilter(start=start, end=end))

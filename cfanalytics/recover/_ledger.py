@@ -5,7 +5,10 @@ One JSON file in the store folder, ``recovery_ledger.json``:
 "conversion_time"}}}``, the key being the conversion's identity (click id, ct, txid).
 It is read and rewritten under the store's writer lock and replaced atomically, so two
 runs never both claim a conversion and a crash never leaves half a ledger. It holds
-no URL and no secret.
+no URL and no secret. The files are written before the ledger: a crash in between
+leaves files whose conversions a later run writes again, never conversions that are in
+no file; the platforms de-duplicate such a repeat (Meta and TikTok by ``event_id``,
+Google and Microsoft by click id and conversion time) and ``refire`` by its own ledger.
 
 >>> import tempfile
 >>> from pathlib import Path
