@@ -244,6 +244,14 @@ def test_ip_goes_out_only_when_the_store_keeps_and_shows_it_raw(hand_made, tmp_p
     assert meta_ev["user_data"]["client_ip_address"] == tt_ev["user"]["ip"] == "203.0.113.9"
 
 
+def test_range_limits_the_candidates_by_local_conversion_date(hand_made, tmp_path):
+    m = recover(hand_made, start="2026-11-18", end="2026-11-19", now=NOW, out=tmp_path / "out").manifest
+    # m1 (18th); m3, t1, s1 and its duplicate, n1 (19th); s2 was accepted
+    assert m["candidates"] == 6
+    assert m["range"] == {"from": "2026-11-18", "to": "2026-11-19"}
+    assert sorted(m["files"]) == ["meta_capi_events.json", "s2s_postbacks.jsonl", "tiktok_events.json"]
+
+
 def test_windows_move_with_now(hand_made, tmp_path):
     # 8 days later Meta's and TikTok's events are too old; Google's click (Nov 10) still within 90 days
     later = recover(hand_made, now=NOW + timedelta(days=8), out=tmp_path / "later").manifest
