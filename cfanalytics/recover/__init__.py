@@ -200,6 +200,8 @@ def _manifest(
             "Conversion Name (Google, Microsoft) is the ct: rename it to the account's conversion action or goal",
             "s2s_postbacks.jsonl holds the real postback URLs, secrets included (mode 0600): "
             "send it with 'cfanalytics refire', do not share it",
+            "Meta asks website events for event_source_url (the page of the conversion), which the logs do not "
+            "hold: add your landing page's URL to each event if the Events Manager flags it",
         ],
     }
 
