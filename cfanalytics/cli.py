@@ -240,6 +240,7 @@ def _parser() -> argparse.ArgumentParser:
     rcv.add_argument("--now", metavar="TIME", help="time the upload windows are judged at (default: now)")
     rcv.add_argument("--out", required=True, metavar="DIR", help="where the files and manifest.json go")
     rcv.add_argument("--currency", help="currency of conversions that carry none (default: the store's)")
+    rcv.add_argument("--fixed", action="append", default=[], metavar="KIND", help="an error kind fixed since (auth)")
     rcv.add_argument("--json", action="store_true", help="print the manifest as JSON")
 
     rfr = sub.add_parser("refire", help="print, or --send, the S2S postbacks of a recovery file")
@@ -771,9 +772,9 @@ def _cmd_pull(args: argparse.Namespace) -> int:
 def _cmd_recover(args: argparse.Namespace) -> int:
     from cfanalytics.recover import run_recover
 
-    start, end = _date(args.start, "--from"), _date(args.end, "--to")
+    opts = {"now": args.now, "out": args.out, "currency": args.currency, "fixed": args.fixed}
     return run_recover(
-        args.store, start=start, end=end, now=args.now, out=args.out, currency=args.currency, as_json=args.json
+        args.store, start=_date(args.start, "--from"), end=_date(args.end, "--to"), **opts, as_json=args.json
     )
 
 

@@ -244,6 +244,17 @@ def test_ip_goes_out_only_when_the_store_keeps_and_shows_it_raw(hand_made, tmp_p
     assert meta_ev["user_data"]["client_ip_address"] == tt_ev["user"]["ip"] == "203.0.113.9"
 
 
+def test_fixed_kinds_go_to_the_platform_files_only(hand_made, tmp_path):
+    m = recover(hand_made, now=NOW, out=tmp_path / "out", fixed=["auth"]).manifest
+    # m3's expired token is renewed: its Meta event goes out with the current token; nothing else changes
+    assert m["files"]["meta_capi_events.json"]["conversions"] == 2
+    assert m["files"]["meta_capi_events.json"]["payout"] == {"EUR": 47.0}
+    assert "error_not_recoverable" not in m["excluded"]
+    assert m["fixed_kinds"] == ["auth"]
+    with pytest.raises(UsageError, match="not an error kind"):
+        recover(hand_made, now=NOW, out=tmp_path / "other", fixed=["tokens"])
+
+
 def test_range_limits_the_candidates_by_local_conversion_date(hand_made, tmp_path):
     m = recover(hand_made, start="2026-11-18", end="2026-11-19", now=NOW, out=tmp_path / "out").manifest
     # m1 (18th); m3, t1, s1 and its duplicate, n1 (19th); s2 was accepted

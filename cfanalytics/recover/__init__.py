@@ -31,7 +31,7 @@ import csv
 import io
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -40,6 +40,7 @@ from zoneinfo import ZoneInfo
 
 import polars as pl
 
+from cfanalytics.diagnose.error_kinds import ERROR_KINDS
 from cfanalytics.exceptions import UsageError
 from cfanalytics.recover import _ledger, google_ads, meta, microsoft, s2s, tiktok
 from cfanalytics.recover._files import write_atomic, write_json_atomic
@@ -103,13 +104,15 @@ def recover(
     now: datetime | str | None = None,
     out: str | Path,
     currency: str | None = None,
+    fixed: Sequence[str] = (),
 ) -> RecoveryResult:
     """Write the recovery files of conversions in ``[start, end]`` (local dates) into ``out``; see the module doc.
 
     ``now`` (default: the wall clock; naive = the store's time zone) decides the upload
     windows. ``currency`` is the currency of conversions that carry none (default: the
-    store's ``currency`` setting). ``out`` must not hold an earlier run's manifest. The
-    ledger is updated under the store lock, after the files are written.
+    store's ``currency`` setting). ``fixed`` names error kinds whose cause was fixed since
+    (e.g. ``auth`` after renewing a token; see ``select``). ``out`` must not hold an earlier
+    run's manifest. The ledger is updated under the store lock, after the files are written.
     """
     from cfanalytics.filters import LogFilter
     from cfanalytics.recover._load import load
@@ -122,10 +125,13 @@ def recover(
     if currency is not None and not (len(currency) == 3 and currency.isascii() and currency.isalpha()):
         raise UsageError(f"--currency {currency!r}: expected an ISO 4217 code such as USD")
     currency = (currency or store.metadata.get("currency") or "").upper() or None
+    unknown = sorted(set(fixed) - set(ERROR_KINDS))
+    if unknown:
+        raise UsageError(f"--fixed {unknown[0]!r}: not an error kind (one of {', '.join(ERROR_KINDS)})")
     with store.lock():
         recovered = _ledger.read(store.path)
         conversions, postbacks, visits = load(store, LogFilter(start=start, end=end))
-        decisions = select(conversions, postbacks, visits, now=at, recovered=recovered, currency=currency)
+        decisions = select(conversions, postbacks, visits, now=at, recovered=recovered, currency=currency, fixed=fixed)
         result = RecoveryResult(out=out, decisions=decisions)
         included = decisions.filter(pl.col("reason").is_null())
         files: dict[str, dict[str, Any]] = {}
@@ -155,7 +161,7 @@ def recover(
         excluded = decisions.filter(pl.col("reason").is_not_null())
         write_atomic(out / EXCLUDED_FILE, _excluded_csv(excluded))
         result.manifest = _manifest(
-            store, start=start, end=end, at=at, currency=currency, decisions=decisions, files=files
+            store, start=start, end=end, at=at, currency=currency, decisions=decisions, files=files, fixed=fixed
         )
         write_json_atomic(out / MANIFEST_FILE, result.manifest)
         if entries:
@@ -177,6 +183,7 @@ def _manifest(
     currency: str | None,
     decisions: pl.DataFrame,
     files: Mapping[str, Any],
+    fixed: Sequence[str],
 ) -> dict[str, Any]:
     included = decisions.filter(pl.col("reason").is_null())
     reasons: dict[str, Any] = {}
@@ -189,6 +196,7 @@ def _manifest(
         "range": {"from": str(start) if start else None, "to": str(end) if end else None},
         "now": at.strftime("%Y-%m-%dT%H:%M:%SZ"),
         "default_currency": currency,
+        "fixed_kinds": sorted(set(fixed)),
         "candidates": decisions.height,
         "included": included.height,
         "included_payout": _payout(included),
@@ -248,12 +256,14 @@ def run_recover(
     now: str | None,
     out: str,
     currency: str | None = None,
+    fixed: Sequence[str] = (),
     as_json: bool = False,
 ) -> int:
     """Body of ``cfanalytics recover``: run :func:`recover`, print the summary (or the manifest as JSON)."""
     from cfanalytics.store import LogStore
 
-    result = recover(LogStore(store_dir, create=False), start=start, end=end, now=now, out=out, currency=currency)
+    store = LogStore(store_dir, create=False)
+    result = recover(store, start=start, end=end, now=now, out=out, currency=currency, fixed=fixed)
     if as_json:
         print(redact(json.dumps(result.manifest, indent=2, ensure_ascii=False)))
     else:

@@ -391,12 +391,16 @@ def select(
     now: datetime,
     recovered: Collection[str] = (),
     currency: str | None = None,
+    fixed: Collection[str] = (),
 ) -> pl.DataFrame:
     """One row per candidate conversion: ``key``, identity and payout columns, ``destination``,
     ``platform_click_id``, ``url`` (S2S: the real URL to fire), ``reason`` (null = included) and ``detail``.
 
     ``recovered`` holds the keys already in the recovery ledger; ``currency`` is the currency of
     conversions that carry none (null stays null: counted as ``unknown``, never mixed).
+    ``fixed`` names error kinds whose cause has been fixed since (``auth`` once the token is
+    renewed): their conversions go to the ad-platform files, which are sent with the current
+    credentials; S2S URLs would be fired as they were, so those stay left out.
     Sorted by conversion time, key.
     """
     candidates = conversions.filter(pl.col("gap").is_in(["posted_failed", "not_posted"]))
@@ -417,6 +421,7 @@ def select(
                 recovered=recovered,
                 now=now,
                 currency=currency,
+                fixed=frozenset(fixed),
             )
         )
     schema = {
@@ -453,6 +458,7 @@ def _decide(
     recovered: set[str],
     now: datetime,
     currency: str | None,
+    fixed: frozenset[str] = frozenset(),
 ) -> dict[str, Any]:
     ts_platform, ts_url = sources
     key = conversion_key(conv["click_id"], conv.get("ct"), conv.get("txid"))
@@ -494,9 +500,11 @@ def _decide(
     if key in recovered:
         return leave("already_recovered", "in the recovery ledger")
     if att is not None:
-        blocked = _blocking_kind(att)
+        blocked = _blocking_kind(att, fixed)
         if blocked is not None:
             return leave("error_not_recoverable", f"an attempt failed with {blocked}")
+        if att.url_platform == "s2s" and (found := _blocking_kind(att, frozenset())) is not None:
+            return leave("error_not_recoverable", f"an attempt failed with {found} (S2S URLs are fired as they were)")
     platform = att.url_platform if att else ts_platform.get(conv.get("traffic_source_id") or "")
     if platform is None and visit is not None:
         platform = _visit_platform(visit)
@@ -533,15 +541,15 @@ def _ip(value: Any) -> str | None:
         return None
 
 
-def _blocking_kind(att: _Attempts) -> str | None:
-    """The first failed attempt's kind that is neither retryable nor fixable, or None.
+def _blocking_kind(att: _Attempts, fixed: frozenset[str]) -> str | None:
+    """The first failed attempt's kind that is neither retryable nor fixable (nor in ``fixed``), or None.
 
     A ``retryable`` column, when given, decides for retryable kinds; fixable kinds stay fixable.
     """
     for i, kind in enumerate(att.kinds):
         flag = att.retryable[i] if att.retryable else None
         local = RECOVERABLE_KINDS.get(kind or "")
-        if flag is True or local == "fixable" or (flag is None and local == "retryable"):
+        if flag is True or local == "fixable" or (flag is None and local == "retryable") or kind in fixed:
             continue
         return kind or "unknown"
     return None
