@@ -3,9 +3,10 @@
 The offline conversion record carries Microsoft Click Id, Conversion Name, Conversion
 Time, Conversion Value and Conversion Currency
 (https://learn.microsoft.com/en-us/advertising/bulk-service/offline-conversion?view=bingads-13);
-the import file of the web interface has the same ``Parameters:TimeZone=`` row and
-``Microsoft Click ID,Conversion Name,Conversion Time,Conversion Value,Conversion Currency``
-header as Google's. Conversions up to 90 days after the click (``WINDOWS`` in ``_select``).
+the file written has the ``Microsoft Click ID,Conversion Name,Conversion Time,Conversion
+Value,Conversion Currency`` header after a ``Parameters:TimeZone=`` row, mirroring Google's
+template (that row was not found in Microsoft's pages: check it against the template the
+account offers). Conversions up to 90 days after the click (``WINDOWS`` in ``_select``).
 The Conversion Name must be an offline conversion goal of the account.
 
 >>> import polars as pl
