@@ -16,7 +16,8 @@ import cfanalytics as cf
 from cfanalytics.exceptions import UsageError
 from cfanalytics.recover import recover, summary_text
 from cfanalytics.recover._ledger import LEDGER_FILE
-from cfanalytics.recover._select import fill_url, select
+from cfanalytics.recover._macros import fill_url
+from cfanalytics.recover._select import select
 from cfanalytics.sample import generate
 from tests.helpers import run_cli
 

@@ -44,7 +44,8 @@ from cfanalytics.diagnose.error_kinds import ERROR_KINDS
 from cfanalytics.exceptions import UsageError
 from cfanalytics.recover import _ledger, google_ads, meta, microsoft, s2s, tiktok
 from cfanalytics.recover._files import write_atomic, write_json_atomic
-from cfanalytics.recover._select import REASONS, WINDOWS, select
+from cfanalytics.recover._platforms import WINDOWS
+from cfanalytics.recover._select import REASONS, select
 from cfanalytics.redaction import redact
 
 if TYPE_CHECKING:

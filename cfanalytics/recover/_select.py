@@ -32,7 +32,7 @@ retryable nor fixable), ``no_destination``, ``outside_window`` for a conversion
 after ``now``, then per destination: S2S ``no_postback_url`` (never posted: no URL
 to fire), ``no_click_id`` (an empty click-id parameter and no stored click id),
 ``unfillable_macro`` (a macro no stored value fills); ad platforms ``no_click_id``
-and ``outside_window`` (the platform's upload window at ``now``, :data:`WINDOWS`).
+and ``outside_window`` (the platform's upload window at ``now``, ``WINDOWS`` in ``_platforms``).
 
 The destination is the platform of the conversion's failed postbacks (URL host or
 integration name); for a conversion never posted, the platform most postbacks of its
@@ -50,26 +50,24 @@ traffic source passed), else a tracking field or the referrer holding
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, Final
-from urllib.parse import parse_qsl, urlsplit
 
 import polars as pl
 
-from cfanalytics.normalize import MACRO_PATTERN
-
-#: Ad-platform destinations, each with the query parameter naming its click id.
-CLICK_PARAM: Final[dict[str, str]] = {
-    "google_ads": "gclid",
-    "meta": "fbclid",
-    "tiktok": "ttclid",
-    "microsoft": "msclkid",
-}
-DESTINATIONS: Final = ("google_ads", "meta", "tiktok", "microsoft", "s2s")
+from cfanalytics.recover._macros import fill_url
+from cfanalytics.recover._platforms import (
+    CLICK_PARAM,
+    WINDOWS,
+    destination_of,
+    endpoint_of,
+    platform_of,
+    query_of,
+    usable_click_id,
+)
 
 #: error_kind → how it can be recovered, until the error-intelligence columns provide ``retryable``:
 #: a retryable error goes again as it was; a fixable one once the URL (macro, click id) is repaired.
@@ -79,31 +77,6 @@ RECOVERABLE_KINDS: Final[dict[str, str]] = {
     "server_error": "retryable",
     "unreplaced_macro": "fixable",
     "missing_click_id": "fixable",
-}
-
-#: Upload window per platform: (reference time, longest age at upload, where the rule is documented).
-WINDOWS: Final[dict[str, tuple[str, timedelta, str]]] = {
-    # Offline click conversions are accepted up to 90 days after the click (the click-through window).
-    # https://support.google.com/google-ads/answer/7014069 ; https://support.google.com/google-ads/answer/13321563
-    "google_ads": ("click", timedelta(days=90), "https://support.google.com/google-ads/answer/7014069"),
-    # event_time "can be up to 7 days before you send an event"; older fails the whole request.
-    # https://developers.facebook.com/docs/marketing-api/conversions-api/parameters/server-event/
-    "meta": (
-        "event",
-        timedelta(days=7),
-        "https://developers.facebook.com/docs/marketing-api/conversions-api/parameters/server-event/",
-    ),
-    # TikTok's Events API page found no longer limit than Meta's for web events; 7 days is kept as the
-    # conservative window. https://ads.tiktok.com/help/article/events-api
-    "tiktok": ("event", timedelta(days=7), "https://ads.tiktok.com/help/article/events-api"),
-    # Offline conversions are matched to a Microsoft Click ID within the goal's conversion window, 90 days at
-    # most; the pages found do not state a separate upload limit, so Google's 90 days from the click is kept.
-    # https://learn.microsoft.com/en-us/advertising/campaign-management-service/offlineconversion?view=bingads-13
-    "microsoft": (
-        "click",
-        timedelta(days=90),
-        "https://learn.microsoft.com/en-us/advertising/campaign-management-service/offlineconversion?view=bingads-13",
-    ),
 }
 
 REASONS: Final = (
@@ -118,74 +91,6 @@ REASONS: Final = (
     "outside_window",
 )
 
-_MACRO = re.compile(MACRO_PATTERN)
-# one macro at a time, for filling: {name}, {{name}}, =[NAME] or /[NAME], %7Bname%7D (also doubled)
-_ONE_MACRO = re.compile(
-    r"\{\{?\s*[A-Za-z_][\w.\-]*\s*\}\}?|(?<=[=/])\[[A-Za-z_]+\]|%7[Bb](?:%7[Bb])?[A-Za-z_][\w.\-]*%7[Dd](?:%7[Dd])?"
-)
-_HOSTS: Final = (
-    ("facebook.com", "meta"),
-    ("facebook.net", "meta"),
-    ("googleads.googleapis.com", "google_ads"),
-    ("googleadservices.com", "google_ads"),
-    ("tiktok.com", "tiktok"),
-    ("bing.com", "microsoft"),
-    ("microsoft.com", "microsoft"),
-)
-_NAMES: Final = (
-    ("meta", "meta"),
-    ("facebook", "meta"),
-    ("google", "google_ads"),
-    ("tiktok", "tiktok"),
-    ("microsoft", "microsoft"),
-    ("bing", "microsoft"),
-)
-# macros filled from the stored click: name (lower case, no punctuation) → source
-_MACRO_SOURCES: Final[dict[str, str]] = {
-    "externalid": "external_id",
-    "extid": "external_id",
-    "clickid": "ts_click_id",
-    "cid": "ts_click_id",
-    "subid": "ts_click_id",
-    "visitorid": "ts_click_id",
-    "payout": "payout",
-    "revenue": "payout",
-    "conversionpayout": "payout",
-    "txid": "txid",
-    "transactionid": "txid",
-    "ct": "ct",
-    "conversiontype": "ct",
-}
-_CLICK_PARAMS: Final = frozenset(
-    {"externalid", "extid", "clickid", "cid", "clid", "subid", "visitorid", "gclid", "fbclid", "ttclid", "msclkid"}
-)
-
-
-def platform_of(url: str | None, integration_name: str | None) -> str:
-    """The destination of a postback: an ad platform from its URL host or integration name, else ``s2s``."""
-    host = (urlsplit(url).hostname or "") if url else ""
-    for suffix, platform in _HOSTS:
-        if host == suffix or host.endswith("." + suffix):
-            return platform
-    name = (integration_name or "").lower()
-    for word, platform in _NAMES:
-        if word in name:
-            return platform
-    return "s2s"
-
-
-def destination_of(platform: Any) -> str:
-    """A ``platform`` value from elsewhere (``"Google Ads"``, ``"facebook"``, ``"bing"``…) as a destination here.
-
-    >>> destination_of("Google Ads"), destination_of("facebook"), destination_of("propellerads")
-    ('google_ads', 'meta', 's2s')
-    """
-    name = _norm(str(platform or ""))
-    for word, dest in _NAMES:
-        if word in name:
-            return dest
-    return "s2s"
-
 
 def conversion_key(click_id: Any, ct: Any, txid: Any) -> str:
     """A conversion's identity across runs: click id, ct and txid (``""`` = null), as duplicates are counted.
@@ -194,28 +99,6 @@ def conversion_key(click_id: Any, ct: Any, txid: Any) -> str:
     'c1||T9'
     """
     return f"{click_id or ''}|{ct or ''}|{txid or ''}"
-
-
-def usable_click_id(value: Any) -> str | None:
-    """``value`` if it can be a click id: non-empty, no macro, no blank, at most 500 characters."""
-    if not isinstance(value, str):
-        return None
-    value = value.strip()
-    if not value or len(value) > 500 or _MACRO.search(value) or any(c.isspace() for c in value):
-        return None
-    if value.lower() in ("null", "undefined", "none", "nil"):
-        return None
-    return value
-
-
-def _query(url: str | None) -> dict[str, str]:
-    if not url or "?" not in url:
-        return {}
-    return dict(parse_qsl(urlsplit(url).query, keep_blank_values=True))
-
-
-def _norm(name: str) -> str:
-    return re.sub(r"[^a-z0-9]", "", name.lower())
 
 
 @dataclass(frozen=True)
@@ -273,32 +156,10 @@ def _source_platforms(postbacks: pl.DataFrame) -> tuple[dict[str, str], dict[str
     return chosen, {ts: latest[(ts, p)] for ts, p in chosen.items() if (ts, p) in latest}
 
 
-def endpoint_of(url: str | None) -> tuple[str | None, str | None]:
-    """An ad platform's endpoint (scheme, host, path: never the query, which holds tokens) and pixel id.
-
-    >>> endpoint_of("https://graph.facebook.com/v21.0/729/events?access_token=EAAx")
-    ('https://graph.facebook.com/v21.0/729/events', '729')
-    >>> endpoint_of("https://business-api.tiktok.com/open_api/v1.3/event/track/?pixel_code=CJC&ttclid=E.C.P.x")
-    ('https://business-api.tiktok.com/open_api/v1.3/event/track/', 'CJC')
-    """
-    if not url:
-        return None, None
-    parts = urlsplit(url)
-    if not parts.scheme or not parts.hostname:
-        return None, None
-    endpoint = f"{parts.scheme}://{parts.hostname}{parts.path}"
-    pixel = _query(url).get("pixel_code")
-    if pixel is None:
-        segments = [s for s in parts.path.split("/") if s]
-        if len(segments) >= 2 and segments[-1] == "events":
-            pixel = segments[-2]
-    return endpoint, pixel
-
-
 def _visit_platform(visit: Mapping[str, Any]) -> str | None:
     """An ad platform named by the visit: a click-id parameter in a tracking field or the referrer, or its host."""
     for value in _visit_texts(visit):
-        query = _query(value if "?" in value else "?" + value)
+        query = query_of(value if "?" in value else "?" + value)
         for platform, param in CLICK_PARAM.items():
             if usable_click_id(query.get(param)):
                 return platform
@@ -317,7 +178,7 @@ def _visit_texts(visit: Mapping[str, Any]) -> list[str]:
 def _click_id(platform: str, url: str | None, visit: Mapping[str, Any] | None, url_is_platform: bool) -> str | None:
     """The platform's click id: from the failed postback URL, the visit's external id, or a tracking field."""
     param = CLICK_PARAM[platform]
-    found = usable_click_id(_query(url).get(param))
+    found = usable_click_id(query_of(url).get(param))
     if found:
         return found
     if visit is None:
@@ -327,60 +188,10 @@ def _click_id(platform: str, url: str | None, visit: Mapping[str, Any] | None, u
         if found:
             return found
     for value in _visit_texts(visit):
-        found = usable_click_id(_query(value if "?" in value else "?" + value).get(param))
+        found = usable_click_id(query_of(value if "?" in value else "?" + value).get(param))
         if found:
             return found
     return None
-
-
-def fill_url(url: str, values: Mapping[str, Any]) -> tuple[str, list[str]]:
-    """``url`` with its macros and empty click-id parameters filled from ``values``; also the macros left.
-
-    ``values`` holds ``external_id``, ``ts_click_id`` (the traffic source's own click id, which
-    the tracker stores as the visit's external id), ``payout``, ``txid``, ``ct``. An empty
-    click-id parameter left empty is reported as ``name=``.
-
-    >>> fill_url("https://ts.example/pb?visitor_id={clickid}&p={payout}&x={foo}", {"ts_click_id": "v1", "payout": 2.5})
-    ('https://ts.example/pb?visitor_id=v1&p=2.50&x={foo}', ['{foo}'])
-    >>> fill_url("https://ts.example/pb?cid=&p=1", {"ts_click_id": "v1"})[0]
-    'https://ts.example/pb?cid=v1&p=1'
-    >>> url = "https://ts.example/pb?s=%7Bsubid%7D&t=[TXID]&r=%7Brevenue%7D"
-    >>> fill_url(url, {"ts_click_id": "v", "txid": "T", "payout": 0.125})
-    ('https://ts.example/pb?s=v&t=T&r=0.125', [])
-    """
-    from urllib.parse import quote
-
-    def value_of(source: str) -> str | None:
-        v = values.get(source)
-        if v is None or v == "":
-            return None
-        if isinstance(v, float):
-            return f"{v:.2f}" if round(v, 2) == v else repr(v)
-        return str(v)
-
-    left: list[str] = []
-
-    def macro(m: re.Match[str]) -> str:
-        name = _norm(m.group(0).replace("%7B", "").replace("%7D", "").replace("%7b", "").replace("%7d", ""))
-        source = _MACRO_SOURCES.get(name)
-        filled = value_of(source) if source else None
-        if filled is None:
-            left.append(m.group(0))
-            return m.group(0)
-        return quote(filled, safe="")
-
-    filled = _ONE_MACRO.sub(macro, url)
-
-    def empty_param(m: re.Match[str]) -> str:
-        if _norm(m.group(2)) not in _CLICK_PARAMS:
-            return m.group(0)
-        if v := value_of("ts_click_id"):
-            return f"{m.group(1)}{m.group(2)}={quote(v, safe='')}"
-        left.append(f"{m.group(2)}=")
-        return m.group(0)
-
-    filled = re.sub(r"([?&])([^=&#]+)=(?=&|#|$)", empty_param, filled)
-    return filled, left
 
 
 def select(

@@ -3,7 +3,7 @@
 Template rows as Google documents them for file imports: a ``Parameters:TimeZone=``
 row, then ``Google Click ID,Conversion Name,Conversion Time,Conversion Value,Conversion
 Currency`` (https://support.google.com/google-ads/answer/7014069). Conversions are
-accepted up to 90 days after the click (see ``WINDOWS`` in ``_select``). The
+accepted up to 90 days after the click (see ``WINDOWS`` in ``_platforms``). The
 Conversion Name must be the name of a conversion action in the account: the ct is
 written, to be renamed if the account names its actions otherwise.
 

@@ -6,7 +6,7 @@ Time, Conversion Value and Conversion Currency
 the file written has the ``Microsoft Click ID,Conversion Name,Conversion Time,Conversion
 Value,Conversion Currency`` header after a ``Parameters:TimeZone=`` row, mirroring Google's
 template (that row was not found in Microsoft's pages: check it against the template the
-account offers). Conversions up to 90 days after the click (``WINDOWS`` in ``_select``).
+account offers). Conversions up to 90 days after the click (``WINDOWS`` in ``_platforms``).
 The Conversion Name must be an offline conversion goal of the account.
 
 >>> import polars as pl
