@@ -235,7 +235,7 @@ def _parser() -> argparse.ArgumentParser:
     _pull_parser(sub)
 
     rcv = sub.add_parser("recover", help="write upload files of conversions that never reached their traffic source")
-    rcv.add_argument("--store", required=True)
+    rcv.add_argument("--store", required=True, type=_store_arg, help=_STORE_HELP)
     _range_args(rcv)
     rcv.add_argument("--now", metavar="TIME", help="time the upload windows are judged at (default: now)")
     rcv.add_argument("--out", required=True, metavar="DIR", help="where the files and manifest.json go")
@@ -244,13 +244,13 @@ def _parser() -> argparse.ArgumentParser:
     rcv.add_argument("--json", action="store_true", help="print the manifest as JSON")
 
     rfr = sub.add_parser("refire", help="print, or --send, the S2S postbacks of a recovery file")
-    rfr.add_argument("--store", required=True)
+    rfr.add_argument("--store", required=True, type=_store_arg, help=_STORE_HELP)
     rfr.add_argument("file", metavar="FILE", help="s2s_postbacks.jsonl written by recover")
     rfr.add_argument("--send", action="store_true", help="send them (default: print what would be sent)")
     rfr.add_argument("--rate", type=float, default=2.0, help="requests per second at most (default 2)")
     rfr.add_argument("--timeout", type=float, default=10.0, help="seconds per request (default 10)")
     rfr.add_argument("--retries", type=int, default=3, help="retries after a 429, 5xx or time-out (default 3)")
-    rfr.add_argument("--json", action="store_true")
+    rfr.add_argument("--json", action="store_true", help="print one JSON document on stdout")
     return p
 
 
@@ -772,10 +772,9 @@ def _cmd_pull(args: argparse.Namespace) -> int:
 def _cmd_recover(args: argparse.Namespace) -> int:
     from cfanalytics.recover import run_recover
 
+    _check_range(args.start, args.end)
     opts = {"now": args.now, "out": args.out, "currency": args.currency, "fixed": args.fixed}
-    return run_recover(
-        args.store, start=_date(args.start, "--from"), end=_date(args.end, "--to"), **opts, as_json=args.json
-    )
+    return run_recover(args.store, start=args.start, end=args.end, **opts, as_json=args.json)
 
 
 def _cmd_refire(args: argparse.Namespace) -> int:

@@ -308,22 +308,24 @@ def test_select_leaves_out_what_a_later_postback_accepted():
 def test_select_takes_platform_and_retryable_columns_when_given():
     t = datetime(2026, 11, 19, tzinfo=UTC)
     conv = pl.DataFrame(
-        {"click_id": ["a", "b"], "conversion_time": [t, t], "ct": [None, None], "txid": [None, None],
-         "payout": [1.0, 2.0], "currency": ["USD", "USD"], "traffic_source_id": ["x", "y"],
-         "gap": ["posted_failed", "posted_failed"], "duplicate": [False, False]}
+        {"click_id": ["a", "b", "c"], "conversion_time": [t] * 3, "ct": [None] * 3, "txid": [None] * 3,
+         "payout": [1.0, 2.0, 3.0], "currency": ["USD"] * 3, "traffic_source_id": ["x", "y", "z"],
+         "gap": ["posted_failed"] * 3, "duplicate": [False] * 3}
     )  # fmt: skip
     pb = pl.DataFrame(
-        {"click_id": ["a", "b"], "ct": [None, None], "postback_time": [t, t], "is_error": [True, True],
-         "postback_url": ["https://relay.example/pb?gclid=Cj0A", "https://relay.example/pb?cid=v2"],
-         "error_kind": ["other", "bad_request"], "traffic_source_id": ["x", "y"],
-         "retryable": [True, False], "platform": ["Google Ads", "propellerads"]}
+        {"click_id": ["a", "b", "c"], "ct": [None] * 3, "postback_time": [t] * 3, "is_error": [True] * 3,
+         "postback_url": ["https://relay.example/pb?gclid=Cj0A", "https://relay.example/pb?cid=v2",
+                          "https://relay.example/pb?twclid=9"],
+         "error_kind": ["other", "bad_request", "server_error"], "traffic_source_id": ["x", "y", "z"],
+         "retryable": [True, False, True], "platform": ["Google Ads", "propellerads", "x"]}
     )  # fmt: skip
-    visits = _NO_VISITS
-    out = select(conv, pb, visits, now=t + timedelta(days=1))
-    # a: the relay is Google Ads by the given platform, retryable by the given flag; b: not retryable
+    out = select(conv, pb, _NO_VISITS, now=t + timedelta(days=1))
+    # a: the relay is Google Ads by the given platform, retryable by the given flag; b: not retryable;
+    # c: an API platform without an upload format here
     assert out.select("click_id", "destination", "platform_click_id", "reason").rows() == [
         ("a", "google_ads", "Cj0A", None),
         ("b", None, None, "error_not_recoverable"),
+        ("c", None, None, "no_destination"),
     ]
 
 

@@ -24,6 +24,8 @@ CLICK_PARAM: Final[dict[str, str]] = {
     "microsoft": "msclkid",
 }
 DESTINATIONS: Final = ("google_ads", "meta", "tiktok", "microsoft", "s2s")
+#: The destination of an ad platform with an API this package writes no file for (X, Snapchat).
+UNSUPPORTED: Final = "unsupported"
 
 #: Upload window per platform: (reference time, longest age at upload, where the rule is documented).
 WINDOWS: Final[dict[str, tuple[str, timedelta, str]]] = {
@@ -59,7 +61,12 @@ _HOSTS: Final = (
     ("tiktok.com", "tiktok"),
     ("bing.com", "microsoft"),
     ("microsoft.com", "microsoft"),
+    ("ads-api.twitter.com", UNSUPPORTED),
+    ("ads-api.x.com", UNSUPPORTED),
+    ("tr.snapchat.com", UNSUPPORTED),
 )
+#: API platforms whose events this package writes no file for (a GET of the old URL would not send them).
+_API_ONLY: Final = frozenset({"x", "twitter", "snapchat"})
 _NAMES: Final = (
     ("meta", "meta"),
     ("facebook", "meta"),
@@ -86,10 +93,12 @@ def platform_of(url: str | None, integration_name: str | None) -> str:
 def destination_of(platform: Any) -> str:
     """A ``platform`` value from elsewhere (``"Google Ads"``, ``"facebook"``, ``"bing"``…) as a destination here.
 
-    >>> destination_of("Google Ads"), destination_of("facebook"), destination_of("propellerads")
-    ('google_ads', 'meta', 's2s')
+    >>> destination_of("Google Ads"), destination_of("microsoft_ads"), destination_of("taboola"), destination_of("x")
+    ('google_ads', 'microsoft', 's2s', 'unsupported')
     """
     name = norm(str(platform or ""))
+    if name in _API_ONLY:
+        return UNSUPPORTED
     for word, dest in _NAMES:
         if word in name:
             return dest

@@ -16,9 +16,10 @@ Input contract
 ``postbacks`` — every postback of those click ids, whatever its time:
 ``click_id``, ``ct``, ``postback_time``, ``is_error``, ``postback_url``,
 ``error_kind``, ``traffic_source_id``; optional ``integration_name``, ``event``,
-``retryable`` (bool) and ``platform``. Absent ``retryable`` / ``platform`` are
-derived here from ``error_kind`` (:data:`RECOVERABLE_KINDS`) and from the URL host or
-integration name (:func:`platform_of`).
+``retryable`` (bool) and ``platform`` (as :func:`cfanalytics.diagnose.postbacks` gives
+them; any spelling, read through ``destination_of``). Where they are absent or null,
+they are derived here from ``error_kind`` (:data:`RECOVERABLE_KINDS`) and from the URL
+host or integration name (``platform_of``).
 
 ``visits`` — the visits of those click ids: ``click_id``, ``visit_time``,
 ``external_id``; optional ``referrer``, ``user_agent``, ``ip`` and
@@ -61,6 +62,7 @@ import polars as pl
 from cfanalytics.recover._macros import fill_url
 from cfanalytics.recover._platforms import (
     CLICK_PARAM,
+    UNSUPPORTED,
     WINDOWS,
     destination_of,
     endpoint_of,
@@ -321,6 +323,8 @@ def _decide(
         platform = _visit_platform(visit)
     if platform is None:
         return leave("no_destination", "no postback of this traffic source and no ad-platform click id")
+    if platform == UNSUPPORTED:
+        return leave("no_destination", "an ad platform this package writes no upload file for")
     row["destination"] = platform
     if conv["conversion_time"] > now:
         return leave("outside_window", "conversion after --now")
