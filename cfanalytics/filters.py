@@ -1,4 +1,8 @@
-"""LogFilter: one filter object for code, widgets and reports, compiled to Polars expressions.
+"""What to read and from where: :class:`LogFilter` (compiled to Polars expressions) and :class:`StoreReader`.
+
+``LogFilter`` is one filter object for code, widgets and reports. ``StoreReader``
+is what every loader reads through: a time zone and lazy scans (a
+:class:`~cfanalytics.store.LogStore` is one).
 
 Dates are local dates in the display time zone (default: the store's), both
 inclusive; datetimes may be given instead (naive ones are local). Filtered (bot)
@@ -15,24 +19,46 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, fields, replace
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 from zoneinfo import ZoneInfo
 
 import polars as pl
 
 from cfanalytics.exceptions import UsageError
-from cfanalytics.schemas import MAIN_TIME
+from cfanalytics.schemas import ENTITIES, MAIN_TIME
+
+
+@runtime_checkable
+class StoreReader(Protocol):
+    """Read access to a store: its account time zone and one lazy scan per log kind.
+
+    :class:`~cfanalytics.store.LogStore` is a reader; so is any wrapper that counts
+    or caches scans. Loaders (:mod:`cfanalytics.diagnose.frames`) take one.
+
+    >>> import tempfile, cfanalytics as cf
+    >>> isinstance(cf.LogStore(tempfile.mkdtemp() + "/s", timezone="UTC"), StoreReader)
+    True
+    """
+
+    @property
+    def timezone(self) -> str | None:
+        """The account time zone (IANA name), if known."""
+        ...
+
+    def scan(self, kind: str) -> pl.LazyFrame:
+        """The stored rows of one kind (``visits``, ``postbacks`` …)."""
+        ...
+
+    def events(self) -> pl.LazyFrame:
+        """Visits, clicks and conversions as one event log (``event_time``, ``event_type`` …)."""
+        ...
+
 
 #: LogFilter field → the column it filters (when the frame has it).
 _COLUMN_OF: dict[str, str] = {
-    "campaigns": "campaign_id",
-    "traffic_sources": "traffic_source_id",
-    "offers": "offer_id",
-    "landers": "landing_id",
-    "affiliate_networks": "affiliate_network_id",
+    **{field: id_column for id_column, _name, field in ENTITIES.values()},
     "countries": "country",
     "device_types": "device_type",
-    "integrations": "integration_id",
     "status_classes": "status_class",
     "error_kinds": "error_kind",
     "entity_types": "entity_type",
@@ -150,6 +176,30 @@ class LogFilter:
         names = lf.collect_schema().names()
         time_column = MAIN_TIME.get(kind or "", None) or ("event_time" if "event_time" in names else None)
         return lf.filter(self.expr(names, time_column=time_column, timezone=timezone))
+
+
+def as_date(value: date | datetime | str | None) -> date | None:
+    """A date from a date, a datetime (its date) or ISO text (its first 10 characters); ``""`` → ``None``.
+
+    >>> as_date("2026-11-20T10:00"), as_date(""), as_date(datetime(2026, 11, 20, 23, 59))
+    (datetime.date(2026, 11, 20), None, datetime.date(2026, 11, 20))
+    """
+    if value is None or value == "":
+        return None
+    if isinstance(value, datetime):
+        return value.date()
+    if isinstance(value, date):
+        return value
+    return date.fromisoformat(str(value)[:10])
+
+
+def display_timezone(where: LogFilter | None, timezone: str | None) -> str:
+    """The zone to show times in: the filter's, else ``timezone`` (the store's), else UTC.
+
+    >>> display_timezone(LogFilter(timezone="Europe/Paris"), "UTC"), display_timezone(None, None)
+    ('Europe/Paris', 'UTC')
+    """
+    return (where.timezone if where else None) or timezone or "UTC"
 
 
 def _as_list(values: Sequence[str] | str, name: str) -> Sequence[str]:

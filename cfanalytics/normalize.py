@@ -8,8 +8,8 @@ codes, countries, click-id macros, activity vocabularies.
 
 >>> import pyarrow as pa
 >>> from cfanalytics.columns import resolve
->>> res = resolve(["Click ID", "Visit Time", "Campaign ID"])
->>> n = Normalizer(res, timezone="America/New_York", source="v.csv")
+>>> resolution = resolve(["Click ID", "Visit Time", "Campaign ID"])
+>>> n = Normalizer(resolution, timezone="America/New_York", source="v.csv")
 >>> batch = pa.RecordBatch.from_pydict({"Click ID": ["a"], "Visit Time": ["2026-11-20 00:00:04"],
 ...     "Campaign ID": ["c1"], "_record": [2]})
 >>> out = n.normalize(batch)["visits"]
@@ -29,7 +29,9 @@ import pyarrow as pa
 
 from cfanalytics.columns import Resolution
 from cfanalytics.schemas import (
+    ACTION_WORDS,
     BOOL,
+    ENTITY_WORDS,
     FLOAT,
     INT,
     KIND_OF_EVENT_TYPE,
@@ -39,71 +41,41 @@ from cfanalytics.schemas import (
     columns,
     flags,
 )
+from cfanalytics.values import (
+    EPOCH,
+    MACRO_PATTERN,
+    NAIVE_FORMATS,
+    OFFSET,
+    OFFSET_FORMATS,
+    UUID_PATTERN,
+    epoch_expr,
+    iso_text,
+    naive_expr,
+    offset_expr,
+    parse_bool_expr,
+    parse_int_expr,
+    parse_number_expr,
+    parse_status_expr,
+    time_class_expr,
+    vocabulary_expr,
+)
 
-MACRO_PATTERN: Final = r"\{[^}]*\}|\[[A-Za-z_]+\]|%7[Bb].*%7[Dd]"
-UUID_PATTERN: Final = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
-_TRUE: Final = ("1", "true", "yes", "y", "t")
-_FALSE: Final = ("0", "false", "no", "n", "f")
-_EPOCH: Final = r"^\d{9,13}(\.\d+)?$"
-_OFFSET: Final = r"(Z|z|[+-]\d{2}:?\d{2})$"
 #: Times outside this window are not log times (``9999-12-31`` placeholders, misread epochs).
 _EARLIEST: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _LATEST: Final = datetime(2200, 1, 1, tzinfo=UTC)
-_NAIVE_FORMATS: Final = ("%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%d %H:%M", "%Y/%m/%d %H:%M:%S", "%Y-%m-%d")
-_OFFSET_FORMATS: Final = ("%Y-%m-%d %H:%M:%S%.f%z", "%Y-%m-%d %H:%M%z")
 #: Candidates of time-format detection (:meth:`Normalizer._time_format`), in order of preference.
-_TIME_FORMATS: Final = ("epoch", *_OFFSET_FORMATS, *_NAIVE_FORMATS, "%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%dT%H:%M")
+_TIME_FORMATS: Final = ("epoch", *OFFSET_FORMATS, *NAIVE_FORMATS, "%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%dT%H:%M")
 _DETECT_SAMPLE: Final = 100
 _FLAG_OF_COLUMN: Final = {
     "status_code": "flag_invalid_status_code",
     "payout": "flag_invalid_payout",
     "country": "flag_invalid_country",
 }
-_ENTITY_WORDS: Final = {
-    "campaign": "campaign",
-    "campaigns": "campaign",
-    "lander": "lander",
-    "landers": "lander",
-    "landing": "lander",
-    "landingpage": "lander",
-    "landingpages": "lander",
-    "offer": "offer",
-    "offers": "offer",
-    "flow": "flow",
-    "flows": "flow",
-    "affiliatenetwork": "affiliate_network",
-    "affiliatenetworks": "affiliate_network",
-    "network": "affiliate_network",
-    "trafficsource": "traffic_source",
-    "trafficsources": "traffic_source",
-    "source": "traffic_source",
-    "integration": "integration",
-    "integrations": "integration",
-    "capiintegration": "integration",
-    "conversionapi": "integration",
-}
-_ACTION_WORDS: Final = {
-    "created": "created",
-    "create": "created",
-    "added": "created",
-    "add": "created",
-    "new": "created",
-    "updated": "updated",
-    "update": "updated",
-    "edited": "updated",
-    "edit": "updated",
-    "changed": "updated",
-    "modified": "updated",
-    "deleted": "deleted",
-    "delete": "deleted",
-    "removed": "deleted",
-    "remove": "deleted",
-}
 
 
 @dataclass
 class Normalized:
-    """One kind's share of a normalised batch: stored-to-be rows and quarantined records."""
+    """One kind's share of a normalized batch: stored-to-be rows and quarantined records."""
 
     rows: pl.DataFrame
     quarantine: pl.DataFrame
@@ -123,7 +95,7 @@ class _FoldState:
 
 
 class Normalizer:
-    """Normalises the batches of one input (see module docstring)."""
+    """Normalizes the batches of one input (see module docstring)."""
 
     def __init__(
         self,
@@ -136,10 +108,10 @@ class Normalizer:
         ip_mode: str = "raw",
         ip_salt: str = "",
     ) -> None:
-        self.res = resolution
+        self.resolution = resolution
         self.ip_mode = ip_mode
         self.ip_salt = ip_salt
-        self.tz = timezone
+        self.timezone = timezone
         self.source = source
         self.delimiter = delimiter
         self.only_kind = only_kind
@@ -160,7 +132,7 @@ class Normalizer:
         return raw.with_columns(pl.col("_record").cast(INT))
 
     def normalize(self, batch: pa.RecordBatch | pl.DataFrame) -> dict[str, Normalized]:
-        """Normalise one raw batch; returns ``{kind: Normalized}`` for the kinds it holds.
+        """Normalize one raw batch; returns ``{kind: Normalized}`` for the kinds it holds.
 
         The quarantine frames' ``raw`` (JSON of the record's raw columns, see
         :func:`raw_records`) is built for the quarantined records only.
@@ -168,11 +140,11 @@ class Normalizer:
         raw = batch if isinstance(batch, pl.DataFrame) else self.frame(batch)
         frame = raw.select(
             pl.col("_record"),
-            *(pl.col(r).alias(c) for r, c in self.res.canonical.items()),
-            *(pl.col(r).alias(c) for r, c in self.res.extras.items()),
+            *(pl.col(r).alias(c) for r, c in self.resolution.canonical.items()),
+            *(pl.col(r).alias(c) for r, c in self.resolution.extras.items()),
         )
-        if self.res.kind != "events":
-            out = {self.res.kind: self._normalize_kind(frame, self.res.kind)}
+        if self.resolution.kind != "events":
+            out = {self.resolution.kind: self._normalize_kind(frame, self.resolution.kind)}
         else:
             out = self._split_events(frame)
         return _fill_raw(out, raw)
@@ -229,9 +201,9 @@ class Normalizer:
             if col.dtype == TIME:
                 value = pl.col(f"__t_{name}")
             elif col.dtype == BOOL:
-                value = _parse_bool(s)
+                value = parse_bool_expr(s)
             elif name == "status_code":
-                value = _parse_status(s)
+                value = parse_status_expr(s)
                 empty = empty | (s.str.strip_chars().str.replace(r"\.0+$", "") == "0")
             elif name == "payout":
                 value = self._parse_payout(frame, s)
@@ -239,7 +211,7 @@ class Normalizer:
                 c = s.str.strip_chars().str.to_uppercase()
                 value = pl.when(c.str.contains(r"^[A-Z]{2}$")).then(c)
             elif col.dtype == INT:
-                value = _parse_int(s)
+                value = parse_int_expr(s)
             elif col.dtype == FLOAT:
                 f = s.str.strip_chars().cast(FLOAT, strict=False)
                 value = pl.when(f.is_finite()).then(f)
@@ -248,9 +220,9 @@ class Normalizer:
                 t = pl.col(f"__v_{name}")
                 value = self._ip(pl.when(t != "").then(t))
             elif name == "entity_type":
-                value = _vocab(s, _ENTITY_WORDS, "other")
+                value = vocabulary_expr(s, ENTITY_WORDS, "other")
             elif name == "action":
-                value = _vocab(s, _ACTION_WORDS, "other")
+                value = vocabulary_expr(s, ACTION_WORDS, "other")
             else:
                 stripped.append(name)
                 t = pl.col(f"__v_{name}")
@@ -275,7 +247,7 @@ class Normalizer:
         reason = pl.lit(None, STR)
         detail = pl.lit(None, STR)
         for name, missing, unparseable in reversed(bad_required):
-            src = self.res.source_of(name) or name
+            src = self.resolution.source_of(name) or name
             label = name if src == name else f"{name} ({src})"
             shown = pl.col(name).cast(STR).str.slice(0, 80) if name in present else pl.lit("")
             reason = (
@@ -355,7 +327,7 @@ class Normalizer:
         """Select canonical (typed), flags, extras; add ``date``; default ``is_filtered``."""
         main = MAIN_TIME[kind]
         schema = {c.name: c.dtype for c in columns(kind)}
-        extras = [c for c in self.res.extras.values() if c in rows.columns]
+        extras = [c for c in self.resolution.extras.values() if c in rows.columns]
         # Event-log columns of another kind (a conversion's payout on a visit row): kept as text;
         # the commit drops those that stay empty over the whole input.
         foreign = sorted(c for c in self._event_columns if c in rows.columns and c not in schema)
@@ -398,11 +370,7 @@ class Normalizer:
                     and vals.str.contains(r"^-?\d+(,\d+)?$").all()
                     and vals.str.contains(",").any()
                 )
-        txt = s.str.strip_chars()
-        if self.decimal_comma:
-            txt = txt.str.replace(",", ".", literal=True)
-        f = pl.when(txt.str.contains(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")).then(txt.cast(FLOAT, strict=False))
-        return pl.when(f.is_finite()).then(f)
+        return parse_number_expr(s.str.strip_chars(), decimal_comma=bool(self.decimal_comma))
 
     def _parse_times(self, frame: pl.DataFrame, kind: str, names: list[str]) -> pl.DataFrame:
         """Add ``__t_<col>`` (UTC) and ``__amb_<col>`` (0 ok, 1 ambiguous, 2 shifted) per time column.
@@ -421,7 +389,7 @@ class Normalizer:
                 frame = frame.with_columns(**_time_parts(s))
             else:
                 frame, all_naive = self._time_parts_detected(frame, s, fmt, key)
-            frame = self._localise(frame, key)
+            frame = self._localize(frame, key)
             instant = (
                 pl.when(pl.col("__cls") == 1)
                 .then(pl.col("__epoch"))
@@ -469,7 +437,7 @@ class Normalizer:
         miss = frame.get_column("__ok").not_().arg_true()
         frame = frame.drop("__ok")
         if miss.len() == 0:
-            return frame, fmt not in _OFFSET_FORMATS and fmt != "epoch"
+            return frame, fmt not in OFFSET_FORMATS and fmt != "epoch"
         full = frame.select(s.gather(miss)).select(**_time_parts(pl.first()))
         frame = frame.with_columns(
             frame.get_column(c).clone().scatter(miss, full.get_column(c))
@@ -480,7 +448,7 @@ class Normalizer:
             del self._time_formats[key]  # most values are of another format now: detect again
         return frame, False
 
-    def _localise(self, frame: pl.DataFrame, key: str) -> pl.DataFrame:
+    def _localize(self, frame: pl.DataFrame, key: str) -> pl.DataFrame:
         """Naive local times → UTC in the account zone, with DST rules (docs/contract.md §2).
 
         One conversion for all rows; the earlier/later/shifted readings are only
@@ -488,7 +456,7 @@ class Normalizer:
         """
         naive = pl.col("__naive")
         self.local_times += int(frame.select(naive.is_not_null().sum()).item())
-        sure = naive.dt.replace_time_zone(self.tz, ambiguous="null", non_existent="null").dt.convert_time_zone("UTC")
+        sure = naive.dt.replace_time_zone(self.timezone, ambiguous="null", non_existent="null").dt.convert_time_zone("UTC")
         frame = frame.with_columns(sure.alias("__early"))
         odd = frame.select((naive.is_not_null() & pl.col("__early").is_null()).arg_true()).to_series()
         if odd.len() == 0:
@@ -496,10 +464,10 @@ class Normalizer:
             self._fold_order(frame, key)  # learns the column's direction
             return frame.with_columns(pl.col("__early").alias("__local")).drop("__early", "__late")
         sub = frame.select(naive.gather(odd))
-        early = naive.dt.replace_time_zone(self.tz, ambiguous="earliest", non_existent="null")
-        late = naive.dt.replace_time_zone(self.tz, ambiguous="latest", non_existent="null")
+        early = naive.dt.replace_time_zone(self.timezone, ambiguous="earliest", non_existent="null")
+        late = naive.dt.replace_time_zone(self.timezone, ambiguous="latest", non_existent="null")
         shifted = (naive - pl.duration(hours=12)).dt.replace_time_zone(
-            self.tz, ambiguous="earliest", non_existent="null"
+            self.timezone, ambiguous="earliest", non_existent="null"
         ) + pl.duration(hours=12)
         sub = sub.select(
             early.dt.convert_time_zone("UTC").alias("__early"),
@@ -643,29 +611,12 @@ def hash_ip_expr(ip: pl.Expr, salt: str) -> pl.Expr:
 
 def _time_parts(s: pl.Expr) -> dict[str, pl.Expr]:
     """Every reading of stripped time text ``s``: class (1 epoch, 2 offset, 3 naive) and parses."""
-    iso = s.str.replace("T", " ", literal=True).str.replace(r"[Zz]$", "+00:00")
-    offset = pl.coalesce(
-        *(iso.str.to_datetime(f, time_unit="us", time_zone="UTC", strict=False) for f in _OFFSET_FORMATS)
-    )
-    naive = pl.coalesce(*(iso.str.to_datetime(f, time_unit="us", strict=False) for f in _NAIVE_FORMATS))
     return {
-        "__cls": pl.when(s.str.contains(_EPOCH))
-        .then(pl.lit(1))
-        .when(s.str.contains(_OFFSET))
-        .then(pl.lit(2))
-        .otherwise(pl.lit(3)),
-        "__epoch": _epoch(s),
-        "__offset": offset,
-        "__naive": naive,
+        "__cls": time_class_expr(s),
+        "__epoch": epoch_expr(s),
+        "__offset": offset_expr(s),
+        "__naive": naive_expr(s),
     }
-
-
-def _epoch(s: pl.Expr) -> pl.Expr:
-    num = s.cast(FLOAT, strict=False)
-    return pl.from_epoch(
-        pl.when(num >= 1e11).then(num * 1_000).otherwise(num * 1_000_000).cast(pl.Int64, strict=False),
-        time_unit="us",
-    ).dt.replace_time_zone("UTC")
 
 
 def _detected_parts(s: pl.Expr, fmt: str) -> dict[str, pl.Expr]:
@@ -676,20 +627,20 @@ def _detected_parts(s: pl.Expr, fmt: str) -> dict[str, pl.Expr]:
     that parses a value is the one the full parse picks.
     """
     empty = s.is_null() | (s == "")
-    iso = s.str.replace("T", " ", literal=True).str.replace(r"[Zz]$", "+00:00")
+    iso = iso_text(s)
     null_utc = pl.lit(None, pl.Datetime("us", "UTC"))
     if fmt == "epoch":
-        ok = s.str.contains(_EPOCH)
+        ok = s.str.contains(EPOCH)
         return {
             "__cls": pl.when(ok).then(pl.lit(1)).otherwise(pl.lit(3)),
-            "__epoch": pl.when(ok).then(_epoch(s)),
+            "__epoch": pl.when(ok).then(epoch_expr(s)),
             "__offset": null_utc,
             "__naive": pl.lit(None, pl.Datetime("us")),
             "__ok": (ok | empty).fill_null(True),
         }
-    if fmt in _OFFSET_FORMATS:
+    if fmt in OFFSET_FORMATS:
         parsed = iso.str.to_datetime(fmt, time_unit="us", time_zone="UTC", strict=False)
-        ok = parsed.is_not_null() & s.str.contains(_OFFSET)
+        ok = parsed.is_not_null() & s.str.contains(OFFSET)
         return {
             "__cls": pl.when(ok).then(pl.lit(2)).otherwise(pl.lit(3)),
             "__epoch": null_utc,
@@ -709,39 +660,7 @@ def _detected_parts(s: pl.Expr, fmt: str) -> dict[str, pl.Expr]:
     }
 
 
-def _parse_bool(s: pl.Expr) -> pl.Expr:
-    t = s.cast(STR).str.strip_chars().str.to_lowercase()
-    return (
-        pl.when(t.is_in(_TRUE))
-        .then(pl.lit(True))
-        .when(t.is_in(_FALSE))
-        .then(pl.lit(False))
-        .otherwise(pl.lit(None, BOOL))
-    )
-
-
-def _parse_int(s: pl.Expr) -> pl.Expr:
-    f = s.cast(STR).str.strip_chars().cast(FLOAT, strict=False)
-    return pl.when(f.is_finite() & (f == f.round(0)) & (f.abs() < 2**53)).then(f.cast(INT, strict=False))
-
-
-def _parse_status(s: pl.Expr) -> pl.Expr:
-    v = _parse_int(s)
-    return pl.when(v.is_between(100, 599)).then(v)
-
-
-def _vocab(s: pl.Expr, words: dict[str, str], other: str) -> pl.Expr:
-    key = s.cast(STR).str.to_lowercase().str.replace_all(r"[^a-z]", "")
-    return (
-        pl.when(s.is_null() | (s.str.strip_chars() == ""))
-        .then(pl.lit(None, STR))
-        .otherwise(key.replace_strict(words, default=other, return_dtype=STR))
-    )
-
-
 __all__ = [
-    "MACRO_PATTERN",
-    "UUID_PATTERN",
     "Normalized",
     "Normalizer",
     "hash_ip",

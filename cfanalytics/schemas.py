@@ -214,6 +214,16 @@ DERIVED_POSTBACK_ID_COLUMNS: Final[tuple[str, ...]] = (
     "is_error",
 )
 
+#: The entities logs name by id: activity ``entity_type`` → (id column, name column, ``LogFilter`` field).
+ENTITIES: Final[dict[str, tuple[str, str, str]]] = {
+    "campaign": ("campaign_id", "campaign_name", "campaigns"),
+    "traffic_source": ("traffic_source_id", "traffic_source_name", "traffic_sources"),
+    "offer": ("offer_id", "offer_name", "offers"),
+    "lander": ("landing_id", "landing_name", "landers"),
+    "affiliate_network": ("affiliate_network_id", "affiliate_network_name", "affiliate_networks"),
+    "integration": ("integration_id", "integration_name", "integrations"),
+}
+#: Activity ``entity_type`` values: the entities above, flows (no id column in the logs), and ``other``.
 ENTITY_TYPES: Final[tuple[str, ...]] = (
     "campaign",
     "lander",
@@ -224,7 +234,50 @@ ENTITY_TYPES: Final[tuple[str, ...]] = (
     "integration",
     "other",
 )
+#: Activity ``action`` values.
 ACTIONS: Final[tuple[str, ...]] = ("created", "updated", "deleted", "other")
+#: Words exports use for an entity type (lower case, letters only) → ``entity_type``; others are ``other``.
+ENTITY_WORDS: Final[dict[str, str]] = {
+    "campaign": "campaign",
+    "campaigns": "campaign",
+    "lander": "lander",
+    "landers": "lander",
+    "landing": "lander",
+    "landingpage": "lander",
+    "landingpages": "lander",
+    "offer": "offer",
+    "offers": "offer",
+    "flow": "flow",
+    "flows": "flow",
+    "affiliatenetwork": "affiliate_network",
+    "affiliatenetworks": "affiliate_network",
+    "network": "affiliate_network",
+    "trafficsource": "traffic_source",
+    "trafficsources": "traffic_source",
+    "source": "traffic_source",
+    "integration": "integration",
+    "integrations": "integration",
+    "capiintegration": "integration",
+    "conversionapi": "integration",
+}
+#: Words exports use for an action (lower case, letters only) → ``action``; others are ``other``.
+ACTION_WORDS: Final[dict[str, str]] = {
+    "created": "created",
+    "create": "created",
+    "added": "created",
+    "add": "created",
+    "new": "created",
+    "updated": "updated",
+    "update": "updated",
+    "edited": "updated",
+    "edit": "updated",
+    "changed": "updated",
+    "modified": "updated",
+    "deleted": "deleted",
+    "delete": "deleted",
+    "removed": "deleted",
+    "remove": "deleted",
+}
 
 #: Flags: stored-and-flagged outcomes of docs/contract.md §3. Name → (kinds, meaning).
 FLAGS: Final[dict[str, tuple[tuple[str, ...], str]]] = {

@@ -1,4 +1,4 @@
-"""Plain-text rendering of diagnoses for terminals and log files (no colours, no markup).
+"""Plain-text rendering of diagnoses for terminals and log files (no colors, no markup).
 
 Every string that came from data goes through :func:`cfanalytics.redaction`.
 

@@ -1,12 +1,48 @@
-"""Shared fixtures: small hand-made exports and fresh stores."""
+"""Shared fixtures: fresh stores and the sample account (built once per run)."""
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
+if TYPE_CHECKING:
+    from cfanalytics.sample import SampleAccount
+    from cfanalytics.store import LogStore
+
 os.environ.setdefault("CFANALYTICS_LOCK_TIMEOUT", "120")
+
+
+@dataclass(frozen=True)
+class Sample:
+    """The sample account (seed 7, 20k visits) ingested once per test run: read it, never write it."""
+
+    folder: Path
+    store: LogStore
+    account: SampleAccount
+
+
+@pytest.fixture(scope="session")
+def sample(tmp_path_factory) -> Sample:
+    """The sample account built as ``cfanalytics demo`` builds it (``workspace.build_sample_store``).
+
+    Read-only: a test that writes copies ``sample.folder`` first (``shutil.copytree``).
+    """
+    from cfanalytics.workspace import build_sample_store
+
+    folder = tmp_path_factory.mktemp("sample-store")
+    store, account, result = build_sample_store(folder)
+    assert result.ok, result.failures
+    return Sample(folder, store, account)
+
+
+@pytest.fixture(scope="session")
+def sample_store(sample: Sample) -> LogStore:
+    """The store of :func:`sample` (read-only)."""
+    return sample.store
 
 
 @pytest.fixture

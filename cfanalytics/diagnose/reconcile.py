@@ -73,11 +73,23 @@ from zoneinfo import ZoneInfo
 
 import polars as pl
 
+from cfanalytics._time import iso
 from cfanalytics.columns import norm_key
 from cfanalytics.exceptions import InputError, UsageError
-from cfanalytics.normalize import MACRO_PATTERN, UUID_PATTERN
 from cfanalytics.readers import RECORD, Batches, RowProblem, open_input
-from cfanalytics.store import LogStore, check_timezone
+from cfanalytics.store import LogStore
+from cfanalytics.values import (
+    EXTRA_NAIVE_FORMATS,
+    MACRO_PATTERN,
+    NAIVE_FORMATS,
+    SLASH_FORMATS,
+    UUID_PATTERN,
+    check_timezone,
+    day_first,
+    money_text,
+    parse_number_expr,
+    parse_time_expr,
+)
 
 __all__ = ["REASONS", "STATUSES", "Reconciliation", "reconcile"]
 
@@ -113,14 +125,9 @@ _TIME_NAMES: Final = (
     "Datetime", "Date Time", "Created", "Created At", "Created Date", "Date", "Time",
 )  # fmt: skip
 
-_EPOCH: Final = r"^\d{9,13}(\.\d+)?$"
-_OFFSET: Final = r"(Z|z|[+-]\d{2}:?\d{2})$"
 _CLOCK: Final = r"^\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?(\s*[AaPp][Mm])?$"
-_ISO_FORMATS: Final = (
-    "%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%d %H:%M", "%Y/%m/%d %H:%M:%S%.f", "%Y/%m/%d %H:%M", "%Y-%m-%d", "%Y/%m/%d",
-    "%Y-%m-%d %I:%M:%S %p", "%Y-%m-%d %I:%M %p",
-)  # fmt: skip
-_SLASH_FORMATS: Final = ("%m/%d/%Y %H:%M:%S", "%m/%d/%Y %H:%M", "%m/%d/%Y %I:%M:%S %p", "%m/%d/%Y %I:%M %p", "%m/%d/%Y")
+#: Naive time formats of network exports: the store's, other systems' extras, then slash dates.
+_EXPORT_FORMATS: Final = (*NAIVE_FORMATS, *EXTRA_NAIVE_FORMATS)
 _MACRO_RE: Final = re.compile(MACRO_PATTERN)
 _UUID_RE: Final = re.compile(UUID_PATTERN)
 _TIME: Final = pl.Datetime("us", "UTC")
@@ -300,67 +307,19 @@ def _network_rows(frame: pl.DataFrame, headers: dict[str, str | None], tz: str) 
         pl.col(RECORD).cast(pl.Int64).alias("record"),
         text(headers["click_id"]).alias("click_id"),
         text(headers["txid"]).alias("txid"),
-        _payout(text(headers["payout"])).alias("payout"),
+        parse_number_expr(money_text(text(headers["payout"]))).alias("payout"),
         when.alias("_when"),
     )
-    day_first = _day_first(out.get_column("_when"))
-    return out.with_columns(_parse_time(pl.col("_when"), tz, day_first=day_first).alias("conversion_time")).drop(
+    first = day_first(out.get_column("_when"))
+    return out.with_columns(_parse_time(pl.col("_when"), tz, day_first=first).alias("conversion_time")).drop(
         "_when"
     )
 
 
-def _payout(s: pl.Expr) -> pl.Expr:
-    """Payout text → Float64: currency signs ignored, decimal comma or thousands separators."""
-    t = s.str.replace_all(r"[^0-9.,+\-]", "")
-    last_comma = t.str.find(",", literal=True).fill_null(-1)
-    comma_after_dot = t.str.contains(r",[0-9]*$") & t.str.contains(".", literal=True)
-    t = (
-        pl.when(comma_after_dot)  # 1.250,00
-        .then(t.str.replace_all(".", "", literal=True).str.replace(",", ".", literal=True))
-        .when(t.str.contains(r"^[+-]?\d{1,3}(,\d{3})+(\.\d*)?$"))  # 1,250 / 1,250.00
-        .then(t.str.replace_all(",", "", literal=True))
-        .when((last_comma >= 0) & ~t.str.contains(".", literal=True))  # 12,50
-        .then(t.str.replace(",", ".", literal=True))
-        .otherwise(t)
-    )
-    f = pl.when(t.str.contains(r"^[+-]?(\d+\.?\d*|\.\d+)$")).then(t.cast(pl.Float64, strict=False))
-    return pl.when(f.is_finite()).then(f)
-
-
-def _day_first(values: pl.Series) -> bool:
-    """``D/M/YYYY`` when a slash date's first field exceeds 12 (else US ``M/D/YYYY``)."""
-    first = values.drop_nulls().str.extract(r"^(\d{1,2})/\d{1,2}/\d{4}", 1).drop_nulls().cast(pl.Int64)
-    return bool(first.len()) and bool((first > 12).any())
-
-
 def _parse_time(s: pl.Expr, tz: str, *, day_first: bool = False) -> pl.Expr:
-    """Text → UTC instant: Unix s/ms, ISO with offset (offset wins), or local time in ``tz``."""
-    iso = s.str.replace("T", " ", literal=True).str.replace(r"\s*[Zz]$", "+00:00")
-    offset = pl.coalesce(
-        iso.str.to_datetime("%Y-%m-%d %H:%M:%S%.f%z", time_unit="us", time_zone="UTC", strict=False),
-        iso.str.to_datetime("%Y-%m-%d %H:%M%z", time_unit="us", time_zone="UTC", strict=False),
-    )
-    num = s.cast(pl.Float64, strict=False)
-    epoch = pl.from_epoch(
-        pl.when(num >= 1e11).then(num * 1_000).otherwise(num * 1_000_000).cast(pl.Int64, strict=False),
-        time_unit="us",
-    ).dt.replace_time_zone("UTC")
-    slash = tuple(f.replace("%m/%d", "%d/%m") for f in _SLASH_FORMATS) if day_first else _SLASH_FORMATS
-    naive = pl.coalesce(*(iso.str.to_datetime(f, time_unit="us", strict=False) for f in (*_ISO_FORMATS, *slash)))
-    # DST: fall-back → the earlier instant; spring-forward → shifted forward by the gap.
-    early = naive.dt.replace_time_zone(tz, ambiguous="earliest", non_existent="null")
-    shifted = (naive - pl.duration(hours=12)).dt.replace_time_zone(
-        tz, ambiguous="earliest", non_existent="null"
-    ) + pl.duration(hours=12)
-    local = pl.coalesce(early, shifted).dt.convert_time_zone("UTC")
-    return (
-        pl.when(s.str.contains(_EPOCH))
-        .then(epoch)
-        .when(s.str.contains(_OFFSET))
-        .then(offset)
-        .otherwise(local)
-        .cast(_TIME)
-    )
+    """Text → UTC instant (:func:`cfanalytics.values.parse_time_expr`), slash dates month- or day-first."""
+    slash = tuple(f.replace("%m/%d", "%d/%m") for f in SLASH_FORMATS) if day_first else SLASH_FORMATS
+    return parse_time_expr(s, tz, formats=(*_EXPORT_FORMATS, *slash))
 
 
 # --------------------------------------------------------------------------- window and tracker
@@ -391,7 +350,7 @@ def _window(
         assert isinstance(last, datetime)
         hi = last + timedelta(days=1)
     if lo > hi:
-        raise UsageError(f"{name}: empty window ({_iso(lo)} after {_iso(hi)})")
+        raise UsageError(f"{name}: empty window ({_utc(lo)} after {_utc(hi)})")
     return lo, hi
 
 
@@ -542,9 +501,8 @@ def _is_strict_prefix(prefix: str, known_sorted: pl.Series) -> bool:
 # --------------------------------------------------------------------------- summary
 
 
-def _iso(t: datetime) -> str:
-    t = t.astimezone(UTC)
-    return t.isoformat(timespec="microseconds" if t.microsecond else "seconds").replace("+00:00", "Z")
+def _utc(t: datetime) -> str | None:
+    return iso(t.astimezone(UTC))
 
 
 def _summary(network: pl.DataFrame, missing_in_network: int, lo: datetime, hi: datetime) -> dict[str, Any]:
@@ -560,6 +518,6 @@ def _summary(network: pl.DataFrame, missing_in_network: int, lo: datetime, hi: d
             "by_reason": {r: int(by_reason.get(r, 0)) for r in REASONS},
         },
         "missing_in_network": int(missing_in_network),
-        "window": {"start": _iso(lo), "end": _iso(hi)},
+        "window": {"start": _utc(lo), "end": _utc(hi)},
         "network_rows": network.height,
     }

@@ -2,7 +2,7 @@
 
 Filters: entity type, action (created / updated / deleted / other), author,
 date range. The timeline plots each change at its time on its entity type's
-row, coloured by action; pick a change in the table's picker, click a point,
+row, colored by action; pick a change in the table's picker, click a point,
 or call :meth:`ActivityLogPanel.show_change` to see its old and new values
 side by side (JSON pretty-printed, redacted, escaped).
 
@@ -122,7 +122,7 @@ def diff_html(old: str | None, new: str | None) -> str:
 
 
 def timeline_figure(changes: pl.DataFrame, *, timezone: str = "UTC") -> go.Figure:
-    """Changes over time, one row per entity type, coloured by action (hover: who, what)."""
+    """Changes over time, one row per entity type, colored by action (hover: who, what)."""
     import plotly.graph_objects as go
 
     fig = go.Figure()
