@@ -31,7 +31,6 @@ arranges them for display. Conventions shared by every figure:
 
 from __future__ import annotations
 
-import html
 import math
 import textwrap
 from collections.abc import Iterable, Mapping, Sequence
@@ -40,7 +39,9 @@ from typing import TYPE_CHECKING, Any, Final
 
 import polars as pl
 
-from cfanalytics.redaction import redact
+from cfanalytics.redaction import escape_text as _escape
+from cfanalytics.redaction import plain_text as _plain
+from cfanalytics.redaction import safe_text
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
@@ -122,41 +123,6 @@ def _go() -> Any:
 
 
 # --------------------------------------------------------------------------- text
-def safe_text(value: object, limit: int = 120) -> str:
-    """Display form of one data value: redacted, whitespace collapsed, shortened, HTML-escaped.
-
-    Redaction runs first, so a credential cut by shortening can never leak half a
-    token; escaping runs last, so shortening never splits an entity such as
-    ``&lt;``. Quotes become numeric entities (Plotly's text renderer decodes ``&amp;``,
-    ``&lt;``, ``&gt;`` and numeric entities, not ``&quot;``). ``limit`` counts visible
-    characters (``0`` = no limit); ``None`` → ``""``.
-
-    >>> safe_text("<img src=x onerror=alert(1)>")
-    '&lt;img src=x onerror=alert(1)&gt;'
-    >>> safe_text("https://t.example/pb?cid=1&access_token=EAAGm0PX4ZCpsBAxyz1234567890")
-    'https://t.example/pb?cid=1&amp;access_token=***'
-    >>> safe_text("a long message about a failure", limit=12)
-    'a long mess…'
-    """
-    return _escape(_plain(value, limit))
-
-
-def _escape(text: str) -> str:
-    """HTML-escape with only the entities Plotly decodes: ``&amp; &lt; &gt;`` and numeric ones for quotes."""
-    return html.escape(text, quote=False).replace('"', "&#34;").replace("'", "&#39;")
-
-
-def _plain(value: object, limit: int = 120) -> str:
-    """Redacted, single-line, shortened text (not yet escaped)."""
-    if value is None:
-        return ""
-    text = value if isinstance(value, str) else str(value)
-    text = " ".join((redact(text) or "").split())
-    if limit > 0 and len(text) > limit:
-        text = text[: limit - 1].rstrip() + "…"
-    return text
-
-
 def _wrapped(value: object, width: int = 48, limit: int = 120) -> str:
     """:func:`safe_text` broken into lines of at most ``width`` characters joined by ``<br>``."""
     lines = textwrap.wrap(_plain(value, limit), width=width, break_long_words=True, break_on_hyphens=False)

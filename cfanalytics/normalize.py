@@ -456,7 +456,9 @@ class Normalizer:
         """
         naive = pl.col("__naive")
         self.local_times += int(frame.select(naive.is_not_null().sum()).item())
-        sure = naive.dt.replace_time_zone(self.timezone, ambiguous="null", non_existent="null").dt.convert_time_zone("UTC")
+        sure = naive.dt.replace_time_zone(self.timezone, ambiguous="null", non_existent="null").dt.convert_time_zone(
+            "UTC"
+        )
         frame = frame.with_columns(sure.alias("__early"))
         odd = frame.select((naive.is_not_null() & pl.col("__early").is_null()).arg_true()).to_series()
         if odd.len() == 0:

@@ -32,12 +32,24 @@ byte for byte.
 
 from __future__ import annotations
 
+import html
 import ipaddress
 import re
 
 import polars as pl
 
-__all__ = ["MASK", "PATTERN", "REPLACEMENT", "mask_ip", "mask_ip_expr", "redact", "redact_expr"]
+__all__ = [
+    "MASK",
+    "PATTERN",
+    "REPLACEMENT",
+    "escape_text",
+    "mask_ip",
+    "mask_ip_expr",
+    "plain_text",
+    "redact",
+    "redact_expr",
+    "safe_text",
+]
 
 MASK = "***"
 
@@ -278,3 +290,46 @@ def _mask_ip_series(series: pl.Series) -> pl.Series:
 def mask_ip_expr(expr: pl.Expr) -> pl.Expr:
     """Polars version of :func:`mask_ip` for a string expression (one Python call per distinct address)."""
     return expr.map_batches(_mask_ip_series, return_dtype=pl.String, is_elementwise=True)
+
+
+def plain_text(value: object, limit: int = 120) -> str:
+    """Redacted, single-line, shortened text (not yet escaped); ``None`` → ``""``.
+
+    >>> plain_text("a \t  b", limit=0)
+    'a b'
+    """
+    if value is None:
+        return ""
+    text = value if isinstance(value, str) else str(value)
+    text = " ".join((redact(text) or "").split())
+    if limit > 0 and len(text) > limit:
+        text = text[: limit - 1].rstrip() + "…"
+    return text
+
+
+def escape_text(text: str) -> str:
+    """HTML-escape with only the entities Plotly decodes: ``&amp; &lt; &gt;`` and numeric ones for quotes.
+
+    >>> escape_text('<a href="x">')
+    '&lt;a href=&#34;x&#34;&gt;'
+    """
+    return html.escape(text, quote=False).replace('"', "&#34;").replace("'", "&#39;")
+
+
+def safe_text(value: object, limit: int = 120) -> str:
+    """Display form of one data value: redacted, whitespace collapsed, shortened, HTML-escaped.
+
+    Redaction runs first, so a credential cut by shortening can never leak half a
+    token; escaping runs last, so shortening never splits an entity such as
+    ``&lt;``. Quotes become numeric entities (Plotly's text renderer decodes ``&amp;``,
+    ``&lt;``, ``&gt;`` and numeric entities, not ``&quot;``). ``limit`` counts visible
+    characters (``0`` = no limit); ``None`` → ``""``.
+
+    >>> safe_text("<img src=x onerror=alert(1)>")
+    '&lt;img src=x onerror=alert(1)&gt;'
+    >>> safe_text("https://t.example/pb?cid=1&access_token=EAAGm0PX4ZCpsBAxyz1234567890")
+    'https://t.example/pb?cid=1&amp;access_token=***'
+    >>> safe_text("a long message about a failure", limit=12)
+    'a long mess…'
+    """
+    return escape_text(plain_text(value, limit))

@@ -96,7 +96,9 @@ def epoch_expr(s: pl.Expr) -> pl.Expr:
 def offset_expr(s: pl.Expr) -> pl.Expr:
     """Time text with an offset → UTC instant (null when no :data:`OFFSET_FORMATS` fits)."""
     text = iso_text(s)
-    return pl.coalesce(*(text.str.to_datetime(f, time_unit="us", time_zone="UTC", strict=False) for f in OFFSET_FORMATS))
+    return pl.coalesce(
+        *(text.str.to_datetime(f, time_unit="us", time_zone="UTC", strict=False) for f in OFFSET_FORMATS)
+    )
 
 
 def naive_expr(s: pl.Expr, formats: tuple[str, ...] = NAIVE_FORMATS) -> pl.Expr:
@@ -144,7 +146,8 @@ def parse_time_expr(s: pl.Expr, timezone: str, *, formats: tuple[str, ...] = NAI
 def parse_number_expr(s: pl.Expr, *, decimal_comma: bool = False) -> pl.Expr:
     """Stripped number text → Float64 (:data:`NUMBER`; with ``decimal_comma`` the comma is the point).
 
-    >>> pl.DataFrame({"p": ["12.5", "1e2", "$5", "NaN", "12,50"]}).select(parse_number_expr(pl.col("p"))).to_series().to_list()
+    >>> frame = pl.DataFrame({"p": ["12.5", "1e2", "$5", "NaN", "12,50"]})
+    >>> frame.select(parse_number_expr(pl.col("p"))).to_series().to_list()
     [12.5, 100.0, None, None, None]
     """
     text = s.str.replace(",", ".", literal=True) if decimal_comma else s
@@ -183,7 +186,8 @@ def parse_int_expr(s: pl.Expr) -> pl.Expr:
 def parse_status_expr(s: pl.Expr) -> pl.Expr:
     """HTTP status code text → Int64 in 100–599, else null.
 
-    >>> pl.DataFrame({"s": ["200", "404.0", "0", "abc", "700"]}).select(parse_status_expr(pl.col("s"))).to_series().to_list()
+    >>> frame = pl.DataFrame({"s": ["200", "404.0", "0", "abc", "700"]})
+    >>> frame.select(parse_status_expr(pl.col("s"))).to_series().to_list()
     [200, 404, None, None, None]
     """
     v = parse_int_expr(s)

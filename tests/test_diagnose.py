@@ -10,13 +10,14 @@ import pytest
 
 import cfanalytics as cf
 from cfanalytics.diagnose import (
-    conversion_gaps,
     diagnose,
+    gap_rows,
     gap_summary,
     incidents,
     orphan_postbacks,
     postback_errors,
 )
+from cfanalytics.diagnose.frames import conversions, postback_outcomes
 from cfanalytics.diagnose.incidents import binomial_sf
 from tests.helpers import EXAMPLES, write
 
@@ -75,7 +76,7 @@ def test_tricky_gap_cases(store, tmp_path):
         "unknown_click": 3,
         "unknown_click_malformed": 1,
     }
-    rows = conversion_gaps(store)
+    rows = gap_rows(conversions(store), postback_outcomes(store))
     assert rows.select("click_id", "ct", "gap").rows() == [
         (A, "sale", "posted_ok"),
         (A, "lead", "posted_failed"),

@@ -94,17 +94,10 @@ def small(tmp_path):
     return store
 
 
-@pytest.fixture(scope="module")
-def sample(tmp_path_factory):
-    """The sample account (seed 7), ingested, with its truth."""
-    from cfanalytics.sample import generate
-
-    folder = tmp_path_factory.mktemp("panels-sample")
-    account = generate(folder / "exports", seed=7)
-    store = cf.LogStore(folder / "store", timezone=account.truth["timezone"])
-    result = store.ingest([p for role, p in sorted(account.files.items()) if role != "network_export"])
-    assert result.ok, result.failures
-    return account, store
+@pytest.fixture
+def account_store(sample):
+    """The sample account (seed 7) with its truth, and its store (read-only, built once per run)."""
+    return sample.account, sample.store
 
 
 # --------------------------------------------------------------------------- export
@@ -245,8 +238,8 @@ def _rate_traces(panel):
     return [t for t in panel.figure.data if t.name != "Changes"]
 
 
-def test_postback_doctor_chart_follows_the_traffic_source_filter(sample, tmp_path):
-    account, store = sample
+def test_postback_doctor_chart_follows_the_traffic_source_filter(account_store, tmp_path):
+    account, store = account_store
     panel = postback_doctor(store, export_dir=tmp_path)
     assert isinstance(panel, PostbackDoctorPanel)
     tz = panel.timezone
@@ -270,7 +263,7 @@ def test_postback_doctor_chart_follows_the_traffic_source_filter(sample, tmp_pat
 
     panel.set_filters(traffic_sources=[], error_kinds=["auth", "rate_limit"], status_classes=["4xx"])
     assert set(panel.kinds.get_column("error_kind")) <= {"auth", "rate_limit"}
-    panel.group_by.value = "integration_id"
+    panel.by.value = "integration_id"
     assert "integration_id" in panel.rates.columns
     assert (panel.loads, panel.store_reads) == (loads, reads)  # every change above came from memory
 
@@ -279,8 +272,8 @@ def test_postback_doctor_chart_follows_the_traffic_source_filter(sample, tmp_pat
     assert panel.postbacks.get_column("postback_time").min() >= datetime.fromisoformat("2026-11-18T00:00:00-05:00")
 
 
-def test_postback_doctor_marks_incidents_and_changes_and_drills(sample, tmp_path):
-    account, store = sample
+def test_postback_doctor_marks_incidents_and_changes_and_drills(account_store, tmp_path):
+    account, store = account_store
     panel = postback_doctor(store, export_dir=tmp_path)
     assert panel.incidents.height == len(account.truth["incidents"])
     assert panel.incidents_frame.height == panel.incidents.height
@@ -320,8 +313,8 @@ def test_postback_doctor_marks_incidents_and_changes_and_drills(sample, tmp_path
 
 
 # --------------------------------------------------------------------------- conversion gaps
-def test_conversion_gaps_panel_matches_the_truth_and_filters_in_memory(sample, tmp_path):
-    account, store = sample
+def test_conversion_gaps_panel_matches_the_truth_and_filters_in_memory(account_store, tmp_path):
+    account, store = account_store
     panel = conversion_gaps(store, export_dir=tmp_path)
     assert isinstance(panel, ConversionGapsPanel)
     assert panel.summary == account.truth["gaps"]
@@ -351,8 +344,8 @@ def test_conversion_gaps_panel_matches_the_truth_and_filters_in_memory(sample, t
     assert panel.loads == loads + 1
 
 
-def test_conversion_gaps_reconciles_an_uploaded_export(sample, tmp_path):
-    account, store = sample
+def test_conversion_gaps_reconciles_an_uploaded_export(account_store, tmp_path):
+    account, store = account_store
     panel = conversion_gaps(store, export_dir=tmp_path)
     content = account.files["network_export"].read_bytes()
     panel.upload.value = (

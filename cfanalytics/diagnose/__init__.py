@@ -1,4 +1,13 @@
-"""Diagnostics: functions from (store, LogFilter) to DataFrames (docs/contract.md §6).
+"""Diagnostics (docs/contract.md §6): loaders on one side, pure functions of frames on the other.
+
+- :mod:`~cfanalytics.diagnose.frames` — loaders: a :class:`~cfanalytics.filters.StoreReader`
+  and a :class:`~cfanalytics.filters.LogFilter` in, lazy frames out (the only reads);
+- pure functions of frames: :mod:`~cfanalytics.diagnose.attribution`,
+  :mod:`~cfanalytics.diagnose.error_rates`, :mod:`~cfanalytics.diagnose.gaps`,
+  :mod:`~cfanalytics.diagnose.incidents`, :mod:`~cfanalytics.diagnose.events`, with
+  :class:`~cfanalytics.diagnose.names.Names` to label ids;
+- :mod:`~cfanalytics.diagnose.queries` — one-line answers from a store (load, then compute);
+- :func:`diagnose` — the whole ``cfanalytics diagnose --json`` document.
 
 >>> import tempfile, cfanalytics as cf
 >>> store = cf.LogStore(tempfile.mkdtemp() + "/s", timezone="UTC")
@@ -10,19 +19,23 @@ from __future__ import annotations
 
 from cfanalytics.diagnose.document import diagnose
 from cfanalytics.diagnose.error_kinds import ERROR_KINDS, STATUS_CLASSES, error_kind, signature, status_class
-from cfanalytics.diagnose.error_rates import GROUPINGS, postback_errors, postback_summary
-from cfanalytics.diagnose.frames import names, postbacks
-from cfanalytics.diagnose.gaps import (
-    GAP_CLASSES,
+from cfanalytics.diagnose.error_rates import GROUPINGS, error_rates, postback_summary, top_signatures
+from cfanalytics.diagnose.events import event_volume
+from cfanalytics.diagnose.frames import activity_log_until, conversions, postbacks
+from cfanalytics.diagnose.gaps import GAP_CLASSES, gap_rows, gap_table
+from cfanalytics.diagnose.incidents import find_incidents
+from cfanalytics.diagnose.names import Names
+from cfanalytics.diagnose.queries import (
     attribution_by_day,
-    conversion_gaps,
     funnel,
     gap_summary,
     gaps_by,
+    incidents,
     lags,
+    names,
     orphan_postbacks,
+    postback_errors,
 )
-from cfanalytics.diagnose.incidents import activity_log_until, incidents
 from cfanalytics.diagnose.reconcile import Reconciliation, reconcile
 
 __all__ = [
@@ -30,14 +43,20 @@ __all__ = [
     "GAP_CLASSES",
     "GROUPINGS",
     "STATUS_CLASSES",
+    "Names",
     "Reconciliation",
     "activity_log_until",
     "attribution_by_day",
-    "conversion_gaps",
+    "conversions",
     "diagnose",
     "error_kind",
+    "error_rates",
+    "event_volume",
+    "find_incidents",
     "funnel",
+    "gap_rows",
     "gap_summary",
+    "gap_table",
     "gaps_by",
     "incidents",
     "lags",
@@ -49,4 +68,5 @@ __all__ = [
     "reconcile",
     "signature",
     "status_class",
+    "top_signatures",
 ]

@@ -11,33 +11,32 @@ lists are sorted by errors descending, then id.
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import polars as pl
 
+from cfanalytics._time import iso
+from cfanalytics.diagnose.attribution import attribute_conversions, enrich_postbacks, needs_attribution
 from cfanalytics.diagnose.error_rates import postback_summary
-from cfanalytics.diagnose.frames import enrich_postbacks, postback_rows, visit_lookup
-from cfanalytics.diagnose.gaps import conversion_rows, gap_summary
-from cfanalytics.diagnose.incidents import activity_log_until, history_filter, incidents
-from cfanalytics.filters import LogFilter
-
-if TYPE_CHECKING:
-    from cfanalytics.store import LogStore
-
-
-def iso(value: datetime | None) -> str | None:
-    """ISO 8601 UTC with ``Z`` (microseconds only when present)."""
-    if value is None:
-        return None
-    text = value.strftime("%Y-%m-%dT%H:%M:%S")
-    if value.microsecond:
-        text += f".{value.microsecond:06d}".rstrip("0")
-    return text + "Z"
+from cfanalytics.diagnose.frames import (
+    activity,
+    activity_log_until,
+    campaign_links,
+    conversion_keys,
+    conversion_rows,
+    conversions_of,
+    postback_outcomes,
+    postback_rows,
+    visit_lookup,
+)
+from cfanalytics.diagnose.gaps import classify, gap_counts, orphans, with_ct_mismatch
+from cfanalytics.diagnose.incidents import SCOPES, find_incidents, history_filter
+from cfanalytics.diagnose.names import Names
+from cfanalytics.filters import LogFilter, StoreReader
 
 
 def diagnose(
-    store: LogStore, where: LogFilter | None = None, *, grace_minutes: float = 0, with_incidents: bool = True
+    reader: StoreReader, where: LogFilter | None = None, *, grace_minutes: float = 0, with_incidents: bool = True
 ) -> dict[str, Any]:
     """Postback errors, conversion gaps and incidents with their suspected change.
 
@@ -46,34 +45,43 @@ def diagnose(
     serve every section. ``with_incidents=False`` leaves incidents out (``[]``).
     """
     flt = where or LogFilter()
+    timezone = reader.timezone
     # Incidents read the range extended back by their baseline; the other sections read the
     # filter's own range of it (time filters are row-wise).
-    wide = history_filter(store, flt) if with_incidents else flt
-    rows = postback_rows(store, wide).collect()
-    unattributed = rows.lazy().filter(pl.col("traffic_source_id").is_null() | pl.col("campaign_id").is_null())
-    keys = pl.concat([unattributed.select("click_id"), conversion_rows(store, flt).select("click_id")])
-    visits = visit_lookup(store, keys)
-    history = enrich_postbacks(store, rows.lazy(), wide, visits=visits).collect()
+    wide = history_filter(flt, timezone) if with_incidents else flt
+    rows = postback_rows(reader, wide).collect().lazy()
+    unattributed = rows.filter(needs_attribution()).select("click_id")
+    conversions = conversion_rows(reader, flt)
+    visits = visit_lookup(reader, pl.concat([unattributed, conversions.select("click_id")])).lazy()
+    history = enrich_postbacks(rows, visits, conversions_of(reader, unattributed), wide, timezone=timezone).collect()
     in_range = LogFilter(start=flt.start, end=flt.end, timezone=flt.timezone)
-    frame = in_range.apply(history.lazy(), "postbacks", timezone=store.timezone).collect()
-    found = incidents(store, flt, frame=history) if with_incidents else None
+    frame = in_range.apply(history.lazy(), "postbacks", timezone=timezone).collect()
+    names = Names.load(reader, SCOPES)
+    found = (
+        find_incidents(history, activity(reader), names, campaign_links(reader), flt.time_bounds(timezone))
+        if with_incidents and history.height
+        else None
+    )
     out: list[dict[str, Any]] = []
-    for inc in found.to_dicts() if found is not None else ():
-        change = inc.pop("suspected_change")
+    for incident in found.to_dicts() if found is not None else ():
+        change = incident.pop("suspected_change")
         if change is not None:
             change["changed_at"] = iso(change["changed_at"])
-        inc["start"], inc["end"] = iso(inc["start"]), iso(inc["end"])
-        inc["suspected_change"] = change
-        out.append(inc)
-    until = activity_log_until(store)
-    lo, hi = flt.time_bounds(store.timezone)
-    pb = postback_summary(store, flt, frame=frame)
+        incident["start"], incident["end"] = iso(incident["start"]), iso(incident["end"])
+        incident["suspected_change"] = change
+        out.append(incident)
+    lo, hi = flt.time_bounds(timezone)
+    summary = postback_summary(frame, names)
+    keys = conversion_keys(reader)
+    classified = classify(
+        attribute_conversions(conversions, visits, flt, timezone=timezone), postback_outcomes(reader), grace_minutes
+    )
     return {
         "window": {"from": iso(lo), "to": iso(hi)},
-        "timezone": store.timezone,
-        "data_until": pb.pop("last_postback_time"),
-        "postbacks": pb,
-        "gaps": gap_summary(store, flt, grace_minutes=grace_minutes, postbacks_frame=frame, visits=visits),
+        "timezone": timezone,
+        "data_until": summary.pop("last_postback_time"),
+        "postbacks": summary,
+        "gaps": gap_counts(classified, with_ct_mismatch(orphans(frame.lazy(), keys), keys)),
         "incidents": out,
-        "activity_log_until": iso(until),
+        "activity_log_until": iso(activity_log_until(reader)),
     }

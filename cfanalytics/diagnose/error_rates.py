@@ -1,29 +1,30 @@
-"""Postback error rates: overall and by any grouping, with names (docs/contract.md §6).
+"""Postback error rates: overall and by any grouping, top signatures, the ``postbacks`` summary (pure).
 
 error rate = postbacks with ``is_error`` / all postbacks, in the group; null when
-the group is empty.
+the group is empty. The functions take enriched postbacks
+(:func:`~cfanalytics.diagnose.frames.postbacks`) and never read a store.
 
->>> import tempfile, cfanalytics as cf
->>> store = cf.LogStore(tempfile.mkdtemp() + "/s", timezone="UTC")
->>> postback_errors(store, by=["traffic_source_id"]).columns
-['traffic_source_id', 'traffic_source_name', 'postbacks', 'errors', 'error_rate']
+>>> import polars as pl
+>>> from datetime import UTC, datetime
+>>> rows = pl.DataFrame({"traffic_source_id": ["t1", "t1", "t2"], "is_error": [True, False, False],
+...     "postback_time": [datetime(2026, 11, 20, 10, tzinfo=UTC)] * 3})
+>>> error_rates(rows, by="traffic_source_id", timezone="UTC").rows()
+[('t1', 2, 1, 0.5), ('t2', 1, 0, 0.0)]
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 import polars as pl
 
-from cfanalytics.diagnose.frames import postbacks, with_names
+from cfanalytics._time import iso
+from cfanalytics.diagnose.names import Names
 from cfanalytics.exceptions import UsageError
-from cfanalytics.filters import LogFilter
+from cfanalytics.redaction import redact
 
-if TYPE_CHECKING:
-    from cfanalytics.store import LogStore
-
-#: Groupings :func:`postback_errors` understands.
+#: Groupings :func:`error_rates` understands.
 GROUPINGS: Final = (
     "traffic_source_id",
     "integration_id",
@@ -37,93 +38,105 @@ GROUPINGS: Final = (
     "day",
     "attributed",
 )
+#: Signatures the ``postbacks`` summary lists.
+TOP_SIGNATURES: Final = 10
+
+Frame = pl.DataFrame | pl.LazyFrame
 
 
-def _time_groups(lf: pl.LazyFrame, by: Sequence[str], timezone: str) -> pl.LazyFrame:
+def grouping(by: Sequence[str] | str | None) -> list[str]:
+    """``by`` as a list of keys, checked against :data:`GROUPINGS`."""
+    keys = [by] if isinstance(by, str) else list(by or [])
+    unknown = [k for k in keys if k not in GROUPINGS]
+    if unknown:
+        raise UsageError(f"cannot group postbacks by {', '.join(unknown)}; use {', '.join(GROUPINGS)}")
+    return keys
+
+
+def _time_groups(rows: pl.LazyFrame, by: Sequence[str], timezone: str) -> pl.LazyFrame:
     local = pl.col("postback_time").dt.convert_time_zone(timezone)
     extra: list[pl.Expr] = []
     if "hour" in by:
         extra.append(local.dt.truncate("1h").alias("hour"))
     if "day" in by:
         extra.append(local.dt.date().alias("day"))
-    return lf.with_columns(extra) if extra else lf
+    return rows.with_columns(extra) if extra else rows
 
 
-def postback_errors(
-    store: LogStore,
-    by: Sequence[str] | str | None = None,
-    where: LogFilter | None = None,
-    *,
-    frame: pl.LazyFrame | None = None,
-) -> pl.DataFrame:
+def error_rates(postbacks: Frame, by: Sequence[str] | str | None = None, timezone: str = "UTC") -> pl.DataFrame:
     """Postbacks, errors and error rate per group (sorted by errors descending, then the keys).
 
-    ``by`` is any of :data:`GROUPINGS`; id columns get their display name beside them.
-    ``hour`` and ``day`` are in the display time zone (the filter's, else the store's).
-    ``frame`` lets callers pass an already enriched :func:`~cfanalytics.diagnose.frames.postbacks` frame.
+    ``by`` is any of :data:`GROUPINGS` (``hour`` and ``day`` are local to ``timezone``);
+    no grouping gives one row of totals. Names are not added (:meth:`Names.add`).
     """
-    keys = [by] if isinstance(by, str) else list(by or [])
-    unknown = [k for k in keys if k not in GROUPINGS]
-    if unknown:
-        raise UsageError(f"cannot group postbacks by {', '.join(unknown)}; use {', '.join(GROUPINGS)}")
-    lf = frame if frame is not None else postbacks(store, where)
-    tz = (where.timezone if where else None) or store.timezone or "UTC"
-    lf = _time_groups(lf, keys, tz)
+    keys = grouping(by)
+    rows = _time_groups(postbacks.lazy(), keys, timezone)
     agg = [pl.len().alias("postbacks"), pl.col("is_error").sum().cast(pl.Int64).alias("errors")]
-    out = (lf.group_by(keys).agg(agg) if keys else lf.select(agg)).collect()
+    out = (rows.group_by(keys).agg(agg) if keys else rows.select(agg)).collect()
     out = out.with_columns(
         pl.when(pl.col("postbacks") > 0).then(pl.col("errors") / pl.col("postbacks")).alias("error_rate")
     )
     if keys:
         out = out.sort(["errors", *keys], descending=[True, *([False] * len(keys))], nulls_last=True)
-        out = with_names(out, store, *keys)
     return out
 
 
-def postback_summary(
-    store: LogStore, where: LogFilter | None = None, *, top: int = 10, frame: pl.DataFrame | None = None
-) -> dict[str, Any]:
-    """The ``postbacks`` section of ``cfanalytics diagnose --json`` (docs/contract.md §5).
+def error_kind_counts(postbacks: Frame) -> pl.DataFrame:
+    """Failing postbacks per ``error_kind`` (errors descending, then kind).
 
-    ``frame`` lets callers pass the already collected ``postbacks(store, where)``.
+    >>> error_kind_counts(pl.DataFrame({"is_error": [True, True, False], "error_kind": ["auth", "auth", None]})).rows()
+    [('auth', 2)]
     """
-    lf = (frame if frame is not None else postbacks(store, where).collect()).lazy()
-    total = postback_errors(store, frame=lf, where=where)
-    n, e = int(total.item(0, "postbacks")), int(total.item(0, "errors"))
-    unattributed = lf.filter(~pl.col("attributed")).select(pl.len()).collect().item()
-    by_ts = postback_errors(store, ["traffic_source_id"], where, frame=lf.filter(pl.col("attributed")))
-    by_int = postback_errors(store, ["integration_id"], where, frame=lf.filter(pl.col("integration_id").is_not_null()))
-    kinds = (
-        lf.filter(pl.col("is_error"))
+    return (
+        postbacks.lazy()
+        .filter(pl.col("is_error"))
         .group_by("error_kind")
         .agg(pl.len().alias("errors"))
         .collect()
         .sort(["errors", "error_kind"], descending=[True, False])
     )
-    sigs = (
-        lf.filter(pl.col("is_error"))
+
+
+def top_signatures(postbacks: Frame, top: int = TOP_SIGNATURES) -> pl.DataFrame:
+    """The ``top`` error signatures of the failing postbacks: ``signature``, ``errors`` and the earliest
+    message as ``example`` (errors descending, then signature; a null signature last)."""
+    return (
+        postbacks.lazy()
+        .filter(pl.col("is_error"))
         .group_by("signature")
         .agg(pl.len().alias("errors"), pl.col("error_message").sort_by("postback_time").first().alias("example"))
         .collect()
         .sort(["errors", "signature"], descending=[True, False], nulls_last=True)
         .head(top)
     )
-    from cfanalytics.diagnose.document import iso
-    from cfanalytics.redaction import redact
 
-    last = lf.select(pl.col("postback_time").max()).collect().item()
+
+def postback_summary(postbacks: Frame, names: Names, *, top: int = TOP_SIGNATURES) -> dict[str, Any]:
+    """The ``postbacks`` section of ``cfanalytics diagnose --json`` (docs/contract.md §5) of enriched
+    postbacks; ``names`` label traffic sources and integrations."""
+    rows = postbacks.lazy()
+    total = error_rates(rows)
+    n, e = int(total.item(0, "postbacks")), int(total.item(0, "errors"))
+    unattributed = rows.filter(~pl.col("attributed")).select(pl.len()).collect().item()
+    by_source = names.add(error_rates(rows.filter(pl.col("attributed")), ["traffic_source_id"]), "traffic_source_id")
+    by_integration = names.add(
+        error_rates(rows.filter(pl.col("integration_id").is_not_null()), ["integration_id"]), "integration_id"
+    )
+    kinds = error_kind_counts(rows)
+    signatures = top_signatures(rows, top)
+    last = rows.select(pl.col("postback_time").max()).collect().item()
     return {
         "last_postback_time": iso(last),
         "total": n,
         "errors": e,
         "error_rate": (e / n) if n else None,
         "unattributed": int(unattributed),
-        "by_traffic_source": _records(by_ts, ["traffic_source_id", "traffic_source_name"]),
-        "by_integration": _records(by_int, ["integration_id", "integration_name"]),
+        "by_traffic_source": _records(by_source, ["traffic_source_id", "traffic_source_name"]),
+        "by_integration": _records(by_integration, ["integration_id", "integration_name"]),
         "by_error_kind": [{"error_kind": k, "errors": int(v)} for k, v in kinds.iter_rows()],
         "top_signatures": [
             {"signature": s or "(no message)", "errors": int(c), "example": redact(x) if x else None}
-            for s, c, x in sigs.iter_rows()
+            for s, c, x in signatures.iter_rows()
         ],
     }
 

@@ -1,4 +1,4 @@
-"""Conversion gaps: which conversions never reached the traffic source (docs/contract.md §6).
+"""Conversion gaps: which conversions never reached the traffic source (docs/contract.md §6), pure.
 
 Every stored conversion row (duplicates included) falls in exactly one class,
 matched to postbacks on ``(click_id, ct)`` with ``""`` = null and null = null:
@@ -12,27 +12,30 @@ Also: orphan postbacks (no conversion on the same click id and ct) and among the
 ``ct_mismatch`` (the click has a conversion with another ct); duplicate
 conversions (rows beyond the first per click id, ct, txid); unknown clicks
 (conversion click ids not among stored visits) and the malformed ones among them.
-Every number can be drilled down to its rows with :func:`conversion_gaps` and
-:func:`orphan_postbacks`.
+Every number can be drilled down to its rows with :func:`gap_rows` and :func:`orphans`.
 
->>> import tempfile, cfanalytics as cf
->>> gap_summary(cf.LogStore(tempfile.mkdtemp() + "/s", timezone="UTC"))["conversions"]
-0
+The functions take frames (attributed conversions from
+:func:`~cfanalytics.diagnose.frames.conversions`, postback outcomes from
+:func:`~cfanalytics.diagnose.frames.postback_outcomes` …) and never read a store.
+
+>>> import polars as pl
+>>> from datetime import UTC, datetime
+>>> t = datetime(2026, 11, 20, 10, tzinfo=UTC)
+>>> conv = pl.LazyFrame({"click_id": ["a", "b"], "ct": ["", "sale"], "txid": [None, None],
+...     "conversion_time": [t, t], "known_click": [True, True], "_row_id": ["r1", "r2"]})
+>>> outcomes = pl.LazyFrame({"click_id": ["a"], "ct": [""], "is_error": [False], "postback_time": [t]})
+>>> gap_rows(conv, outcomes).select("click_id", "gap").rows()
+[('a', 'posted_ok'), ('b', 'not_posted')]
 """
 
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import TYPE_CHECKING, Final
+from typing import Final
 
 import polars as pl
 
-from cfanalytics.diagnose.frames import visits_of
-from cfanalytics.filters import LogFilter
-from cfanalytics.normalize import MACRO_PATTERN, UUID_PATTERN
-
-if TYPE_CHECKING:
-    from cfanalytics.store import LogStore
+from cfanalytics.values import MACRO_PATTERN, UUID_PATTERN
 
 GAP_CLASSES: Final = ("posted_ok", "posted_failed", "not_posted", "pending")
 
@@ -41,57 +44,24 @@ def _null_empty(col: str) -> pl.Expr:
     return pl.when(pl.col(col) != "").then(pl.col(col))
 
 
-def _tz(store: LogStore, where: LogFilter | None) -> str:
-    return (where.timezone if where else None) or store.timezone or "UTC"
+def classify(conversions: pl.LazyFrame, outcomes: pl.LazyFrame, grace_minutes: float = 0) -> pl.LazyFrame:
+    """Attributed conversions with ``gap``, ``postbacks``, ``postback_errors``, ``unknown_click``,
+    ``malformed_click`` and the match keys ``_ct`` / ``_tx`` (``""`` = null); lazy, unordered.
 
-
-def conversion_rows(store: LogStore, where: LogFilter | None = None) -> pl.LazyFrame:
-    """Stored conversions in the filter's time range, not attributed yet."""
-    flt = where or LogFilter()
-    return LogFilter(start=flt.start, end=flt.end, timezone=flt.timezone).apply(
-        store.scan("conversions"), "conversions", timezone=store.timezone
-    )
-
-
-def conversions(store: LogStore, where: LogFilter | None = None, *, visits: pl.DataFrame | None = None) -> pl.LazyFrame:
-    """Conversions with the attributed traffic source/campaign (own column, else the visit's), filtered.
-
-    ``visits`` may be a :func:`~cfanalytics.diagnose.frames.visit_lookup` covering the
-    conversions' click ids; else the visits are read here.
+    ``outcomes``: every stored postback's ``click_id``, ``ct``, ``is_error``, ``postback_time``.
     """
-    flt = where or LogFilter()
-    conv = conversion_rows(store, flt)
-    # only the visits of these conversions' clicks (semi join), not every stored visit
-    found = visits_of(store, conv) if visits is None else visits.lazy()
-    conv = conv.join(found, on="click_id", how="left").with_columns(
-        pl.coalesce("traffic_source_id", "_v_ts").alias("traffic_source_id"),
-        pl.coalesce("campaign_id", "_v_cmp").alias("campaign_id"),
-        pl.coalesce("visit_time", "_v_time").alias("visit_time"),
-        pl.col("_v_time").is_not_null().alias("known_click"),
-    )
-    conv = conv.drop("_v_ts", "_v_cmp", "_v_time")
-    return flt.replace(start=None, end=None).apply(conv, None, timezone=store.timezone)
-
-
-def _classified(
-    store: LogStore, where: LogFilter | None, grace_minutes: float, visits: pl.DataFrame | None = None
-) -> pl.LazyFrame:
-    """Conversions in range with ``gap``, ``postbacks``, ``postback_errors``, ``unknown_click``,
-    ``malformed_click`` and the match keys ``_ct`` / ``_tx`` (``""`` = null); lazy, unordered."""
-    conv = conversions(store, where, visits=visits).with_columns(
-        _null_empty("ct").alias("_ct"), _null_empty("txid").alias("_tx")
-    )
-    pb = store.scan("postbacks").select("click_id", _null_empty("ct").alias("_ct"), "is_error")
-    per_key = pb.group_by("click_id", "_ct").agg(
-        pl.len().alias("postbacks"),
-        pl.col("is_error").sum().cast(pl.Int64).alias("postback_errors"),
+    conv = conversions.with_columns(_null_empty("ct").alias("_ct"), _null_empty("txid").alias("_tx"))
+    per_key = (
+        outcomes.select("click_id", _null_empty("ct").alias("_ct"), "is_error")
+        .group_by("click_id", "_ct")
+        .agg(pl.len().alias("postbacks"), pl.col("is_error").sum().cast(pl.Int64).alias("postback_errors"))
     )
     frame = conv.join(per_key, on=["click_id", "_ct"], how="left", nulls_equal=True).with_columns(
         pl.col("postbacks").fill_null(0), pl.col("postback_errors").fill_null(0)
     )
     pending = pl.lit(False)
     if grace_minutes > 0:
-        last = store.scan("postbacks").select(pl.col("postback_time").max()).collect().item()
+        last = outcomes.select(pl.col("postback_time").max()).collect().item()
         if last is not None:
             pending = pl.col("conversion_time") > pl.lit(last - timedelta(minutes=grace_minutes))
     gap = (
@@ -111,13 +81,13 @@ def _classified(
     )
 
 
-def conversion_gaps(store: LogStore, where: LogFilter | None = None, *, grace_minutes: float = 0) -> pl.DataFrame:
-    """One row per stored conversion in range with its ``gap`` class and the other gap facts.
+def gap_rows(conversions: pl.LazyFrame, outcomes: pl.LazyFrame, grace_minutes: float = 0) -> pl.DataFrame:
+    """One row per conversion with its ``gap`` class and the other gap facts (see :func:`classify`).
 
     Columns added: ``gap``, ``postbacks``, ``postback_errors``, ``duplicate``,
     ``unknown_click``, ``malformed_click``. Sorted by conversion time, click id.
     """
-    out = _classified(store, where, grace_minutes).collect()
+    out = classify(conversions, outcomes, grace_minutes).collect()
     # duplicates: rows beyond the first per (click_id, ct, txid), first = earliest, then by row id
     out = out.sort(["conversion_time", "_row_id"]).with_columns(
         pl.struct("click_id", "_ct", "_tx").is_first_distinct().not_().alias("duplicate")
@@ -125,77 +95,37 @@ def conversion_gaps(store: LogStore, where: LogFilter | None = None, *, grace_mi
     return out.drop("_ct", "_tx").sort(["conversion_time", "click_id", "_row_id"])
 
 
-def _orphans(store: LogStore, flt: LogFilter) -> pl.LazyFrame:
-    """Stored postbacks in the time range with no conversion on the same (click_id, ct), not enriched."""
-    from cfanalytics.diagnose.frames import postback_rows
+def orphans(postbacks: pl.LazyFrame, conversions: pl.LazyFrame) -> pl.LazyFrame:
+    """Postbacks with no conversion on the same (click_id, ct) (``conversions``: ``click_id``, ``ct``).
 
-    conv_keys = store.scan("conversions").select("click_id", _null_empty("ct").alias("_ct")).unique()
+    >>> pb = pl.LazyFrame({"postback_id": ["p1", "p2"], "click_id": ["a", "b"], "ct": ["", "lead"]})
+    >>> conv = pl.LazyFrame({"click_id": ["a", "b"], "ct": [None, "sale"]})
+    >>> orphans(pb, conv).collect().get_column("postback_id").to_list()
+    ['p2']
+    """
+    keys = conversions.select("click_id", _null_empty("ct").alias("_ct")).unique()
     return (
-        postback_rows(store, flt)
-        .with_columns(_null_empty("ct").alias("_ct"))
-        .join(conv_keys, on=["click_id", "_ct"], how="anti", nulls_equal=True)
+        postbacks.with_columns(_null_empty("ct").alias("_ct"))
+        .join(keys, on=["click_id", "_ct"], how="anti", nulls_equal=True)
         .drop("_ct")
     )
 
 
-def _with_ct_mismatch(store: LogStore, orphans: pl.LazyFrame) -> pl.LazyFrame:
-    conv_clicks = store.scan("conversions").select("click_id").unique().with_columns(pl.lit(True).alias("_has_conv"))
+def with_ct_mismatch(orphan_rows: pl.LazyFrame, conversions: pl.LazyFrame) -> pl.LazyFrame:
+    """Orphan postbacks with ``ct_mismatch``: their click has a conversion (with another ct)."""
+    clicks = conversions.select("click_id").unique().with_columns(pl.lit(True).alias("_has_conversion"))
     return (
-        orphans.join(conv_clicks, on="click_id", how="left")
-        .with_columns(pl.col("_has_conv").fill_null(False).alias("ct_mismatch"))
-        .drop("_has_conv")
+        orphan_rows.join(clicks, on="click_id", how="left")
+        .with_columns(pl.col("_has_conversion").fill_null(False).alias("ct_mismatch"))
+        .drop("_has_conversion")
     )
 
 
-def orphan_postbacks(
-    store: LogStore, where: LogFilter | None = None, *, frame: pl.DataFrame | pl.LazyFrame | None = None
-) -> pl.DataFrame:
-    """Postbacks in range with no conversion on the same (click_id, ct); ``ct_mismatch`` marks
-    those whose click has a conversion with another ct.
-
-    The stored postbacks are anti-joined with the conversion keys first and only the orphans
-    are enriched (as :func:`~cfanalytics.diagnose.frames.postbacks`). ``frame`` lets callers
-    pass an already enriched ``postbacks(store, where)`` frame to anti-join instead.
-    """
-    flt = where or LogFilter()
-    if frame is not None:
-        conv_keys = store.scan("conversions").select("click_id", _null_empty("ct").alias("_ct")).unique()
-        orphans = (
-            frame.lazy()
-            .with_columns(_null_empty("ct").alias("_ct"))
-            .join(conv_keys, on=["click_id", "_ct"], how="anti", nulls_equal=True)
-            .drop("_ct")
-        )
-    else:
-        from cfanalytics.diagnose.frames import enrich_postbacks
-
-        rows = _orphans(store, flt).collect().lazy()
-        orphans = enrich_postbacks(store, rows, flt)
-    return _with_ct_mismatch(store, orphans).collect().sort(["postback_time", "postback_id"])
-
-
-#: LogFilter fields that filter postbacks on columns :func:`~cfanalytics.diagnose.frames.postbacks` adds.
-_ENRICHED_FIELDS: Final = ("traffic_sources", "campaigns", "status_classes", "error_kinds")
-
-
-def gap_summary(
-    store: LogStore,
-    where: LogFilter | None = None,
-    *,
-    grace_minutes: float = 0,
-    postbacks_frame: pl.DataFrame | pl.LazyFrame | None = None,
-    visits: pl.DataFrame | None = None,
-) -> dict[str, int]:
-    """The ``gaps`` section of ``cfanalytics diagnose --json`` (docs/contract.md §5).
-
-    Counts are aggregated without materialising the rows; duplicates are rows minus distinct
-    (click_id, ct, txid). ``postbacks_frame`` may be an already enriched
-    ``postbacks(store, where)`` frame (as :func:`orphan_postbacks` takes), ``visits`` a
-    :func:`~cfanalytics.diagnose.frames.visit_lookup` covering the conversions' click ids.
-    """
-    flt = where or LogFilter()
-    rows = _classified(store, flt, grace_minutes, visits)
-    counts = rows.select(
+def gap_counts(classified: pl.LazyFrame, orphan_rows: pl.LazyFrame) -> dict[str, int]:
+    """The ``gaps`` section of ``cfanalytics diagnose --json`` (docs/contract.md §5): counts of
+    :func:`classify` rows and of orphan postbacks (with ``ct_mismatch``), aggregated without
+    materializing the rows; duplicates are rows minus distinct (click_id, ct, txid)."""
+    counts = classified.select(
         pl.len().alias("conversions"),
         *((pl.col("gap") == cls).sum().alias(cls) for cls in GAP_CLASSES),
         pl.col("unknown_click").sum().alias("unknown_click"),
@@ -203,14 +133,7 @@ def gap_summary(
         pl.struct("click_id", "_ct", "_tx").n_unique().alias("_distinct"),
     ).collect()
     c = {k: int(v or 0) for k, v in counts.row(0, named=True).items()}
-    if postbacks_frame is not None or any(getattr(flt, f) is not None for f in _ENRICHED_FIELDS):
-        orphans = orphan_postbacks(store, flt, frame=postbacks_frame)
-        n_orphans, n_mismatch = orphans.height, int(orphans.get_column("ct_mismatch").sum())
-    else:
-        # no filter on attributed columns: the stored rows are the answer, no enrichment needed
-        rest = flt.replace(start=None, end=None)
-        orphans_lf = rest.apply(_with_ct_mismatch(store, _orphans(store, flt)), None, timezone=store.timezone)
-        n_orphans, n_mismatch = orphans_lf.select(pl.len(), pl.col("ct_mismatch").sum()).collect().row(0)
+    n_orphans, n_mismatch = orphan_rows.select(pl.len(), pl.col("ct_mismatch").sum()).collect().row(0)
     return {
         "conversions": c["conversions"],
         **{cls: c[cls] for cls in GAP_CLASSES},
@@ -222,86 +145,103 @@ def gap_summary(
     }
 
 
-def gaps_by(
-    store: LogStore, by: str = "traffic_source_id", where: LogFilter | None = None, *, grace_minutes: float = 0
-) -> pl.DataFrame:
-    """Gap classes per traffic source (or campaign…), one column per class, with names."""
-    from cfanalytics.diagnose.frames import with_names
+def gap_table(rows: pl.DataFrame, by: str) -> pl.DataFrame:
+    """Gap classes per group of :func:`gap_rows`: one column per class and ``conversions``, sorted by
+    ``not_posted`` descending, then the group (names are not added).
 
-    rows = conversion_gaps(store, where, grace_minutes=grace_minutes)
+    >>> rows = pl.DataFrame({"traffic_source_id": ["t1", "t1", "t2"], "gap": ["posted_ok", "not_posted", "posted_ok"]})
+    >>> gap_table(rows, "traffic_source_id").rows()
+    [('t1', 1, 0, 1, 0, 2), ('t2', 1, 0, 0, 0, 1)]
+    """
+    schema: dict[str, pl.DataType] = {by: pl.String(), **{c: pl.Int64() for c in (*GAP_CLASSES, "conversions")}}
+    if rows.height == 0:
+        return pl.DataFrame(schema=schema)
     wide = rows.group_by(by, "gap").len().pivot(on="gap", index=by, values="len").fill_null(0)
     for cls in GAP_CLASSES:
         if cls not in wide.columns:
-            wide = wide.with_columns(pl.lit(0, pl.UInt32).alias(cls))
-    wide = wide.select(by, *(pl.col(c).cast(pl.Int64) for c in GAP_CLASSES)).with_columns(
+            wide = wide.with_columns(pl.lit(0).alias(cls))
+    wide = wide.select(pl.col(by).cast(pl.String), *(pl.col(c).cast(pl.Int64) for c in GAP_CLASSES)).with_columns(
         pl.sum_horizontal(*GAP_CLASSES).alias("conversions")
     )
-    wide = wide.sort(["not_posted", by], descending=[True, False], nulls_last=True)
-    return with_names(wide, store, by)
+    return wide.sort(["not_posted", by], descending=[True, False], nulls_last=True)
 
 
-def lags(store: LogStore, where: LogFilter | None = None) -> dict[str, pl.DataFrame]:
-    """Lag distributions: ``visit_to_conversion`` (minutes) and ``conversion_to_postback`` (seconds)."""
-    conv = conversions(store, where).with_columns(_null_empty("ct").alias("_ct"))
-    v2c = conv.select(
+def gap_summary_of_rows(rows: pl.DataFrame, orphan_rows: pl.DataFrame) -> dict[str, int]:
+    """:func:`gap_counts` of materialized :func:`gap_rows` and orphan postbacks (as a panel holds them)."""
+    counts = dict.fromkeys(GAP_CLASSES, 0)
+    if rows.height:
+        for cls, n in rows.group_by("gap").len().iter_rows():
+            counts[cls] = int(n)
+
+    def total(frame: pl.DataFrame, column: str) -> int:
+        return int(frame.get_column(column).sum()) if frame.height and column in frame.columns else 0
+
+    return {
+        "conversions": rows.height,
+        **counts,
+        "orphan_postbacks": orphan_rows.height,
+        "ct_mismatch": total(orphan_rows, "ct_mismatch"),
+        "duplicate_conversions": total(rows, "duplicate"),
+        "unknown_click": total(rows, "unknown_click"),
+        "unknown_click_malformed": total(rows, "malformed_click"),
+    }
+
+
+def lag_distributions(conversions: pl.LazyFrame, outcomes: pl.LazyFrame) -> dict[str, pl.DataFrame]:
+    """Lags of attributed conversions: ``visit_to_conversion`` (minutes) and ``conversion_to_postback``
+    (seconds to the first postback on the same click id and ct)."""
+    conv = conversions.with_columns(_null_empty("ct").alias("_ct"))
+    visit_to_conversion = conv.select(
         "click_id", ((pl.col("conversion_time") - pl.col("visit_time")).dt.total_seconds() / 60).alias("minutes")
     ).filter(pl.col("minutes").is_not_null())
-    first_pb = (
-        store.scan("postbacks")
-        .select("click_id", _null_empty("ct").alias("_ct"), "postback_time")
+    first_postback = (
+        outcomes.select("click_id", _null_empty("ct").alias("_ct"), "postback_time")
         .group_by("click_id", "_ct")
         .agg(pl.col("postback_time").min())
     )
-    c2p = conv.join(first_pb, on=["click_id", "_ct"], how="inner", nulls_equal=True).select(
+    conversion_to_postback = conv.join(first_postback, on=["click_id", "_ct"], how="inner", nulls_equal=True).select(
         "click_id", (pl.col("postback_time") - pl.col("conversion_time")).dt.total_seconds().alias("seconds")
     )
     return {
         # click id breaks ties: the joins above do not keep row order
-        "visit_to_conversion": v2c.collect().sort("minutes", "click_id"),
-        "conversion_to_postback": c2p.collect().sort("seconds", "click_id"),
+        "visit_to_conversion": visit_to_conversion.collect().sort("minutes", "click_id"),
+        "conversion_to_postback": conversion_to_postback.collect().sort("seconds", "click_id"),
     }
 
 
-def attribution_by_day(store: LogStore, where: LogFilter | None = None) -> pl.DataFrame:
+def conversions_by_day(conversions: pl.LazyFrame, timezone: str) -> pl.DataFrame:
     """Conversions per local day counted by conversion date and by visit date, and the difference."""
-    tz = _tz(store, where)
-    conv = conversions(store, where)
-    by_conv = conv.group_by(pl.col("conversion_time").dt.convert_time_zone(tz).dt.date().alias("day")).agg(
-        pl.len().alias("by_conversion_date")
-    )
+    by_conversion = conversions.group_by(
+        pl.col("conversion_time").dt.convert_time_zone(timezone).dt.date().alias("day")
+    ).agg(pl.len().alias("by_conversion_date"))
     by_visit = (
-        conv.filter(pl.col("visit_time").is_not_null())
-        .group_by(pl.col("visit_time").dt.convert_time_zone(tz).dt.date().alias("day"))
+        conversions.filter(pl.col("visit_time").is_not_null())
+        .group_by(pl.col("visit_time").dt.convert_time_zone(timezone).dt.date().alias("day"))
         .agg(pl.len().alias("by_visit_date"))
     )
-    out = by_conv.join(by_visit, on="day", how="full", coalesce=True).collect()
+    out = by_conversion.join(by_visit, on="day", how="full", coalesce=True).collect()
     out = out.with_columns(
         pl.col("by_conversion_date").fill_null(0).cast(pl.Int64), pl.col("by_visit_date").fill_null(0).cast(pl.Int64)
     )
     return out.with_columns((pl.col("by_visit_date") - pl.col("by_conversion_date")).alias("difference")).sort("day")
 
 
-def funnel(store: LogStore, by: str = "campaign_id", where: LogFilter | None = None) -> pl.DataFrame:
-    """Visits → clicks → conversions → postbacks sent → postbacks accepted, per campaign or traffic source."""
-    from cfanalytics.diagnose.frames import postbacks, with_names
-
-    flt = where or LogFilter()
-    tz = store.timezone
-    visits = flt.apply(store.scan("visits"), "visits", timezone=tz).group_by(by).agg(pl.len().alias("visits"))
-    clicks = flt.apply(store.scan("clicks"), "clicks", timezone=tz)
+def funnel_counts(
+    visits: pl.LazyFrame, clicks: pl.LazyFrame, conversions: pl.LazyFrame, postbacks: pl.LazyFrame, by: str
+) -> pl.DataFrame:
+    """Visits → clicks → conversions → postbacks sent → postbacks accepted per ``by`` (visits descending)."""
     if by not in clicks.collect_schema().names():
         clicks = clicks.with_columns(pl.lit(None, pl.String).alias(by))
-    clicks = clicks.group_by(by).agg(pl.len().alias("clicks"))
-    conv = conversions(store, flt).group_by(by).agg(pl.len().alias("conversions"))
-    pb = (
-        postbacks(store, flt)
-        .group_by(by)
-        .agg(pl.len().alias("postbacks_sent"), (~pl.col("is_error")).sum().cast(pl.Int64).alias("postbacks_accepted"))
+    parts = (
+        clicks.group_by(by).agg(pl.len().alias("clicks")),
+        conversions.group_by(by).agg(pl.len().alias("conversions")),
+        postbacks.group_by(by).agg(
+            pl.len().alias("postbacks_sent"), (~pl.col("is_error")).sum().cast(pl.Int64).alias("postbacks_accepted")
+        ),
     )
-    out = visits
-    for other in (clicks, conv, pb):
+    out = visits.group_by(by).agg(pl.len().alias("visits"))
+    for other in parts:
         out = out.join(other, on=by, how="full", coalesce=True)
     cols = ["visits", "clicks", "conversions", "postbacks_sent", "postbacks_accepted"]
     result = out.collect().with_columns(pl.col(c).fill_null(0).cast(pl.Int64) for c in cols)
-    result = result.sort(["visits", by], descending=[True, False], nulls_last=True)
-    return with_names(result, store, by)
+    return result.sort(["visits", by], descending=[True, False], nulls_last=True)

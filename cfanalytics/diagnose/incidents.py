@@ -20,10 +20,17 @@ edits the scope's traffic source or integration, or a campaign sending its
 traffic whose old/new values touch postback or tracking fields. None → null.
 
 ``incident_id`` hashes the scope, id and first flagged hour, so a scheduled job
-recognises an incident it has reported before.
+recognizes an incident it has reported before.
 
->>> import tempfile, cfanalytics as cf
->>> incidents(cf.LogStore(tempfile.mkdtemp() + "/s", timezone="UTC")).height
+The functions take frames (the enriched postback history, the activity log, the
+traffic sources' campaigns, names) and never read a store.
+
+>>> import polars as pl
+>>> from cfanalytics.diagnose.names import Names
+>>> history = pl.DataFrame(schema={"postback_id": pl.String, "postback_time": pl.Datetime("us", "UTC"),
+...     "is_error": pl.Boolean, "error_kind": pl.String, "traffic_source_id": pl.String,
+...     "integration_id": pl.String, "campaign_id": pl.String})
+>>> find_incidents(history, pl.DataFrame(), Names.empty(), pl.DataFrame()).height
 0
 """
 
@@ -33,15 +40,13 @@ import math
 from collections import deque
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 import polars as pl
 import xxhash
 
+from cfanalytics.diagnose.names import Names
 from cfanalytics.filters import LogFilter
-
-if TYPE_CHECKING:
-    from cfanalytics.store import LogStore
 
 MIN_POSTBACKS: Final = 10
 MIN_RISE: Final = 0.2
@@ -151,50 +156,96 @@ def incident_id(scope: str, scope_id: str, first_hour: datetime) -> str:
     return "inc-" + xxhash.xxh3_64_hexdigest(text.encode())
 
 
-def history_filter(store: LogStore, where: LogFilter | None = None) -> LogFilter:
-    """The filter :func:`incidents` reads postbacks with: ``where`` extended back by the baseline."""
+def history_filter(where: LogFilter | None, timezone: str | None) -> LogFilter:
+    """The filter incidents read postbacks with: ``where`` extended back by the baseline
+    (``timezone``: the store's, for a filter without its own)."""
     flt = where or LogFilter()
-    lo, hi = flt.time_bounds(store.timezone)
+    lo, hi = flt.time_bounds(timezone)
     return flt.replace(start=(lo - timedelta(days=BASELINE_DAYS)) if lo else None, end=hi)
 
 
-def incidents(store: LogStore, where: LogFilter | None = None, *, frame: pl.DataFrame | None = None) -> pl.DataFrame:
-    """Incidents overlapping the filter's range, sorted by errors descending, then scope and id.
+Window = tuple[datetime | None, datetime | None]
 
-    ``frame`` lets callers pass the already collected ``postbacks(store, history_filter(store, where))``.
+
+def find_incidents(
+    history: pl.DataFrame | pl.LazyFrame,
+    activity: pl.DataFrame,
+    names: Names,
+    campaigns: pl.DataFrame,
+    window: Window = (None, None),
+) -> pl.DataFrame:
+    """Incidents in the enriched postback ``history`` overlapping ``window`` (UTC ``[start, end)``, open
+    ends allowed), sorted by errors descending, then scope and id.
+
+    ``history`` should reach :data:`BASELINE_DAYS` before the window (:func:`history_filter`);
+    ``activity`` is the activity log sorted by time (suspected changes), ``campaigns`` the
+    ``traffic_source_id``, ``campaign_id`` pairs of the visits, ``names`` label the scopes.
     """
-    from cfanalytics.diagnose.frames import names, postbacks
-
-    flt = where or LogFilter()
-    lo, hi = flt.time_bounds(store.timezone)
-    source = frame.lazy() if frame is not None else postbacks(store, history_filter(store, flt))
-    pb = source.select(
-        "postback_id",
-        "postback_time",
-        "is_error",
-        "error_kind",
-        "traffic_source_id",
-        "integration_id",
-        "campaign_id",
-    ).collect()
+    lo, hi = window
+    pb = (
+        history.lazy()
+        .select(
+            "postback_id",
+            "postback_time",
+            "is_error",
+            "error_kind",
+            "traffic_source_id",
+            "integration_id",
+            "campaign_id",
+        )
+        .collect()
+    )
     if pb.height == 0:
         return pl.DataFrame(schema=INCIDENT_SCHEMA)
     prior = float(pb.get_column("is_error").mean() or 0.0)
     last_hour = pb.get_column("postback_time").max()
+    assert isinstance(last_hour, datetime)
     found: list[dict[str, Any]] = []
     for scope, column in SCOPES.items():
         found.extend(_scope_incidents(pb, scope, column, prior, last_hour))
     found = _dedupe(found)
     found = [i for i in found if (lo is None or i["end"] >= lo) and (hi is None or i["start"] < hi)]
-    changes = _activity(store)
-    links = _links(store, pb)
-    display = {scope: dict(names(store, scope).iter_rows()) for scope in SCOPES}
-    for inc in found:
-        inc["suspected_change"] = _suspected_change(inc, changes, links)
-        inc["name"] = display[inc["scope"]].get(inc["id"])
-        inc.pop("_errors")
+    links = _links(pb, campaigns)
+    for incident in found:
+        incident["suspected_change"] = _suspected_change(incident, activity, links)
+        incident["name"] = names.lookup(SCOPES[incident["scope"]]).get(incident["id"])
+        incident.pop("_errors")
     frame = pl.DataFrame(found, schema=INCIDENT_SCHEMA) if found else pl.DataFrame(schema=INCIDENT_SCHEMA)
     return frame.sort(["errors", "scope", "id", "start"], descending=[True, False, False, False])
+
+
+def scope_changes(activity: pl.DataFrame, postbacks: pl.DataFrame) -> pl.DataFrame:
+    """Activity rows on the traffic sources, integrations and campaigns of ``postbacks``.
+
+    >>> act = pl.DataFrame({"entity_type": ["campaign", "campaign"], "entity_id": ["c1", "c2"]})
+    >>> pb = pl.DataFrame({"traffic_source_id": ["t1"], "integration_id": [None], "campaign_id": ["c2"]})
+    >>> scope_changes(act, pb).get_column("entity_id").to_list()
+    ['c2']
+    """
+    if activity.height == 0:
+        return activity
+
+    def ids(column: str) -> list[str]:
+        return postbacks.get_column(column).drop_nulls().unique().to_list()
+
+    kind, entity = pl.col("entity_type"), pl.col("entity_id")
+    return activity.filter(
+        ((kind == "traffic_source") & entity.is_in(ids("traffic_source_id")))
+        | ((kind == "integration") & entity.is_in(ids("integration_id")))
+        | ((kind == "campaign") & entity.is_in(ids("campaign_id")))
+    )
+
+
+def scope_incidents(found: pl.DataFrame, errors: pl.DataFrame) -> pl.DataFrame:
+    """Incidents of the traffic sources and integrations of the failing postbacks ``errors``."""
+    if found.height == 0:
+        return found
+    sources = errors.get_column("traffic_source_id").drop_nulls().unique().to_list()
+    integrations = errors.get_column("integration_id").drop_nulls().unique().to_list()
+    scope, ident = pl.col("scope"), pl.col("id")
+    return found.filter(
+        ((scope == "traffic_source") & ident.is_in(sources)) | ((scope == "integration") & ident.is_in(integrations))
+    )
 
 
 def _scope_incidents(
@@ -251,65 +302,49 @@ def _scope_incidents(
 
 def _dedupe(found: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Drop a traffic-source incident whose failing postbacks are (nearly) those of an integration incident."""
-    integ = [i for i in found if i["scope"] == "integration"]
+    by_integration = [i for i in found if i["scope"] == "integration"]
     keep: list[dict[str, Any]] = []
-    for inc in found:
-        if inc["scope"] == "traffic_source":
-            mine = inc["_errors"]
-            if any(len(mine & o["_errors"]) >= 0.9 * max(len(mine), len(o["_errors"])) for o in integ):
+    for incident in found:
+        if incident["scope"] == "traffic_source":
+            mine = incident["_errors"]
+            if any(len(mine & o["_errors"]) >= 0.9 * max(len(mine), len(o["_errors"])) for o in by_integration):
                 continue
-        keep.append(inc)
+        keep.append(incident)
     return keep
-
-
-def _activity(store: LogStore) -> pl.DataFrame:
-    return (
-        store.scan("activity")
-        .select("changed_at", "author", "entity_type", "entity_id", "entity_name", "action", "old_value", "new_value")
-        .collect()
-        .sort("changed_at")
-    )
 
 
 @dataclass
 class _Links:
-    integrations_of_ts: dict[str, set[str]]
-    ts_of_integration: dict[str, set[str]]
-    campaigns_of_ts: dict[str, set[str]]
+    integrations_of_source: dict[str, set[str]]
+    sources_of_integration: dict[str, set[str]]
+    campaigns_of_source: dict[str, set[str]]
 
 
-def _links(store: LogStore, pb: pl.DataFrame) -> _Links:
+def _links(pb: pl.DataFrame, campaigns: pl.DataFrame) -> _Links:
     pairs = pb.filter(pl.col("integration_id").is_not_null() & pl.col("traffic_source_id").is_not_null())
     pairs = pairs.select("traffic_source_id", "integration_id").unique()
-    its: dict[str, set[str]] = {}
-    tsi: dict[str, set[str]] = {}
-    for ts, integ in pairs.iter_rows():
-        its.setdefault(ts, set()).add(integ)
-        tsi.setdefault(integ, set()).add(ts)
-    camp = (
-        store.scan("visits")
-        .select("traffic_source_id", "campaign_id")
-        .filter(pl.col("traffic_source_id").is_not_null())
-        .unique()
-        .collect()
-    )
-    cts: dict[str, set[str]] = {}
-    for ts, cmp in camp.iter_rows():
-        cts.setdefault(ts, set()).add(cmp)
-    return _Links(its, tsi, cts)
+    integrations_of_source: dict[str, set[str]] = {}
+    sources_of_integration: dict[str, set[str]] = {}
+    for source, integration in pairs.iter_rows():
+        integrations_of_source.setdefault(source, set()).add(integration)
+        sources_of_integration.setdefault(integration, set()).add(source)
+    by_source: dict[str, set[str]] = {}
+    for source, campaign in campaigns.select("traffic_source_id", "campaign_id").iter_rows():
+        by_source.setdefault(source, set()).add(campaign)
+    return _Links(integrations_of_source, sources_of_integration, by_source)
 
 
-def _suspected_change(inc: dict[str, Any], changes: pl.DataFrame, links: _Links) -> dict[str, Any] | None:
-    start: datetime | None = inc["start"]
+def _suspected_change(incident: dict[str, Any], changes: pl.DataFrame, links: _Links) -> dict[str, Any] | None:
+    start: datetime | None = incident["start"]
     if start is None or changes.height == 0:
         return None
-    if inc["scope"] == "traffic_source":
-        sources = {inc["id"]}
-        integrations = links.integrations_of_ts.get(inc["id"], set())
+    if incident["scope"] == "traffic_source":
+        sources = {incident["id"]}
+        integrations = links.integrations_of_source.get(incident["id"], set())
     else:
-        integrations = {inc["id"]}
-        sources = links.ts_of_integration.get(inc["id"], set())
-    campaigns = set().union(*(links.campaigns_of_ts.get(ts, set()) for ts in sources)) if sources else set()
+        integrations = {incident["id"]}
+        sources = links.sources_of_integration.get(incident["id"], set())
+    campaigns = set().union(*(links.campaigns_of_source.get(source, set()) for source in sources)) if sources else set()
     touches = pl.concat_str([pl.col("old_value").fill_null(""), pl.col("new_value").fill_null("")]).str.contains(
         POSTBACK_FIELDS
     )
@@ -324,8 +359,3 @@ def _suspected_change(inc: dict[str, Any], changes: pl.DataFrame, links: _Links)
     row = hits.sort("changed_at").row(-1, named=True)
     keys = ("changed_at", "author", "entity_type", "entity_id", "entity_name", "action")
     return {k: row[k] for k in keys}
-
-
-def activity_log_until(store: LogStore) -> datetime | None:
-    """Time of the last activity row loaded (the activity log has no API: it may lag behind)."""
-    return store.scan("activity").select(pl.col("changed_at").max()).collect().item()

@@ -311,9 +311,7 @@ def _network_rows(frame: pl.DataFrame, headers: dict[str, str | None], tz: str) 
         when.alias("_when"),
     )
     first = day_first(out.get_column("_when"))
-    return out.with_columns(_parse_time(pl.col("_when"), tz, day_first=first).alias("conversion_time")).drop(
-        "_when"
-    )
+    return out.with_columns(_parse_time(pl.col("_when"), tz, day_first=first).alias("conversion_time")).drop("_when")
 
 
 def _parse_time(s: pl.Expr, tz: str, *, day_first: bool = False) -> pl.Expr:

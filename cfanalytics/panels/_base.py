@@ -1,10 +1,11 @@
-"""What every panel shares: a counted view of the store, cached loads per date range, display names.
+"""What every panel shares: a counted reader of the store, cached loads per date range, names, options.
 
-A panel reads the store only to load its base frame for a date range
-(:meth:`Panel._load`); it keeps the frames of the last few ranges, and applies
-every other filter to the cached frame in memory. ``panel.loads`` counts those
-loads and ``panel.store_reads`` counts every table scan the panel started, so a
-test can prove that changing a traffic source re-reads nothing.
+A panel reads the store only to load its base frames for a date range
+(:meth:`Panel._load`, through the loaders of :mod:`cfanalytics.diagnose.frames`);
+it keeps the frames of the last few ranges and computes every chart and table
+from them with the pure functions of :mod:`cfanalytics.diagnose`. ``panel.loads``
+counts those loads and ``panel.store_reads`` counts every table scan the panel
+started, so a test can prove that changing a traffic source re-reads nothing.
 
 >>> import tempfile, cfanalytics as cf
 >>> reader = CountingStore(cf.LogStore(tempfile.mkdtemp() + "/s", timezone="UTC"))
@@ -17,16 +18,23 @@ from __future__ import annotations
 import contextlib
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final, TypedDict
 
 import polars as pl
 
-from cfanalytics.diagnose.frames import ENTITIES, names, with_names
-from cfanalytics.filters import LogFilter
+from cfanalytics.diagnose.frames import latest_time
+from cfanalytics.diagnose.names import Names
+from cfanalytics.filters import LogFilter, as_date
 from cfanalytics.schemas import KINDS, MAIN_TIME
 from cfanalytics.store import LogStore
+
+if TYPE_CHECKING:
+    import ipywidgets as widgets
+
+    from cfanalytics.panels._table import Table
+    from cfanalytics.panels._widgets import FilterBar
 
 #: Date ranges whose base frames a panel keeps.
 CACHE_SIZE: Final = 4
@@ -36,12 +44,23 @@ DEFAULT_DAYS: Final = 7
 Range = tuple[date | None, date | None]
 
 
-class CountingStore:
-    """A read-only view of a :class:`LogStore` that counts the table scans started through it.
+class PanelOptions(TypedDict, total=False):
+    """Options every panel takes (``postback_doctor(store, start="2026-11-17", timezone="UTC")``).
 
-    Diagnostics accept it wherever they take a store (they only call ``scan``,
-    ``events`` and read ``timezone``).
+    ``start`` / ``end``: the first and last local date shown (default: the last
+    :data:`DEFAULT_DAYS` days with data); ``timezone``: the display zone (default: the
+    store's); ``export_dir``: where table exports go (default ``./exports``).
     """
+
+    start: date | datetime | str | None
+    end: date | datetime | str | None
+    timezone: str | None
+    export_dir: str | Path | None
+
+
+class CountingStore:
+    """A read-only :class:`~cfanalytics.filters.StoreReader` over a :class:`LogStore` that counts the
+    table scans started through it."""
 
     def __init__(self, store: LogStore) -> None:
         self.store = store
@@ -52,6 +71,11 @@ class CountingStore:
         """The store's account time zone."""
         return self.store.timezone
 
+    @property
+    def mask_ips(self) -> bool:
+        """Whether IP addresses are masked for display (the store's setting)."""
+        return bool(getattr(self.store, "mask_ips", True))
+
     def scan(self, kind: str) -> pl.LazyFrame:
         """``store.scan(kind)``, counted."""
         self.scans += 1
@@ -61,50 +85,6 @@ class CountingStore:
         """``store.events()``, counted as one scan per event kind."""
         self.scans += 3
         return self.store.events()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.store, name)
-
-
-class NameBook:
-    """Display names of every entity, read once; a store stand-in for :func:`with_names`.
-
-    ``scan("activity")`` serves the names from memory and every other kind is
-    empty, so name lookups after the first never touch the store.
-    """
-
-    def __init__(self, reader: CountingStore | LogStore) -> None:
-        self.timezone = reader.timezone
-        parts = [
-            names(reader, key).select(  # type: ignore[arg-type]
-                pl.lit(entity_type).alias("entity_type"),
-                pl.col(id_col).alias("entity_id"),
-                pl.col(name_col).alias("entity_name"),
-            )
-            for key, (id_col, name_col, entity_type) in ENTITIES.items()
-        ]
-        self._names = pl.concat(parts).with_columns(
-            pl.lit(datetime(1970, 1, 1, tzinfo=UTC), pl.Datetime("us", "UTC")).alias("changed_at")
-        )
-        self._lookup: dict[str, dict[str, str]] = {}
-        for id_col, _name_col, entity_type in ENTITIES.values():
-            rows = self._names.filter(pl.col("entity_type") == entity_type)
-            self._lookup[id_col] = dict(zip(rows["entity_id"].to_list(), rows["entity_name"].to_list(), strict=True))
-
-    def scan(self, kind: str) -> pl.LazyFrame:
-        """Names as activity rows; other kinds empty (only their main time column)."""
-        if kind == "activity":
-            return self._names.lazy()
-        return pl.LazyFrame(schema={MAIN_TIME[kind]: pl.Datetime("us", "UTC")})
-
-    def lookup(self, id_col: str) -> dict[str, str]:
-        """``id → name`` for an id column (``traffic_source_id`` …); empty for others."""
-        return self._lookup.get(id_col, {})
-
-    def add_names(self, frame: pl.DataFrame, *id_columns: str) -> pl.DataFrame:
-        """``frame`` with the name column beside each id column present (latest names)."""
-        present = [c for c in id_columns if c in frame.columns]
-        return with_names(frame, self, *present) if present else frame  # type: ignore[arg-type]
 
 
 class Panel:
@@ -118,13 +98,17 @@ class Panel:
     title: str = "Panel"
     #: The kinds whose latest time sets the default date range.
     latest_kinds: Sequence[str] = KINDS
+    #: The filter widgets, the top widget and the main table (set by each subclass).
+    _filters: FilterBar
+    _root: widgets.VBox
+    table: Table
 
     def __init__(
         self,
         store: LogStore,
         *,
-        start: date | str | None = None,
-        end: date | str | None = None,
+        start: date | datetime | str | None = None,
+        end: date | datetime | str | None = None,
         timezone: str | None = None,
         export_dir: str | Path | None = None,
     ) -> None:
@@ -140,7 +124,7 @@ class Panel:
 
         #: "updating…" beside the status line while the panel works.
         self.busy = Busy()
-        self.names = NameBook(self.reader)
+        self.names = Names.load(self.reader)
         if start is None and end is None:
             start, end = self._default_range()
         self._initial = LogFilter(start=start, end=end, timezone=self.timezone)
@@ -155,7 +139,7 @@ class Panel:
         """The last :data:`DEFAULT_DAYS` local days up to the newest row (open when the store is empty)."""
         latest: datetime | None = None
         for kind in self.latest_kinds:
-            value = self.reader.scan(kind).select(pl.col(MAIN_TIME[kind]).max()).collect().item()
+            value = latest_time(self.reader, kind, MAIN_TIME[kind])
             if value is not None and (latest is None or value > latest):
                 latest = value
         if latest is None:
@@ -166,7 +150,7 @@ class Panel:
     def base(self, flt: LogFilter | None = None) -> Any:
         """The cached base data of the filter's date range (loaded from the store on a miss)."""
         flt = flt or self.filter
-        key: Range = (_day(flt.start), _day(flt.end))
+        key: Range = (as_date(flt.start), as_date(flt.end))
         if key in self._cache:
             self._cache.move_to_end(key)
             return self._cache[key]
@@ -180,7 +164,7 @@ class Panel:
     def reload(self) -> None:
         """Forget every cached range and the display names, then read the store again (after an ingest)."""
         self._cache.clear()
-        self.names = NameBook(self.reader)
+        self.names = Names.load(self.reader)
         self.refresh()
 
     def _load(self, flt: LogFilter) -> Any:
@@ -189,9 +173,9 @@ class Panel:
 
     # -------------------------------------------------------------- filters
     @property
-    def filters(self) -> Any:
-        """The panel's :class:`~cfanalytics.panels._widgets.FilterBar`."""
-        raise NotImplementedError
+    def filters(self) -> FilterBar:
+        """The panel's filter widgets."""
+        return self._filters
 
     @property
     def filter(self) -> LogFilter:
@@ -238,9 +222,14 @@ class Panel:
 
     # -------------------------------------------------------------- display
     @property
-    def root(self) -> Any:
+    def root(self) -> widgets.VBox:
         """The panel's top widget."""
-        raise NotImplementedError
+        return self._root
+
+    @property
+    def table_frame(self) -> pl.DataFrame:
+        """The main table's rows as shown and exported (every page)."""
+        return self.table.frame
 
     def _ipython_display_(self) -> None:
         from IPython.display import display
@@ -252,13 +241,3 @@ class Panel:
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.store.path} {self.filter.start}…{self.filter.end} ({self.timezone})>"
-
-
-def _day(value: date | datetime | str | None) -> date | None:
-    if value is None or value == "":
-        return None
-    if isinstance(value, datetime):
-        return value.date()
-    if isinstance(value, date):
-        return value
-    return date.fromisoformat(str(value)[:10])

@@ -16,35 +16,20 @@ import difflib
 import html
 import json
 from itertools import zip_longest
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, Unpack
 
 import polars as pl
 
-from cfanalytics.charts import COLORWAY, apply_theme, safe_text
+from cfanalytics.charts import COLORWAY, apply_theme
 from cfanalytics.filters import LogFilter
-from cfanalytics.panels._base import Panel
-from cfanalytics.redaction import redact
-from cfanalytics.schemas import MAIN_TIME
-from cfanalytics.store import LogStore
+from cfanalytics.panels._base import Panel, PanelOptions
+from cfanalytics.redaction import redact, safe_text
+from cfanalytics.schemas import ACTIONS, ENTITY_TYPES, MAIN_TIME
 
 if TYPE_CHECKING:
-    import ipywidgets as widgets
     import plotly.graph_objects as go
 
-    from cfanalytics.panels._widgets import FilterBar
-
-ENTITY_TYPES: Final = (
-    "campaign",
-    "lander",
-    "offer",
-    "flow",
-    "affiliate_network",
-    "traffic_source",
-    "integration",
-    "other",
-)
-ACTIONS: Final = ("created", "updated", "deleted", "other")
+    from cfanalytics.store import LogStore
 ACTION_COLORS: Final = dict(zip(ACTIONS, (COLORWAY[3], COLORWAY[0], COLORWAY[2], COLORWAY[9]), strict=True))
 TABLE_COLUMNS: Final = (
     "changed_at",
@@ -190,16 +175,8 @@ class ActivityLogPanel(Panel):
     title = "Activity log"
     latest_kinds = ("activity",)
 
-    def __init__(
-        self,
-        store: LogStore,
-        *,
-        start: Any = None,
-        end: Any = None,
-        timezone: str | None = None,
-        export_dir: str | Path | None = None,
-    ) -> None:
-        super().__init__(store, start=start, end=end, timezone=timezone, export_dir=export_dir)
+    def __init__(self, store: LogStore, **options: Unpack[PanelOptions]) -> None:
+        super().__init__(store, **options)
         import ipywidgets as widgets
 
         from cfanalytics.panels._figures import figure_widget
@@ -241,22 +218,6 @@ class ActivityLogPanel(Panel):
         self._filters.observe(self._on_filters)
         self.table.on_select(self._picked)
         self.refresh()
-
-    # ----------------------------------------------------------- structure
-    @property
-    def filters(self) -> FilterBar:
-        """The filter widgets."""
-        return self._filters
-
-    @property
-    def root(self) -> widgets.VBox:
-        """The panel's top widget."""
-        return self._root
-
-    @property
-    def table_frame(self) -> pl.DataFrame:
-        """The activity table as shown (every page)."""
-        return self.table.frame
 
     # ---------------------------------------------------------------- data
     def _load(self, flt: LogFilter) -> pl.DataFrame:
@@ -310,13 +271,6 @@ def _local_row(row: dict[str, Any], timezone: str) -> dict[str, Any]:
     return {**row, "changed_at": when.astimezone(ZoneInfo(timezone)) if when is not None else None}
 
 
-def activity_log(
-    store: LogStore,
-    *,
-    start: Any = None,
-    end: Any = None,
-    timezone: str | None = None,
-    export_dir: str | Path | None = None,
-) -> ActivityLogPanel:
+def activity_log(store: LogStore, **options: Unpack[PanelOptions]) -> ActivityLogPanel:
     """Open the activity log panel on ``store`` (last 7 days of data unless ``start``/``end`` are given)."""
-    return ActivityLogPanel(store, start=start, end=end, timezone=timezone, export_dir=export_dir)
+    return ActivityLogPanel(store, **options)

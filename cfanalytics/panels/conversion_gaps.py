@@ -22,23 +22,22 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, Unpack
 
 import polars as pl
 
-from cfanalytics.charts import GAP_LABELS, gap_classes, safe_text
-from cfanalytics.diagnose.gaps import GAP_CLASSES, orphan_postbacks
-from cfanalytics.diagnose.gaps import conversion_gaps as classify
+from cfanalytics.charts import GAP_LABELS, gap_classes
+from cfanalytics.diagnose.frames import conversions, postback_outcomes
+from cfanalytics.diagnose.gaps import GAP_CLASSES, gap_rows, gap_summary_of_rows, gap_table
+from cfanalytics.diagnose.queries import orphan_postbacks
 from cfanalytics.diagnose.reconcile import Reconciliation, reconcile
 from cfanalytics.exceptions import CfError
 from cfanalytics.filters import LogFilter
-from cfanalytics.panels._base import NameBook, Panel
-from cfanalytics.store import LogStore
+from cfanalytics.panels._base import Panel, PanelOptions
+from cfanalytics.redaction import safe_text
 
 if TYPE_CHECKING:
-    import ipywidgets as widgets
-
-    from cfanalytics.panels._widgets import FilterBar
+    from cfanalytics.store import LogStore
 
 GROUPS: Final[dict[str, str]] = {"traffic_source_id": "Traffic source", "campaign_id": "Campaign"}
 #: Row sets the drill-down offers: the gap classes, then other gap facts.
@@ -83,23 +82,6 @@ class GapData:
     orphans: pl.DataFrame
 
 
-def gap_table(rows: pl.DataFrame, by: str, names: NameBook) -> pl.DataFrame:
-    """Gap classes per group of classified conversions: one column per class, ``conversions``, names."""
-    schema: dict[str, Any] = {by: pl.String, **dict.fromkeys(GAP_CLASSES, pl.Int64), "conversions": pl.Int64}
-    if rows.height == 0:
-        return names.add_names(pl.DataFrame(schema=schema), by)
-    counts = rows.group_by(by, "gap").len()
-    wide = counts.pivot(on="gap", index=by, values="len").fill_null(0)
-    for cls in GAP_CLASSES:
-        if cls not in wide.columns:
-            wide = wide.with_columns(pl.lit(0).alias(cls))
-    wide = wide.select(pl.col(by).cast(pl.String), *(pl.col(c).cast(pl.Int64) for c in GAP_CLASSES)).with_columns(
-        pl.sum_horizontal(*GAP_CLASSES).alias("conversions")
-    )
-    wide = wide.sort(["not_posted", by], descending=[True, False], nulls_last=True)
-    return names.add_names(wide, by)
-
-
 class ConversionGapsPanel(Panel):
     """Gap classes by traffic source or campaign, the conversions behind them, and a reconciliation.
 
@@ -124,17 +106,8 @@ class ConversionGapsPanel(Panel):
     title = "Conversion gaps"
     latest_kinds = ("conversions", "postbacks")
 
-    def __init__(
-        self,
-        store: LogStore,
-        *,
-        start: Any = None,
-        end: Any = None,
-        timezone: str | None = None,
-        by: str = "traffic_source_id",
-        export_dir: str | Path | None = None,
-    ) -> None:
-        super().__init__(store, start=start, end=end, timezone=timezone, export_dir=export_dir)
+    def __init__(self, store: LogStore, *, by: str = "traffic_source_id", **options: Unpack[PanelOptions]) -> None:
+        super().__init__(store, **options)
         import ipywidgets as widgets
 
         from cfanalytics.panels._figures import figure_widget
@@ -211,28 +184,11 @@ class ConversionGapsPanel(Panel):
         self.reconcile_view.observe(lambda _c: self._show_reconciliation(), names="value")
         self.refresh()
 
-    # ----------------------------------------------------------- structure
-    @property
-    def filters(self) -> FilterBar:
-        """The filter widgets."""
-        return self._filters
-
-    @property
-    def root(self) -> widgets.VBox:
-        """The panel's top widget."""
-        return self._root
-
-    @property
-    def table_frame(self) -> pl.DataFrame:
-        """The conversions table as shown (every page)."""
-        return self.table.frame
-
     # ---------------------------------------------------------------- data
     def _load(self, flt: LogFilter) -> GapData:
-        rows = classify(self.reader, flt)  # type: ignore[arg-type]
-        rows = self.names.add_names(rows, "traffic_source_id", "campaign_id")
-        orphans = orphan_postbacks(self.reader, flt)  # type: ignore[arg-type]
-        return GapData(rows, orphans)
+        rows = gap_rows(conversions(self.reader, flt), postback_outcomes(self.reader))
+        rows = self.names.add(rows, "traffic_source_id", "campaign_id")
+        return GapData(rows, orphan_postbacks(self.reader, flt))
 
     def _update(self) -> None:
         from cfanalytics.panels._figures import show
@@ -251,32 +207,12 @@ class ConversionGapsPanel(Panel):
         self.conversions = self.in_memory(conv, flt)
         self.orphans = self.in_memory(data.orphans, flt)
         by = self.by.value
-        self.gaps = gap_table(self.conversions, by, self.names)
+        self.gaps = self.names.add(gap_table(self.conversions, by), by)
         show(self.figure, gap_classes(self.gaps, by=by), on_click=self._bar_clicked)
-        self.summary = self._summary()
+        self.summary = gap_summary_of_rows(self.conversions, self.orphans)
         self.summary_html.value = _summary_html(self.summary)
         self._group_options()
         self._show_rows()
-
-    def _summary(self) -> dict[str, int]:
-        rows, orphans = self.conversions, self.orphans
-        counts = dict.fromkeys(GAP_CLASSES, 0)
-        if rows.height:
-            for cls, n in rows.group_by("gap").len().iter_rows():
-                counts[cls] = int(n)
-
-        def total(frame: pl.DataFrame, column: str) -> int:
-            return int(frame.get_column(column).sum()) if frame.height and column in frame.columns else 0
-
-        return {
-            "conversions": rows.height,
-            **counts,
-            "orphan_postbacks": orphans.height,
-            "ct_mismatch": total(orphans, "ct_mismatch"),
-            "duplicate_conversions": total(rows, "duplicate"),
-            "unknown_click": total(rows, "unknown_click"),
-            "unknown_click_malformed": total(rows, "malformed_click"),
-        }
 
     # ------------------------------------------------------------- drilling
     def drill(self, gap: str | None = "not_posted", group: Any = None) -> pl.DataFrame:
@@ -415,13 +351,7 @@ def _reconcile_html(summary: dict[str, Any]) -> str:
 
 
 def conversion_gaps(
-    store: LogStore,
-    *,
-    start: Any = None,
-    end: Any = None,
-    timezone: str | None = None,
-    by: str = "traffic_source_id",
-    export_dir: str | Path | None = None,
+    store: LogStore, *, by: str = "traffic_source_id", **options: Unpack[PanelOptions]
 ) -> ConversionGapsPanel:
     """Open the conversion gaps panel on ``store`` (last 7 days of data unless ``start``/``end`` are given)."""
-    return ConversionGapsPanel(store, start=start, end=end, timezone=timezone, by=by, export_dir=export_dir)
+    return ConversionGapsPanel(store, by=by, **options)

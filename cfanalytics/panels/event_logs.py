@@ -18,25 +18,22 @@ the postbacks fired for it, in time order, with their outcomes.
 
 from __future__ import annotations
 
-from datetime import timedelta
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, Unpack
 
 import polars as pl
 
-from cfanalytics.charts import safe_text, volume_over_time
-from cfanalytics.diagnose.frames import click_attribution
+from cfanalytics.charts import volume_over_time
+from cfanalytics.diagnose.attribution import attribute_events
+from cfanalytics.diagnose.events import event_volume
+from cfanalytics.diagnose.frames import click_attribution, events
 from cfanalytics.diagnose.journey import journey
 from cfanalytics.filters import LogFilter
-from cfanalytics.panels._base import Panel
-from cfanalytics.redaction import mask_ip_expr
+from cfanalytics.panels._base import Panel, PanelOptions
+from cfanalytics.redaction import mask_ip_expr, safe_text
 from cfanalytics.schemas import EVENT_KINDS, EVENT_TYPE_OF_KIND
-from cfanalytics.store import LogStore
 
 if TYPE_CHECKING:
-    import ipywidgets as widgets
-
-    from cfanalytics.panels._widgets import FilterBar
+    from cfanalytics.store import LogStore
 
 EVENT_TYPES: Final = tuple(EVENT_TYPE_OF_KIND[k] for k in EVENT_KINDS)
 #: Columns read from the store for the events table (those present).
@@ -116,8 +113,6 @@ JOURNEY_TABLE_COLUMNS: Final = (
     "device_type",
     "ip",
 )
-#: Ranges longer than this are bucketed by day in the volume chart, shorter ones by hour.
-HOURLY_UP_TO: Final = timedelta(days=7)
 
 
 class EventLogsPanel(Panel):
@@ -142,16 +137,8 @@ class EventLogsPanel(Panel):
     title = "Event logs"
     latest_kinds = EVENT_KINDS
 
-    def __init__(
-        self,
-        store: LogStore,
-        *,
-        start: Any = None,
-        end: Any = None,
-        timezone: str | None = None,
-        export_dir: str | Path | None = None,
-    ) -> None:
-        super().__init__(store, start=start, end=end, timezone=timezone, export_dir=export_dir)
+    def __init__(self, store: LogStore, **options: Unpack[PanelOptions]) -> None:
+        super().__init__(store, **options)
         import ipywidgets as widgets
 
         from cfanalytics.panels._figures import figure_widget
@@ -208,37 +195,16 @@ class EventLogsPanel(Panel):
         self.table.on_select(self._picked)
         self.refresh()
 
-    # ----------------------------------------------------------- structure
-    @property
-    def filters(self) -> FilterBar:
-        """The filter widgets."""
-        return self._filters
-
-    @property
-    def root(self) -> widgets.VBox:
-        """The panel's top widget."""
-        return self._root
-
-    @property
-    def table_frame(self) -> pl.DataFrame:
-        """The events table's rows (all pages) as shown."""
-        return self.table.frame
-
     # ---------------------------------------------------------------- data
     def _load(self, flt: LogFilter) -> pl.DataFrame:
-        lf = self.reader.events()
-        present = lf.collect_schema().names()
-        lf = flt.replace(include_filtered=True).apply(lf, None, timezone=self.timezone)
-        lf = lf.select([c for c in EVENT_COLUMNS if c in present])
+        rows = events(self.reader, flt.replace(include_filtered=True))
+        present = rows.collect_schema().names()
+        rows = rows.select([c for c in EVENT_COLUMNS if c in present])
         # clicks and conversions without their own traffic source / campaign get their visit's
-        lf = lf.join(click_attribution(self.reader), on="click_id", how="left").with_columns(  # type: ignore[arg-type]
-            pl.coalesce("traffic_source_id", "_v_ts", "_c_ts").alias("traffic_source_id"),
-            pl.coalesce("campaign_id", "_v_cmp", "_c_cmp").alias("campaign_id"),
-        )
-        frame = lf.drop("_v_ts", "_c_ts", "_v_cmp", "_c_cmp").collect()
-        if "ip" in frame.columns and getattr(self.store, "mask_ips", True):
+        frame = attribute_events(rows, click_attribution(self.reader)).collect()
+        if "ip" in frame.columns and self.reader.mask_ips:
             frame = frame.with_columns(mask_ip_expr(pl.col("ip")).alias("ip"))
-        return self.names.add_names(frame, "campaign_id", "traffic_source_id", "offer_id")
+        return self.names.add(frame, "campaign_id", "traffic_source_id", "offer_id")
 
     def _update(self) -> None:
         from cfanalytics.panels._figures import show
@@ -254,7 +220,7 @@ class EventLogsPanel(Panel):
         if not flt.include_filtered:
             self.hidden_filtered = self.in_memory(base, flt.replace(include_filtered=True)).height - rows.height
         self.events = rows
-        self.volume = _volume(rows, self.timezone)
+        self.volume = event_volume(rows, self.timezone)
         show(self.figure, volume_over_time(self.volume, timezone=self.timezone))
         self.table.set_frame(rows)
         note = (
@@ -277,9 +243,9 @@ class EventLogsPanel(Panel):
         """
         self.journey_queries += 1
         frame = journey(self.reader, click_id)
-        if "ip" in frame.columns and getattr(self.store, "mask_ips", True):
+        if "ip" in frame.columns and self.reader.mask_ips:
             frame = frame.with_columns(mask_ip_expr(pl.col("ip")).alias("ip"))
-        frame = self.names.add_names(
+        frame = self.names.add(
             frame, "campaign_id", "traffic_source_id", "offer_id", "landing_id", "integration_id"
         )
         self.journey = frame.select([c for c in JOURNEY_TABLE_COLUMNS if c in frame.columns])
@@ -289,23 +255,6 @@ class EventLogsPanel(Panel):
         return self.journey
 
 
-def _volume(rows: pl.DataFrame, timezone: str) -> pl.DataFrame:
-    """Events per hour (or per day over long ranges) and type."""
-    if rows.height == 0:
-        return pl.DataFrame(schema={"bucket": pl.Datetime("us", timezone), "event_type": pl.String, "count": pl.UInt32})
-    local = pl.col("event_time").dt.convert_time_zone(timezone)
-    span = rows.get_column("event_time").max() - rows.get_column("event_time").min()  # type: ignore[operator]
-    bucket = local.dt.truncate("1h") if span <= HOURLY_UP_TO else local.dt.date()
-    return rows.group_by(bucket.alias("bucket"), "event_type").agg(pl.len().alias("count")).sort("bucket", "event_type")
-
-
-def event_logs(
-    store: LogStore,
-    *,
-    start: Any = None,
-    end: Any = None,
-    timezone: str | None = None,
-    export_dir: str | Path | None = None,
-) -> EventLogsPanel:
+def event_logs(store: LogStore, **options: Unpack[PanelOptions]) -> EventLogsPanel:
     """Open the event logs panel on ``store`` (last 7 days of data unless ``start``/``end`` are given)."""
-    return EventLogsPanel(store, start=start, end=end, timezone=timezone, export_dir=export_dir)
+    return EventLogsPanel(store, **options)

@@ -21,31 +21,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, Unpack
 from zoneinfo import ZoneInfo
 
 import polars as pl
 
-from cfanalytics.charts import (
-    error_rate_over_time,
-    errors_by_kind,
-    errors_by_status_class,
-    safe_text,
-    top_signatures,
-)
+from cfanalytics import charts
 from cfanalytics.diagnose.error_kinds import ERROR_KINDS, STATUS_CLASSES
-from cfanalytics.diagnose.error_rates import postback_errors
-from cfanalytics.diagnose.frames import postbacks
-from cfanalytics.diagnose.incidents import incidents
+from cfanalytics.diagnose.error_rates import error_rates, top_signatures
+from cfanalytics.diagnose.frames import activity, campaign_links, postbacks
+from cfanalytics.diagnose.incidents import find_incidents, history_filter, scope_changes, scope_incidents
 from cfanalytics.filters import LogFilter
-from cfanalytics.panels._base import Panel
-from cfanalytics.store import LogStore
+from cfanalytics.panels._base import Panel, PanelOptions
+from cfanalytics.redaction import safe_text
 
 if TYPE_CHECKING:
-    import ipywidgets as widgets
-
-    from cfanalytics.panels._widgets import FilterBar
+    from cfanalytics.store import LogStore
 
 #: Groupings of the error-rate chart.
 CHART_GROUPS: Final[dict[str, str]] = {
@@ -98,16 +89,6 @@ INCIDENT_COLUMNS: Final = (
     "change",
     "incident_id",
 )
-ACTIVITY_COLUMNS: Final = (
-    "changed_at",
-    "author",
-    "entity_type",
-    "entity_id",
-    "entity_name",
-    "action",
-    "old_value",
-    "new_value",
-)
 TOP_SIGNATURES: Final = 10
 #: The "rows behind" picker's value for a missing group value.
 MISSING: Final = ("missing",)
@@ -130,7 +111,7 @@ class PostbackDoctorPanel(Panel):
     postbacks
         The filtered, enriched postbacks (``traffic_source_id``, ``error_kind``, ``signature`` …).
     rates
-        ``postback_errors(by=["hour", group_by])`` behind :attr:`figure` (hours in the display zone).
+        ``error_rates(by=["hour", by])`` with names, behind :attr:`figure` (hours in the display zone).
     kinds, classes, signatures
         Errors by kind, postbacks by status class, the top signatures (with an example message).
     changes, incidents
@@ -144,33 +125,22 @@ class PostbackDoctorPanel(Panel):
     title = "Postback doctor"
     latest_kinds = ("postbacks",)
 
-    def __init__(
-        self,
-        store: LogStore,
-        *,
-        start: Any = None,
-        end: Any = None,
-        timezone: str | None = None,
-        group_by: str = "traffic_source_id",
-        export_dir: str | Path | None = None,
-    ) -> None:
-        super().__init__(store, start=start, end=end, timezone=timezone, export_dir=export_dir)
+    def __init__(self, store: LogStore, *, by: str = "traffic_source_id", **options: Unpack[PanelOptions]) -> None:
+        super().__init__(store, **options)
         import ipywidgets as widgets
 
         from cfanalytics.panels._figures import figure_widget
         from cfanalytics.panels._table import Table
         from cfanalytics.panels._widgets import FilterBar
 
-        if group_by not in CHART_GROUPS:
-            raise ValueError(f"group_by must be one of {', '.join(CHART_GROUPS)}")
+        if by not in CHART_GROUPS:
+            raise ValueError(f"by must be one of {', '.join(CHART_GROUPS)}")
         self._filters = FilterBar(
             ("start", "end", "traffic_sources", "integrations", "cts", "status_classes", "error_kinds"), self._initial
         )
         self._filters.set_options("status_classes", [(c, c) for c in STATUS_CLASSES])
         self._filters.set_options("error_kinds", [(k, k) for k in ERROR_KINDS])
-        self.group_by = widgets.Dropdown(
-            description="Chart by", options=[(v, k) for k, v in CHART_GROUPS.items()], value=group_by
-        )
+        self.by = widgets.Dropdown(description="Chart by", options=[(v, k) for k, v in CHART_GROUPS.items()], value=by)
         empty = pl.DataFrame()
         self.postbacks = empty
         self.rates = empty
@@ -219,7 +189,7 @@ class PostbackDoctorPanel(Panel):
             [
                 widgets.HTML(f"<h3>{safe_text(self.title)}</h3>"),
                 self._filters.box,
-                widgets.HBox([self.group_by, self.status, self.busy.widget]),
+                widgets.HBox([self.by, self.status, self.busy.widget]),
                 self.figure.widget,
                 self.kinds_figure.widget,
                 self.classes_figure.widget,
@@ -233,7 +203,7 @@ class PostbackDoctorPanel(Panel):
             ]
         )
         self._filters.observe(self._on_filters)
-        self.group_by.observe(lambda _c: self.refresh(), names="value")
+        self.by.observe(lambda _c: self.refresh(), names="value")
         self.drill_by.observe(self._drill_by_changed, names="value")
         self.drill_value.observe(self._drill_value_changed, names="value")
         self.errors_only.observe(lambda _c: self._show_rows(), names="value")
@@ -242,32 +212,22 @@ class PostbackDoctorPanel(Panel):
 
     # ----------------------------------------------------------- structure
     @property
-    def filters(self) -> FilterBar:
-        """The filter widgets."""
-        return self._filters
-
-    @property
-    def root(self) -> widgets.VBox:
-        """The panel's top widget."""
-        return self._root
-
-    @property
-    def table_frame(self) -> pl.DataFrame:
-        """The rows table as shown (every page)."""
-        return self.table.frame
-
-    @property
     def incidents_frame(self) -> pl.DataFrame:
         """The incidents table as shown."""
         return self.incident_table.frame
 
     # ---------------------------------------------------------------- data
     def _load(self, flt: LogFilter) -> DoctorData:
-        pb = postbacks(self.reader, flt).collect()  # type: ignore[arg-type]
-        pb = self.names.add_names(pb, "traffic_source_id", "integration_id", "campaign_id")
-        inc = incidents(self.reader, flt)  # type: ignore[arg-type]
-        activity = flt.apply(self.reader.scan("activity"), "activity", timezone=self.timezone)
-        return DoctorData(pb, inc, activity.select(ACTIVITY_COLUMNS).collect().sort("changed_at"))
+        # One read of the postbacks: the incidents' history (the range and the baseline days
+        # before it), of which the range is the panel's postbacks.
+        history = postbacks(self.reader, history_filter(flt, self.timezone)).collect()
+        rows = flt.apply(history.lazy(), "postbacks", timezone=self.timezone).collect()
+        rows = self.names.add(rows, "traffic_source_id", "integration_id", "campaign_id")
+        changes = activity(self.reader)
+        campaigns = campaign_links(self.reader) if history.height else pl.DataFrame()
+        found = find_incidents(history, changes, self.names, campaigns, flt.time_bounds(self.timezone))
+        shown = flt.apply(changes.lazy(), "activity", timezone=self.timezone).collect()
+        return DoctorData(rows, found, shown)
 
     def _update(self) -> None:
         from cfanalytics.panels._figures import show
@@ -287,36 +247,29 @@ class PostbackDoctorPanel(Panel):
 
         rows = self.in_memory(pb, flt)
         self.postbacks = rows
-        by = self.group_by.value
-        where = LogFilter(timezone=self.timezone)
-        frame = rows.lazy()
+        by = self.by.value
         errors = rows.filter(pl.col("is_error"))
-        self.rates = postback_errors(self.names, by=["hour", by], where=where, frame=frame)  # type: ignore[arg-type]
-        self.kinds = postback_errors(self.names, by=["error_kind"], where=where, frame=errors.lazy())  # type: ignore[arg-type]
-        self.kinds = self.kinds.sort(["errors", "error_kind"], descending=[True, False], nulls_last=True)
-        self.classes = postback_errors(self.names, by=["status_class"], where=where, frame=frame)  # type: ignore[arg-type]
-        self.signatures = (
-            errors.group_by("signature")
-            .agg(
-                pl.len().alias("errors"),
-                pl.col("error_message").sort_by("postback_time").first().alias("example"),
-            )
-            .sort(["errors", "signature"], descending=[True, False], nulls_last=True)
-            .head(TOP_SIGNATURES)
-        )
-        self.changes = _changes(data.activity, rows)
-        self.incidents = _incidents(data.incidents, errors)
+        self.rates = self.names.add(error_rates(rows, ["hour", by], self.timezone), "hour", by)
+        self.kinds = error_rates(errors, ["error_kind"], self.timezone)
+        self.classes = error_rates(rows, ["status_class"], self.timezone)
+        self.signatures = top_signatures(errors, TOP_SIGNATURES)
+        self.changes = scope_changes(data.activity, rows)
+        self.incidents = scope_incidents(data.incidents, errors)
 
         show(
             self.figure,
-            error_rate_over_time(
+            charts.error_rate_over_time(
                 self.rates, by=by, changes=self.changes, incidents=self.incidents, timezone=self.timezone
             ),
             on_click=self._rate_clicked,
         )
-        show(self.kinds_figure, errors_by_kind(self.kinds), on_click=self._kind_clicked)
-        show(self.classes_figure, errors_by_status_class(self.classes), on_click=self._class_clicked)
-        show(self.signatures_figure, top_signatures(self.signatures, top=TOP_SIGNATURES), on_click=self._sig_clicked)
+        show(self.kinds_figure, charts.errors_by_kind(self.kinds), on_click=self._kind_clicked)
+        show(self.classes_figure, charts.errors_by_status_class(self.classes), on_click=self._class_clicked)
+        show(
+            self.signatures_figure,
+            charts.top_signatures(self.signatures, top=TOP_SIGNATURES),
+            on_click=self._signature_clicked,
+        )
         self.incident_table.set_frame(_incident_rows(self.incidents))
         n, e = rows.height, errors.height
         rate = f"{e / n:.1%}" if n else "n/a"
@@ -421,7 +374,7 @@ class PostbackDoctorPanel(Panel):
             return
         index = next(iter(points.point_inds))
         escaped = trace.customdata[index][0]
-        by = self.group_by.value
+        by = self.by.value
         ids = {safe_text(i, 60): i for i in self.rates.get_column(by).to_list()} if by in self.rates.columns else {}
         value = ids.get(escaped, MISSING) if escaped else MISSING
         hour = trace.x[index]
@@ -438,7 +391,7 @@ class PostbackDoctorPanel(Panel):
         if label in STATUS_CLASSES:
             self.drill("status_class", label)
 
-    def _sig_clicked(self, _trace_index: int, points: Any) -> None:
+    def _signature_clicked(self, _trace_index: int, points: Any) -> None:
         index = next(iter(points.point_inds))
         shown = self.signatures.filter(pl.col("errors") > 0)
         if index < shown.height:
@@ -453,34 +406,6 @@ class PostbackDoctorPanel(Panel):
             row = match.row(0, named=True)
             column = "traffic_source_id" if row["scope"] == "traffic_source" else "integration_id"
             self.drill(column, row["id"], window=(row["start"], row["end"]))
-
-
-def _changes(activity: pl.DataFrame, rows: pl.DataFrame) -> pl.DataFrame:
-    """Activity rows on the traffic sources, integrations and campaigns of the postbacks shown."""
-    if activity.height == 0:
-        return activity
-
-    def ids(column: str) -> list[str]:
-        return rows.get_column(column).drop_nulls().unique().to_list()
-
-    kind, entity = pl.col("entity_type"), pl.col("entity_id")
-    return activity.filter(
-        ((kind == "traffic_source") & entity.is_in(ids("traffic_source_id")))
-        | ((kind == "integration") & entity.is_in(ids("integration_id")))
-        | ((kind == "campaign") & entity.is_in(ids("campaign_id")))
-    )
-
-
-def _incidents(found: pl.DataFrame, errors: pl.DataFrame) -> pl.DataFrame:
-    """Incidents of the traffic sources and integrations whose failing postbacks are shown."""
-    if found.height == 0:
-        return found
-    sources = errors.get_column("traffic_source_id").drop_nulls().unique().to_list()
-    integrations = errors.get_column("integration_id").drop_nulls().unique().to_list()
-    scope, ident = pl.col("scope"), pl.col("id")
-    return found.filter(
-        ((scope == "traffic_source") & ident.is_in(sources)) | ((scope == "integration") & ident.is_in(integrations))
-    )
 
 
 def _incident_rows(found: pl.DataFrame) -> pl.DataFrame:
@@ -505,13 +430,7 @@ def _incident_rows(found: pl.DataFrame) -> pl.DataFrame:
 
 
 def postback_doctor(
-    store: LogStore,
-    *,
-    start: Any = None,
-    end: Any = None,
-    timezone: str | None = None,
-    group_by: str = "traffic_source_id",
-    export_dir: str | Path | None = None,
+    store: LogStore, *, by: str = "traffic_source_id", **options: Unpack[PanelOptions]
 ) -> PostbackDoctorPanel:
     """Open the postback doctor on ``store`` (last 7 days of data unless ``start``/``end`` are given)."""
-    return PostbackDoctorPanel(store, start=start, end=end, timezone=timezone, group_by=group_by, export_dir=export_dir)
+    return PostbackDoctorPanel(store, by=by, **options)

@@ -1,0 +1,147 @@
+"""Answers straight from a store: each loads its frames once and calls the pure diagnostics.
+
+These are the one-line questions of notebooks and scripts
+(``cf.diagnose.postback_errors(store, by="traffic_source_id")``). Anything that asks
+several questions of the same range (``diagnose()``, the report, the panels) loads
+the frames itself (:mod:`~cfanalytics.diagnose.frames`) and calls the pure functions
+on them, so nothing is read twice.
+
+>>> import tempfile, cfanalytics as cf
+>>> store = cf.LogStore(tempfile.mkdtemp() + "/s", timezone="UTC")
+>>> postback_errors(store, by=["traffic_source_id"]).columns
+['traffic_source_id', 'traffic_source_name', 'postbacks', 'errors', 'error_rate']
+>>> incidents(store).height, gap_summary(store)["conversions"]
+(0, 0)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import polars as pl
+
+from cfanalytics.diagnose.error_rates import error_rates, grouping
+from cfanalytics.diagnose.frames import (
+    activity,
+    campaign_links,
+    conversion_keys,
+    conversions,
+    enriched_postbacks,
+    postback_outcomes,
+    postback_rows,
+    postbacks,
+)
+from cfanalytics.diagnose.gaps import (
+    classify,
+    conversions_by_day,
+    funnel_counts,
+    gap_counts,
+    gap_rows,
+    gap_table,
+    lag_distributions,
+    orphans,
+    with_ct_mismatch,
+)
+from cfanalytics.diagnose.incidents import INCIDENT_SCHEMA, SCOPES, find_incidents, history_filter
+from cfanalytics.diagnose.names import ENTITY_OF_ID, Names
+from cfanalytics.filters import LogFilter, StoreReader, display_timezone
+
+#: LogFilter fields that filter postbacks on columns :func:`~cfanalytics.diagnose.frames.postbacks` adds.
+ENRICHED_FIELDS = ("traffic_sources", "campaigns", "status_classes", "error_kinds")
+
+
+def names(reader: StoreReader, entity: str) -> pl.DataFrame:
+    """``id → name`` of one entity (``"traffic_source"``, ``"campaign"`` …), latest name wins.
+
+    Columns ``<entity>_id`` and ``<entity>_name``, one row per id, sorted by id.
+    """
+    return Names.load(reader, [entity]).frame(entity)
+
+
+def _names_of(reader: StoreReader, columns: Sequence[str]) -> Names:
+    return Names.load(reader, [ENTITY_OF_ID[c] for c in columns if c in ENTITY_OF_ID])
+
+
+def postback_errors(
+    reader: StoreReader, by: Sequence[str] | str | None = None, where: LogFilter | None = None
+) -> pl.DataFrame:
+    """Postbacks, errors and error rate per group of :data:`~cfanalytics.diagnose.error_rates.GROUPINGS`
+    (sorted by errors descending, then the keys), with the name beside each id column.
+
+    ``hour`` and ``day`` are in the display time zone (the filter's, else the store's).
+    """
+    keys = grouping(by)
+    out = error_rates(postbacks(reader, where), keys, display_timezone(where, reader.timezone))
+    return _names_of(reader, keys).add(out, *keys) if keys else out
+
+
+def incidents(reader: StoreReader, where: LogFilter | None = None) -> pl.DataFrame:
+    """Incidents overlapping the filter's range (:func:`~cfanalytics.diagnose.incidents.find_incidents`)."""
+    flt = where or LogFilter()
+    history = postbacks(reader, history_filter(flt, reader.timezone)).collect()
+    if history.height == 0:
+        return pl.DataFrame(schema=INCIDENT_SCHEMA)
+    return find_incidents(
+        history,
+        activity(reader),
+        Names.load(reader, SCOPES),
+        campaign_links(reader),
+        flt.time_bounds(reader.timezone),
+    )
+
+
+def orphan_postbacks(reader: StoreReader, where: LogFilter | None = None) -> pl.DataFrame:
+    """Postbacks in range with no conversion on the same (click_id, ct), enriched, with ``ct_mismatch``;
+    sorted by time and id. Only the orphans are enriched (the stored rows are anti-joined first)."""
+    keys = conversion_keys(reader)
+    rows = orphans(postback_rows(reader, where), keys).collect().lazy()
+    enriched = enriched_postbacks(reader, rows, where)
+    return with_ct_mismatch(enriched, keys).collect().sort(["postback_time", "postback_id"])
+
+
+def gap_summary(reader: StoreReader, where: LogFilter | None = None, *, grace_minutes: float = 0) -> dict[str, int]:
+    """The ``gaps`` section of ``cfanalytics diagnose --json`` (docs/contract.md §5)."""
+    flt = where or LogFilter()
+    keys = conversion_keys(reader)
+    classified = classify(conversions(reader, flt), postback_outcomes(reader), grace_minutes)
+    if any(getattr(flt, f) is not None for f in ENRICHED_FIELDS):
+        orphan_rows = with_ct_mismatch(orphans(postbacks(reader, flt), keys), keys)
+    else:
+        # no filter on attributed columns: the stored rows are the answer, no enrichment needed
+        rest = flt.replace(start=None, end=None)
+        orphan_rows = rest.apply(
+            with_ct_mismatch(orphans(postback_rows(reader, flt), keys), keys), None, timezone=reader.timezone
+        )
+    return gap_counts(classified, orphan_rows)
+
+
+def gaps_by(
+    reader: StoreReader, by: str = "traffic_source_id", where: LogFilter | None = None, *, grace_minutes: float = 0
+) -> pl.DataFrame:
+    """Gap classes per traffic source (or campaign …), one column per class, with names."""
+    rows = gap_rows(conversions(reader, where), postback_outcomes(reader), grace_minutes)
+    return _names_of(reader, [by]).add(gap_table(rows, by), by)
+
+
+def lags(reader: StoreReader, where: LogFilter | None = None) -> dict[str, pl.DataFrame]:
+    """Lag distributions: ``visit_to_conversion`` (minutes) and ``conversion_to_postback`` (seconds)."""
+    return lag_distributions(conversions(reader, where), postback_outcomes(reader))
+
+
+def attribution_by_day(reader: StoreReader, where: LogFilter | None = None) -> pl.DataFrame:
+    """Conversions per local day counted by conversion date and by visit date, and the difference."""
+    return conversions_by_day(conversions(reader, where), display_timezone(where, reader.timezone))
+
+
+def funnel(reader: StoreReader, by: str = "campaign_id", where: LogFilter | None = None) -> pl.DataFrame:
+    """Visits → clicks → conversions → postbacks sent → postbacks accepted, per campaign or traffic source."""
+    flt = where or LogFilter()
+    timezone = reader.timezone
+    out = funnel_counts(
+        flt.apply(reader.scan("visits"), "visits", timezone=timezone),
+        flt.apply(reader.scan("clicks"), "clicks", timezone=timezone),
+        conversions(reader, flt),
+        postbacks(reader, flt),
+        by,
+    )
+    return _names_of(reader, [by]).add(out, by)
