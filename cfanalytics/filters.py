@@ -9,8 +9,8 @@ inclusive; datetimes may be given instead (naive ones are local). Filtered (bot)
 traffic is excluded by default, as in ClickFlare's own screens.
 
 >>> from datetime import date
->>> flt = LogFilter(start=date(2026, 11, 20), end=date(2026, 11, 20), traffic_sources=["t1"])
->>> [t.isoformat() for t in flt.time_bounds("UTC")]
+>>> where = LogFilter(start=date(2026, 11, 20), end=date(2026, 11, 20), traffic_sources=["t1"])
+>>> [t.isoformat() for t in where.time_bounds("UTC")]
 ['2026-11-20T00:00:00+00:00', '2026-11-21T00:00:00+00:00']
 """
 
@@ -111,7 +111,7 @@ class LogFilter:
     authors: Sequence[str] | None = None
 
     def replace(self, **changes: Any) -> LogFilter:
-        """A copy with some fields changed (``flt.replace(traffic_sources=["t2"])``)."""
+        """A copy with some fields changed (``where.replace(traffic_sources=["t2"])``)."""
         return replace(self, **changes)
 
     def is_empty(self) -> bool:
@@ -121,8 +121,8 @@ class LogFilter:
     # ----------------------------------------------------------------- time
     def time_bounds(self, timezone: str | None) -> tuple[datetime | None, datetime | None]:
         """``[start, end)`` as UTC-aware datetimes (None where open)."""
-        tz = ZoneInfo(self.timezone or timezone or "UTC")
-        lo, hi = _bound(self.start, tz, is_end=False), _bound(self.end, tz, is_end=True)
+        zone = ZoneInfo(self.timezone or timezone or "UTC")
+        lo, hi = _bound(self.start, zone, is_end=False), _bound(self.end, zone, is_end=True)
         return (lo.astimezone(UTC) if lo else None), (hi.astimezone(UTC) if hi else None)
 
     def date_bounds(self, timezone: str | None) -> tuple[date | None, date | None]:
@@ -210,7 +210,7 @@ def _as_list(values: Sequence[str] | str, name: str) -> Sequence[str]:
     return values
 
 
-def _bound(value: date | datetime | str | None, tz: ZoneInfo, *, is_end: bool) -> datetime | None:
+def _bound(value: date | datetime | str | None, zone: ZoneInfo, *, is_end: bool) -> datetime | None:
     if value is None:
         return None
     if isinstance(value, str):
@@ -219,6 +219,6 @@ def _bound(value: date | datetime | str | None, tz: ZoneInfo, *, is_end: bool) -
         except ValueError:
             raise UsageError(f"not a date or time: {value!r} (use YYYY-MM-DD)") from None
     if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=tz)
+        return value if value.tzinfo else value.replace(tzinfo=zone)
     day = value + timedelta(days=1) if is_end else value
-    return datetime.combine(day, time(0), tzinfo=tz)
+    return datetime.combine(day, time(0), tzinfo=zone)

@@ -2,9 +2,11 @@
 
 :func:`summary` is the numbers on top of the report (error rate, open and new
 incidents, gap counts — each with the previous period of the same length);
-:func:`check_thresholds` evaluates ``--fail-on`` expressions against it;
-:func:`run` executes ``report.ipynb`` with papermill and writes one
-self-contained HTML file (no code, plotly.js inline, works offline).
+:func:`report_figures` the report's charts; :func:`check_thresholds` evaluates
+``--fail-on`` expressions against the summary; :func:`run` executes
+``report.ipynb`` with papermill and writes one self-contained HTML file (no
+code, plotly.js inline, works offline). Each period's postbacks, conversions
+and activity are loaded once and every number and chart is computed from them.
 
 ``--fail-on`` grammar: ``METRIC OP NUMBER[%]``, several separated by commas or
 given as several flags; any that holds fails the run (exit code 3). ``OP`` is one
@@ -24,13 +26,29 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
+from zoneinfo import ZoneInfo
 
 import polars as pl
 
+from cfanalytics.diagnose.error_rates import error_rates
+from cfanalytics.diagnose.frames import (
+    activity,
+    campaign_links,
+    conversions,
+    latest_time,
+    postback_outcomes,
+    postbacks,
+)
+from cfanalytics.diagnose.gaps import funnel_counts, gap_rows, gap_table, lag_distributions
+from cfanalytics.diagnose.incidents import SCOPES, find_incidents, history_filter
+from cfanalytics.diagnose.names import Names
+from cfanalytics.diagnose.queries import gap_summary
 from cfanalytics.exceptions import CfError, UsageError
-from cfanalytics.filters import LogFilter
+from cfanalytics.filters import LogFilter, StoreReader, display_timezone
 
 if TYPE_CHECKING:
+    import plotly.graph_objects as go
+
     from cfanalytics.store import LogStore
 
 #: Metrics ``--fail-on`` understands (all from :func:`summary`'s ``current`` period).
@@ -93,32 +111,36 @@ def check_thresholds(current: dict[str, Any], rules: list[tuple[str, str, float]
     return breached
 
 
-def default_period(store: LogStore, days: int = 7) -> tuple[date, date]:
+def default_period(reader: StoreReader, days: int = 7) -> tuple[date, date]:
     """The last ``days`` local days ending on the last day with postbacks (or events)."""
-    tz = store.timezone or "UTC"
-    last = store.scan("postbacks").select(pl.col("postback_time").max()).collect().item()
+    last = latest_time(reader, "postbacks", "postback_time")
     if last is None:
-        last = store.events().select(pl.col("event_time").max()).collect().item()
-    end = last.astimezone(_zone(tz)).date() if last is not None else date.today()
+        last = reader.events().select(pl.col("event_time").max()).collect().item()
+    end = last.astimezone(ZoneInfo(reader.timezone or "UTC")).date() if last is not None else date.today()
     return end - timedelta(days=days - 1), end
 
 
-def _zone(tz: str) -> Any:
-    from zoneinfo import ZoneInfo
+@dataclass(frozen=True)
+class _Shared:
+    """What both periods of a summary use: the activity log, the visits' campaigns, scope names."""
 
-    return ZoneInfo(tz)
+    activity: pl.DataFrame
+    campaigns: pl.DataFrame
+    names: Names
+
+    @classmethod
+    def load(cls, reader: StoreReader) -> _Shared:
+        return cls(activity(reader), campaign_links(reader), Names.load(reader, SCOPES))
 
 
-def _period_metrics(store: LogStore, flt: LogFilter, grace_minutes: float) -> dict[str, Any]:
-    from cfanalytics.diagnose import gap_summary, incidents, postback_errors
-
-    pb = postback_errors(store, where=flt)
-    n, e = int(pb.item(0, "postbacks")), int(pb.item(0, "errors"))
-    from cfanalytics.diagnose.frames import postbacks
-
-    unattributed = postbacks(store, flt).filter(~pl.col("attributed")).select(pl.len()).collect().item()
-    gaps = gap_summary(store, flt, grace_minutes=grace_minutes)
-    inc = incidents(store, flt)
+def _period_metrics(reader: StoreReader, where: LogFilter, grace_minutes: float, shared: _Shared) -> dict[str, Any]:
+    history = postbacks(reader, history_filter(where, reader.timezone)).collect()
+    rows = where.apply(history.lazy(), "postbacks", timezone=reader.timezone).collect()
+    total = error_rates(rows)
+    n, e = int(total.item(0, "postbacks")), int(total.item(0, "errors"))
+    unattributed = rows.filter(~pl.col("attributed")).height
+    gaps = gap_summary(reader, where, grace_minutes=grace_minutes)
+    found = find_incidents(history, shared.activity, shared.names, shared.campaigns, where.time_bounds(reader.timezone))
     return {
         "postbacks": n,
         "errors": e,
@@ -126,14 +148,14 @@ def _period_metrics(store: LogStore, flt: LogFilter, grace_minutes: float) -> di
         "unattributed": int(unattributed),
         **gaps,
         "not_posted_rate": (gaps["not_posted"] / gaps["conversions"]) if gaps["conversions"] else None,
-        "incidents": inc.height,
-        "open_incidents": int(inc.get_column("open").sum()) if inc.height else 0,
-        "incident_ids": inc.get_column("incident_id").to_list(),
+        "incidents": found.height,
+        "open_incidents": int(found.get_column("open").sum()) if found.height else 0,
+        "incident_ids": found.get_column("incident_id").to_list(),
     }
 
 
 def summary(
-    store: LogStore, start: date | None = None, end: date | None = None, *, grace_minutes: float = 0
+    reader: StoreReader, start: date | None = None, end: date | None = None, *, grace_minutes: float = 0
 ) -> dict[str, Any]:
     """Metrics of the period [start, end] (local dates, inclusive) and of the period before it.
 
@@ -141,24 +163,148 @@ def summary(
     among the previous period's.
     """
     if start is None or end is None:
-        d_start, d_end = default_period(store)
-        start, end = start or d_start, end or d_end
+        first, last = default_period(reader)
+        start, end = start or first, end or last
     if start > end:
         raise UsageError(f"--from {start} is after --to {end}")
     length = (end - start).days + 1
     prev_end = start - timedelta(days=1)
     prev_start = prev_end - timedelta(days=length - 1)
-    cur = _period_metrics(store, LogFilter(start=start, end=end), grace_minutes)
-    prev = _period_metrics(store, LogFilter(start=prev_start, end=prev_end), grace_minutes)
-    new = [i for i in cur["incident_ids"] if i not in set(prev["incident_ids"])]
-    cur["new_incidents"] = len(new)
-    cur["new_incident_ids"] = new
+    shared = _Shared.load(reader)
+    current = _period_metrics(reader, LogFilter(start=start, end=end), grace_minutes, shared)
+    previous = _period_metrics(reader, LogFilter(start=prev_start, end=prev_end), grace_minutes, shared)
+    new = [i for i in current["incident_ids"] if i not in set(previous["incident_ids"])]
+    current["new_incidents"] = len(new)
+    current["new_incident_ids"] = new
     return {
-        "period": {"from": start.isoformat(), "to": end.isoformat(), "timezone": store.timezone},
+        "period": {"from": start.isoformat(), "to": end.isoformat(), "timezone": reader.timezone},
         "previous_period": {"from": prev_start.isoformat(), "to": prev_end.isoformat()},
-        "current": cur,
-        "previous": prev,
+        "current": current,
+        "previous": previous,
     }
+
+
+#: The report's charts, in order: name → title.
+FIGURES: Final = {
+    "error_rate_traffic_source": "Postback error rate by traffic source",
+    "error_rate_integration": "Postback error rate by integration",
+    "errors_by_kind": "Failed postbacks by error kind",
+    "status_classes": "Postbacks by HTTP status class",
+    "top_signatures": "Top error messages",
+    "gap_classes": "Conversions by postback outcome",
+    "lags": "Lags",
+    "funnel": "Visits → postbacks accepted",
+}
+
+
+def report_figures(reader: StoreReader, where: LogFilter, *, grace_minutes: float = 0) -> dict[str, go.Figure]:
+    """The report's charts (:data:`FIGURES`) for the filter's range, times in its zone (else the store's).
+
+    The range's postbacks (with the baseline days incidents need), conversions and
+    activity are read once; every chart is computed from those frames.
+    """
+    from cfanalytics import charts
+
+    timezone = display_timezone(where, reader.timezone)
+    names = Names.load(reader, ["traffic_source", "integration"])
+    history = postbacks(reader, history_filter(where, reader.timezone)).collect()
+    rows = where.apply(history.lazy(), "postbacks", timezone=reader.timezone).collect()
+    errors = rows.filter(pl.col("is_error"))
+    log = activity(reader)
+    found = find_incidents(history, log, names, campaign_links(reader), where.time_bounds(reader.timezone))
+    changes = where.apply(log.lazy(), "activity", timezone=timezone).collect()
+    outcomes = postback_outcomes(reader)
+    converted = conversions(reader, where).collect().lazy()
+
+    def rates(by: str) -> pl.DataFrame:
+        return names.add(error_rates(rows, ["hour", by], timezone), by)
+
+    def scope(name: str) -> pl.DataFrame:
+        return found.filter(pl.col("scope") == name)
+
+    gaps = gap_table(gap_rows(converted, outcomes, grace_minutes), "traffic_source_id")
+    funnel = funnel_counts(
+        where.apply(reader.scan("visits"), "visits", timezone=reader.timezone),
+        where.apply(reader.scan("clicks"), "clicks", timezone=reader.timezone),
+        converted,
+        rows.lazy(),
+        "traffic_source_id",
+    )
+    return {
+        "error_rate_traffic_source": charts.error_rate_over_time(
+            rates("traffic_source_id"),
+            by="traffic_source_id",
+            changes=changes,
+            incidents=scope("traffic_source"),
+            timezone=timezone,
+            title=FIGURES["error_rate_traffic_source"],
+        ),
+        "error_rate_integration": charts.error_rate_over_time(
+            rates("integration_id").filter(pl.col("integration_id").is_not_null()),
+            by="integration_id",
+            changes=changes,
+            incidents=scope("integration"),
+            timezone=timezone,
+            title=FIGURES["error_rate_integration"],
+        ),
+        "errors_by_kind": charts.errors_by_kind(
+            error_rates(errors, "error_kind").select("error_kind", "errors"), title=FIGURES["errors_by_kind"]
+        ),
+        "status_classes": charts.errors_by_status_class(
+            error_rates(rows, "status_class"), title=FIGURES["status_classes"]
+        ),
+        "top_signatures": charts.top_signatures(
+            error_rates(errors, "signature"), top=10, title=FIGURES["top_signatures"]
+        ),
+        "gap_classes": charts.gap_classes(
+            names.add(gaps, "traffic_source_id"), by="traffic_source_id", title=FIGURES["gap_classes"]
+        ),
+        "lags": charts.lag_histograms(lag_distributions(converted, outcomes), title=FIGURES["lags"]),
+        "funnel": charts.funnel_chart(
+            names.add(funnel, "traffic_source_id"), by="traffic_source_id", title=FIGURES["funnel"]
+        ),
+    }
+
+
+def open_period(
+    store: str, start: str, end: str, timezone: str, *, grace_minutes: float = 0
+) -> tuple[LogStore, dict[str, Any], LogFilter]:
+    """What the report notebook starts from, given its parameters (``""`` = default): the store
+    (:func:`~cfanalytics.workspace.open_store`), the period's :func:`summary` and its filter."""
+    from cfanalytics.workspace import open_store
+
+    reader = open_store(store or None)
+    period = summary(
+        reader,
+        date.fromisoformat(start) if start else None,
+        date.fromisoformat(end) if end else None,
+        grace_minutes=grace_minutes,
+    )
+    zone = timezone or reader.timezone or "UTC"
+    where = LogFilter(start=period["period"]["from"], end=period["period"]["to"], timezone=zone)
+    return reader, period, where
+
+
+def save_pngs(figures: dict[str, go.Figure], folder: str | os.PathLike[str] | None) -> list[Path]:
+    """Write each figure as ``<name>.png`` (1100×500) into ``folder``; nothing when ``folder`` is empty."""
+    if not folder:
+        return []
+    target = Path(folder)
+    target.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, figure in figures.items():
+        path = target / f"{name}.png"
+        figure.write_image(str(path), width=1100, height=500)
+        written.append(path)
+    return written
+
+
+def notebook_mode() -> None:
+    """Set up plotly for a notebook whose HTML export must work offline: figures stay plotly JSON,
+    drawn by plotly.js inlined once (renderer ``plotly_mimetype+notebook``)."""
+    import plotly.io as pio
+
+    pio.renderers.default = "plotly_mimetype+notebook"
 
 
 @dataclass
@@ -319,8 +465,8 @@ def summary_html(period: dict[str, Any], incidents: pl.DataFrame | None = None) 
     new = set(cur.get("new_incident_ids") or [])
     if incidents is not None and incidents.height:
         items = []
-        for inc in incidents.to_dicts():
-            change = inc.get("suspected_change")
+        for incident in incidents.to_dicts():
+            change = incident.get("suspected_change")
             cause = (
                 f"suspected change: {esc(str(change['changed_at']))[:19]} {esc(redact(change['author']) or '')} "
                 f"{esc(change['action'] or '')} {esc(change['entity_type'] or '')} "
@@ -328,13 +474,14 @@ def summary_html(period: dict[str, Any], incidents: pl.DataFrame | None = None) 
                 if change
                 else "no change found"
             )
-            badge = " <strong>NEW</strong>" if inc["incident_id"] in new else ""
-            state = " (open)" if inc.get("open") else ""
+            badge = " <strong>NEW</strong>" if incident["incident_id"] in new else ""
+            state = " (open)" if incident.get("open") else ""
             items.append(
-                f"<li><code>{esc(inc['incident_id'])}</code>{badge}{state} — {esc(inc['scope'].replace('_', ' '))} "
-                f"<b>{esc(redact(inc['name'] or inc['id']) or '')}</b>: {esc(str(inc['start']))[:16]} → "
-                f"{esc(str(inc['end']))[:16]} UTC, {inc['errors']}/{inc['postbacks']} failed, mostly "
-                f"{esc(inc['top_error_kind'] or 'n/a')}; {cause}</li>"
+                f"<li><code>{esc(incident['incident_id'])}</code>{badge}{state} — "
+                f"{esc(incident['scope'].replace('_', ' '))} "
+                f"<b>{esc(redact(incident['name'] or incident['id']) or '')}</b>: {esc(str(incident['start']))[:16]} → "
+                f"{esc(str(incident['end']))[:16]} UTC, {incident['errors']}/{incident['postbacks']} failed, mostly "
+                f"{esc(incident['top_error_kind'] or 'n/a')}; {cause}</li>"
             )
         out.append(f"<h3>Incidents</h3><ul>{''.join(items)}</ul>")
     else:

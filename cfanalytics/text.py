@@ -32,12 +32,12 @@ def _table(rows: list[list[str]], header: list[str]) -> list[str]:
 
 def diagnosis_text(doc: dict[str, Any]) -> str:
     """The ``cfanalytics diagnose`` document as readable text."""
-    pb, gaps = doc["postbacks"], doc["gaps"]
+    postbacks, gaps = doc["postbacks"], doc["gaps"]
     window = doc.get("window") or {}
     lines = [
         f"Postbacks {window.get('from') or 'start'} → {window.get('to') or 'end'} ({doc.get('timezone')})",
-        f"  {pb['total']} sent, {pb['errors']} failed ({rate(pb['errors'], pb['total'])}); "
-        f"{pb['unattributed']} with no traffic source found",
+        f"  {postbacks['total']} sent, {postbacks['errors']} failed ({rate(postbacks['errors'], postbacks['total'])}); "
+        f"{postbacks['unattributed']} with no traffic source found",
         "",
         "By traffic source:",
         *_table(
@@ -48,12 +48,12 @@ def diagnosis_text(doc: dict[str, Any]) -> str:
                     str(r["errors"]),
                     rate(r["errors"], r["postbacks"]),
                 ]
-                for r in pb["by_traffic_source"]
+                for r in postbacks["by_traffic_source"]
             ],
             ["traffic source", "postbacks", "errors", "rate"],
         ),
     ]
-    if pb["by_integration"]:
+    if postbacks["by_integration"]:
         lines += [
             "",
             "By integration:",
@@ -65,20 +65,20 @@ def diagnosis_text(doc: dict[str, Any]) -> str:
                         str(r["errors"]),
                         rate(r["errors"], r["postbacks"]),
                     ]
-                    for r in pb["by_integration"]
+                    for r in postbacks["by_integration"]
                 ],
                 ["integration", "postbacks", "errors", "rate"],
             ),
         ]
-    if pb["by_error_kind"]:
+    if postbacks["by_error_kind"]:
         lines += [
             "",
             "Errors by kind:",
-            *_table([[r["error_kind"], str(r["errors"])] for r in pb["by_error_kind"]], ["kind", "errors"]),
+            *_table([[r["error_kind"], str(r["errors"])] for r in postbacks["by_error_kind"]], ["kind", "errors"]),
         ]
-    if pb["top_signatures"]:
+    if postbacks["top_signatures"]:
         lines += ["", "Top errors:"]
-        lines += [f"  {s['errors']:>6}  {redact(s['signature'])[:110]}" for s in pb["top_signatures"][:5]]
+        lines += [f"  {s['errors']:>6}  {redact(s['signature'])[:110]}" for s in postbacks["top_signatures"][:5]]
     lines += [
         "",
         f"Conversions: {gaps['conversions']} — posted ok {gaps['posted_ok']}, failed {gaps['posted_failed']}, "
@@ -90,13 +90,14 @@ def diagnosis_text(doc: dict[str, Any]) -> str:
     ]
     incidents = doc["incidents"]
     lines.append(f"Incidents: {len(incidents)}" if incidents else "Incidents: none")
-    for inc in incidents:
+    for incident in incidents:
         lines.append(
-            f"  {inc['incident_id']}  {inc['scope']} {_label(inc['name'], inc['id'])}: {inc['start']} → {inc['end']}, "
-            f"{inc['errors']}/{inc['postbacks']} failed ({rate(inc['errors'], inc['postbacks'])} vs "
-            f"{inc['error_rate_before']:.1%} before), mostly {inc['top_error_kind']}"
+            f"  {incident['incident_id']}  {incident['scope']} {_label(incident['name'], incident['id'])}: "
+            f"{incident['start']} → {incident['end']}, "
+            f"{incident['errors']}/{incident['postbacks']} failed ({rate(incident['errors'], incident['postbacks'])} vs "
+            f"{incident['error_rate_before']:.1%} before), mostly {incident['top_error_kind']}"
         )
-        change = inc["suspected_change"]
+        change = incident["suspected_change"]
         if change:
             lines.append(
                 f"      suspected change: {change['changed_at']} {redact(change['author'])} {change['action']} "

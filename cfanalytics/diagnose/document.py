@@ -44,21 +44,21 @@ def diagnose(
     (:func:`~cfanalytics.diagnose.frames.visit_lookup`) and one enriched postbacks frame
     serve every section. ``with_incidents=False`` leaves incidents out (``[]``).
     """
-    flt = where or LogFilter()
+    where = where or LogFilter()
     timezone = reader.timezone
     # Incidents read the range extended back by their baseline; the other sections read the
     # filter's own range of it (time filters are row-wise).
-    wide = history_filter(flt, timezone) if with_incidents else flt
+    wide = history_filter(where, timezone) if with_incidents else where
     rows = postback_rows(reader, wide).collect().lazy()
     unattributed = rows.filter(needs_attribution()).select("click_id")
-    conversions = conversion_rows(reader, flt)
+    conversions = conversion_rows(reader, where)
     visits = visit_lookup(reader, pl.concat([unattributed, conversions.select("click_id")])).lazy()
     history = enrich_postbacks(rows, visits, conversions_of(reader, unattributed), wide, timezone=timezone).collect()
-    in_range = LogFilter(start=flt.start, end=flt.end, timezone=flt.timezone)
+    in_range = LogFilter(start=where.start, end=where.end, timezone=where.timezone)
     frame = in_range.apply(history.lazy(), "postbacks", timezone=timezone).collect()
     names = Names.load(reader, SCOPES)
     found = (
-        find_incidents(history, activity(reader), names, campaign_links(reader), flt.time_bounds(timezone))
+        find_incidents(history, activity(reader), names, campaign_links(reader), where.time_bounds(timezone))
         if with_incidents and history.height
         else None
     )
@@ -70,11 +70,11 @@ def diagnose(
         incident["start"], incident["end"] = iso(incident["start"]), iso(incident["end"])
         incident["suspected_change"] = change
         out.append(incident)
-    lo, hi = flt.time_bounds(timezone)
+    lo, hi = where.time_bounds(timezone)
     summary = postback_summary(frame, names)
     keys = conversion_keys(reader)
     classified = classify(
-        attribute_conversions(conversions, visits, flt, timezone=timezone), postback_outcomes(reader), grace_minutes
+        attribute_conversions(conversions, visits, where, timezone=timezone), postback_outcomes(reader), grace_minutes
     )
     return {
         "window": {"from": iso(lo), "to": iso(hi)},

@@ -61,8 +61,8 @@ ACTIVITY_COLUMNS: Final = (
 
 
 def _time_only(where: LogFilter | None) -> LogFilter:
-    flt = where or LogFilter()
-    return LogFilter(start=flt.start, end=flt.end, timezone=flt.timezone)
+    where = where or LogFilter()
+    return LogFilter(start=where.start, end=where.end, timezone=where.timezone)
 
 
 def postback_rows(reader: StoreReader, where: LogFilter | None = None) -> pl.LazyFrame:

@@ -21,10 +21,10 @@ The functions take frames (attributed conversions from
 >>> import polars as pl
 >>> from datetime import UTC, datetime
 >>> t = datetime(2026, 11, 20, 10, tzinfo=UTC)
->>> conv = pl.LazyFrame({"click_id": ["a", "b"], "ct": ["", "sale"], "txid": [None, None],
+>>> conversions = pl.LazyFrame({"click_id": ["a", "b"], "ct": ["", "sale"], "txid": [None, None],
 ...     "conversion_time": [t, t], "known_click": [True, True], "_row_id": ["r1", "r2"]})
 >>> outcomes = pl.LazyFrame({"click_id": ["a"], "ct": [""], "is_error": [False], "postback_time": [t]})
->>> gap_rows(conv, outcomes).select("click_id", "gap").rows()
+>>> gap_rows(conversions, outcomes).select("click_id", "gap").rows()
 [('a', 'posted_ok'), ('b', 'not_posted')]
 """
 
@@ -50,13 +50,13 @@ def classify(conversions: pl.LazyFrame, outcomes: pl.LazyFrame, grace_minutes: f
 
     ``outcomes``: every stored postback's ``click_id``, ``ct``, ``is_error``, ``postback_time``.
     """
-    conv = conversions.with_columns(_null_empty("ct").alias("_ct"), _null_empty("txid").alias("_tx"))
+    keyed = conversions.with_columns(_null_empty("ct").alias("_ct"), _null_empty("txid").alias("_tx"))
     per_key = (
         outcomes.select("click_id", _null_empty("ct").alias("_ct"), "is_error")
         .group_by("click_id", "_ct")
         .agg(pl.len().alias("postbacks"), pl.col("is_error").sum().cast(pl.Int64).alias("postback_errors"))
     )
-    frame = conv.join(per_key, on=["click_id", "_ct"], how="left", nulls_equal=True).with_columns(
+    frame = keyed.join(per_key, on=["click_id", "_ct"], how="left", nulls_equal=True).with_columns(
         pl.col("postbacks").fill_null(0), pl.col("postback_errors").fill_null(0)
     )
     pending = pl.lit(False)
@@ -98,9 +98,9 @@ def gap_rows(conversions: pl.LazyFrame, outcomes: pl.LazyFrame, grace_minutes: f
 def orphans(postbacks: pl.LazyFrame, conversions: pl.LazyFrame) -> pl.LazyFrame:
     """Postbacks with no conversion on the same (click_id, ct) (``conversions``: ``click_id``, ``ct``).
 
-    >>> pb = pl.LazyFrame({"postback_id": ["p1", "p2"], "click_id": ["a", "b"], "ct": ["", "lead"]})
-    >>> conv = pl.LazyFrame({"click_id": ["a", "b"], "ct": [None, "sale"]})
-    >>> orphans(pb, conv).collect().get_column("postback_id").to_list()
+    >>> postbacks = pl.LazyFrame({"postback_id": ["p1", "p2"], "click_id": ["a", "b"], "ct": ["", "lead"]})
+    >>> keys = pl.LazyFrame({"click_id": ["a", "b"], "ct": [None, "sale"]})
+    >>> orphans(postbacks, keys).collect().get_column("postback_id").to_list()
     ['p2']
     """
     keys = conversions.select("click_id", _null_empty("ct").alias("_ct")).unique()
@@ -190,8 +190,8 @@ def gap_summary_of_rows(rows: pl.DataFrame, orphan_rows: pl.DataFrame) -> dict[s
 def lag_distributions(conversions: pl.LazyFrame, outcomes: pl.LazyFrame) -> dict[str, pl.DataFrame]:
     """Lags of attributed conversions: ``visit_to_conversion`` (minutes) and ``conversion_to_postback``
     (seconds to the first postback on the same click id and ct)."""
-    conv = conversions.with_columns(_null_empty("ct").alias("_ct"))
-    visit_to_conversion = conv.select(
+    keyed = conversions.with_columns(_null_empty("ct").alias("_ct"))
+    visit_to_conversion = keyed.select(
         "click_id", ((pl.col("conversion_time") - pl.col("visit_time")).dt.total_seconds() / 60).alias("minutes")
     ).filter(pl.col("minutes").is_not_null())
     first_postback = (
@@ -199,7 +199,7 @@ def lag_distributions(conversions: pl.LazyFrame, outcomes: pl.LazyFrame) -> dict
         .group_by("click_id", "_ct")
         .agg(pl.col("postback_time").min())
     )
-    conversion_to_postback = conv.join(first_postback, on=["click_id", "_ct"], how="inner", nulls_equal=True).select(
+    conversion_to_postback = keyed.join(first_postback, on=["click_id", "_ct"], how="inner", nulls_equal=True).select(
         "click_id", (pl.col("postback_time") - pl.col("conversion_time")).dt.total_seconds().alias("seconds")
     )
     return {

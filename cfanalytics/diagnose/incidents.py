@@ -159,9 +159,9 @@ def incident_id(scope: str, scope_id: str, first_hour: datetime) -> str:
 def history_filter(where: LogFilter | None, timezone: str | None) -> LogFilter:
     """The filter incidents read postbacks with: ``where`` extended back by the baseline
     (``timezone``: the store's, for a filter without its own)."""
-    flt = where or LogFilter()
-    lo, hi = flt.time_bounds(timezone)
-    return flt.replace(start=(lo - timedelta(days=BASELINE_DAYS)) if lo else None, end=hi)
+    where = where or LogFilter()
+    lo, hi = where.time_bounds(timezone)
+    return where.replace(start=(lo - timedelta(days=BASELINE_DAYS)) if lo else None, end=hi)
 
 
 Window = tuple[datetime | None, datetime | None]
@@ -182,7 +182,7 @@ def find_incidents(
     ``traffic_source_id``, ``campaign_id`` pairs of the visits, ``names`` label the scopes.
     """
     lo, hi = window
-    pb = (
+    rows = (
         history.lazy()
         .select(
             "postback_id",
@@ -195,17 +195,17 @@ def find_incidents(
         )
         .collect()
     )
-    if pb.height == 0:
+    if rows.height == 0:
         return pl.DataFrame(schema=INCIDENT_SCHEMA)
-    prior = float(pb.get_column("is_error").mean() or 0.0)
-    last_hour = pb.get_column("postback_time").max()
+    prior = float(rows.get_column("is_error").mean() or 0.0)
+    last_hour = rows.get_column("postback_time").max()
     assert isinstance(last_hour, datetime)
     found: list[dict[str, Any]] = []
     for scope, column in SCOPES.items():
-        found.extend(_scope_incidents(pb, scope, column, prior, last_hour))
+        found.extend(_scope_incidents(rows, scope, column, prior, last_hour))
     found = _dedupe(found)
     found = [i for i in found if (lo is None or i["end"] >= lo) and (hi is None or i["start"] < hi)]
-    links = _links(pb, campaigns)
+    links = _links(rows, campaigns)
     for incident in found:
         incident["suspected_change"] = _suspected_change(incident, activity, links)
         incident["name"] = names.lookup(SCOPES[incident["scope"]]).get(incident["id"])
@@ -217,9 +217,9 @@ def find_incidents(
 def scope_changes(activity: pl.DataFrame, postbacks: pl.DataFrame) -> pl.DataFrame:
     """Activity rows on the traffic sources, integrations and campaigns of ``postbacks``.
 
-    >>> act = pl.DataFrame({"entity_type": ["campaign", "campaign"], "entity_id": ["c1", "c2"]})
-    >>> pb = pl.DataFrame({"traffic_source_id": ["t1"], "integration_id": [None], "campaign_id": ["c2"]})
-    >>> scope_changes(act, pb).get_column("entity_id").to_list()
+    >>> changes = pl.DataFrame({"entity_type": ["campaign", "campaign"], "entity_id": ["c1", "c2"]})
+    >>> postbacks = pl.DataFrame({"traffic_source_id": ["t1"], "integration_id": [None], "campaign_id": ["c2"]})
+    >>> scope_changes(changes, postbacks).get_column("entity_id").to_list()
     ['c2']
     """
     if activity.height == 0:
@@ -249,10 +249,10 @@ def scope_incidents(found: pl.DataFrame, errors: pl.DataFrame) -> pl.DataFrame:
 
 
 def _scope_incidents(
-    pb: pl.DataFrame, scope: str, column: str, prior: float, last_time: datetime
+    rows: pl.DataFrame, scope: str, column: str, prior: float, last_time: datetime
 ) -> list[dict[str, Any]]:
     hourly = (
-        pb.filter(pl.col(column).is_not_null())
+        rows.filter(pl.col(column).is_not_null())
         .with_columns(pl.col("postback_time").dt.truncate("1h").alias("hour"))
         .group_by(column, "hour")
         .agg(
@@ -265,14 +265,15 @@ def _scope_incidents(
     )
     out: list[dict[str, Any]] = []
     last_hour = last_time.replace(minute=0, second=0, microsecond=0)
-    for (scope_id,), rows in hourly.group_by(column, maintain_order=True):
+    for (scope_id,), scope_hours in hourly.group_by(column, maintain_order=True):
         hours = [
-            _Hour(r["hour"], r["n"], r["e"], r["first_error"], r["last_error"]) for r in rows.iter_rows(named=True)
+            _Hour(r["hour"], r["n"], r["e"], r["first_error"], r["last_error"])
+            for r in scope_hours.iter_rows(named=True)
         ]
         flagged, first_flagged = _flag_hours(hours, prior)
         for group in _merge(flagged):
             first, last = group[0][0], group[-1][0]
-            span = pb.filter(
+            span = rows.filter(
                 (pl.col(column) == scope_id)
                 & (pl.col("postback_time") >= first.hour)
                 & (pl.col("postback_time") < last.hour + timedelta(hours=1))
@@ -320,8 +321,8 @@ class _Links:
     campaigns_of_source: dict[str, set[str]]
 
 
-def _links(pb: pl.DataFrame, campaigns: pl.DataFrame) -> _Links:
-    pairs = pb.filter(pl.col("integration_id").is_not_null() & pl.col("traffic_source_id").is_not_null())
+def _links(rows: pl.DataFrame, campaigns: pl.DataFrame) -> _Links:
+    pairs = rows.filter(pl.col("integration_id").is_not_null() & pl.col("traffic_source_id").is_not_null())
     pairs = pairs.select("traffic_source_id", "integration_id").unique()
     integrations_of_source: dict[str, set[str]] = {}
     sources_of_integration: dict[str, set[str]] = {}

@@ -77,8 +77,8 @@ def postback_errors(
 
 def incidents(reader: StoreReader, where: LogFilter | None = None) -> pl.DataFrame:
     """Incidents overlapping the filter's range (:func:`~cfanalytics.diagnose.incidents.find_incidents`)."""
-    flt = where or LogFilter()
-    history = postbacks(reader, history_filter(flt, reader.timezone)).collect()
+    where = where or LogFilter()
+    history = postbacks(reader, history_filter(where, reader.timezone)).collect()
     if history.height == 0:
         return pl.DataFrame(schema=INCIDENT_SCHEMA)
     return find_incidents(
@@ -86,7 +86,7 @@ def incidents(reader: StoreReader, where: LogFilter | None = None) -> pl.DataFra
         activity(reader),
         Names.load(reader, SCOPES),
         campaign_links(reader),
-        flt.time_bounds(reader.timezone),
+        where.time_bounds(reader.timezone),
     )
 
 
@@ -101,16 +101,16 @@ def orphan_postbacks(reader: StoreReader, where: LogFilter | None = None) -> pl.
 
 def gap_summary(reader: StoreReader, where: LogFilter | None = None, *, grace_minutes: float = 0) -> dict[str, int]:
     """The ``gaps`` section of ``cfanalytics diagnose --json`` (docs/contract.md §5)."""
-    flt = where or LogFilter()
+    where = where or LogFilter()
     keys = conversion_keys(reader)
-    classified = classify(conversions(reader, flt), postback_outcomes(reader), grace_minutes)
-    if any(getattr(flt, f) is not None for f in ENRICHED_FIELDS):
-        orphan_rows = with_ct_mismatch(orphans(postbacks(reader, flt), keys), keys)
+    classified = classify(conversions(reader, where), postback_outcomes(reader), grace_minutes)
+    if any(getattr(where, f) is not None for f in ENRICHED_FIELDS):
+        orphan_rows = with_ct_mismatch(orphans(postbacks(reader, where), keys), keys)
     else:
         # no filter on attributed columns: the stored rows are the answer, no enrichment needed
-        rest = flt.replace(start=None, end=None)
+        rest = where.replace(start=None, end=None)
         orphan_rows = rest.apply(
-            with_ct_mismatch(orphans(postback_rows(reader, flt), keys), keys), None, timezone=reader.timezone
+            with_ct_mismatch(orphans(postback_rows(reader, where), keys), keys), None, timezone=reader.timezone
         )
     return gap_counts(classified, orphan_rows)
 
@@ -135,13 +135,13 @@ def attribution_by_day(reader: StoreReader, where: LogFilter | None = None) -> p
 
 def funnel(reader: StoreReader, by: str = "campaign_id", where: LogFilter | None = None) -> pl.DataFrame:
     """Visits → clicks → conversions → postbacks sent → postbacks accepted, per campaign or traffic source."""
-    flt = where or LogFilter()
+    where = where or LogFilter()
     timezone = reader.timezone
     out = funnel_counts(
-        flt.apply(reader.scan("visits"), "visits", timezone=timezone),
-        flt.apply(reader.scan("clicks"), "clicks", timezone=timezone),
-        conversions(reader, flt),
-        postbacks(reader, flt),
+        where.apply(reader.scan("visits"), "visits", timezone=timezone),
+        where.apply(reader.scan("clicks"), "clicks", timezone=timezone),
+        conversions(reader, where),
+        postbacks(reader, where),
         by,
     )
     return _names_of(reader, [by]).add(out, by)

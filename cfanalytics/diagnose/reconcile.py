@@ -193,7 +193,7 @@ def reconcile(
     """
     if not isinstance(store, LogStore):
         store = LogStore(store, create=False)
-    tz = check_timezone(timezone or store.timezone or "UTC")
+    timezone = check_timezone(timezone or store.timezone or "UTC")
     if start is not None and end is not None and start > end:
         raise UsageError(f"--from {start.isoformat()} is after --to {end.isoformat()}")
     name = os.fspath(network_export)
@@ -203,9 +203,9 @@ def reconcile(
     visit_ids = _distinct_ids(store.scan("visits"))
     known_ids = pl.concat([visit_ids, _distinct_ids(store.scan("conversions"))]).unique().sort().rename("click_id")
     headers = _pick_columns(frame, raw.columns, name, click_id_column, known_ids)
-    network = _network_rows(frame, headers, tz)
+    network = _network_rows(frame, headers, timezone)
 
-    lo, hi = _window(network, tz, start, end, name=name, header=headers["conversion_time"])
+    lo, hi = _window(network, timezone, start, end, name=name, header=headers["conversion_time"])
     if start is not None or end is not None:
         t = pl.col("conversion_time")
         network = network.filter(t.is_null() | t.is_between(lo, hi, closed="both"))
@@ -291,7 +291,7 @@ def _pick_columns(
     return {"click_id": click, "txid": txid, "payout": payout, "conversion_time": when, "time": clock}
 
 
-def _network_rows(frame: pl.DataFrame, headers: dict[str, str | None], tz: str) -> pl.DataFrame:
+def _network_rows(frame: pl.DataFrame, headers: dict[str, str | None], timezone: str) -> pl.DataFrame:
     """The export's rows with typed ``click_id``, ``txid``, ``payout`` and ``conversion_time`` (UTC)."""
 
     def text(header: str | None) -> pl.Expr:
@@ -311,24 +311,26 @@ def _network_rows(frame: pl.DataFrame, headers: dict[str, str | None], tz: str) 
         when.alias("_when"),
     )
     first = day_first(out.get_column("_when"))
-    return out.with_columns(_parse_time(pl.col("_when"), tz, day_first=first).alias("conversion_time")).drop("_when")
+    return out.with_columns(_parse_time(pl.col("_when"), timezone, day_first=first).alias("conversion_time")).drop(
+        "_when"
+    )
 
 
-def _parse_time(s: pl.Expr, tz: str, *, day_first: bool = False) -> pl.Expr:
+def _parse_time(s: pl.Expr, timezone: str, *, day_first: bool = False) -> pl.Expr:
     """Text → UTC instant (:func:`cfanalytics.values.parse_time_expr`), slash dates month- or day-first."""
     slash = tuple(f.replace("%m/%d", "%d/%m") for f in SLASH_FORMATS) if day_first else SLASH_FORMATS
-    return parse_time_expr(s, tz, formats=(*_EXPORT_FORMATS, *slash))
+    return parse_time_expr(s, timezone, formats=(*_EXPORT_FORMATS, *slash))
 
 
 # --------------------------------------------------------------------------- window and tracker
 
 
-def _local_midnight(day: date, tz: str) -> datetime:
-    return datetime.combine(day, time(), tzinfo=ZoneInfo(tz)).astimezone(UTC)
+def _local_midnight(day: date, timezone: str) -> datetime:
+    return datetime.combine(day, time(), tzinfo=ZoneInfo(timezone)).astimezone(UTC)
 
 
 def _window(
-    network: pl.DataFrame, tz: str, start: date | None, end: date | None, *, name: str, header: str | None
+    network: pl.DataFrame, timezone: str, start: date | None, end: date | None, *, name: str, header: str | None
 ) -> tuple[datetime, datetime]:
     """The closed UTC window: explicit local dates, else the export's span ± 1 day."""
     times = network.get_column("conversion_time").drop_nulls()
@@ -336,13 +338,13 @@ def _window(
         what = f"no readable time in column {header!r}" if header else "no conversion time column"
         raise InputError(f"{name}: {what}; give --from and --to")
     if start is not None:
-        lo = _local_midnight(start, tz)
+        lo = _local_midnight(start, timezone)
     else:
         first = times.min()
         assert isinstance(first, datetime)
         lo = first - timedelta(days=1)
     if end is not None:
-        hi = _local_midnight(end + timedelta(days=1), tz) - timedelta(microseconds=1)
+        hi = _local_midnight(end + timedelta(days=1), timezone) - timedelta(microseconds=1)
     else:
         last = times.max()
         assert isinstance(last, datetime)

@@ -147,10 +147,10 @@ class Panel:
         last = pl.Series([latest]).dt.convert_time_zone(self.timezone).dt.date().item()
         return last - timedelta(days=DEFAULT_DAYS - 1), last
 
-    def base(self, flt: LogFilter | None = None) -> Any:
+    def base(self, where: LogFilter | None = None) -> Any:
         """The cached base data of the filter's date range (loaded from the store on a miss)."""
-        flt = flt or self.filter
-        key: Range = (as_date(flt.start), as_date(flt.end))
+        where = where or self.filter
+        key: Range = (as_date(where.start), as_date(where.end))
         if key in self._cache:
             self._cache.move_to_end(key)
             return self._cache[key]
@@ -167,8 +167,8 @@ class Panel:
         self.names = Names.load(self.reader)
         self.refresh()
 
-    def _load(self, flt: LogFilter) -> Any:
-        """Read this panel's base data for ``flt``'s date range (the only store read on refresh)."""
+    def _load(self, where: LogFilter) -> Any:
+        """Read this panel's base data for ``where``'s date range (the only store read on refresh)."""
         raise NotImplementedError
 
     # -------------------------------------------------------------- filters
@@ -189,9 +189,9 @@ class Panel:
         """
         self.filters.set(**values)
 
-    def in_memory(self, frame: pl.DataFrame, flt: LogFilter | None = None) -> pl.DataFrame:
+    def in_memory(self, frame: pl.DataFrame, where: LogFilter | None = None) -> pl.DataFrame:
         """``frame`` filtered by every field of the filter except its date range."""
-        rest = (flt or self.filter).replace(start=None, end=None)
+        rest = (where or self.filter).replace(start=None, end=None)
         return frame.filter(rest.expr(frame.columns, timezone=self.timezone))
 
     def _on_filters(self, changed: frozenset[str]) -> None:

@@ -220,8 +220,8 @@ class ActivityLogPanel(Panel):
         self.refresh()
 
     # ---------------------------------------------------------------- data
-    def _load(self, flt: LogFilter) -> pl.DataFrame:
-        lf = flt.apply(self.reader.scan("activity"), "activity", timezone=self.timezone)
+    def _load(self, where: LogFilter) -> pl.DataFrame:
+        lf = where.apply(self.reader.scan("activity"), "activity", timezone=self.timezone)
         present = lf.collect_schema().names()
         keep = ["_row_id", *(c for c in TABLE_COLUMNS if c in present)]
         return lf.select(keep).collect().sort(MAIN_TIME["activity"])
@@ -229,11 +229,11 @@ class ActivityLogPanel(Panel):
     def _update(self) -> None:
         from cfanalytics.panels._figures import show
 
-        flt = self.filter
-        base: pl.DataFrame = self.base(flt)
+        where = self.filter
+        base: pl.DataFrame = self.base(where)
         authors = sorted(a for a in base.get_column("author").unique().to_list() if a is not None)
         self._filters.set_options("authors", [(safe_text(a, 60), a) for a in authors])
-        self.changes = self.in_memory(base, flt)
+        self.changes = self.in_memory(base, where)
         show(self.figure, timeline_figure(self.changes, timezone=self.timezone), on_click=self._point_clicked)
         self.table.set_frame(self.changes)
         self.status.value = f"<b>{self.changes.height:,}</b> changes"

@@ -185,27 +185,27 @@ class ConversionGapsPanel(Panel):
         self.refresh()
 
     # ---------------------------------------------------------------- data
-    def _load(self, flt: LogFilter) -> GapData:
-        rows = gap_rows(conversions(self.reader, flt), postback_outcomes(self.reader))
+    def _load(self, where: LogFilter) -> GapData:
+        rows = gap_rows(conversions(self.reader, where), postback_outcomes(self.reader))
         rows = self.names.add(rows, "traffic_source_id", "campaign_id")
-        return GapData(rows, orphan_postbacks(self.reader, flt))
+        return GapData(rows, orphan_postbacks(self.reader, where))
 
     def _update(self) -> None:
         from cfanalytics.panels._figures import show
         from cfanalytics.panels._widgets import option_pairs
 
-        flt = self.filter
-        data: GapData = self.base(flt)
-        conv = data.conversions
+        where = self.filter
+        data: GapData = self.base(where)
+        loaded = data.conversions
         for field, column in (("traffic_sources", "traffic_source_id"), ("campaigns", "campaign_id")):
-            ids = conv.get_column(column).unique().to_list() if column in conv.columns else []
+            ids = loaded.get_column(column).unique().to_list() if column in loaded.columns else []
             self._filters.set_options(field, option_pairs(ids, self.names.lookup(column)))
-        cts = conv.get_column("ct").unique().to_list() if "ct" in conv.columns else []
+        cts = loaded.get_column("ct").unique().to_list() if "ct" in loaded.columns else []
         self._filters.set_options(
             "cts", [(safe_text(c) if c else "(no ct)", c or "") for c in sorted({c or "" for c in cts})]
         )
-        self.conversions = self.in_memory(conv, flt)
-        self.orphans = self.in_memory(data.orphans, flt)
+        self.conversions = self.in_memory(loaded, where)
+        self.orphans = self.in_memory(data.orphans, where)
         by = self.by.value
         self.gaps = self.names.add(gap_table(self.conversions, by), by)
         show(self.figure, gap_classes(self.gaps, by=by), on_click=self._bar_clicked)

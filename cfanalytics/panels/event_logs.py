@@ -196,8 +196,8 @@ class EventLogsPanel(Panel):
         self.refresh()
 
     # ---------------------------------------------------------------- data
-    def _load(self, flt: LogFilter) -> pl.DataFrame:
-        rows = events(self.reader, flt.replace(include_filtered=True))
+    def _load(self, where: LogFilter) -> pl.DataFrame:
+        rows = events(self.reader, where.replace(include_filtered=True))
         present = rows.collect_schema().names()
         rows = rows.select([c for c in EVENT_COLUMNS if c in present])
         # clicks and conversions without their own traffic source / campaign get their visit's
@@ -210,22 +210,22 @@ class EventLogsPanel(Panel):
         from cfanalytics.panels._figures import show
         from cfanalytics.panels._widgets import option_pairs
 
-        flt = self.filter
-        base: pl.DataFrame = self.base(flt)
+        where = self.filter
+        base: pl.DataFrame = self.base(where)
         for field, column in (("campaigns", "campaign_id"), ("traffic_sources", "traffic_source_id")):
             ids = base.get_column(column).unique().to_list() if column in base.columns else []
             self._filters.set_options(field, option_pairs(ids, self.names.lookup(column)))
-        rows = self.in_memory(base, flt)
+        rows = self.in_memory(base, where)
         self.hidden_filtered = 0
-        if not flt.include_filtered:
-            self.hidden_filtered = self.in_memory(base, flt.replace(include_filtered=True)).height - rows.height
+        if not where.include_filtered:
+            self.hidden_filtered = self.in_memory(base, where.replace(include_filtered=True)).height - rows.height
         self.events = rows
         self.volume = event_volume(rows, self.timezone)
         show(self.figure, volume_over_time(self.volume, timezone=self.timezone))
         self.table.set_frame(rows)
         note = (
             "filtered (bot) traffic included"
-            if flt.include_filtered
+            if where.include_filtered
             else f"filtered (bot) traffic excluded ({self.hidden_filtered:,} rows hidden)"
         )
         self.status.value = f"<b>{rows.height:,}</b> events · {note}"

@@ -217,35 +217,35 @@ class PostbackDoctorPanel(Panel):
         return self.incident_table.frame
 
     # ---------------------------------------------------------------- data
-    def _load(self, flt: LogFilter) -> DoctorData:
+    def _load(self, where: LogFilter) -> DoctorData:
         # One read of the postbacks: the incidents' history (the range and the baseline days
         # before it), of which the range is the panel's postbacks.
-        history = postbacks(self.reader, history_filter(flt, self.timezone)).collect()
-        rows = flt.apply(history.lazy(), "postbacks", timezone=self.timezone).collect()
+        history = postbacks(self.reader, history_filter(where, self.timezone)).collect()
+        rows = where.apply(history.lazy(), "postbacks", timezone=self.timezone).collect()
         rows = self.names.add(rows, "traffic_source_id", "integration_id", "campaign_id")
         changes = activity(self.reader)
         campaigns = campaign_links(self.reader) if history.height else pl.DataFrame()
-        found = find_incidents(history, changes, self.names, campaigns, flt.time_bounds(self.timezone))
-        shown = flt.apply(changes.lazy(), "activity", timezone=self.timezone).collect()
+        found = find_incidents(history, changes, self.names, campaigns, where.time_bounds(self.timezone))
+        shown = where.apply(changes.lazy(), "activity", timezone=self.timezone).collect()
         return DoctorData(rows, found, shown)
 
     def _update(self) -> None:
         from cfanalytics.panels._figures import show
         from cfanalytics.panels._widgets import option_pairs
 
-        flt = self.filter
-        data: DoctorData = self.base(flt)
-        pb = data.postbacks
+        where = self.filter
+        data: DoctorData = self.base(where)
+        loaded = data.postbacks
         for field, column in (("traffic_sources", "traffic_source_id"), ("integrations", "integration_id")):
             self._filters.set_options(
-                field, option_pairs(pb.get_column(column).unique().to_list(), self.names.lookup(column))
+                field, option_pairs(loaded.get_column(column).unique().to_list(), self.names.lookup(column))
             )
-        cts = pb.get_column("ct").unique().to_list()
+        cts = loaded.get_column("ct").unique().to_list()
         self._filters.set_options(
             "cts", [(safe_text(c) if c else "(no ct)", c or "") for c in sorted({c or "" for c in cts})]
         )
 
-        rows = self.in_memory(pb, flt)
+        rows = self.in_memory(loaded, where)
         self.postbacks = rows
         by = self.by.value
         errors = rows.filter(pl.col("is_error"))

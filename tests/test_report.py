@@ -1,0 +1,74 @@
+"""The report's figures: computed once from loaded frames, equal to the one-line queries' figures."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import polars as pl
+import pytest
+
+pytest.importorskip("plotly")
+
+import cfanalytics as cf
+from cfanalytics import charts
+from cfanalytics.report import FIGURES, report_figures
+
+
+def _by_queries(store: cf.LogStore, where: cf.LogFilter) -> dict[str, object]:
+    """The report's charts built the long way: one store query per chart (as a notebook would)."""
+    d = cf.diagnose
+    timezone = where.timezone or store.timezone or "UTC"
+    found = d.incidents(store, where)
+    changes = where.apply(store.scan("activity"), "activity", timezone=timezone).collect().sort("changed_at")
+    rates = d.postback_errors(store, by=["hour", "traffic_source_id"], where=where)
+    rates_integration = d.postback_errors(store, by=["hour", "integration_id"], where=where)
+    errors_only = where.replace(errors_only=True)
+    return {
+        "error_rate_traffic_source": charts.error_rate_over_time(
+            rates,
+            by="traffic_source_id",
+            changes=changes,
+            incidents=found.filter(pl.col("scope") == "traffic_source"),
+            timezone=timezone,
+            title=FIGURES["error_rate_traffic_source"],
+        ),
+        "error_rate_integration": charts.error_rate_over_time(
+            rates_integration.filter(pl.col("integration_id").is_not_null()),
+            by="integration_id",
+            changes=changes,
+            incidents=found.filter(pl.col("scope") == "integration"),
+            timezone=timezone,
+            title=FIGURES["error_rate_integration"],
+        ),
+        "errors_by_kind": charts.errors_by_kind(
+            d.postback_errors(store, by="error_kind", where=errors_only).select("error_kind", "errors"),
+            title=FIGURES["errors_by_kind"],
+        ),
+        "status_classes": charts.errors_by_status_class(
+            d.postback_errors(store, by="status_class", where=where), title=FIGURES["status_classes"]
+        ),
+        "top_signatures": charts.top_signatures(
+            d.postback_errors(store, by="signature", where=errors_only), top=10, title=FIGURES["top_signatures"]
+        ),
+        "gap_classes": charts.gap_classes(
+            d.gaps_by(store, "traffic_source_id", where, grace_minutes=30),
+            by="traffic_source_id",
+            title=FIGURES["gap_classes"],
+        ),
+        "lags": charts.lag_histograms(d.lags(store, where), title=FIGURES["lags"]),
+        "funnel": charts.funnel_chart(
+            d.funnel(store, "traffic_source_id", where), by="traffic_source_id", title=FIGURES["funnel"]
+        ),
+    }
+
+
+def test_report_figures_equal_the_figures_of_one_query_each(sample_store):
+    where = cf.LogFilter(start=date(2026, 11, 17), end=date(2026, 11, 19), timezone="Europe/Paris")
+    figures = report_figures(sample_store, where, grace_minutes=30)
+    assert list(figures) == list(FIGURES)
+    expected = _by_queries(sample_store, where)
+    for name, figure in figures.items():
+        assert figure.to_dict() == expected[name].to_dict(), name
+    lines = [t for t in figures["error_rate_traffic_source"].data if t.name != "Changes"]
+    assert lines
+    assert len(figures["error_rate_traffic_source"].layout.shapes) > 0  # incidents shaded
