@@ -93,8 +93,8 @@ def diagnosis_text(doc: dict[str, Any]) -> str:
     for incident in incidents:
         lines.append(
             f"  {incident['incident_id']}  {incident['scope']} {_label(incident['name'], incident['id'])}: "
-            f"{incident['start']} → {incident['end']}, "
-            f"{incident['errors']}/{incident['postbacks']} failed ({rate(incident['errors'], incident['postbacks'])} vs "
+            f"{incident['start']} → {incident['end']}, {incident['errors']}/{incident['postbacks']} failed "
+            f"({rate(incident['errors'], incident['postbacks'])} vs "
             f"{incident['error_rate_before']:.1%} before), mostly {incident['top_error_kind']}"
         )
         change = incident["suspected_change"]
