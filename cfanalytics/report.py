@@ -216,11 +216,19 @@ def report_figures(reader: StoreReader, where: LogFilter, *, grace_minutes: floa
     outcomes = postback_outcomes(reader)
     converted = conversions(reader, where).collect().lazy()
 
-    def rates(by: str) -> pl.DataFrame:
-        return names.add(error_rates(rows, ["hour", by], timezone), by)
-
-    def scope(name: str) -> pl.DataFrame:
-        return found.filter(pl.col("scope") == name)
+    def error_rate_figure(scope: str) -> go.Figure:
+        by = SCOPES[scope]
+        rates = names.add(error_rates(rows, ["hour", by], timezone), by)
+        if scope == "integration":  # postbacks sent through no integration are no integration's
+            rates = rates.filter(pl.col(by).is_not_null())
+        return charts.error_rate_over_time(
+            rates,
+            by=by,
+            changes=changes,
+            incidents=found.filter(pl.col("scope") == scope),
+            timezone=timezone,
+            title=FIGURES[f"error_rate_{scope}"],
+        )
 
     gaps = gap_table(gap_rows(converted, outcomes, grace_minutes), "traffic_source_id")
     funnel = funnel_counts(
@@ -231,22 +239,8 @@ def report_figures(reader: StoreReader, where: LogFilter, *, grace_minutes: floa
         "traffic_source_id",
     )
     return {
-        "error_rate_traffic_source": charts.error_rate_over_time(
-            rates("traffic_source_id"),
-            by="traffic_source_id",
-            changes=changes,
-            incidents=scope("traffic_source"),
-            timezone=timezone,
-            title=FIGURES["error_rate_traffic_source"],
-        ),
-        "error_rate_integration": charts.error_rate_over_time(
-            rates("integration_id").filter(pl.col("integration_id").is_not_null()),
-            by="integration_id",
-            changes=changes,
-            incidents=scope("integration"),
-            timezone=timezone,
-            title=FIGURES["error_rate_integration"],
-        ),
+        "error_rate_traffic_source": error_rate_figure("traffic_source"),
+        "error_rate_integration": error_rate_figure("integration"),
         "errors_by_kind": charts.errors_by_kind(
             error_rates(errors, "error_kind").select("error_kind", "errors"), title=FIGURES["errors_by_kind"]
         ),

@@ -30,6 +30,20 @@ def _table(rows: list[list[str]], header: list[str]) -> list[str]:
     return ["  " + fmt.format(*header), *("  " + fmt.format(*r) for r in rows)]
 
 
+def _rates_table(records: list[dict[str, Any]], entity: str) -> list[str]:
+    """Postbacks, errors and rate per traffic source or integration (``entity``), labelled by name and id."""
+    rows = [
+        [
+            _label(r[f"{entity}_name"], r[f"{entity}_id"]),
+            str(r["postbacks"]),
+            str(r["errors"]),
+            rate(r["errors"], r["postbacks"]),
+        ]
+        for r in records
+    ]
+    return _table(rows, [entity.replace("_", " "), "postbacks", "errors", "rate"])
+
+
 def diagnosis_text(doc: dict[str, Any]) -> str:
     """The ``cfanalytics diagnose`` document as readable text."""
     postbacks, gaps = doc["postbacks"], doc["gaps"]
@@ -40,36 +54,10 @@ def diagnosis_text(doc: dict[str, Any]) -> str:
         f"{postbacks['unattributed']} with no traffic source found",
         "",
         "By traffic source:",
-        *_table(
-            [
-                [
-                    _label(r["traffic_source_name"], r["traffic_source_id"]),
-                    str(r["postbacks"]),
-                    str(r["errors"]),
-                    rate(r["errors"], r["postbacks"]),
-                ]
-                for r in postbacks["by_traffic_source"]
-            ],
-            ["traffic source", "postbacks", "errors", "rate"],
-        ),
+        *_rates_table(postbacks["by_traffic_source"], "traffic_source"),
     ]
     if postbacks["by_integration"]:
-        lines += [
-            "",
-            "By integration:",
-            *_table(
-                [
-                    [
-                        _label(r["integration_name"], r["integration_id"]),
-                        str(r["postbacks"]),
-                        str(r["errors"]),
-                        rate(r["errors"], r["postbacks"]),
-                    ]
-                    for r in postbacks["by_integration"]
-                ],
-                ["integration", "postbacks", "errors", "rate"],
-            ),
-        ]
+        lines += ["", "By integration:", *_rates_table(postbacks["by_integration"], "integration")]
     if postbacks["by_error_kind"]:
         lines += [
             "",

@@ -20,26 +20,22 @@ def _by_queries(store: cf.LogStore, where: cf.LogFilter) -> dict[str, object]:
     timezone = where.timezone or store.timezone or "UTC"
     found = d.incidents(store, where)
     changes = where.apply(store.scan("activity"), "activity", timezone=timezone).collect().sort("changed_at")
-    rates = d.postback_errors(store, by=["hour", "traffic_source_id"], where=where)
-    rates_integration = d.postback_errors(store, by=["hour", "integration_id"], where=where)
     errors_only = where.replace(errors_only=True)
+
+    def error_rate_figure(scope: str, by: str) -> object:
+        rates = d.postback_errors(store, by=["hour", by], where=where)
+        return charts.error_rate_over_time(
+            rates.filter(pl.col(by).is_not_null()) if scope == "integration" else rates,
+            by=by,
+            changes=changes,
+            incidents=found.filter(pl.col("scope") == scope),
+            timezone=timezone,
+            title=FIGURES[f"error_rate_{scope}"],
+        )
+
     return {
-        "error_rate_traffic_source": charts.error_rate_over_time(
-            rates,
-            by="traffic_source_id",
-            changes=changes,
-            incidents=found.filter(pl.col("scope") == "traffic_source"),
-            timezone=timezone,
-            title=FIGURES["error_rate_traffic_source"],
-        ),
-        "error_rate_integration": charts.error_rate_over_time(
-            rates_integration.filter(pl.col("integration_id").is_not_null()),
-            by="integration_id",
-            changes=changes,
-            incidents=found.filter(pl.col("scope") == "integration"),
-            timezone=timezone,
-            title=FIGURES["error_rate_integration"],
-        ),
+        "error_rate_traffic_source": error_rate_figure("traffic_source", "traffic_source_id"),
+        "error_rate_integration": error_rate_figure("integration", "integration_id"),
         "errors_by_kind": charts.errors_by_kind(
             d.postback_errors(store, by="error_kind", where=errors_only).select("error_kind", "errors"),
             title=FIGURES["errors_by_kind"],

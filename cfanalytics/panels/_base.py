@@ -27,6 +27,7 @@ import polars as pl
 from cfanalytics.diagnose.frames import latest_time
 from cfanalytics.diagnose.names import Names
 from cfanalytics.filters import LogFilter, as_date
+from cfanalytics.redaction import safe_text
 from cfanalytics.schemas import KINDS, MAIN_TIME
 from cfanalytics.store import LogStore
 
@@ -221,6 +222,13 @@ class Panel:
         raise NotImplementedError
 
     # -------------------------------------------------------------- display
+    def _assemble(self, *parts: Any) -> None:
+        """Lay the panel out (its title, the filter bar, then ``parts``) and start following the filters."""
+        import ipywidgets as widgets
+
+        self._root = widgets.VBox([widgets.HTML(f"<h3>{safe_text(self.title)}</h3>"), self._filters.box, *parts])
+        self._filters.observe(self._on_filters)
+
     @property
     def root(self) -> widgets.VBox:
         """The panel's top widget."""

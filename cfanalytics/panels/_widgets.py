@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from datetime import date, datetime
 from typing import Any, Final
 
 import ipywidgets as widgets
@@ -21,6 +20,7 @@ import traitlets
 
 from cfanalytics.charts import safe_text
 from cfanalytics.filters import LogFilter
+from cfanalytics.filters import as_date as _as_date
 
 #: Label of each multi-select filter field.
 MULTI_FIELDS: Final[dict[str, str]] = {
@@ -381,12 +381,3 @@ class FilterBar:
                 elif name == "include_filtered":
                     widget.value = False
 
-
-def _as_date(value: date | datetime | str | None) -> date | None:
-    if value is None or value == "":
-        return None
-    if isinstance(value, datetime):
-        return value.date()
-    if isinstance(value, date):
-        return value
-    return date.fromisoformat(str(value)[:10])

@@ -204,18 +204,13 @@ class ActivityLogPanel(Panel):
         )
         self.diff_title = widgets.HTML("<h4>Old / new</h4>")
         self.diff_view = widgets.HTML("<small>Pick a change to see its old and new values.</small>")
-        self._root = widgets.VBox(
-            [
-                widgets.HTML(f"<h3>{safe_text(self.title)}</h3>"),
-                self._filters.box,
-                widgets.HBox([self.status, self.busy.widget]),
-                self.figure.widget,
-                self.table.widget,
-                self.diff_title,
-                self.diff_view,
-            ]
+        self._assemble(
+            widgets.HBox([self.status, self.busy.widget]),
+            self.figure.widget,
+            self.table.widget,
+            self.diff_title,
+            self.diff_view,
         )
-        self._filters.observe(self._on_filters)
         self.table.on_select(self._picked)
         self.refresh()
 

@@ -160,23 +160,18 @@ class ConversionGapsPanel(Panel):
             export_dir=self.export_dir,
             empty="No reconciliation yet.",
         )
-        self._root = widgets.VBox(
-            [
-                widgets.HTML(f"<h3>{safe_text(self.title)}</h3>"),
-                self._filters.box,
-                widgets.HBox([self.by, self.busy.widget]),
-                self.summary_html,
-                self.figure.widget,
-                widgets.HBox([self.drill_class, self.drill_group]),
-                self.table.widget,
-                widgets.HTML("<h4>Reconcile a network export</h4>"),
-                self.upload,
-                self.reconcile_html,
-                self.reconcile_view,
-                self.reconcile_table.widget,
-            ]
+        self._assemble(
+            widgets.HBox([self.by, self.busy.widget]),
+            self.summary_html,
+            self.figure.widget,
+            widgets.HBox([self.drill_class, self.drill_group]),
+            self.table.widget,
+            widgets.HTML("<h4>Reconcile a network export</h4>"),
+            self.upload,
+            self.reconcile_html,
+            self.reconcile_view,
+            self.reconcile_table.widget,
         )
-        self._filters.observe(self._on_filters)
         self.by.observe(lambda _c: self._by_changed(), names="value")
         self.drill_class.observe(lambda c: self._drill_changed(c["new"], self.drill_group.value), names="value")
         self.drill_group.observe(lambda c: self._drill_changed(self.drill_class.value, c["new"]), names="value")

@@ -180,18 +180,13 @@ class EventLogsPanel(Panel):
         )
         self.status = widgets.HTML()
         self.journey_title = widgets.HTML("<h4>Journey</h4>")
-        self._root = widgets.VBox(
-            [
-                widgets.HTML(f"<h3>{safe_text(self.title)}</h3>"),
-                self._filters.box,
-                widgets.HBox([self.status, self.busy.widget]),
-                self.figure.widget,
-                self.table.widget,
-                self.journey_title,
-                self.journey_table.widget,
-            ]
+        self._assemble(
+            widgets.HBox([self.status, self.busy.widget]),
+            self.figure.widget,
+            self.table.widget,
+            self.journey_title,
+            self.journey_table.widget,
         )
-        self._filters.observe(self._on_filters)
         self.table.on_select(self._picked)
         self.refresh()
 

@@ -185,24 +185,19 @@ class PostbackDoctorPanel(Panel):
             timezone=self.timezone,
             export_dir=self.export_dir,
         )
-        self._root = widgets.VBox(
-            [
-                widgets.HTML(f"<h3>{safe_text(self.title)}</h3>"),
-                self._filters.box,
-                widgets.HBox([self.by, self.status, self.busy.widget]),
-                self.figure.widget,
-                self.kinds_figure.widget,
-                self.classes_figure.widget,
-                self.signatures_figure.widget,
-                widgets.HTML("<h4>Incidents</h4>"),
-                self.incident_table.widget,
-                widgets.HTML("<h4>Rows behind</h4>"),
-                widgets.HBox([self.drill_by, self.drill_value, self.errors_only]),
-                self.drill_note,
-                self.table.widget,
-            ]
+        self._assemble(
+            widgets.HBox([self.by, self.status, self.busy.widget]),
+            self.figure.widget,
+            self.kinds_figure.widget,
+            self.classes_figure.widget,
+            self.signatures_figure.widget,
+            widgets.HTML("<h4>Incidents</h4>"),
+            self.incident_table.widget,
+            widgets.HTML("<h4>Rows behind</h4>"),
+            widgets.HBox([self.drill_by, self.drill_value, self.errors_only]),
+            self.drill_note,
+            self.table.widget,
         )
-        self._filters.observe(self._on_filters)
         self.by.observe(lambda _c: self.refresh(), names="value")
         self.drill_by.observe(self._drill_by_changed, names="value")
         self.drill_value.observe(self._drill_value_changed, names="value")
