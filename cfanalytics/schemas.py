@@ -382,7 +382,7 @@ def check_kind(kind: str) -> Kind:
         from cfanalytics.exceptions import UsageError
 
         raise UsageError(f"unknown kind {kind!r}; expected one of {', '.join(KINDS)}")
-    return kind  # type: ignore[return-value]
+    return kind
 
 
 @cache

@@ -66,7 +66,9 @@ def diagnosis_text(doc: dict[str, Any]) -> str:
         ]
     if postbacks["top_signatures"]:
         lines += ["", "Top errors:"]
-        lines += [f"  {s['errors']:>6}  {redact(s['signature'])[:110]}" for s in postbacks["top_signatures"][:5]]
+        lines += [
+            f"  {s['errors']:>6}  {(redact(s['signature']) or '')[:110]}" for s in postbacks["top_signatures"][:5]
+        ]
     lines += [
         "",
         f"Conversions: {gaps['conversions']} — posted ok {gaps['posted_ok']}, failed {gaps['posted_failed']}, "

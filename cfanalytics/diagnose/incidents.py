@@ -63,31 +63,33 @@ POSTBACK_FIELDS: Final = (
 
 SCOPES: Final = {"integration": "integration_id", "traffic_source": "traffic_source_id"}
 
-INCIDENT_SCHEMA: Final = {
-    "incident_id": pl.String,
-    "scope": pl.String,
-    "id": pl.String,
-    "name": pl.String,
-    "start": pl.Datetime("us", "UTC"),
-    "end": pl.Datetime("us", "UTC"),
-    "error_rate_before": pl.Float64,
-    "error_rate_during": pl.Float64,
-    "postbacks": pl.Int64,
-    "errors": pl.Int64,
-    "top_error_kind": pl.String,
-    "scope_state": pl.String,
-    "open": pl.Boolean,
-    "suspected_change": pl.Struct(
-        {
-            "changed_at": pl.Datetime("us", "UTC"),
-            "author": pl.String,
-            "entity_type": pl.String,
-            "entity_id": pl.String,
-            "entity_name": pl.String,
-            "action": pl.String,
-        }
-    ),
-}
+INCIDENT_SCHEMA: Final = pl.Schema(
+    {
+        "incident_id": pl.String(),
+        "scope": pl.String(),
+        "id": pl.String(),
+        "name": pl.String(),
+        "start": pl.Datetime("us", "UTC"),
+        "end": pl.Datetime("us", "UTC"),
+        "error_rate_before": pl.Float64(),
+        "error_rate_during": pl.Float64(),
+        "postbacks": pl.Int64(),
+        "errors": pl.Int64(),
+        "top_error_kind": pl.String(),
+        "scope_state": pl.String(),
+        "open": pl.Boolean(),
+        "suspected_change": pl.Struct(
+            {
+                "changed_at": pl.Datetime("us", "UTC"),
+                "author": pl.String(),
+                "entity_type": pl.String(),
+                "entity_id": pl.String(),
+                "entity_name": pl.String(),
+                "action": pl.String(),
+            }
+        ),
+    }
+)
 
 
 def binomial_sf(k: int, n: int, p: float) -> float:
@@ -197,7 +199,7 @@ def find_incidents(
     )
     if rows.height == 0:
         return pl.DataFrame(schema=INCIDENT_SCHEMA)
-    prior = float(rows.get_column("is_error").mean() or 0.0)
+    prior = float(rows.select(pl.col("is_error").mean()).item() or 0.0)
     last_hour = rows.get_column("postback_time").max()
     assert isinstance(last_hour, datetime)
     found: list[dict[str, Any]] = []

@@ -237,7 +237,7 @@ def _read_all(batches: Batches, columns: list[str]) -> tuple[pl.DataFrame, list[
         part = pl.from_arrow(batch)
         assert isinstance(part, pl.DataFrame)
         parts.append(part)
-    schema = {**dict.fromkeys(columns, pl.String), RECORD: pl.Int64}
+    schema = pl.Schema({**dict.fromkeys(columns, pl.String()), RECORD: pl.Int64()})
     if not parts:
         return pl.DataFrame(schema=schema), problems
     return pl.concat(parts, how="vertical_relaxed").cast(schema), problems

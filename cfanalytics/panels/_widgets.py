@@ -380,4 +380,3 @@ class FilterBar:
                     widget.value = ""
                 elif name == "include_filtered":
                     widget.value = False
-

@@ -231,9 +231,9 @@ class PostbackDoctorPanel(Panel):
         where = self.filter
         data: DoctorData = self.base(where)
         loaded = data.postbacks
-        for field, column in (("traffic_sources", "traffic_source_id"), ("integrations", "integration_id")):
+        for field, id_column in (("traffic_sources", "traffic_source_id"), ("integrations", "integration_id")):
             self._filters.set_options(
-                field, option_pairs(loaded.get_column(column).unique().to_list(), self.names.lookup(column))
+                field, option_pairs(loaded.get_column(id_column).unique().to_list(), self.names.lookup(id_column))
             )
         cts = loaded.get_column("ct").unique().to_list()
         self._filters.set_options(
