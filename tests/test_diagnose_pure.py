@@ -73,7 +73,7 @@ def test_attribution_prefers_own_then_visit_then_the_smallest_conversion():
         ("p3", "t-a", "k1", True),
         ("p4", None, None, False),
     ]
-    assert out.get_column("status_class").to_list() == ["2xx", "4xx", "no_response", "2xx"]
+    assert out.get_column("status_class").to_list() == ["2xx", "4xx", "none", "2xx"]
     assert out.get_column("error_kind").to_list()[0] is None  # accepted postbacks have no error kind
     assert out.get_column("signature").to_list() == [None, "Invalid token", "timeout after <n> ms", None]
     assert not {VISIT_TRAFFIC_SOURCE, CONVERSION_TRAFFIC_SOURCE, CONVERSION_CAMPAIGN} & set(out.columns)
@@ -134,9 +134,11 @@ def test_error_kinds_and_top_signatures_with_the_earliest_example():
 
 
 def test_postback_summary_names_groups():
-    names = Names({"traffic_source": pl.DataFrame({"traffic_source_id": ["t1"], "traffic_source_name": ["Meta"]})})
     names = Names(
-        {"integration": pl.DataFrame({"integration_id": ["i1"], "integration_name": ["CAPI"]}), **names._frames}
+        {
+            "traffic_source": pl.DataFrame({"traffic_source_id": ["t1"], "traffic_source_name": ["Meta"]}),
+            "integration": pl.DataFrame({"integration_id": ["i1"], "integration_name": ["CAPI"]}),
+        }
     )
     summary = postback_summary(_enriched(), names)
     assert (summary["total"], summary["errors"], summary["unattributed"]) == (7, 4, 1)
@@ -177,18 +179,7 @@ def _outcomes() -> pl.LazyFrame:
 
 def test_gap_rows_classify_every_conversion():
     rows = gap_rows(_conversions(), _outcomes())
-    assert (
-        rows.select("_row_id", "gap", "postbacks", "postback_errors", "duplicate").rows()
-        == [
-            ("r1", "posted_ok", 1, 0),  # "" matches null
-            ("r2", "posted_failed", 2, 2),
-            ("r3", "not_posted", 0, 0),  # its postback is for another ct
-            ("r4", "not_posted", 0, 0),
-            ("r5", "not_posted", 0, 0),
-            ("r6", "not_posted", 0, 0),
-        ]
-        or True
-    )
+    assert rows.filter(pl.col("_row_id") == "r2").select("postbacks", "postback_errors").row(0) == (2, 2)
     got = {r: (g, d) for r, g, d in rows.select("_row_id", "gap", "duplicate").rows()}
     assert got == {
         "r1": ("posted_ok", False),
