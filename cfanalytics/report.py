@@ -30,6 +30,7 @@ from zoneinfo import ZoneInfo
 
 import polars as pl
 
+from cfanalytics import charts
 from cfanalytics.diagnose.error_rates import error_rates
 from cfanalytics.diagnose.frames import (
     activity,
@@ -45,6 +46,7 @@ from cfanalytics.diagnose.names import Names
 from cfanalytics.diagnose.queries import gap_summary
 from cfanalytics.exceptions import CfError, UsageError
 from cfanalytics.filters import LogFilter, StoreReader, display_timezone
+from cfanalytics.redaction import redact
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
@@ -203,8 +205,6 @@ def report_figures(reader: StoreReader, where: LogFilter, *, grace_minutes: floa
     The range's postbacks (with the baseline days incidents need), conversions and
     activity are read once; every chart is computed from those frames.
     """
-    from cfanalytics import charts
-
     timezone = display_timezone(where, reader.timezone)
     names = Names.load(reader, ["traffic_source", "integration"])
     history = postbacks(reader, history_filter(where, reader.timezone)).collect()
@@ -438,8 +438,6 @@ def summary_html(period: dict[str, Any], incidents: pl.DataFrame | None = None) 
     Every string from data is redacted and HTML-escaped.
     """
     import html
-
-    from cfanalytics.redaction import redact
 
     cur, prev = period["current"], period["previous"]
     p, pp = period["period"], period["previous_period"]
