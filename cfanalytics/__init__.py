@@ -19,12 +19,13 @@ from typing import TYPE_CHECKING, Any
 from cfanalytics.exceptions import CfError, InputError, StoreBusyError, StoreError, UsageError
 
 if TYPE_CHECKING:
-    from cfanalytics import diagnose
-    from cfanalytics.filters import LogFilter
+    from cfanalytics import charts, diagnose, panels
+    from cfanalytics.filters import LogFilter, StoreReader
     from cfanalytics.ingest import BatchResult, IngestResult
     from cfanalytics.redaction import mask_ip, redact
     from cfanalytics.schemas import KINDS
     from cfanalytics.store import LogStore
+    from cfanalytics.workspace import open_store
 
 __version__ = "0.1.0"
 
@@ -38,12 +39,18 @@ __all__ = [
     "LogStore",
     "StoreBusyError",
     "StoreError",
+    "StoreReader",
     "UsageError",
     "__version__",
+    "charts",
     "diagnose",
     "mask_ip",
+    "open_store",
+    "panels",
     "redact",
 ]
+#: Subpackages and modules reachable as attributes (``cf.diagnose``, ``cf.panels``, ``cf.charts``).
+_SUBMODULES: frozenset[str] = frozenset({"charts", "diagnose", "panels"})
 
 #: Public names and the module each lives in: imported on first use, so ``import cfanalytics`` stays instant.
 _LAZY: dict[str, str] = {
@@ -52,14 +59,16 @@ _LAZY: dict[str, str] = {
     "IngestResult": "cfanalytics.ingest",
     "LogFilter": "cfanalytics.filters",
     "LogStore": "cfanalytics.store",
+    "StoreReader": "cfanalytics.filters",
+    "open_store": "cfanalytics.workspace",
     "mask_ip": "cfanalytics.redaction",
     "redact": "cfanalytics.redaction",
 }
 
 
 def __getattr__(name: str) -> Any:
-    if name == "diagnose":
-        return importlib.import_module("cfanalytics.diagnose")
+    if name in _SUBMODULES:
+        return importlib.import_module(f"cfanalytics.{name}")
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'cfanalytics' has no attribute {name!r}")

@@ -4,9 +4,8 @@ The order: an explicit path; else ``$CFANALYTICS_STORE``; else the sample store
 (``data/sample/store`` in a source checkout, ``~/.cache/cfanalytics/sample/store``
 otherwise), generated and ingested on first use.
 
->>> import os
->>> os.environ.get("CFANALYTICS_STORE") is None or True
-True
+>>> sample_folder().name
+'sample'
 """
 
 from __future__ import annotations
