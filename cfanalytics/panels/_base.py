@@ -222,6 +222,12 @@ class Panel:
         raise NotImplementedError
 
     # -------------------------------------------------------------- display
+    def _new_table(self, name: str, **options: Any) -> Table:
+        """A paged table in the panel's display zone, exporting into its ``export_dir``."""
+        from cfanalytics.panels._table import Table
+
+        return Table(name, timezone=self.timezone, export_dir=self.export_dir, **options)
+
     def _assemble(self, *parts: Any) -> None:
         """Lay the panel out (its title, the filter bar, then ``parts``) and start following the filters."""
         import ipywidgets as widgets

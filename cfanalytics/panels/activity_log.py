@@ -180,7 +180,6 @@ class ActivityLogPanel(Panel):
         import ipywidgets as widgets
 
         from cfanalytics.panels._figures import figure_widget
-        from cfanalytics.panels._table import Table
         from cfanalytics.panels._widgets import FilterBar
 
         self._filters = FilterBar(("start", "end", "entity_types", "actions", "authors"), self._initial)
@@ -192,15 +191,13 @@ class ActivityLogPanel(Panel):
         self.diff_html = ""
         self.figure = figure_widget(height=360)
         self.status = widgets.HTML()
-        self.table = Table(
+        self.table = self._new_table(
             "activity",
             columns=TABLE_COLUMNS,
             sort="changed_at",
             key="_row_id",
             key_label="Diff of change",
             key_format=_change_label,
-            timezone=self.timezone,
-            export_dir=self.export_dir,
         )
         self.diff_title = widgets.HTML("<h4>Old / new</h4>")
         self.diff_view = widgets.HTML("<small>Pick a change to see its old and new values.</small>")

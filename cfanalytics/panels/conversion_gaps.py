@@ -111,7 +111,6 @@ class ConversionGapsPanel(Panel):
         import ipywidgets as widgets
 
         from cfanalytics.panels._figures import figure_widget
-        from cfanalytics.panels._table import Table
         from cfanalytics.panels._widgets import FilterBar
 
         if by not in GROUPS:
@@ -134,12 +133,10 @@ class ConversionGapsPanel(Panel):
             value="not_posted",
         )
         self.drill_group = widgets.Dropdown(description="of", options=[("all groups", None)], value=None)
-        self.table = Table(
+        self.table = self._new_table(
             "conversions",
             columns=CONVERSION_COLUMNS,
             sort="conversion_time",
-            timezone=self.timezone,
-            export_dir=self.export_dir,
         )
         self.upload = widgets.FileUpload(
             accept=UPLOAD_TYPES, multiple=False, description="Network export", layout=widgets.Layout(width="auto")
@@ -153,11 +150,9 @@ class ConversionGapsPanel(Panel):
             options=[("network rows (not matched first)", "network"), ("missing in network", "missing_in_network")],
             value="network",
         )
-        self.reconcile_table = Table(
+        self.reconcile_table = self._new_table(
             "reconciliation",
             sort=None,
-            timezone=self.timezone,
-            export_dir=self.export_dir,
             empty="No reconciliation yet.",
         )
         self._assemble(

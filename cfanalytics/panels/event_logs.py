@@ -142,7 +142,6 @@ class EventLogsPanel(Panel):
         import ipywidgets as widgets
 
         from cfanalytics.panels._figures import figure_widget
-        from cfanalytics.panels._table import Table
         from cfanalytics.panels._widgets import FilterBar
 
         self._filters = FilterBar(
@@ -159,23 +158,19 @@ class EventLogsPanel(Panel):
         self.journey_queries = 0
         self.hidden_filtered = 0
         self.figure = figure_widget(height=320)
-        self.table = Table(
+        self.table = self._new_table(
             "events",
             columns=TABLE_COLUMNS,
             sort="event_time",
             key="click_id",
             key_label="Journey of click",
-            timezone=self.timezone,
-            export_dir=self.export_dir,
         )
-        self.journey_table = Table(
+        self.journey_table = self._new_table(
             "journey",
             columns=JOURNEY_TABLE_COLUMNS,
             sort="time",
             descending=False,
             page_size=500,
-            timezone=self.timezone,
-            export_dir=self.export_dir,
             empty="Pick a click in the table above to see its journey.",
         )
         self.status = widgets.HTML()

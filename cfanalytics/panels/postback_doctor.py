@@ -130,7 +130,6 @@ class PostbackDoctorPanel(Panel):
         import ipywidgets as widgets
 
         from cfanalytics.panels._figures import figure_widget
-        from cfanalytics.panels._table import Table
         from cfanalytics.panels._widgets import FilterBar
 
         if by not in CHART_GROUPS:
@@ -156,7 +155,7 @@ class PostbackDoctorPanel(Panel):
         self.classes_figure = figure_widget(height=320)
         self.signatures_figure = figure_widget()
         self.status = widgets.HTML()
-        self.incident_table = Table(
+        self.incident_table = self._new_table(
             "incidents",
             columns=INCIDENT_COLUMNS,
             sort="start",
@@ -164,8 +163,6 @@ class PostbackDoctorPanel(Panel):
             key="incident_id",
             key_label="Rows of incident",
             page_size=20,
-            timezone=self.timezone,
-            export_dir=self.export_dir,
             empty="No incidents for this selection.",
         )
         self.drill_by = widgets.Dropdown(
@@ -178,12 +175,10 @@ class PostbackDoctorPanel(Panel):
         self.drill_value = widgets.Dropdown(options=[("—", None)], value=None, layout=widgets.Layout(width="420px"))
         self.errors_only = widgets.Checkbox(value=False, description="Errors only", indent=False)
         self.drill_note = widgets.HTML()
-        self.table = Table(
+        self.table = self._new_table(
             "postbacks",
             columns=ROW_COLUMNS,
             sort="postback_time",
-            timezone=self.timezone,
-            export_dir=self.export_dir,
         )
         self._assemble(
             widgets.HBox([self.by, self.status, self.busy.widget]),
