@@ -7,16 +7,7 @@ from datetime import UTC, date, datetime, timedelta
 import polars as pl
 import pytest
 
-from cfanalytics.diagnose.attribution import (
-    CONVERSION_CAMPAIGN,
-    CONVERSION_TRAFFIC_SOURCE,
-    VISIT_CAMPAIGN,
-    VISIT_TIME,
-    VISIT_TRAFFIC_SOURCE,
-    attribute_conversions,
-    conversion_attribution,
-    enrich_postbacks,
-)
+from cfanalytics.diagnose import attribution as a
 from cfanalytics.diagnose.error_rates import error_kind_counts, error_rates, postback_summary, top_signatures
 from cfanalytics.diagnose.events import event_volume
 from cfanalytics.diagnose.gaps import classify, gap_counts, gap_rows, gap_table, orphans, with_ct_mismatch
@@ -53,7 +44,7 @@ def _stored_postbacks() -> pl.LazyFrame:
 
 def _visits() -> pl.LazyFrame:
     return pl.LazyFrame(
-        {"click_id": ["b"], VISIT_TRAFFIC_SOURCE: ["t-visit"], VISIT_CAMPAIGN: ["c-visit"], VISIT_TIME: [_t(-60)]}
+        {"click_id": ["b"], a.VISIT_TRAFFIC_SOURCE: ["t-visit"], a.VISIT_CAMPAIGN: ["c-visit"], a.VISIT_TIME: [_t(-60)]}
     )
 
 
@@ -62,11 +53,11 @@ def _by_conversion() -> pl.LazyFrame:
     rows = pl.LazyFrame(
         {"click_id": ["c", "c", "b"], "traffic_source_id": ["t-z", "t-a", "t-conv"], "campaign_id": ["k2", "k1", "k9"]}
     )
-    return conversion_attribution(rows)
+    return a.conversion_attribution(rows)
 
 
 def test_attribution_prefers_own_then_visit_then_the_smallest_conversion():
-    out = enrich_postbacks(_stored_postbacks(), _visits(), _by_conversion()).collect().sort("postback_id")
+    out = a.enrich_postbacks(_stored_postbacks(), _visits(), _by_conversion()).collect().sort("postback_id")
     assert out.select("postback_id", "traffic_source_id", "campaign_id", "attributed").rows() == [
         ("p1", "own", "c-own", True),
         ("p2", "t-visit", "c-visit", True),  # the visit wins over the conversion
@@ -76,12 +67,12 @@ def test_attribution_prefers_own_then_visit_then_the_smallest_conversion():
     assert out.get_column("status_class").to_list() == ["2xx", "4xx", "none", "2xx"]
     assert out.get_column("error_kind").to_list()[0] is None  # accepted postbacks have no error kind
     assert out.get_column("signature").to_list() == [None, "Invalid token", "timeout after <n> ms", None]
-    assert not {VISIT_TRAFFIC_SOURCE, CONVERSION_TRAFFIC_SOURCE, CONVERSION_CAMPAIGN} & set(out.columns)
+    assert not {a.VISIT_TRAFFIC_SOURCE, a.CONVERSION_TRAFFIC_SOURCE, a.CONVERSION_CAMPAIGN} & set(out.columns)
 
 
 def test_attribution_then_applies_the_filter_fields_other_than_the_range():
     where = LogFilter(start="2030-01-01", traffic_sources=["t-a", "own"])  # the range is not re-applied here
-    out = enrich_postbacks(_stored_postbacks(), _visits(), _by_conversion(), where, timezone="UTC").collect()
+    out = a.enrich_postbacks(_stored_postbacks(), _visits(), _by_conversion(), where, timezone="UTC").collect()
     assert sorted(out.get_column("postback_id").to_list()) == ["p1", "p3"]
 
 
@@ -95,7 +86,7 @@ def test_conversions_take_their_visit_and_know_whether_the_click_is_known():
         },
         schema_overrides={"visit_time": pl.Datetime("us", "UTC")},
     )
-    out = attribute_conversions(conversions, _visits()).collect().sort("click_id")
+    out = a.attribute_conversions(conversions, _visits()).collect().sort("click_id")
     assert out.rows() == [("b", "t-visit", "c-visit", _t(-60), True), ("x", "t-own", None, None, False)]
 
 
