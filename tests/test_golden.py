@@ -1,7 +1,7 @@
 """Golden files: the sample account's diagnosis, its text rendering and the report summary stay byte-identical.
 
 The files under ``tests/data/golden/`` were written from the code before a change and prove
-that a refactor keeps behaviour. After an intended change of output, rewrite them with
+that a refactor keeps behavior. After an intended change of output, rewrite them with
 ``CFANALYTICS_UPDATE_GOLDEN=1 pytest tests/test_golden.py`` and review the diff.
 """
 
