@@ -8,8 +8,9 @@ import duckdb
 import polars as pl
 from deltalake import DeltaTable
 
-from cfanalytics.diagnose import conversion_gaps
+from cfanalytics.diagnose import gap_rows
 from cfanalytics.diagnose.at_stake import at_stake, at_stake_summary
+from cfanalytics.diagnose.frames import conversions, postback_outcomes
 from tests.helpers import write
 
 
@@ -74,7 +75,7 @@ def test_at_stake_of_a_store_equals_a_plain_sql_query(store, tmp_path):
         f"p4,{d},2026-11-20 11:00:05,0,200,lead\n",
     )
     store.ingest([tmp_path / "v.csv", tmp_path / "c.csv", tmp_path / "p.csv"])
-    got = at_stake(conversion_gaps(store), by=["traffic_source_id"])
+    got = at_stake(gap_rows(conversions(store), postback_outcomes(store)), by=["traffic_source_id"])
     got_rows = sorted(got.select("traffic_source_id", "currency", "conversions", "payout").rows(), key=str)
 
     sql = f"""

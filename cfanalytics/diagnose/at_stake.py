@@ -1,7 +1,7 @@
 """Money at stake: the payout of conversions that never reached their traffic source.
 
 A pure function of gap rows (one row per stored conversion with its ``gap`` class,
-as :func:`cfanalytics.diagnose.gaps.conversion_gaps` returns them): the conversions
+as :func:`cfanalytics.diagnose.gaps.gap_rows` returns them): the conversions
 whose postbacks all failed (``posted_failed``) or that were never posted
 (``not_posted``), counted and summed **per currency** — amounts in different
 currencies are never added together. Duplicate conversions (rows beyond the first
