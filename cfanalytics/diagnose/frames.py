@@ -158,12 +158,15 @@ def conversion_keys(reader: StoreReader) -> pl.LazyFrame:
     return reader.scan("conversions").select("click_id", "ct")
 
 
+def activity_rows(reader: StoreReader, where: LogFilter | None = None) -> pl.LazyFrame:
+    """Stored activity rows (every column) filtered by ``where``."""
+    rows = reader.scan("activity")
+    return rows if where is None else where.apply(rows, "activity", timezone=reader.timezone)
+
+
 def activity(reader: StoreReader, where: LogFilter | None = None) -> pl.DataFrame:
     """Activity rows (:data:`ACTIVITY_COLUMNS`) filtered by ``where``, sorted by ``changed_at``."""
-    rows = reader.scan("activity")
-    if where is not None:
-        rows = where.apply(rows, "activity", timezone=reader.timezone)
-    return rows.select(ACTIVITY_COLUMNS).collect().sort("changed_at")
+    return activity_rows(reader, where).select(ACTIVITY_COLUMNS).collect().sort("changed_at")
 
 
 def campaign_links(reader: StoreReader) -> pl.DataFrame:

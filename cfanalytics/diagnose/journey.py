@@ -16,10 +16,11 @@ partition instead of every row of every file.
 
 from __future__ import annotations
 
-from typing import Any, Final, Protocol
+from typing import Any, Final
 
 import polars as pl
 
+from cfanalytics.filters import StoreReader
 from cfanalytics.schemas import MAIN_TIME, polars_schema
 
 #: A click's journey: the tables read and the step each is shown as, in the order they happen when times tie.
@@ -56,11 +57,7 @@ JOURNEY_COLUMNS: Final = (
 _DERIVED: Final = ("time", "step", "outcome")
 
 
-class _Scans(Protocol):
-    def scan(self, kind: str) -> pl.LazyFrame: ...
-
-
-def click_rows(store: _Scans, kind: str, click_id: str, columns: Any = None) -> pl.LazyFrame:
+def click_rows(store: StoreReader, kind: str, click_id: str, columns: Any = None) -> pl.LazyFrame:
     """The rows of ``kind`` with this click id, only ``columns`` (those the table has; default all).
 
     The filter is a plain equality on ``click_id`` so that the scan skips files and
@@ -81,7 +78,7 @@ def click_rows(store: _Scans, kind: str, click_id: str, columns: Any = None) -> 
     return lf
 
 
-def journey(store: _Scans, click_id: str) -> pl.DataFrame:
+def journey(store: StoreReader, click_id: str) -> pl.DataFrame:
     """One click's visit, clicks, conversions and postbacks (any date), in time order.
 
     Columns: :data:`JOURNEY_COLUMNS` that the tables hold, ``time`` being each

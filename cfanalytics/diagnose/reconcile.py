@@ -76,6 +76,7 @@ import polars as pl
 from cfanalytics._time import iso
 from cfanalytics.columns import norm_key
 from cfanalytics.exceptions import InputError, UsageError
+from cfanalytics.filters import StoreReader
 from cfanalytics.readers import RECORD, Batches, RowProblem, open_input
 from cfanalytics.store import LogStore
 from cfanalytics.values import (
@@ -169,7 +170,7 @@ class Reconciliation:
 
 
 def reconcile(
-    store: LogStore | str | os.PathLike[str],
+    store: StoreReader | str | os.PathLike[str],
     network_export: str | os.PathLike[str],
     *,
     timezone: str | None = None,
@@ -191,7 +192,7 @@ def reconcile(
     {'unreplaced_macro': 1, 'truncated_click_id': 2, ...}
     >>> rec.network.filter(pl.col("status") != "matched")           # doctest: +SKIP
     """
-    if not isinstance(store, LogStore):
+    if isinstance(store, str | os.PathLike):
         store = LogStore(store, create=False)
     timezone = check_timezone(timezone or store.timezone or "UTC")
     if start is not None and end is not None and start > end:
@@ -354,7 +355,7 @@ def _window(
     return lo, hi
 
 
-def _tracker(store: LogStore, lo: datetime, hi: datetime) -> pl.DataFrame:
+def _tracker(store: StoreReader, lo: datetime, hi: datetime) -> pl.DataFrame:
     """Distinct tracker conversions ``(click_id, ct, txid)`` of the window; the earliest row of each."""
     lf = store.scan("conversions")
     names = set(lf.collect_schema().names())

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Final, Unpack
 import polars as pl
 
 from cfanalytics.charts import COLORWAY, apply_theme
+from cfanalytics.diagnose.frames import activity_rows
 from cfanalytics.filters import LogFilter
 from cfanalytics.panels._base import Panel, PanelOptions
 from cfanalytics.redaction import redact, safe_text
@@ -213,10 +214,10 @@ class ActivityLogPanel(Panel):
 
     # ---------------------------------------------------------------- data
     def _load(self, where: LogFilter) -> pl.DataFrame:
-        lf = where.apply(self.reader.scan("activity"), "activity", timezone=self.timezone)
-        present = lf.collect_schema().names()
+        rows = activity_rows(self.reader, where)
+        present = rows.collect_schema().names()
         keep = ["_row_id", *(c for c in TABLE_COLUMNS if c in present)]
-        return lf.select(keep).collect().sort(MAIN_TIME["activity"])
+        return rows.select(keep).collect().sort(MAIN_TIME["activity"])
 
     def _update(self) -> None:
         from cfanalytics.panels._figures import show
