@@ -19,7 +19,7 @@ codes, countries, click-id macros, activity vocabularies.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Final
@@ -38,6 +38,7 @@ from cfanalytics.schemas import (
     MAIN_TIME,
     STR,
     TIME,
+    Column,
     columns,
     flags,
 )
@@ -53,6 +54,8 @@ from cfanalytics.values import (
     naive_expr,
     offset_expr,
     parse_bool_expr,
+    parse_country_expr,
+    parse_float_expr,
     parse_int_expr,
     parse_number_expr,
     parse_status_expr,
@@ -66,6 +69,17 @@ _LATEST: Final = datetime(2200, 1, 1, tzinfo=UTC)
 #: Candidates of time-format detection (:meth:`Normalizer._time_format`), in order of preference.
 _TIME_FORMATS: Final = ("epoch", *OFFSET_FORMATS, *NAIVE_FORMATS, "%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%dT%H:%M")
 _DETECT_SAMPLE: Final = 100
+#: Parsers of columns by name, then by type (:meth:`Normalizer._typed`); text columns have none.
+_PARSE_BY_NAME: Final[dict[str, Callable[[pl.Expr], pl.Expr]]] = {
+    "country": parse_country_expr,
+    "entity_type": lambda s: vocabulary_expr(s, ENTITY_WORDS, "other"),
+    "action": lambda s: vocabulary_expr(s, ACTION_WORDS, "other"),
+}
+_PARSE_BY_TYPE: Final[dict[pl.DataType, Callable[[pl.Expr], pl.Expr]]] = {
+    BOOL: parse_bool_expr,
+    INT: parse_int_expr,
+    FLOAT: parse_float_expr,
+}
 _FLAG_OF_COLUMN: Final = {
     "status_code": "flag_invalid_status_code",
     "payout": "flag_invalid_payout",
@@ -196,38 +210,9 @@ class Normalizer:
             name = col.name
             if name not in present:
                 continue
-            s = pl.col(name)
-            empty = s.is_null() | (s.str.strip_chars() == "")
-            if col.dtype == TIME:
-                value = pl.col(f"__t_{name}")
-            elif col.dtype == BOOL:
-                value = parse_bool_expr(s)
-            elif name == "status_code":
-                value = parse_status_expr(s)
-                empty = empty | (s.str.strip_chars().str.replace(r"\.0+$", "") == "0")
-            elif name == "payout":
-                value = self._parse_payout(frame, s)
-            elif name == "country":
-                c = s.str.strip_chars().str.to_uppercase()
-                value = pl.when(c.str.contains(r"^[A-Z]{2}$")).then(c)
-            elif col.dtype == INT:
-                value = parse_int_expr(s)
-            elif col.dtype == FLOAT:
-                f = s.str.strip_chars().cast(FLOAT, strict=False)
-                value = pl.when(f.is_finite()).then(f)
-            elif name == "ip":
+            value, empty, strip = self._typed(frame, col)
+            if strip:
                 stripped.append(name)
-                t = pl.col(f"__v_{name}")
-                value = self._ip(pl.when(t != "").then(t))
-            elif name == "entity_type":
-                value = vocabulary_expr(s, ENTITY_WORDS, "other")
-            elif name == "action":
-                value = vocabulary_expr(s, ACTION_WORDS, "other")
-            else:
-                stripped.append(name)
-                t = pl.col(f"__v_{name}")
-                value = pl.when(t != "").then(t)
-                empty = pl.col(f"__v_{name}").is_null()  # the same test, on the value computed once
             typed[name] = value
             value = pl.col(f"__v_{name}")
             if col.required:
@@ -293,6 +278,26 @@ class Normalizer:
         rows = rows.with_columns(pl.when(pl.col("_raw") != "{}").then(pl.col("_raw")).alias("_raw"))
         rows = rows.with_columns(**self._value_flags(rows, kind, set(nulled_flags)))
         return Normalized(rows=self._finish(rows, kind), quarantine=quarantined)
+
+    def _typed(self, frame: pl.DataFrame, col: Column) -> tuple[pl.Expr, pl.Expr, bool]:
+        """How one column is parsed: its typed value, its "empty" test, and whether its stripped
+        text (``__v_<col>``) is computed first. By name (:data:`_PARSE_BY_NAME`), then by type
+        (:data:`_PARSE_BY_TYPE`); other text is stripped, ``""`` → null."""
+        name, s = col.name, pl.col(col.name)
+        empty = s.is_null() | (s.str.strip_chars() == "")
+        if col.dtype == TIME:
+            return pl.col(f"__t_{name}"), empty, False
+        if name == "payout":
+            return self._parse_payout(frame, s), empty, False
+        if name == "status_code":  # "0" means no response: empty, not unparseable
+            return parse_status_expr(s), empty | (s.str.strip_chars().str.replace(r"\.0+$", "") == "0"), False
+        text = pl.col(f"__v_{name}")
+        if name == "ip":
+            return self._ip(pl.when(text != "").then(text)), empty, True
+        parse = _PARSE_BY_NAME.get(name) or _PARSE_BY_TYPE.get(col.dtype)
+        if parse is not None:
+            return parse(s), empty, False
+        return pl.when(text != "").then(text), text.is_null(), True  # the same empty test, on the text computed once
 
     def _time_cols(self, frame: pl.DataFrame) -> list[str]:
         return [c[len("__amb_") :] for c in frame.columns if c.startswith("__amb_")]

@@ -194,6 +194,22 @@ def parse_status_expr(s: pl.Expr) -> pl.Expr:
     return pl.when(v.is_between(100, 599)).then(v)
 
 
+def parse_float_expr(s: pl.Expr) -> pl.Expr:
+    """Number text → finite Float64 (Polars' float syntax), else null."""
+    f = s.str.strip_chars().cast(pl.Float64, strict=False)
+    return pl.when(f.is_finite()).then(f)
+
+
+def parse_country_expr(s: pl.Expr) -> pl.Expr:
+    """Country text → upper-case ISO 3166 alpha-2 code, else null.
+
+    >>> pl.DataFrame({"c": [" us", "USA", "de"]}).select(parse_country_expr(pl.col("c"))).to_series().to_list()
+    ['US', None, 'DE']
+    """
+    c = s.str.strip_chars().str.to_uppercase()
+    return pl.when(c.str.contains(r"^[A-Z]{2}$")).then(c)
+
+
 def parse_bool_expr(s: pl.Expr) -> pl.Expr:
     """Boolean text (:data:`TRUE_WORDS`, :data:`FALSE_WORDS`, any case) → Boolean, else null.
 
