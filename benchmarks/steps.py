@@ -607,10 +607,10 @@ def _random_filter(rng: random.Random, values: dict[str, list[Any]], days: list[
 
 def panel_kit(p: Params) -> Result:
     """Panel responsiveness: the enriched postbacks collected once, then random filter changes
-    (``LogFilter.expr``) each followed by ``postback_errors(by=["hour"])`` on the filtered frame."""
+    (``LogFilter.expr``) each followed by ``error_rates(by=["hour"])`` on the filtered frame."""
     import polars as pl
 
-    from cfanalytics.diagnose import postback_errors, postbacks
+    from cfanalytics.diagnose import error_rates, postbacks
     from cfanalytics.filters import LogFilter
 
     store = _store(p)
@@ -629,14 +629,13 @@ def panel_kit(p: Params) -> Result:
     lo, hi = local.min(), local.max()
     days = [lo + timedelta(days=i) for i in range((hi - lo).days + 1)] if lo is not None and hi is not None else []
     rng = random.Random(p.get("seed", 7))
-    where = LogFilter(timezone=tz)
     times: list[float] = []
     rows: list[int] = []
     for _ in range(int(p.get("changes", 50))):
         flt = _random_filter(rng, values, days, tz)
         t1 = time.perf_counter()
         filtered = frame.lazy().filter(flt.expr(frame.columns, time_column="postback_time", timezone=tz))
-        out = postback_errors(store, by=["hour"], where=where, frame=filtered)
+        out = error_rates(filtered, ["hour"], tz)
         times.append(time.perf_counter() - t1)
         rows.append(out.height)
     return {
