@@ -20,7 +20,7 @@ from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, TypedDict
+from typing import TYPE_CHECKING, Any, Final, Generic, TypedDict, TypeVar
 
 import polars as pl
 
@@ -43,6 +43,8 @@ CACHE_SIZE: Final = 4
 DEFAULT_DAYS: Final = 7
 
 Range = tuple[date | None, date | None]
+#: What a panel loads for one date range (its base frames).
+Data = TypeVar("Data")
 
 
 class PanelOptions(TypedDict, total=False):
@@ -88,7 +90,7 @@ class CountingStore:
         return self.store.events()
 
 
-class Panel:
+class Panel(Generic[Data]):
     """Base of the panels: store access, the date-range cache, filters, display.
 
     Subclasses set :attr:`title`, build their widgets, and implement
@@ -119,7 +121,7 @@ class Panel:
         self.export_dir = Path(export_dir) if export_dir is not None else Path.cwd() / "exports"
         #: Base-frame loads (one per date range not in the cache).
         self.loads = 0
-        self._cache: OrderedDict[Range, Any] = OrderedDict()
+        self._cache: OrderedDict[Range, Data] = OrderedDict()
         self._busy = 0
         from cfanalytics.panels._widgets import Busy
 
@@ -148,7 +150,7 @@ class Panel:
         last = pl.Series([latest]).dt.convert_time_zone(self.timezone).dt.date().item()
         return last - timedelta(days=DEFAULT_DAYS - 1), last
 
-    def base(self, where: LogFilter | None = None) -> Any:
+    def base(self, where: LogFilter | None = None) -> Data:
         """The cached base data of the filter's date range (loaded from the store on a miss)."""
         where = where or self.filter
         key: Range = (as_date(where.start), as_date(where.end))
@@ -168,7 +170,7 @@ class Panel:
         self.names = Names.load(self.reader)
         self.refresh()
 
-    def _load(self, where: LogFilter) -> Any:
+    def _load(self, where: LogFilter) -> Data:
         """Read this panel's base data for ``where``'s date range (the only store read on refresh)."""
         raise NotImplementedError
 

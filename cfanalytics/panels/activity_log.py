@@ -160,7 +160,7 @@ def _change_label(row: dict[str, Any]) -> str:
     return f"{when} · {row.get('action') or ''} {row.get('entity_type') or ''} {what} · {row.get('author') or ''}"
 
 
-class ActivityLogPanel(Panel):
+class ActivityLogPanel(Panel[pl.DataFrame]):
     """The audit log of edits: filters, a timeline, a paged table, and an old/new diff.
 
     Attributes
@@ -223,7 +223,7 @@ class ActivityLogPanel(Panel):
         from cfanalytics.panels._figures import show
 
         where = self.filter
-        base: pl.DataFrame = self.base(where)
+        base = self.base(where)
         authors = sorted(a for a in base.get_column("author").unique().to_list() if a is not None)
         self._filters.set_options("authors", [(safe_text(a, 60), a) for a in authors])
         self.changes = self.in_memory(base, where)
@@ -234,7 +234,7 @@ class ActivityLogPanel(Panel):
     # ------------------------------------------------------------------ diff
     def show_change(self, row_id: str) -> dict[str, Any] | None:
         """Show the old/new diff of the change with this ``_row_id`` (from the loaded range)."""
-        frame: pl.DataFrame = self.base()
+        frame = self.base()
         match = frame.filter(pl.col("_row_id") == row_id)
         if match.height == 0:
             return None

@@ -82,7 +82,7 @@ class GapData:
     orphans: pl.DataFrame
 
 
-class ConversionGapsPanel(Panel):
+class ConversionGapsPanel(Panel[GapData]):
     """Gap classes by traffic source or campaign, the conversions behind them, and a reconciliation.
 
     Attributes
@@ -185,7 +185,7 @@ class ConversionGapsPanel(Panel):
         from cfanalytics.panels._widgets import option_pairs
 
         where = self.filter
-        data: GapData = self.base(where)
+        data = self.base(where)
         loaded = data.conversions
         for field, column in (("traffic_sources", "traffic_source_id"), ("campaigns", "campaign_id")):
             ids = loaded.get_column(column).unique().to_list() if column in loaded.columns else []

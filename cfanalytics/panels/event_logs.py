@@ -115,7 +115,7 @@ JOURNEY_TABLE_COLUMNS: Final = (
 )
 
 
-class EventLogsPanel(Panel):
+class EventLogsPanel(Panel[pl.DataFrame]):
     """Visits, clicks and conversions: filters, a volume chart, a paged table, a click's journey.
 
     Attributes
@@ -201,7 +201,7 @@ class EventLogsPanel(Panel):
         from cfanalytics.panels._widgets import option_pairs
 
         where = self.filter
-        base: pl.DataFrame = self.base(where)
+        base = self.base(where)
         for field, column in (("campaigns", "campaign_id"), ("traffic_sources", "traffic_source_id")):
             ids = base.get_column(column).unique().to_list() if column in base.columns else []
             self._filters.set_options(field, option_pairs(ids, self.names.lookup(column)))

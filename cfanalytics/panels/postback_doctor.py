@@ -103,7 +103,7 @@ class DoctorData:
     activity: pl.DataFrame
 
 
-class PostbackDoctorPanel(Panel):
+class PostbackDoctorPanel(Panel[DoctorData]):
     """Postback error rates, kinds, signatures, incidents, and the rows behind them.
 
     Attributes
@@ -224,7 +224,7 @@ class PostbackDoctorPanel(Panel):
         from cfanalytics.panels._widgets import option_pairs
 
         where = self.filter
-        data: DoctorData = self.base(where)
+        data = self.base(where)
         loaded = data.postbacks
         for field, id_column in (("traffic_sources", "traffic_source_id"), ("integrations", "integration_id")):
             self._filters.set_options(
