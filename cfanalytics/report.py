@@ -204,6 +204,11 @@ def report_figures(reader: StoreReader, where: LogFilter, *, grace_minutes: floa
 
     The range's postbacks (with the baseline days incidents need), conversions and
     activity are read once; every chart is computed from those frames.
+
+    >>> import tempfile, cfanalytics as cf
+    >>> store = cf.LogStore(tempfile.mkdtemp() + "/s", timezone="UTC")
+    >>> list(report_figures(store, LogFilter(start="2026-11-20", end="2026-11-20"))) == list(FIGURES)
+    True
     """
     timezone = display_timezone(where, reader.timezone)
     names = Names.load(reader, ["traffic_source", "integration"])
@@ -264,7 +269,14 @@ def open_period(
     store: str, start: str, end: str, timezone: str, *, grace_minutes: float = 0
 ) -> tuple[LogStore, dict[str, Any], LogFilter]:
     """What the report notebook starts from, given its parameters (``""`` = default): the store
-    (:func:`~cfanalytics.workspace.open_store`), the period's :func:`summary` and its filter."""
+    (:func:`~cfanalytics.workspace.open_store`), the period's :func:`summary` and its filter.
+
+    >>> import tempfile, cfanalytics as cf
+    >>> path = cf.LogStore(tempfile.mkdtemp() + "/s", timezone="Asia/Tokyo").path
+    >>> _, period, where = open_period(str(path), "2026-11-20", "2026-11-21", "")
+    >>> period["previous_period"], where.timezone
+    ({'from': '2026-11-18', 'to': '2026-11-19'}, 'Asia/Tokyo')
+    """
     from cfanalytics.workspace import open_store
 
     reader = open_store(store or None)

@@ -98,6 +98,11 @@ def visit_lookup(reader: StoreReader, click_ids: pl.LazyFrame) -> pl.DataFrame:
     Reading the visits is the costly part of attributing postbacks and classifying
     conversions: :func:`~cfanalytics.diagnose.document.diagnose` reads them once, for the
     click ids of both (postbacks naming their own traffic source and campaign need none).
+
+    >>> import tempfile, cfanalytics as cf
+    >>> store = cf.LogStore(tempfile.mkdtemp() + "/s", timezone="UTC")
+    >>> visit_lookup(store, pl.LazyFrame({"click_id": ["a"]})).columns
+    ['click_id', '_visit_traffic_source_id', '_visit_campaign_id', '_visit_time']
     """
     return visits_of(reader, click_ids.select("click_id").unique()).collect()
 

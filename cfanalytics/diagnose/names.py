@@ -57,7 +57,13 @@ class Names:
 
     @classmethod
     def load(cls, reader: StoreReader, entities: Iterable[str] = tuple(ENTITIES)) -> Names:
-        """Read the names of ``entities`` (default: all) from a store."""
+        """Read the names of ``entities`` (default: all) from a store.
+
+        >>> import tempfile, cfanalytics as cf
+        >>> store = cf.LogStore(tempfile.mkdtemp() + "/s", timezone="UTC")
+        >>> Names.load(store, ["integration"]).frame("integration").columns
+        ['integration_id', 'integration_name']
+        """
         return cls({entity: _name_rows(reader, entity) for entity in dict.fromkeys(entities)})
 
     @classmethod
