@@ -199,27 +199,61 @@ FIGURES: Final = {
 }
 
 
-def report_figures(reader: StoreReader, where: LogFilter, *, grace_minutes: float = 0) -> dict[str, go.Figure]:
-    """The report's charts (:data:`FIGURES`) for the filter's range, times in its zone (else the store's).
+@dataclass(frozen=True)
+class ReportFrames:
+    """What the report's charts and incident list are computed from, read once for a range."""
 
-    The range's postbacks (with the baseline days incidents need), conversions and
-    activity are read once; every chart is computed from those frames.
+    where: LogFilter
+    #: Display time zone (the filter's, else the store's).
+    timezone: str
+    names: Names
+    #: Enriched postbacks of the range and of the baseline days before it (incidents need them).
+    history: pl.DataFrame
+    #: Enriched postbacks of the range.
+    postbacks: pl.DataFrame
+    #: Activity rows of the range.
+    changes: pl.DataFrame
+    #: Incidents overlapping the range.
+    incidents: pl.DataFrame
+    #: Attributed conversions of the range, stored postback outcomes, visits and clicks of the range.
+    conversions: pl.LazyFrame
+    outcomes: pl.LazyFrame
+    visits: pl.LazyFrame
+    clicks: pl.LazyFrame
+
+    @classmethod
+    def load(cls, reader: StoreReader, where: LogFilter) -> ReportFrames:
+        """Read the range's frames (visits, clicks and postback outcomes stay lazy: one aggregation each)."""
+        names = Names.load(reader, SCOPES)
+        history = postbacks(reader, history_filter(where, reader.timezone)).collect()
+        log = activity(reader)
+        timezone = display_timezone(where, reader.timezone)
+        return cls(
+            where=where,
+            timezone=timezone,
+            names=names,
+            history=history,
+            postbacks=where.apply(history.lazy(), "postbacks", timezone=reader.timezone).collect(),
+            changes=where.apply(log.lazy(), "activity", timezone=timezone).collect(),
+            incidents=find_incidents(history, log, names, campaign_links(reader), where.time_bounds(reader.timezone)),
+            conversions=conversions(reader, where).collect().lazy(),
+            outcomes=postback_outcomes(reader),
+            visits=where.apply(reader.scan("visits"), "visits", timezone=reader.timezone),
+            clicks=where.apply(reader.scan("clicks"), "clicks", timezone=reader.timezone),
+        )
+
+
+def report_figures(frames: ReportFrames, *, grace_minutes: float = 0) -> dict[str, go.Figure]:
+    """The report's charts (:data:`FIGURES`) computed from a range's frames, times in their display zone.
 
     >>> import tempfile, cfanalytics as cf
     >>> store = cf.LogStore(tempfile.mkdtemp() + "/s", timezone="UTC")
-    >>> list(report_figures(store, LogFilter(start="2026-11-20", end="2026-11-20"))) == list(FIGURES)
+    >>> frames = ReportFrames.load(store, LogFilter(start="2026-11-20", end="2026-11-20"))
+    >>> list(report_figures(frames)) == list(FIGURES)
     True
     """
-    timezone = display_timezone(where, reader.timezone)
-    names = Names.load(reader, ["traffic_source", "integration"])
-    history = postbacks(reader, history_filter(where, reader.timezone)).collect()
-    rows = where.apply(history.lazy(), "postbacks", timezone=reader.timezone).collect()
+    names, rows, timezone = frames.names, frames.postbacks, frames.timezone
     errors = rows.filter(pl.col("is_error"))
-    log = activity(reader)
-    found = find_incidents(history, log, names, campaign_links(reader), where.time_bounds(reader.timezone))
-    changes = where.apply(log.lazy(), "activity", timezone=timezone).collect()
-    outcomes = postback_outcomes(reader)
-    converted = conversions(reader, where).collect().lazy()
 
     def error_rate_figure(scope: str) -> go.Figure:
         by = SCOPES[scope]
@@ -229,20 +263,14 @@ def report_figures(reader: StoreReader, where: LogFilter, *, grace_minutes: floa
         return charts.error_rate_over_time(
             rates,
             by=by,
-            changes=changes,
-            incidents=found.filter(pl.col("scope") == scope),
+            changes=frames.changes,
+            incidents=frames.incidents.filter(pl.col("scope") == scope),
             timezone=timezone,
             title=FIGURES[f"error_rate_{scope}"],
         )
 
-    gaps = gap_table(gap_rows(converted, outcomes, grace_minutes), "traffic_source_id")
-    funnel = funnel_counts(
-        where.apply(reader.scan("visits"), "visits", timezone=reader.timezone),
-        where.apply(reader.scan("clicks"), "clicks", timezone=reader.timezone),
-        converted,
-        rows.lazy(),
-        "traffic_source_id",
-    )
+    gaps = gap_table(gap_rows(frames.conversions, frames.outcomes, grace_minutes), "traffic_source_id")
+    funnel = funnel_counts(frames.visits, frames.clicks, frames.conversions, rows.lazy(), "traffic_source_id")
     return {
         "error_rate_traffic_source": error_rate_figure("traffic_source"),
         "error_rate_integration": error_rate_figure("integration"),
@@ -258,7 +286,7 @@ def report_figures(reader: StoreReader, where: LogFilter, *, grace_minutes: floa
         "gap_classes": charts.gap_classes(
             names.add(gaps, "traffic_source_id"), by="traffic_source_id", title=FIGURES["gap_classes"]
         ),
-        "lags": charts.lag_histograms(lag_distributions(converted, outcomes), title=FIGURES["lags"]),
+        "lags": charts.lag_histograms(lag_distributions(frames.conversions, frames.outcomes), title=FIGURES["lags"]),
         "funnel": charts.funnel_chart(
             names.add(funnel, "traffic_source_id"), by="traffic_source_id", title=FIGURES["funnel"]
         ),

@@ -11,7 +11,7 @@ pytest.importorskip("plotly")
 
 import cfanalytics as cf
 from cfanalytics import charts
-from cfanalytics.report import FIGURES, report_figures
+from cfanalytics.report import FIGURES, ReportFrames, report_figures
 
 
 def _by_queries(store: cf.LogStore, where: cf.LogFilter) -> dict[str, object]:
@@ -60,7 +60,8 @@ def _by_queries(store: cf.LogStore, where: cf.LogFilter) -> dict[str, object]:
 
 def test_report_figures_equal_the_figures_of_one_query_each(sample_store):
     where = cf.LogFilter(start=date(2026, 11, 17), end=date(2026, 11, 19), timezone="Europe/Paris")
-    figures = report_figures(sample_store, where, grace_minutes=30)
+    frames = ReportFrames.load(sample_store, where)
+    figures = report_figures(frames, grace_minutes=30)
     assert list(figures) == list(FIGURES)
     expected = _by_queries(sample_store, where)
     for name, figure in figures.items():
@@ -68,3 +69,4 @@ def test_report_figures_equal_the_figures_of_one_query_each(sample_store):
     lines = [t for t in figures["error_rate_traffic_source"].data if t.name != "Changes"]
     assert lines
     assert len(figures["error_rate_traffic_source"].layout.shapes) > 0  # incidents shaded
+    assert frames.incidents.equals(cf.diagnose.incidents(sample_store, where))
