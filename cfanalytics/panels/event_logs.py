@@ -36,6 +36,8 @@ if TYPE_CHECKING:
     from cfanalytics.store import LogStore
 
 EVENT_TYPES: Final = tuple(EVENT_TYPE_OF_KIND[k] for k in EVENT_KINDS)
+_CONVERSION_DETAIL: Final = ("cta", "ct", "payout", "currency", "txid")
+_VISITOR: Final = ("external_id", "country", "device_type", "os", "browser", "ip", "is_filtered")
 #: Columns read from the store for the events table (those present).
 EVENT_COLUMNS: Final = (
     "event_time",
@@ -46,19 +48,9 @@ EVENT_COLUMNS: Final = (
     "offer_id",
     "landing_id",
     "affiliate_network_id",
-    "cta",
-    "ct",
-    "payout",
-    "currency",
-    "txid",
+    *_CONVERSION_DETAIL,
     "status",
-    "external_id",
-    "country",
-    "device_type",
-    "os",
-    "browser",
-    "ip",
-    "is_filtered",
+    *_VISITOR,
 )
 #: Columns the events table shows, in order.
 TABLE_COLUMNS: Final = (
@@ -71,18 +63,8 @@ TABLE_COLUMNS: Final = (
     "traffic_source_id",
     "offer_name",
     "offer_id",
-    "cta",
-    "ct",
-    "payout",
-    "currency",
-    "txid",
-    "external_id",
-    "country",
-    "device_type",
-    "os",
-    "browser",
-    "ip",
-    "is_filtered",
+    *_CONVERSION_DETAIL,
+    *_VISITOR,
 )
 #: Columns the journey table shows: what happened and why first, each id under its name.
 JOURNEY_TABLE_COLUMNS: Final = (
