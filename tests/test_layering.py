@@ -99,3 +99,17 @@ def test_pure_diagnostics_never_read_a_store():
     for name in pure:
         found = imports(PACKAGE / "diagnose" / f"{name}.py")
         assert not {m for m in found if m.startswith(("cfanalytics.diagnose.frames", "cfanalytics.store"))}, name
+
+
+def test_diagnostics_import_our_modules_at_the_top():
+    """No hidden cycles: inside ``diagnose`` every import of our own modules is at module level."""
+    nested = []
+    for path in _files("cfanalytics.diagnose"):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for function in (n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)):
+            for node in ast.walk(function):
+                if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("cfanalytics"):
+                    nested.append(f"{path.name}:{node.lineno} {node.module}")
+                elif isinstance(node, ast.Import) and any(a.name.startswith("cfanalytics") for a in node.names):
+                    nested.append(f"{path.name}:{node.lineno}")
+    assert nested == []
