@@ -217,9 +217,7 @@ class EventLogsPanel(Panel[pl.DataFrame]):
         frame = journey(self.reader, click_id)
         if "ip" in frame.columns and self.reader.mask_ips:
             frame = frame.with_columns(mask_ip_expr(pl.col("ip")).alias("ip"))
-        frame = self.names.add(
-            frame, "campaign_id", "traffic_source_id", "offer_id", "landing_id", "integration_id"
-        )
+        frame = self.names.add(frame, "campaign_id", "traffic_source_id", "offer_id", "landing_id", "integration_id")
         self.journey = frame.select([c for c in JOURNEY_TABLE_COLUMNS if c in frame.columns])
         self.journey_click = click_id
         self.journey_title.value = f"<h4>Journey of click <code>{safe_text(click_id)}</code></h4>"
