@@ -320,7 +320,8 @@ def open_period(
 
 
 def save_pngs(figures: dict[str, go.Figure], folder: str | os.PathLike[str] | None) -> list[Path]:
-    """Write each figure as ``<name>.png`` (1100×500) into ``folder``; nothing when ``folder`` is empty."""
+    """Write each figure as ``<name>.png`` (1100 wide, its own height, else 500) into ``folder``; nothing when
+    ``folder`` is empty."""
     if not folder:
         return []
     target = Path(folder)
@@ -328,7 +329,7 @@ def save_pngs(figures: dict[str, go.Figure], folder: str | os.PathLike[str] | No
     written = []
     for name, figure in figures.items():
         path = target / f"{name}.png"
-        figure.write_image(str(path), width=1100, height=500)
+        figure.write_image(str(path), width=1100, height=figure.layout.height or 500)
         written.append(path)
     return written
 
