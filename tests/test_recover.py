@@ -13,6 +13,7 @@ import polars as pl
 import pytest
 
 import cfanalytics as cf
+from cfanalytics.diagnose.frames import postback_outcomes
 from cfanalytics.exceptions import UsageError
 from cfanalytics.recover import recover, summary_text
 from cfanalytics.recover._ledger import LEDGER_FILE
@@ -423,7 +424,7 @@ def test_sample_never_includes_an_accepted_conversion_and_accounts_for_every_can
     # the money at stake (duplicates aside) is what was recovered plus what was left out for a reason
     from cfanalytics.diagnose.at_stake import at_stake
 
-    stake = at_stake(cf.diagnose.conversion_gaps(store), currency="USD")
+    stake = at_stake(cf.diagnose.gap_rows(cf.diagnose.conversions(store), postback_outcomes(store)), currency="USD")
     accounted = m["included_payout"]["USD"] + sum(
         e["payout"]["USD"] for reason, e in m["excluded"].items() if reason != "duplicate"
     )

@@ -1,6 +1,6 @@
 """The thin loader: the three input frames of :func:`~cfanalytics.recover._select.select` from a store.
 
-Gap rows come from :func:`cfanalytics.diagnose.conversion_gaps` (conversions in the
+Gap rows come from :func:`cfanalytics.diagnose.gap_rows` (conversions in the
 range); postbacks and visits are read for those conversions' click ids only, whatever
 their time (a postback accepted after the range still counts). The visits' IP
 addresses are read only when the store keeps them raw and its outputs are not masked
@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING
 
 import polars as pl
 
-from cfanalytics.diagnose import conversion_gaps
-from cfanalytics.diagnose.frames import POSTBACK_COLUMNS, enrich_postbacks
+from cfanalytics.diagnose.frames import POSTBACK_COLUMNS, conversions, enriched_postbacks, postback_outcomes
+from cfanalytics.diagnose.gaps import gap_rows
 
 if TYPE_CHECKING:
     from cfanalytics.filters import LogFilter
@@ -26,13 +26,13 @@ _VISIT = ("click_id", "visit_time", "external_id", "referrer", "user_agent", "ip
 
 def load(store: LogStore, where: LogFilter | None = None) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
     """``(conversions, postbacks, visits)`` as the input contract of ``select`` describes them."""
-    gaps = conversion_gaps(store, where)
+    gaps = gap_rows(conversions(store, where), postback_outcomes(store))
     keys = gaps.filter(pl.col("gap").is_in(["posted_failed", "not_posted"])).select("click_id").unique().lazy()
     pb_all = store.scan("postbacks")
     have = pb_all.collect_schema().names()
     extra = [c for c in _OPTIONAL_POSTBACK if c in have]
     rows = pb_all.select(*POSTBACK_COLUMNS, *extra).join(keys, on="click_id", how="semi")
-    postbacks = enrich_postbacks(store, rows).collect()
+    postbacks = enriched_postbacks(store, rows).collect()
     # traffic sources of candidates never posted: their destination and endpoint are learnt from the
     # latest postbacks naming that source (their own column; no attribution join needed)
     sources = gaps.filter(pl.col("gap") == "not_posted").select("traffic_source_id").drop_nulls().unique()
@@ -45,7 +45,7 @@ def load(store: LogStore, where: LogFilter | None = None) -> tuple[pl.DataFrame,
                 <= 100
             )
         )
-        others = enrich_postbacks(store, latest).collect()
+        others = enriched_postbacks(store, latest).collect()
         postbacks = pl.concat([postbacks, others.select(postbacks.columns)]).unique(
             subset=["postback_id"], keep="first", maintain_order=True
         )

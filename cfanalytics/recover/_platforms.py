@@ -14,7 +14,7 @@ from datetime import timedelta
 from typing import Any, Final
 from urllib.parse import parse_qsl, urlsplit
 
-from cfanalytics.normalize import MACRO_PATTERN
+from cfanalytics.values import MACRO_PATTERN
 
 #: Ad-platform destinations, each with the query parameter naming its click id.
 CLICK_PARAM: Final[dict[str, str]] = {

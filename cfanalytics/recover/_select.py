@@ -8,7 +8,7 @@ either the values to send or the reason it is left out.
 Input contract
 --------------
 ``conversions`` — one row per stored conversion (the gap rows of
-:func:`cfanalytics.diagnose.conversion_gaps`): ``click_id``, ``conversion_time``
+:func:`cfanalytics.diagnose.gap_rows`): ``click_id``, ``conversion_time``
 (UTC), ``ct``, ``txid``, ``payout``, ``currency``, ``traffic_source_id``, ``gap``
 (``posted_ok`` / ``posted_failed`` / ``not_posted`` / ``pending``) and ``duplicate``
 (a row beyond the first per click id, ct, txid).
