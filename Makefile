@@ -37,9 +37,10 @@ chromium:
 	  exit 1; \
 	fi
 
-test: $(STAMP) chromium  ## lint, type-check, then every test (browser tests and notebooks included; about 15 minutes on 2 cores)
+test: $(STAMP) chromium  ## lint, type-check, then every test (browser tests and notebooks included; about 25 minutes on 2 cores)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/python -m mypy
 	$(BIN)/python -m pytest -q -n $(JOBS) --dist loadfile
 	$(BIN)/python -m pytest -q -p no:cacheprovider --nbval-lax notebooks/
 
@@ -48,9 +49,10 @@ test: $(STAMP) chromium  ## lint, type-check, then every test (browser tests and
 lab: $(STAMP)  ## JupyterLab on notebooks/ (prints the URL with its token); LAB_PORT=8888 to choose the port
 	$(BIN)/python -m cfanalytics.lab $(if $(LAB_PORT),--port $(LAB_PORT),)
 
-lint: $(STAMP)  ## ruff check and format check
+lint: $(STAMP)  ## ruff check, format check and the type check
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/python -m mypy
 
 docs: $(STAMP)  ## regenerate docs/columns.md
 	$(BIN)/python -m cfanalytics.docs
