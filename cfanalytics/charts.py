@@ -31,10 +31,14 @@ arranges them for display. Conventions shared by every figure:
 
 from __future__ import annotations
 
+import hashlib
+import itertools
+import json
 import math
+import re
 import textwrap
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import datetime
+from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final
 
 import polars as pl
@@ -50,13 +54,16 @@ __all__ = [
     "NO_DATA",
     "apply_theme",
     "attribution_difference",
+    "change_summary",
     "error_rate_over_time",
     "errors_by_kind",
     "errors_by_status_class",
     "funnel_chart",
     "gap_classes",
+    "group_color",
     "lag_histograms",
     "safe_text",
+    "short_message",
     "top_signatures",
     "volume_over_time",
 ]
@@ -110,9 +117,56 @@ FUNNEL_STAGES: Final[dict[str, str]] = {
     "postbacks_accepted": "Postbacks accepted",
 }
 _TIME_COLUMNS: Final = ("hour", "day", "bucket")
-#: Vertical band (paper units) of the activity-change markers above the error-rate plot.
-CHANGE_LANE: Final = (0.9, 1.0)
+#: Colours of traffic sources and integrations (:func:`group_color`): mid-luminance, none of them
+#: the red of failures or the grey of rows without an id.
+GROUP_PALETTE: Final = (
+    "#4c8bf5",
+    "#f28e2b",
+    "#2ca58d",
+    "#b07aa1",
+    "#9c755f",
+    "#d4a017",
+    "#17becf",
+    "#ff6f91",
+    "#7f7fdf",
+    "#6b9e3a",
+)
+MISSING_COLOR: Final = "#8c8c8c"
+#: Fewest postbacks in one bucket for its error rate to be drawn; quieter buckets show only as bars.
+MIN_POSTBACKS: Final = 5
+FAILED_NAME: Final = "Failed postbacks"
+ACCEPTED_NAME: Final = "Accepted postbacks"
+FAILED_BAR: Final = "rgba(225,87,89,0.75)"
+ACCEPTED_BAR: Final = "rgba(128,128,128,0.28)"
+# Small multiples of the error-rate chart, in pixels: one row is a title line, its label lines and the plot.
+_ROW_PX: Final = 100
+_TITLE_PX: Final = 20
+_LEVEL_PX: Final = 14
+_GAP_PX: Final = 14
+_LANE_PX: Final = 16
+_TOP_PX: Final = 100
+_BOTTOM_PX: Final = 60
+#: Plot width assumed when stacking labels (the report's 1100 px less the margins) and a label character's width.
+_PLOT_PX: Final = 940
+_CHAR_PX: Final = 6.0
+_MAX_LEVELS: Final = 4
+_MAX_LANE_LEVELS: Final = 6
 _HOVER_TIME: Final = "%Y-%m-%d %H:%M"
+#: Note on a lag histogram with negative values (``{n}`` of them).
+NEGATIVE_LAG: Final[dict[str, str]] = {
+    "minutes": (
+        "{n} conversion{s} below 0: a negative lag means the conversion time<br>"
+        "precedes the recorded visit time (clock skew between systems)"
+    ),
+    "seconds": (
+        "{n} postback{s} below 0: a negative lag means the postback time<br>"
+        "precedes the recorded conversion time (clock skew between systems)"
+    ),
+}
+#: JSON fields whose string value is the readable part of an error body.
+_MESSAGE_FIELD: Final = re.compile(
+    r'"(?:message|error_message|error_description|error_user_msg|detail|description|msg|reason)"\s*:\s*"((?:[^"\\]|\\.)+)"'
+)
 
 
 def _go() -> Any:
@@ -181,12 +235,6 @@ def _local(series: pl.Series, timezone: str | None) -> tuple[list[Any], str]:
         target = timezone or zone
         return series.dt.convert_time_zone(target).dt.replace_time_zone(None).to_list(), target
     return series.to_list(), timezone or "UTC"
-
-
-def _local_value(value: datetime | None, timezone: str) -> datetime | None:
-    if value is None:
-        return None
-    return _local(pl.Series([value]), timezone)[0][0]
 
 
 # --------------------------------------------------------------------------- figures
@@ -264,26 +312,42 @@ def error_rate_over_time(
     incidents: pl.DataFrame | None = None,
     timezone: str = "UTC",
     title: str | None = None,
+    min_postbacks: int = MIN_POSTBACKS,
 ) -> go.Figure:
-    """Error rate (%) over time, one line per group, with activity changes and incidents marked.
+    """Hourly error rate per group as small multiples, with volume, changes and incidents marked.
 
     ``rates`` is ``postback_errors(store, by=["hour", by])`` (``day`` works too);
-    without a ``by`` column one line "All postbacks" is drawn. ``changes`` are
-    activity rows: a diamond per change in a lane above the plot (hover: author,
-    entity, action, old → new). ``incidents`` is the
-    :func:`~cfanalytics.diagnose.incidents` frame: a shaded band from ``start`` to
-    ``end`` labelled with the scope's name and top error kind. Times are shown in
-    ``timezone``; pass the changes and incidents of the window you want marked.
+    without a ``by`` column one row "All postbacks" is drawn. Each group gets a
+    row (most errors first) in its own colour (:func:`group_color`):
+
+    - **bars** (right axis): postbacks per bucket, the failed part in red, so a
+      quiet hour with one failure reads as one failed postback, not as an incident;
+    - **line** (left axis): the error rate of the buckets with at least
+      ``min_postbacks`` postbacks; quieter buckets are left out of the line
+      (their rate is in the bars' hover).
+
+    ``changes`` are activity rows: a diamond with a short text label saying what
+    changed (``ana: postback url changed``), in the row of the group it touched
+    (``entity_id`` equal to the group's id, or a ``by`` column on the change
+    naming the group), otherwise in a lane at the top. ``incidents`` is the
+    :func:`~cfanalytics.diagnose.incidents` frame: a shaded band in its group's row
+    from ``start`` to ``end`` with a label (top error kind, failed of postbacks).
+    Labels are stacked in lines so they never overlap. Times are wall-clock times
+    in ``timezone`` (axis title ``Hour (zone)``, hover with the zone's
+    abbreviation); the x axis ends where the data ends.
 
     >>> from datetime import datetime
     >>> rates = pl.DataFrame({
     ...     "hour": [datetime(2026, 11, 20, 15), datetime(2026, 11, 20, 16)],
     ...     "traffic_source_id": ["t1", "t1"], "traffic_source_name": ["Meta Ads", "Meta Ads"],
-    ...     "postbacks": [10, 4], "errors": [1, 4], "error_rate": [0.1, 1.0],
+    ...     "postbacks": [10, 1], "errors": [1, 1], "error_rate": [0.1, 1.0],
     ... }).with_columns(pl.col("hour").dt.replace_time_zone("UTC"))
     >>> fig = error_rate_over_time(rates, timezone="America/New_York")
-    >>> fig.data[0].name, fig.data[0].y, fig.data[0].x[0]
-    ('Meta Ads', (10.0, 100.0), datetime.datetime(2026, 11, 20, 10, 0))
+    >>> line = fig.data[0]
+    >>> line.name, line.y, line.x[0], fig.layout.xaxis.title.text
+    ('Meta Ads', (10.0, None), datetime.datetime(2026, 11, 20, 10, 0), 'Hour (America/New_York)')
+    >>> line.customdata[1][3]
+    'Fri Nov 20 11:00 EST'
     """
     heading = _title(title, f"Postback error rate by {_entity_words(by)}" if by else "Postback error rate")
     time_col = _time_column(rates) if rates is not None else None
@@ -291,142 +355,482 @@ def error_rate_over_time(
         return _empty(heading)
     _require(rates, ["postbacks", "errors", "error_rate"], "error_rate_over_time")
     go_ = _go()
-    fig = go_.Figure()
-    xs, zone = _local(rates.get_column(time_col), timezone)
-    frame = rates.with_columns(pl.Series("_x", xs), pl.Series("_label", _labels(rates, by)))
-    group_ids = _column(frame, by) if by in frame.columns else [None] * frame.height
-    frame = frame.with_columns(pl.Series("_gid", [safe_text(g, 60) for g in group_ids], dtype=pl.String))
+    times = rates.get_column(time_col)
+    local, zone = _local(times, timezone)
+    xs = [_as_datetime(x) for x in local]
     has_groups = by in rates.columns
-    totals = (
+    raw_ids = [None if g is None else str(g) for g in _column(rates, by)] if has_groups else [None] * rates.height
+    frame = rates.with_columns(
+        pl.Series("_x", xs, dtype=pl.Datetime("us")),
+        pl.Series("_label", _labels(rates, by) if has_groups else ["All postbacks"] * rates.height, dtype=pl.String),
+        pl.Series("_gid", [safe_text(g, 60) for g in raw_ids], dtype=pl.String),
+        pl.Series("_raw", raw_ids, dtype=pl.String),
+        pl.Series("_when", _zone_times(times, zone, daily=time_col == "day"), dtype=pl.String),
+        pl.col("postbacks").fill_null(0).cast(pl.Int64),
+        pl.col("errors").fill_null(0).cast(pl.Int64),
+    )
+    groups = (
         frame.group_by("_label")
-        .agg(pl.col("errors").sum().alias("_e"))
+        .agg(pl.col("_raw").first(), pl.col("errors").sum().alias("_e"), pl.col("postbacks").sum().alias("_n"))
         .sort(["_e", "_label"], descending=[True, False])
     )
-    for label in totals.get_column("_label").to_list():
-        part = frame.filter(pl.col("_label") == label).sort("_x")
-        y = [None if r is None else r * 100 for r in part.get_column("error_rate").to_list()]
-        custom = [list(row) for row in part.select("_gid", "postbacks", "errors").iter_rows()]
+    step = _step(xs, daily=time_col == "day")
+    x_lo, x_hi = min(xs) - step / 2, max(xs) + step / 2
+    span = max((x_hi - x_lo).total_seconds(), 1.0)
+    row_of = {raw: n for n, raw in enumerate(groups.get_column("_raw").to_list()) if raw is not None}
+    n_rows = groups.height
+    marks = _change_marks(changes, zone, by, row_of) if changes is not None and "changed_at" in changes.columns else []
+    bands = _incident_marks(incidents, zone, by, row_of) if incidents is not None else []
+
+    # labels: placed in lines per row (or the top lane) so that none overlaps another
+    items: dict[int | None, list[dict[str, Any]]] = {}
+    for mark in [*bands, *marks]:
+        if mark["x"] is None or not x_lo <= mark["x"] <= x_hi:
+            continue
+        start = (mark["x"] - x_lo).total_seconds()
+        width = (len(mark["plain"]) * _CHAR_PX + 14) * span / _PLOT_PX
+        mark["anchor"] = "left" if start + width <= span or start < width else "right"
+        lo, hi = (start, start + width) if mark["anchor"] == "left" else (start - width, start)
+        items.setdefault(mark["row"], []).append({**mark, "lo": lo, "hi": hi})
+    levels: dict[int | None, int] = {}
+    crowded = 0
+    for key, placed in list(items.items()):
+        placed.sort(key=lambda m: m["lo"])
+        lines = _levels([(m["lo"], m["hi"]) for m in placed], _MAX_LEVELS if key is not None else _MAX_LANE_LEVELS)
+        for mark, level in zip(placed, lines, strict=True):
+            mark["level"] = level
+        crowded += sum(1 for level in lines if level is None)
+        items[key] = [m for m in placed if m["level"] is not None]
+        levels[key] = max((m["level"] for m in items[key]), default=-1) + 1
+    lane_marks = any(m["row"] is None for m in marks) or any(b["row"] is None for b in bands)
+    lane_px = (levels.get(None, 0) * _LEVEL_PX + _LANE_PX) if lane_marks else 0
+    rows_px = [_TITLE_PX + levels.get(n, 0) * _LEVEL_PX + _ROW_PX + _GAP_PX for n in range(n_rows)]
+    inner = lane_px + sum(rows_px)
+    height = _TOP_PX + inner + _BOTTOM_PX
+
+    def paper(px_from_top: float) -> float:
+        return 1.0 - px_from_top / inner
+
+    fig = go_.Figure()
+    layout: dict[str, Any] = {}
+    vmax = max(int(frame.get_column("postbacks").max() or 0), 1)
+    plots: list[tuple[float, float]] = []
+    top = lane_px
+    for n, group in enumerate(groups.iter_rows(named=True)):
+        rate_axis, count_axis = _axis_id(2 * n + 1), _axis_id(2 * n + 2)
+        plot_top = top + _TITLE_PX + levels.get(n, 0) * _LEVEL_PX
+        domain = [paper(plot_top + _ROW_PX), paper(plot_top)]
+        plots.append((domain[0], domain[1]))
+        part = frame.filter(pl.col("_label") == group["_label"]).sort("_x")
+        color = group_color(group["_raw"]) if has_groups else COLORWAY[0]
+        custom = [list(r) for r in part.select("_gid", "postbacks", "errors", "_when").iter_rows()]
+        rate = [
+            (e / p * 100) if p >= max(min_postbacks, 1) else None
+            for p, e in zip(part.get_column("postbacks").to_list(), part.get_column("errors").to_list(), strict=True)
+        ]
+        x = part.get_column("_x").to_list()
         id_line = f"{safe_text(_entity_words(by).capitalize())}: %{{customdata[0]}}<br>" if has_groups else ""
         fig.add_trace(
             go_.Scatter(
-                x=part.get_column("_x").to_list(),
-                y=y,
+                x=x,
+                y=rate,
                 customdata=custom,
-                name=label if has_groups else "All postbacks",
+                name=group["_label"],
+                legendgroup=group["_label"],
+                showlegend=False,
                 mode="lines+markers",
-                marker={"size": 5},
+                connectgaps=False,
+                line={"color": color, "width": 2},
+                marker={"size": 5, "color": color},
+                xaxis="x",
+                yaxis=rate_axis,
                 hovertemplate=(
-                    f"{id_line}Time: %{{x|{_HOVER_TIME}}}<br>Error rate: %{{y:.1f}}%<br>"
-                    "Postbacks: %{customdata[1]:,}<br>Errors: %{customdata[2]:,}<extra>%{fullData.name}</extra>"
+                    f"<b>%{{fullData.name}}</b><br>{id_line}%{{customdata[3]}}<br>Error rate: %{{y:.1f}}% "
+                    "(%{customdata[2]:,} of %{customdata[1]:,} postbacks)<extra></extra>"
                 ),
             )
         )
-    lane = changes is not None and "changed_at" in changes.columns and _add_changes(fig, changes, zone)
-    plot_top = CHANGE_LANE[0] - 0.03 if lane else 1.0
-    if incidents is not None and incidents.height and {"start", "end"} <= set(incidents.columns):
-        _add_incidents(fig, incidents, zone, top=plot_top)
-    fig.update_layout(
-        title=heading,
-        xaxis={"title": {"text": f"Time ({safe_text(zone)})" if time_col != "day" else "Day"}},
-        yaxis={
-            "title": {"text": "Error rate (%)"},
-            "rangemode": "tozero",
-            "ticksuffix": "%",
-            "domain": [0.0, plot_top],
-        },
-        legend={"title": {"text": safe_text(_entity_words(by).capitalize())}} if has_groups else {},
-    )
-    return apply_theme(fig)
-
-
-def _add_changes(fig: go.Figure, changes: pl.DataFrame, zone: str) -> bool:
-    """Activity rows as diamonds in a lane above the plot (hover: the edit); False when none has a time."""
-    go_ = _go()
-    rows = changes.filter(pl.col("changed_at").is_not_null()).sort("changed_at")
-    if not rows.height:
-        return False
-    xs, _ = _local(rows.get_column("changed_at"), zone)
-    custom = []
-    for row in rows.iter_rows(named=True):
-        entity = row.get("entity_name") or row.get("entity_id")
-        kind = (row.get("entity_type") or "").replace("_", " ")
-        custom.append(
-            [
-                safe_text(row.get("author"), 60),
-                f"{safe_text(kind, 30)} {safe_text(entity, 60)}".strip(),
-                safe_text(row.get("action"), 30),
-                safe_text(row.get("old_value"), 80) or "—",
-                safe_text(row.get("new_value"), 80) or "—",
-            ]
+        bar_hover = (
+            f"<b>{group['_label']}</b><br>{id_line}%{{customdata[3]}}<br>Failed: %{{customdata[2]:,}} of "
+            "%{customdata[1]:,} postbacks<extra></extra>"
         )
-    fig.add_trace(
-        go_.Scatter(
-            x=xs,
-            y=[0.5] * len(xs),
-            yaxis="y2",
-            mode="markers",
-            name="Changes",
-            marker={"symbol": "diamond", "size": 10, "color": CHANGE_COLOR, "line": {"width": 1, "color": FONT_COLOR}},
-            customdata=custom,
-            hovertemplate=(
-                f"<b>%{{customdata[2]}}</b> %{{customdata[1]}}<br>by %{{customdata[0]}}<br>%{{x|{_HOVER_TIME}}}<br>"
-                "%{customdata[3]} → %{customdata[4]}<extra>Change</extra>"
-            ),
-        )
-    )
-    fig.update_layout(
-        yaxis2={"domain": list(CHANGE_LANE), "anchor": "x", "range": [0, 1], "visible": False, "fixedrange": True}
-    )
-    return True
-
-
-def _add_incidents(fig: go.Figure, incidents: pl.DataFrame, zone: str, *, top: float = 1.0) -> None:
-    """A shaded band per incident with a label (name · top error kind, below ``top`` in paper units)
-    whose hover tells the details."""
-    for n, row in enumerate(incidents.sort("start").iter_rows(named=True)):
-        start, end = _local_value(row["start"], zone), _local_value(row["end"], zone)
-        if start is None:
-            continue
-        end = end or start
-        name = safe_text(row.get("name") or row.get("id"), 40) or "(unnamed)"
-        kind = safe_text(row.get("top_error_kind"), 30)
-        label = f"{name} · {kind}" if kind else name
-        fig.add_shape(
-            type="rect",
-            xref="x",
-            yref="paper",
-            x0=start,
-            x1=end,
-            y0=0,
-            y1=1,
-            layer="below",
-            fillcolor=INCIDENT_FILL,
-            line={"width": 1, "color": INCIDENT_LINE},
+        for name, values, bar_color in (
+            (FAILED_NAME, part.get_column("errors").to_list(), FAILED_BAR),
+            (ACCEPTED_NAME, (part.get_column("postbacks") - part.get_column("errors")).to_list(), ACCEPTED_BAR),
+        ):
+            fig.add_trace(
+                go_.Bar(
+                    x=x,
+                    y=values,
+                    customdata=custom,
+                    name=name,
+                    legendgroup=name,
+                    showlegend=n == 0,
+                    marker={"color": bar_color, "line": {"width": 0}},
+                    xaxis="x",
+                    yaxis=count_axis,
+                    hovertemplate=bar_hover,
+                )
+            )
+        totals = f"{group['_n']:,} postbacks · {group['_e']:,} failed" + (
+            f" ({group['_e'] / group['_n']:.1%})" if group["_n"] else ""
         )
         fig.add_annotation(
-            text=label,
-            x=start,
-            xref="x",
-            y=top - 0.07 * (n % 3),
+            text=f"<b>{group['_label']}</b>  <span style='color:{FONT_COLOR}'>{totals}</span>",
+            font={"color": color, "size": 13},
+            x=0,
+            xref="paper",
+            y=paper(top),
             yref="paper",
             xanchor="left",
             yanchor="top",
             showarrow=False,
-            font={"size": 11, "color": ERROR_COLOR},
-            hovertext=_incident_hover(row, start, end),
         )
+        layout[_layout_key(rate_axis)] = {
+            "domain": domain,
+            "anchor": "x",
+            "range": [0, 108],
+            "tickvals": [0, 50, 100],
+            "ticksuffix": "%",
+            "title": {"text": "Error rate", "font": {"size": 11}},
+            "fixedrange": True,
+        }
+        layout[_layout_key(count_axis)] = {
+            "overlaying": rate_axis,
+            "anchor": "x",
+            "side": "right",
+            "range": [0, vmax * 1.08],
+            "tickmode": "auto",
+            "nticks": 3,
+            "showgrid": False,
+            "title": {"text": "Postbacks", "font": {"size": 11}},
+            "fixedrange": True,
+        }
+        top += rows_px[n]
+
+    # the overlay axis: y in paper units, for the diamonds of the changes
+    overlay = _axis_id(2 * n_rows + 1)
+    layout[_layout_key(overlay)] = {
+        "domain": [0, 1],
+        "range": [0, 1],
+        "anchor": "x",
+        "visible": False,
+        "fixedrange": True,
+    }
+    lane_y = paper(lane_px - _LANE_PX / 2)
+
+    def row_top(row: int | None) -> float:
+        return lane_y if row is None else plots[row][1]
+
+    if marks:
+        fig.add_trace(
+            go_.Scatter(
+                x=[m["x"] for m in marks],
+                y=[row_top(m["row"]) for m in marks],
+                xaxis="x",
+                yaxis=overlay,
+                mode="markers",
+                name="Changes",
+                cliponaxis=False,
+                marker={"symbol": "diamond", "size": 10, "color": CHANGE_COLOR, "line": {"width": 1, "color": "#555"}},
+                customdata=[m["custom"] for m in marks],
+                hovertemplate=(
+                    "<b>%{customdata[2]}</b> %{customdata[1]}<br>by %{customdata[0]}<br>%{customdata[5]}<br>"
+                    "%{customdata[3]} → %{customdata[4]}<extra>Change</extra>"
+                ),
+            )
+        )
+    for band in bands:
+        if band["x"] is None:
+            continue
+        row = band["row"]
+        fig.add_shape(
+            type="rect",
+            xref="x",
+            yref=f"{_axis_id(2 * row + 1)} domain" if row is not None else "paper",
+            x0=band["x"],
+            x1=band["end"],
+            y0=0 if row is not None else plots[-1][0],
+            y1=1 if row is not None else plots[0][1],
+            layer="below",
+            fillcolor=INCIDENT_FILL,
+            line={"width": 1, "color": INCIDENT_LINE},
+        )
+    for key, placed in items.items():
+        # the highest line first, so that a lower label is drawn over the leader line of a higher one
+        for mark in sorted(placed, key=lambda m: -m["level"]):
+            lift = _LEVEL_PX * mark["level"] + (4 if key is not None else _LANE_PX / 2)
+            fig.add_annotation(
+                text=mark["text"],
+                hovertext=mark.get("hover"),
+                x=mark["x"],
+                xref="x",
+                y=row_top(key),
+                yref="paper",
+                ax=0,
+                ay=-lift - 2,
+                xanchor=mark["anchor"],
+                yanchor="bottom",
+                showarrow=True,
+                arrowhead=0,
+                arrowwidth=0.8,
+                arrowcolor=LINE_COLOR,
+                standoff=0,
+                font={"size": 10, "color": mark["color"]},
+            )
+    bottom = _axis_id(2 * n_rows - 1)
+    axis_title = {"hour": "Hour", "day": "Day"}.get(time_col, "Time")
+    fig.update_layout(
+        title={**heading, "yref": "container", "y": 1 - 8 / height, "yanchor": "top"},
+        height=height,
+        margin={"t": _TOP_PX, "b": _BOTTOM_PX, "l": 70, "r": 70},
+        barmode="stack",
+        bargap=0.15,
+        hovermode="closest",
+        xaxis={
+            "anchor": bottom,
+            "domain": [0, 1],
+            "range": [x_lo, x_hi],
+            "type": "date",
+            "title": {"text": f"{axis_title} ({safe_text(zone)})"},
+        },
+        showlegend=False,
+        **layout,
+    )
+    fig.add_annotation(
+        text=(
+            f"Line: error rate of the {'days' if time_col == 'day' else 'hours'} with at least {min_postbacks} "
+            "postbacks (left axis). Bars: postbacks (right axis), red = failed.<br>◆ a change (hover for details),"
+            " shaded = an incident." + (f" {crowded} change labels left out where changes crowd." if crowded else "")
+        ),
+        x=0,
+        xref="paper",
+        y=1 + (_TOP_PX - 42) / inner,
+        yref="paper",
+        xanchor="left",
+        yanchor="top",
+        align="left",
+        showarrow=False,
+        font={"size": 11, "color": FONT_COLOR},
+    )
+    return apply_theme(fig)
+
+
+def group_color(group_id: object) -> str:
+    """The colour of one traffic source (or integration), the same in every chart and every period.
+
+    A stable hash of the id (BLAKE2b, not Python's per-process ``hash``) picks
+    one of :data:`GROUP_PALETTE`; rows without an id are grey.
+
+    >>> group_color("5f557203301850c5a38fd547") == group_color("5f557203301850c5a38fd547")
+    True
+    >>> group_color(None)
+    '#8c8c8c'
+    """
+    if group_id is None:
+        return MISSING_COLOR
+    digest = hashlib.blake2b(str(group_id).encode(), digest_size=8).digest()
+    return GROUP_PALETTE[int.from_bytes(digest, "big") % len(GROUP_PALETTE)]
+
+
+def _axis_id(n: int) -> str:
+    return "y" if n == 1 else f"y{n}"
+
+
+def _layout_key(axis: str) -> str:
+    return "yaxis" + axis[1:]
+
+
+def _as_datetime(value: Any) -> datetime:
+    if isinstance(value, datetime):
+        return value
+    if isinstance(value, date):
+        return datetime(value.year, value.month, value.day)
+    raise TypeError(f"expected a date or datetime, got {value!r}")
+
+
+def _step(xs: Sequence[datetime], *, daily: bool) -> timedelta:
+    """Width of one bucket: a day, else the smallest gap between buckets (an hour when there is one bucket)."""
+    if daily:
+        return timedelta(days=1)
+    ordered = sorted(set(xs))
+    gaps = [b - a for a, b in itertools.pairwise(ordered)]
+    return min(gaps) if gaps else timedelta(hours=1)
+
+
+def _levels(spans: Sequence[tuple[float, float]], most: int) -> list[int | None]:
+    """Line of each label (spans in x order): the first of ``most`` lines where it fits, else ``None``.
+
+    >>> _levels([(0, 5), (1, 3), (4, 6), (5, 9), (5.5, 7)], 2)
+    [0, 1, 1, 0, None]
+    """
+    ends: list[float] = []
+    out: list[int | None] = []
+    for lo, hi in spans:
+        free = next((n for n, end in enumerate(ends) if end <= lo), None)
+        if free is None and len(ends) < most:
+            ends.append(lo)
+            free = len(ends) - 1
+        if free is not None:
+            ends[free] = hi
+        out.append(free)
+    return out
+
+
+def _zone_times(series: pl.Series, zone: str, *, daily: bool = False) -> list[str]:
+    """Each time as ``Tue Nov 17 10:00 EST`` in ``zone`` (dates as ``Tue Nov 17``)."""
+    if not isinstance(series.dtype, pl.Datetime):
+        return [v.strftime("%a %b %d") if v is not None else "" for v in series.to_list()]
+    if series.dtype.time_zone is None:
+        series = series.dt.replace_time_zone("UTC")
+    fmt = "%a %b %d" if daily else "%a %b %d %H:%M %Z"
+    return [v.strftime(fmt) if v is not None else "" for v in series.dt.convert_time_zone(zone).to_list()]
+
+
+_SECRET_KEY = re.compile(r"token|secret|password|passwd|key|auth|signature", re.IGNORECASE)
+
+
+def change_summary(row: Mapping[str, Any]) -> str:
+    """What one activity row changed, in a few words (not escaped): ``postback url changed``, ``payout 24→26.4``.
+
+    Only the fields whose value differs are named; a credential, a URL or a long
+    value is never shown, only that it changed.
+
+    >>> change_summary({"action": "updated", "old_value": '{"daily_budget": 200}',
+    ...                 "new_value": '{"daily_budget": 800}'})
+    'daily budget 200→800'
+    >>> change_summary({"action": "updated", "old_value": '{"access_token": "EAAG1"}',
+    ...                 "new_value": '{"access_token": "EAAG2"}'})
+    'access token changed'
+    >>> change_summary({"action": "created", "old_value": None, "new_value": '{"name": "x"}'})
+    'created'
+    """
+    action = str(row.get("action") or "changed")
+    old, new = _json_object(row.get("old_value")), _json_object(row.get("new_value"))
+    if action != "updated" or old is None or new is None:
+        return action
+    keys = [k for k in dict.fromkeys([*old, *new]) if old.get(k) != new.get(k)]
+    if not keys:
+        return action
+    names = [str(k).replace("_", " ") for k in keys]
+    if len(keys) > 1:
+        return ", ".join(names[:2]) + (" …" if len(keys) > 2 else "") + " changed"
+    key = keys[0]
+    before, after = old.get(key), new.get(key)
+    short = all(
+        v is None or (isinstance(v, int | float | bool) or (isinstance(v, str) and len(v) <= 12))
+        for v in (before, after)
+    )
+    if _SECRET_KEY.search(str(key)) or not short or "://" in f"{before}{after}":
+        return f"{names[0]} changed"
+    return f"{names[0]} {_scalar(before)}→{_scalar(after)}"
+
+
+def _json_object(text: object) -> dict[str, Any] | None:
+    if not isinstance(text, str):
+        return None
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _scalar(value: object) -> str:
+    if value is None:
+        return "none"
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _change_marks(changes: pl.DataFrame, zone: str, by: str, row_of: Mapping[str, int]) -> list[dict[str, Any]]:
+    """One mark per dated activity row: where it goes (its group's row, or ``None``: the lane), label, hover."""
+    rows = changes.filter(pl.col("changed_at").is_not_null()).sort("changed_at")
+    if not rows.height:
+        return []
+    times = rows.get_column("changed_at")
+    xs, _ = _local(times, zone)
+    whens = _zone_times(times, zone)
+    entity = by.removesuffix("_id")
+    marks = []
+    for row, x, when in zip(rows.iter_rows(named=True), xs, whens, strict=True):
+        owner = row.get(by)
+        if owner is None and row.get("entity_type") == entity:
+            owner = row.get("entity_id")
+        group = row_of.get(str(owner)) if owner is not None else None
+        kind = (row.get("entity_type") or "").replace("_", " ")
+        name = row.get("entity_name") or row.get("entity_id")
+        who = str(row.get("author") or "").split("@")[0]
+        what = change_summary(row)
+        plain = _plain(f"{who}: {what}" if group is not None else f"{kind}: {what}", 40)
+        marks.append(
+            {
+                "row": group,
+                "x": x,
+                "plain": plain,
+                "text": _escape(plain),
+                "color": FONT_COLOR,
+                "hover": None,
+                "custom": [
+                    safe_text(row.get("author"), 60),
+                    f"{safe_text(kind, 30)} {safe_text(name, 60)}".strip(),
+                    safe_text(row.get("action"), 30),
+                    safe_text(row.get("old_value"), 80) or "—",
+                    safe_text(row.get("new_value"), 80) or "—",
+                    when,
+                ],
+            }
+        )
+    return marks
+
+
+def _incident_marks(incidents: pl.DataFrame, zone: str, by: str, row_of: Mapping[str, int]) -> list[dict[str, Any]]:
+    """One mark per incident: its group's row (``None``: every row), band start/end, label and hover."""
+    if not incidents.height or not {"start", "end"} <= set(incidents.columns):
+        return []
+    rows = incidents.sort("start")
+    starts, _ = _local(rows.get_column("start"), zone)
+    ends, _ = _local(rows.get_column("end"), zone)
+    start_text = _zone_times(rows.get_column("start"), zone)
+    end_text = _zone_times(rows.get_column("end"), zone)
+    entity = by.removesuffix("_id")
+    marks = []
+    for row, start, end, t0, t1 in zip(rows.iter_rows(named=True), starts, ends, start_text, end_text, strict=True):
+        ident = row.get("id")
+        same_scope = row.get("scope") in (None, entity)
+        group = row_of.get(str(ident)) if ident is not None and same_scope else None
+        name = _plain(row.get("name") or ident, 40) or "(unnamed)"
+        kind = _plain(row.get("top_error_kind"), 30)
+        counts = f"{row['errors']:,}/{row['postbacks']:,} failed" if row.get("postbacks") else ""
+        if group is not None:
+            plain = " · ".join(p for p in ("Incident", kind, counts) if p)
+        else:
+            plain = " · ".join(p for p in (name, kind) if p)
+        marks.append(
+            {
+                "row": group,
+                "x": start,
+                "end": end or start,
+                "plain": plain,
+                "text": _escape(plain),
+                "color": ERROR_COLOR,
+                "hover": _incident_hover(row, t0, t1 or t0),
+            }
+        )
+    return marks
 
 
 def _pct(value: float | None) -> str:
     return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value * 100:.1f}%"
 
 
-def _incident_hover(row: Mapping[str, Any], start: datetime, end: datetime) -> str:
+def _incident_hover(row: Mapping[str, Any], start: str, end: str) -> str:
     scope = safe_text((row.get("scope") or "").replace("_", " "), 30)
     lines = [
         f"<b>Incident</b> {safe_text(row.get('incident_id'), 40)} ({scope})",
         f"{safe_text(row.get('name') or row.get('id'), 60)}",
-        f"{start:{_HOVER_TIME}} → {end:{_HOVER_TIME}}",
+        f"{start} → {end}",
         f"Error rate {_pct(row.get('error_rate_before'))} → {_pct(row.get('error_rate_during'))}",
     ]
     if row.get("postbacks") is not None:
@@ -548,11 +952,13 @@ def errors_by_status_class(classes: pl.DataFrame, *, title: str | None = None) -
 
 
 def top_signatures(signatures: pl.DataFrame, *, top: int = 10, title: str | None = None) -> go.Figure:
-    """The ``top`` error signatures by errors, as horizontal bars with wrapped, redacted labels.
+    """The ``top`` error signatures by errors, as horizontal bars with short, wrapped, redacted labels.
 
     ``signatures`` is ``postback_errors(store, by="signature")`` (or the
-    ``top_signatures`` list, whose ``example`` column is shown on hover). Labels
-    are shortened and wrapped; the hover shows more of the text.
+    ``top_signatures`` list, whose ``example`` column is shown on hover). A label
+    is the readable part of the signature (:func:`short_message`: the message of
+    a JSON error body), at most two lines of 38 characters; the hover shows the
+    whole signature.
 
     >>> fig = top_signatures(pl.DataFrame({"signature": ["Invalid <n> for api_key=abc", None],
     ...                                    "errors": [4, 0]}))
@@ -579,6 +985,7 @@ def top_signatures(signatures: pl.DataFrame, *, top: int = 10, title: str | None
         [_wrapped(s, 60, 300), _wrapped(x, 60, 200) if x else "—", p if p is not None else e]
         for s, x, p, e in zip(sigs, examples, postbacks, errors, strict=True)
     ]
+    labels = [_wrapped(short_message(s), 38, 76) for s in sigs]
     positions = list(range(rows.height))
     fig = go_.Figure(
         go_.Bar(
@@ -600,15 +1007,36 @@ def top_signatures(signatures: pl.DataFrame, *, top: int = 10, title: str | None
         showlegend=False,
         xaxis={"title": {"text": "Errors (postbacks)"}, "rangemode": "tozero"},
         yaxis={
-            "title": {"text": "Error signature"},
+            "title": {"text": "Error message"},
             "tickmode": "array",
             "tickvals": positions,
-            "ticktext": [_wrapped(s, 40, 80) for s in sigs],
+            "ticktext": labels,
+            "tickfont": {"size": 12},
             "autorange": "reversed",
         },
-        height=max(320, 90 + 48 * rows.height),
+        height=max(320, 100 + 46 * rows.height),
     )
     return apply_theme(fig)
+
+
+def short_message(signature: object) -> str:
+    """The readable part of an error signature: the message of a JSON error body, else the text itself.
+
+    Not escaped (pass it through :func:`safe_text` to display it).
+
+    >>> short_message('{"error":{"message":"Error validating access token","type":"OAuthException","code":<n>}}')
+    'Error validating access token'
+    >>> short_message("Connection timed out after <n> ms")
+    'Connection timed out after <n> ms'
+    """
+    text = "" if signature is None else str(signature)
+    found = _MESSAGE_FIELD.search(text)
+    if found is None:
+        return text
+    try:
+        return json.loads(f'"{found.group(1)}"')
+    except ValueError:
+        return found.group(1)
 
 
 def gap_classes(gaps: pl.DataFrame, *, by: str = "traffic_source_id", title: str | None = None) -> go.Figure:
@@ -707,6 +1135,9 @@ def lag_histograms(lags: Mapping[str, pl.DataFrame], *, title: str | None = None
     ``lags`` is :func:`~cfanalytics.diagnose.lags`. A panel whose values are all
     positive and span at least two orders of magnitude is drawn on a log scale
     (bins of equal width in log10, ticks at powers of ten); otherwise linear.
+    Negative lags get a dotted line at zero and a note saying what they mean: the
+    later event was recorded with an earlier time (the clocks of the two systems
+    differ), not that the order of events was reversed.
 
     >>> fig = lag_histograms({"visit_to_conversion": pl.DataFrame({"minutes": [1.0, 2.0, 2.5]}),
     ...                       "conversion_to_postback": pl.DataFrame({"seconds": [1.0, 10.0, 1000.0]})})
@@ -764,22 +1195,35 @@ def lag_histograms(lags: Mapping[str, pl.DataFrame], *, title: str | None = None
             xaxis.update(tickmode="array", tickvals=ticks, ticktext=[_decade_label(t, unit) for t in ticks])
         fig.update_xaxes(row=1, col=n, **xaxis)
         fig.update_yaxes(title={"text": "Conversions"}, rangemode="tozero", row=1, col=n)
+        negative = sum(1 for v in values if v < 0)
+        if negative:
+            # below the axis title, where it can never cover a bar
+            fig.add_vline(x=0, line={"width": 1, "dash": "dot", "color": FONT_COLOR}, row=1, col=n)
+            note = NEGATIVE_LAG[column].format(n=negative, s="" if negative == 1 else "s")
+            fig.update_xaxes(
+                title={"text": f"{xaxis['title']['text']}<br><span style='font-size:11px'>{note}</span>"},
+                row=1,
+                col=n,
+            )
     fig.update_layout(title=heading, bargap=0.05)
     return apply_theme(fig)
 
 
-def funnel_chart(funnel: pl.DataFrame, *, by: str = "campaign_id", top: int = 5, title: str | None = None) -> go.Figure:
-    """Visits → clicks → conversions → postbacks sent → postbacks accepted, as a Plotly funnel.
+def funnel_chart(funnel: pl.DataFrame, *, by: str = "campaign_id", top: int = 8, title: str | None = None) -> go.Figure:
+    """Visits → clicks → conversions → postbacks sent → postbacks accepted: one small funnel per group.
 
     ``funnel`` is :func:`~cfanalytics.diagnose.funnel`. The ``top`` groups by
-    visits are stacked within each stage (one trace per group, so the stage's
-    width is their sum); ``top=0``, or a frame without the ``by`` column, draws
-    one funnel of the column totals.
+    visits each get their own funnel (rows of the same ``by`` id are added up),
+    in the group's colour (:func:`group_color`), with every stage's count and its
+    share of the previous stage written beside the bar in a readable size. A
+    group with conversions but no postback sent shows an empty last stage, not a
+    missing funnel. ``top=0``, or a frame without the ``by`` column, draws one
+    funnel of the column totals.
 
     >>> fig = funnel_chart(pl.DataFrame({"campaign_id": ["c1"], "campaign_name": ["US | Keto"], "visits": [100],
     ...     "clicks": [40], "conversions": [8], "postbacks_sent": [8], "postbacks_accepted": [6]}))
-    >>> fig.data[0].name, fig.data[0].x
-    ('US | Keto', (100, 40, 8, 8, 6))
+    >>> fig.data[0].name, fig.data[0].x, fig.data[0].textfont.size
+    ('US | Keto', (100, 40, 8, 8, 6), 12)
     """
     heading = _title(title, f"Funnel by {_entity_words(by)}")
     if _is_empty(funnel):
@@ -788,43 +1232,62 @@ def funnel_chart(funnel: pl.DataFrame, *, by: str = "campaign_id", top: int = 5,
     if not stages:
         _require(funnel, FUNNEL_STAGES, "funnel_chart")
     go_ = _go()
+    from plotly.subplots import make_subplots
+
     stage_labels = [FUNNEL_STAGES[s] for s in stages]
     if top > 0 and by in funnel.columns:
-        rows = funnel.with_columns(pl.Series("_label", _labels(funnel, by)))
-        if "visits" in rows.columns:
-            rows = rows.sort("visits", descending=True, nulls_last=True, maintain_order=True)
-        rows = rows.head(top)
-        groups = [
-            (r["_label"], safe_text(r[by], 60), [int(r[s] or 0) for s in stages]) for r in rows.iter_rows(named=True)
-        ]
+        name_col = _name_col(by)
+        keys = [by, name_col] if name_col in funnel.columns else [by]
+        rows = funnel.group_by(keys).agg(pl.col(s).fill_null(0).sum() for s in stages)
+        rows = rows.sort([stages[0], by], descending=[True, False], nulls_last=True).head(top)
+        rows = rows.with_columns(pl.Series("_label", _labels(rows, by), dtype=pl.String))
+        groups = [(r["_label"], r[by], [int(r[s] or 0) for s in stages]) for r in rows.iter_rows(named=True)]
     else:
         sums = funnel.select(pl.col(s).fill_null(0).sum() for s in stages).row(0)
-        groups = [("All", "", [int(v) for v in sums])]
-    fig = go_.Figure()
-    for label, gid, values in groups:
+        groups = [("All", None, [int(v) for v in sums])]
+    cols = min(3, len(groups))
+    n_rows = math.ceil(len(groups) / cols)
+    fig = make_subplots(
+        rows=n_rows,
+        cols=cols,
+        shared_yaxes=True,
+        subplot_titles=[label for label, _, _ in groups],
+        horizontal_spacing=0.04,
+        vertical_spacing=min(0.12, 0.5 / n_rows),
+    )
+    for n, (label, gid, values) in enumerate(groups):
+        previous = [None, *values[:-1]]
+        text = [
+            f"{v:,}" if p is None else f"{v:,} ({v / p:.0%})" if p else f"{v:,}"
+            for v, p in zip(values, previous, strict=True)
+        ]
         fig.add_trace(
             go_.Funnel(
                 y=stage_labels,
                 x=values,
                 name=label,
-                textinfo="value",
-                textposition="inside",
+                text=text,
+                textinfo="text",
+                textposition="outside",
+                textfont={"size": 12},
+                cliponaxis=False,
+                marker={"color": group_color(gid) if gid is not None or label != "All" else COLORWAY[0]},
                 connector={"fillcolor": GRID_COLOR, "line": {"width": 0}},
-                customdata=[[gid]] * len(values),
+                customdata=[[safe_text(gid, 60)]] * len(values),
+                showlegend=False,
                 hovertemplate=(
                     "%{y}: %{x:,}<br>%{percentInitial:.1%} of the first stage, %{percentPrevious:.1%} of the previous"
-                    + ("<br>ID: %{customdata[0]}" if gid else "")
+                    + ("<br>ID: %{customdata[0]}" if gid is not None else "")
                     + "<extra>%{fullData.name}</extra>"
                 ),
-            )
+            ),
+            row=n // cols + 1,
+            col=n % cols + 1,
         )
-    fig.update_layout(
-        title=heading,
-        funnelmode="stack",
-        xaxis={"title": {"text": "Count"}},
-        yaxis={"title": {"text": "Stage"}},
-        legend={"title": {"text": safe_text(_entity_words(by).capitalize())}},
-    )
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(tickfont={"size": 12}, showline=False)
+    fig.update_annotations(font={"size": 13})
+    fig.update_layout(title=heading, height=110 + 210 * n_rows, margin={"r": 40})
     return apply_theme(fig)
 
 
