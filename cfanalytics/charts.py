@@ -985,7 +985,8 @@ def top_signatures(signatures: pl.DataFrame, *, top: int = 10, title: str | None
         [_wrapped(s, 60, 300), _wrapped(x, 60, 200) if x else "—", p if p is not None else e]
         for s, x, p, e in zip(sigs, examples, postbacks, errors, strict=True)
     ]
-    labels = [_wrapped(short_message(s), 38, 76) for s in sigs]
+    # shortened at a word boundary, after redaction
+    labels = [_wrapped(textwrap.shorten(_plain(short_message(s), 0), 76, placeholder="…"), 38, 0) for s in sigs]
     positions = list(range(rows.height))
     fig = go_.Figure(
         go_.Bar(
@@ -1309,8 +1310,12 @@ def volume_over_time(events: pl.DataFrame, *, timezone: str | None = None, title
         return _empty(heading)
     _require(events, ["bucket", "event_type", "count"], "volume_over_time")
     go_ = _go()
-    xs, zone = _local(events.get_column("bucket"), timezone)
-    frame = events.with_columns(pl.Series("_x", xs))
+    buckets = events.get_column("bucket")
+    xs, zone = _local(buckets, timezone)
+    is_date = isinstance(events.schema["bucket"], pl.Date)
+    frame = events.with_columns(
+        pl.Series("_x", xs), pl.Series("_when", _zone_times(buckets, zone, daily=is_date), dtype=pl.String)
+    )
     totals = (
         frame.group_by("event_type")
         .agg(pl.col("count").sum().alias("_n"))
@@ -1324,10 +1329,10 @@ def volume_over_time(events: pl.DataFrame, *, timezone: str | None = None, title
                 x=part.get_column("_x").to_list(),
                 y=part.get_column("count").to_list(),
                 name=safe_text(event_type, 40) or "(unknown)",
-                hovertemplate=f"%{{x|{_HOVER_TIME}}}<br>%{{fullData.name}}: %{{y:,}}<extra></extra>",
+                customdata=[[w] for w in part.get_column("_when").to_list()],
+                hovertemplate="%{customdata[0]}<br>%{fullData.name}: %{y:,}<extra></extra>",
             )
         )
-    is_date = isinstance(events.schema["bucket"], pl.Date)
     fig.update_layout(
         title=heading,
         barmode="stack",
@@ -1337,12 +1342,13 @@ def volume_over_time(events: pl.DataFrame, *, timezone: str | None = None, title
     return apply_theme(fig)
 
 
-def attribution_difference(by_day: pl.DataFrame, *, title: str | None = None) -> go.Figure:
+def attribution_difference(by_day: pl.DataFrame, *, timezone: str | None = None, title: str | None = None) -> go.Figure:
     """Conversions per local day counted by conversion date vs by visit date, and their difference.
 
     ``by_day`` is :func:`~cfanalytics.diagnose.attribution_by_day` (``day``,
     ``by_conversion_date``, ``by_visit_date``, ``difference``). Top: the two
     counts side by side; bottom: the difference (visit date − conversion date).
+    ``timezone``, the zone the days were cut in, is named in the axis title.
 
     >>> from datetime import date
     >>> fig = attribution_difference(pl.DataFrame({"day": [date(2026, 11, 20)], "by_conversion_date": [10],
@@ -1406,5 +1412,5 @@ def attribution_difference(by_day: pl.DataFrame, *, title: str | None = None) ->
     fig.update_yaxes(title={"text": "Conversions"}, rangemode="tozero", row=1, col=1)
     fig.update_yaxes(title={"text": "Difference (conversions)"}, row=2, col=1)
     fig.update_xaxes(tickformat="%a %b %d", dtick=86_400_000)
-    fig.update_xaxes(title={"text": "Day"}, row=2, col=1)
+    fig.update_xaxes(title={"text": f"Day ({safe_text(timezone)})" if timezone else "Day"}, row=2, col=1)
     return apply_theme(fig)

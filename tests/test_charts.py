@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+import html
+import os
+from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import polars as pl
 import pytest
@@ -120,21 +123,74 @@ def test_safe_text_redacts_then_escapes_and_shortens():
 
 
 # --------------------------------------------------------------------------- error rate over time
+def rate_lines(fig) -> list:
+    """The error-rate lines (one per group), without the change markers and the volume bars."""
+    return [t for t in fig.data if t.type == "scatter" and t.name != "Changes"]
+
+
+def bars(fig, name: str) -> list:
+    return [t for t in fig.data if t.type == "bar" and t.name == name]
+
+
+def label_texts(fig) -> list[str]:
+    return [a.text for a in fig.layout.annotations]
+
+
 def test_error_rate_lines_one_per_group_with_rates_in_percent():
     rates = rates_frame()
     fig = charts.error_rate_over_time(rates, timezone=NY)
-    lines = [t for t in fig.data if t.name != "Changes"]
+    lines = rate_lines(fig)
     assert [t.name for t in lines] == ["Meta Ads", "ts_prop"]  # by errors, name else id
     meta, prop = lines
     assert list(meta.y) == pytest.approx([2 / 40 * 100, 8 / 8 * 100])
-    assert list(prop.y) == pytest.approx([5 / 10 * 100, 0 / 3 * 100])
-    assert [row[1:] for row in meta.customdata] == [[40, 2], [8, 8]]
+    # 0 of 3 is too few postbacks for a rate: left out of the line, still in the bars
+    assert list(prop.y) == [pytest.approx(5 / 10 * 100), None]
+    assert [row[1:3] for row in meta.customdata] == [[40, 2], [8, 8]]
     assert meta.customdata[0][0] == "ts_meta"  # id on hover
-    assert "Postbacks" in meta.hovertemplate
-    assert "Errors" in meta.hovertemplate
-    assert fig.layout.yaxis.title.text == "Error rate (%)"
-    assert fig.layout.xaxis.title.text == f"Time ({NY})"
+    failed, accepted = bars(fig, charts.FAILED_NAME), bars(fig, charts.ACCEPTED_NAME)
+    assert [list(t.y) for t in failed] == [[2, 8], [5, 0]]
+    assert [[f + a for f, a in zip(fb.y, ab.y, strict=True)] for fb, ab in zip(failed, accepted, strict=True)] == [
+        [40, 8],
+        [10, 3],
+    ]
+    # each group has its own row: its own y axes, one above the other
+    rate_axes = [t.yaxis for t in lines]
+    assert len(set(rate_axes)) == 2
+    domains = [fig.layout[charts._layout_key(a)].domain for a in rate_axes]
+    assert domains[0][0] > domains[1][1]  # most errors on top, no overlap
+    assert "postbacks" in meta.hovertemplate
+    assert fig.layout.yaxis.ticksuffix == "%"
     assert fig.layout.title.text
+    # the row title says what the row is and how big it is
+    assert any(t.startswith("<b>Meta Ads</b>") and "48 postbacks · 10 failed" in t for t in label_texts(fig))
+
+
+def test_a_quiet_hour_with_one_failure_is_not_drawn_as_a_spike():
+    """1 failed of 1 in a quiet hour: no 100 % point on the line, a one-postback bar on the volume scale."""
+    hours = [utc(2026, 3, 10, h) for h in range(6)]
+    rates = pl.DataFrame(
+        {
+            "hour": hours,
+            "traffic_source_id": ["ts_meta"] * 6,
+            "traffic_source_name": ["Meta Ads"] * 6,
+            "postbacks": [40, 38, 1, 42, 36, 40],
+            "errors": [1, 0, 1, 40, 35, 0],
+        }
+    ).with_columns((pl.col("errors") / pl.col("postbacks")).alias("error_rate"))
+    fig = charts.error_rate_over_time(rates, timezone=NY)
+    (line,) = rate_lines(fig)
+    assert line.y[2] is None  # the quiet hour
+    assert line.connectgaps is False  # and no line drawn across it either
+    assert max(v for v in line.y if v is not None) == pytest.approx(35 / 36 * 100)  # the real incident
+    (failed,) = bars(fig, charts.FAILED_NAME)
+    assert failed.y[2] == 1
+    count_axis = fig.layout[charts._layout_key(failed.yaxis)]
+    assert count_axis.range[1] >= 42  # one scale for every bar: the quiet hour's bar is 1/42 of the tallest
+    assert "1 postbacks" not in " ".join(label_texts(fig))
+    # the rule is stated on the chart, and can be changed
+    assert any("at least 5 postbacks" in t for t in label_texts(fig))
+    loose = charts.error_rate_over_time(rates, timezone=NY, min_postbacks=1)
+    assert rate_lines(loose)[0].y[2] == pytest.approx(100.0)
 
 
 def test_error_rate_times_are_shown_in_the_display_zone():
@@ -142,40 +198,175 @@ def test_error_rate_times_are_shown_in_the_display_zone():
     ny = charts.error_rate_over_time(rates, timezone=NY)
     # 2026-03-10 is after the spring-forward: New York is UTC-4
     assert list(ny.data[0].x) == [datetime(2026, 3, 10, 10), datetime(2026, 3, 10, 11)]
+    assert ny.layout.xaxis.title.text == f"Hour ({NY})"
+    assert [row[3] for row in ny.data[0].customdata] == ["Tue Mar 10 10:00 EDT", "Tue Mar 10 11:00 EDT"]
     default = charts.error_rate_over_time(rates)
     assert list(default.data[0].x) == [datetime(2026, 3, 10, 14), datetime(2026, 3, 10, 15)]
-    assert default.layout.xaxis.title.text == "Time (UTC)"
+    assert default.layout.xaxis.title.text == "Hour (UTC)"
+    assert default.data[0].customdata[0][3] == "Tue Mar 10 14:00 UTC"
     # the diagnostics return local hours: converting them again is a no-op
     local = rates.with_columns(pl.col("hour").dt.convert_time_zone(NY))
     assert list(charts.error_rate_over_time(local, timezone=NY).data[0].x) == list(ny.data[0].x)
+    # a winter hour gets the winter abbreviation
+    winter = rates.with_columns(pl.col("hour").dt.offset_by("-60d"))
+    assert charts.error_rate_over_time(winter, timezone=NY).data[0].customdata[0][3].endswith("EST")
 
 
-def test_error_rate_marks_changes_and_incidents():
+def test_the_x_axis_ends_where_the_data_ends():
+    rates = rates_frame()
+    late = incidents_frame().with_columns(
+        pl.lit(utc(2026, 3, 11, 9)).alias("start"), pl.lit(utc(2026, 3, 12, 9)).alias("end")
+    )
+    changes = activity_frame().with_columns(pl.lit(utc(2026, 3, 14, 0)).alias("changed_at"))
+    fig = charts.error_rate_over_time(rates, changes=changes, incidents=late, timezone=NY)
+    first, last = datetime(2026, 3, 10, 10), datetime(2026, 3, 10, 11)  # local hours of the data
+    assert list(fig.layout.xaxis.range) == [first - timedelta(minutes=30), last + timedelta(minutes=30)]
+    # what lies outside is not labelled on the chart (it would be off the axis)
+    assert not any("Incident" in t for t in label_texts(fig))
+    daily = rates.with_columns(pl.col("hour").dt.date().alias("day")).drop("hour")
+    fig = charts.error_rate_over_time(daily, timezone=NY)
+    assert fig.layout.xaxis.range[1] == datetime(2026, 3, 10, 12)  # the last day, to its end
+    assert fig.layout.xaxis.title.text == f"Day ({NY})"
+
+
+def test_error_rate_marks_changes_and_incidents_with_text():
     fig = charts.error_rate_over_time(rates_frame(), changes=activity_frame(), incidents=incidents_frame(), timezone=NY)
     (marks,) = [t for t in fig.data if t.name == "Changes"]
     assert len(marks.x) == 2  # the row without a time cannot be placed
     assert list(marks.x) == [datetime(2026, 3, 10, 9, 5), datetime(2026, 3, 10, 10, 30)]
-    assert fig.layout.yaxis2.domain == charts.CHANGE_LANE  # a lane above the plot
-    assert fig.layout.yaxis.domain[1] < charts.CHANGE_LANE[0]
+    texts = label_texts(fig)
+    # the traffic source's own change is labelled in its row, saying what changed (also in a PNG: not hover)
+    (own,) = [a for a in fig.layout.annotations if a.text == "ana: postback url changed"]
+    meta_axis = rate_lines(fig)[0].yaxis
+    meta_top = fig.layout[charts._layout_key(meta_axis)].domain[1]
+    assert own.x == datetime(2026, 3, 10, 10, 30)
+    assert own.y == pytest.approx(meta_top)  # pinned to the top of the Meta Ads row, text above it
+    assert own.ay < 0
+    # the campaign change of 09:05 is before the first hour shown: kept for hover, not labelled
+    assert not any("campaign" in t for t in texts)
+    # two bands: the Meta Ads incident in its row, the integration's (no row here) across the chart
     assert len(fig.layout.shapes) == 2
     assert sorted((s.x0, s.x1) for s in fig.layout.shapes) == [
         (datetime(2026, 3, 10, 10, 10), datetime(2026, 3, 10, 10, 40)),
         (datetime(2026, 3, 10, 11, 4), datetime(2026, 3, 10, 11, 50)),
     ]
-    labels = sorted(a.text for a in fig.layout.annotations)
-    assert labels == ["Meta Ads · unreplaced_macro", "int_9 · auth"]
-    hovers = " ".join(a.hovertext for a in fig.layout.annotations)
+    assert {s.yref for s in fig.layout.shapes} == {f"{meta_axis} domain", "paper"}
+    assert "Incident · unreplaced_macro · 8/8 failed" in texts
+    assert "int_9 · auth" in texts
+    hovers = " ".join(a.hovertext for a in fig.layout.annotations if a.hovertext)
     assert "Suspected change" in hovers
     assert "No change found" in hovers
-    # hover of the change: author, entity, action, old → new; escaped, redacted, shortened
+    assert "EDT" in hovers  # incident times say their zone
+    # hover of the change: author, entity, action, old → new, time with zone; escaped, redacted, shortened
     first, second = marks.customdata
     assert first[0] == "&lt;script&gt;alert(1)&lt;/script&gt;"
     assert first[1] == "campaign &lt;img src=x onerror=alert(1)&gt;"
     assert len(first[4]) < 160
     assert second[:3] == ["ana@acme.test", "traffic source Meta Ads", "updated"]
+    assert second[5] == "Tue Mar 10 10:30 EDT"
     assert "api_key=***" in second[3]
     assert "access_token=***" in second[4]
     assert_clean(fig)
+
+
+def test_labels_close_in_time_are_stacked_not_overlapping():
+    rates = rates_frame()
+    start = utc(2026, 3, 10, 14)
+    changes = pl.DataFrame(
+        {
+            "changed_at": [start + timedelta(minutes=m) for m in (5, 10, 15)],
+            "author": ["ana@acme.test", "ben@acme.test", "mia@acme.test"],
+            "entity_type": ["traffic_source"] * 3,
+            "entity_id": ["ts_meta"] * 3,
+            "entity_name": ["Meta Ads"] * 3,
+            "action": ["updated"] * 3,
+            "old_value": ['{"default_cost": 0.02}', '{"daily_cap": 10}', '{"status": "on"}'],
+            "new_value": ['{"default_cost": 0.025}', '{"daily_cap": 20}', '{"status": "off"}'],
+        }
+    )
+    fig = charts.error_rate_over_time(rates, changes=changes, timezone=NY)
+    placed = [a for a in fig.layout.annotations if a.showarrow]
+    assert sorted(a.text for a in placed) == [
+        "ana: default cost 0.02→0.025",
+        "ben: daily cap 10→20",
+        "mia: status on→off",
+    ]
+    assert len({a.ay for a in placed}) == 3  # three lines, one label each
+    assert charts._levels([(0, 5), (1, 3), (4, 6), (5, 9)], 3) == [0, 1, 1, 0]
+
+
+def test_one_colour_per_traffic_source_in_every_chart_and_period():
+    rates = rates_frame()
+    week1 = charts.error_rate_over_time(rates, timezone=NY)
+    # another period, where a third source comes first and Meta Ads has fewer errors
+    week2_rates = pl.concat(
+        [
+            rates.with_columns(pl.col("hour").dt.offset_by("7d")),
+            rates.head(1).with_columns(
+                pl.col("hour").dt.offset_by("7d"),
+                pl.lit("ts_new").alias("traffic_source_id"),
+                pl.lit("New Source").alias("traffic_source_name"),
+                pl.lit(50, dtype=pl.Int64).alias("errors"),
+            ),
+        ]
+    )
+    week2 = charts.error_rate_over_time(week2_rates, timezone=NY)
+    colours1 = {t.customdata[0][0]: t.line.color for t in rate_lines(week1)}
+    colours2 = {t.customdata[0][0]: t.line.color for t in rate_lines(week2)}
+    assert rate_lines(week2)[0].name == "New Source"  # the order changed ...
+    assert colours2["ts_meta"] == colours1["ts_meta"] == charts.group_color("ts_meta")  # ... the colours did not
+    assert colours2["ts_prop"] == colours1["ts_prop"]
+    funnel = pl.DataFrame(
+        {
+            "traffic_source_id": ["ts_prop", "ts_meta"],
+            "traffic_source_name": [None, "Meta Ads"],
+            "visits": [10, 100],
+            "clicks": [5, 40],
+            "conversions": [1, 8],
+        }
+    )
+    fig = charts.funnel_chart(funnel, by="traffic_source_id")
+    assert {t.name: t.marker.color for t in fig.data} == {
+        "Meta Ads": colours1["ts_meta"],
+        "ts_prop": colours1["ts_prop"],
+    }
+    assert all(c in charts.GROUP_PALETTE for c in colours1.values())
+    assert charts.group_color(None) == charts.MISSING_COLOR
+
+
+def test_group_colour_does_not_depend_on_the_process():
+    """Python's own str hash changes per process; the colour must not."""
+    import subprocess
+    import sys
+
+    code = "from cfanalytics.charts import group_color; print(group_color('5f557203301850c5a38fd547'))"
+    seen = {
+        subprocess.run(
+            [sys.executable, "-c", code], env={**os.environ, "PYTHONHASHSEED": seed}, capture_output=True, text=True
+        ).stdout.strip()
+        for seed in ("1", "2", "3")
+    }
+    assert seen == {charts.group_color("5f557203301850c5a38fd547")}
+
+
+def test_change_summary_names_the_field_and_never_a_secret():
+    summary = charts.change_summary
+    assert summary({"action": "updated", "old_value": '{"payout": 24.0}', "new_value": '{"payout": 26.4}'}) == (
+        "payout 24→26.4"
+    )
+    assert summary({"action": "deleted", "old_value": '{"name": "x"}', "new_value": None}) == "deleted"
+    secret = summary(
+        {"action": "updated", "old_value": '{"access_token": "abc"}', "new_value": f'{{"access_token": "{TOKEN}"}}'}
+    )
+    assert secret == "access token changed"
+    url = summary(
+        {"action": "updated", "old_value": '{"postback_url": "https://a/?x=1"}', "new_value": '{"postback_url": "b"}'}
+    )
+    assert url == "postback url changed"
+    assert summary({"action": "updated", "old_value": "not json", "new_value": "{}"}) == "updated"
+    assert summary({"action": "updated", "old_value": '{"a": 1, "b": 2, "c": 3}', "new_value": "{}"}) == (
+        "a, b … changed"
+    )
 
 
 def test_error_rate_names_colliding_and_missing_groups_stay_apart():
@@ -189,16 +380,16 @@ def test_error_rate_names_colliding_and_missing_groups_stay_apart():
             "error_rate": [1.0, 0.5, 0.25],
         }
     )
-    names = {t.name for t in charts.error_rate_over_time(rates).data}
+    names = {t.name for t in rate_lines(charts.error_rate_over_time(rates))}
     assert names == {"Same (aaaaaaaa…)", "Same (bbbbbbbb…)", "(no traffic source)"}
 
 
 def test_error_rate_without_group_column_draws_one_line():
     rates = pl.DataFrame(
-        {"hour": [utc(2026, 1, 1, 0), utc(2026, 1, 1, 1)], "postbacks": [4, 5], "errors": [1, 0]}
+        {"hour": [utc(2026, 1, 1, 0), utc(2026, 1, 1, 1)], "postbacks": [40, 50], "errors": [10, 0]}
     ).with_columns((pl.col("errors") / pl.col("postbacks")).alias("error_rate"))
     fig = charts.error_rate_over_time(rates)
-    assert [t.name for t in fig.data] == ["All postbacks"]
+    assert [t.name for t in rate_lines(fig)] == ["All postbacks"]
     assert list(fig.data[0].y) == pytest.approx([25.0, 0.0])
 
 
@@ -288,6 +479,32 @@ def test_top_signatures_keeps_top_n_and_wraps_long_text():
     assert ticks[1:] == ("sig 11", "sig 10")
 
 
+def test_top_signatures_label_json_bodies_by_their_message():
+    sigs = pl.DataFrame(
+        {
+            "signature": [
+                '{"error":{"message":"Error validating access token: Session has expired on <time>. The current '
+                'time is <time>.","type":"OAuthException","code":<n>,"fbtrace_id":"<id>"}}',
+                '{"code":<n>,"message":"Too many requests. Please retry in some time.","request_id":"<id>"}',
+                f'{{"error":"invalid_grant","error_description":"token {TOKEN} revoked"}}',
+                "Connection timed out after <n> ms",
+            ],
+            "errors": [94, 53, 7, 46],
+        }
+    )
+    fig = charts.top_signatures(sigs)
+    ticks = list(fig.layout.yaxis.ticktext)
+    assert ticks[0] == "Error validating access token: Session<br>has expired on &lt;time&gt;. The current…"
+    assert ticks[1] == "Too many requests. Please retry in<br>some time."
+    assert ticks[2] == "Connection timed out after &lt;n&gt; ms"
+    assert all("{" not in t and '"' not in t for t in ticks)  # no raw JSON fragments
+    assert all(len(html.unescape(line)) <= 38 for t in ticks for line in t.split("<br>"))  # visible characters
+    assert all(t.count("<br>") <= 1 for t in ticks)  # two lines at most
+    assert fig.layout.yaxis.title.text == "Error message"
+    assert "OAuthException" in fig.data[0].customdata[0][0]  # the whole signature on hover
+    assert_clean(fig)
+
+
 def test_gap_classes_stack_sums_to_conversions():
     gaps = pl.DataFrame(
         {
@@ -327,8 +544,20 @@ def test_lag_histograms_count_every_row_and_use_log_scale_only_when_spread():
     skew = {"conversion_to_postback": pl.DataFrame({"seconds": [-30.0, 7.0, 25.0]})}
     fig = charts.lag_histograms(skew)
     assert sum(next(t for t in fig.data if t.type == "bar").y) == 3
-    assert fig.layout.xaxis2.title.text == "Conversion → postback (seconds)"
+    title = fig.layout.xaxis2.title.text
+    assert title.startswith("Conversion → postback (seconds)<br>")
+    # the negative lag is explained where it is drawn, with its count, and zero is marked
+    assert "1 postback below 0" in title
+    assert "postback time<br>precedes the recorded conversion time" in title
+    assert [(s.type, s.x0) for s in fig.layout.shapes] == [("line", 0)]
     assert no_data(fig)  # the visit → conversion panel says so
+    # no negative value, no note
+    assert (
+        "below 0"
+        not in charts.lag_histograms(
+            {"conversion_to_postback": pl.DataFrame({"seconds": [1.0, 2.0]})}
+        ).layout.xaxis2.title.text
+    )
 
 
 def test_funnel_per_top_group_and_total():
@@ -353,6 +582,31 @@ def test_funnel_per_top_group_and_total():
     assert list(total.data[0].x) == [160, 65, 13, 13, 11]
 
 
+def test_funnel_one_readable_funnel_per_traffic_source_even_without_postbacks():
+    funnel = pl.DataFrame(
+        {
+            "traffic_source_id": ["ts_meta", "ts_native", None, None],
+            "traffic_source_name": ["Meta Ads", "NativeX", None, None],
+            "visits": [5572, 1400, 0, 0],
+            "clicks": [2504, 600, 0, 0],
+            "conversions": [465, 77, 6, 0],
+            "postbacks_sent": [465, 0, 0, 1],
+            "postbacks_accepted": [366, 0, 0, 0],
+        }
+    )
+    fig = charts.funnel_chart(funnel, by="traffic_source_id")
+    assert [t.name for t in fig.data] == ["Meta Ads", "NativeX", "(no traffic source)"]  # rows of no id added up
+    native = fig.data[1]
+    assert list(native.x) == [1400, 600, 77, 0, 0]  # no postback configured: still drawn, its last stages empty
+    assert list(native.text) == ["1,400", "600 (43%)", "77 (13%)", "0 (0%)", "0"]
+    assert list(fig.data[2].x) == [0, 0, 6, 1, 0]
+    # each funnel in its own panel, the counts beside the bars in a readable size
+    assert len({(t.xaxis, t.yaxis) for t in fig.data}) == 3
+    assert all(t.textposition == "outside" and t.textfont.size >= 12 for t in fig.data)
+    assert fig.layout.yaxis.tickfont.size >= 12
+    assert {a.text for a in fig.layout.annotations} >= {"Meta Ads", "NativeX"}
+
+
 def test_volume_stacks_event_types_in_the_display_zone():
     events = pl.DataFrame(
         {
@@ -367,6 +621,8 @@ def test_volume_stacks_event_types_in_the_display_zone():
     assert list(fig.data[0].y) == [120, 80]
     assert fig.layout.barmode == "stack"
     assert fig.layout.xaxis.title.text == f"Time ({NY})"
+    assert [c[0] for c in fig.data[0].customdata] == ["Fri Nov 20 00:00 EST", "Fri Nov 20 01:00 EST"]
+    assert "%{customdata[0]}" in fig.data[0].hovertemplate
     # naive buckets are UTC
     naive = events.with_columns(pl.col("bucket").dt.replace_time_zone(None))
     assert list(charts.volume_over_time(naive, timezone=NY).data[0].x) == list(fig.data[0].x)
@@ -388,6 +644,8 @@ def test_attribution_difference_arrays():
     assert list(visit.y) == [290, 420]
     assert list(diff.y) == [36, -18]
     assert [v - c for v, c in zip(visit.y, conv.y, strict=True)] == list(diff.y)
+    assert fig.layout.xaxis2.title.text == "Day"
+    assert charts.attribution_difference(by_day, timezone=NY).layout.xaxis2.title.text == f"Day ({NY})"
 
 
 # --------------------------------------------------------------------------- empty input, theme
@@ -462,13 +720,45 @@ def test_every_chart_fits_the_sample_accounts_diagnostics(sample_store):
     activity = store.scan("activity").collect()
     incidents = d.incidents(store)
     fig = charts.error_rate_over_time(rates, changes=activity, incidents=incidents, timezone=tz)
-    lines = [t for t in fig.data if t.name != "Changes"]
+    lines = rate_lines(fig)
     names = set(d.names(store, "traffic_source").get_column("traffic_source_name"))
     assert {t.name for t in lines} <= names | {"(no traffic source)"}
     assert sum(len(t.x) for t in lines) == rates.height
+    assert sum(sum(t.y) for t in bars(fig, charts.FAILED_NAME)) == rates.get_column("errors").sum()
     assert len(next(t for t in fig.data if t.name == "Changes").x) == activity.height
     assert len(fig.layout.shapes) == incidents.height > 0
-    assert fig.layout.xaxis.title.text == f"Time ({tz})"
+    assert fig.layout.xaxis.title.text == f"Hour ({tz})"
+    last = rates.get_column("hour").dt.convert_time_zone(tz).dt.replace_time_zone(None).max()
+    assert fig.layout.xaxis.range[1] == last + timedelta(minutes=30)
+    # the bands start and end at the incident list's times, in the store's zone
+    zone = ZoneInfo(tz)
+    bands = sorted((s.x0, s.x1) for s in fig.layout.shapes)
+    expected = sorted(
+        (r["start"].astimezone(zone).replace(tzinfo=None), r["end"].astimezone(zone).replace(tzinfo=None))
+        for r in incidents.iter_rows(named=True)
+    )
+    assert bands == expected
+    texts = label_texts(fig)
+    for row in incidents.filter(pl.col("scope") == "traffic_source").iter_rows(named=True):
+        assert f"Incident · {row['top_error_kind']} · {row['errors']}/{row['postbacks']} failed" in texts
+        change = row["suspected_change"]
+        if change is not None:  # the suspected change is labelled in the row, at its time, with what changed
+            at = change["changed_at"].astimezone(zone).replace(tzinfo=None)
+            who = change["author"].split("@")[0]
+            assert any(a.x == at and a.text.startswith(f"{who}: ") for a in fig.layout.annotations)
+    # one colour per traffic source: the same in two periods and in the funnel
+    middle = rates.get_column("hour").sort()[rates.height // 2]
+    halves = [rates.filter(pl.col("hour") < middle), rates.filter(pl.col("hour") >= middle)]
+    colours = [{t.customdata[0][0]: t.line.color for t in rate_lines(charts.error_rate_over_time(h))} for h in halves]
+    shared = set(colours[0]) & set(colours[1])
+    assert len(shared) >= 5
+    assert all(colours[0][i] == colours[1][i] == charts.group_color(i) for i in shared if i)
+    by_source = d.funnel(store, by="traffic_source_id")
+    fig_sources = charts.funnel_chart(by_source, by="traffic_source_id")
+    funnel_colours = {t.customdata[0][0]: t.marker.color for t in fig_sources.data}
+    assert all(funnel_colours[i] == colours[0][i] for i in shared if i)
+    # every traffic source has its funnel, those without postbacks too
+    assert set(funnel_colours) >= set(by_source.get_column("traffic_source_id").drop_nulls())
 
     kinds = d.postback_errors(store, by="error_kind")
     fig_kinds = charts.errors_by_kind(kinds)
@@ -493,9 +783,8 @@ def test_every_chart_fits_the_sample_accounts_diagnostics(sample_store):
 
     funnel = d.funnel(store)
     fig_funnel = charts.funnel_chart(funnel)
-    assert len(fig_funnel.data) == 5
+    assert len(fig_funnel.data) == min(8, funnel.height)
     assert all(t.name in set(funnel.get_column("campaign_name").drop_nulls()) for t in fig_funnel.data)
-    charts.funnel_chart(d.funnel(store, by="traffic_source_id"), by="traffic_source_id")
 
     events = (
         pl.concat(
