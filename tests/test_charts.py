@@ -342,7 +342,11 @@ def test_group_colour_does_not_depend_on_the_process():
     code = "from cfanalytics.charts import group_color; print(group_color('5f557203301850c5a38fd547'))"
     seen = {
         subprocess.run(
-            [sys.executable, "-c", code], env={**os.environ, "PYTHONHASHSEED": seed}, capture_output=True, text=True
+            [sys.executable, "-c", code],
+            env={**os.environ, "PYTHONHASHSEED": seed},
+            capture_output=True,
+            text=True,
+            check=True,
         ).stdout.strip()
         for seed in ("1", "2", "3")
     }
