@@ -147,7 +147,7 @@ _LANE_PX: Final = 16
 _TOP_PX: Final = 100
 _BOTTOM_PX: Final = 60
 #: Plot width assumed when stacking labels (the report's 1100 px less the margins) and a label character's width.
-_PLOT_PX: Final = 940
+_PLOT_PX: Final = 900
 _CHAR_PX: Final = 6.0
 _MAX_LEVELS: Final = 4
 _MAX_LANE_LEVELS: Final = 6
@@ -472,7 +472,7 @@ def error_rate_over_time(
                     hovertemplate=bar_hover,
                 )
             )
-        totals = f"{group['_n']:,} postbacks · {group['_e']:,} failed" + (
+        totals = f"{group['_n']:,} postback{'' if group['_n'] == 1 else 's'} · {group['_e']:,} failed" + (
             f" ({group['_e'] / group['_n']:.1%})" if group["_n"] else ""
         )
         fig.add_annotation(
@@ -518,6 +518,20 @@ def error_rate_over_time(
         "fixedrange": True,
     }
     lane_y = paper(lane_px - _LANE_PX / 2)
+    if lane_marks:
+        fig.add_annotation(
+            text="Other<br>changes",
+            x=0,
+            xref="paper",
+            xanchor="right",
+            xshift=-6,
+            y=lane_y,
+            yref="paper",
+            yanchor="middle",
+            align="right",
+            showarrow=False,
+            font={"size": 10, "color": FONT_COLOR},
+        )
 
     def row_top(row: int | None) -> float:
         return lane_y if row is None else plots[row][1]
