@@ -389,17 +389,17 @@ def error_rate_over_time(
             continue
         start = (mark["x"] - x_lo).total_seconds()
         width = (len(mark["plain"]) * _CHAR_PX + 14) * span / _PLOT_PX
-        mark["anchor"] = "left" if start + width <= span or start < width else "right"
-        lo, hi = (start, start + width) if mark["anchor"] == "left" else (start - width, start)
-        items.setdefault(mark["row"], []).append({**mark, "lo": lo, "hi": hi})
+        items.setdefault(mark["row"], []).append({**mark, "at": start, "width": width})
     levels: dict[int | None, int] = {}
     crowded = 0
     for key, placed in list(items.items()):
-        placed.sort(key=lambda m: m["lo"])
-        lines = _levels([(m["lo"], m["hi"]) for m in placed], _MAX_LEVELS if key is not None else _MAX_LANE_LEVELS)
-        for mark, level in zip(placed, lines, strict=True):
-            mark["level"] = level
-        crowded += sum(1 for level in lines if level is None)
+        placed.sort(key=lambda m: m["at"])
+        spots = _place(
+            [(m["at"], m["width"]) for m in placed], _MAX_LEVELS if key is not None else _MAX_LANE_LEVELS, span
+        )
+        for mark, spot in zip(placed, spots, strict=True):
+            mark["level"], mark["anchor"] = spot if spot is not None else (None, None)
+        crowded += spots.count(None)
         items[key] = [m for m in placed if m["level"] is not None]
         levels[key] = max((m["level"] for m in items[key]), default=-1) + 1
     lane_marks = any(m["row"] is None for m in marks) or any(b["row"] is None for b in bands)
@@ -672,22 +672,35 @@ def _step(xs: Sequence[datetime], *, daily: bool) -> timedelta:
     return min(gaps) if gaps else timedelta(hours=1)
 
 
-def _levels(spans: Sequence[tuple[float, float]], most: int) -> list[int | None]:
-    """Line of each label (spans in x order): the first of ``most`` lines where it fits, else ``None``.
+def _place(labels: Sequence[tuple[float, float]], most: int, span: float) -> list[tuple[int, str] | None]:
+    """Line and side of each label ``(x, width)`` (in x order) so that no two overlap; ``None``: no room.
 
-    >>> _levels([(0, 5), (1, 3), (4, 6), (5, 9), (5.5, 7)], 2)
-    [0, 1, 1, 0, None]
+    A label starts at its ``x`` ("left") or ends there ("right"), within ``[0, span]``;
+    it takes the lowest of ``most`` lines where one of the two fits.
+
+    >>> _place([(0, 5), (1, 3), (4, 3), (9, 4), (9.5, 4)], 2, 10)
+    [(0, 'left'), (1, 'left'), (1, 'left'), (0, 'right'), None]
     """
-    ends: list[float] = []
-    out: list[int | None] = []
-    for lo, hi in spans:
-        free = next((n for n, end in enumerate(ends) if end <= lo), None)
-        if free is None and len(ends) < most:
-            ends.append(lo)
-            free = len(ends) - 1
-        if free is not None:
-            ends[free] = hi
-        out.append(free)
+    taken: list[list[tuple[float, float]]] = [[] for _ in range(most)]
+    out: list[tuple[int, str] | None] = []
+    for x, width in labels:
+        sides = [("left", x, x + width), ("right", x - width, x)]
+        fitting = [side for side in sides if side[1] >= 0 and side[2] <= span] or sides[:1]
+        spot = next(
+            (
+                (level, side, lo, hi)
+                for level in range(most)
+                for side, lo, hi in fitting
+                if all(hi <= a or lo >= b for a, b in taken[level])
+            ),
+            None,
+        )
+        if spot is None:
+            out.append(None)
+            continue
+        level, side, lo, hi = spot
+        taken[level].append((lo, hi))
+        out.append((level, side))
     return out
 
 
@@ -777,7 +790,9 @@ def _change_marks(changes: pl.DataFrame, zone: str, by: str, row_of: Mapping[str
         name = row.get("entity_name") or row.get("entity_id")
         who = str(row.get("author") or "").split("@")[0]
         what = change_summary(row)
-        plain = _plain(f"{who}: {what}" if group is not None else f"{kind}: {what}", 40)
+        # in the lane, an edit is named by its field ("payout 24→26.4"), a creation or deletion by its kind
+        other = what if row.get("action") == "updated" and what != "updated" else f"{kind} {what}"
+        plain = _plain(f"{who}: {what}" if group is not None else other, 36)
         marks.append(
             {
                 "row": group,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import itertools
 import os
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -243,7 +244,8 @@ def test_error_rate_marks_changes_and_incidents_with_text():
     assert own.y == pytest.approx(meta_top)  # pinned to the top of the Meta Ads row, text above it
     assert own.ay < 0
     # the campaign change of 09:05 is before the first hour shown: kept for hover, not labelled
-    assert not any("campaign" in t for t in texts)
+    placed = sorted(a.text for a in fig.layout.annotations if a.showarrow)
+    assert placed == ["Incident · unreplaced_macro · 8/8 failed", "ana: postback url changed", "int_9 · auth"]
     # two bands: the Meta Ads incident in its row, the integration's (no row here) across the chart
     assert len(fig.layout.shapes) == 2
     assert sorted((s.x0, s.x1) for s in fig.layout.shapes) == [
@@ -292,7 +294,46 @@ def test_labels_close_in_time_are_stacked_not_overlapping():
         "mia: status on→off",
     ]
     assert len({a.ay for a in placed}) == 3  # three lines, one label each
-    assert charts._levels([(0, 5), (1, 3), (4, 6), (5, 9)], 3) == [0, 1, 1, 0]
+    # the placement itself: labels of width 3 on a 10-wide axis, 3 lines
+    labels = [(0.0, 3.0), (0.5, 3.0), (1.0, 3.0), (1.5, 3.0), (9.0, 3.0)]
+    spots = charts._place(labels, 3, 10.0)
+    lines: dict[int, list[tuple[float, float]]] = {}
+    for (x, width), spot in zip(labels, spots, strict=True):
+        if spot is not None:
+            level, side = spot
+            lo, hi = (x, x + width) if side == "left" else (x - width, x)
+            assert lo >= 0  # inside the axis
+            assert hi <= 10
+            lines.setdefault(level, []).append((lo, hi))
+    for taken in lines.values():
+        taken.sort()
+        assert all(a[1] <= b[0] for a, b in itertools.pairwise(taken))  # no overlap on a line
+    assert spots.count(None) == 1  # four labels within 1.5 of each other: one more than the lines
+    assert spots[-1] == (0, "right")  # at the right end, the label ends at its mark
+
+
+def test_changes_of_other_entities_go_to_a_lane_above_the_rows():
+    rates = rates_frame()
+    changes = pl.DataFrame(
+        {
+            "changed_at": [utc(2026, 3, 10, 14, 10), utc(2026, 3, 10, 15, 20)],
+            "author": ["mia@acme.test", "ops-bot@acme.test"],
+            "entity_type": ["offer", "lander"],
+            "entity_id": ["o1", "l1"],
+            "entity_name": ["Keto", "Spin Wheel"],
+            "action": ["updated", "created"],
+            "old_value": ['{"payout": 24.0}', None],
+            "new_value": ['{"payout": 26.4}', '{"name": "Spin Wheel"}'],
+        }
+    )
+    fig = charts.error_rate_over_time(rates, changes=changes, timezone=NY)
+    placed = {a.text: a for a in fig.layout.annotations if a.showarrow}
+    assert set(placed) == {"payout 24→26.4", "lander created"}
+    top_row = fig.layout[charts._layout_key(rate_lines(fig)[0].yaxis)].domain[1]
+    assert all(a.y > top_row for a in placed.values())  # above every row
+    assert "Other<br>changes" in label_texts(fig)
+    (marks,) = [t for t in fig.data if t.name == "Changes"]
+    assert sorted(marks.y) == [placed["payout 24→26.4"].y] * 2
 
 
 def test_one_colour_per_traffic_source_in_every_chart_and_period():
