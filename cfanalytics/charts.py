@@ -393,7 +393,8 @@ def error_rate_over_time(
     levels: dict[int | None, int] = {}
     crowded = 0
     for key, placed in list(items.items()):
-        placed.sort(key=lambda m: m["at"])
+        # incidents first: a change label gives way to an incident's, never the reverse
+        placed.sort(key=lambda m: (m["color"] != ERROR_COLOR, m["at"]))
         spots = _place(
             [(m["at"], m["width"]) for m in placed], _MAX_LEVELS if key is not None else _MAX_LANE_LEVELS, span
         )
@@ -467,6 +468,7 @@ def error_rate_over_time(
                     legendgroup=name,
                     showlegend=n == 0,
                     marker={"color": bar_color, "line": {"width": 0}},
+                    width=[step.total_seconds() * 1000 * 0.85] * len(x),  # one bucket wide, however few bars
                     xaxis="x",
                     yaxis=count_axis,
                     hovertemplate=bar_hover,
@@ -673,7 +675,7 @@ def _step(xs: Sequence[datetime], *, daily: bool) -> timedelta:
 
 
 def _place(labels: Sequence[tuple[float, float]], most: int, span: float) -> list[tuple[int, str] | None]:
-    """Line and side of each label ``(x, width)`` (in x order) so that no two overlap; ``None``: no room.
+    """Line and side of each label ``(x, width)`` (in order of priority) so that no two overlap; ``None``: no room.
 
     A label starts at its ``x`` ("left") or ends there ("right"), within ``[0, span]``;
     it takes the lowest of ``most`` lines where one of the two fits.

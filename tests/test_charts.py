@@ -336,6 +336,47 @@ def test_changes_of_other_entities_go_to_a_lane_above_the_rows():
     assert sorted(marks.y) == [placed["payout 24→26.4"].y] * 2
 
 
+def test_incident_labels_win_over_crowding_change_labels():
+    rates = rates_frame()
+    start = utc(2026, 3, 10, 14)
+    changes = pl.DataFrame(
+        {
+            "changed_at": [start + timedelta(seconds=s) for s in range(0, 1200, 20)],
+            "author": ["ana@acme.test"] * 60,
+            "entity_type": ["offer"] * 60,
+            "entity_id": ["o1"] * 60,
+            "action": ["updated"] * 60,
+            "old_value": ['{"payout": 1}'] * 60,
+            "new_value": ['{"payout": 2}'] * 60,
+        }
+    )
+    incidents = incidents_frame().with_columns(
+        pl.lit("int_9").alias("id"),
+        pl.lit("integration").alias("scope"),
+        pl.Series("start", [utc(2026, 3, 10, 15, 4), utc(2026, 3, 10, 14, 10, 10)]),  # the second amid the changes
+    )
+    fig = charts.error_rate_over_time(rates, changes=changes, incidents=incidents, timezone=NY)
+    texts = [a.text for a in fig.layout.annotations if a.showarrow]
+    assert texts.count("int_9 · auth") == 1
+    assert "Meta Ads · unreplaced_macro" in texts
+    assert 0 < texts.count("payout 1→2") < 60  # crowded: some change labels left out ...
+    assert any(f"{60 - texts.count('payout 1→2')} change labels left out" in t for t in label_texts(fig))  # ... said
+
+
+def test_bars_are_one_bucket_wide_even_for_a_group_with_few_buckets():
+    rates = pl.DataFrame(
+        {
+            "hour": [utc(2026, 3, 10, h) for h in (0, 1, 2, 3, 0, 3)],
+            "traffic_source_id": ["a"] * 4 + ["b"] * 2,
+            "postbacks": [9, 9, 9, 9, 9, 9],
+            "errors": [0, 1, 0, 1, 2, 2],
+        }
+    ).with_columns((pl.col("errors") / pl.col("postbacks")).alias("error_rate"))
+    fig = charts.error_rate_over_time(rates)
+    widths = {t.width for t in fig.data if t.type == "bar"}
+    assert widths == {(3_600_000 * 0.85,) * 4, (3_600_000 * 0.85,) * 2}  # an hour, whatever the gaps
+
+
 def test_one_colour_per_traffic_source_in_every_chart_and_period():
     rates = rates_frame()
     week1 = charts.error_rate_over_time(rates, timezone=NY)
