@@ -617,7 +617,8 @@ def error_rate_over_time(
         text=(
             f"Line: error rate of the {'days' if time_col == 'day' else 'hours'} with at least {min_postbacks} "
             "postbacks (left axis). Bars: postbacks (right axis), red = failed.<br>◆ a change (hover for details),"
-            " shaded = an incident." + (f" {crowded} change labels left out where changes crowd." if crowded else "")
+            " shaded = an incident."
+            + (f" {crowded} change label{'' if crowded == 1 else 's'} left out where changes crowd." if crowded else "")
         ),
         x=0,
         xref="paper",
