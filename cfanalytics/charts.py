@@ -146,8 +146,9 @@ _GAP_PX: Final = 14
 _LANE_PX: Final = 16
 _TOP_PX: Final = 100
 _BOTTOM_PX: Final = 60
-#: Plot width assumed when stacking labels (the report's 1100 px less the margins) and a label character's width.
-_PLOT_PX: Final = 900
+#: Plot width assumed when stacking labels (the report's 1100 px less the margins, with room to spare).
+PLOT_WIDTH: Final = 900
+#: Width of a label character at font size 10, in pixels.
 _CHAR_PX: Final = 6.0
 _MAX_LEVELS: Final = 4
 _MAX_LANE_LEVELS: Final = 6
@@ -313,6 +314,7 @@ def error_rate_over_time(
     timezone: str = "UTC",
     title: str | None = None,
     min_postbacks: int = MIN_POSTBACKS,
+    plot_width: int = PLOT_WIDTH,
 ) -> go.Figure:
     """Hourly error rate per group as small multiples, with volume, changes and incidents marked.
 
@@ -332,7 +334,10 @@ def error_rate_over_time(
     naming the group), otherwise in a lane at the top. ``incidents`` is the
     :func:`~cfanalytics.diagnose.incidents` frame: a shaded band in its group's row
     from ``start`` to ``end`` with a label (top error kind, failed of postbacks).
-    Labels are stacked in lines so they never overlap. Times are wall-clock times
+    Labels are stacked in lines so that they do not overlap when the plot is at
+    least ``plot_width`` pixels wide (a label that finds no room is left out, and
+    the chart says how many). The figure's height follows the number of rows.
+    Times are wall-clock times
     in ``timezone`` (axis title ``Hour (zone)``, hover with the zone's
     abbreviation); the x axis ends where the data ends.
 
@@ -388,7 +393,7 @@ def error_rate_over_time(
         if mark["x"] is None or not x_lo <= mark["x"] <= x_hi:
             continue
         start = (mark["x"] - x_lo).total_seconds()
-        width = (len(mark["plain"]) * _CHAR_PX + 14) * span / _PLOT_PX
+        width = (len(mark["plain"]) * _CHAR_PX + 14) * span / max(plot_width, 100)
         items.setdefault(mark["row"], []).append({**mark, "at": start, "width": width})
     levels: dict[int | None, int] = {}
     crowded = 0

@@ -294,6 +294,12 @@ def test_labels_close_in_time_are_stacked_not_overlapping():
         "mia: status on→off",
     ]
     assert len({a.ay for a in placed}) == 3  # three lines, one label each
+    # spread out, they share one line; on a narrow plot the same labels need more lines
+    spread = changes.with_columns(pl.Series("changed_at", [start + timedelta(minutes=m) for m in (0, 30, 60)]))
+    wide = charts.error_rate_over_time(rates, changes=spread, timezone=NY)
+    narrow = charts.error_rate_over_time(rates, changes=spread, timezone=NY, plot_width=300)
+    assert len({a.ay for a in wide.layout.annotations if a.showarrow}) == 1
+    assert len({a.ay for a in narrow.layout.annotations if a.showarrow}) > 1
     # the placement itself: labels of width 3 on a 10-wide axis, 3 lines
     labels = [(0.0, 3.0), (0.5, 3.0), (1.0, 3.0), (1.5, 3.0), (9.0, 3.0)]
     spots = charts._place(labels, 3, 10.0)
