@@ -13,7 +13,12 @@ arranges them for display. Conventions shared by every figure:
   as text, and a token in a URL shows as ``***``.
 - **Times** are converted from their stored zone (UTC, or the zone the frame
   carries) to the display zone and plotted as local wall-clock times; the axis
-  title names the zone, e.g. ``Time (America/New_York)``.
+  title names the zone, e.g. ``Hour (America/New_York)``, and hover texts carry
+  the zone's abbreviation (``Tue Nov 17 10:00 EST``), so a chart agrees with an
+  incident list printed in the same zone.
+- **One colour per traffic source** (or integration): :func:`group_color`, a
+  stable hash of the id into :data:`GROUP_PALETTE`, the same in every chart and
+  every period.
 - **Empty input** gives a figure with a centred "No data for this selection"
   annotation, never an exception.
 - **Look** (:func:`apply_theme`): transparent paper and plot backgrounds,
