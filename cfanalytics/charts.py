@@ -157,7 +157,6 @@ PLOT_WIDTH: Final = 900
 _CHAR_PX: Final = 6.0
 _MAX_LEVELS: Final = 4
 _MAX_LANE_LEVELS: Final = 6
-_HOVER_TIME: Final = "%Y-%m-%d %H:%M"
 #: Note on a lag histogram with negative values (``{n}`` of them).
 NEGATIVE_LAG: Final[dict[str, str]] = {
     "minutes": (
@@ -436,8 +435,10 @@ def error_rate_over_time(
         color = group_color(group["_raw"]) if has_groups else COLORWAY[0]
         custom = [list(r) for r in part.select("_gid", "postbacks", "errors", "_when").iter_rows()]
         rate = [
-            (e / p * 100) if p >= max(min_postbacks, 1) else None
-            for p, e in zip(part.get_column("postbacks").to_list(), part.get_column("errors").to_list(), strict=True)
+            r * 100 if r is not None and p >= max(min_postbacks, 1) else None
+            for p, r in zip(
+                part.get_column("postbacks").to_list(), part.get_column("error_rate").to_list(), strict=True
+            )
         ]
         x = part.get_column("_x").to_list()
         id_line = f"{safe_text(_entity_words(by).capitalize())}: %{{customdata[0]}}<br>" if has_groups else ""
