@@ -137,6 +137,10 @@ GROUP_PALETTE: Final = (
     "#6b9e3a",
 )
 MISSING_COLOR: Final = "#8c8c8c"
+#: Groupings drawn in their own colour; any other grouping (campaign, ct) is drawn in
+#: :data:`NEUTRAL_COLOR`, so that a colour always means one traffic source (or integration).
+COLOURED_BY: Final = ("traffic_source_id", "integration_id")
+NEUTRAL_COLOR: Final = "#5f7d95"
 #: Fewest postbacks in one bucket for its error rate to be drawn; quieter buckets show only as bars.
 MIN_POSTBACKS: Final = 5
 FAILED_NAME: Final = "Failed postbacks"
@@ -324,7 +328,8 @@ def error_rate_over_time(
 
     ``rates`` is ``postback_errors(store, by=["hour", by])`` (``day`` works too);
     without a ``by`` column one row "All postbacks" is drawn. Each group gets a
-    row (most errors first) in its own colour (:func:`group_color`):
+    row (most errors first), in the group's colour (:func:`group_color`) when the
+    groups are traffic sources or integrations, else in one neutral colour:
 
     - **bars** (right axis): postbacks per bucket, the failed part in red, so a
       quiet hour with one failure reads as one failed postback, not as an incident;
@@ -432,7 +437,7 @@ def error_rate_over_time(
         domain = [paper(plot_top + _ROW_PX), paper(plot_top)]
         plots.append((domain[0], domain[1]))
         part = frame.filter(pl.col("_label") == group["_label"]).sort("_x")
-        color = group_color(group["_raw"]) if has_groups else COLORWAY[0]
+        color = group_color(group["_raw"]) if has_groups and by in COLOURED_BY else NEUTRAL_COLOR
         custom = [list(r) for r in part.select("_gid", "postbacks", "errors", "_when").iter_rows()]
         rate = [
             r * 100 if r is not None and p >= max(min_postbacks, 1) else None
@@ -1258,7 +1263,9 @@ def funnel_chart(funnel: pl.DataFrame, *, by: str = "campaign_id", top: int = 8,
 
     ``funnel`` is :func:`~cfanalytics.diagnose.funnel`. The ``top`` groups by
     visits each get their own funnel (rows of the same ``by`` id are added up),
-    in the group's colour (:func:`group_color`), with every stage's count and its
+    in the colour of its traffic source (:func:`group_color`: of ``by`` when it is a
+    traffic source or integration, else of a ``traffic_source_id`` column, else a
+    neutral colour), with every stage's count and its
     share of the previous stage written beside the bar in a readable size. A
     group with conversions but no postback sent shows an empty last stage, not a
     missing funnel. ``top=0``, or a frame without the ``by`` column, draws one
@@ -1282,24 +1289,34 @@ def funnel_chart(funnel: pl.DataFrame, *, by: str = "campaign_id", top: int = 8,
     if top > 0 and by in funnel.columns:
         name_col = _name_col(by)
         keys = [by, name_col] if name_col in funnel.columns else [by]
-        rows = funnel.group_by(keys).agg(pl.col(s).fill_null(0).sum() for s in stages)
+        source = by if by in COLOURED_BY else "traffic_source_id"
+        carried = [pl.col(source).drop_nulls().first().alias("_source")] if source in funnel.columns else []
+        rows = funnel.group_by(keys).agg(*(pl.col(s).fill_null(0).sum() for s in stages), *carried)
         rows = rows.sort([stages[0], by], descending=[True, False], nulls_last=True).head(top)
         rows = rows.with_columns(pl.Series("_label", _labels(rows, by), dtype=pl.String))
-        groups = [(r["_label"], r[by], [int(r[s] or 0) for s in stages]) for r in rows.iter_rows(named=True)]
+        groups = [
+            (
+                r["_label"],
+                r[by],
+                [int(r[s] or 0) for s in stages],
+                group_color(r["_source"]) if "_source" in r else NEUTRAL_COLOR,
+            )
+            for r in rows.iter_rows(named=True)
+        ]
     else:
         sums = funnel.select(pl.col(s).fill_null(0).sum() for s in stages).row(0)
-        groups = [("All", None, [int(v) for v in sums])]
+        groups = [("All", None, [int(v) for v in sums], NEUTRAL_COLOR)]
     cols = min(3, len(groups))
     n_rows = math.ceil(len(groups) / cols)
     fig = make_subplots(
         rows=n_rows,
         cols=cols,
         shared_yaxes=True,
-        subplot_titles=[label for label, _, _ in groups],
+        subplot_titles=[label for label, _, _, _ in groups],
         horizontal_spacing=0.04,
         vertical_spacing=min(0.12, 0.5 / n_rows),
     )
-    for n, (label, gid, values) in enumerate(groups):
+    for n, (label, gid, values, colour) in enumerate(groups):
         previous = [None, *values[:-1]]
         text = [
             f"{v:,}" if p is None else f"{v:,} ({v / p:.0%})" if p else f"{v:,}"
@@ -1315,7 +1332,7 @@ def funnel_chart(funnel: pl.DataFrame, *, by: str = "campaign_id", top: int = 8,
                 textposition="outside",
                 textfont={"size": 12},
                 cliponaxis=False,
-                marker={"color": group_color(gid) if gid is not None or label != "All" else COLORWAY[0]},
+                marker={"color": colour},
                 connector={"fillcolor": GRID_COLOR, "line": {"width": 0}},
                 customdata=[[safe_text(gid, 60)]] * len(values),
                 showlegend=False,

@@ -422,6 +422,26 @@ def test_one_colour_per_traffic_source_in_every_chart_and_period():
     assert charts.group_color(None) == charts.MISSING_COLOR
 
 
+def test_a_colour_always_means_a_traffic_source():
+    funnel = pl.DataFrame(
+        {
+            "campaign_id": ["c1", "c2", "c3"],
+            "campaign_name": ["US | Meta", "CA | Meta", "T1 | Propeller"],
+            "traffic_source_id": ["ts_meta", "ts_meta", "ts_prop"],
+            "visits": [30, 20, 10],
+            "clicks": [3, 2, 1],
+        }
+    )
+    fig = charts.funnel_chart(funnel)  # by campaign: each in its traffic source's colour
+    assert [t.marker.color for t in fig.data] == [charts.group_color("ts_meta")] * 2 + [charts.group_color("ts_prop")]
+    plain = charts.funnel_chart(funnel.drop("traffic_source_id"))
+    assert {t.marker.color for t in plain.data} == {charts.NEUTRAL_COLOR}
+    rates = rates_frame().rename({"traffic_source_id": "campaign_id", "traffic_source_name": "campaign_name"})
+    by_campaign = charts.error_rate_over_time(rates, by="campaign_id")
+    assert {t.line.color for t in rate_lines(by_campaign)} == {charts.NEUTRAL_COLOR}
+    assert charts.NEUTRAL_COLOR not in charts.GROUP_PALETTE
+
+
 def test_group_colour_does_not_depend_on_the_process():
     """Python's own str hash changes per process; the colour must not."""
     import subprocess
