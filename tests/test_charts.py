@@ -342,6 +342,32 @@ def test_changes_of_other_entities_go_to_a_lane_above_the_rows():
     assert sorted(marks.y) == [placed["payout 24→26.4"].y] * 2
 
 
+def test_a_campaign_change_goes_to_its_traffic_source_row_when_the_caller_says_which():
+    rates = rates_frame()
+    budget = pl.DataFrame(
+        {
+            "changed_at": [utc(2026, 3, 10, 14, 20)],
+            "author": ["ben@acme.test"],
+            "entity_type": ["campaign"],
+            "entity_id": ["c7"],
+            "entity_name": ["US | Meta | Keto"],
+            "action": ["updated"],
+            "old_value": ['{"daily_budget": 200}'],
+            "new_value": ['{"daily_budget": 800}'],
+        }
+    )
+    alone = charts.error_rate_over_time(rates, changes=budget, timezone=NY)
+    linked = charts.error_rate_over_time(
+        rates, changes=budget.with_columns(pl.lit("ts_meta").alias("traffic_source_id")), timezone=NY
+    )
+    (lane,) = [a for a in alone.layout.annotations if a.showarrow]
+    (row,) = [a for a in linked.layout.annotations if a.showarrow]
+    assert lane.text == "daily budget 200→800"  # no link: the lane, named by its field
+    assert row.text == "ben: daily budget 200→800"  # linked: in the Meta Ads row, with its author
+    meta_top = linked.layout[charts._layout_key(rate_lines(linked)[0].yaxis)].domain[1]
+    assert row.y == pytest.approx(meta_top)
+
+
 def test_incident_labels_win_over_crowding_change_labels():
     rates = rates_frame()
     start = utc(2026, 3, 10, 14)
