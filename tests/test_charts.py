@@ -880,7 +880,7 @@ def test_every_chart_fits_the_sample_accounts_diagnostics(sample_store):
     for row in incidents.filter(pl.col("scope") == "traffic_source").iter_rows(named=True):
         assert f"Incident · {row['top_error_kind']} · {row['errors']}/{row['postbacks']} failed" in texts
         change = row["suspected_change"]
-        if change is not None:  # the suspected change is labelled in the row, at its time, with what changed
+        if change is not None and change["entity_type"] == "traffic_source":  # labelled in its row, at its time
             at = change["changed_at"].astimezone(zone).replace(tzinfo=None)
             who = change["author"].split("@")[0]
             assert any(a.x == at and a.text.startswith(f"{who}: ") for a in fig.layout.annotations)
