@@ -150,7 +150,7 @@ ACCEPTED_BAR: Final = "rgba(128,128,128,0.28)"
 # Small multiples of the error-rate chart, in pixels: one row is a title line, its label lines and the plot.
 _ROW_PX: Final = 100
 _TITLE_PX: Final = 20
-_LEVEL_PX: Final = 14
+_LEVEL_PX: Final = 15
 _GAP_PX: Final = 14
 _LANE_PX: Final = 16
 _TOP_PX: Final = 100
@@ -591,7 +591,7 @@ def error_rate_over_time(
     for key, placed in items.items():
         # the highest line first, so that a lower label is drawn over the leader line of a higher one
         for mark in sorted(placed, key=lambda m: -m["level"]):
-            lift = _LEVEL_PX * mark["level"] + (4 if key is not None else _LANE_PX / 2)
+            lift = _LEVEL_PX * mark["level"] + (1 if key is not None else _LANE_PX / 2)
             fig.add_annotation(
                 text=mark["text"],
                 hovertext=mark.get("hover"),

@@ -249,7 +249,12 @@ class PostbackDoctorPanel(Panel[DoctorData]):
         show(
             self.figure,
             charts.error_rate_over_time(
-                self.rates, by=by, changes=self.changes, incidents=self.incidents, timezone=self.timezone
+                self.rates,
+                by=by,
+                changes=self.changes,
+                incidents=self.incidents,
+                timezone=self.timezone,
+                plot_width=550,  # the plot is about this wide in a JupyterLab cell: labels stacked to fit it
             ),
             on_click=self._rate_clicked,
         )
