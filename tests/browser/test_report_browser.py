@@ -170,8 +170,8 @@ def test_report_is_inert_and_offline(
             })"""
         )
         assert made_from_data == {"img_x": 0, "svg_onload": 0, "js_urls": 0, "data_scripts": 0}
-        # the hostile traffic source is charted, its name shown as text
-        legend = page.locator(".js-plotly-plot .legendtext").all_text_contents()
+        # the hostile traffic source is charted, its name shown as text (a legend entry or a row title)
+        legend = page.locator(".js-plotly-plot .legendtext, .js-plotly-plot .annotation-text").all_text_contents()
         assert any("Evil Ads" in text for text in legend), legend
     finally:
         context.close()
