@@ -187,10 +187,16 @@ def reconcile(
     or has no readable times and no ``start`` / ``end``; :class:`UsageError` for a bad
     zone, ``start`` after ``end`` or an unknown ``click_id_column``.
 
-    >>> rec = reconcile(store, "exports/maxbounty.csv")            # doctest: +SKIP
-    >>> rec.summary["missing_in_tracker"]["by_reason"]             # doctest: +SKIP
-    {'unreplaced_macro': 1, 'truncated_click_id': 2, ...}
-    >>> rec.network.filter(pl.col("status") != "matched")           # doctest: +SKIP
+    >>> import pathlib, tempfile, cfanalytics as cf
+    >>> folder = pathlib.Path(tempfile.mkdtemp())
+    >>> store = cf.LogStore(folder / "store", timezone="UTC")
+    >>> export = folder / "network.csv"
+    >>> _ = export.write_text("Sub ID,Payout,Date\\n{clickid},5,2026-11-20 10:00:00\\n")
+    >>> rec = reconcile(store, export)
+    >>> rec.summary["missing_in_tracker"]["by_reason"]["unreplaced_macro"]
+    1
+    >>> rec.network.get_column("status").to_list()
+    ['missing_in_tracker']
     """
     if isinstance(store, str | os.PathLike):
         store = LogStore(store, create=False)
