@@ -473,19 +473,50 @@ def _delta(cur: Any, prev: Any, kind: str) -> str:
     return f"{int(diff):+,}"
 
 
+def _empty(metrics: dict[str, Any]) -> bool:
+    """A period with no postbacks and no conversions: nothing to compare with."""
+    return not (metrics.get("postbacks") or metrics.get("conversions"))
+
+
+def _local_time(value: Any, timezone: str) -> str:
+    """A stored instant as the store's wall-clock time with its zone, e.g. ``2026-11-17 10:04 EST``.
+
+    >>> from datetime import datetime, UTC
+    >>> _local_time(datetime(2026, 11, 17, 15, 4, tzinfo=UTC), "America/New_York")
+    '2026-11-17 10:04 EST'
+    >>> _local_time("2026-11-17T15:04:10Z", "UTC")
+    '2026-11-17 15:04 UTC'
+    """
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    if not isinstance(value, datetime):
+        return "n/a"
+    return value.astimezone(ZoneInfo(timezone)).strftime("%Y-%m-%d %H:%M %Z")
+
+
 def summary_html(period: dict[str, Any], incidents: pl.DataFrame | None = None) -> str:
     """The summary block on top of the report: this period vs the previous one, and incidents.
 
-    Every string from data is redacted and HTML-escaped.
+    Every string from data is redacted and HTML-escaped; times are in the period's zone and say so.
+    A previous period without postbacks or conversions reads "no data", not a change.
     """
     import html
 
     cur, prev = period["current"], period["previous"]
     p, pp = period["period"], period["previous_period"]
+    zone = str(p.get("timezone") or "UTC")
     esc = html.escape
+    no_previous = _empty(prev)
     rows = "".join(
         f"<tr><th scope='row'>{esc(label)}</th><td>{_fmt(cur.get(key), kind)}</td>"
-        f"<td>{_fmt(prev.get(key), kind)}</td><td>{_delta(cur.get(key), prev.get(key), kind)}</td></tr>"
+        + (
+            "<td>no data</td><td>no data</td></tr>"
+            if no_previous
+            else f"<td>{_fmt(prev.get(key), kind)}</td><td>{_delta(cur.get(key), prev.get(key), kind)}</td></tr>"
+        )
         for label, key, kind in _SUMMARY_ROWS
     )
     out = [
@@ -501,7 +532,8 @@ def summary_html(period: dict[str, Any], incidents: pl.DataFrame | None = None) 
         for incident in incidents.to_dicts():
             change = incident.get("suspected_change")
             cause = (
-                f"suspected change: {esc(str(change['changed_at']))[:19]} {esc(redact(change['author']) or '')} "
+                f"suspected change: {esc(_local_time(change['changed_at'], zone))} "
+                f"{esc(redact(change['author']) or '')} "
                 f"{esc(change['action'] or '')} {esc(change['entity_type'] or '')} "
                 f"{esc(redact(change['entity_name'] or change['entity_id'] or '') or '')}"
                 if change
@@ -512,8 +544,9 @@ def summary_html(period: dict[str, Any], incidents: pl.DataFrame | None = None) 
             items.append(
                 f"<li><code>{esc(incident['incident_id'])}</code>{badge}{state} — "
                 f"{esc(incident['scope'].replace('_', ' '))} "
-                f"<b>{esc(redact(incident['name'] or incident['id']) or '')}</b>: {esc(str(incident['start']))[:16]} → "
-                f"{esc(str(incident['end']))[:16]} UTC, {incident['errors']}/{incident['postbacks']} failed, mostly "
+                f"<b>{esc(redact(incident['name'] or incident['id']) or '')}</b>: "
+                f"{esc(_local_time(incident['start'], zone))} → {esc(_local_time(incident['end'], zone))}, "
+                f"{incident['errors']}/{incident['postbacks']} failed, mostly "
                 f"{esc(incident['top_error_kind'] or 'n/a')}; {cause}</li>"
             )
         out.append(f"<h3>Incidents</h3><ul>{''.join(items)}</ul>")

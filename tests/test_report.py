@@ -70,3 +70,21 @@ def test_report_figures_equal_the_figures_of_one_query_each(sample_store):
     assert lines
     assert len(figures["error_rate_traffic_source"].layout.shapes) > 0  # incidents shaded
     assert frames.incidents.equals(cf.diagnose.incidents(sample_store, where))
+
+
+def test_summary_says_no_data_when_the_previous_period_is_empty():
+    from cfanalytics.report import summary_html
+
+    metrics = {"postbacks": 10, "errors": 2, "error_rate": 0.2, "conversions": 4}
+    empty = {"postbacks": 0, "errors": 0, "error_rate": None, "conversions": 0}
+    period = {
+        "period": {"from": "2026-11-18", "to": "2026-11-19", "timezone": "America/New_York"},
+        "previous_period": {"from": "2026-11-16", "to": "2026-11-17"},
+        "current": metrics,
+        "previous": empty,
+    }
+    html = summary_html(period)
+    assert "<th scope='row'>Postbacks sent</th><td>10</td><td>no data</td><td>no data</td>" in html
+    assert "+10" not in html
+    compared = summary_html({**period, "previous": {**metrics, "postbacks": 4}})
+    assert "<th scope='row'>Postbacks sent</th><td>10</td><td>4</td><td>+6</td>" in compared
