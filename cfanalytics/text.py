@@ -30,6 +30,11 @@ def _table(rows: list[list[str]], header: list[str]) -> list[str]:
     return ["  " + fmt.format(*header), *("  " + fmt.format(*r) for r in rows)]
 
 
+def _wait(retryable: bool | None) -> str:
+    """Whether waiting helps, in words."""
+    return "n/a" if retryable is None else ("may succeed" if retryable else "will fail again")
+
+
 def _rates_table(records: list[dict[str, Any]], entity: str) -> list[str]:
     """Postbacks, errors and rate per traffic source or integration (``entity``), labelled by name and id."""
     rows = [
@@ -62,13 +67,18 @@ def diagnosis_text(doc: dict[str, Any]) -> str:
         lines += [
             "",
             "Errors by kind:",
-            *_table([[r["error_kind"], str(r["errors"])] for r in postbacks["by_error_kind"]], ["kind", "errors"]),
+            *_table(
+                [[r["error_kind"], str(r["errors"]), _wait(r.get("retryable"))] for r in postbacks["by_error_kind"]],
+                ["kind", "errors", "a re-send later"],
+            ),
         ]
+        lines += [f"  {r['error_kind']}: {r['action']}" for r in postbacks["by_error_kind"] if r.get("action")]
     if postbacks["top_signatures"]:
         lines += ["", "Top errors:"]
-        lines += [
-            f"  {s['errors']:>6}  {(redact(s['signature']) or '')[:110]}" for s in postbacks["top_signatures"][:5]
-        ]
+        for s in postbacks["top_signatures"][:5]:
+            lines.append(f"  {s['errors']:>6}  {(redact(s['signature']) or '')[:110]}")
+            if s.get("action"):
+                lines.append(f"          → {s['action']} ({_wait(s.get('retryable'))})")
     lines += [
         "",
         f"Conversions: {gaps['conversions']} — posted ok {gaps['posted_ok']}, failed {gaps['posted_failed']}, "

@@ -37,7 +37,10 @@ def test_gaps_worked_example_from_the_spec(store):
     doc = diagnose(store)
     assert doc["gaps"] == expected["gaps"]
     assert {k: doc["postbacks"][k] for k in ("total", "errors")} == {"total": 3, "errors": 1}
-    assert doc["postbacks"]["by_error_kind"] == expected["postbacks"]["by_error_kind"]
+    kinds = [{"error_kind": r["error_kind"], "errors": r["errors"]} for r in doc["postbacks"]["by_error_kind"]]
+    assert kinds == expected["postbacks"]["by_error_kind"]
+    # each kind says what to do and whether a re-send later can succeed
+    assert all(r["action"] and isinstance(r["retryable"], bool) for r in doc["postbacks"]["by_error_kind"])
     # p3's click has no visit and no conversion: no traffic source found
     assert doc["postbacks"]["unattributed"] == 1
 

@@ -121,7 +121,9 @@ def test_error_rates_by_group_and_by_local_hour():
 def test_error_kinds_and_top_signatures_with_the_earliest_example():
     rows = _enriched()
     assert error_kind_counts(rows).rows() == [("auth", 3), ("rate_limit", 1)]
-    assert top_signatures(rows, top=1).rows() == [("Bad token <n>", 3, "Bad token 2")]  # earliest message
+    top = top_signatures(rows, top=1)
+    assert top.select("signature", "errors", "example").rows() == [("Bad token <n>", 3, "Bad token 2")]  # earliest
+    assert top.get_column("error_kind").to_list() == ["auth"]  # the earliest row's reading
 
 
 def test_postback_summary_names_groups():

@@ -20,6 +20,7 @@ from typing import Any, Final
 import polars as pl
 
 from cfanalytics._time import iso
+from cfanalytics.diagnose.error_kinds import KIND_ACTIONS
 from cfanalytics.diagnose.names import Names
 from cfanalytics.exceptions import UsageError
 from cfanalytics.redaction import redact
@@ -99,12 +100,19 @@ def error_kind_counts(postbacks: Frame) -> pl.DataFrame:
 
 def top_signatures(postbacks: Frame, top: int = TOP_SIGNATURES) -> pl.DataFrame:
     """The ``top`` error signatures of the failing postbacks: ``signature``, ``errors`` and the earliest
-    message as ``example`` (errors descending, then signature; a null signature last)."""
+    message as ``example`` (errors descending, then signature; a null signature last); with the
+    earliest row's ``error_kind``, ``action`` and ``retryable`` when the postbacks carry them."""
+    lf = postbacks.lazy()
+    present = lf.collect_schema().names()
+    meaning = [c for c in ("error_kind", "action", "retryable") if c in present]
     return (
-        postbacks.lazy()
-        .filter(pl.col("is_error"))
+        lf.filter(pl.col("is_error"))
         .group_by("signature")
-        .agg(pl.len().alias("errors"), pl.col("error_message").sort_by("postback_time").first().alias("example"))
+        .agg(
+            pl.len().alias("errors"),
+            pl.col("error_message").sort_by("postback_time").first().alias("example"),
+            *(pl.col(c).sort_by("postback_time").first() for c in meaning),
+        )
         .collect()
         .sort(["errors", "signature"], descending=[True, False], nulls_last=True)
         .head(top)
@@ -133,12 +141,30 @@ def postback_summary(postbacks: Frame, names: Names, *, top: int = TOP_SIGNATURE
         "unattributed": int(unattributed),
         "by_traffic_source": _records(by_source, ["traffic_source_id", "traffic_source_name"]),
         "by_integration": _records(by_integration, ["integration_id", "integration_name"]),
-        "by_error_kind": [{"error_kind": k, "errors": int(v)} for k, v in kinds.iter_rows()],
+        "by_error_kind": [
+            {"error_kind": k, "errors": int(v), **_advice(k)}
+            for k, v in kinds.select("error_kind", "errors").iter_rows()
+        ],
         "top_signatures": [
-            {"signature": s or "(no message)", "errors": int(c), "example": redact(x) if x else None}
-            for s, c, x in signatures.iter_rows()
+            {
+                "signature": r["signature"] or "(no message)",
+                "errors": int(r["errors"]),
+                "example": redact(r["example"]) if r["example"] else None,
+                "error_kind": r.get("error_kind"),
+                "action": r.get("action") or _advice(r.get("error_kind"))["action"],
+                "retryable": r["retryable"]
+                if r.get("retryable") is not None
+                else _advice(r.get("error_kind"))["retryable"],
+            }
+            for r in signatures.iter_rows(named=True)
         ],
     }
+
+
+def _advice(kind: str | None) -> dict[str, Any]:
+    """What to do about an error kind, and whether a re-send later can succeed (``KIND_ACTIONS``)."""
+    action, retryable, fix_owner = KIND_ACTIONS.get(kind or "other", KIND_ACTIONS["other"])
+    return {"action": action, "retryable": retryable, "fix_owner": fix_owner}
 
 
 def _records(frame: pl.DataFrame, keys: list[str]) -> list[dict[str, Any]]:
