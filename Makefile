@@ -37,7 +37,7 @@ chromium:
 	  exit 1; \
 	fi
 
-test: $(STAMP) chromium  ## lint, type-check, then every test (browser tests and notebooks included; about 25 minutes on 2 cores)
+test: $(STAMP) chromium  ## lint, type-check, then every test (browser tests and notebooks included; about 15 minutes on 2 cores)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m mypy
