@@ -17,6 +17,7 @@ import pytest
 
 from tests.browser.conftest import (
     RENDER_MS,
+    UPDATE_MS,
     Server,
     choice_labels,
     choose,
@@ -134,9 +135,14 @@ def test_postback_doctor_follows_traffic_source_filter(browser: Any, lab: Server
         after = rate_traces(page) or []
         assert [t["name"] for t in after] == [SOURCE]
         assert trace_points(after[0]) == expected
-        status = panel.locator(".widget-html-content", has_text="postbacks ·").first.inner_text()
         totals = f"{rates['postbacks'].sum()} postbacks · {rates['errors'].sum()} errors"
-        assert status.replace(",", "").startswith(totals), status
+        status, deadline = "", time.monotonic() + UPDATE_MS / 1000
+        while time.monotonic() < deadline:  # the status line may settle a moment after the chart
+            status = panel.locator(".widget-html-content", has_text="postbacks ·").first.inner_text().replace(",", "")
+            if status.startswith(totals):
+                break
+            page.wait_for_timeout(100)
+        assert status.startswith(totals), status
         shot(page, panel, "postback_doctor_filtered.png", max_height=1500)
         assert blocked == [], f"JupyterLab tried to reach the network: {blocked}"
     finally:
