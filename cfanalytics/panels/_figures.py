@@ -42,8 +42,8 @@ ClickHandler = Callable[[int, Any], None]
 #: Plotly's height of a figure that sets none (pixels).
 PLOTLY_HEIGHT: Final = 450
 
-#: Front end of :class:`PlotlyLibrary`: evaluate plotly.js once per page and share it.
-_LIBRARY_ESM: Final = """
+#: The page-wide slot where plotly.js, once evaluated, is shared by every chart.
+_SLOT_JS: Final = """
 function slot() {
   let s = globalThis.__cfanalyticsPlotly;
   if (!s) {
@@ -53,7 +53,12 @@ function slot() {
   }
   return s;
 }
-export default {
+"""
+
+#: Front end of :class:`PlotlyLibrary`: evaluate plotly.js once per page and share it.
+_LIBRARY_ESM: Final = (
+    _SLOT_JS
+    + """export default {
   initialize({ model }) {
     const s = slot();
     if (s.loading) return;
@@ -71,19 +76,12 @@ export default {
   },
 };
 """
+)
 
 #: Front end of :class:`PlotlyView`: draw the figure of the opening state, report clicks.
-_VIEW_ESM: Final = """
-function slot() {
-  let s = globalThis.__cfanalyticsPlotly;
-  if (!s) {
-    s = {};
-    s.promise = new Promise((resolve, reject) => { s.resolve = resolve; s.reject = reject; });
-    globalThis.__cfanalyticsPlotly = s;
-  }
-  return s;
-}
-export default {
+_VIEW_ESM: Final = (
+    _SLOT_JS
+    + """export default {
   async render({ model, el }) {
     const figure = model.get("figure") || {};
     const layout = figure.layout || {};
@@ -124,6 +122,7 @@ export default {
   },
 };
 """
+)
 
 
 class PlotlyLibrary(anywidget.AnyWidget):  # type: ignore[misc]
