@@ -64,12 +64,7 @@ def diagnose(
     )
     out: list[dict[str, Any]] = []
     for incident in found.to_dicts() if found is not None else ():
-        change = incident.pop("suspected_change")
-        if change is not None:
-            change["changed_at"] = iso(change["changed_at"])
-        incident["start"], incident["end"] = iso(incident["start"]), iso(incident["end"])
-        incident["suspected_change"] = change
-        out.append(incident)
+        out.append(_incident_json(incident))
     lo, hi = where.time_bounds(timezone)
     summary = postback_summary(frame, names)
     keys = conversion_keys(reader)
@@ -85,3 +80,14 @@ def diagnose(
         "incidents": out,
         "activity_log_until": iso(activity_log_until(reader)),
     }
+
+
+def _incident_json(incident: dict[str, Any]) -> dict[str, Any]:
+    """One row of :func:`~cfanalytics.diagnose.incidents.find_incidents` with ISO times; its ``suspects``,
+    ``suspected_change`` and ``resolved_by`` last."""
+    explained = {k: incident.pop(k) for k in ("suspects", "suspected_change", "resolved_by")}
+    incident["start"], incident["end"] = iso(incident["start"]), iso(incident["end"])
+    for change in (*explained["suspects"], explained["suspected_change"], explained["resolved_by"]):
+        if change is not None:
+            change["changed_at"] = iso(change["changed_at"])
+    return {**incident, **explained}

@@ -175,10 +175,11 @@ def activity(reader: StoreReader, where: LogFilter | None = None) -> pl.DataFram
 
 
 def campaign_links(reader: StoreReader) -> pl.DataFrame:
-    """Distinct ``traffic_source_id``, ``campaign_id`` pairs of the stored visits (who sends whose traffic)."""
+    """Distinct ``traffic_source_id``, ``campaign_id``, ``flow_id``, ``offer_id``, ``landing_id`` of the stored
+    visits (who sends whose traffic, and where it goes: the entities an incident's suspects are edits of)."""
     return (
         reader.scan("visits")
-        .select("traffic_source_id", "campaign_id")
+        .select("traffic_source_id", "campaign_id", "flow_id", "offer_id", "landing_id")
         .filter(pl.col("traffic_source_id").is_not_null())
         .unique()
         .collect()
