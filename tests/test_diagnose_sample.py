@@ -132,3 +132,44 @@ def test_error_rates_gap_classes_and_duplicates_equal_plain_sql(generated):
     gaps = cf.diagnose.gap_summary(store)
     assert {k: gaps[k] for k in ("posted_ok", "posted_failed", "not_posted") if gaps[k]} == sql_gaps
     assert gaps["duplicate_conversions"] == sql_dups
+
+
+def test_gap_classes_per_traffic_source_and_integration_equal_plain_sql(generated):
+    account, store = generated
+    con = _duckdb(store)
+    per_conversion = """
+        with p as (select click_id, nullif(ct, '') ctk, count(*) n, sum(case when is_error then 1 else 0 end) e,
+                          min(nullif(integration_id, '')) integ
+                   from postbacks group by 1, 2),
+             v as (select click_id, min(traffic_source_id) ts from visits group by 1)
+        select coalesce(c.traffic_source_id, v.ts) ts, p.integ,
+               case when p.n > p.e then 'posted_ok' when p.n > 0 then 'posted_failed' else 'not_posted' end gap
+        from conversions c
+        left join p on c.click_id = p.click_id and nullif(c.ct, '') is not distinct from p.ctk
+        left join v on v.click_id = c.click_id
+    """
+
+    def by(column: str) -> list[tuple]:
+        return con.execute(
+            f"""
+            select {column}, count(*) conversions, count(*) filter (gap = 'posted_ok'),
+                   count(*) filter (gap = 'posted_failed'), count(*) filter (gap = 'not_posted'), 0
+            from ({per_conversion}) group by 1
+            order by 5 desc, 2 desc, 1 nulls last
+            """
+        ).fetchall()
+
+    gaps = diagnose(store)["gaps"]
+    classes = ("conversions", "posted_ok", "posted_failed", "not_posted", "pending")
+    for key, column, sql in (
+        ("by_traffic_source", "traffic_source_id", "ts"),
+        ("by_integration", "integration_id", "integ"),
+    ):
+        assert [(r[column], *(r[c] for c in classes)) for r in gaps[key]] == by(sql), key
+        for cls in classes:  # every conversion in exactly one group
+            assert sum(r[cls] for r in gaps[key]) == gaps[cls]
+    # the source with no postback configured: named, every conversion never posted, as the generator wrote them
+    (nativex,) = [f for f in account.truth["faults"] if f["fault"] == "no_postback_configured"]
+    (row,) = [r for r in gaps["by_traffic_source"] if r["traffic_source_id"] == nativex["traffic_source_id"]]
+    assert row["traffic_source_name"] == "NativeX"
+    assert row["conversions"] == row["not_posted"] == nativex["conversions"] > 0

@@ -29,7 +29,7 @@ from cfanalytics.diagnose.frames import (
     postback_rows,
     visit_lookup,
 )
-from cfanalytics.diagnose.gaps import classify, gap_counts, orphans, with_ct_mismatch
+from cfanalytics.diagnose.gaps import classify, gap_breakdowns, gap_counts, orphans, with_ct_mismatch
 from cfanalytics.diagnose.incidents import SCOPES, find_incidents, history_filter
 from cfanalytics.diagnose.names import Names
 from cfanalytics.filters import LogFilter, StoreReader
@@ -76,7 +76,10 @@ def diagnose(
         "timezone": timezone,
         "data_until": summary.pop("last_postback_time"),
         "postbacks": summary,
-        "gaps": gap_counts(classified, with_ct_mismatch(orphans(frame.lazy(), keys), keys)),
+        "gaps": {
+            **gap_counts(classified, with_ct_mismatch(orphans(frame.lazy(), keys), keys)),
+            **gap_breakdowns(classified, names),
+        },
         "incidents": out,
         "activity_log_until": iso(activity_log_until(reader)),
     }

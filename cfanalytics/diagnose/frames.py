@@ -153,9 +153,9 @@ def conversions(reader: StoreReader, where: LogFilter | None = None) -> pl.LazyF
 
 
 def postback_outcomes(reader: StoreReader) -> pl.LazyFrame:
-    """Every stored postback's ``click_id``, ``ct``, ``is_error`` and ``postback_time`` (what conversions
-    are matched with, whatever the range)."""
-    return reader.scan("postbacks").select("click_id", "ct", "is_error", "postback_time")
+    """Every stored postback's ``click_id``, ``ct``, ``is_error``, ``postback_time`` and ``integration_id``
+    (what conversions are matched with, whatever the range)."""
+    return reader.scan("postbacks").select("click_id", "ct", "is_error", "postback_time", "integration_id")
 
 
 def conversion_keys(reader: StoreReader) -> pl.LazyFrame:
