@@ -18,7 +18,12 @@ def test_demo_matches_the_generators_truth(tmp_path, capsys):
             assert sum(b[key] for b in batches) == expected[key], (kind, key)
         assert doc["rows"][kind] == expected["rows_stored"]
     assert doc["rows"]["quarantine"] == sum(e["quarantined"] for e in truth["ingest"].values())
-    assert doc["diagnosis"]["gaps"] == truth["gaps"]
+    gaps = doc["diagnosis"]["gaps"]
+    assert {k: gaps[k] for k in truth["gaps"]} == truth["gaps"]
+    # the source with no postback configured is named in the classes per traffic source
+    (nativex,) = [f for f in truth["faults"] if f["fault"] == "no_postback_configured"]
+    (row,) = [r for r in gaps["by_traffic_source"] if r["traffic_source_id"] == nativex["traffic_source_id"]]
+    assert (row["traffic_source_name"], row["not_posted"]) == ("NativeX", nativex["conversions"])
     # the text run rebuilds the store from scratch and names where it is
     assert main(["demo", "--dir", str(tmp_path / "sample"), "--no-report"]) == 0
     out = capsys.readouterr().out
