@@ -44,6 +44,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
+from zoneinfo import ZoneInfo
 
 from cfanalytics.exceptions import CfError, UsageError
 from cfanalytics.redaction import redact
@@ -222,6 +223,23 @@ def incident_text(incident: Mapping[str, Any]) -> str:
     return f"*New incident* · {scope} {who}: {errors} of {postbacks} postbacks failed{rate}{mostly}{since}"
 
 
+def incident_notices(rows: Iterable[Mapping[str, Any]], timezone: str) -> list[dict[str, Any]]:
+    """Incidents (rows of ``find_incidents`` or ``diagnose --json``) with ``start`` as a wall-clock time of
+    ``timezone`` that names its zone, as :func:`incident_text` shows it.
+
+    >>> incident_notices([{"incident_id": "i", "start": "2026-11-17T15:04:10Z"}], "America/New_York")
+    [{'incident_id': 'i', 'start': '2026-11-17 10:04 EST'}]
+    """
+    out = []
+    for row in rows:
+        start = row.get("start")
+        if isinstance(start, str):
+            start = datetime.fromisoformat(start.replace("Z", "+00:00"))
+        shown = start.astimezone(ZoneInfo(timezone)).strftime("%Y-%m-%d %H:%M %Z") if start else None
+        out.append({**row, "start": shown})
+    return out
+
+
 def threshold_text(rule_breach: str, period: Mapping[str, Any]) -> str:
     """One line about a breached ``--fail-on`` rule.
 
@@ -379,6 +397,7 @@ __all__ = [
     "check_webhook",
     "configured_webhook",
     "due_incidents",
+    "incident_notices",
     "incident_text",
     "new_incident_ids",
     "notify",

@@ -181,6 +181,7 @@ def _parser() -> argparse.ArgumentParser:
         help="conversions newer than this before the last postback count as pending (default 0)",
     )
     dia.add_argument("--json", action="store_true", help="print one JSON document on stdout")
+    _notify_args(dia)
 
     rec = sub.add_parser("reconcile", help="compare an affiliate network's conversion export with the store")
     rec.add_argument("network_export", metavar="NETWORK_EXPORT", help="the network's conversion export (csv/xlsx)")
@@ -529,6 +530,7 @@ def _cmd_diagnose(args: argparse.Namespace) -> int:
     from cfanalytics.store import LogStore
 
     _check_range(args.start, args.end)
+    webhook = _webhook(args)
     store = LogStore(args.store, create=False)
     span = _stored_span(store)
     note = _no_rows_note(store, args.start, args.end, span)
@@ -546,7 +548,33 @@ def _cmd_diagnose(args: argparse.Namespace) -> int:
         from cfanalytics.text import diagnosis_text
 
         _print(diagnosis_text(doc))
-    return EXIT_OK
+    period = {"from": str(start), "to": str(end)}
+    return _notify_diagnosis(store, webhook, doc, period, args) if webhook else EXIT_OK
+
+
+def _notify_diagnosis(
+    store: Any, webhook: str, doc: dict[str, Any], period: dict[str, str], args: argparse.Namespace
+) -> int:
+    """``diagnose --notify``: one notice per incident never notified (thresholds are the report's)."""
+    from cfanalytics.alerts import incident_notices, notify
+
+    zone = store.timezone or "UTC"
+    notified = notify(
+        store,
+        webhook,
+        incident_notices(doc["incidents"], zone),
+        [],
+        {**period, "timezone": zone},
+        footer="cfanalytics diagnose",
+        timeout=args.notify_timeout,
+        retries=args.notify_retries,
+    )
+    if not args.json:
+        _print_notified(notified)
+    failed = notified.error_line()
+    if failed:
+        _error(failed)
+    return EXIT_INPUT if failed else EXIT_OK
 
 
 def _cmd_reconcile(args: argparse.Namespace) -> int:

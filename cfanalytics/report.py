@@ -452,14 +452,14 @@ def _notify(
     options: Mapping[str, Any],
 ) -> NotifyResult:
     """Send the notices still due for a report's period: its incidents and each breached rule."""
-    from cfanalytics.alerts import due_incidents, notify, read_state
+    from cfanalytics.alerts import due_incidents, incident_notices, notify, read_state
     from cfanalytics.diagnose.queries import incidents
 
     ids = period["current"]["incident_ids"]
     found: list[dict[str, Any]] = []
     if due_incidents(read_state(store.path), ids):  # read the incidents' details only when a notice is owed
         where = LogFilter(start=period["period"]["from"], end=period["period"]["to"])
-        found = [{**row, "start": _local_time(row["start"], timezone)} for row in incidents(store, where).to_dicts()]
+        found = incident_notices(incidents(store, where).to_dicts(), timezone)
     breached = [
         (f"{metric}{op}{value:g}", line)
         for metric, op, value in rules

@@ -366,3 +366,21 @@ def test_new_incidents_are_those_never_reported(sample, sample_store):
     told = summary(sample_store, date(2026, 11, 17), date(2026, 11, 19), reported={ids[0], "inc-elsewhere"})
     assert told["current"]["new_incident_ids"] == ids[1:]
     assert told["current"]["new_incidents"] == len(ids) - 1
+
+
+@pytest.mark.usefixtures("quick_report")
+def test_diagnose_notifies_each_incident_once(sample, own_store, tmp_path, hook, capsys):
+    argv = ["diagnose", "--store", own_store, *PERIOD_ARGS, "--notify", hook.url]
+    assert main(argv) == 0
+    out = capsys.readouterr()
+    assert "notified: 3 incident(s), 0 threshold(s)" in out.out
+    assert sorted(noticed(hook.bodies)) == sorted(truth_incidents(sample, FIRST, LAST))
+    assert all(
+        b["blocks"][-1]["elements"][0]["text"].startswith("cfanalytics diagnose · 2026-11-18 to 2026-11-19")
+        for b in hook.bodies
+    )
+    assert main([*argv, "--json"]) == 0
+    assert len(hook.bodies) == 3
+    assert SECRET not in out.out + out.err + capsys.readouterr().out
+    # the incidents were told: a report finds none new
+    assert report(own_store, tmp_path / "r.html", "--fail-on", "new_incidents>=1") == 0
