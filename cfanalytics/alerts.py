@@ -291,7 +291,8 @@ def post_webhook(
             last = redact(str(getattr(exc, "reason", exc)) or exc.__class__.__name__) or exc.__class__.__name__
         if attempt < retries:
             sleep(min(retry_after if retry_after is not None else backoff * 2**attempt * (0.5 + random.random()), 60))
-    raise NotifyError(f"notify: {shown} did not take the notice after {retries + 1} tries ({last})")
+    tries = "1 try" if retries == 0 else f"{retries + 1} tries"
+    raise NotifyError(f"notify: {shown} did not take the notice after {tries} ({last})")
 
 
 def webhook_origin(url: str) -> str:
