@@ -16,7 +16,9 @@ atomically under the store's writer lock, readable by its owner only):
 An incident counts as reported once a report that lists it was written (the
 HTML and its JSON summary); :func:`record` marks it then. A notice is owed for
 an incident of the period until one was delivered, so a notice that failed is
-sent by the next run, and one that was delivered is never sent again.
+sent by the next run, and one that was delivered (recorded as soon as the
+webhook took it) is never sent again. Two reports of one store started at the
+same moment may each send a notice the other is sending: schedule one at a time.
 
 A notice is a POST of ``{"text": …, "blocks": […]}`` to an incoming-webhook URL
 (Slack's format; Mattermost, Rocket.Chat, Discord's ``/slack`` endpoint and

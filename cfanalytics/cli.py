@@ -332,7 +332,7 @@ def _webhook(args: argparse.Namespace) -> str | None:
 
 
 def _print_notified(notified: Any) -> None:
-    """One line of what the webhook was sent; one error line when something stays due."""
+    """One line of what the webhook was sent (failures are the caller's one error line)."""
     if notified is None:
         return
     sent = f"{len(notified.incidents_sent)} incident(s), {len(notified.thresholds_sent)} threshold(s)"
