@@ -294,7 +294,7 @@ def _notify_args(p: argparse.ArgumentParser) -> None:
         type=_retries_arg,
         default=3,
         metavar="N",
-        help="tries after a time-out, 429 or 5xx, with back-off (default 3)",
+        help="retries after a time-out, 429 or 5xx, with back-off (default 3)",
     )
 
 
