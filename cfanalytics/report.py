@@ -12,6 +12,12 @@ and activity are loaded once and every number and chart is computed from them.
 given as several flags; any that holds fails the run (exit code 3). ``OP`` is one
 of ``> >= < <= == !=``; ``5%`` means ``0.05``. Metrics: see :data:`METRICS`.
 
+``new_incidents`` counts the period's incidents no report of the store listed
+before (:mod:`cfanalytics.alerts`): :func:`run` records the period's incidents as
+reported once the HTML and its JSON summary are written, so a second run over the
+same data finds none new. With a webhook (``notify``) it then sends a notice for
+each incident and breached rule still due, once.
+
 >>> parse_fail_on(["error_rate>5%", "new_incidents >= 1"])
 [('error_rate', '>', 0.05), ('new_incidents', '>=', 1.0)]
 """
@@ -21,7 +27,7 @@ from __future__ import annotations
 import operator
 import os
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
@@ -51,6 +57,7 @@ from cfanalytics.redaction import redact
 if TYPE_CHECKING:
     import plotly.graph_objects as go
 
+    from cfanalytics.alerts import NotifyResult
     from cfanalytics.store import LogStore
 
 #: Metrics ``--fail-on`` understands (all from :func:`summary`'s ``current`` period).
@@ -157,12 +164,18 @@ def _period_metrics(reader: StoreReader, where: LogFilter, grace_minutes: float,
 
 
 def summary(
-    reader: StoreReader, start: date | None = None, end: date | None = None, *, grace_minutes: float = 0
+    reader: StoreReader,
+    start: date | None = None,
+    end: date | None = None,
+    *,
+    grace_minutes: float = 0,
+    reported: Collection[str] | None = None,
 ) -> dict[str, Any]:
     """Metrics of the period [start, end] (local dates, inclusive) and of the period before it.
 
     ``new_incidents`` counts incidents of this period whose ``incident_id`` is not
-    among the previous period's.
+    among ``reported`` (default: those a report of the store already listed,
+    :func:`reported_incidents`).
     """
     if start is None or end is None:
         first, last = default_period(reader)
@@ -175,7 +188,8 @@ def summary(
     shared = _Shared.load(reader)
     current = _period_metrics(reader, LogFilter(start=start, end=end), grace_minutes, shared)
     previous = _period_metrics(reader, LogFilter(start=prev_start, end=prev_end), grace_minutes, shared)
-    new = [i for i in current["incident_ids"] if i not in set(previous["incident_ids"])]
+    known = reported_incidents(reader) if reported is None else set(reported)
+    new = [i for i in current["incident_ids"] if i not in known]
     current["new_incidents"] = len(new)
     current["new_incident_ids"] = new
     return {
@@ -184,6 +198,19 @@ def summary(
         "current": current,
         "previous": previous,
     }
+
+
+def reported_incidents(reader: StoreReader) -> set[str]:
+    """Ids of the incidents a report of this store already listed (none for a reader without a folder).
+
+    >>> import tempfile, cfanalytics as cf
+    >>> reported_incidents(cf.LogStore(tempfile.mkdtemp() + "/s", timezone="UTC"))
+    set()
+    """
+    from cfanalytics.alerts import read_state
+
+    folder = getattr(reader, "path", None)
+    return set(read_state(folder)["incidents"]) if folder is not None else set()
 
 
 #: The report's charts, in order: name → title.
@@ -350,6 +377,8 @@ class ReportResult:
     summary: dict[str, Any]
     breached: list[str]
     pngs: list[Path]
+    #: What the webhook was sent (None without one).
+    notified: NotifyResult | None = None
 
 
 def run(
@@ -363,8 +392,18 @@ def run(
     fail_on: Sequence[str] | None = None,
     png_dir: str | os.PathLike[str] | None = None,
     notebook: str | os.PathLike[str] | None = None,
+    notify: str | None = None,
+    notify_options: Mapping[str, Any] | None = None,
+    record: bool = True,
 ) -> ReportResult:
-    """Execute the report notebook with papermill and export it to one self-contained HTML file."""
+    """Execute the report notebook with papermill and export it to one self-contained HTML file.
+
+    Once the HTML and its JSON summary are written, the period's incidents count as
+    reported (``record=False`` leaves the alert state alone); then, with a webhook URL
+    ``notify``, each incident and breached rule still due gets one notice
+    (:func:`cfanalytics.alerts.notify`; ``notify_options`` go to its ``post_webhook``).
+    A failed notice stays due: the result's ``notified`` says what failed.
+    """
     import json
     import tempfile
 
@@ -391,7 +430,42 @@ def run(
     pngs = sorted(Path(png_dir).glob("*.png")) if png_dir else []
     breached = check_thresholds(period["current"], rules)
     (out_path.with_suffix(".json")).write_text(json.dumps({**period, "breached": breached}, indent=2, default=str))
-    return ReportResult(out_path, period, breached, pngs)
+    if record:
+        from cfanalytics.alerts import record as record_reported
+
+        record_reported(store, reported=period["current"]["incident_ids"])
+    notified = (
+        _notify(store, notify, period, rules, timezone=params["timezone"], options=notify_options or {})
+        if notify
+        else None
+    )
+    return ReportResult(out_path, period, breached, pngs, notified)
+
+
+def _notify(
+    store: LogStore,
+    url: str,
+    period: dict[str, Any],
+    rules: list[tuple[str, str, float]],
+    *,
+    timezone: str,
+    options: Mapping[str, Any],
+) -> NotifyResult:
+    """Send the notices still due for a report's period: its incidents and each breached rule."""
+    from cfanalytics.alerts import due_incidents, incident_notices, notify, read_state
+    from cfanalytics.diagnose.queries import incidents
+
+    ids = period["current"]["incident_ids"]
+    found: list[dict[str, Any]] = []
+    if due_incidents(read_state(store.path), ids):  # read the incidents' details only when a notice is owed
+        where = LogFilter(start=period["period"]["from"], end=period["period"]["to"])
+        found = incident_notices(incidents(store, where).to_dicts(), timezone)
+    breached = [
+        (f"{metric}{op}{value:g}", line)
+        for metric, op, value in rules
+        for line in check_thresholds(period["current"], [(metric, op, value)])
+    ]
+    return notify(store, url, found, breached, period["period"], **options)
 
 
 def _execute(source: Path, target: Path, params: dict[str, Any]) -> None:
