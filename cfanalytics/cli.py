@@ -200,7 +200,8 @@ def _parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="EXPR",
-        help="exit 3 when e.g. 'error_rate>0.05' holds (several allowed; see the README)",
+        help="exit 3 when e.g. 'error_rate>0.05' holds (several allowed; see the README); money at stake is "
+        "per currency: 'at_stake>=100' holds when any one currency reaches 100, 'at_stake[USD]>=100' looks at USD only",
     )
     rep.add_argument(
         "--out", required=True, metavar="FILE.html", help="where the HTML goes; FILE.json is written beside it"

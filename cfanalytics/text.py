@@ -66,7 +66,8 @@ def _at_stake_lines(at_stake: dict[str, Any] | None) -> list[str]:
     if not total:
         return ["  at stake: nothing (every conversion reached its traffic source or is pending)"]
     sums = "; ".join(
-        f"{money(r['payout'], r['currency'])}{'' if r['currency'] else ' (no currency)'} in {r['conversions']} conversions "
+        f"{money(r['payout'], r['currency']) if r['currency'] else money(r['payout'], None) + ' (no currency)'} "
+        f"in {r['conversions']} conversions "
         f"({r['posted_failed']} failed, {r['not_posted']} not posted)"
         for r in total
     )

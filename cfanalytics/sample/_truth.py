@@ -339,7 +339,7 @@ def _at_stake(conversions: list[Conversion], postbacks: list[Postback], timezone
         if p.integration_id and (key not in integration or integration[key] <= (p.time, p.integration_id)):
             integration[key] = (p.time, p.integration_id)
     zone = ZoneInfo(timezone)
-    groups: dict[str, dict[str | None, list[float]]] = defaultdict(lambda: defaultdict(lambda: [0, 0, 0, 0.0]))
+    groups: dict[str, dict[str | None, list[Any]]] = defaultdict(lambda: defaultdict(lambda: [0, 0, 0, 0.0]))
     seen: set[tuple[str, str | None, str | None]] = set()
     for c in sorted(conversions, key=lambda c: c.time):
         key, dup_key = (c.click_id, norm(c.ct)), (c.click_id, norm(c.ct), norm(c.txid))
@@ -361,8 +361,8 @@ def _at_stake(conversions: list[Conversion], postbacks: list[Postback], timezone
 
     def rows(group: str) -> list[dict[str, Any]]:
         return [
-            {"id": value, "conversions": int(n), "posted_failed": int(f), "not_posted": int(np), "payout": round(pay, 6)}
-            for value, (n, f, np, pay) in sorted(groups[group].items(), key=lambda kv: (-kv[1][3], str(kv[0])))
+            {"id": value, "conversions": n, "posted_failed": f, "not_posted": np_, "payout": round(pay, 6)}
+            for value, (n, f, np_, pay) in sorted(groups[group].items(), key=lambda kv: (-kv[1][3], str(kv[0])))
         ]
 
     return {
