@@ -326,7 +326,7 @@ def _gaps(conversions: list[Conversion], postbacks: list[Postback], visit_ids: s
 def _at_stake(conversions: list[Conversion], postbacks: list[Postback], timezone: str) -> dict[str, Any]:
     """Money at stake with grace 0: the first of each (click id, ct, txid) whose postbacks all failed or
     that has none; count and payout (unparsable = 0) in total, per traffic source, integration (that of
-    its latest postback naming one) and local day. The sample's conversions carry no currency."""
+    its latest postback naming one), campaign and local day. The sample's conversions carry no currency."""
 
     def norm(v: str) -> str | None:
         return v or None
@@ -352,6 +352,7 @@ def _at_stake(conversions: list[Conversion], postbacks: list[Postback], timezone
             ("total", None),
             ("by_traffic_source", c.source_id),
             ("by_integration", integration[key][1] if key in integration else None),
+            ("by_campaign", c.visit.campaign.id if c.visit else None),
             ("by_day", c.time.astimezone(zone).date().isoformat()),
         ):
             row = groups[group][value]
@@ -368,7 +369,7 @@ def _at_stake(conversions: list[Conversion], postbacks: list[Postback], timezone
     return {
         "currency": None,
         "total": [{k: v for k, v in r.items() if k != "id"} for r in rows("total")],
-        **{group: rows(group) for group in ("by_traffic_source", "by_integration", "by_day")},
+        **{group: rows(group) for group in ("by_traffic_source", "by_integration", "by_campaign", "by_day")},
     }
 
 
