@@ -46,6 +46,12 @@ Writes FILE.html and, beside it, FILE.json: the summary printed by --json
 errors, error_rate, conversions, not_posted, incidents and new_incidents of
 each period). An existing FILE.html or FILE.json that cfanalytics did not
 write is never overwritten: pass --force to replace it.
+
+Money at stake (conversions posted but all failed, or never posted) is kept
+per currency, never summed across currencies: "at_stake" is {"USD": 120.5, ...}
+("unknown": conversions without a currency). --fail-on 'at_stake>=100' breaches
+when the payout at stake in any one currency is 100 or more (0 when nothing is
+at stake); --fail-on 'at_stake[USD]>=100' looks at US dollars only.
 """
 
 
