@@ -54,6 +54,12 @@ exits 0). With a webhook (--notify URL, or the store's `config --notify`),
 each new incident and each breached --fail-on rule gets one Slack-compatible
 notice; a notice that fails is sent by the next run, one delivered never again.
 --json adds "notify": what the webhook was sent (shown by its origin only).
+
+Money at stake (conversions posted but all failed, or never posted) is kept
+per currency, never summed across currencies: "at_stake" is {"USD": 120.5, ...}
+("unknown": conversions without a currency). --fail-on 'at_stake>=100' breaches
+when the payout at stake in any one currency is 100 or more (0 when nothing is
+at stake); --fail-on 'at_stake[USD]>=100' looks at US dollars only.
 """
 
 
@@ -209,7 +215,8 @@ def _parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="EXPR",
-        help="exit 3 when e.g. 'error_rate>0.05' holds (several allowed; see the README)",
+        help="exit 3 when e.g. 'error_rate>0.05' holds (several allowed; see the README); money at stake is "
+        "per currency: 'at_stake>=100' holds when any one currency reaches 100, 'at_stake[USD]>=100' looks at USD only",
     )
     rep.add_argument(
         "--out", required=True, metavar="FILE.html", help="where the HTML goes; FILE.json is written beside it"
