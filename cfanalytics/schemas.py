@@ -14,6 +14,7 @@ light (Polars only); the pandera models are built on demand by
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from functools import cache
 from typing import TYPE_CHECKING, Any, Final, Literal
 
@@ -405,30 +406,156 @@ def quarantine_schema() -> dict[str, pl.DataType]:
     return {c.name: c.dtype for c in QUARANTINE_COLUMNS}
 
 
+#: Times outside this window are not log times (``9999-12-31`` placeholders, misread epochs): the
+#: check of every time column of the models (from, inclusive; to, exclusive).
+TIME_WINDOW: Final = (datetime(1970, 1, 1, tzinfo=UTC), datetime(2200, 1, 1, tzinfo=UTC))
+#: Inclusive range of HTTP status codes.
+STATUS_CODE_RANGE: Final = (100, 599)
+#: An ISO 3166-1 alpha-2 country code as stored.
+COUNTRY_PATTERN: Final = r"^[A-Z]{2}$"
+#: Name of the models' check that a float is finite (pandera has no built-in one).
+FINITE: Final = "finite"
+#: Columns of :func:`failure_cases`: row (0-based, as in the frame validated; null for a check of the whole
+#: column, such as its type), column, the check that failed, the failing value as text.
+FAILURE_SCHEMA: Final = {"index": INT, "column": STR, "check": STR, "failure_case": STR}
+
+
+def _finite(data: Any) -> pl.LazyFrame:
+    """The ``finite`` check of float columns (``PolarsData`` → one boolean per row; null passes)."""
+    return data.lazyframe.select(pl.col(data.key).is_finite())  # type: ignore[no-any-return]
+
+
+def column_checks(column: Column) -> list[pa.Check]:
+    """The value rules of one canonical column as pandera checks: the one place they are written.
+
+    Times lie in :data:`TIME_WINDOW`, floats are finite, status codes lie in
+    :data:`STATUS_CODE_RANGE`, countries match :data:`COUNTRY_PATTERN`, activity
+    entity types and actions come from :data:`ENTITY_TYPES` and :data:`ACTIONS`.
+    The ingest parses text into typed values, runs these checks on every batch
+    and turns their failures into quarantine (required columns) or flags.
+
+    >>> [c.error for c in column_checks(Column("status_code", INT, False, ""))]
+    ['in_range(100, 599)']
+    """
+    import pandera.polars as pa
+
+    if column.dtype == TIME:
+        return [pa.Check.in_range(*TIME_WINDOW, include_max=False)]
+    if column.dtype == FLOAT:
+        return [pa.Check(_finite, name=FINITE, error=FINITE)]
+    by_name: dict[str, list[pa.Check]] = {
+        "status_code": [pa.Check.in_range(*STATUS_CODE_RANGE)],
+        "country": [pa.Check.str_matches(COUNTRY_PATTERN)],
+        "entity_type": [pa.Check.isin(ENTITY_TYPES)],
+        "action": [pa.Check.isin(ACTIONS)],
+    }
+    return by_name.get(column.name, [])
+
+
+@cache
+def value_model(kind: str, without: tuple[str, ...] = ()) -> pa.DataFrameSchema:
+    """The ``pandera.polars`` model of the values of ``kind``: canonical columns, dtypes, nullability, checks.
+
+    Required columns must be present and non-null; optional columns may be
+    absent or null. Extra columns are allowed. This is the model every ingest
+    batch is validated against (after its text is parsed), and the one
+    :func:`validate` checks users' frames with. ``without`` leaves columns out
+    (the postback id an ingest derives after validation).
+    """
+    import pandera.polars as pa
+
+    cols = {
+        c.name: pa.Column(c.dtype, nullable=not c.required, required=c.required, checks=column_checks(c))
+        for c in columns(kind)
+        if c.name not in without
+    }
+    return pa.DataFrameSchema(cols, strict=False, name=f"cfanalytics.{kind}.values")
+
+
 @cache
 def pandera_model(kind: str) -> pa.DataFrameSchema:
     """A ``pandera.polars`` schema for stored rows of ``kind``.
 
-    Validates dtypes, required non-null values and value rules (status code
-    range, ISO-2 country, entity type and action vocabularies). Extra columns
-    are allowed (unknown input columns are kept as strings).
+    The columns and checks of :func:`value_model`, every column required, plus
+    the internal columns (``_row_id`` of 32 characters, non-null batch, date and
+    flags). Extra columns are allowed (unknown input columns are kept as strings).
     Imported lazily: pandera is only loaded when a model is asked for.
     """
     import pandera.polars as pa
 
-    checks: dict[str, list[Any]] = {
-        "status_code": [pa.Check.in_range(100, 599)],
-        "country": [pa.Check.str_matches(r"^[A-Z]{2}$")],
-        "entity_type": [pa.Check.isin(ENTITY_TYPES)],
-        "action": [pa.Check.isin(ACTIONS)],
-        "_row_id": [pa.Check.str_length(32, 32)],
-    }
+    canonical = {c.name: c for c in columns(kind)}
     cols: dict[str, pa.Column] = {}
     for name, dtype in polars_schema(kind).items():
-        required = (
-            name in {"_row_id", "_batch_id", "date"}
-            or name.startswith("flag_")
-            or any(c.name == name and c.required for c in columns(kind))
-        )
-        cols[name] = pa.Column(dtype, nullable=not required, checks=checks.get(name, []), required=True)
+        if name in canonical:
+            c = canonical[name]
+            cols[name] = pa.Column(dtype, nullable=not c.required, required=True, checks=column_checks(c))
+            continue
+        checks = [pa.Check.str_length(32, 32)] if name == "_row_id" else []
+        nullable = name not in {"_row_id", "_batch_id", "date"} and not name.startswith("flag_")
+        cols[name] = pa.Column(dtype, nullable=nullable, checks=checks, required=True)
     return pa.DataFrameSchema(cols, strict=False, name=f"cfanalytics.{kind}")
+
+
+def failure_cases(frame: pl.DataFrame, kind: str, *, without: tuple[str, ...] = ()) -> pl.DataFrame:
+    """Every value of ``frame`` that breaks :func:`value_model` of ``kind`` (lazy validation: all of them).
+
+    One row per failure, with the columns of :data:`FAILURE_SCHEMA`, ordered by
+    row then column; empty when the frame is valid.
+
+    >>> frame = pl.DataFrame({"postback_id": ["p1", "p2"], "click_id": ["c1", None],
+    ...     "postback_time": [datetime(2026, 11, 20, tzinfo=UTC)] * 2, "is_error": [False, True],
+    ...     "status_code": [200, 700]})
+    >>> failure_cases(frame, "postbacks").rows()
+    [(1, 'click_id', 'not_nullable', None), (1, 'status_code', 'in_range(100, 599)', '700')]
+    """
+    from pandera.errors import SchemaErrors
+
+    try:
+        value_model(kind, without).validate(frame, lazy=True)
+    except SchemaErrors as exc:
+        cases = exc.failure_cases
+        assert isinstance(cases, pl.DataFrame)
+        return (
+            cases.select(pl.col(c).cast(t) for c, t in FAILURE_SCHEMA.items())
+            .unique(maintain_order=True)
+            .sort("index", nulls_last=False, maintain_order=True)
+        )
+    return pl.DataFrame(schema=FAILURE_SCHEMA)
+
+
+def validate(frame: pl.DataFrame | pl.LazyFrame, kind: str, *, raise_errors: bool = False) -> pl.DataFrame:
+    """Check a frame of ``kind`` against its model: the failure cases (empty when valid), or one error.
+
+    The frame holds canonical columns (docs/columns.md) in their stored types;
+    other columns are ignored. A lazy frame is collected first (pandera checks
+    only the schema of a lazy frame). With ``raise_errors``, any failure raises
+    one :class:`~cfanalytics.exceptions.InputError` naming the count and the
+    first failures instead.
+
+    >>> import cfanalytics as cf
+    >>> frame = pl.DataFrame({"postback_id": ["p1", "p2"], "click_id": ["c1", "c2"],
+    ...     "postback_time": [datetime(2026, 11, 20, tzinfo=UTC)] * 2, "is_error": [False, True],
+    ...     "status_code": [200, 700]})
+    >>> cf.schemas.validate(frame, kind="postbacks").rows()
+    [(1, 'status_code', 'in_range(100, 599)', '700')]
+    >>> cf.schemas.validate(frame.head(1), kind="postbacks").height
+    0
+    >>> cf.schemas.validate(frame, kind="postbacks", raise_errors=True)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    cfanalytics.exceptions.InputError: postbacks frame: 1 value breaks the model ...: row 1 status_code ...: '700'
+    """
+    from cfanalytics.exceptions import InputError
+
+    check_kind(kind)
+    data = frame.collect() if isinstance(frame, pl.LazyFrame) else frame
+    cases = failure_cases(data, kind)
+    if raise_errors and cases.height:
+        shown = "; ".join(
+            ("" if i is None else f"row {i} ") + f"{c} {check}" + ("" if v is None else f": {v[:40]!r}")
+            for i, c, check, v in cases.head(3).iter_rows()
+        )
+        more = f" (and {cases.height - 3} more)" if cases.height > 3 else ""
+        noun = "value breaks" if cases.height == 1 else "values break"
+        raise InputError(f"{kind} frame: {cases.height} {noun} the model {value_model(kind).name}: {shown}{more}")
+    return cases
