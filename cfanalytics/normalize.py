@@ -47,8 +47,8 @@ from cfanalytics.schemas import (
     TIME,
     Column,
     columns,
-    failure_cases,
     flags,
+    row_failures,
 )
 from cfanalytics.values import (
     EPOCH,
@@ -142,6 +142,7 @@ class Normalizer:
         self._folds: dict[str, _FoldState] = {}
         self._time_formats: dict[str, str] = {}  # "<kind>.<column>" → detected format
         self._event_columns = set(resolution.canonical.values()) - {"event_type"}
+        self._validated: set[str] = set()  # kinds whose first batch pandera validated in full
 
     # ----------------------------------------------------------------- driver
     @staticmethod
@@ -302,15 +303,19 @@ class Normalizer:
         """The value model's verdict on a batch's typed values: ``{column: __rule_<column>}`` for the columns
         with a failure, each the name of the first check a row fails (null where it passes).
 
-        Runs :func:`cfanalytics.schemas.failure_cases` (pandera, lazy: every failure) on the typed
-        values; required columns the input lacks are validated as nulls (the derived postback id aside).
+        Runs :func:`cfanalytics.schemas.row_failures` (pandera, lazy: every failure; the model's checks
+        as Polars expressions first after the first batch) on the typed values; required columns the
+        input lacks are validated as nulls (the derived postback id aside).
         """
         derived = ("postback_id",) if kind == "postbacks" and "postback_id" not in typed else ()
         absent = [c for c in columns(kind) if c.required and c.name not in typed and c.name not in derived]
         values = frame.select(
             *(pl.col(f"__v_{n}").alias(n) for n in typed), *(pl.lit(None, c.dtype).alias(c.name) for c in absent)
         )
-        cases = failure_cases(values, kind, without=derived)
+        # pandera validates the first batch of each kind in full (and the expressions derived from the
+        # model must agree with it); later batches by those expressions, pandera naming the failures.
+        cases = row_failures(values, kind, without=derived, full=kind not in self._validated)
+        self._validated.add(kind)
         if cases.height == 0:
             return {}
         if cases.get_column("index").null_count():

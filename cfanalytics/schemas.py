@@ -523,6 +523,86 @@ def failure_cases(frame: pl.DataFrame, kind: str, *, without: tuple[str, ...] = 
     return pl.DataFrame(schema=FAILURE_SCHEMA)
 
 
+class _Capture:
+    """Stands in for the lazy frame a pandera check selects from: ``select(expr)`` hands ``expr`` back."""
+
+    def select(self, *exprs: Any) -> Any:
+        return exprs[0] if len(exprs) == 1 and isinstance(exprs[0], pl.Expr) else None
+
+
+def check_expr(check: pa.Check, column: str) -> pl.Expr | None:
+    """A pandera check of ``column`` as a Polars expression: true where a value passes, as pandera judges it.
+
+    The check's own function (built-in or custom) is called with a stand-in for
+    the frame, so the expression is the one pandera would evaluate, nulls
+    passing when the check ignores them. ``None`` when the check is not one
+    expression (element-wise, or not over the column).
+
+    >>> import pandera.polars as pa
+    >>> expr = check_expr(pa.Check.in_range(100, 599), "status_code")
+    >>> pl.DataFrame({"status_code": [99, 200, None]}).select(expr).to_series().to_list()
+    [False, True, True]
+    """
+    from pandera.api.polars.types import PolarsData
+    from pandera.backends.polars.register import register_polars_backends
+
+    register_polars_backends()  # the built-in checks' Polars implementations (once; pandera does it on validate)
+    fn = check._check_fn
+    name = getattr(fn, "__name__", None)
+    if name is not None and check.is_builtin_check(name):  # as pandera does when it runs the check
+        fn = check.get_builtin_check_fn(name)
+    if check.element_wise or fn is None:
+        return None
+    out = fn(PolarsData(_Capture(), column), **check._check_kwargs)  # type: ignore[arg-type]
+    if not isinstance(out, pl.Expr):
+        return None
+    return out | out.is_null() if check.ignore_na else out.fill_null(False)
+
+
+def row_failures(frame: pl.DataFrame, kind: str, *, without: tuple[str, ...] = (), full: bool = False) -> pl.DataFrame:
+    """:func:`failure_cases`, the same rows and checks, at the cost of one Polars pass when the frame is valid.
+
+    Each column's nullability and checks in the model become expressions
+    (:func:`check_expr`), evaluated together; pandera then validates only the
+    rows that fail one, and names their checks. Pandera validates the whole
+    frame instead when a column the model requires is absent or of another
+    type, or a check has no expression. With ``full``, pandera validates the
+    whole frame and the expressions must agree with it (an ``AssertionError``
+    otherwise): the ingest does this on the first batch of each kind of an input.
+    """
+    model = value_model(kind, without)
+    passes: list[pl.Expr] = []
+    for name, col in model.columns.items():
+        if name not in frame.columns:
+            if col.required:
+                return failure_cases(frame, kind, without=without)
+            continue
+        if frame.schema[name] != col.dtype.type:
+            return failure_cases(frame, kind, without=without)
+        if not col.nullable:
+            passes.append(pl.col(name).is_not_null())
+        for check in col.checks:
+            expr = check_expr(check, name)
+            if expr is None:
+                return failure_cases(frame, kind, without=without)
+            passes.append(expr)
+    if not passes or frame.height == 0:
+        return failure_cases(frame, kind, without=without) if full else pl.DataFrame(schema=FAILURE_SCHEMA)
+    bad = frame.select(pl.all_horizontal(passes).not_().arg_true()).to_series()
+    if full:
+        cases = failure_cases(frame, kind, without=without)
+        rows = set(cases.get_column("index").drop_nulls().to_list())
+        if rows != set(bad.to_list()):
+            raise AssertionError(f"{kind}: the model's checks as expressions disagree with pandera: {cases.head(3)}")
+        return cases
+    if bad.len() == 0:
+        return pl.DataFrame(schema=FAILURE_SCHEMA)
+    cases = failure_cases(frame[bad], kind, without=without)
+    rows = bad.to_list()  # row i of the subset is row rows[i] of the frame
+    index = [None if i is None else rows[i] for i in cases.get_column("index").to_list()]
+    return cases.with_columns(pl.Series("index", index, dtype=INT))
+
+
 def validate(frame: pl.DataFrame | pl.LazyFrame, kind: str, *, raise_errors: bool = False) -> pl.DataFrame:
     """Check a frame of ``kind`` against its model: the failure cases (empty when valid), or one error.
 
