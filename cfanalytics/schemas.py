@@ -1,8 +1,10 @@
 """Canonical columns of the five log kinds, identity columns, flags and reason codes.
 
-This module is the one place that says what a stored row looks like. It is
-light (Polars only); the pandera models are built on demand by
-:func:`pandera_model` so that ``import cfanalytics`` does not pull pandera in.
+This module is the one place that says what a stored row looks like, and the
+home of the value rules: the checks of the pandera models (:func:`column_checks`).
+It is light (Polars only); the models are built on demand by :func:`value_model`
+and :func:`pandera_model` so that ``import cfanalytics`` does not pull pandera in.
+Users validate their own frames with :func:`validate` (``cf.schemas.validate``).
 
 >>> from cfanalytics.schemas import KINDS, column_names
 >>> KINDS
@@ -310,7 +312,7 @@ FLAGS: Final[dict[str, tuple[tuple[str, ...], str]]] = {
 #: Closed list of quarantine reason codes.
 REASONS: Final[dict[str, str]] = {
     "missing_required": "a required value is missing or empty",
-    "unparseable_required": "a required value does not parse (time, boolean)",
+    "unparseable_required": "a required value does not parse (time, boolean) or fails a check of the kind's model",
     "unknown_event_type": "an event log row whose event type is not visit, click or conversion",
     "conflicting_key": (
         "a keyed row (visit click_id, postback_id, activity_id) seen before with different content; the first is kept"
