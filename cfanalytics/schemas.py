@@ -593,8 +593,8 @@ def row_failures(frame: pl.DataFrame, kind: str, *, without: tuple[str, ...] = (
     bad = frame.select(pl.all_horizontal(passes).not_().arg_true()).to_series()
     if full:
         cases = failure_cases(frame, kind, without=without)
-        rows = set(cases.get_column("index").drop_nulls().to_list())
-        if rows != set(bad.to_list()):
+        found = set(cases.get_column("index").drop_nulls().to_list())
+        if found != set(bad.to_list()):
             raise AssertionError(f"{kind}: the model's checks as expressions disagree with pandera: {cases.head(3)}")
         return cases
     if bad.len() == 0:
