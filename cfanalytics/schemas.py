@@ -581,8 +581,9 @@ def row_failures(frame: pl.DataFrame, kind: str, *, without: tuple[str, ...] = (
             continue
         if frame.schema[name] != col.dtype.type:
             return failure_cases(frame, kind, without=without)
-        if not col.nullable:
-            passes.append(pl.col(name).is_not_null())
+        if not col.nullable:  # as pandera's not_nullable: NaN counts as null in a float column
+            present = pl.col(name).is_not_null()
+            passes.append(present & pl.col(name).is_not_nan() if frame.schema[name].is_float() else present)
         for check in col.checks:
             expr = check_expr(check, name)
             if expr is None:

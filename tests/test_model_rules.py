@@ -320,3 +320,23 @@ def test_a_check_without_an_expression_is_left_to_pandera(fresh_models, monkeypa
     assert schemas.row_failures(frame, "activity").select("index", "column", "check").rows() == [
         (1, "author", "not_bad")
     ]
+
+
+def test_a_required_float_treats_nan_as_null_as_pandera_does(fresh_models, monkeypatch):
+    original = schemas.columns
+
+    def required_payout(kind: str) -> tuple[Column, ...]:
+        return tuple(Column(c.name, c.dtype, True, c.doc) if c.name == "payout" else c for c in original(kind))
+
+    monkeypatch.setattr(schemas, "columns", required_payout)
+    schemas.value_model.cache_clear()
+    frame = pl.DataFrame(
+        {
+            "click_id": ["a", "b", "c"],
+            "conversion_time": [datetime(2026, 11, 20, tzinfo=UTC)] * 3,
+            "payout": [1.0, float("nan"), None],
+        }
+    )
+    cases = [(1, "payout", "not_nullable"), (1, "payout", "finite"), (2, "payout", "not_nullable")]
+    assert schemas.failure_cases(frame, "conversions").select("index", "column", "check").rows() == cases
+    assert schemas.row_failures(frame, "conversions").select("index", "column", "check").rows() == cases
