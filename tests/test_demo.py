@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from cfanalytics.cli import main
+from tests.helpers import gap_counts_of
 
 
 def test_demo_matches_the_generators_truth(tmp_path, capsys):
@@ -19,7 +22,17 @@ def test_demo_matches_the_generators_truth(tmp_path, capsys):
         assert doc["rows"][kind] == expected["rows_stored"]
     assert doc["rows"]["quarantine"] == sum(e["quarantined"] for e in truth["ingest"].values())
     gaps = doc["diagnosis"]["gaps"]
-    assert {k: gaps[k] for k in truth["gaps"]} == truth["gaps"]
+    assert gap_counts_of(gaps) == truth["gaps"]
+    # the money at stake, as the generator counted it
+    (total,) = gaps["at_stake"]["total"]
+    (expected,) = truth["at_stake"]["total"]
+    assert {k: total[k] for k in ("conversions", "posted_failed", "not_posted")} == {
+        k: expected[k] for k in ("conversions", "posted_failed", "not_posted")
+    }
+    assert total["payout"] == pytest.approx(expected["payout"], abs=1e-6)
+    assert {r["traffic_source_id"]: r["conversions"] for r in gaps["at_stake"]["by_traffic_source"]} == {
+        r["id"]: r["conversions"] for r in truth["at_stake"]["by_traffic_source"]
+    }
     # the source with no postback configured is named in the classes per traffic source
     (nativex,) = [f for f in truth["faults"] if f["fault"] == "no_postback_configured"]
     (row,) = [r for r in gaps["by_traffic_source"] if r["traffic_source_id"] == nativex["traffic_source_id"]]

@@ -32,6 +32,7 @@ from cfanalytics.diagnose.frames import (
 )
 from cfanalytics.diagnose.gaps import GAP_CLASSES, classify, gap_counts, gap_rows, orphans, with_ct_mismatch
 from cfanalytics.diagnose.names import Names
+from cfanalytics.diagnose.queries import money_at_stake
 from cfanalytics.filters import LogFilter
 
 
@@ -142,6 +143,10 @@ def test_diagnose_shares_one_frame_with_the_same_answers(reader):
         table = gaps_by(reader, by, where).select(by, name, "conversions", *GAP_CLASSES)
         assert doc["gaps"][key]
         assert sorted(doc["gaps"][key], key=str) == sorted(table.to_dicts(), key=str)
+    stake = money_at_stake(reader, where)
+    assert [(r["currency"], r["conversions"], r["payout"]) for r in doc["gaps"]["at_stake"]["total"]] == stake.select(
+        "currency", "conversions", "payout"
+    ).rows()
     found = incidents(reader, where)
     assert [i["incident_id"] for i in doc["incidents"]] == found.get_column("incident_id").to_list()
 

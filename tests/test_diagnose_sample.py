@@ -10,6 +10,7 @@ import pytest
 import cfanalytics as cf
 from cfanalytics.diagnose import diagnose
 from cfanalytics.sample import generate
+from tests.helpers import AT_STAKE_SQL_KEYS, at_stake_rows, gap_counts_of, sql_at_stake
 
 
 def _account(tmp_path_factory, seed: int, visits: int):
@@ -47,7 +48,7 @@ def test_diagnose_finds_exactly_the_injected_incidents(generated):
     account, store = generated
     truth = account.truth
     doc = diagnose(store)
-    assert {k: doc["gaps"][k] for k in truth["gaps"]} == truth["gaps"]
+    assert gap_counts_of(doc["gaps"]) == truth["gaps"]
     found = {(i["scope"], i["id"]): i for i in doc["incidents"]}
     expected = {(i["scope"], i["id"]): i for i in truth["incidents"]}
     assert set(found) == set(expected), (sorted(found), sorted(expected))  # none missing, none extra
@@ -139,7 +140,8 @@ def test_gap_classes_per_traffic_source_and_integration_equal_plain_sql(generate
     con = _duckdb(store)
     per_conversion = """
         with p as (select click_id, nullif(ct, '') ctk, count(*) n, sum(case when is_error then 1 else 0 end) e,
-                          min(nullif(integration_id, '')) integ
+                          arg_max(nullif(integration_id, ''), postback_time)
+                              filter (where nullif(integration_id, '') is not null) integ
                    from postbacks group by 1, 2),
              v as (select click_id, min(traffic_source_id) ts from visits group by 1)
         select coalesce(c.traffic_source_id, v.ts) ts, p.integ,
@@ -173,3 +175,31 @@ def test_gap_classes_per_traffic_source_and_integration_equal_plain_sql(generate
     (row,) = [r for r in gaps["by_traffic_source"] if r["traffic_source_id"] == nativex["traffic_source_id"]]
     assert row["traffic_source_name"] == "NativeX"
     assert row["conversions"] == row["not_posted"] == nativex["conversions"] > 0
+
+
+def _truth_rows(truth: dict, grouping: str) -> list[tuple]:
+    """The generator's money at stake as :func:`tests.helpers.sql_at_stake` gives it (no currency)."""
+    fields = ("conversions", "posted_failed", "not_posted", "payout")
+    rows = [
+        (*((r["id"],) if grouping != "total" else ()), truth["currency"], *(r[f] for f in fields))
+        for r in truth[grouping]
+    ]
+    return sorted(rows, key=str)
+
+
+def _approx(rows: list[tuple]) -> list[tuple]:
+    return [(*r[:-1], pytest.approx(r[-1], abs=1e-6)) for r in rows]
+
+
+@pytest.mark.parametrize("grouping", list(AT_STAKE_SQL_KEYS))
+def test_money_at_stake_equals_the_truth_and_a_plain_sql_query(generated, grouping):
+    account, store = generated
+    got = at_stake_rows(diagnose(store)["gaps"]["at_stake"][grouping], grouping)
+    sql = sql_at_stake(store.path, grouping, timezone=account.truth["timezone"])
+    assert got == _approx(sql)
+    assert got == _approx(_truth_rows(account.truth["at_stake"], grouping))
+    assert sum(r[-1] for r in got) == pytest.approx(sum(r[-1] for r in sql))
+    # every grouping adds up to the total (one currency: the sample's conversions carry none)
+    if grouping == "total":
+        (row,) = got
+        assert row[2] + row[3] == row[1] > 0

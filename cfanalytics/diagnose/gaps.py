@@ -50,18 +50,20 @@ def classify(conversions: pl.LazyFrame, outcomes: pl.LazyFrame, grace_minutes: f
     ``malformed_click`` and the match keys ``_ct`` / ``_tx`` (``""`` = null); lazy, unordered.
 
     ``outcomes``: every stored postback's ``click_id``, ``ct``, ``is_error``, ``postback_time`` (and, when
-    present, ``integration_id``: then each conversion gets the smallest integration of its postbacks,
-    null when none went through one).
+    present, ``integration_id``: then each conversion gets the integration of its latest postback that names
+    one, as :func:`~cfanalytics.diagnose.at_stake.with_integrations` says; null when none does).
     """
     keyed = conversions.with_columns(_null_empty("ct").alias("_ct"), _null_empty("txid").alias("_tx"))
     through = ["integration_id"] if "integration_id" in outcomes.collect_schema().names() else []
     per_key = (
-        outcomes.select("click_id", _null_empty("ct").alias("_ct"), "is_error", *through)
+        outcomes.select(
+            "click_id", _null_empty("ct").alias("_ct"), "is_error", *through, *(["postback_time"] if through else [])
+        )
         .group_by("click_id", "_ct")
         .agg(
             pl.len().alias("postbacks"),
             pl.col("is_error").sum().cast(pl.Int64).alias("postback_errors"),
-            *(pl.col(c).min() for c in through),
+            *(pl.col(c).sort_by("postback_time", c, nulls_last=False).drop_nulls().last().alias(c) for c in through),
         )
     )
     frame = keyed.join(per_key, on=["click_id", "_ct"], how="left", nulls_equal=True).with_columns(
