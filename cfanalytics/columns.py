@@ -49,9 +49,9 @@ def snake_case(name: str) -> str:
 # case and punctuation (``Click ID``, ``ClickID``, ``clickID``) and is not listed; nor is a second spelling
 # of a listed name (the alias index refuses both). The report and event-log names of the ClickFlare API
 # (``connectionIP``, ``deviceUserAgent``, ``connectionReferrer``, ``deviceMainLanguage``…) are those its
-# public clients use; see cfanalytics/pull/_vocabulary.py for the sources. ``LocationCountryName`` (a full country name),
-# ``visitID``, ``postalCode``, ``trackingField1..20`` and ``param1..20`` have no canonical column:
-# they are kept as extra columns.
+# public clients use; see cfanalytics/pull/_vocabulary.py for the sources. ``LocationCountryName`` (a full
+# country name), ``visitID``, ``postalCode``, ``trackingField1..20`` and ``param1..20`` have no canonical
+# column: they are kept as extra columns.
 ALIASES: Final[dict[str, tuple[str, ...]]] = {
     "click_id": ("cid",),
     "visit_time": ("Visit Date", "visitTimestamp"),
