@@ -20,10 +20,11 @@ import argparse
 import contextlib
 import errno
 import json
+import math
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import date
 from pathlib import Path
 from typing import Any, Final
@@ -104,31 +105,47 @@ def _date_arg(value: str) -> date:
     return day
 
 
-def _hours_arg(value: str) -> int:
-    try:
-        hours = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{_shown(value)!r}: expected a whole number of hours") from None
-    if hours < 0:
-        raise argparse.ArgumentTypeError(f"{hours}: negative; give 0 or more hours")
-    if hours > _MAX_HOURS:
-        raise argparse.ArgumentTypeError(f"{hours}: more than {_MAX_HOURS} hours (100 years)")
-    return hours
-
-
-def _minutes_arg(value: str) -> float:
-    import math
-
-    try:
-        minutes = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{_shown(value)!r}: expected a number of minutes") from None
-    if not math.isfinite(minutes) or minutes < 0:
-        raise argparse.ArgumentTypeError(f"{value}: give 0 or more minutes")
-    return minutes
-
-
 _MAX_HOURS: Final = 24 * 365 * 100
+
+
+def _number_arg(
+    parse: type[int] | type[float],
+    what: str,
+    unit: str,
+    *,
+    above_zero: bool = False,
+    most: float | None = None,
+    most_text: str = "",
+) -> Callable[[str], int | float]:
+    """An argparse ``type=`` for a count or a duration: finite, 0 or more (or above 0), at most ``most``.
+
+    >>> _number_arg(int, "a whole number of hours", "hours", most=10)("-1")
+    Traceback (most recent call last):
+    argparse.ArgumentTypeError: -1: negative; give 0 or more hours
+    """
+
+    def check(value: str) -> int | float:
+        try:
+            number = parse(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{_shown(value)!r}: expected {what}") from None
+        low = "more than 0" if above_zero else "0 or more"
+        if not math.isfinite(number) or number < 0 or (above_zero and number == 0):
+            negative = "negative; " if parse is int else ""
+            raise argparse.ArgumentTypeError(f"{value}: {negative}give {low} {unit}")
+        if most is not None and number > most:
+            raise argparse.ArgumentTypeError(f"{number}: {most_text or f'more than {most:g} {unit}'}")
+        return number
+
+    return check
+
+
+_hours_arg = _number_arg(
+    int, "a whole number of hours", "hours", most=_MAX_HOURS, most_text=f"more than {_MAX_HOURS} hours (100 years)"
+)
+_minutes_arg = _number_arg(float, "a number of minutes", "minutes")
+_seconds_arg = _number_arg(float, "a number of seconds", "seconds", above_zero=True)
+_retries_arg = _number_arg(int, "a whole number", "retries", most=10, most_text="give 0 to 10 retries")
 
 
 def _shown(value: str) -> str:
@@ -303,28 +320,6 @@ def _notify_args(p: argparse.ArgumentParser) -> None:
         metavar="N",
         help="retries after a time-out, 429 or 5xx, with back-off (default 3)",
     )
-
-
-def _seconds_arg(value: str) -> float:
-    import math
-
-    try:
-        seconds = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{_shown(value)!r}: expected a number of seconds") from None
-    if not math.isfinite(seconds) or seconds <= 0:
-        raise argparse.ArgumentTypeError(f"{value}: give more than 0 seconds")
-    return seconds
-
-
-def _retries_arg(value: str) -> int:
-    try:
-        retries = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{_shown(value)!r}: expected a whole number") from None
-    if not 0 <= retries <= 10:
-        raise argparse.ArgumentTypeError(f"{retries}: give 0 to 10 retries")
-    return retries
 
 
 def _webhook(args: argparse.Namespace) -> str | None:
