@@ -63,7 +63,13 @@ def classify(conversions: pl.LazyFrame, outcomes: pl.LazyFrame, grace_minutes: f
         .agg(
             pl.len().alias("postbacks"),
             pl.col("is_error").sum().cast(pl.Int64).alias("postback_errors"),
-            *(pl.col(c).sort_by("postback_time", c, nulls_last=False).drop_nulls().last().alias(c) for c in through),
+            *(
+                pl.col(c)
+                .filter(pl.col(c).is_not_null())
+                .max_by(pl.col("postback_time").filter(pl.col(c).is_not_null()))
+                .alias(c)
+                for c in through
+            ),
         )
     )
     frame = keyed.join(per_key, on=["click_id", "_ct"], how="left", nulls_equal=True).with_columns(
