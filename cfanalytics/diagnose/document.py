@@ -16,7 +16,7 @@ from typing import Any
 import polars as pl
 
 from cfanalytics._time import iso
-from cfanalytics.diagnose.at_stake import at_stake_summary, lost_conversions, with_integrations
+from cfanalytics.diagnose.at_stake import at_stake_summary, lost_conversions
 from cfanalytics.diagnose.attribution import attribute_conversions, enrich_postbacks, needs_attribution
 from cfanalytics.diagnose.error_rates import postback_summary
 from cfanalytics.diagnose.frames import (
@@ -26,7 +26,6 @@ from cfanalytics.diagnose.frames import (
     conversion_keys,
     conversion_rows,
     conversions_of,
-    postback_integrations,
     postback_outcomes,
     postback_rows,
     store_currency,
@@ -101,7 +100,7 @@ def _incident_json(incident: dict[str, Any]) -> dict[str, Any]:
 
 def _at_stake(reader: StoreReader, classified: pl.LazyFrame, names: Names) -> dict[str, Any]:
     """``gaps.at_stake``: only the lost conversions are materialized; campaign names are read only if any."""
-    lost = with_integrations(lost_conversions(classified), postback_integrations(reader))
+    lost = lost_conversions(classified)  # classify gave each its integration (that of with_integrations)
     campaigns = Names.load(reader, ["campaign"]) if lost.height else Names.empty()
     labels = Names({**{e: names.frame(e) for e in SCOPES}, "campaign": campaigns.frame("campaign")})
     return at_stake_summary(lost, timezone=reader.timezone or "UTC", currency=store_currency(reader), names=labels)
