@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from cfanalytics.exceptions import CfError
 from cfanalytics.redaction import redact
+from cfanalytics.storage import LocalLocation, Location
 
 if TYPE_CHECKING:
     from cfanalytics.store import LogStore
@@ -60,18 +61,20 @@ def _empty() -> dict[str, Any]:
     return {"version": ALERTS_VERSION, "incidents": {}, "thresholds": {}}
 
 
-def read_state(store_path: str | os.PathLike[str]) -> dict[str, Any]:
+def read_state(store_path: str | os.PathLike[str] | Location) -> dict[str, Any]:
     """The alert state of a store (empty when nothing was reported yet).
 
     >>> import tempfile
     >>> read_state(tempfile.mkdtemp())["incidents"]
     {}
     """
-    path = Path(store_path) / ALERTS_FILE
-    if not path.exists():
+    where = store_path if isinstance(store_path, Location) else LocalLocation(Path(store_path))
+    path = where.child(ALERTS_FILE)
+    found = where.read(ALERTS_FILE)  # a store on object storage keeps it under its prefix
+    if found is None:
         return _empty()
     try:
-        state = json.loads(path.read_text(encoding="utf-8"))
+        state = json.loads(found[0].decode("utf-8"))
     except (OSError, ValueError) as exc:
         raise CfError(
             f"{path}: unreadable alert state ({exc.__class__.__name__}); move it away to start afresh"
@@ -83,8 +86,11 @@ def read_state(store_path: str | os.PathLike[str]) -> dict[str, Any]:
     return state
 
 
-def _write_state(store_path: Path, state: Mapping[str, Any]) -> None:
-    target = store_path / ALERTS_FILE
+def _write_state(store_path: Path | Location, state: Mapping[str, Any]) -> None:
+    if isinstance(store_path, Location) and store_path.remote:
+        store_path.write(ALERTS_FILE, json.dumps(state, indent=1, sort_keys=True).encode())  # under the lease
+        return
+    target = Path(store_path.uri if isinstance(store_path, Location) else store_path) / ALERTS_FILE
     tmp = target.with_name(f".{ALERTS_FILE}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(state, indent=1, sort_keys=True), encoding="utf-8")
     os.replace(tmp, target)
@@ -123,7 +129,7 @@ def record(
 ) -> dict[str, Any]:
     """Record incidents as reported / notified and threshold notices as delivered, under the store's lock."""
     with store.lock():
-        state = read_state(store.path)
+        state = read_state(store.location)
         now = _now()
         for incident_id in reported:
             state["incidents"].setdefault(incident_id, {"reported_at": now, "notified_at": None})
@@ -132,7 +138,7 @@ def record(
             entry["notified_at"] = now
         for key in thresholds_notified:
             state["thresholds"][key] = now
-        _write_state(Path(store.path), state)
+        _write_state(store.location, state)
     return state
 
 
@@ -253,7 +259,7 @@ def notify(
     ``incidents`` carry ``incident_id`` and the fields :func:`incident_text` shows; ``breached`` holds
     ``(rule, message)`` pairs. A failed delivery is reported in ``errors`` (one line each) and stays due.
     """
-    state = read_state(store.path)
+    state = read_state(store.location)
     result = NotifyResult()
     footer = f"cfanalytics report · {period.get('from')} to {period.get('to')}"
     due = set(due_incidents(state, [str(i["incident_id"]) for i in incidents]))

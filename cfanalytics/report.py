@@ -376,7 +376,7 @@ def run(
     out_path = Path(out)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     params = {
-        "store": str(Path(store_path).resolve()),
+        "store": store.uri if store.remote else str(Path(store_path).resolve()),
         "start": period["period"]["from"],
         "end": period["period"]["to"],
         "timezone": timezone or store.timezone or "UTC",

@@ -249,7 +249,10 @@ class ObjectLocation(Location):
     def client(self) -> Any:
         """The ``obstore`` S3 store of the bucket (made on first use)."""
         if self._client is None:
-            from obstore.store import S3Store
+            try:
+                from obstore.store import S3Store
+            except ImportError:
+                raise StoreError(f"{self.uri}: stores on S3 need obstore: pip install 'cfanalytics[s3]'") from None
 
             config: dict[str, Any] = {}
             client: dict[str, Any] = {}

@@ -106,8 +106,8 @@ def start(folder: Path, *, bucket: str = BUCKET, timeout: float = 60.0) -> S3Ser
         *(f"-{name}={port}" for name, port in ports.items()),
     ]
     env = {**os.environ, "AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY}
-    log = (folder / "weed.log").open("wb")
-    process = subprocess.Popen(args, cwd=folder, stdout=log, stderr=subprocess.STDOUT, env=env)
+    with (folder / "weed.log").open("wb") as log:  # the server writes to its own copy of the handle
+        process = subprocess.Popen(args, cwd=folder, stdout=log, stderr=subprocess.STDOUT, env=env)
     endpoint = f"http://127.0.0.1:{ports['s3.port']}"
     server = S3Server(
         endpoint,
