@@ -136,7 +136,7 @@ def start(folder: Path, *, bucket: str = BUCKET, timeout: float = 60.0) -> S3Ser
 def _bucket_ready(server: S3Server) -> bool:
     """Whether the server answers and the bucket takes a write (the bucket is made shortly after start)."""
     try:
-        urllib.request.urlopen(server.endpoint, timeout=1).close()  # noqa: S310 - a loopback URL we made
+        urllib.request.urlopen(server.endpoint, timeout=1).close()  # a loopback URL made here
     except urllib.error.HTTPError:
         pass  # an S3 error document: the server is up
     except OSError:
