@@ -126,6 +126,7 @@ def append_rows(
     required: Sequence[str] = (),
     expected: int | None = None,
     label: str = "",
+    before_commit: Callable[[], None] | None = None,
 ) -> int:
     """Append ``rows`` (the table's columns, ``date`` included) to the Delta table at ``root`` in one commit.
 
@@ -137,7 +138,8 @@ def append_rows(
     (and, given ``expected``, that the files hold that many rows).
     Columns the table lacks are added first (a schema-only commit without batch
     metadata). If anything fails before the commit, the files written are
-    removed: readers never see them. Returns the number of rows written.
+    removed: readers never see them. ``before_commit`` is called just before the
+    commit (after the uploads, on object storage). Returns the number of rows written.
 
     >>> import datetime, tempfile
     >>> from deltalake import write_deltalake
@@ -172,6 +174,8 @@ def append_rows(
                 where.upload(rel, local / rel)
         dt = DeltaTable(where.uri, storage_options=where.options)
         _add_missing_columns(dt, rows.collect_schema())
+        if before_commit is not None:  # e.g. the writer proves it still holds the store's lease
+            before_commit()
         dt.create_write_transaction(
             adds,
             mode="append",

@@ -671,6 +671,7 @@ def _commit_locked(
             results.append(_kindless_batch(prepared, q=q, batch_id=batch_id))
         claims.append(_write_quarantine(store, prepared, pl.concat(quarantine) if quarantine else None))
         # After the data: a run killed before this line leaves rows that only their first batch owns.
+        store.confirm_writer()
         append_claims(store.table_root(CLAIMS), pl.concat(claims))
     return results
 
@@ -868,6 +869,7 @@ def _append_new_rows(
         required=[*column_names(kind, required_only=True), "_row_id", "_batch_id"],
         expected=res.rows_stored,
         label=f"{prepared.raw.name}: {kind}",
+        before_commit=store.confirm_writer,
     )
 
 
@@ -926,6 +928,7 @@ def _write_quarantine(store: LogStore, prepared: _Prepared, q: pl.DataFrame | No
         f"{META_PREFIX}sha256": prepared.raw.sha256,
         f"{META_PREFIX}quarantined": str(new.height),
     }
+    store.confirm_writer()
     write_deltalake(
         store.table_uri(QUARANTINE),
         new.select(list(quarantine_schema())).to_arrow().cast(arrow_schema(quarantine_schema())),

@@ -177,6 +177,7 @@ class LogStore:
         if isinstance(self.location, ObjectLocation):
             self.location.check()  # one line for a wrong endpoint, key or bucket
         self._meta_tag: str | None = None
+        self._lease: Lease | None = None
         self._pending = False  # created by the first write (create="on_write")
         if self.location.read_tag(META_FILE) is None:
             if not create:
@@ -478,8 +479,12 @@ class LogStore:
     def _lock(self, timeout: float | None = None) -> Iterator[None]:
         wait = self.lock_timeout if timeout is None else timeout
         if self.remote:
-            with Lease(self.location).held(wait):
-                yield
+            with Lease(self.location).held(wait) as lease:
+                self._lease = lease
+                try:
+                    yield
+                finally:
+                    self._lease = None
             return
         self.path.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
@@ -503,6 +508,15 @@ class LogStore:
                 fcntl.flock(fd, fcntl.LOCK_UN)
         finally:
             os.close(fd)
+
+    def confirm_writer(self) -> None:
+        """Before a commit that relies on the lock (an ingest's append after its dedupe): make sure this
+        writer still holds it. On object storage the lease is renewed now, conditionally, so a writer
+        whose lease expired and was taken over stops here (:class:`~cfanalytics.lease.LeaseLostError`)
+        instead of appending rows the new holder may store too. Nothing to do for a local store.
+        """
+        if self._lease is not None:
+            self._lease.renew()
 
     # --------------------------------------------------------------- tables
     def table_path(self, kind: str) -> Path:

@@ -264,3 +264,22 @@ def test_messages_name_the_store_by_its_uri(s3, s3_uri):
     result = store.ingest_frame(frame, kind="visits")
     assert result.ok
     assert store.counts()["visits"] == 1
+
+
+def test_a_writer_whose_lease_was_taken_over_commits_nothing(s3, s3_uri, monkeypatch):
+    monkeypatch.setenv("CFANALYTICS_LEASE_SECONDS", "2")
+    store = LogStore(s3_uri, timezone="UTC", storage_options=s3.options)
+    frame = pl.DataFrame({"Click ID": ["c1"], "Visit Time": ["2024-05-01 00:00:00"], "Campaign ID": ["camp-1"]})
+    with store.lock():
+        held = store._lease
+        assert held is not None
+        held._stop.set()  # the writer stalls: no renewal (as a process paused for longer than its lease)
+        held._thread.join()
+        time.sleep(2.5)
+        usurper = Lease(store.location)
+        assert usurper.try_acquire()  # the lease expired: another writer takes it
+        with pytest.raises(LeaseLostError):
+            store.confirm_writer()
+    usurper.release()
+    assert store.ingest_frame(frame, kind="visits").ok  # a fresh lease: fine again
+    assert store.counts()["visits"] == 1
