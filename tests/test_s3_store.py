@@ -283,3 +283,37 @@ def test_a_writer_whose_lease_was_taken_over_commits_nothing(s3, s3_uri, monkeyp
     usurper.release()
     assert store.ingest_frame(frame, kind="visits").ok  # a fresh lease: fine again
     assert store.counts()["visits"] == 1
+
+
+# ------------------------------------------------------------------ the server keeps racing Delta commits
+def _racing_appender(uri: str, options: dict[str, str], me: int, rounds: int, barrier) -> None:
+    """Append one 10-row batch per round, all writers at once (a commit conflict every round)."""
+    import pyarrow as pa
+    from deltalake import DeltaTable, write_deltalake
+
+    for r in range(rounds):
+        DeltaTable(uri, storage_options=options)  # every writer starts from the same version...
+        barrier.wait(120)
+        rows = pa.table({"writer": [me] * 10, "round": [r] * 10, "n": list(range(10))})
+        write_deltalake(uri, rows, mode="append", storage_options=options)  # ...and commits the next one
+
+
+def test_the_server_keeps_every_acknowledged_commit_of_racing_writers(s3, s3_uri):
+    import pyarrow as pa
+    from deltalake import DeltaTable, write_deltalake
+
+    uri = f"{s3_uri}/race"
+    schema = pa.schema([("writer", pa.int64()), ("round", pa.int64()), ("n", pa.int64())])
+    write_deltalake(uri, schema.empty_table(), storage_options=s3.options)
+    ctx = multiprocessing.get_context("spawn")
+    barrier, rounds = ctx.Barrier(2), 5
+    procs = [ctx.Process(target=_racing_appender, args=(uri, s3.options, me, rounds, barrier)) for me in (1, 2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(600)
+        assert p.exitcode == 0
+    table = DeltaTable(uri, storage_options=s3.options)
+    assert table.version() == 2 * rounds  # every commit made a version: none overwrote another
+    got = pl.from_arrow(table.to_pyarrow_table()).group_by("writer", "round").len().sort("writer", "round")
+    assert got.get_column("len").to_list() == [10] * (2 * rounds)
