@@ -86,9 +86,10 @@ def read_state(store_path: str | os.PathLike[str] | Location) -> dict[str, Any]:
     return state
 
 
-def _write_state(store_path: Path | Location, state: Mapping[str, Any]) -> None:
-    if isinstance(store_path, Location) and store_path.remote:
-        store_path.write(ALERTS_FILE, json.dumps(state, indent=1, sort_keys=True).encode())  # under the lease
+def _write_state(store_path: Path | Location, state: Mapping[str, Any], tag: str | None = None) -> None:
+    if isinstance(store_path, Location) and store_path.remote:  # only if unchanged since read (``tag``)
+        data = json.dumps(state, indent=1, sort_keys=True).encode()
+        store_path.write(ALERTS_FILE, data, if_match=tag, if_absent=tag is None)
         return
     target = Path(store_path.uri if isinstance(store_path, Location) else store_path) / ALERTS_FILE
     tmp = target.with_name(f".{ALERTS_FILE}.{os.getpid()}.tmp")
@@ -129,6 +130,7 @@ def record(
 ) -> dict[str, Any]:
     """Record incidents as reported / notified and threshold notices as delivered, under the store's lock."""
     with store.lock():
+        tag = store.location.read_tag(ALERTS_FILE) if store.remote else None
         state = read_state(store.location)
         now = _now()
         for incident_id in reported:
@@ -138,7 +140,7 @@ def record(
             entry["notified_at"] = now
         for key in thresholds_notified:
             state["thresholds"][key] = now
-        _write_state(store.location, state)
+        _write_state(store.location, state, tag)
     return state
 
 

@@ -184,6 +184,9 @@ class LocalLocation(Location):
             return None
         return data, _digest(data)
 
+    def exists(self, rel: str = "") -> bool:
+        return (self.path / rel).exists()
+
     def read_tag(self, rel: str) -> str | None:
         found = self.read(rel) if (self.path / rel).is_file() else None
         return None if found is None else found[1]
@@ -332,6 +335,18 @@ class ObjectLocation(Location):
         except Exception as exc:
             raise StoreError(f"{self.uri}: {describe(exc)}") from None
         return sorted(out)
+
+    def exists(self, rel: str = "") -> bool:
+        import obstore
+
+        if rel and self.read_tag(rel) is not None:
+            return True
+        try:
+            for chunk in obstore.list(self.client, self._key(rel) or None, chunk_size=1):
+                return bool(chunk)
+        except Exception as exc:
+            raise StoreError(f"{self.uri}: {describe(exc)}") from None
+        return False
 
     def upload(self, rel: str, source: Path) -> None:
         import obstore

@@ -80,3 +80,17 @@ def test_pull_recover_and_forget_on_s3_equal_a_local_store(tmp_path, s3_env, s3_
     after = cf.LogStore(s3_uri, create=False)
     _same_rows(after, cf.LogStore(local_dir, create=False))
     assert sum(after.counts().values()) < sum(before.values())
+
+
+def test_alert_state_lives_under_the_s3_prefix(s3, s3_uri):
+    from cfanalytics.alerts import ALERTS_FILE, read_state, record
+
+    store = cf.LogStore(s3_uri, timezone="UTC", storage_options=s3.options)
+    record(store, reported=["inc-1", "inc-2"], notified=["inc-1"])
+    record(store, reported=["inc-3"])
+    state = read_state(cf.LogStore(s3_uri, create=False, storage_options=s3.options).location)
+    assert sorted(state["incidents"]) == ["inc-1", "inc-2", "inc-3"]
+    assert state["incidents"]["inc-1"]["notified_at"] is not None
+    assert state["incidents"]["inc-2"]["notified_at"] is None
+    assert json.loads(store.read_document(ALERTS_FILE)[0]) == state
+    assert not (store.path / ALERTS_FILE).exists()

@@ -77,9 +77,10 @@ def read_ledger(store: LogStore) -> dict[str, Any]:
 def record_window(store: LogStore, kind: str, day: date, entry: Mapping[str, Any]) -> None:
     """Record one window in the ledger, atomically, under the store lock."""
     with store.lock():
+        tag = store.location.read_tag(LEDGER_FILE) if store.remote else None  # before reading: see _write
         doc = read_ledger(store)
         doc["windows"].setdefault(kind, {})[day.isoformat()] = dict(entry)
-        _write(store, LEDGER_FILE, doc)
+        _write(store, LEDGER_FILE, doc, tag)
 
 
 def finished_days(doc: Mapping[str, Any], kind: str) -> set[str]:
@@ -124,7 +125,7 @@ def read_config(store: LogStore) -> dict[str, Any]:
 def write_config(store: LogStore, settings: Mapping[str, Any]) -> None:
     """Save the pull settings of ``store``, atomically, under the store lock."""
     with store.lock():
-        _write(store, CONFIG_FILE, dict(settings))
+        _write(store, CONFIG_FILE, dict(settings), store.location.read_tag(CONFIG_FILE) if store.remote else None)
 
 
 def _where(store: LogStore, name: str) -> str:
@@ -142,8 +143,9 @@ def _read(store: LogStore, name: str) -> str:
     return found[0].decode("utf-8")
 
 
-def _write(store: LogStore, name: str, doc: Any) -> None:
-    """Write ``name`` whole: a local file atomically, an object only if unchanged since the caller read it.
+def _write(store: LogStore, name: str, doc: Any, tag: str | None = None) -> None:
+    """Write ``name`` whole: a local file atomically; an object only if its version is still ``tag``
+    (the one the caller saw before reading it; None: only if there is none yet).
 
     The caller holds the store lock (a lease on object storage), so the object
     changes only if a writer lost its lease meanwhile: then this write fails.
@@ -151,9 +153,8 @@ def _write(store: LogStore, name: str, doc: Any) -> None:
     if not store.remote:
         _write_json(store.path / name, doc)
         return
-    found = store.read_document(name)
     data = (json.dumps(doc, indent=1, sort_keys=True) + "\n").encode()
-    store.write_document(name, data, if_absent=found is None, if_match=None if found is None else found[1])
+    store.write_document(name, data, if_absent=tag is None, if_match=tag)
 
 
 def _write_json(path: Path, doc: Any) -> None:
