@@ -278,8 +278,9 @@ class ObjectLocation(Location):
     def read(self, rel: str) -> tuple[bytes, str] | None:
         import obstore
 
+        client = self.client
         try:
-            got = obstore.get(self.client, self._key(rel))
+            got = obstore.get(client, self._key(rel))
             data = bytes(got.bytes())
         except FileNotFoundError:
             return None
@@ -290,8 +291,9 @@ class ObjectLocation(Location):
     def read_tag(self, rel: str) -> str | None:
         import obstore
 
+        client = self.client
         try:
-            meta = obstore.head(self.client, self._key(rel))
+            meta = obstore.head(client, self._key(rel))
         except FileNotFoundError:
             return None
         except Exception as exc:
@@ -303,8 +305,9 @@ class ObjectLocation(Location):
         from obstore.exceptions import AlreadyExistsError, PreconditionError
 
         mode: Any = "create" if if_absent else ({"e_tag": if_match} if if_match is not None else "overwrite")
+        client = self.client
         try:
-            result = obstore.put(self.client, self._key(rel), data, mode=mode)
+            result = obstore.put(client, self._key(rel), data, mode=mode)
         except (AlreadyExistsError, PreconditionError):
             raise PreconditionFailedError(f"{rel} changed meanwhile") from None
         except FileExistsError:
@@ -316,8 +319,9 @@ class ObjectLocation(Location):
     def delete(self, rel: str) -> None:
         import obstore
 
+        client = self.client
         try:
-            obstore.delete(self.client, self._key(rel))
+            obstore.delete(client, self._key(rel))
         except FileNotFoundError:
             return
         except Exception as exc:
@@ -329,8 +333,9 @@ class ObjectLocation(Location):
         base = self._key(prefix)
         strip = len(self.prefix) + 1 if self.prefix else 0
         out: list[str] = []
+        client = self.client
         try:
-            for chunk in obstore.list(self.client, base or None):
+            for chunk in obstore.list(client, base or None):
                 out.extend(str(m["path"])[strip:] for m in chunk)
         except Exception as exc:
             raise StoreError(f"{self.uri}: {describe(exc)}") from None
@@ -341,8 +346,9 @@ class ObjectLocation(Location):
 
         if rel and self.read_tag(rel) is not None:
             return True
+        client = self.client
         try:
-            for chunk in obstore.list(self.client, self._key(rel) or None, chunk_size=1):
+            for chunk in obstore.list(client, self._key(rel) or None, chunk_size=1):
                 return bool(chunk)
         except Exception as exc:
             raise StoreError(f"{self.uri}: {describe(exc)}") from None
@@ -351,8 +357,9 @@ class ObjectLocation(Location):
     def upload(self, rel: str, source: Path) -> None:
         import obstore
 
+        client = self.client
         try:
-            obstore.put(self.client, self._key(rel), source)
+            obstore.put(client, self._key(rel), source)
         except Exception as exc:
             raise StoreError(f"{self.child(rel)}: {describe(exc)}") from None
 
@@ -367,6 +374,10 @@ class ObjectLocation(Location):
 
     def check(self) -> None:
         """Raise a one-line :class:`StoreError` unless the bucket answers to these credentials."""
+        endpoint = (self.options or {}).get("AWS_ENDPOINT_URL", "")
+        allow = (self.options or {}).get("AWS_ALLOW_HTTP", "").lower() in ("1", "true", "yes")
+        if endpoint.lower().startswith("http://") and not allow:
+            raise StoreError(f"{self.uri}: AWS_ENDPOINT_URL is plain HTTP: set AWS_ALLOW_HTTP=true to use it")
         self.names(".cfanalytics-probe/")
 
 
@@ -432,6 +443,7 @@ _HINTS: Final = {
     "AccessDenied": "access denied (check the credentials and the bucket's permissions)",
     "NoSuchBucket": "no such bucket (create it first, or check the name)",
     "InvalidBucketName": "not a valid bucket name",
+    "Missing AccessKeyId": "no credentials (set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)",
 }
 
 
@@ -447,6 +459,8 @@ def describe(exc: BaseException) -> str:
     code = _CODE.search(text)
     if code and code.group(1) in _HINTS:
         return _HINTS[code.group(1)]
+    if "Missing AccessKeyId" in text or "Missing SecretAccessKey" in text:
+        return _HINTS["Missing AccessKeyId"]
     lowered = text.lower()
     if "connection refused" in lowered or "error sending request" in lowered or "dns error" in lowered:
         return "cannot reach the object store (check AWS_ENDPOINT_URL, and AWS_ALLOW_HTTP for a plain-HTTP server)"

@@ -226,7 +226,7 @@ def test_a_writer_killed_mid_commit_leaves_a_readable_store(tmp_path, s3_env, s3
 
 
 # ------------------------------------------------------------------ errors
-@pytest.mark.parametrize("fault", ["endpoint", "secret", "bucket"])
+@pytest.mark.parametrize("fault", ["endpoint", "secret", "bucket", "plain-http"])
 def test_a_wrong_endpoint_key_or_bucket_is_one_line_without_secrets(s3, fault):
     env = dict(s3.options)
     uri = f"s3://{s3.bucket}/errors"
@@ -242,9 +242,12 @@ def test_a_wrong_endpoint_key_or_bucket_is_one_line_without_secrets(s3, fault):
     elif fault == "secret":
         env["AWS_SECRET_ACCESS_KEY"] = wrong_secret
         expected = "refused the secret key"
-    else:
+    elif fault == "bucket":
         uri = "s3://no-such-bucket-here/store"
         expected = "no such bucket"
+    else:
+        del env["AWS_ALLOW_HTTP"]
+        expected = "set AWS_ALLOW_HTTP=true"
     for command in (["diagnose", "--store", uri], ["ingest", "--store", uri, "--timezone", "UTC", __file__]):
         out = run_cli(*command, **env)
         assert out.returncode != 0
