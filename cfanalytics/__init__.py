@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from cfanalytics.exceptions import CfError, InputError, StoreBusyError, StoreError, UsageError
 
 if TYPE_CHECKING:
-    from cfanalytics import charts, diagnose, panels
+    from cfanalytics import charts, diagnose, panels, schemas
     from cfanalytics.filters import LogFilter, StoreReader
     from cfanalytics.ingest import BatchResult, IngestResult
     from cfanalytics.redaction import mask_ip, redact
@@ -48,9 +48,10 @@ __all__ = [
     "open_store",
     "panels",
     "redact",
+    "schemas",
 ]
-#: Subpackages and modules reachable as attributes (``cf.diagnose``, ``cf.panels``, ``cf.charts``).
-_SUBMODULES: frozenset[str] = frozenset({"charts", "diagnose", "panels"})
+#: Subpackages and modules reachable as attributes (``cf.diagnose``, ``cf.panels``, ``cf.charts``, ``cf.schemas``).
+_SUBMODULES: frozenset[str] = frozenset({"charts", "diagnose", "panels", "schemas"})
 
 #: Public names and the module each lives in: imported on first use, so ``import cfanalytics`` stays instant.
 _LAZY: dict[str, str] = {

@@ -42,7 +42,7 @@ import json
 import math
 import re
 import textwrap
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final
 
@@ -82,21 +82,22 @@ FONT_COLOR: Final = "#7a7a7a"
 GRID_COLOR: Final = "rgba(128,128,128,0.22)"
 LINE_COLOR: Final = "rgba(128,128,128,0.45)"
 TRANSPARENT: Final = "rgba(0,0,0,0)"
+ERROR_COLOR: Final = "#e15759"
+OK_COLOR: Final = "#2ca58d"
+MISSING_COLOR: Final = "#8c8c8c"
 #: Mid-luminance qualitative palette, legible on light and dark backgrounds.
 COLORWAY: Final = (
     "#4c8bf5",
     "#f28e2b",
-    "#e15759",
-    "#2ca58d",
+    ERROR_COLOR,
+    OK_COLOR,
     "#b07aa1",
     "#9c755f",
     "#d4a017",
     "#17becf",
     "#ff6f91",
-    "#8c8c8c",
+    MISSING_COLOR,
 )
-ERROR_COLOR: Final = "#e15759"
-OK_COLOR: Final = "#2ca58d"
 INCIDENT_FILL: Final = "rgba(225,87,89,0.14)"
 INCIDENT_LINE: Final = "rgba(225,87,89,0.6)"
 CHANGE_COLOR: Final = "#a0a0a0"
@@ -122,21 +123,9 @@ FUNNEL_STAGES: Final[dict[str, str]] = {
     "postbacks_accepted": "Postbacks accepted",
 }
 _TIME_COLUMNS: Final = ("hour", "day", "bucket")
-#: Colours of traffic sources and integrations (:func:`group_color`): mid-luminance, none of them
-#: the red of failures or the grey of rows without an id.
-GROUP_PALETTE: Final = (
-    "#4c8bf5",
-    "#f28e2b",
-    "#2ca58d",
-    "#b07aa1",
-    "#9c755f",
-    "#d4a017",
-    "#17becf",
-    "#ff6f91",
-    "#7f7fdf",
-    "#6b9e3a",
-)
-MISSING_COLOR: Final = "#8c8c8c"
+#: Colours of traffic sources and integrations (:func:`group_color`): :data:`COLORWAY` without the red
+#: of failures and the grey of rows without an id, and two more of the same luminance.
+GROUP_PALETTE: Final = (*(c for c in COLORWAY if c not in (ERROR_COLOR, MISSING_COLOR)), "#7f7fdf", "#6b9e3a")
 #: Groupings drawn in their own colour; any other grouping (campaign, ct) is drawn in
 #: :data:`NEUTRAL_COLOR`, so that a colour always means one traffic source (or integration).
 COLOURED_BY: Final = ("traffic_source_id", "integration_id")
@@ -309,6 +298,29 @@ def _require(frame: pl.DataFrame, columns: Iterable[str], what: str) -> None:
         raise ValueError(f"{what} needs column(s) {', '.join(missing)}; got {', '.join(frame.columns) or 'none'}")
 
 
+def _drawable(frame: pl.DataFrame | None, columns: Iterable[str], what: str) -> bool:
+    """False when there is nothing to draw (no frame, no rows); a frame without one of ``columns`` is an error."""
+    if frame is None or frame.height == 0:
+        return False
+    _require(frame, columns, what)
+    return True
+
+
+def _present(frame: pl.DataFrame, wanted: Collection[str], what: str) -> list[str]:
+    """The columns of ``wanted`` that ``frame`` has, in that order; an error when it has none of them."""
+    present = [c for c in wanted if c in frame.columns]
+    if not present:
+        _require(frame, wanted, what)
+    return present
+
+
+def _bar(x: Sequence[Any], y: Sequence[Any], *, name: str, hover: str, color: str | None = None, **more: Any) -> go.Bar:
+    """A bar trace named ``name``, in ``color`` (default: the next of the palette), with hover template ``hover``."""
+    if color is not None:
+        more.setdefault("marker", {"color": color})
+    return _go().Bar(x=x, y=y, name=name, hovertemplate=hover, **more)
+
+
 def _column(frame: pl.DataFrame, name: str) -> list[Any]:
     return frame.get_column(name).to_list() if name in frame.columns else [None] * frame.height
 
@@ -365,9 +377,8 @@ def error_rate_over_time(
     """
     heading = _title(title, f"Postback error rate by {_entity_words(by)}" if by else "Postback error rate")
     time_col = _time_column(rates) if rates is not None else None
-    if _is_empty(rates) or time_col is None:
+    if time_col is None or not _drawable(rates, ["postbacks", "errors", "error_rate"], "error_rate_over_time"):
         return _empty(heading)
-    _require(rates, ["postbacks", "errors", "error_rate"], "error_rate_over_time")
     go_ = _go()
     times = rates.get_column(time_col)
     local, zone = _local(times, timezone)
@@ -476,18 +487,18 @@ def error_rate_over_time(
             (ACCEPTED_NAME, (part.get_column("postbacks") - part.get_column("errors")).to_list(), ACCEPTED_BAR),
         ):
             fig.add_trace(
-                go_.Bar(
-                    x=x,
-                    y=values,
-                    customdata=custom,
+                _bar(
+                    x,
+                    values,
                     name=name,
+                    hover=bar_hover,
+                    customdata=custom,
                     legendgroup=name,
                     showlegend=n == 0,
                     marker={"color": bar_color, "line": {"width": 0}},
                     width=[step.total_seconds() * 1000 * 0.85] * len(x),  # one bucket wide, however few bars
                     xaxis="x",
                     yaxis=count_axis,
-                    hovertemplate=bar_hover,
                 )
             )
         totals = f"{group['_n']:,} postback{'' if group['_n'] == 1 else 's'} · {group['_e']:,} failed" + (
@@ -906,26 +917,18 @@ def errors_by_kind(kinds: pl.DataFrame, *, title: str | None = None) -> go.Figur
     (('auth',), (5,))
     """
     heading = _title(title, "Postback errors by kind")
-    if _is_empty(kinds):
+    if not _drawable(kinds, ["error_kind", "errors"], "errors_by_kind"):
         return _empty(heading)
-    _require(kinds, ["error_kind", "errors"], "errors_by_kind")
     rows = kinds.filter(pl.col("errors").fill_null(0) > 0).sort(["errors", "error_kind"], descending=[True, False])
     if not rows.height:
         return _empty(heading)
-    go_ = _go()
     total = int(rows.get_column("errors").sum())
     labels = [safe_text(k, 40) if k is not None else "(unknown)" for k in rows.get_column("error_kind").to_list()]
     errors = rows.get_column("errors").to_list()
-    fig = go_.Figure(
-        go_.Bar(
-            x=errors,
-            y=labels,
-            orientation="h",
-            marker={"color": ERROR_COLOR},
-            customdata=[[e / total * 100] for e in errors],
-            hovertemplate="%{y}<br>Errors: %{x:,}<br>Share of errors: %{customdata[0]:.1f}%<extra></extra>",
-            name="Errors",
-        )
+    hover = "%{y}<br>Errors: %{x:,}<br>Share of errors: %{customdata[0]:.1f}%<extra></extra>"
+    share = [[e / total * 100] for e in errors]
+    fig = _go().Figure(
+        _bar(errors, labels, name="Errors", hover=hover, color=ERROR_COLOR, customdata=share, orientation="h")
     )
     fig.update_layout(
         title=heading,
@@ -948,10 +951,8 @@ def errors_by_status_class(classes: pl.DataFrame, *, title: str | None = None) -
     [('Errors', ('2xx', '4xx'), (0, 5)), ('Accepted', ('2xx', '4xx'), (20, 0))]
     """
     heading = _title(title, "Postbacks by HTTP status class")
-    if _is_empty(classes):
+    if not _drawable(classes, ["status_class", "errors"], "errors_by_status_class"):
         return _empty(heading)
-    _require(classes, ["status_class", "errors"], "errors_by_status_class")
-    go_ = _go()
     order = {c: i for i, c in enumerate(STATUS_ORDER)}
     rows = (
         classes.with_columns(pl.col("status_class").cast(pl.String).fill_null("none"))
@@ -968,28 +969,12 @@ def errors_by_status_class(classes: pl.DataFrame, *, title: str | None = None) -
     custom = [[p, r] for p, r in zip(totals, rates, strict=True)]
     hover = (
         "Status %{x}<br>%{fullData.name}: %{y:,}<br>Postbacks: %{customdata[0]:,}<br>Error rate: %{customdata[1]:.1f}%"
+        "<extra></extra>"
     )
-    fig = go_.Figure(
-        go_.Bar(
-            x=labels,
-            y=errors,
-            name="Errors",
-            marker={"color": ERROR_COLOR},
-            customdata=custom,
-            hovertemplate=hover + "<extra></extra>",
-        )
-    )
+    fig = _go().Figure(_bar(labels, errors, name="Errors", hover=hover, color=ERROR_COLOR, customdata=custom))
     if has_total:
-        fig.add_trace(
-            go_.Bar(
-                x=labels,
-                y=[p - e for p, e in zip(totals, errors, strict=True)],
-                name="Accepted",
-                marker={"color": OK_COLOR},
-                customdata=custom,
-                hovertemplate=hover + "<extra></extra>",
-            )
-        )
+        accepted = [p - e for p, e in zip(totals, errors, strict=True)]
+        fig.add_trace(_bar(labels, accepted, name="Accepted", hover=hover, color=OK_COLOR, customdata=custom))
     fig.update_layout(
         title=heading,
         barmode="stack",
@@ -1014,9 +999,8 @@ def top_signatures(signatures: pl.DataFrame, *, top: int = 10, title: str | None
     ((4,), ('Invalid &lt;n&gt; for api_key=***',))
     """
     heading = _title(title, f"Top {top} error signatures")
-    if _is_empty(signatures):
+    if not _drawable(signatures, ["signature", "errors"], "top_signatures"):
         return _empty(heading)
-    _require(signatures, ["signature", "errors"], "top_signatures")
     rows = (
         signatures.filter(pl.col("errors").fill_null(0) > 0)
         .sort(["errors", "signature"], descending=[True, False], nulls_last=True)
@@ -1024,7 +1008,6 @@ def top_signatures(signatures: pl.DataFrame, *, top: int = 10, title: str | None
     )
     if not rows.height:
         return _empty(heading)
-    go_ = _go()
     sigs = [s if s else "(no message)" for s in rows.get_column("signature").to_list()]
     errors = rows.get_column("errors").to_list()
     examples = _column(rows, "example")
@@ -1036,20 +1019,13 @@ def top_signatures(signatures: pl.DataFrame, *, top: int = 10, title: str | None
     # shortened at a word boundary, after redaction
     labels = [_wrapped(textwrap.shorten(_plain(short_message(s), 0), 76, placeholder="…"), 38, 0) for s in sigs]
     positions = list(range(rows.height))
-    fig = go_.Figure(
-        go_.Bar(
-            x=errors,
-            y=positions,
-            orientation="h",
-            marker={"color": ERROR_COLOR},
-            customdata=custom,
-            name="Errors",
-            hovertemplate=(
-                "%{customdata[0]}<br>Errors: %{x:,}"
-                + ("<br>Example: %{customdata[1]}" if "example" in rows.columns else "")
-                + "<extra></extra>"
-            ),
-        )
+    hover = (
+        "%{customdata[0]}<br>Errors: %{x:,}"
+        + ("<br>Example: %{customdata[1]}" if "example" in rows.columns else "")
+        + "<extra></extra>"
+    )
+    fig = _go().Figure(
+        _bar(errors, positions, name="Errors", hover=hover, color=ERROR_COLOR, customdata=custom, orientation="h")
     )
     fig.update_layout(
         title=heading,
@@ -1101,10 +1077,7 @@ def gap_classes(gaps: pl.DataFrame, *, by: str = "traffic_source_id", title: str
     heading = _title(title, f"Conversion gaps by {_entity_words(by)}")
     if _is_empty(gaps):
         return _empty(heading)
-    present = [c for c in GAP_COLORS if c in gaps.columns]
-    if not present:
-        _require(gaps, GAP_COLORS, "gap_classes")
-    go_ = _go()
+    present = _present(gaps, GAP_COLORS, "gap_classes")
     labels = _labels(gaps, by)
     ids = [safe_text(i, 60) for i in _column(gaps, by)]
     totals = (
@@ -1112,23 +1085,15 @@ def gap_classes(gaps: pl.DataFrame, *, by: str = "traffic_source_id", title: str
         if "conversions" in gaps.columns
         else gaps.select(pl.sum_horizontal(present)).to_series().to_list()
     )
-    fig = go_.Figure()
+    hover = (
+        "%{x}<br>ID: %{customdata[0]}<br>%{fullData.name}: %{y:,} of %{customdata[1]:,} conversions "
+        "(%{customdata[2]:.1f}%)<extra></extra>"
+    )
+    fig = _go().Figure()
     for cls in present:
         values = [int(v or 0) for v in gaps.get_column(cls).to_list()]
         custom = [[i, t, (v / t * 100) if t else None] for i, t, v in zip(ids, totals, values, strict=True)]
-        fig.add_trace(
-            go_.Bar(
-                x=labels,
-                y=values,
-                name=GAP_LABELS[cls],
-                marker={"color": GAP_COLORS[cls]},
-                customdata=custom,
-                hovertemplate=(
-                    "%{x}<br>ID: %{customdata[0]}<br>%{fullData.name}: %{y:,} of %{customdata[1]:,} conversions "
-                    "(%{customdata[2]:.1f}%)<extra></extra>"
-                ),
-            )
-        )
+        fig.add_trace(_bar(labels, values, name=GAP_LABELS[cls], hover=hover, color=GAP_COLORS[cls], customdata=custom))
     fig.update_layout(
         title=heading,
         barmode="stack",
@@ -1206,7 +1171,6 @@ def lag_histograms(lags: Mapping[str, pl.DataFrame], *, title: str | None = None
         )
     if not any(data):
         return _empty(heading)
-    go_ = _go()
     from plotly.subplots import make_subplots
 
     fig = make_subplots(rows=1, cols=2, subplot_titles=[p[2] for p in panels], horizontal_spacing=0.12)
@@ -1221,22 +1185,14 @@ def lag_histograms(lags: Mapping[str, pl.DataFrame], *, title: str | None = None
             continue
         log = _spread(values)
         centres, counts, ranges = _histogram(values, log=log)
+        hover = f"%{{customdata[0]:.3g}}–%{{customdata[1]:.3g}} {unit}<br>Conversions: %{{y:,}}<extra></extra>"
+        width = [(centres[1] - centres[0]) if len(centres) > 1 else 0.8] * len(centres)
         fig.add_trace(
-            go_.Bar(
-                x=centres,
-                y=counts,
-                customdata=ranges,
-                name=label,
-                marker={"color": COLORWAY[n - 1]},
-                width=[(centres[1] - centres[0]) if len(centres) > 1 else 0.8] * len(centres),
-                hovertemplate=(
-                    f"%{{customdata[0]:.3g}}–%{{customdata[1]:.3g}} {unit}<br>Conversions: %{{y:,}}<extra></extra>"
-                ),
-                showlegend=False,
-            ),
+            _bar(centres, counts, name=label, hover=hover, color=COLORWAY[n - 1], customdata=ranges, width=width),
             row=1,
             col=n,
         )
+        fig.update_traces(showlegend=False, row=1, col=n)
         xaxis: dict[str, Any] = {"title": {"text": f"{label} ({column}{', log scale' if log else ''})"}}
         if log:
             low, high = math.floor(min(centres)), math.ceil(max(centres))
@@ -1279,9 +1235,7 @@ def funnel_chart(funnel: pl.DataFrame, *, by: str = "campaign_id", top: int = 8,
     heading = _title(title, f"Funnel by {_entity_words(by)}")
     if _is_empty(funnel):
         return _empty(heading)
-    stages = [c for c in FUNNEL_STAGES if c in funnel.columns]
-    if not stages:
-        _require(funnel, FUNNEL_STAGES, "funnel_chart")
+    stages = _present(funnel, FUNNEL_STAGES, "funnel_chart")
     go_ = _go()
     from plotly.subplots import make_subplots
 
@@ -1366,10 +1320,8 @@ def volume_over_time(events: pl.DataFrame, *, timezone: str | None = None, title
     ([('visit', (120,)), ('conversion', (4,))], 6)
     """
     heading = _title(title, "Event volume over time")
-    if _is_empty(events):
+    if not _drawable(events, ["bucket", "event_type", "count"], "volume_over_time"):
         return _empty(heading)
-    _require(events, ["bucket", "event_type", "count"], "volume_over_time")
-    go_ = _go()
     buckets = events.get_column("bucket")
     xs, zone = _local(buckets, timezone)
     is_date = isinstance(events.schema["bucket"], pl.Date)
@@ -1381,16 +1333,16 @@ def volume_over_time(events: pl.DataFrame, *, timezone: str | None = None, title
         .agg(pl.col("count").sum().alias("_n"))
         .sort(["_n", "event_type"], descending=[True, False], nulls_last=True)
     )
-    fig = go_.Figure()
+    fig = _go().Figure()
     for event_type in totals.get_column("event_type").to_list():
         part = frame.filter(pl.col("event_type").eq_missing(event_type)).sort("_x")
         fig.add_trace(
-            go_.Bar(
-                x=part.get_column("_x").to_list(),
-                y=part.get_column("count").to_list(),
+            _bar(
+                part.get_column("_x").to_list(),
+                part.get_column("count").to_list(),
                 name=safe_text(event_type, 40) or "(unknown)",
+                hover="%{customdata[0]}<br>%{fullData.name}: %{y:,}<extra></extra>",
                 customdata=[[w] for w in part.get_column("_when").to_list()],
-                hovertemplate="%{customdata[0]}<br>%{fullData.name}: %{y:,}<extra></extra>",
             )
         )
     fig.update_layout(
@@ -1417,10 +1369,8 @@ def attribution_difference(by_day: pl.DataFrame, *, timezone: str | None = None,
     [('By conversion date', (10,)), ('By visit date', (12,)), ('Difference', (2,))]
     """
     heading = _title(title, "Conversions by conversion date vs visit date")
-    if _is_empty(by_day):
+    if not _drawable(by_day, ["day", "by_conversion_date", "by_visit_date"], "attribution_difference"):
         return _empty(heading)
-    _require(by_day, ["day", "by_conversion_date", "by_visit_date"], "attribution_difference")
-    go_ = _go()
     from plotly.subplots import make_subplots
 
     rows = by_day.sort("day")
@@ -1433,41 +1383,16 @@ def attribution_difference(by_day: pl.DataFrame, *, timezone: str | None = None,
         else [(v or 0) - (c or 0) for v, c in zip(visit, conv, strict=True)]
     )
     fig = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.65, 0.35], vertical_spacing=0.08)
-    day_hover = "%{x|%Y-%m-%d}"
-    fig.add_trace(
-        go_.Bar(
-            x=days,
-            y=conv,
-            name="By conversion date",
-            marker={"color": COLORWAY[0]},
-            hovertemplate=f"{day_hover}<br>By conversion date: %{{y:,}}<extra></extra>",
-        ),
-        row=1,
-        col=1,
+    # (values, name, colour, what the hover calls them, the number's format, row)
+    panels = (
+        (conv, "By conversion date", COLORWAY[0], "By conversion date", ",", 1),
+        (visit, "By visit date", COLORWAY[1], "By visit date", ",", 1),
+        (diff, "Difference", COLORWAY[4], "Visit date − conversion date", "+,", 2),
     )
-    fig.add_trace(
-        go_.Bar(
-            x=days,
-            y=visit,
-            name="By visit date",
-            marker={"color": COLORWAY[1]},
-            hovertemplate=f"{day_hover}<br>By visit date: %{{y:,}}<extra></extra>",
-        ),
-        row=1,
-        col=1,
-    )
-    fig.add_trace(
-        go_.Bar(
-            x=days,
-            y=diff,
-            name="Difference",
-            marker={"color": COLORWAY[4]},
-            hovertemplate=f"{day_hover}<br>Visit date − conversion date: %{{y:+,}}<extra></extra>",
-            showlegend=False,
-        ),
-        row=2,
-        col=1,
-    )
+    for values, name, color, what, fmt, row in panels:
+        hover = f"%{{x|%Y-%m-%d}}<br>{what}: %{{y:{fmt}}}<extra></extra>"
+        fig.add_trace(_bar(days, values, name=name, hover=hover, color=color), row=row, col=1)
+    fig.update_traces(showlegend=False, row=2, col=1)
     fig.update_layout(title=heading, barmode="group")
     fig.update_yaxes(title={"text": "Conversions"}, rangemode="tozero", row=1, col=1)
     fig.update_yaxes(title={"text": "Difference (conversions)"}, row=2, col=1)

@@ -20,10 +20,11 @@ import argparse
 import contextlib
 import errno
 import json
+import math
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import date
 from pathlib import Path
 from typing import Any, Final
@@ -46,6 +47,20 @@ Writes FILE.html and, beside it, FILE.json: the summary printed by --json
 errors, error_rate, conversions, not_posted, incidents and new_incidents of
 each period). An existing FILE.html or FILE.json that cfanalytics did not
 write is never overwritten: pass --force to replace it.
+
+New incidents are those no earlier report of the store listed: once FILE.html
+and FILE.json are written, the period's incidents count as reported, so a
+second run over the same data finds none new (--fail-on 'new_incidents>=1'
+exits 0). With a webhook (--notify URL, or the store's `config --notify`),
+each new incident and each breached --fail-on rule gets one Slack-compatible
+notice; a notice that fails is sent by the next run, one delivered never again.
+--json adds "notify": what the webhook was sent (shown by its origin only).
+
+Money at stake (conversions posted but all failed, or never posted) is kept
+per currency, never summed across currencies: "at_stake" is {"USD": 120.5, ...}
+("unknown": conversions without a currency). --fail-on 'at_stake>=100' breaches
+when the payout at stake in any one currency is 100 or more (0 when nothing is
+at stake); --fail-on 'at_stake[USD]>=100' looks at US dollars only.
 """
 
 
@@ -92,31 +107,47 @@ def _date_arg(value: str) -> date:
     return day
 
 
-def _hours_arg(value: str) -> int:
-    try:
-        hours = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{_shown(value)!r}: expected a whole number of hours") from None
-    if hours < 0:
-        raise argparse.ArgumentTypeError(f"{hours}: negative; give 0 or more hours")
-    if hours > _MAX_HOURS:
-        raise argparse.ArgumentTypeError(f"{hours}: more than {_MAX_HOURS} hours (100 years)")
-    return hours
-
-
-def _minutes_arg(value: str) -> float:
-    import math
-
-    try:
-        minutes = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{_shown(value)!r}: expected a number of minutes") from None
-    if not math.isfinite(minutes) or minutes < 0:
-        raise argparse.ArgumentTypeError(f"{value}: give 0 or more minutes")
-    return minutes
-
-
 _MAX_HOURS: Final = 24 * 365 * 100
+
+
+def _number_arg(
+    parse: type[int] | type[float],
+    what: str,
+    unit: str,
+    *,
+    above_zero: bool = False,
+    most: float | None = None,
+    most_text: str = "",
+) -> Callable[[str], int | float]:
+    """An argparse ``type=`` for a count or a duration: finite, 0 or more (or above 0), at most ``most``.
+
+    >>> _number_arg(int, "a whole number of hours", "hours", most=10)("-1")
+    Traceback (most recent call last):
+    argparse.ArgumentTypeError: -1: negative; give 0 or more hours
+    """
+
+    def check(value: str) -> int | float:
+        try:
+            number = parse(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{_shown(value)!r}: expected {what}") from None
+        low = "more than 0" if above_zero else "0 or more"
+        if not math.isfinite(number) or number < 0 or (above_zero and number == 0):
+            negative = "negative; " if parse is int else ""
+            raise argparse.ArgumentTypeError(f"{value}: {negative}give {low} {unit}")
+        if most is not None and number > most:
+            raise argparse.ArgumentTypeError(f"{number}: {most_text or f'more than {most:g} {unit}'}")
+        return number
+
+    return check
+
+
+_hours_arg = _number_arg(
+    int, "a whole number of hours", "hours", most=_MAX_HOURS, most_text=f"more than {_MAX_HOURS} hours (100 years)"
+)
+_minutes_arg = _number_arg(float, "a number of minutes", "minutes")
+_seconds_arg = _number_arg(float, "a number of seconds", "seconds", above_zero=True)
+_retries_arg = _number_arg(int, "a whole number", "retries", most=10, most_text="give 0 to 10 retries")
 
 
 def _shown(value: str) -> str:
@@ -175,6 +206,7 @@ def _parser() -> argparse.ArgumentParser:
         help="conversions newer than this before the last postback count as pending (default 0)",
     )
     dia.add_argument("--json", action="store_true", help="print one JSON document on stdout")
+    _notify_args(dia)
 
     rec = sub.add_parser("reconcile", help="compare an affiliate network's conversion export with the store")
     rec.add_argument("network_export", metavar="NETWORK_EXPORT", help="the network's conversion export (csv/xlsx)")
@@ -202,7 +234,8 @@ def _parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="EXPR",
-        help="exit 3 when e.g. 'error_rate>0.05' holds (several allowed; see the README)",
+        help="exit 3 when e.g. 'error_rate>0.05' holds (several allowed; see the README); money at stake is "
+        "per currency: 'at_stake>=100' holds when any one currency reaches 100, 'at_stake[USD]>=100' looks at USD only",
     )
     rep.add_argument(
         "--out", required=True, metavar="FILE.html", help="where the HTML goes; FILE.json is written beside it"
@@ -212,12 +245,19 @@ def _parser() -> argparse.ArgumentParser:
     )
     rep.add_argument("--png", metavar="DIR", help="also write every chart as PNG here (uses chromium)")
     rep.add_argument("--json", action="store_true", help="print the summary (the content of FILE.json) as JSON")
+    _notify_args(rep)
 
     cfg = sub.add_parser("config", help="show or change a store's settings (column map, PII)")
     cfg.add_argument("--store", required=True, type=_store_arg, help=_STORE_HELP)
     cfg.add_argument("--map", action="append", default=[], metavar="HEADER=COLUMN", help="save a header mapping")
     cfg.add_argument("--store-ips", choices=["raw", "masked", "hashed"], help="how later ingests keep IP addresses")
     cfg.add_argument("--mask-ips", choices=["on", "off"], help="show IP addresses masked in every output")
+    cfg.add_argument(
+        "--notify",
+        metavar="URL|off",
+        help="the incoming-webhook URL reports notify by default (kept in the store, shown by its origin only); "
+        "off removes it",
+    )
     cfg.add_argument("--json", action="store_true", help=_JSON_HELP)
 
     bat = sub.add_parser("batches", help="list the ingest ledger")
@@ -257,6 +297,52 @@ def _parser() -> argparse.ArgumentParser:
 
 
 _STORE_HELP: Final = "the store folder"
+
+
+def _notify_args(p: argparse.ArgumentParser) -> None:
+    hook = p.add_mutually_exclusive_group()
+    hook.add_argument(
+        "--notify",
+        metavar="URL",
+        help="POST a Slack-compatible notice for each new incident and breached threshold to this incoming "
+        "webhook, once (default: the store's `config --notify` URL)",
+    )
+    hook.add_argument("--no-notify", action="store_true", help="send no notice this run (what is due stays due)")
+    p.add_argument(
+        "--notify-timeout",
+        type=_seconds_arg,
+        default=10.0,
+        metavar="SECONDS",
+        help="seconds to wait for the webhook per try (default 10)",
+    )
+    p.add_argument(
+        "--notify-retries",
+        type=_retries_arg,
+        default=3,
+        metavar="N",
+        help="retries after a time-out, 429 or 5xx, with back-off (default 3)",
+    )
+
+
+def _webhook(args: argparse.Namespace) -> str | None:
+    """The webhook a command notifies: ``--notify``, else the store's setting (none with ``--no-notify``)."""
+    from cfanalytics.alerts import check_webhook, configured_webhook
+
+    if args.notify:
+        return check_webhook(args.notify)
+    if args.no_notify:
+        return None
+    return configured_webhook(args.store)
+
+
+def _print_notified(notified: Any) -> None:
+    """One line of what the webhook was sent (failures are the caller's one error line)."""
+    if notified is None:
+        return
+    sent = f"{len(notified.incidents_sent)} incident(s), {len(notified.thresholds_sent)} threshold(s)"
+    _print(f"  notified: {sent}" if notified.incidents_sent or notified.thresholds_sent else "  notified: nothing new")
+
+
 _JSON_HELP: Final = "print one JSON document on stdout"
 
 
@@ -448,6 +534,7 @@ def _cmd_diagnose(args: argparse.Namespace) -> int:
     from cfanalytics.store import LogStore
 
     _check_range(args.start, args.end)
+    webhook = _webhook(args)
     store = LogStore(args.store, create=False)
     span = _stored_span(store)
     note = _no_rows_note(store, args.start, args.end, span)
@@ -465,7 +552,33 @@ def _cmd_diagnose(args: argparse.Namespace) -> int:
         from cfanalytics.text import diagnosis_text
 
         _print(diagnosis_text(doc))
-    return EXIT_OK
+    period = {"from": str(start), "to": str(end)}
+    return _notify_diagnosis(store, webhook, doc, period, args) if webhook else EXIT_OK
+
+
+def _notify_diagnosis(
+    store: Any, webhook: str, doc: dict[str, Any], period: dict[str, str], args: argparse.Namespace
+) -> int:
+    """``diagnose --notify``: one notice per incident never notified (thresholds are the report's)."""
+    from cfanalytics.alerts import incident_notices, notify
+
+    zone = store.timezone or "UTC"
+    notified = notify(
+        store,
+        webhook,
+        incident_notices(doc["incidents"], zone),
+        [],
+        {**period, "timezone": zone},
+        footer="cfanalytics diagnose",
+        timeout=args.notify_timeout,
+        retries=args.notify_retries,
+    )
+    if not args.json:
+        _print_notified(notified)
+    failed = notified.error_line()
+    if failed:
+        _error(failed)
+    return EXIT_INPUT if failed else EXIT_OK
 
 
 def _cmd_reconcile(args: argparse.Namespace) -> int:
@@ -498,6 +611,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
     parse_fail_on(args.fail_on)  # a bad expression fails before the long run
     _check_range(args.start, args.end)
+    webhook = _webhook(args)
     out = Path(args.out)
     if not args.force:
         for path in (out, out.with_suffix(".json")):
@@ -519,7 +633,10 @@ def _cmd_report(args: argparse.Namespace) -> int:
         grace_minutes=args.grace,
         fail_on=args.fail_on,
         png_dir=args.png,
+        notify=webhook,
+        notify_options={"timeout": args.notify_timeout, "retries": args.notify_retries},
     )
+    notified = result.notified
     if args.json:
         _dump(
             {
@@ -527,6 +644,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
                 **result.summary,
                 "breached": result.breached,
                 "png": [str(p) for p in result.pngs],
+                "notify": notified.to_json(webhook) if notified is not None and webhook else None,
             }
         )
     else:
@@ -537,9 +655,13 @@ def _cmd_report(args: argparse.Namespace) -> int:
             f"  {cur['postbacks']} postbacks, {cur['errors']} failed ({rate}); {cur['incidents']} incidents "
             f"({cur['new_incidents']} new); {cur['not_posted']} conversions never posted"
         )
+        _print_notified(notified)
         for line in result.breached:
             _error(f"threshold breached: {line}")
-    return EXIT_THRESHOLD if result.breached else EXIT_OK
+    failed = notified.error_line() if notified is not None else None
+    if failed:
+        _error(failed)
+    return EXIT_THRESHOLD if result.breached else EXIT_INPUT if failed else EXIT_OK
 
 
 def _kit_wrote(path: Path) -> bool:
@@ -611,7 +733,13 @@ def _cmd_config(args: argparse.Namespace) -> int:
         store.set_column_map(args.map)
     if args.store_ips or args.mask_ips:
         store.set_privacy(store_ips=args.store_ips, mask_ips=None if args.mask_ips is None else args.mask_ips == "on")
+    from cfanalytics.alerts import configured_webhook, set_webhook, webhook_origin
+
+    if args.notify:
+        set_webhook(store, None if args.notify.strip().lower() == "off" else args.notify)
     meta = {k: v for k, v in store.metadata.items() if k != "ip_salt"}
+    webhook = configured_webhook(store.location)
+    meta["notify"] = webhook_origin(webhook) if webhook else None  # the path of a webhook is its secret
     if args.json:
         _dump(meta)
     else:
@@ -668,7 +796,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
             _print(f"rendering the report to {report_path} …", file=sys.stderr)
         from cfanalytics.report import run
 
-        report = str(run(store_path, report_path).html)
+        report = str(run(store_path, report_path, record=False).html)  # a first scheduled report still alerts
     if args.json:
         _dump(
             {

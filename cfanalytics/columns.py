@@ -45,81 +45,60 @@ def snake_case(name: str) -> str:
     return s or "column"
 
 
-# Extra spellings per canonical column (the canonical name itself always matches).
-# Keys are canonical names; values are spellings in any case/punctuation. The report and event-log
-# spellings of the ClickFlare API (``connectionIP``, ``deviceUserAgent``, ``connectionReferrer``,
-# ``deviceMainLanguage``, ``landingID``…) are those its public clients use; see
-# cfanalytics/pull/_vocabulary.py for the sources. ``LocationCountryName`` (a full country name),
-# ``visitID``, ``postalCode``, ``trackingField1..20`` and ``param1..20`` have no canonical column:
-# they are kept as extra columns.
+# Other names per canonical column. Names match by :func:`norm_key`, so the canonical name matches in any
+# case and punctuation (``Click ID``, ``ClickID``, ``clickID``) and is not listed; nor is a second spelling
+# of a listed name (the alias index refuses both). The report and event-log names of the ClickFlare API
+# (``connectionIP``, ``deviceUserAgent``, ``connectionReferrer``, ``deviceMainLanguage``…) are those its
+# public clients use; see cfanalytics/pull/_vocabulary.py for the sources. ``LocationCountryName`` (a full
+# country name), ``visitID``, ``postalCode``, ``trackingField1..20`` and ``param1..20`` have no canonical
+# column: they are kept as extra columns.
 ALIASES: Final[dict[str, tuple[str, ...]]] = {
-    "click_id": ("Click ID", "ClickID", "clickID", "Click Id", "Clickid", "cid"),
-    "visit_time": ("Visit Time", "VisitTime", "Visit Date", "visitTimestamp"),
-    "click_time": ("Click Time", "ClickTime", "Click Date", "clickTimestamp"),
-    "conversion_time": (
-        "Conversion Date",
-        "Conversion Time",
-        "ConversionDate",
-        "ConversionTime",
-        "conversionTimestamp",
-    ),
-    "postback_time": ("Postback Time", "PostbackTime", "Postback Date", "Fired At"),
-    "campaign_id": ("Campaign ID", "CampaignID", "campaignID"),
-    "traffic_source_id": ("Traffic Source ID", "TrafficSourceID", "trafficSourceID"),
-    "offer_id": ("Offer ID", "OfferID", "offerID"),
-    "landing_id": ("Landing ID", "Lander ID", "LanderID", "LandingID", "landingID", "landingPageID", "Landing Page ID"),
-    "flow_id": ("Flow ID", "FlowID"),
-    "affiliate_network_id": ("Affiliate Network ID", "AffiliateNetworkID", "affiliateNetworkID", "Network ID"),
-    "external_id": ("External ID", "ExternalID", "externalID"),
-    "ip": ("IP", "IP Address", "connectionIP", "ConnectionIP", "Visitor IP"),
-    "country": ("Country", "Country Code", "locationCountry", "LocationCountry", "countryCode"),
-    "region": ("Region", "locationRegion", "State"),
-    "city": ("City", "locationCity"),
-    "isp": ("ISP", "connectionISP"),
-    "connection_type": ("Connection Type", "connectionType"),
-    "device_type": ("Device Type", "deviceType", "Device"),
-    "os": ("OS", "deviceOS", "Operating System"),
-    "os_version": ("OS Version", "deviceOSVersion"),
-    "browser": ("Browser", "deviceBrowser"),
-    "browser_version": ("Browser Version", "deviceBrowserVersion"),
-    "device_brand": ("Device Brand", "deviceBrand", "Brand"),
-    "device_model": ("Device Model", "deviceModel", "Model"),
-    "language": ("Language", "deviceLanguage", "deviceMainLanguage", "Browser Language"),
-    "user_agent": ("User Agent", "UserAgent", "userAgent", "deviceUserAgent", "UA"),
-    "referrer": ("Referrer", "Referer", "referrerURL", "connectionReferrer"),
-    "bot_score": ("Bot Score", "botScore"),
-    "is_filtered": ("Is Filtered", "Filtered", "isFiltered", "Filtered Traffic"),
-    "cta": ("CTA", "Cta"),
-    "payout": ("Payout", "ConversionPayout", "conversionPayout", "Revenue"),
-    "currency": ("Currency", "Payout Currency"),
-    "txid": ("Transaction ID", "ConversionTransaction", "TransactionID", "txid", "Tx ID"),
-    "ct": ("Custom Conversion (ct)", "Ct", "CT", "Custom Conversion", "Conversion Type"),
-    "custom_conversion_number": ("Custom Conversion Number", "CustomConversionNumber"),
-    "status": ("Status", "Conversion Status", "ConversionStatus"),
-    "postback_id": ("Postback ID", "PostbackID", "postbackID"),
-    "is_error": ("Is Error", "IsError", "isError", "Error"),
-    "status_code": ("Status Code", "StatusCode", "HTTP Status", "HTTP Status Code", "Response Code"),
-    "error_message": ("Error Message", "ErrorMessage", "errorMessage", "Error Text"),
-    "postback_url": ("Postback URL", "PostbackUrl", "PostbackURL", "postbackUrl", "URL"),
-    "custom_conversion_index": ("Custom Conversion Index", "CustomConversionIndex"),
-    "integration_id": ("Integration ID", "IntegrationID", "integrationID"),
-    "event": ("Event", "Event Name"),
-    "activity_id": ("Activity ID", "ActivityID", "Log ID"),
-    "changed_at": ("Changed At", "ChangedAt", "Date", "Timestamp", "Time", "Changed On"),
-    "author": ("Author", "User", "User Email", "UserEmail", "Changed By", "Email"),
-    "entity_type": ("Entity", "Entity Type", "EntityType"),
-    "entity_id": ("Entity ID", "EntityID"),
-    "entity_name": ("Entity Name", "EntityName"),
-    "action": ("Action", "Action Type", "ActionType"),
-    "old_value": ("Old Value", "OldValue", "Before"),
-    "new_value": ("New Value", "NewValue", "After"),
-    "event_type": ("Event Type", "EventType", "eventType"),
-    "campaign_name": ("Campaign", "Campaign Name", "CampaignName"),
-    "traffic_source_name": ("Traffic Source", "Traffic Source Name", "TrafficSource", "TrafficSourceName"),
-    "offer_name": ("Offer", "Offer Name", "OfferName"),
-    "landing_name": ("Lander", "Landing", "Lander Name", "Landing Name", "Landing Page", "LanderName"),
-    "affiliate_network_name": ("Affiliate Network", "Affiliate Network Name", "AffiliateNetwork", "Network"),
-    "integration_name": ("Integration", "Integration Name", "IntegrationName"),
+    "click_id": ("cid",),
+    "visit_time": ("Visit Date", "visitTimestamp"),
+    "click_time": ("Click Date", "clickTimestamp"),
+    "conversion_time": ("Conversion Date", "conversionTimestamp"),
+    "postback_time": ("Postback Date", "Fired At"),
+    "landing_id": ("Lander ID", "landingPageID"),
+    "affiliate_network_id": ("Network ID",),
+    "ip": ("IP Address", "connectionIP", "Visitor IP"),
+    "country": ("Country Code", "locationCountry"),
+    "region": ("locationRegion", "State"),
+    "city": ("locationCity",),
+    "isp": ("connectionISP",),
+    "device_type": ("Device",),
+    "os": ("deviceOS", "Operating System"),
+    "os_version": ("deviceOSVersion",),
+    "browser": ("deviceBrowser",),
+    "browser_version": ("deviceBrowserVersion",),
+    "device_brand": ("Brand",),
+    "device_model": ("Model",),
+    "language": ("deviceLanguage", "deviceMainLanguage", "Browser Language"),
+    "user_agent": ("deviceUserAgent", "UA"),
+    "referrer": ("Referer", "referrerURL", "connectionReferrer"),
+    "is_filtered": ("Filtered", "Filtered Traffic"),
+    "payout": ("ConversionPayout", "Revenue"),
+    "currency": ("Payout Currency",),
+    "txid": ("Transaction ID", "ConversionTransaction"),
+    "ct": ("Custom Conversion (ct)", "Custom Conversion", "Conversion Type"),
+    "status": ("Conversion Status",),
+    "is_error": ("Error",),
+    "status_code": ("HTTP Status", "HTTP Status Code", "Response Code"),
+    "error_message": ("Error Text",),
+    "postback_url": ("URL",),
+    "event": ("Event Name",),
+    "activity_id": ("Log ID",),
+    "changed_at": ("Date", "Timestamp", "Time", "Changed On"),
+    "author": ("User", "User Email", "Changed By", "Email"),
+    "entity_type": ("Entity",),
+    "action": ("Action Type",),
+    "old_value": ("Before",),
+    "new_value": ("After",),
+    "campaign_name": ("Campaign",),
+    "traffic_source_name": ("Traffic Source",),
+    "offer_name": ("Offer",),
+    "landing_name": ("Lander", "Landing", "Lander Name", "Landing Page"),
+    "affiliate_network_name": ("Affiliate Network", "Network"),
+    "integration_name": ("Integration",),
 }
 
 # Keys that are canonical only for some kinds; elsewhere they are ordinary extras.
@@ -132,11 +111,15 @@ def _build_alias_index() -> dict[str, str]:
     for name in sorted(canonical):
         index[norm_key(name)] = name
     for name, spellings in ALIASES.items():
+        keys = [norm_key(name)]
         for spelling in spellings:
             key = norm_key(spelling)
+            if key in keys:
+                raise AssertionError(f"alias {spelling!r} of {name} is already matched (names match by norm_key)")
             if index.get(key, name) != name:
                 raise AssertionError(f"alias {spelling!r} claimed by {index[key]} and {name}")
             index[key] = name
+            keys.append(key)
     return index
 
 

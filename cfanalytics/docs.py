@@ -39,6 +39,8 @@ def columns_markdown() -> str:
         "Every stored row also carries the internal columns below, one `flag_*` boolean per flag of its kind,",
         "and any input column that is not canonical, as text under its first-seen snake_case name",
         "(names that collide with reserved ones get a `_src` suffix).",
+        "Input column names match ignoring case, spaces, underscores and punctuation (`Click ID`, `ClickID` and",
+        '`click_id` are one name); "also read from" lists the other names a column is read from.',
         "",
         "## Internal columns",
         "",

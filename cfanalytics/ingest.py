@@ -823,9 +823,11 @@ def _append_new_rows(
 
     The rows go from the scratch file through a lazy query (rows new to the
     store, in the stored types) into :func:`cfanalytics._delta.append_rows`.
-    Required values are proven non-null by the written files' footers, and
-    pandera's full model runs on the first rows, since the values come from the
-    normaliser's own rules (a failure would be a bug, not bad input).
+    Every batch's values were validated against the kind's value model by the
+    normaliser (:func:`cfanalytics.schemas.row_failures`); here required values
+    are proven non-null by the written files' footers, and the stored model
+    (internal columns too) runs on the first rows as a guard (a failure would be
+    a bug, not bad input).
     """
     assert part.final is not None
     kind = part.kind

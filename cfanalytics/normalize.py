@@ -2,9 +2,16 @@
 
 One :class:`Normalizer` serves one input. It turns each raw batch (all strings,
 plus ``_record``) into, per kind, a frame of canonical columns (docs/contract.md §2) and a
-frame of quarantined records (docs/contract.md §3). Value rules live here: times and zones
-(DST fall-back and spring-forward), booleans, numbers (decimal comma), status
-codes, countries, click-id macros, activity vocabularies.
+frame of quarantined records (docs/contract.md §3). Parsing lives here: times and zones
+(DST fall-back and spring-forward), booleans, numbers (decimal comma), integers,
+countries, activity vocabularies; and the flags of click-id macros, negative payouts
+and error/status mismatches. The rules a typed value must obey (nullability, time
+window, ranges, patterns, allowed values) live in the pandera value model of each kind
+(:func:`cfanalytics.schemas.value_model`): every batch is validated against it (lazily,
+all failures collected) and its failure cases decide. A required value the model
+rejects quarantines its record (``missing_required`` when the text was empty, else
+``unparseable_required``, the detail naming the column and the check); an optional one
+is nulled and flagged, its raw text kept in ``_raw``.
 
 >>> import pyarrow as pa
 >>> from cfanalytics.columns import resolve
@@ -21,7 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from typing import Final
 
 import polars as pl
@@ -41,6 +48,7 @@ from cfanalytics.schemas import (
     Column,
     columns,
     flags,
+    row_failures,
 )
 from cfanalytics.values import (
     EPOCH,
@@ -58,14 +66,10 @@ from cfanalytics.values import (
     parse_float_expr,
     parse_int_expr,
     parse_number_expr,
-    parse_status_expr,
     time_class_expr,
     vocabulary_expr,
 )
 
-#: Times outside this window are not log times (``9999-12-31`` placeholders, misread epochs).
-_EARLIEST: Final = datetime(1970, 1, 1, tzinfo=UTC)
-_LATEST: Final = datetime(2200, 1, 1, tzinfo=UTC)
 #: Candidates of time-format detection (:meth:`Normalizer._time_format`), in order of preference.
 _TIME_FORMATS: Final = ("epoch", *OFFSET_FORMATS, *NAIVE_FORMATS, "%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%dT%H:%M")
 _DETECT_SAMPLE: Final = 100
@@ -80,6 +84,8 @@ _PARSE_BY_TYPE: Final[dict[pl.DataType, Callable[[pl.Expr], pl.Expr]]] = {
     INT: parse_int_expr,
     FLOAT: parse_float_expr,
 }
+#: The check pandera reports for a null in a column that may not hold one.
+_NOT_NULLABLE: Final = "not_nullable"
 _FLAG_OF_COLUMN: Final = {
     "status_code": "flag_invalid_status_code",
     "payout": "flag_invalid_payout",
@@ -136,6 +142,7 @@ class Normalizer:
         self._folds: dict[str, _FoldState] = {}
         self._time_formats: dict[str, str] = {}  # "<kind>.<column>" → detected format
         self._event_columns = set(resolution.canonical.values()) - {"event_type"}
+        self._validated: set[str] = set()  # kinds whose first batch pandera validated in full
 
     # ----------------------------------------------------------------- driver
     @staticmethod
@@ -201,9 +208,8 @@ class Normalizer:
         present = set(frame.columns)
         cols = columns(kind)
         typed: dict[str, pl.Expr] = {}
+        empties: dict[str, pl.Expr] = {}  # the raw text of the column is empty (or the column is absent)
         stripped: list[str] = []  # text columns whose stripped text is put in __v_<col> first
-        bad_required: list[tuple[str, pl.Expr, pl.Expr]] = []  # (column, missing, unparseable)
-        nulled: dict[str, pl.Expr] = {}
         frame = self._ensure_strings(frame, [c.name for c in cols if c.name in present])
         frame = self._parse_times(frame, kind, [c.name for c in cols if c.dtype == TIME and c.name in present])
         for col in cols:
@@ -214,39 +220,40 @@ class Normalizer:
             if strip:
                 stripped.append(name)
             typed[name] = value
-            value = pl.col(f"__v_{name}")
-            if col.required:
-                bad_required.append((name, empty, ~empty & value.is_null()))
-            elif col.dtype != STR or name == "country":
-                nulled[name] = ~empty & value.is_null()
-        # Typed values (``__v_<col>``) once for all rows; the checks below read them.
+            empties[name] = empty
+        # Typed values (``__v_<col>``) once for all rows; the model's checks judge them.
         frame = frame.with_columns(pl.col(n).str.strip_chars().alias(f"__v_{n}") for n in stripped)
         frame = frame.with_columns(v.alias(f"__v_{n}") for n, v in typed.items())
-        for name in (c.name for c in cols if c.required):
-            if name not in present and not (kind == "postbacks" and name == "postback_id"):
-                bad_required.append((name, pl.lit(True), pl.lit(False)))
-        # Quarantine: first required problem of each row names it (reason and detail on those rows only).
-        bad = pl.any_horizontal([m | u for _, m, u in bad_required]).fill_null(False) if bad_required else pl.lit(False)
-        frame = frame.with_columns(bad.alias("_bad"))
-        clean = not frame.get_column("_bad").any()
+        broken = self._model_failures(frame, kind, typed)
+        frame = frame.with_columns(broken.values())
+        # Quarantine: a required value the model rejects (null or failing a check); the first such
+        # column of a row names it, with the check (reason and detail on those rows only).
+        bad_required = [c.name for c in cols if c.required and c.name in broken]
+        bad = pl.any_horizontal([pl.col(f"__rule_{n}").is_not_null() for n in bad_required]) if bad_required else None
+        frame = frame.with_columns((pl.lit(False) if bad is None else bad).alias("_bad"))
+        clean = bad is None
         reason = pl.lit(None, STR)
         detail = pl.lit(None, STR)
-        for name, missing, unparseable in reversed(bad_required):
+        for name in reversed(bad_required):
             src = self.resolution.source_of(name) or name
             label = name if src == name else f"{name} ({src})"
             shown = pl.col(name).cast(STR).str.slice(0, 80) if name in present else pl.lit("")
+            rule = pl.col(f"__rule_{name}")
+            missing = rule.is_not_null() & empties.get(name, pl.lit(True))
             reason = (
                 pl.when(missing)
                 .then(pl.lit("missing_required"))
-                .when(unparseable)
+                .when(rule.is_not_null())
                 .then(pl.lit("unparseable_required"))
                 .otherwise(reason)
             )
             detail = (
                 pl.when(missing)
                 .then(pl.lit(f"{label}: missing"))
-                .when(unparseable)
+                .when(rule == _NOT_NULLABLE)
                 .then(pl.concat_str([pl.lit(f"{label}: cannot parse '"), shown, pl.lit("'")]))
+                .when(rule.is_not_null())
+                .then(pl.concat_str([pl.lit(f"{label}: '"), shown, pl.lit(f"' fails the {kind} model's check "), rule]))
                 .otherwise(detail)
             )
         quarantined = (frame.clear() if clean else frame.filter(pl.col("_bad"))).select(
@@ -256,6 +263,14 @@ class Normalizer:
             pl.lit(None, STR).alias("raw"),
             pl.lit(kind).alias("kind"),
         )
+        # Optional values that do not parse, or that the model rejects: nulled and flagged.
+        nulled: dict[str, pl.Expr] = {}
+        for col in cols:
+            name = col.name
+            if col.required or name not in typed or (col.dtype == STR and name not in broken):
+                continue
+            unparsed = ~empties[name] & pl.col(f"__v_{name}").is_null()
+            nulled[name] = unparsed | pl.col(f"__rule_{name}").is_not_null() if name in broken else unparsed
         good = frame if clean else frame.filter(~pl.col("_bad"))
         # Flags of nulled optional values, raw values into _raw (computed on the raw text).
         nulled_flags: dict[str, pl.Expr] = {}
@@ -274,10 +289,44 @@ class Normalizer:
             else pl.lit(None, STR)
         )
         rows = good.with_columns(*(e.alias(f) for f, e in nulled_flags.items()), raw_expr.alias("_raw"))
-        rows = rows.with_columns(pl.col(f"__v_{n}").alias(n) for n in typed)
+        rows = rows.with_columns(
+            (
+                pl.when(pl.col(f"__rule_{n}").is_null()).then(pl.col(f"__v_{n}")) if n in broken else pl.col(f"__v_{n}")
+            ).alias(n)
+            for n in typed
+        )
         rows = rows.with_columns(pl.when(pl.col("_raw") != "{}").then(pl.col("_raw")).alias("_raw"))
         rows = rows.with_columns(**self._value_flags(rows, kind, set(nulled_flags)))
         return Normalized(rows=self._finish(rows, kind), quarantine=quarantined)
+
+    def _model_failures(self, frame: pl.DataFrame, kind: str, typed: Collection[str]) -> dict[str, pl.Series]:
+        """The value model's verdict on a batch's typed values: ``{column: __rule_<column>}`` for the columns
+        with a failure, each the name of the first check a row fails (null where it passes).
+
+        Runs :func:`cfanalytics.schemas.row_failures` (pandera, lazy: every failure; the model's checks
+        as Polars expressions first after the first batch) on the typed values; required columns the
+        input lacks are validated as nulls (the derived postback id aside).
+        """
+        derived = ("postback_id",) if kind == "postbacks" and "postback_id" not in typed else ()
+        absent = [c for c in columns(kind) if c.required and c.name not in typed and c.name not in derived]
+        values = frame.select(
+            *(pl.col(f"__v_{n}").alias(n) for n in typed), *(pl.lit(None, c.dtype).alias(c.name) for c in absent)
+        )
+        # pandera validates the first batch of each kind in full (and the expressions derived from the
+        # model must agree with it); later batches by those expressions, pandera naming the failures.
+        cases = row_failures(values, kind, without=derived, full=kind not in self._validated)
+        self._validated.add(kind)
+        if cases.height == 0:
+            return {}
+        if cases.get_column("index").null_count():
+            whole = cases.filter(pl.col("index").is_null()).row(0, named=True)
+            raise AssertionError(f"{kind}: the normalised frame breaks its model: {whole}")  # a bug, not bad input
+        first = cases.group_by("column", "index", maintain_order=True).agg(pl.col("check").first())
+        out: dict[str, pl.Series] = {}
+        for (name,), part in first.group_by("column", maintain_order=True):
+            rule = pl.Series(f"__rule_{name}", [None] * frame.height, dtype=STR)
+            out[str(name)] = rule.scatter(part.get_column("index"), part.get_column("check"))
+        return out
 
     def _typed(self, frame: pl.DataFrame, col: Column) -> tuple[pl.Expr, pl.Expr, bool]:
         """How one column is parsed: its typed value, its "empty" test, and whether its stripped
@@ -289,8 +338,9 @@ class Normalizer:
             return pl.col(f"__t_{name}"), empty, False
         if name == "payout":
             return self._parse_payout(frame, s), empty, False
-        if name == "status_code":  # "0" means no response: empty, not unparseable
-            return parse_status_expr(s), empty | (s.str.strip_chars().str.replace(r"\.0+$", "") == "0"), False
+        if name == "status_code":  # "0" means no response: empty (null), not unparseable
+            no_response = s.str.strip_chars().str.replace(r"\.0+$", "") == "0"
+            return pl.when(~no_response).then(parse_int_expr(s)), empty | no_response, False
         text = pl.col(f"__v_{name}")
         if name == "ip":
             return self._ip(pl.when(text != "").then(text)), empty, True
@@ -375,13 +425,15 @@ class Normalizer:
                     and vals.str.contains(r"^-?\d+(,\d+)?$").all()
                     and vals.str.contains(",").any()
                 )
-        return parse_number_expr(s.str.strip_chars(), decimal_comma=bool(self.decimal_comma))
+        return parse_number_expr(s.str.strip_chars(), decimal_comma=bool(self.decimal_comma), finite=False)
 
     def _parse_times(self, frame: pl.DataFrame, kind: str, names: list[str]) -> pl.DataFrame:
         """Add ``__t_<col>`` (UTC) and ``__amb_<col>`` (0 ok, 1 ambiguous, 2 shifted) per time column.
 
         Each value is classed as epoch, with offset, or naive local (docs/contract.md §2) and
-        parsed by the first format of its class that fits. The format of a column
+        parsed by the first format of its class that fits. An instant is a time of years
+        1–9999 (what Python, and pandera's failure cases, can hold); whether it is a log time
+        is the model's time-window check. The format of a column
         is detected once per input (:meth:`_time_format`) and tried alone; the
         rows it leaves unparsed get every format, so results do not depend on it.
         """
@@ -406,7 +458,7 @@ class Normalizer:
             if all_naive:
                 instant, amb = pl.col("__local"), pl.col("__amb")
             frame = frame.with_columns(
-                pl.when(instant.is_between(_EARLIEST, _LATEST, closed="left")).then(instant).alias(f"__t_{name}"),
+                pl.when(instant.dt.year().is_between(1, 9999)).then(instant).alias(f"__t_{name}"),
                 amb.alias(f"__amb_{name}"),
             ).drop("__cls", "__epoch", "__offset", "__naive", "__local", "__amb")
         return frame

@@ -11,9 +11,19 @@ and activity are loaded once and every number and chart is computed from them.
 ``--fail-on`` grammar: ``METRIC OP NUMBER[%]``, several separated by commas or
 given as several flags; any that holds fails the run (exit code 3). ``OP`` is one
 of ``> >= < <= == !=``; ``5%`` means ``0.05``. Metrics: see :data:`METRICS`.
+``at_stake`` is money, kept per currency and never added across currencies:
+``at_stake>=100`` holds when the payout at stake in *any one* currency is 100 or more
+(0 when nothing is at stake), ``at_stake[USD]>=100`` looks at US dollars only
+(``at_stake[unknown]``: conversions without a currency).
 
->>> parse_fail_on(["error_rate>5%", "new_incidents >= 1"])
-[('error_rate', '>', 0.05), ('new_incidents', '>=', 1.0)]
+``new_incidents`` counts the period's incidents no report of the store listed
+before (:mod:`cfanalytics.alerts`): :func:`run` records the period's incidents as
+reported once the HTML and its JSON summary are written, so a second run over the
+same data finds none new. With a webhook (``notify``) it then sends a notice for
+each incident and breached rule still due, once.
+
+>>> parse_fail_on(["error_rate>5%", "new_incidents >= 1", "at_stake[usd]>=100"])
+[('error_rate', '>', 0.05), ('new_incidents', '>=', 1.0), ('at_stake[USD]', '>=', 100.0)]
 """
 
 from __future__ import annotations
@@ -21,7 +31,7 @@ from __future__ import annotations
 import operator
 import os
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
@@ -43,7 +53,7 @@ from cfanalytics.diagnose.frames import (
 from cfanalytics.diagnose.gaps import funnel_counts, gap_rows, gap_table, lag_distributions
 from cfanalytics.diagnose.incidents import SCOPES, find_incidents, history_filter
 from cfanalytics.diagnose.names import Names
-from cfanalytics.diagnose.queries import gap_summary
+from cfanalytics.diagnose.queries import gap_summary, money_at_stake
 from cfanalytics.exceptions import CfError, UsageError
 from cfanalytics.filters import LogFilter, StoreReader, display_timezone
 from cfanalytics.redaction import redact
@@ -51,6 +61,7 @@ from cfanalytics.redaction import redact
 if TYPE_CHECKING:
     import plotly.graph_objects as go
 
+    from cfanalytics.alerts import NotifyResult
     from cfanalytics.store import LogStore
 
 #: Metrics ``--fail-on`` understands (all from :func:`summary`'s ``current`` period).
@@ -72,7 +83,13 @@ METRICS: Final = (
     "ct_mismatch",
     "duplicate_conversions",
     "unknown_click",
+    "at_stake",
+    "at_stake_conversions",
 )
+#: The money metric: payout at stake per currency (``--fail-on 'at_stake[USD]>=100'``).
+MONEY_METRICS: Final = ("at_stake",)
+#: The key of conversions without a currency in per-currency sums (as in the recovery manifest).
+NO_CURRENCY: Final = "unknown"
 _OPS: Final[dict[str, Callable[[Any, Any], bool]]] = {
     ">=": operator.ge,
     "<=": operator.le,
@@ -81,7 +98,7 @@ _OPS: Final[dict[str, Callable[[Any, Any], bool]]] = {
     ">": operator.gt,
     "<": operator.lt,
 }
-_EXPR: Final = re.compile(r"^\s*([a-z_]+)\s*(>=|<=|==|!=|>|<)\s*(-?\d+(?:\.\d+)?)\s*(%?)\s*$")
+_EXPR: Final = re.compile(r"^\s*([a-z_]+)(?:\[\s*([A-Za-z]+)\s*\])?\s*(>=|<=|==|!=|>|<)\s*(-?\d+(?:\.\d+)?)\s*(%?)\s*$")
 #: The notebook the report runs (shipped with the package; ``notebooks/report.ipynb`` links to it).
 REPORT_NOTEBOOK: Final = Path(__file__).resolve().parent / "notebooks" / "report.ipynb"
 
@@ -96,17 +113,49 @@ def parse_fail_on(items: Sequence[str] | str | None) -> list[tuple[str, str, flo
         m = _EXPR.match(part)
         if not m:
             raise UsageError(f"--fail-on {part.strip()!r}: expected METRIC OP NUMBER, e.g. 'error_rate>0.05'")
-        metric, op, number, pct = m.groups()
+        metric, currency, op, number, pct = m.groups()
         if metric not in METRICS:
             raise UsageError(f"--fail-on {part.strip()!r}: unknown metric {metric!r}; use one of {', '.join(METRICS)}")
+        if metric in MONEY_METRICS:
+            if pct:
+                raise UsageError(f"--fail-on {part.strip()!r}: {metric} is an amount of money, not a rate (no %)")
+            if currency is not None:
+                code = NO_CURRENCY if currency.lower() == NO_CURRENCY else currency.upper()
+                if code != NO_CURRENCY and len(code) != 3:
+                    raise UsageError(
+                        f"--fail-on {part.strip()!r}: {currency!r} is not a currency code such as USD (or 'unknown')"
+                    )
+                metric = f"{metric}[{code}]"
+        elif currency is not None:
+            raise UsageError(f"--fail-on {part.strip()!r}: only {', '.join(MONEY_METRICS)} takes a [CURRENCY]")
         out.append((metric, op, float(number) / (100 if pct else 1)))
     return out
+
+
+def _money_values(current: dict[str, Any], metric: str) -> list[tuple[str, float]]:
+    """``(label, amount)`` pairs a money rule is checked against: the one currency it names (0 when that
+    currency has nothing at stake), else each currency with money at stake (0 when none has)."""
+    name, _, code = metric.partition("[")
+    per_currency: dict[str, float] = current.get(name) or {}
+    if code:
+        code = code.rstrip("]")
+        return [(f"{name}[{code}]", float(per_currency.get(code, 0.0)))]
+    if not per_currency:
+        return [(name, 0.0)]
+    return [(f"{name}[{cur}]", float(value)) for cur, value in sorted(per_currency.items())]
 
 
 def check_thresholds(current: dict[str, Any], rules: list[tuple[str, str, float]]) -> list[str]:
     """The rules that hold (each as text), given the current period's metrics."""
     breached: list[str] = []
     for metric, op, value in rules:
+        if metric.partition("[")[0] in MONEY_METRICS:
+            breached += [
+                f"{label} {op} {value:g} (is {amount:,.2f})"
+                for label, amount in _money_values(current, metric)
+                if _OPS[op](amount, value)
+            ]
+            continue
         actual = current.get(metric)
         if actual is not None and _OPS[op](actual, value):
             breached.append(f"{metric} {op} {value:g} (is {actual:.4g})")
@@ -142,6 +191,7 @@ def _period_metrics(reader: StoreReader, where: LogFilter, grace_minutes: float,
     n, e = int(total.item(0, "postbacks")), int(total.item(0, "errors"))
     unattributed = rows.filter(~pl.col("attributed")).height
     gaps = gap_summary(reader, where, grace_minutes=grace_minutes)
+    stake = money_at_stake(reader, where, grace_minutes=grace_minutes)
     found = find_incidents(history, shared.activity, shared.names, shared.campaigns, where.time_bounds(reader.timezone))
     return {
         "postbacks": n,
@@ -150,6 +200,9 @@ def _period_metrics(reader: StoreReader, where: LogFilter, grace_minutes: float,
         "unattributed": int(unattributed),
         **gaps,
         "not_posted_rate": (gaps["not_posted"] / gaps["conversions"]) if gaps["conversions"] else None,
+        # payout per currency, never added across currencies (NO_CURRENCY: conversions without one)
+        "at_stake": {(r["currency"] or NO_CURRENCY): r["payout"] for r in stake.sort("currency").iter_rows(named=True)},
+        "at_stake_conversions": int(stake.get_column("conversions").sum()) if stake.height else 0,
         "incidents": found.height,
         "open_incidents": int(found.get_column("open").sum()) if found.height else 0,
         "incident_ids": found.get_column("incident_id").to_list(),
@@ -157,12 +210,18 @@ def _period_metrics(reader: StoreReader, where: LogFilter, grace_minutes: float,
 
 
 def summary(
-    reader: StoreReader, start: date | None = None, end: date | None = None, *, grace_minutes: float = 0
+    reader: StoreReader,
+    start: date | None = None,
+    end: date | None = None,
+    *,
+    grace_minutes: float = 0,
+    reported: Collection[str] | None = None,
 ) -> dict[str, Any]:
     """Metrics of the period [start, end] (local dates, inclusive) and of the period before it.
 
     ``new_incidents`` counts incidents of this period whose ``incident_id`` is not
-    among the previous period's.
+    among ``reported`` (default: those a report of the store already listed,
+    :func:`reported_incidents`).
     """
     if start is None or end is None:
         first, last = default_period(reader)
@@ -175,7 +234,8 @@ def summary(
     shared = _Shared.load(reader)
     current = _period_metrics(reader, LogFilter(start=start, end=end), grace_minutes, shared)
     previous = _period_metrics(reader, LogFilter(start=prev_start, end=prev_end), grace_minutes, shared)
-    new = [i for i in current["incident_ids"] if i not in set(previous["incident_ids"])]
+    known = reported_incidents(reader) if reported is None else set(reported)
+    new = [i for i in current["incident_ids"] if i not in known]
     current["new_incidents"] = len(new)
     current["new_incident_ids"] = new
     return {
@@ -184,6 +244,19 @@ def summary(
         "current": current,
         "previous": previous,
     }
+
+
+def reported_incidents(reader: StoreReader) -> set[str]:
+    """Ids of the incidents a report of this store already listed (none for a reader without a folder).
+
+    >>> import tempfile, cfanalytics as cf
+    >>> reported_incidents(cf.LogStore(tempfile.mkdtemp() + "/s", timezone="UTC"))
+    set()
+    """
+    from cfanalytics.alerts import read_state
+
+    folder = getattr(reader, "location", None) or getattr(reader, "path", None)  # a store's (S3 too)
+    return set(read_state(folder)["incidents"]) if folder is not None else set()
 
 
 #: The report's charts, in order: name → title.
@@ -350,6 +423,8 @@ class ReportResult:
     summary: dict[str, Any]
     breached: list[str]
     pngs: list[Path]
+    #: What the webhook was sent (None without one).
+    notified: NotifyResult | None = None
 
 
 def run(
@@ -363,8 +438,18 @@ def run(
     fail_on: Sequence[str] | None = None,
     png_dir: str | os.PathLike[str] | None = None,
     notebook: str | os.PathLike[str] | None = None,
+    notify: str | None = None,
+    notify_options: Mapping[str, Any] | None = None,
+    record: bool = True,
 ) -> ReportResult:
-    """Execute the report notebook with papermill and export it to one self-contained HTML file."""
+    """Execute the report notebook with papermill and export it to one self-contained HTML file.
+
+    Once the HTML and its JSON summary are written, the period's incidents count as
+    reported (``record=False`` leaves the alert state alone); then, with a webhook URL
+    ``notify``, each incident and breached rule still due gets one notice
+    (:func:`cfanalytics.alerts.notify`; ``notify_options`` go to its ``post_webhook``).
+    A failed notice stays due: the result's ``notified`` says what failed.
+    """
     import json
     import tempfile
 
@@ -391,7 +476,42 @@ def run(
     pngs = sorted(Path(png_dir).glob("*.png")) if png_dir else []
     breached = check_thresholds(period["current"], rules)
     (out_path.with_suffix(".json")).write_text(json.dumps({**period, "breached": breached}, indent=2, default=str))
-    return ReportResult(out_path, period, breached, pngs)
+    if record:
+        from cfanalytics.alerts import record as record_reported
+
+        record_reported(store, reported=period["current"]["incident_ids"])
+    notified = (
+        _notify(store, notify, period, rules, timezone=params["timezone"], options=notify_options or {})
+        if notify
+        else None
+    )
+    return ReportResult(out_path, period, breached, pngs, notified)
+
+
+def _notify(
+    store: LogStore,
+    url: str,
+    period: dict[str, Any],
+    rules: list[tuple[str, str, float]],
+    *,
+    timezone: str,
+    options: Mapping[str, Any],
+) -> NotifyResult:
+    """Send the notices still due for a report's period: its incidents and each breached rule."""
+    from cfanalytics.alerts import due_incidents, incident_notices, notify, read_state
+    from cfanalytics.diagnose.queries import incidents
+
+    ids = period["current"]["incident_ids"]
+    found: list[dict[str, Any]] = []
+    if due_incidents(read_state(store.location), ids):  # read the incidents' details only when a notice is owed
+        where = LogFilter(start=period["period"]["from"], end=period["period"]["to"])
+        found = incident_notices(incidents(store, where).to_dicts(), timezone)
+    breached = [
+        (f"{metric}{op}{value:g}", line)
+        for metric, op, value in rules
+        for line in check_thresholds(period["current"], [(metric, op, value)])
+    ]
+    return notify(store, url, found, breached, period["period"], **options)
 
 
 def _execute(source: Path, target: Path, params: dict[str, Any]) -> None:
@@ -461,6 +581,8 @@ _SUMMARY_ROWS: Final = (
 def _fmt(value: Any, kind: str) -> str:
     if value is None:
         return "n/a"
+    if kind == "money":
+        return f"{value:,.2f}"
     return f"{value:.1%}" if kind == "rate" else f"{int(value):,}"
 
 
@@ -470,7 +592,24 @@ def _delta(cur: Any, prev: Any, kind: str) -> str:
     diff = cur - prev
     if kind == "rate":
         return f"{diff * 100:+.1f} pt"
+    if kind == "money":
+        return f"{diff:+,.2f}"
     return f"{int(diff):+,}"
+
+
+def _at_stake_rows(cur: dict[str, Any], prev: dict[str, Any]) -> list[tuple[str, Any, Any, str]]:
+    """Summary rows of the money at stake: the conversions, then the payout of each currency seen in either
+    period (0 where a period has none of it; currencies are never added together)."""
+    rows: list[tuple[str, Any, Any, str]] = [
+        ("Conversions at stake", cur.get("at_stake_conversions"), prev.get("at_stake_conversions"), "count")
+    ]
+    now, before = cur.get("at_stake") or {}, prev.get("at_stake") or {}
+    for code in sorted(set(now) | set(before)):
+        label = "Payout at stake (no currency)" if code == NO_CURRENCY else f"Payout at stake ({code})"
+        rows.append((label, now.get(code, 0.0), before.get(code, 0.0), "money"))
+    if not (now or before):
+        rows.append(("Payout at stake", 0.0, 0.0, "money"))
+    return rows
 
 
 def _empty(metrics: dict[str, Any]) -> bool:
@@ -510,14 +649,16 @@ def summary_html(period: dict[str, Any], incidents: pl.DataFrame | None = None) 
     zone = str(p.get("timezone") or "UTC")
     esc = html.escape
     no_previous = _empty(prev)
+    values = [(label, cur.get(key), prev.get(key), kind) for label, key, kind in _SUMMARY_ROWS]
+    values += _at_stake_rows(cur, prev)
     rows = "".join(
-        f"<tr><th scope='row'>{esc(label)}</th><td>{_fmt(cur.get(key), kind)}</td>"
+        f"<tr><th scope='row'>{esc(label)}</th><td>{_fmt(now, kind)}</td>"
         + (
             "<td>no data</td><td>no data</td></tr>"
             if no_previous
-            else f"<td>{_fmt(prev.get(key), kind)}</td><td>{_delta(cur.get(key), prev.get(key), kind)}</td></tr>"
+            else f"<td>{_fmt(before, kind)}</td><td>{_delta(now, before, kind)}</td></tr>"
         )
-        for label, key, kind in _SUMMARY_ROWS
+        for label, now, before, kind in values
     )
     out = [
         "<div class='cf-summary'>",

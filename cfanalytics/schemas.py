@@ -1,8 +1,10 @@
 """Canonical columns of the five log kinds, identity columns, flags and reason codes.
 
-This module is the one place that says what a stored row looks like. It is
-light (Polars only); the pandera models are built on demand by
-:func:`pandera_model` so that ``import cfanalytics`` does not pull pandera in.
+This module is the one place that says what a stored row looks like, and the
+home of the value rules: the checks of the pandera models (:func:`column_checks`).
+It is light (Polars only); the models are built on demand by :func:`value_model`
+and :func:`pandera_model` so that ``import cfanalytics`` does not pull pandera in.
+Users validate their own frames with :func:`validate` (``cf.schemas.validate``).
 
 >>> from cfanalytics.schemas import KINDS, column_names
 >>> KINDS
@@ -14,6 +16,7 @@ light (Polars only); the pandera models are built on demand by
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from functools import cache
 from typing import TYPE_CHECKING, Any, Final, Literal
 
@@ -309,7 +312,7 @@ FLAGS: Final[dict[str, tuple[tuple[str, ...], str]]] = {
 #: Closed list of quarantine reason codes.
 REASONS: Final[dict[str, str]] = {
     "missing_required": "a required value is missing or empty",
-    "unparseable_required": "a required value does not parse (time, boolean)",
+    "unparseable_required": "a required value does not parse (time, boolean) or fails a check of the kind's model",
     "unknown_event_type": "an event log row whose event type is not visit, click or conversion",
     "conflicting_key": (
         "a keyed row (visit click_id, postback_id, activity_id) seen before with different content; the first is kept"
@@ -405,30 +408,237 @@ def quarantine_schema() -> dict[str, pl.DataType]:
     return {c.name: c.dtype for c in QUARANTINE_COLUMNS}
 
 
+#: Times outside this window are not log times (``9999-12-31`` placeholders, misread epochs): the
+#: check of every time column of the models (from, inclusive; to, exclusive).
+TIME_WINDOW: Final = (datetime(1970, 1, 1, tzinfo=UTC), datetime(2200, 1, 1, tzinfo=UTC))
+#: Inclusive range of HTTP status codes.
+STATUS_CODE_RANGE: Final = (100, 599)
+#: An ISO 3166-1 alpha-2 country code as stored.
+COUNTRY_PATTERN: Final = r"^[A-Z]{2}$"
+#: Name of the models' check that a float is finite (pandera has no built-in one).
+FINITE: Final = "finite"
+#: Columns of :func:`failure_cases`: row (0-based, as in the frame validated; null for a check of the whole
+#: column, such as its type), column, the check that failed, the failing value as text.
+FAILURE_SCHEMA: Final = {"index": INT, "column": STR, "check": STR, "failure_case": STR}
+
+
+def _finite(data: Any) -> pl.LazyFrame:
+    """The ``finite`` check of float columns (``PolarsData`` → one boolean per row; null passes)."""
+    return data.lazyframe.select(pl.col(data.key).is_finite())  # type: ignore[no-any-return]
+
+
+def column_checks(column: Column) -> list[pa.Check]:
+    """The value rules of one canonical column as pandera checks: the one place they are written.
+
+    Times lie in :data:`TIME_WINDOW`, floats are finite, status codes lie in
+    :data:`STATUS_CODE_RANGE`, countries match :data:`COUNTRY_PATTERN`, activity
+    entity types and actions come from :data:`ENTITY_TYPES` and :data:`ACTIONS`.
+    The ingest parses text into typed values, runs these checks on every batch
+    and turns their failures into quarantine (required columns) or flags.
+
+    >>> [c.error for c in column_checks(Column("status_code", INT, False, ""))]
+    ['in_range(100, 599)']
+    """
+    import pandera.polars as pa
+
+    if column.dtype == TIME:
+        return [pa.Check.in_range(*TIME_WINDOW, include_max=False)]
+    if column.dtype == FLOAT:
+        return [pa.Check(_finite, name=FINITE, error=FINITE)]
+    by_name: dict[str, list[pa.Check]] = {
+        "status_code": [pa.Check.in_range(*STATUS_CODE_RANGE)],
+        "country": [pa.Check.str_matches(COUNTRY_PATTERN)],
+        "entity_type": [pa.Check.isin(ENTITY_TYPES)],
+        "action": [pa.Check.isin(ACTIONS)],
+    }
+    return by_name.get(column.name, [])
+
+
+@cache
+def value_model(kind: str, without: tuple[str, ...] = ()) -> pa.DataFrameSchema:
+    """The ``pandera.polars`` model of the values of ``kind``: canonical columns, dtypes, nullability, checks.
+
+    Required columns must be present and non-null; optional columns may be
+    absent or null. Extra columns are allowed. This is the model every ingest
+    batch is validated against (after its text is parsed), and the one
+    :func:`validate` checks users' frames with. ``without`` leaves columns out
+    (the postback id an ingest derives after validation).
+    """
+    import pandera.polars as pa
+
+    cols = {
+        c.name: pa.Column(c.dtype, nullable=not c.required, required=c.required, checks=column_checks(c))
+        for c in columns(kind)
+        if c.name not in without
+    }
+    return pa.DataFrameSchema(cols, strict=False, name=f"cfanalytics.{kind}.values")
+
+
 @cache
 def pandera_model(kind: str) -> pa.DataFrameSchema:
     """A ``pandera.polars`` schema for stored rows of ``kind``.
 
-    Validates dtypes, required non-null values and value rules (status code
-    range, ISO-2 country, entity type and action vocabularies). Extra columns
-    are allowed (unknown input columns are kept as strings).
+    The columns and checks of :func:`value_model`, every column required, plus
+    the internal columns (``_row_id`` of 32 characters, non-null batch, date and
+    flags). Extra columns are allowed (unknown input columns are kept as strings).
     Imported lazily: pandera is only loaded when a model is asked for.
     """
     import pandera.polars as pa
 
-    checks: dict[str, list[Any]] = {
-        "status_code": [pa.Check.in_range(100, 599)],
-        "country": [pa.Check.str_matches(r"^[A-Z]{2}$")],
-        "entity_type": [pa.Check.isin(ENTITY_TYPES)],
-        "action": [pa.Check.isin(ACTIONS)],
-        "_row_id": [pa.Check.str_length(32, 32)],
-    }
+    canonical = {c.name: c for c in columns(kind)}
     cols: dict[str, pa.Column] = {}
     for name, dtype in polars_schema(kind).items():
-        required = (
-            name in {"_row_id", "_batch_id", "date"}
-            or name.startswith("flag_")
-            or any(c.name == name and c.required for c in columns(kind))
-        )
-        cols[name] = pa.Column(dtype, nullable=not required, checks=checks.get(name, []), required=True)
+        if name in canonical:
+            c = canonical[name]
+            cols[name] = pa.Column(dtype, nullable=not c.required, required=True, checks=column_checks(c))
+            continue
+        checks = [pa.Check.str_length(32, 32)] if name == "_row_id" else []
+        nullable = name not in {"_row_id", "_batch_id", "date"} and not name.startswith("flag_")
+        cols[name] = pa.Column(dtype, nullable=nullable, checks=checks, required=True)
     return pa.DataFrameSchema(cols, strict=False, name=f"cfanalytics.{kind}")
+
+
+def failure_cases(frame: pl.DataFrame, kind: str, *, without: tuple[str, ...] = ()) -> pl.DataFrame:
+    """Every value of ``frame`` that breaks :func:`value_model` of ``kind`` (lazy validation: all of them).
+
+    One row per failure, with the columns of :data:`FAILURE_SCHEMA`, ordered by
+    row then column; empty when the frame is valid.
+
+    >>> frame = pl.DataFrame({"postback_id": ["p1", "p2"], "click_id": ["c1", None],
+    ...     "postback_time": [datetime(2026, 11, 20, tzinfo=UTC)] * 2, "is_error": [False, True],
+    ...     "status_code": [200, 700]})
+    >>> failure_cases(frame, "postbacks").rows()
+    [(1, 'click_id', 'not_nullable', None), (1, 'status_code', 'in_range(100, 599)', '700')]
+    """
+    from pandera.errors import SchemaErrors
+
+    try:
+        value_model(kind, without).validate(frame, lazy=True)
+    except SchemaErrors as exc:
+        cases = exc.failure_cases
+        assert isinstance(cases, pl.DataFrame)
+        return (
+            cases.select(pl.col(c).cast(t) for c, t in FAILURE_SCHEMA.items())
+            .unique(maintain_order=True)
+            .sort("index", nulls_last=False, maintain_order=True)
+        )
+    return pl.DataFrame(schema=FAILURE_SCHEMA)
+
+
+class _Capture:
+    """Stands in for the lazy frame a pandera check selects from: ``select(expr)`` hands ``expr`` back."""
+
+    def select(self, *exprs: Any) -> Any:
+        return exprs[0] if len(exprs) == 1 and isinstance(exprs[0], pl.Expr) else None
+
+
+def check_expr(check: pa.Check, column: str) -> pl.Expr | None:
+    """A pandera check of ``column`` as a Polars expression: true where a value passes, as pandera judges it.
+
+    The check's own function (built-in or custom) is called with a stand-in for
+    the frame, so the expression is the one pandera would evaluate, nulls
+    passing when the check ignores them. ``None`` when the check is not one
+    expression (element-wise, or not over the column).
+
+    >>> import pandera.polars as pa
+    >>> expr = check_expr(pa.Check.in_range(100, 599), "status_code")
+    >>> pl.DataFrame({"status_code": [99, 200, None]}).select(expr).to_series().to_list()
+    [False, True, True]
+    """
+    from pandera.api.polars.types import PolarsData
+    from pandera.backends.polars.register import register_polars_backends
+
+    register_polars_backends()  # the built-in checks' Polars implementations (once; pandera does it on validate)
+    fn = check._check_fn
+    name = getattr(fn, "__name__", None)
+    if name is not None and check.is_builtin_check(name):  # as pandera does when it runs the check
+        fn = check.get_builtin_check_fn(name)
+    if check.element_wise or fn is None:
+        return None
+    out = fn(PolarsData(_Capture(), column), **check._check_kwargs)  # type: ignore[arg-type]
+    if not isinstance(out, pl.Expr):
+        return None
+    return out | out.is_null() if check.ignore_na else out.fill_null(False)
+
+
+def row_failures(frame: pl.DataFrame, kind: str, *, without: tuple[str, ...] = (), full: bool = False) -> pl.DataFrame:
+    """:func:`failure_cases`, the same rows and checks, at the cost of one Polars pass when the frame is valid.
+
+    Each column's nullability and checks in the model become expressions
+    (:func:`check_expr`), evaluated together; pandera then validates only the
+    rows that fail one, and names their checks. Pandera validates the whole
+    frame instead when a column the model requires is absent or of another
+    type, or a check has no expression. With ``full``, pandera validates the
+    whole frame and the expressions must agree with it (an ``AssertionError``
+    otherwise): the ingest does this on the first batch of each kind of an input.
+    """
+    model = value_model(kind, without)
+    passes: list[pl.Expr] = []
+    for name, col in model.columns.items():
+        if name not in frame.columns:
+            if col.required:
+                return failure_cases(frame, kind, without=without)
+            continue
+        if frame.schema[name] != col.dtype.type:
+            return failure_cases(frame, kind, without=without)
+        if not col.nullable:  # as pandera's not_nullable: NaN counts as null in a float column
+            present = pl.col(name).is_not_null()
+            passes.append(present & pl.col(name).is_not_nan() if frame.schema[name].is_float() else present)
+        for check in col.checks:
+            expr = check_expr(check, name)
+            if expr is None:
+                return failure_cases(frame, kind, without=without)
+            passes.append(expr)
+    if not passes or frame.height == 0:
+        return failure_cases(frame, kind, without=without) if full else pl.DataFrame(schema=FAILURE_SCHEMA)
+    bad = frame.select(pl.all_horizontal(passes).not_().arg_true()).to_series()
+    if full:
+        cases = failure_cases(frame, kind, without=without)
+        found = set(cases.get_column("index").drop_nulls().to_list())
+        if found != set(bad.to_list()):
+            raise AssertionError(f"{kind}: the model's checks as expressions disagree with pandera: {cases.head(3)}")
+        return cases
+    if bad.len() == 0:
+        return pl.DataFrame(schema=FAILURE_SCHEMA)
+    cases = failure_cases(frame[bad], kind, without=without)
+    rows = bad.to_list()  # row i of the subset is row rows[i] of the frame
+    index = [None if i is None else rows[i] for i in cases.get_column("index").to_list()]
+    return cases.with_columns(pl.Series("index", index, dtype=INT))
+
+
+def validate(frame: pl.DataFrame | pl.LazyFrame, kind: str, *, raise_errors: bool = False) -> pl.DataFrame:
+    """Check a frame of ``kind`` against its model: the failure cases (empty when valid), or one error.
+
+    The frame holds canonical columns (docs/columns.md) in their stored types;
+    other columns are ignored. A lazy frame is collected first (pandera checks
+    only the schema of a lazy frame). With ``raise_errors``, any failure raises
+    one :class:`~cfanalytics.exceptions.InputError` naming the count and the
+    first failures instead.
+
+    >>> import cfanalytics as cf
+    >>> frame = pl.DataFrame({"postback_id": ["p1", "p2"], "click_id": ["c1", "c2"],
+    ...     "postback_time": [datetime(2026, 11, 20, tzinfo=UTC)] * 2, "is_error": [False, True],
+    ...     "status_code": [200, 700]})
+    >>> cf.schemas.validate(frame, kind="postbacks").rows()
+    [(1, 'status_code', 'in_range(100, 599)', '700')]
+    >>> cf.schemas.validate(frame.head(1), kind="postbacks").height
+    0
+    >>> cf.schemas.validate(frame, kind="postbacks", raise_errors=True)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    cfanalytics.exceptions.InputError: postbacks frame: 1 value breaks the model ...: row 1 status_code ...: '700'
+    """
+    from cfanalytics.exceptions import InputError
+
+    check_kind(kind)
+    data = frame.collect() if isinstance(frame, pl.LazyFrame) else frame
+    cases = failure_cases(data, kind)
+    if raise_errors and cases.height:
+        shown = "; ".join(
+            ("" if i is None else f"row {i} ") + f"{c} {check}" + ("" if v is None else f": {v[:40]!r}")
+            for i, c, check, v in cases.head(3).iter_rows()
+        )
+        more = f" (and {cases.height - 3} more)" if cases.height > 3 else ""
+        noun = "value breaks" if cases.height == 1 else "values break"
+        raise InputError(f"{kind} frame: {cases.height} {noun} the model {value_model(kind).name}: {shown}{more}")
+    return cases

@@ -49,6 +49,49 @@ def _rates_table(records: list[dict[str, Any]], entity: str) -> list[str]:
     return _table(rows, [entity.replace("_", " "), "postbacks", "errors", "rate"])
 
 
+def money(payout: float, currency: str | None) -> str:
+    """An amount with its currency (none when the conversions carry none).
+
+    >>> money(1234.5, "USD"), money(3, None)
+    ('1,234.50 USD', '3.00')
+    """
+    return f"{payout:,.2f} {currency}" if currency else f"{payout:,.2f}"
+
+
+def _at_stake_lines(at_stake: dict[str, Any] | None) -> list[str]:
+    """The money at stake: totals per currency, then per traffic source and integration (top 10 each)."""
+    if not at_stake:
+        return []
+    total = at_stake.get("total") or []
+    if not total:
+        return ["  at stake: nothing (every conversion reached its traffic source or is pending)"]
+    sums = "; ".join(
+        f"{money(r['payout'], r['currency']) if r['currency'] else money(r['payout'], None) + ' (no currency)'} "
+        f"in {r['conversions']} conversions "
+        f"({r['posted_failed']} failed, {r['not_posted']} not posted)"
+        for r in total
+    )
+    lines = [f"  at stake (never reached the traffic source, duplicates aside): {sums}"]
+    for section, entity in (("by_traffic_source", "traffic_source"), ("by_integration", "integration")):
+        records = at_stake.get(section) or []
+        if entity == "integration" and all(r.get("integration_id") is None for r in records):
+            continue
+        rows = [
+            [
+                _label(r.get(f"{entity}_name"), r.get(f"{entity}_id"))
+                if r.get(f"{entity}_id") is not None
+                else ("(no integration: S2S or never posted)" if entity == "integration" else "(none)"),
+                str(r["conversions"]),
+                money(r["payout"], r["currency"]),
+            ]
+            for r in records[:10]
+        ]
+        more = [f"  … and {len(records) - 10} more"] if len(records) > 10 else []
+        lines += ["", f"At stake by {entity.replace('_', ' ')}:"]
+        lines += [*_table(rows, [entity.replace("_", " "), "conversions", "payout"]), *more]
+    return lines
+
+
 def diagnosis_text(doc: dict[str, Any]) -> str:
     """The ``cfanalytics diagnose`` document as readable text."""
     postbacks, gaps = doc["postbacks"], doc["gaps"]
@@ -86,6 +129,7 @@ def diagnosis_text(doc: dict[str, Any]) -> str:
         f"  duplicates {gaps['duplicate_conversions']}, unknown clicks {gaps['unknown_click']} "
         f"({gaps['unknown_click_malformed']} malformed); orphan postbacks {gaps['orphan_postbacks']} "
         f"({gaps['ct_mismatch']} with another ct)",
+        *_at_stake_lines(gaps.get("at_stake")),
         "",
     ]
     incidents = doc["incidents"]

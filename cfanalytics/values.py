@@ -14,7 +14,11 @@ exports (:mod:`cfanalytics.diagnose.reconcile`) parse text with these rules:
   values are null. Exports of other systems (affiliate networks) are cleaned of
   currency signs and thousands separators first (:func:`money_text`).
 - **Booleans** are ``1/true/yes/y/t`` and ``0/false/no/n/f`` (any case).
-- **Status codes** are integers in 100–599.
+- **Status codes** are integers.
+
+Parsing gives text its type; the rules a typed value must then obey (time
+window, finite numbers, status-code range, ISO-2 countries, vocabularies) are
+the checks of the pandera value models, :func:`cfanalytics.schemas.column_checks`.
 
 >>> import polars as pl
 >>> frame = pl.DataFrame({"t": ["1795150804", "2026-11-20T05:00:04Z", "2026-11-20 00:00:04"]})
@@ -143,16 +147,22 @@ def parse_time_expr(s: pl.Expr, timezone: str, *, formats: tuple[str, ...] = NAI
 
 
 # --------------------------------------------------------------------------- numbers
-def parse_number_expr(s: pl.Expr, *, decimal_comma: bool = False) -> pl.Expr:
+def parse_number_expr(s: pl.Expr, *, decimal_comma: bool = False, finite: bool = True) -> pl.Expr:
     """Stripped number text → Float64 (:data:`NUMBER`; with ``decimal_comma`` the comma is the point).
 
-    >>> frame = pl.DataFrame({"p": ["12.5", "1e2", "$5", "NaN", "12,50"]})
+    A number too large for a float (``1e400``) is null, or infinite with
+    ``finite=False`` (the ingest's choice: there the value model's ``finite``
+    check judges it, :func:`cfanalytics.schemas.column_checks`).
+
+    >>> frame = pl.DataFrame({"p": ["12.5", "1e2", "$5", "NaN", "12,50", "1e400"]})
     >>> frame.select(parse_number_expr(pl.col("p"))).to_series().to_list()
-    [12.5, 100.0, None, None, None]
+    [12.5, 100.0, None, None, None, None]
+    >>> frame.select(parse_number_expr(pl.col("p"), finite=False)).to_series().to_list()[-1]
+    inf
     """
     text = s.str.replace(",", ".", literal=True) if decimal_comma else s
     number = pl.when(text.str.contains(NUMBER)).then(text.cast(pl.Float64, strict=False))
-    return pl.when(number.is_finite()).then(number)
+    return pl.when(number.is_finite()).then(number) if finite else number
 
 
 def money_text(s: pl.Expr) -> pl.Expr:
@@ -183,31 +193,25 @@ def parse_int_expr(s: pl.Expr) -> pl.Expr:
     return pl.when(f.is_finite() & (f == f.round(0)) & (f.abs() < 2**53)).then(f.cast(pl.Int64, strict=False))
 
 
-def parse_status_expr(s: pl.Expr) -> pl.Expr:
-    """HTTP status code text → Int64 in 100–599, else null.
-
-    >>> frame = pl.DataFrame({"s": ["200", "404.0", "0", "abc", "700"]})
-    >>> frame.select(parse_status_expr(pl.col("s"))).to_series().to_list()
-    [200, 404, None, None, None]
-    """
-    v = parse_int_expr(s)
-    return pl.when(v.is_between(100, 599)).then(v)
-
-
 def parse_float_expr(s: pl.Expr) -> pl.Expr:
-    """Number text → finite Float64 (Polars' float syntax), else null."""
-    f = s.str.strip_chars().cast(pl.Float64, strict=False)
-    return pl.when(f.is_finite()).then(f)
+    """Number text → Float64 (Polars' float syntax, ``inf`` included), else null.
+
+    Whether the number is finite is a check of the value models (:func:`cfanalytics.schemas.column_checks`).
+    """
+    return s.str.strip_chars().cast(pl.Float64, strict=False)
 
 
 def parse_country_expr(s: pl.Expr) -> pl.Expr:
-    """Country text → upper-case ISO 3166 alpha-2 code, else null.
+    """Country text → stripped, upper case (empty → null).
 
-    >>> pl.DataFrame({"c": [" us", "USA", "de"]}).select(parse_country_expr(pl.col("c"))).to_series().to_list()
-    ['US', None, 'DE']
+    Whether it is an ISO 3166 alpha-2 code is a check of the value models
+    (:data:`cfanalytics.schemas.COUNTRY_PATTERN`).
+
+    >>> pl.DataFrame({"c": [" us", "USA", " "]}).select(parse_country_expr(pl.col("c"))).to_series().to_list()
+    ['US', 'USA', None]
     """
     c = s.str.strip_chars().str.to_uppercase()
-    return pl.when(c.str.contains(r"^[A-Z]{2}$")).then(c)
+    return pl.when(c != "").then(c)
 
 
 def parse_bool_expr(s: pl.Expr) -> pl.Expr:

@@ -232,3 +232,94 @@ def panel_texts(panel) -> list[str]:
             elif isinstance(option, str):
                 out.append(option)
     return out
+
+
+# ------------------------------------------------------------------ money at stake, by a second method
+#: ``gaps.at_stake`` grouping → the SQL expression of its key (``None``: the totals).
+AT_STAKE_SQL_KEYS = {
+    "total": None,
+    "by_traffic_source": "coalesce(c.traffic_source_id, v.traffic_source_id)",
+    "by_integration": "i.integration_id",
+    "by_campaign": "coalesce(c.campaign_id, v.campaign_id)",
+    "by_day": "strftime(timezone($tz, c.conversion_time), '%Y-%m-%d')",
+}
+
+
+def sql_at_stake(
+    store_path: Path,
+    grouping: str,
+    *,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    timezone: str = "UTC",
+) -> list[tuple]:
+    """Money at stake by a plain DuckDB query over the store's parquet files: ``(key, currency, conversions,
+    posted_failed, not_posted, payout)`` per group (no key for ``total``), sorted by ``str``.
+
+    A conversion (the first of its click id, ct and txid in ``[start, end)``) is at stake when its postbacks
+    on the same click id and ct all failed, or it has none; its integration is that of its latest postback
+    naming one; payout null counts 0; nothing is converted between currencies.
+    """
+    import duckdb
+    from deltalake import DeltaTable
+
+    def files(kind: str) -> list[str]:
+        return DeltaTable(str(Path(store_path) / "tables" / kind)).file_uris()
+
+    key = AT_STAKE_SQL_KEYS[grouping]
+    bounds = (["conversion_time >= $start"] if start else []) + (["conversion_time < $end"] if end else [])
+    where = " and ".join(bounds)
+    sql = f"""
+        with c as (
+            select *, nullif(ct, '') as ct0,
+                   row_number() over (partition by click_id, nullif(ct, ''), nullif(txid, '')
+                                      order by conversion_time, _row_id) as nth
+            from read_parquet({files("conversions")!r}, union_by_name = true)
+            {"where " + where if where else ""}
+        ),
+        p as (
+            select click_id, nullif(ct, '') as ct0, count(*) as n, sum(case when is_error then 1 else 0 end) as e
+            from read_parquet({files("postbacks")!r}, union_by_name = true) group by 1, 2
+        ),
+        i as (
+            select click_id, ct0, integration_id from (
+                select click_id, nullif(ct, '') as ct0, integration_id,
+                       row_number() over (partition by click_id, nullif(ct, '')
+                                          order by postback_time desc, integration_id desc) as r
+                from read_parquet({files("postbacks")!r}, union_by_name = true)
+                where integration_id is not null
+            ) where r = 1
+        ),
+        v as (select click_id, traffic_source_id, campaign_id from read_parquet({files("visits")!r}))
+        select {key + " as k, " if key else ""} c.currency, count(*),
+               sum(case when p.n is not null then 1 else 0 end), sum(case when p.n is null then 1 else 0 end),
+               sum(coalesce(c.payout, 0))
+        from c
+        left join p on p.click_id = c.click_id and p.ct0 is not distinct from c.ct0
+        left join i on i.click_id = c.click_id and i.ct0 is not distinct from c.ct0
+        left join v on v.click_id = c.click_id
+        where c.nth = 1 and (p.n is null or p.n = p.e)
+        group by all
+    """
+    params = {"tz": timezone} if "$tz" in sql else {}
+    params |= {"start": start} if start else {}
+    params |= {"end": end} if end else {}
+    rows = duckdb.sql(sql, params=params).fetchall() if params else duckdb.sql(sql).fetchall()
+    return sorted(((*r[:-4], int(r[-4]), int(r[-3]), int(r[-2]), round(float(r[-1]), 6)) for r in rows), key=str)
+
+
+def at_stake_rows(section: list[dict], grouping: str) -> list[tuple]:
+    """The rows of one ``gaps.at_stake`` grouping as :func:`sql_at_stake` gives them."""
+    id_key = {
+        "by_traffic_source": "traffic_source_id",
+        "by_integration": "integration_id",
+        "by_campaign": "campaign_id",
+        "by_day": "day",
+    }.get(grouping)
+    fields = ("currency", "conversions", "posted_failed", "not_posted", "payout")
+    return sorted(((*((r[id_key],) if id_key else ()), *(r[f] for f in fields)) for r in section), key=str)
+
+
+def gap_counts_of(gaps: dict) -> dict:
+    """The counts of a ``gaps`` section (every key but ``at_stake``, checked on its own)."""
+    return {k: v for k, v in gaps.items() if k != "at_stake"}

@@ -1,17 +1,30 @@
-"""Money at stake: hand-made gap rows, and a store checked against a plain DuckDB query over its files."""
+"""Money at stake: hand-made gap rows, stores checked against a plain DuckDB query over their files, the text,
+the report summary and ``--fail-on at_stake``."""
 
 from __future__ import annotations
 
+import json
+import re
 from datetime import UTC, date, datetime
+from pathlib import Path
 
 import duckdb
+import jsonschema
 import polars as pl
+import pytest
 from deltalake import DeltaTable
 
-from cfanalytics.diagnose import gap_rows
+from cfanalytics import report
+from cfanalytics.cli import EXIT_THRESHOLD, main
+from cfanalytics.diagnose import diagnose, gap_rows
 from cfanalytics.diagnose.at_stake import at_stake, at_stake_summary
 from cfanalytics.diagnose.frames import conversions, postback_outcomes
-from tests.helpers import write
+from cfanalytics.exceptions import UsageError
+from cfanalytics.report import check_thresholds, parse_fail_on, summary, summary_html
+from cfanalytics.text import diagnosis_text
+from tests.helpers import AT_STAKE_SQL_KEYS, at_stake_rows, sql_at_stake, write
+
+SCHEMA = Path(__file__).resolve().parents[1] / "docs" / "schemas" / "diagnose.schema.json"
 
 
 def uuid(n: int) -> str:
@@ -103,3 +116,103 @@ def test_at_stake_of_a_store_equals_a_plain_sql_query(store, tmp_path):
     assert sorted(got_rows, key=str) == sorted(
         [("t1", "USD", 1, 20.0), ("t2", "USD", 1, 8.0), ("t2", "EUR", 1, 3.25), (None, None, 1, 1.0)], key=str
     )
+
+
+# --------------------------------------------------------------------------- several currencies, end to end
+# The recovery tests' hand-made store: USD and EUR conversions, one accepted, one fired twice.
+# By hand: USD g1 11 + g2 5 + g3 7 + t1 1.80 + s1 2.50 (failed) + b1 10 + n1 3 (never posted) = 40.30 in 7;
+# EUR m1 38 + m2 20 + m3 9 (failed) = 67.00 in 3; s2 was accepted; s1's second row is a duplicate.
+BY_HAND = [("EUR", 3, 3, 0, 67.0), ("USD", 7, 5, 2, 40.3)]
+
+
+@pytest.fixture
+def two_currencies(tmp_path):
+    from tests.test_recover import _hand_made
+
+    return _hand_made(tmp_path)
+
+
+@pytest.mark.parametrize("grouping", list(AT_STAKE_SQL_KEYS))
+def test_diagnose_keeps_each_currency_apart_and_equals_sql(two_currencies, grouping):
+    section = diagnose(two_currencies)["gaps"]["at_stake"]
+    got = at_stake_rows(section[grouping], grouping)
+    assert got == [(*r[:-1], pytest.approx(r[-1])) for r in sql_at_stake(two_currencies.path, grouping)]
+    if grouping == "total":
+        assert got == [(*r[:-1], pytest.approx(r[-1])) for r in BY_HAND]
+    jsonschema.validate(diagnose(two_currencies), json.loads(SCHEMA.read_text()))
+
+
+def test_the_text_names_each_currency(two_currencies):
+    text = diagnosis_text(diagnose(two_currencies))
+    assert (
+        "at stake (never reached the traffic source, duplicates aside): 67.00 EUR in 3 conversions "
+        "(3 failed, 0 not posted); 40.30 USD in 7 conversions (5 failed, 2 not posted)"
+    ) in text
+    assert "At stake by traffic source:" in text
+    assert "107.30" not in text  # never one sum across currencies
+
+
+# --------------------------------------------------------------------------- --fail-on at_stake
+def test_fail_on_at_stake_parses_per_currency_rules():
+    assert parse_fail_on("at_stake>=50, at_stake[usd] > 40, at_stake[unknown]>0") == [
+        ("at_stake", ">=", 50.0),
+        ("at_stake[USD]", ">", 40.0),
+        ("at_stake[unknown]", ">", 0.0),
+    ]
+    for bad, says in (
+        ("at_stake>5%", "amount of money, not a rate"),
+        ("error_rate[USD]>0.1", "only at_stake takes a [CURRENCY]"),
+        ("at_stake[US]>1", "not a currency code"),
+        ("at_stakes>1", "unknown metric"),
+    ):
+        with pytest.raises(UsageError, match=re.escape(says)):
+            parse_fail_on(bad)
+
+
+def test_fail_on_at_stake_holds_per_currency_never_on_a_sum():
+    current = {"at_stake": {"EUR": 67.0, "USD": 40.3}, "at_stake_conversions": 10}
+    # 50: EUR reaches it, USD does not; the 107.30 of both together is never compared
+    assert check_thresholds(current, parse_fail_on("at_stake>=50")) == ["at_stake[EUR] >= 50 (is 67.00)"]
+    assert check_thresholds(current, parse_fail_on("at_stake>=100")) == []
+    assert check_thresholds(current, parse_fail_on("at_stake[USD]>=50")) == []
+    assert check_thresholds(current, parse_fail_on("at_stake[usd]>40")) == ["at_stake[USD] > 40 (is 40.30)"]
+    # a currency with nothing at stake has 0 of it; nothing at stake at all is 0
+    assert check_thresholds(current, parse_fail_on("at_stake[GBP]>0")) == []
+    assert check_thresholds({"at_stake": {}}, parse_fail_on("at_stake>0")) == []
+    assert check_thresholds({"at_stake": {}}, parse_fail_on("at_stake==0")) == ["at_stake == 0 (is 0.00)"]
+    assert check_thresholds(current, parse_fail_on("at_stake_conversions>=10")) == [
+        "at_stake_conversions >= 10 (is 10)"
+    ]
+
+
+def test_report_summary_and_cli_fail_on_at_stake(two_currencies, tmp_path, monkeypatch, capsys):
+    period = summary(two_currencies, date(2026, 11, 1), date(2026, 11, 30))
+    assert period["current"]["at_stake"] == {"EUR": pytest.approx(67.0), "USD": pytest.approx(40.3)}
+    assert period["current"]["at_stake_conversions"] == 10
+    assert (period["previous"]["at_stake"], period["previous"]["at_stake_conversions"]) == ({}, 0)
+    page = summary_html(period)
+    assert "<th scope='row'>Payout at stake (EUR)</th><td>67.00</td>" in page
+    assert "<th scope='row'>Payout at stake (USD)</th><td>40.30</td>" in page
+    assert "<th scope='row'>Conversions at stake</th><td>10</td>" in page
+    # against a previous period with money at stake: the change, per currency
+    before = {**period, "previous": {**period["current"], "at_stake": {"USD": 50.0}, "at_stake_conversions": 12}}
+    page = summary_html(before)
+    assert "<td>67.00</td><td>0.00</td><td>+67.00</td>" in page
+    assert "<td>40.30</td><td>50.00</td><td>-9.70</td>" in page
+    assert "<td>10</td><td>12</td><td>-2</td>" in page
+
+    # the CLI: the notebook run is left out (its output is not what is tested here), the thresholds are real
+    monkeypatch.setattr(report, "_execute", lambda source, target, params: None)
+    monkeypatch.setattr(report, "_to_html", lambda executed: "<html>jp-Notebook</html>")
+    args = ["report", "--store", str(two_currencies.path), "--from", "2026-11-01", "--to", "2026-11-30"]
+    out = str(tmp_path / "r.html")
+    assert main([*args, "--out", out, "--fail-on", "at_stake[EUR]>=60", "--json"]) == EXIT_THRESHOLD
+    assert json.loads(capsys.readouterr().out)["breached"] == ["at_stake[EUR] >= 60 (is 67.00)"]
+    assert main([*args, "--out", out, "--fail-on", "at_stake>=70", "--json"]) == 0
+    capsys.readouterr()
+    assert main([*args, "--out", out, "--fail-on", "at_stake>=40"]) == EXIT_THRESHOLD
+    err = capsys.readouterr().err
+    assert "threshold breached: at_stake[EUR] >= 40 (is 67.00)" in err
+    assert "threshold breached: at_stake[USD] >= 40 (is 40.30)" in err
+    assert main([*args, "--out", out, "--fail-on", "at_stake>4%"]) == 2
+    assert "not a rate" in capsys.readouterr().err

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from cfanalytics.columns import resolve
+from cfanalytics import columns
+from cfanalytics.columns import ALIASES, norm_key, resolve
 
 #: Spellings public clients of the API use (report vocabulary in camelCase, event logs in PascalCase;
 #: sources in cfanalytics/pull/_vocabulary.py), and the canonical column each must land in.
@@ -75,3 +76,30 @@ def test_an_event_log_page_of_the_api_is_recognised() -> None:
         "user_agent",
     }
     assert res.extras == {"VisitID": "visit_id", "TrackingField1": "tracking_field1"}
+
+
+@pytest.mark.parametrize(
+    ("spellings", "column"),
+    [
+        (["Click ID", "ClickID", "clickID", "Click Id", "Clickid", "click-id"], "click_id"),
+        (["Campaign ID", "CampaignID", "campaignID"], "campaign_id"),
+        (["Postback URL", "PostbackUrl", "postbackUrl"], "postback_url"),
+        (["Status Code", "StatusCode", "status-code"], "status_code"),
+    ],
+)
+def test_a_canonical_name_matches_in_any_case_and_punctuation(spellings: list[str], column: str) -> None:
+    """The canonical name itself is never listed among a column's other names: it matches however spelled."""
+    assert column not in ALIASES or not {norm_key(s) for s in ALIASES[column]} & {norm_key(column)}
+    others = ["Postback ID", "Postback Time", "Is Error"] + ([] if column == "click_id" else ["cid"])
+    for spelling in spellings:
+        assert resolve([*others, spelling]).canonical.get(spelling) == column, spelling
+
+
+def test_a_spelling_that_already_matches_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Listing ``ClickID`` for click_id adds nothing (it is click_id by norm_key): the alias index says so."""
+    monkeypatch.setitem(columns.ALIASES, "click_id", ("cid", "ClickID"))
+    with pytest.raises(AssertionError, match="'ClickID' of click_id is already matched"):
+        columns._build_alias_index()
+    monkeypatch.setitem(columns.ALIASES, "click_id", ("cid", "CID"))
+    with pytest.raises(AssertionError, match="'CID' of click_id is already matched"):
+        columns._build_alias_index()

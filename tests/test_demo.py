@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from cfanalytics.cli import main
 
 
@@ -18,7 +20,18 @@ def test_demo_matches_the_generators_truth(tmp_path, capsys):
             assert sum(b[key] for b in batches) == expected[key], (kind, key)
         assert doc["rows"][kind] == expected["rows_stored"]
     assert doc["rows"]["quarantine"] == sum(e["quarantined"] for e in truth["ingest"].values())
-    assert doc["diagnosis"]["gaps"] == truth["gaps"]
+    gaps = doc["diagnosis"]["gaps"]
+    assert {k: v for k, v in gaps.items() if k != "at_stake"} == truth["gaps"]
+    # the money at stake, as the generator counted it
+    (total,) = gaps["at_stake"]["total"]
+    (expected,) = truth["at_stake"]["total"]
+    assert {k: total[k] for k in ("conversions", "posted_failed", "not_posted")} == {
+        k: expected[k] for k in ("conversions", "posted_failed", "not_posted")
+    }
+    assert total["payout"] == pytest.approx(expected["payout"], abs=1e-6)
+    assert {r["traffic_source_id"]: r["conversions"] for r in gaps["at_stake"]["by_traffic_source"]} == {
+        r["id"]: r["conversions"] for r in truth["at_stake"]["by_traffic_source"]
+    }
     # the text run rebuilds the store from scratch and names where it is
     assert main(["demo", "--dir", str(tmp_path / "sample"), "--no-report"]) == 0
     out = capsys.readouterr().out

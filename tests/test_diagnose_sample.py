@@ -10,6 +10,7 @@ import pytest
 import cfanalytics as cf
 from cfanalytics.diagnose import diagnose
 from cfanalytics.sample import generate
+from tests.helpers import AT_STAKE_SQL_KEYS, at_stake_rows, gap_counts_of, sql_at_stake
 
 
 def _account(tmp_path_factory, seed: int, visits: int):
@@ -40,7 +41,7 @@ def test_diagnose_finds_exactly_the_injected_incidents(generated):
     account, store = generated
     truth = account.truth
     doc = diagnose(store)
-    assert doc["gaps"] == truth["gaps"]
+    assert gap_counts_of(doc["gaps"]) == truth["gaps"]
     found = {(i["scope"], i["id"]): i for i in doc["incidents"]}
     expected = {(i["scope"], i["id"]): i for i in truth["incidents"]}
     assert set(found) == set(expected), (sorted(found), sorted(expected))  # none missing, none extra
@@ -115,3 +116,31 @@ def test_error_rates_gap_classes_and_duplicates_equal_plain_sql(generated):
     gaps = cf.diagnose.gap_summary(store)
     assert {k: gaps[k] for k in ("posted_ok", "posted_failed", "not_posted") if gaps[k]} == sql_gaps
     assert gaps["duplicate_conversions"] == sql_dups
+
+
+def _truth_rows(truth: dict, grouping: str) -> list[tuple]:
+    """The generator's money at stake as :func:`tests.helpers.sql_at_stake` gives it (no currency)."""
+    fields = ("conversions", "posted_failed", "not_posted", "payout")
+    rows = [
+        (*((r["id"],) if grouping != "total" else ()), truth["currency"], *(r[f] for f in fields))
+        for r in truth[grouping]
+    ]
+    return sorted(rows, key=str)
+
+
+def _approx(rows: list[tuple]) -> list[tuple]:
+    return [(*r[:-1], pytest.approx(r[-1], abs=1e-6)) for r in rows]
+
+
+@pytest.mark.parametrize("grouping", list(AT_STAKE_SQL_KEYS))
+def test_money_at_stake_equals_the_truth_and_a_plain_sql_query(generated, grouping):
+    account, store = generated
+    got = at_stake_rows(diagnose(store)["gaps"]["at_stake"][grouping], grouping)
+    sql = sql_at_stake(store.path, grouping, timezone=account.truth["timezone"])
+    assert got == _approx(sql)
+    assert got == _approx(_truth_rows(account.truth["at_stake"], grouping))
+    assert sum(r[-1] for r in got) == pytest.approx(sum(r[-1] for r in sql))
+    # every grouping adds up to the total (one currency: the sample's conversions carry none)
+    if grouping == "total":
+        (row,) = got
+        assert row[2] + row[3] == row[1] > 0

@@ -493,3 +493,70 @@ def test_panel_export_buttons_write_files_and_show_the_path(small, tmp_path):
     assert "'=cmd|' /C calc'!A0" in values
     assert not any(TOKEN in v for v in values)
     assert Path(panel.incident_table.export("csv")).exists()
+
+
+# --------------------------------------------------------------------------- money at stake, recovery button
+def test_conversion_gaps_shows_the_money_at_stake_per_currency(tmp_path):
+    from tests.helpers import sql_at_stake
+    from tests.test_recover import _hand_made
+
+    store = _hand_made(tmp_path)
+    panel = conversion_gaps(store, start="2026-11-01", end="2026-11-30", export_dir=tmp_path / "exports")
+    total = panel.at_stake_total.select("currency", "conversions", "posted_failed", "not_posted", "payout").rows()
+    assert total == [(*r[:-1], pytest.approx(r[-1])) for r in sql_at_stake(store.path, "total")]
+    by_source = sorted(panel.at_stake.drop("traffic_source_name").rows(), key=str)
+    assert by_source == [(*r[:-1], pytest.approx(r[-1])) for r in sql_at_stake(store.path, "by_traffic_source")]
+    assert "<b>67.00 EUR</b> in 3 conversions" in panel.at_stake_html.value
+    assert "<b>40.30 USD</b> in 7 conversions" in panel.at_stake_html.value
+    panel.set_filters(traffic_sources=["ts-m"])  # in memory: only Meta's EUR remain
+    assert panel.at_stake_total.select("currency", "payout").rows() == [("EUR", 67.0)]
+    assert "USD" not in panel.at_stake_html.value
+
+
+def test_the_recovery_button_writes_what_the_cli_writes(tmp_path):
+    import json
+    import shutil
+
+    from tests.helpers import run_cli
+    from tests.test_recover import _hand_made
+
+    store = _hand_made(tmp_path / "panel")
+    twin = tmp_path / "cli" / "store"
+    shutil.copytree(store.path, twin)  # the same store before either run (each run adds to its ledger)
+    now = "2026-11-20T12:00:00Z"
+    cli = run_cli(
+        "recover", "--store", str(twin), "--from", "2026-11-01", "--to", "2026-11-30",
+        "--now", now, "--out", str(tmp_path / "cli" / "out"),
+    )  # fmt: skip
+    assert cli.returncode == 0, cli.stderr
+
+    panel = conversion_gaps(store, start="2026-11-01", end="2026-11-30", export_dir=tmp_path / "exports")
+    panel.recovery_now = now
+    panel.recover_button.click()
+    out = panel.recovery.out
+    assert out.parent == store.path.parent / "recovery"  # beside the store, one folder per run
+    written = sorted(p.name for p in out.iterdir())
+    assert written == sorted(p.name for p in (tmp_path / "cli" / "out").iterdir())
+    for name in written:
+        mine, theirs = (out / name).read_text(), (tmp_path / "cli" / "out" / name).read_text()
+        if name == "manifest.json":
+            mine, theirs = json.loads(mine), json.loads(theirs)
+            assert mine.pop("store") == str(store.path)
+            theirs.pop("store")
+        assert mine == theirs, name
+    # the manifest's counts and payout, shown; 5 recoverable: 38 EUR (Meta), 11 + 1.80 + 10 + 2.50 USD
+    shown = panel.recover_html.value
+    assert "5 recoverable (38.00 EUR, 25.30 USD)" in shown
+    assert "google_ads_offline_conversions.csv: 1 conversions, 11.00 USD" in shown
+    assert "outside_window: 2 conversions, 20.00 EUR, 7.00 USD" in shown
+    assert "SUPERSECRETTOKEN42" not in shown
+    # a second click: a new folder, nothing included twice
+    panel.recover_button.click()
+    assert panel.recovery.out != out
+    assert panel.recovery.manifest["included"] == 0
+    assert "already_recovered: 5 conversions" in panel.recover_html.value
+    # a folder given by hand that already holds a run: one line, nothing overwritten
+    panel.recover_folder.value = str(out)
+    panel.recover_button.click()
+    assert "Could not write the recovery files" in panel.recover_html.value
+    assert "already holds a recovery run" in panel.recover_html.value

@@ -8,6 +8,7 @@ import polars as pl
 import pytest
 
 from cfanalytics.exceptions import UsageError
+from cfanalytics.schemas import failure_cases
 from cfanalytics.values import (
     EXTRA_NAIVE_FORMATS,
     NAIVE_FORMATS,
@@ -15,8 +16,10 @@ from cfanalytics.values import (
     day_first,
     money_text,
     parse_bool_expr,
+    parse_country_expr,
+    parse_float_expr,
+    parse_int_expr,
     parse_number_expr,
-    parse_status_expr,
     parse_time_expr,
     vocabulary_expr,
 )
@@ -74,10 +77,14 @@ def test_numbers_are_strict_and_money_text_is_cleaned_first():
 
 
 def test_status_codes_booleans_and_vocabularies():
-    codes = pl.DataFrame({"s": ["200", " 404 ", "503.0", "99", "600", "2e2", "abc", None]})
-    assert codes.select(parse_status_expr(pl.col("s"))).to_series().to_list() == [
-        200, 404, 503, None, None, 200, None, None
-    ]  # fmt: skip
+    codes = pl.DataFrame({"s": ["200", " 404 ", "503.0", "99", "600", "2e2", "abc", "2.5", None]})
+    parsed = codes.select(parse_int_expr(pl.col("s")).alias("status_code"))
+    assert parsed.to_series().to_list() == [200, 404, 503, 99, 600, 200, None, None, None]
+    # The range is the postbacks model's check: 99 and 600 (rows 3 and 4) break it, nulls pass.
+    assert failure_cases(parsed, "postbacks").filter(pl.col("column") == "status_code").rows() == [
+        (3, "status_code", "in_range(100, 599)", "99"),
+        (4, "status_code", "in_range(100, 599)", "600"),
+    ]
     flags = pl.DataFrame({"b": ["TRUE", "y", "0", "No", "maybe", ""]})
     assert flags.select(parse_bool_expr(pl.col("b"))).to_series().to_list() == [True, True, False, False, None, None]
     words = pl.DataFrame({"w": ["Traffic Source", "campaigns", "gizmo", "  "]})
@@ -91,3 +98,18 @@ def test_time_zones_are_checked_by_name():
     assert check_timezone("Asia/Kolkata") == "Asia/Kolkata"
     with pytest.raises(UsageError, match="unknown time zone 'Mars/Olympus'"):
         check_timezone("Mars/Olympus")
+
+
+def test_parsing_types_text_and_leaves_the_value_rules_to_the_models():
+    # Countries are only cleaned; "USA" is the model's to reject (COUNTRY_PATTERN), not the parser's.
+    countries = pl.DataFrame({"c": [" us", "USA", "", None]}).select(parse_country_expr(pl.col("c")).alias("country"))
+    assert countries.to_series().to_list() == ["US", "USA", None, None]
+    assert failure_cases(countries, "visits").filter(pl.col("column") == "country").rows() == [
+        (1, "country", "str_matches('^[A-Z]{2}$')", "USA")
+    ]
+    # Floats keep infinities; the model's ``finite`` check rejects them (NaN too).
+    floats = pl.DataFrame({"b": ["0.5", "inf", "nan", "x"]}).select(parse_float_expr(pl.col("b")).alias("bot_score"))
+    assert floats.to_series().to_list()[:2] == [0.5, float("inf")]
+    assert floats.to_series().to_list()[3] is None
+    cases = failure_cases(floats, "visits").filter(pl.col("column") == "bot_score")
+    assert cases.select("index", "check").rows() == [(1, "finite"), (2, "finite")]

@@ -8,6 +8,11 @@ currencies are never added together. Duplicate conversions (rows beyond the firs
 per click id, ct and txid, ``duplicate`` true) are double fires, not money, and are
 left out. Rows without a currency take the store's currency when one is given.
 
+:func:`lost_conversions` takes the lazy classified conversions
+(:func:`~cfanalytics.diagnose.gaps.classify`) and materializes only the lost ones;
+:func:`with_integrations` names the Conversion API integration of each (that of its
+postbacks; none for a conversion never posted or posted by plain S2S).
+
 >>> rows = pl.DataFrame({
 ...     "gap": ["not_posted", "posted_failed", "posted_ok", "not_posted"],
 ...     "payout": [10.0, 2.5, 99.0, 4.0],
@@ -26,6 +31,8 @@ from typing import Any, Final
 
 import polars as pl
 
+from cfanalytics.diagnose.names import Names
+
 #: The gap classes whose payout did not reach the traffic source.
 AT_STAKE_CLASSES: Final = ("posted_failed", "not_posted")
 #: Groupings of the JSON section, by key.
@@ -36,6 +43,60 @@ AT_STAKE_GROUPINGS: Final = {
     "by_day": "day",
 }
 _COUNTS: Final = ("conversions", "posted_failed", "not_posted")
+#: The keys of the rows of each grouping and total, in order (names follow their id).
+AT_STAKE_FIELDS: Final = ("currency", *_COUNTS, "payout")
+
+
+def _null_empty(col: str) -> pl.Expr:
+    return pl.when(pl.col(col) != "").then(pl.col(col))
+
+
+def lost_conversions(classified: pl.LazyFrame) -> pl.DataFrame:
+    """The classified conversions at stake (``posted_failed``, ``not_posted``) with ``duplicate``, collected.
+
+    ``duplicate`` is what :func:`~cfanalytics.diagnose.gaps.gap_rows` says of the same rows: all rows of
+    one (click id, ct, txid) share their postbacks, so the first of them is at stake whenever a later one
+    is (only ``pending`` depends on the time, and it takes the later rows). Sorted by time, click id.
+
+    >>> from datetime import UTC, datetime
+    >>> t = datetime(2026, 11, 20, tzinfo=UTC)
+    >>> rows = pl.LazyFrame({"gap": ["not_posted", "not_posted", "posted_ok"], "click_id": ["a", "a", "b"],
+    ...     "ct": ["", None, ""], "txid": [None, None, None], "conversion_time": [t, t, t], "_row_id": ["1", "2", "3"]})
+    >>> lost_conversions(rows).get_column("duplicate").to_list()
+    [False, True]
+    """
+    lost = classified.filter(pl.col("gap").is_in(AT_STAKE_CLASSES)).with_columns(
+        _null_empty("ct").alias("_ct"), _null_empty("txid").alias("_tx")
+    )
+    out = lost.collect().sort(["conversion_time", "_row_id"])
+    out = out.with_columns(pl.struct("click_id", "_ct", "_tx").is_first_distinct().not_().alias("duplicate"))
+    return out.drop("_ct", "_tx").sort(["conversion_time", "click_id", "_row_id"])
+
+
+def with_integrations(rows: pl.DataFrame, postbacks: pl.LazyFrame) -> pl.DataFrame:
+    """``rows`` (conversions) with ``integration_id``: the integration of the latest postback on the same
+    click id and ct that names one (``postbacks``: ``click_id``, ``ct``, ``integration_id``,
+    ``postback_time``); null when none does.
+
+    >>> from datetime import UTC, datetime
+    >>> t = datetime(2026, 11, 20, tzinfo=UTC)
+    >>> pbs = pl.LazyFrame({"click_id": ["a", "a"], "ct": ["", None], "integration_id": ["i1", "i2"],
+    ...     "postback_time": [t, t.replace(hour=1)]})
+    >>> with_integrations(pl.DataFrame({"click_id": ["a", "b"], "ct": [None, ""]}), pbs).rows()
+    [('a', None, 'i2'), ('b', '', None)]
+    """
+    if rows.height == 0:
+        return rows.with_columns(pl.lit(None, pl.String).alias("integration_id"))
+    latest = (
+        postbacks.filter(pl.col("integration_id").is_not_null())
+        .join(rows.lazy().select("click_id").unique(), on="click_id", how="semi")
+        .select("click_id", _null_empty("ct").alias("_ct"), "integration_id", "postback_time")
+        .group_by("click_id", "_ct")
+        .agg(pl.col("integration_id").sort_by("postback_time", "integration_id").last())
+        .collect()
+    )
+    keyed = rows.drop("integration_id", strict=False).with_columns(_null_empty("ct").alias("_ct"))
+    return keyed.join(latest, on=["click_id", "_ct"], how="left", nulls_equal=True, maintain_order="left").drop("_ct")
 
 
 def _lost(gap_rows: pl.DataFrame | pl.LazyFrame, timezone: str, currency: str | None) -> pl.LazyFrame:
@@ -81,8 +142,12 @@ def at_stake(
         )
         .collect()
     )
-    out = out.with_columns(pl.col("conversions").cast(pl.Int64))
-    return out.sort(["payout", *keys], descending=[True, *([False] * len(keys))], nulls_last=True)
+    return _sorted(out.with_columns(pl.col("conversions").cast(pl.Int64)), keys)
+
+
+def _sorted(frame: pl.DataFrame, keys: Sequence[str]) -> pl.DataFrame:
+    """Payout descending, then the keys (joins do not keep order)."""
+    return frame.sort(["payout", *keys], descending=[True, *([False] * len(keys))], nulls_last=True)
 
 
 def _jsonable(value: Any) -> Any:
@@ -90,9 +155,16 @@ def _jsonable(value: Any) -> Any:
 
 
 def at_stake_summary(
-    gap_rows: pl.DataFrame | pl.LazyFrame, *, timezone: str = "UTC", currency: str | None = None
+    gap_rows: pl.DataFrame | pl.LazyFrame,
+    *,
+    timezone: str = "UTC",
+    currency: str | None = None,
+    names: Names | None = None,
 ) -> dict[str, Any]:
     """The ``gaps.at_stake`` section of ``cfanalytics diagnose --json``: totals and each grouping.
+
+    Each grouping is a list of rows (the id, its name when ``names`` are given, then
+    :data:`AT_STAKE_FIELDS`); a grouping whose column the rows lack is empty.
 
     >>> rows = pl.DataFrame({"gap": ["not_posted"], "payout": [3.0], "currency": ["USD"]})
     >>> at_stake_summary(rows)["total"]
@@ -105,8 +177,18 @@ def at_stake_summary(
             doc[section] = []
             continue
         frame = at_stake(lost, by=[key], timezone=timezone, currency=currency)
+        if names is not None:
+            frame = _sorted(names.add(frame, key), [key, "currency"])
         doc[section] = [{k: _jsonable(v) for k, v in row.items()} for row in frame.to_dicts()]
     return doc
 
 
-__all__ = ["AT_STAKE_CLASSES", "AT_STAKE_GROUPINGS", "at_stake", "at_stake_summary"]
+__all__ = [
+    "AT_STAKE_CLASSES",
+    "AT_STAKE_FIELDS",
+    "AT_STAKE_GROUPINGS",
+    "at_stake",
+    "at_stake_summary",
+    "lost_conversions",
+    "with_integrations",
+]

@@ -16,6 +16,7 @@ from typing import Any
 import polars as pl
 
 from cfanalytics._time import iso
+from cfanalytics.diagnose.at_stake import at_stake_summary, lost_conversions, with_integrations
 from cfanalytics.diagnose.attribution import attribute_conversions, enrich_postbacks, needs_attribution
 from cfanalytics.diagnose.error_rates import postback_summary
 from cfanalytics.diagnose.frames import (
@@ -25,8 +26,10 @@ from cfanalytics.diagnose.frames import (
     conversion_keys,
     conversion_rows,
     conversions_of,
+    postback_integrations,
     postback_outcomes,
     postback_rows,
+    store_currency,
     visit_lookup,
 )
 from cfanalytics.diagnose.gaps import classify, gap_counts, orphans, with_ct_mismatch
@@ -76,12 +79,22 @@ def diagnose(
     classified = classify(
         attribute_conversions(conversions, visits, where, timezone=timezone), postback_outcomes(reader), grace_minutes
     )
+    gaps: dict[str, Any] = dict(gap_counts(classified, with_ct_mismatch(orphans(frame.lazy(), keys), keys)))
+    gaps["at_stake"] = _at_stake(reader, classified, names)
     return {
         "window": {"from": iso(lo), "to": iso(hi)},
         "timezone": timezone,
         "data_until": summary.pop("last_postback_time"),
         "postbacks": summary,
-        "gaps": gap_counts(classified, with_ct_mismatch(orphans(frame.lazy(), keys), keys)),
+        "gaps": gaps,
         "incidents": out,
         "activity_log_until": iso(activity_log_until(reader)),
     }
+
+
+def _at_stake(reader: StoreReader, classified: pl.LazyFrame, names: Names) -> dict[str, Any]:
+    """``gaps.at_stake``: only the lost conversions are materialized; campaign names are read only if any."""
+    lost = with_integrations(lost_conversions(classified), postback_integrations(reader))
+    campaigns = Names.load(reader, ["campaign"]) if lost.height else Names.empty()
+    labels = Names({**{e: names.frame(e) for e in SCOPES}, "campaign": campaigns.frame("campaign")})
+    return at_stake_summary(lost, timezone=reader.timezone or "UTC", currency=store_currency(reader), names=labels)

@@ -158,6 +158,30 @@ def postback_outcomes(reader: StoreReader) -> pl.LazyFrame:
     return reader.scan("postbacks").select("click_id", "ct", "is_error", "postback_time")
 
 
+def postback_integrations(reader: StoreReader) -> pl.LazyFrame:
+    """Every stored postback's ``click_id``, ``ct``, ``integration_id`` and ``postback_time`` (which
+    Conversion API integration a conversion was posted through)."""
+    rows = reader.scan("postbacks")
+    if "integration_id" not in rows.collect_schema().names():
+        rows = rows.with_columns(pl.lit(None, pl.String).alias("integration_id"))
+    return rows.select("click_id", "ct", "integration_id", "postback_time")
+
+
+def store_currency(reader: StoreReader) -> str | None:
+    """The store's ``currency`` setting (the currency of conversions that carry none), when the reader
+    has store metadata and it names one.
+
+    >>> import tempfile, cfanalytics as cf
+    >>> store_currency(cf.LogStore(tempfile.mkdtemp() + "/s", timezone="UTC")) is None
+    True
+    """
+    meta = getattr(reader, "metadata", None)
+    if meta is None:
+        meta = getattr(getattr(reader, "store", None), "metadata", None)  # a wrapper such as CountingStore
+    value = meta.get("currency") if isinstance(meta, dict) else None
+    return str(value).upper() if value else None
+
+
 def conversion_keys(reader: StoreReader) -> pl.LazyFrame:
     """Every stored conversion's ``click_id`` and ``ct`` (what orphan postbacks are matched with)."""
     return reader.scan("conversions").select("click_id", "ct")

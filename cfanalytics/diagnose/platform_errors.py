@@ -503,6 +503,14 @@ def _code(key: str, codes: str) -> str:
     return rf'"{key}"\s*:\s*"?(?:{codes})(?:[^0-9]|$)'
 
 
+#: Meaning of the gRPC status of a Google Ads API answer.
+_GRPC_STATUS: Final[dict[str, str]] = {
+    "UNAUTHENTICATED": "token_invalid",
+    "PERMISSION_DENIED": "no_permission",
+    "RESOURCE_EXHAUSTED": "throttled",
+    "UNAVAILABLE": "server_error",
+    "INTERNAL": "server_error",
+}
 _META_CODE = rf"{_code('code', '[0-9]+')}|\(#[0-9]+\)"
 _META = f"{_META_MARK}|\\(#[0-9]+\\)"
 
@@ -676,10 +684,7 @@ _PRECISE: Final[tuple[Rule, ...]] = (
     ),
     Rule("server_error", _enum("INTERNAL_ERROR", "TRANSIENT_ERROR", "DEADLINE_EXCEEDED")),
     # the gRPC status of a Google answer, when no finer error code was given
-    Rule("token_invalid", _enum("UNAUTHENTICATED")),
-    Rule("no_permission", _enum("PERMISSION_DENIED")),
-    Rule("throttled", _enum("RESOURCE_EXHAUSTED")),
-    Rule("server_error", _enum("UNAVAILABLE", "INTERNAL")),
+    *(Rule(meaning, _enum(status)) for status, meaning in _GRPC_STATUS.items()),
     # --- Microsoft Advertising operation error codes (SOAP faults and JSON)
     Rule("token_expired", _enum("AuthenticationTokenExpired", "OAuthTokenExpired")),
     Rule(

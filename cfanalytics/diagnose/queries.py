@@ -20,6 +20,7 @@ from collections.abc import Sequence
 
 import polars as pl
 
+from cfanalytics.diagnose.at_stake import at_stake, lost_conversions, with_integrations
 from cfanalytics.diagnose.error_rates import error_rates, grouping
 from cfanalytics.diagnose.frames import (
     activity,
@@ -27,9 +28,11 @@ from cfanalytics.diagnose.frames import (
     conversion_keys,
     conversions,
     enriched_postbacks,
+    postback_integrations,
     postback_outcomes,
     postback_rows,
     postbacks,
+    store_currency,
 )
 from cfanalytics.diagnose.gaps import (
     classify,
@@ -113,6 +116,32 @@ def gap_summary(reader: StoreReader, where: LogFilter | None = None, *, grace_mi
             with_ct_mismatch(orphans(postback_rows(reader, where), keys), keys), None, timezone=reader.timezone
         )
     return gap_counts(classified, orphan_rows)
+
+
+def money_at_stake(
+    reader: StoreReader,
+    where: LogFilter | None = None,
+    *,
+    by: Sequence[str] | str = (),
+    grace_minutes: float = 0,
+) -> pl.DataFrame:
+    """Payout and count of conversions that never reached their traffic source, per currency and group
+    (:func:`~cfanalytics.diagnose.at_stake.at_stake`): ``by`` names ``traffic_source_id``,
+    ``integration_id``, ``campaign_id`` or ``day`` (local to the store), names beside the ids.
+
+    >>> import tempfile, cfanalytics as cf
+    >>> money_at_stake(cf.LogStore(tempfile.mkdtemp() + "/s", timezone="UTC")).columns
+    ['currency', 'conversions', 'posted_failed', 'not_posted', 'payout']
+    """
+    keys = [by] if isinstance(by, str) else list(by)
+    lost = lost_conversions(classify(conversions(reader, where), postback_outcomes(reader), grace_minutes))
+    if "integration_id" in keys:
+        lost = with_integrations(lost, postback_integrations(reader))
+    out = at_stake(lost, by=keys, timezone=reader.timezone or "UTC", currency=store_currency(reader))
+    if not keys:
+        return out
+    named = _names_of(reader, keys).add(out, *keys)
+    return named.sort(["payout", *keys, "currency"], descending=[True, *([False] * (len(keys) + 1))], nulls_last=True)
 
 
 def gaps_by(

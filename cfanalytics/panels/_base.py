@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import contextlib
 from collections import OrderedDict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Generic, TypedDict, TypeVar
@@ -34,6 +34,7 @@ from cfanalytics.store import LogStore
 if TYPE_CHECKING:
     import ipywidgets as widgets
 
+    from cfanalytics.panels._figures import Chart
     from cfanalytics.panels._table import Table
     from cfanalytics.panels._widgets import FilterBar
 
@@ -43,6 +44,17 @@ CACHE_SIZE: Final = 4
 DEFAULT_DAYS: Final = 7
 
 Range = tuple[date | None, date | None]
+
+
+def named_ids(*entities: str) -> tuple[str, ...]:
+    """Each entity's name column then its id column: the pair a table shows in one cell, the id under the name.
+
+    >>> named_ids("campaign", "offer")
+    ('campaign_name', 'campaign_id', 'offer_name', 'offer_id')
+    """
+    return tuple(column for entity in entities for column in (f"{entity}_name", f"{entity}_id"))
+
+
 #: What a panel loads for one date range (its base frames).
 Data = TypeVar("Data")
 
@@ -257,3 +269,53 @@ class Panel(Generic[Data]):
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.store.path} {self.filter.start}…{self.filter.end} ({self.timezone})>"
+
+
+class LogPanel(Panel[pl.DataFrame]):
+    """A log screen: filters, a status line, a chart, the table of the rows with a picker of one row's key, and
+    below the table the picked row's detail.
+
+    Subclasses describe the table (:attr:`table_name`, :attr:`table_columns`, the time column :attr:`sort` it is
+    sorted by, newest first) and its picker (:attr:`key`, :attr:`key_label`), build their detail widgets, then
+    call :meth:`_lay_out` with them.
+    """
+
+    table_name: str
+    table_columns: Sequence[str]
+    sort: str
+    key: str
+    key_label: str
+    figure_height: int = 320
+    figure: Chart
+    status: widgets.HTML
+
+    def _lay_out(
+        self,
+        *detail: Any,
+        on_pick: Callable[[str], object],
+        key_format: Callable[[dict[str, Any]], str] | None = None,
+    ) -> None:
+        """Build the chart, the status line and the table (a row in the picker labelled by ``key_format``), lay
+        them out above ``detail``, send a picked key to ``on_pick`` (as text), then refresh."""
+        import ipywidgets as widgets
+
+        from cfanalytics.panels._figures import figure_widget
+
+        self.figure = figure_widget(height=self.figure_height)
+        self.status = widgets.HTML()
+        self.table = self._new_table(
+            self.table_name,
+            columns=self.table_columns,
+            sort=self.sort,
+            key=self.key,
+            key_label=self.key_label,
+            key_format=key_format,
+        )
+        self._assemble(widgets.HBox([self.status, self.busy.widget]), self.figure.widget, self.table.widget, *detail)
+
+        def picked(key: Any) -> None:
+            if key is not None:
+                on_pick(str(key))
+
+        self.table.on_select(picked)
+        self.refresh()

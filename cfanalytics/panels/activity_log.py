@@ -23,7 +23,7 @@ import polars as pl
 from cfanalytics.charts import COLORWAY, apply_theme
 from cfanalytics.diagnose.frames import activity_rows
 from cfanalytics.filters import LogFilter
-from cfanalytics.panels._base import Panel, PanelOptions
+from cfanalytics.panels._base import LogPanel, PanelOptions
 from cfanalytics.redaction import redact, safe_text
 from cfanalytics.schemas import ACTIONS, ENTITY_TYPES, MAIN_TIME
 
@@ -160,7 +160,7 @@ def _change_label(row: dict[str, Any]) -> str:
     return f"{when} · {row.get('action') or ''} {row.get('entity_type') or ''} {what} · {row.get('author') or ''}"
 
 
-class ActivityLogPanel(Panel[pl.DataFrame]):
+class ActivityLogPanel(LogPanel):
     """The audit log of edits: filters, a timeline, a paged table, and an old/new diff.
 
     Attributes
@@ -175,12 +175,17 @@ class ActivityLogPanel(Panel[pl.DataFrame]):
 
     title = "Activity log"
     latest_kinds = ("activity",)
+    table_name = "activity"
+    table_columns = TABLE_COLUMNS
+    sort = "changed_at"
+    key = "_row_id"
+    key_label = "Diff of change"
+    figure_height = 360
 
     def __init__(self, store: LogStore, **options: Unpack[PanelOptions]) -> None:
         super().__init__(store, **options)
         import ipywidgets as widgets
 
-        from cfanalytics.panels._figures import figure_widget
         from cfanalytics.panels._widgets import FilterBar
 
         self._filters = FilterBar(("start", "end", "entity_types", "actions", "authors"), self._initial)
@@ -190,27 +195,9 @@ class ActivityLogPanel(Panel[pl.DataFrame]):
         self.change: dict[str, Any] | None = None
         self.diff: list[tuple[str, str | None, str | None]] = []
         self.diff_html = ""
-        self.figure = figure_widget(height=360)
-        self.status = widgets.HTML()
-        self.table = self._new_table(
-            "activity",
-            columns=TABLE_COLUMNS,
-            sort="changed_at",
-            key="_row_id",
-            key_label="Diff of change",
-            key_format=_change_label,
-        )
         self.diff_title = widgets.HTML("<h4>Old / new</h4>")
         self.diff_view = widgets.HTML("<small>Pick a change to see its old and new values.</small>")
-        self._assemble(
-            widgets.HBox([self.status, self.busy.widget]),
-            self.figure.widget,
-            self.table.widget,
-            self.diff_title,
-            self.diff_view,
-        )
-        self.table.on_select(self._picked)
-        self.refresh()
+        self._lay_out(self.diff_title, self.diff_view, on_pick=self.show_change, key_format=_change_label)
 
     # ---------------------------------------------------------------- data
     def _load(self, where: LogFilter) -> pl.DataFrame:
@@ -245,10 +232,6 @@ class ActivityLogPanel(Panel[pl.DataFrame]):
         self.diff_title.value = f"<h4>Old / new: {safe_text(_change_label(_local_row(row, self.timezone)), 200)}</h4>"
         self.diff_view.value = self.diff_html
         return row
-
-    def _picked(self, row_id: Any) -> None:
-        if row_id is not None:
-            self.show_change(str(row_id))
 
     def _point_clicked(self, trace_index: int, points: Any) -> None:
         trace = self.figure.data[trace_index]

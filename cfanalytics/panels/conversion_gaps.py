@@ -2,9 +2,13 @@
 
 Gap classes (posted OK, posted but failed, not posted, pending) per traffic
 source or campaign (toggle), the conversions behind any class and group (pick
-them, click a bar, or call :meth:`ConversionGapsPanel.drill`), orphan postbacks,
-and the reconciliation of an affiliate network's export: upload it (CSV, Excel …)
-and it is compared with the store by :func:`cfanalytics.diagnose.reconcile`.
+them, click a bar, or call :meth:`ConversionGapsPanel.drill`), the money at stake
+(payout of conversions that never reached their traffic source, per currency and
+group, by :func:`cfanalytics.diagnose.at_stake.at_stake`), orphan postbacks, the
+recovery files of the lost conversions (a button; the same files as
+``cfanalytics recover``, see :mod:`cfanalytics.recover`), and the reconciliation of
+an affiliate network's export: upload it (CSV, Excel …) and it is compared with the
+store by :func:`cfanalytics.diagnose.reconcile`.
 
 The classified conversions and orphan postbacks of a date range are read once
 and kept; other filters and the grouping are applied in memory.
@@ -13,30 +17,35 @@ and kept; other filters and the grouping are applied in memory.
 >>> panel = conversion_gaps(store)                             # doctest: +SKIP
 >>> panel.drill("not_posted").height                           # doctest: +SKIP
 >>> panel.reconcile_file("exports/maxbounty.csv").summary      # doctest: +SKIP
+>>> panel.write_recovery().manifest["included"]                # doctest: +SKIP
 """
 
 from __future__ import annotations
 
+import html
 import re
 import shutil
 import tempfile
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Unpack
 
 import polars as pl
 
 from cfanalytics.charts import GAP_LABELS, gap_classes
-from cfanalytics.diagnose.frames import conversions, postback_outcomes
+from cfanalytics.diagnose.at_stake import at_stake
+from cfanalytics.diagnose.frames import conversions, postback_outcomes, store_currency
 from cfanalytics.diagnose.gaps import GAP_CLASSES, gap_rows, gap_summary_of_rows, gap_table
 from cfanalytics.diagnose.queries import orphan_postbacks
 from cfanalytics.diagnose.reconcile import Reconciliation, reconcile
 from cfanalytics.exceptions import CfError
-from cfanalytics.filters import LogFilter
+from cfanalytics.filters import LogFilter, as_date
 from cfanalytics.panels._base import Panel, PanelOptions
 from cfanalytics.redaction import safe_text
 
 if TYPE_CHECKING:
+    from cfanalytics.recover import RecoveryResult
     from cfanalytics.store import LogStore
 
 GROUPS: Final[dict[str, str]] = {"traffic_source_id": "Traffic source", "campaign_id": "Campaign"}
@@ -72,6 +81,22 @@ CONVERSION_COLUMNS: Final = (
 UPLOAD_TYPES: Final = ".csv,.tsv,.txt,.xlsx,.json,.ndjson,.parquet,.gz"
 _SAFE_NAME: Final = re.compile(r"[^A-Za-z0-9._-]+")
 MISSING: Final = ("missing",)
+#: Where the recovery button writes by default: ``<the store's folder>/../recovery/<UTC time>``.
+RECOVERY_FOLDER: Final = "recovery"
+
+
+def default_recovery_dir(store_path: Path, at: datetime | None = None) -> Path:
+    """A new folder beside the store for one recovery run, named by the UTC time (``-2`` … when taken).
+
+    >>> default_recovery_dir(Path("/data/acme/store"), datetime(2026, 11, 20, 12, 0, 5, tzinfo=UTC)).as_posix()
+    '/data/acme/recovery/20261120T120005Z'
+    """
+    base = store_path.parent / RECOVERY_FOLDER / (at or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
+    folder, n = base, 1
+    while folder.exists():
+        n += 1
+        folder = base.with_name(f"{base.name}-{n}")
+    return folder
 
 
 @dataclass(frozen=True)
@@ -99,6 +124,14 @@ class ConversionGapsPanel(Panel[GapData]):
         The conversions of the chosen class and group, as shown.
     reconciliation
         The last :class:`~cfanalytics.diagnose.Reconciliation` (``None`` before an upload).
+    at_stake
+        Payout and count of the lost conversions (posted but all failed, never posted; duplicates aside)
+        per group of the current grouping and currency; :attr:`at_stake_total` per currency.
+    recovery
+        The last :class:`~cfanalytics.recover.RecoveryResult` written by the button (``None`` before).
+    recovery_now
+        The time the platforms' upload windows are judged at when the button writes (``None``: the
+        clock), as ``cfanalytics recover --now``.
     figure
         The gap-class chart (:class:`~cfanalytics.panels._figures.Chart`).
     """
@@ -125,6 +158,24 @@ class ConversionGapsPanel(Panel[GapData]):
         self.drilled: tuple[str | None, Any] = ("not_posted", None)
         self.reconciliation: Reconciliation | None = None
         self.reconciles = 0
+        self.at_stake = empty
+        self.at_stake_total = empty
+        self.recovery: RecoveryResult | None = None
+        self.recovery_now: datetime | str | None = None
+        self.at_stake_html = widgets.HTML()
+        self.recover_button = widgets.Button(
+            description="Write recovery files", icon="save", layout=widgets.Layout(width="auto")
+        )
+        self.recover_folder = widgets.Text(
+            description="into",
+            placeholder=str(self.store.path.parent / RECOVERY_FOLDER / "<time>"),
+            layout=widgets.Layout(width="60%"),
+        )
+        self.recover_html = widgets.HTML(
+            "<small>Upload files (Google Ads, Microsoft Advertising, Meta, TikTok, S2S postbacks) of the lost "
+            "conversions of the panel's dates, as <code>cfanalytics recover</code> writes them; each conversion "
+            "is written once across runs.</small>"
+        )
         self.figure = figure_widget(height=380)
         self.summary_html = widgets.HTML()
         self.drill_class = widgets.Dropdown(
@@ -158,9 +209,13 @@ class ConversionGapsPanel(Panel[GapData]):
         self._assemble(
             widgets.HBox([self.by, self.busy.widget]),
             self.summary_html,
+            self.at_stake_html,
             self.figure.widget,
             widgets.HBox([self.drill_class, self.drill_group]),
             self.table.widget,
+            widgets.HTML("<h4>Recover lost conversions</h4>"),
+            widgets.HBox([self.recover_button, self.recover_folder]),
+            self.recover_html,
             widgets.HTML("<h4>Reconcile a network export</h4>"),
             self.upload,
             self.reconcile_html,
@@ -171,6 +226,7 @@ class ConversionGapsPanel(Panel[GapData]):
         self.drill_class.observe(lambda c: self._drill_changed(c["new"], self.drill_group.value), names="value")
         self.drill_group.observe(lambda c: self._drill_changed(self.drill_class.value, c["new"]), names="value")
         self.upload.observe(self._uploaded, names="value")
+        self.recover_button.on_click(lambda _b: self._recover_clicked())
         self.reconcile_view.observe(lambda _c: self._show_reconciliation(), names="value")
         self.refresh()
 
@@ -201,6 +257,11 @@ class ConversionGapsPanel(Panel[GapData]):
         show(self.figure, gap_classes(self.gaps, by=by), on_click=self._bar_clicked)
         self.summary = gap_summary_of_rows(self.conversions, self.orphans)
         self.summary_html.value = _summary_html(self.summary)
+        currency = store_currency(self.reader)
+        self.at_stake_total = at_stake(self.conversions, currency=currency)
+        groups = self.names.add(at_stake(self.conversions, by=[by], currency=currency), by)
+        self.at_stake = groups.sort(["payout", by, "currency"], descending=[True, False, False], nulls_last=True)
+        self.at_stake_html.value = _at_stake_html(self.at_stake_total, self.at_stake, by, GROUPS[by])
         self._group_options()
         self._show_rows()
 
@@ -264,6 +325,26 @@ class ConversionGapsPanel(Panel[GapData]):
             value = self.gaps.item(index, self.by.value)
             self.drill(present[trace_index], MISSING if value is None else value)
 
+    # ------------------------------------------------------------- recovery
+    def write_recovery(self, out: str | Path | None = None, *, now: datetime | str | None = None) -> RecoveryResult:
+        """Write the recovery files of the panel's date range (all traffic sources) into ``out`` (default: a
+        new ``recovery/<UTC time>`` folder beside the store), as ``cfanalytics recover`` does, and show the
+        manifest's counts and payout."""
+        from cfanalytics.recover import recover, summary_text
+
+        where = self.filter
+        folder = Path(out) if out else default_recovery_dir(self.store.path)
+        result = recover(self.store, start=as_date(where.start), end=as_date(where.end), now=now, out=folder)
+        self.recovery = result
+        self.recover_html.value = f"<pre>{html.escape(summary_text(result))}</pre>"
+        return result
+
+    def _recover_clicked(self) -> None:
+        try:
+            self.write_recovery(self.recover_folder.value.strip() or None, now=self.recovery_now)
+        except CfError as exc:
+            self.recover_html.value = f"<b>Could not write the recovery files:</b> {safe_text(exc, 300)}"
+
     # ------------------------------------------------------------ reconcile
     def reconcile_file(self, path: str | Path, **options: Any) -> Reconciliation:
         """Reconcile a network export file with the store (``options`` go to :func:`reconcile`) and show it."""
@@ -324,6 +405,31 @@ def _summary_html(summary: dict[str, int]) -> str:
         )
     )
     return f"<b>{n:,}</b> conversions · {classes}<br><small>{facts}</small>"
+
+
+def _money(payout: float, currency: str | None) -> str:
+    return f"{payout:,.2f} {safe_text(currency)}" if currency else f"{payout:,.2f}"
+
+
+def _at_stake_html(total: pl.DataFrame, groups: pl.DataFrame, by: str, label: str, top: int = 5) -> str:
+    """The money at stake: per currency (never added together), then the groups with the most."""
+    if total.height == 0:
+        return "<small>Nothing at stake: every conversion reached its traffic source (or is pending).</small>"
+    sums = " · ".join(
+        f"<b>{_money(r['payout'], r['currency'])}</b>{'' if r['currency'] else ' (no currency)'} in "
+        f"{r['conversions']:,} conversions ({r['posted_failed']:,} failed, {r['not_posted']:,} not posted)"
+        for r in total.iter_rows(named=True)
+    )
+    name_col = by.removesuffix("_id") + "_name"
+    worst = []
+    for r in groups.head(top).iter_rows(named=True):
+        text = r.get(name_col) or r.get(by) or "(none)"
+        worst.append(f"{safe_text(text, 60)} {_money(r['payout'], r['currency'])} ({r['conversions']:,})")
+    more = f" … {groups.height - top:,} more" if groups.height > top else ""
+    return (
+        f"At stake (never reached the traffic source, duplicates aside): {sums}"
+        f"<br><small>{safe_text(label)}: {' · '.join(worst)}{more}</small>"
+    )
 
 
 def _reconcile_html(summary: dict[str, Any]) -> str:

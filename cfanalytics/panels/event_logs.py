@@ -18,7 +18,7 @@ the postbacks fired for it, in time order, with their outcomes.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Final, Unpack
+from typing import TYPE_CHECKING, Final, Unpack
 
 import polars as pl
 
@@ -28,7 +28,7 @@ from cfanalytics.diagnose.events import event_volume
 from cfanalytics.diagnose.frames import click_attribution, events
 from cfanalytics.diagnose.journey import journey
 from cfanalytics.filters import LogFilter
-from cfanalytics.panels._base import Panel, PanelOptions
+from cfanalytics.panels._base import LogPanel, PanelOptions, named_ids
 from cfanalytics.redaction import mask_ip_expr, safe_text
 from cfanalytics.schemas import EVENT_KINDS, EVENT_TYPE_OF_KIND
 
@@ -38,6 +38,9 @@ if TYPE_CHECKING:
 EVENT_TYPES: Final = tuple(EVENT_TYPE_OF_KIND[k] for k in EVENT_KINDS)
 _CONVERSION_DETAIL: Final = ("cta", "ct", "payout", "currency", "txid")
 _VISITOR: Final = ("external_id", "country", "device_type", "os", "browser", "ip", "is_filtered")
+#: Entities named in the events table / in a journey (name over id).
+_NAMED: Final = ("campaign", "traffic_source", "offer")
+_JOURNEY_NAMED: Final = (*_NAMED, "landing", "integration")
 #: Columns read from the store for the events table (those present).
 EVENT_COLUMNS: Final = (
     "event_time",
@@ -57,12 +60,7 @@ TABLE_COLUMNS: Final = (
     "event_time",
     "event_type",
     "click_id",
-    "campaign_name",
-    "campaign_id",
-    "traffic_source_name",
-    "traffic_source_id",
-    "offer_name",
-    "offer_id",
+    *named_ids(*_NAMED),
     *_CONVERSION_DETAIL,
     *_VISITOR,
 )
@@ -77,16 +75,7 @@ JOURNEY_TABLE_COLUMNS: Final = (
     "ct",
     "payout",
     "status",
-    "campaign_name",
-    "campaign_id",
-    "traffic_source_name",
-    "traffic_source_id",
-    "offer_name",
-    "offer_id",
-    "landing_name",
-    "landing_id",
-    "integration_name",
-    "integration_id",
+    *named_ids(*_JOURNEY_NAMED),
     "cta",
     "txid",
     "postback_id",
@@ -97,7 +86,7 @@ JOURNEY_TABLE_COLUMNS: Final = (
 )
 
 
-class EventLogsPanel(Panel[pl.DataFrame]):
+class EventLogsPanel(LogPanel):
     """Visits, clicks and conversions: filters, a volume chart, a paged table, a click's journey.
 
     Attributes
@@ -118,12 +107,16 @@ class EventLogsPanel(Panel[pl.DataFrame]):
 
     title = "Event logs"
     latest_kinds = EVENT_KINDS
+    table_name = "events"
+    table_columns = TABLE_COLUMNS
+    sort = "event_time"
+    key = "click_id"
+    key_label = "Journey of click"
 
     def __init__(self, store: LogStore, **options: Unpack[PanelOptions]) -> None:
         super().__init__(store, **options)
         import ipywidgets as widgets
 
-        from cfanalytics.panels._figures import figure_widget
         from cfanalytics.panels._widgets import FilterBar
 
         self._filters = FilterBar(
@@ -139,14 +132,6 @@ class EventLogsPanel(Panel[pl.DataFrame]):
         self.journey_click: str | None = None
         self.journey_queries = 0
         self.hidden_filtered = 0
-        self.figure = figure_widget(height=320)
-        self.table = self._new_table(
-            "events",
-            columns=TABLE_COLUMNS,
-            sort="event_time",
-            key="click_id",
-            key_label="Journey of click",
-        )
         self.journey_table = self._new_table(
             "journey",
             columns=JOURNEY_TABLE_COLUMNS,
@@ -155,17 +140,8 @@ class EventLogsPanel(Panel[pl.DataFrame]):
             page_size=500,
             empty="Pick a click in the table above to see its journey.",
         )
-        self.status = widgets.HTML()
         self.journey_title = widgets.HTML("<h4>Journey</h4>")
-        self._assemble(
-            widgets.HBox([self.status, self.busy.widget]),
-            self.figure.widget,
-            self.table.widget,
-            self.journey_title,
-            self.journey_table.widget,
-        )
-        self.table.on_select(self._picked)
-        self.refresh()
+        self._lay_out(self.journey_title, self.journey_table.widget, on_pick=self.show_journey)
 
     # ---------------------------------------------------------------- data
     def _load(self, where: LogFilter) -> pl.DataFrame:
@@ -173,10 +149,14 @@ class EventLogsPanel(Panel[pl.DataFrame]):
         present = rows.collect_schema().names()
         rows = rows.select([c for c in EVENT_COLUMNS if c in present])
         # clicks and conversions without their own traffic source / campaign get their visit's
-        frame = attribute_events(rows, click_attribution(self.reader)).collect()
+        frame = self._masked(attribute_events(rows, click_attribution(self.reader)).collect())
+        return self.names.add(frame, *(f"{e}_id" for e in _NAMED))
+
+    def _masked(self, frame: pl.DataFrame) -> pl.DataFrame:
+        """``frame`` with its IP addresses masked when the store masks them for display."""
         if "ip" in frame.columns and self.reader.mask_ips:
-            frame = frame.with_columns(mask_ip_expr(pl.col("ip")).alias("ip"))
-        return self.names.add(frame, "campaign_id", "traffic_source_id", "offer_id")
+            return frame.with_columns(mask_ip_expr(pl.col("ip")).alias("ip"))
+        return frame
 
     def _update(self) -> None:
         from cfanalytics.panels._figures import show
@@ -203,10 +183,6 @@ class EventLogsPanel(Panel[pl.DataFrame]):
         self.status.value = f"<b>{rows.height:,}</b> events · {note}"
 
     # ------------------------------------------------------------- journey
-    def _picked(self, click_id: Any) -> None:
-        if click_id is not None:
-            self.show_journey(str(click_id))
-
     def show_journey(self, click_id: str) -> pl.DataFrame:
         """Read one click's visit, clicks, conversions and postbacks (any date) and show them in time order.
 
@@ -214,10 +190,7 @@ class EventLogsPanel(Panel[pl.DataFrame]):
         columns and skips row groups by their click-id statistics.
         """
         self.journey_queries += 1
-        frame = journey(self.reader, click_id)
-        if "ip" in frame.columns and self.reader.mask_ips:
-            frame = frame.with_columns(mask_ip_expr(pl.col("ip")).alias("ip"))
-        frame = self.names.add(frame, "campaign_id", "traffic_source_id", "offer_id", "landing_id", "integration_id")
+        frame = self.names.add(self._masked(journey(self.reader, click_id)), *(f"{e}_id" for e in _JOURNEY_NAMED))
         self.journey = frame.select([c for c in JOURNEY_TABLE_COLUMNS if c in frame.columns])
         self.journey_click = click_id
         self.journey_title.value = f"<h4>Journey of click <code>{safe_text(click_id)}</code></h4>"

@@ -1,7 +1,7 @@
 """Meta Conversions API events: JSON request bodies for the ``/events`` edge (docs/contract.md §6).
 
 Each batch is ``{"endpoint": …, "body": {"data": [event, …]}}`` with at most
-:data:`BATCH_SIZE` events, the documented maximum of ``data``
+``_json_batches.BATCH_SIZE`` (1000) events, the documented maximum of ``data``
 (https://developers.facebook.com/docs/marketing-api/conversions-api/using-the-api).
 An event has ``event_name``, ``event_time`` (Unix seconds, at most 7 days old when
 sent: https://developers.facebook.com/docs/marketing-api/conversions-api/parameters/server-event/),
@@ -14,6 +14,7 @@ https://developers.facebook.com/docs/marketing-api/conversions-api/parameters/fb
 The endpoint is the failed postback's URL without its query (the access token is
 never written); the token is added when the batch is posted.
 
+>>> from datetime import UTC
 >>> fbc("IwAR2F4", datetime(2026, 11, 20, 0, 0, tzinfo=UTC))
 'fb.1.1795132800000.IwAR2F4'
 >>> event_name("lead", None), event_name("sale", None), event_name("x", "Download")
@@ -22,33 +23,23 @@ never written); the token is added when the batch is posted.
 
 from __future__ import annotations
 
-import json
-from datetime import UTC, datetime
+from datetime import datetime
+from functools import partial
 from typing import Any, Final
 
 import polars as pl
 
+from cfanalytics.recover import _json_batches
+from cfanalytics.recover._json_batches import stored, unix_time, value
+
 FILE_NAME: Final = "meta_capi_events.json"
-BATCH_SIZE: Final = 1000
 ACTION_SOURCE: Final = "website"
 
-#: ct → Meta standard event, when the failed postback does not name its event.
-EVENTS: Final[dict[str, str]] = {
-    "sale": "Purchase",
-    "purchase": "Purchase",
-    "deposit": "Purchase",
-    "lead": "Lead",
-    "signup": "CompleteRegistration",
-    "registration": "CompleteRegistration",
-    "install": "Purchase",
-}
-
-
-def event_name(ct: str | None, posted: str | None) -> str:
-    """The event name: the one the failed postback sent, else the ct's standard event, else ``Purchase``."""
-    if posted:
-        return posted
-    return EVENTS.get((ct or "").lower(), "Purchase")
+#: Stored column → field of ``user_data``.
+USER_FIELDS: Final = {"ip": "client_ip_address", "user_agent": "client_user_agent"}
+#: The event name of ``(ct, posted)``: the one the failed postback sent, else the ct's standard event
+#: (``_json_batches.STANDARD_EVENTS``), else ``Purchase``.
+event_name: Final = partial(_json_batches.event_name, "meta")
 
 
 def fbc(fbclid: str, seen: datetime) -> str:
@@ -59,39 +50,22 @@ def fbc(fbclid: str, seen: datetime) -> str:
 def event(row: dict[str, Any]) -> dict[str, Any]:
     """One Conversions API event of an included conversion row."""
     seen = row["visit_time"] or row["conversion_time"]
-    user: dict[str, Any] = {"fbc": fbc(row["platform_click_id"], seen)}
-    if row.get("ip"):
-        user["client_ip_address"] = row["ip"]
-    if row.get("user_agent"):
-        user["client_user_agent"] = row["user_agent"]
-    custom: dict[str, Any] = {}
-    if row["payout"] is not None:
-        custom["value"] = float(row["payout"])
-    if row["currency"]:
-        custom["currency"] = row["currency"]
     return {
         "event_name": event_name(row["ct"], row.get("event")),
-        "event_time": int(row["conversion_time"].astimezone(UTC).timestamp()),
+        "event_time": unix_time(row["conversion_time"]),
         "event_id": row["key"],
         "action_source": ACTION_SOURCE,
-        "user_data": user,
-        "custom_data": custom,
+        "user_data": {"fbc": fbc(row["platform_click_id"], seen), **stored(row, USER_FIELDS)},
+        "custom_data": value(row),
     }
 
 
 def batches(rows: pl.DataFrame) -> list[dict[str, Any]]:
-    """Request bodies per endpoint, at most :data:`BATCH_SIZE` events each, in conversion-time order."""
-    out: list[dict[str, Any]] = []
-    by_endpoint: dict[str | None, list[dict[str, Any]]] = {}
-    for row in rows.iter_rows(named=True):
-        by_endpoint.setdefault(row["endpoint"], []).append(event(row))
-    for endpoint in sorted(by_endpoint, key=lambda e: e or ""):
-        events = by_endpoint[endpoint]
-        for i in range(0, len(events), BATCH_SIZE):
-            out.append({"endpoint": endpoint, "body": {"data": events[i : i + BATCH_SIZE]}})
-    return out
+    """Request bodies per endpoint, at most ``_json_batches.BATCH_SIZE`` events each, in conversion-time order."""
+    groups = _json_batches.batches(rows, lambda r: r["endpoint"], event, order=lambda e: e or "")
+    return [{"endpoint": endpoint, "body": {"data": events}} for endpoint, events in groups]
 
 
 def render(rows: pl.DataFrame) -> str:
     """The file's text: a JSON array of batches."""
-    return json.dumps(batches(rows), indent=1, ensure_ascii=False) + "\n"
+    return _json_batches.render(batches(rows))

@@ -52,6 +52,7 @@ def truth(sim: Simulation, *, seed: int, start: str, timezone: str) -> dict[str,
         "incidents": _incident_truth(sim, postbacks),
         "faults": _fault_truth(sim, conversions, postbacks),
         "gaps": _gaps(conversions, postbacks, set(stored_visits)),
+        "at_stake": _at_stake(conversions, postbacks, timezone),
         "postbacks": _postback_truth(sim, postbacks, stored_visits, conversions),
         "reconcile": _reconcile_truth(sim, conversions, set(stored_visits)),
         "entities": _entity_truth(sim),
@@ -320,6 +321,56 @@ def _gaps(conversions: list[Conversion], postbacks: list[Postback], visit_ids: s
         "unknown_click_malformed",
     )
     return {"conversions": len(conversions)} | {n: counts[n] for n in names}
+
+
+def _at_stake(conversions: list[Conversion], postbacks: list[Postback], timezone: str) -> dict[str, Any]:
+    """Money at stake with grace 0: the first of each (click id, ct, txid) whose postbacks all failed or
+    that has none; count and payout (unparsable = 0) in total, per traffic source, integration (that of
+    its latest postback naming one), campaign and local day. The sample's conversions carry no currency."""
+
+    def norm(v: str) -> str | None:
+        return v or None
+
+    ok: dict[tuple[str, str | None], bool] = {}
+    integration: dict[tuple[str, str | None], tuple[datetime, str]] = {}
+    for p in postbacks:
+        key = (p.click_id, norm(p.ct))
+        ok[key] = ok.get(key, False) or not p.is_error
+        if p.integration_id and (key not in integration or integration[key] <= (p.time, p.integration_id)):
+            integration[key] = (p.time, p.integration_id)
+    zone = ZoneInfo(timezone)
+    groups: dict[str, dict[str | None, list[Any]]] = defaultdict(lambda: defaultdict(lambda: [0, 0, 0, 0.0]))
+    seen: set[tuple[str, str | None, str | None]] = set()
+    for c in sorted(conversions, key=lambda c: c.time):
+        key, dup_key = (c.click_id, norm(c.ct)), (c.click_id, norm(c.ct), norm(c.txid))
+        if dup_key in seen or ok.get(key):
+            seen.add(dup_key)
+            continue
+        seen.add(dup_key)
+        failed = key in ok
+        for group, value in (
+            ("total", None),
+            ("by_traffic_source", c.source_id),
+            ("by_integration", integration[key][1] if key in integration else None),
+            ("by_campaign", c.visit.campaign.id if c.visit else None),
+            ("by_day", c.time.astimezone(zone).date().isoformat()),
+        ):
+            row = groups[group][value]
+            row[0] += 1
+            row[1 if failed else 2] += 1
+            row[3] += c.payout or 0.0
+
+    def rows(group: str) -> list[dict[str, Any]]:
+        return [
+            {"id": value, "conversions": n, "posted_failed": f, "not_posted": np_, "payout": round(pay, 6)}
+            for value, (n, f, np_, pay) in sorted(groups[group].items(), key=lambda kv: (-kv[1][3], str(kv[0])))
+        ]
+
+    return {
+        "currency": None,
+        "total": [{k: v for k, v in r.items() if k != "id"} for r in rows("total")],
+        **{group: rows(group) for group in ("by_traffic_source", "by_integration", "by_campaign", "by_day")},
+    }
 
 
 def _detectable(incident: dict[str, Any]) -> bool:
