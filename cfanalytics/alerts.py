@@ -88,7 +88,11 @@ def read_state(store_path: str | os.PathLike[str] | Location) -> dict[str, Any]:
     >>> read_state(tempfile.mkdtemp())["incidents"]
     {}
     """
-    where = store_path if isinstance(store_path, Location) else location(store_path)
+    if isinstance(store_path, Location):
+        where = store_path
+    else:  # a store named by its folder or URI: one line for an unreachable one
+        where = location(store_path)
+        where.check()
     path = where.child(ALERTS_FILE)
     found = where.read(ALERTS_FILE)  # a store on object storage keeps it under its prefix
     if found is None:

@@ -114,6 +114,10 @@ class Location(ABC):
         """Whether the bytes are on object storage."""
         return self.options is not None
 
+    def check(self) -> None:
+        """Raise a one-line :class:`StoreError` unless the location can be reached (nothing to do locally)."""
+        return
+
     @abstractmethod
     def join(self, *parts: str) -> Location:
         """The location of a sub-folder."""
