@@ -36,7 +36,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict, Unpack
 
 import polars as pl
 import pyarrow as pa
@@ -158,30 +158,33 @@ class IngestResult:
 
 
 # ----------------------------------------------------------------- entry points
+class IngestOptions(TypedDict, total=False):
+    """How to read inputs, as keywords of :func:`ingest_paths`, :func:`ingest_raw` and ``LogStore.ingest``.
+
+    ``kind``: the log kind when the columns do not tell it; ``timezone``: the zone of times
+    without an offset (default: the store's); ``column_map``: ``{"their name": "canonical"}`` or
+    ``["their=canonical", ...]``; ``progress``: a progress bar per input; ``store_ips``: ``raw``,
+    ``masked`` or ``hashed`` (default: the store's setting).
+    """
+
+    kind: str | None
+    timezone: str | None
+    column_map: Mapping[str, str] | Sequence[str] | None
+    progress: bool
+    store_ips: str | None
+
+
 def ingest_paths(
     store: LogStore,
     paths: Sequence[str | os.PathLike[str]],
-    *,
-    kind: str | None = None,
-    timezone: str | None = None,
-    column_map: Mapping[str, str] | Sequence[str] | None = None,
-    progress: bool = False,
-    store_ips: str | None = None,
+    **options: Unpack[IngestOptions],
 ) -> IngestResult:
     """Ingest files; an unreadable file is recorded in ``failures`` and the others go on."""
     result = IngestResult()
     for path in paths:
         try:
             raw = open_input(path)
-            sub = ingest_raw(
-                store,
-                [raw],
-                kind=kind,
-                timezone=timezone,
-                column_map=column_map,
-                progress=progress,
-                store_ips=store_ips,
-            )
+            sub = ingest_raw(store, [raw], **options)
         except InputError as exc:
             result.failures.append(str(exc))
             continue
@@ -195,12 +198,7 @@ def ingest_paths(
 def ingest_raw(
     store: LogStore,
     inputs: Sequence[RawInput],
-    *,
-    kind: str | None = None,
-    timezone: str | None = None,
-    column_map: Mapping[str, str] | Sequence[str] | None = None,
-    progress: bool = False,
-    store_ips: str | None = None,
+    **options: Unpack[IngestOptions],
 ) -> IngestResult:
     """Ingest already opened inputs (files, frames or API windows) into ``store``.
 
@@ -209,10 +207,11 @@ def ingest_raw(
     and an input with local times is refused with a :class:`UsageError`. A store
     opened with ``create="on_write"`` is created by the first commit only.
     """
-    tz = store.reading_timezone(timezone)
+    kind, progress, store_ips = options.get("kind"), options.get("progress", False), options.get("store_ips")
+    tz = store.reading_timezone(options.get("timezone"))
     offsets_only = tz is None  # for every input of this call, also once the first one recorded UTC
     ip = (check_ip_mode(store_ips) if store_ips else store.store_ips, str(store.metadata.get("ip_salt") or ""))
-    overrides = {**store.column_map, **parse_map(column_map)}
+    overrides = {**store.column_map, **parse_map(options.get("column_map"))}
     result = IngestResult()
     made_folder = not store.path.exists()
     remove_dead_staging(store.path / "_staging")

@@ -1,4 +1,4 @@
-"""The writer lock of a store on object storage: a lease object with an owner and an expiry.
+"""Writer locks: :func:`file_lock` on a local folder, a lease object with an owner and an expiry on object storage.
 
 Object storage has no ``flock``. A writer holds the store by writing ``.lease`` (JSON: owner, token,
 expiry) with a conditional PUT: ``If-None-Match: *`` when there is none, ``If-Match: <ETag>`` to take
@@ -24,6 +24,7 @@ True
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import secrets
@@ -31,10 +32,48 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any, Final
 
 from cfanalytics.exceptions import StoreBusyError, StoreError
 from cfanalytics.storage import Location, PreconditionFailedError
+
+
+@contextlib.contextmanager
+def file_lock(path: Path, *, wait: float = 0.0, busy: str = "busy") -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``path`` (created, mode 600), waiting up to ``wait`` seconds.
+
+    Raises :class:`StoreBusyError` with ``busy`` when another process holds it after ``wait``.
+
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> lock = Path(tempfile.mkdtemp()) / ".lock"
+    >>> with file_lock(lock):
+    ...     with file_lock(lock, busy="taken"):
+    ...         pass
+    Traceback (most recent call last):
+    cfanalytics.exceptions.StoreBusyError: taken
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        deadline, delay = time.monotonic() + wait, 0.01
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise StoreBusyError(busy) from None
+                time.sleep(delay)
+                delay = min(delay * 2, 0.5)
+        try:
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
 
 #: Name of the lease object under the store's root.
 LEASE_FILE: Final = ".lease"

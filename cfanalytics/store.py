@@ -35,7 +35,6 @@ click-id lookup reads one row group per partition.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import ipaddress
 import json
 import os
@@ -46,7 +45,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal, Unpack
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import polars as pl
@@ -66,10 +65,10 @@ from cfanalytics._delta import (
     writer_properties,
 )
 from cfanalytics.columns import parse_map
-from cfanalytics.exceptions import StoreBusyError, StoreError, UsageError
+from cfanalytics.exceptions import StoreError, UsageError
 from cfanalytics.identity import id_halves
-from cfanalytics.ingest import IngestResult, ingest_paths, ingest_raw, remove_dead_staging
-from cfanalytics.lease import Lease
+from cfanalytics.ingest import IngestOptions, IngestResult, ingest_paths, ingest_raw, remove_dead_staging
+from cfanalytics.lease import Lease, file_lock
 from cfanalytics.normalize import hash_ip
 from cfanalytics.readers import frame_input
 from cfanalytics.schemas import (
@@ -486,28 +485,9 @@ class LogStore:
                 finally:
                     self._lease = None
             return
-        self.path.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            deadline = time.monotonic() + wait
-            delay = 0.01
-            while True:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if time.monotonic() >= deadline:
-                        raise StoreBusyError(
-                            f"{self.path}: store busy (another writer held the lock for {wait:.0f} s)"
-                        ) from None
-                    time.sleep(delay)
-                    delay = min(delay * 2, 0.5)
-            try:
-                yield
-            finally:
-                fcntl.flock(fd, fcntl.LOCK_UN)
-        finally:
-            os.close(fd)
+        busy = f"{self.path}: store busy (another writer held the lock for {wait:.0f} s)"
+        with file_lock(self.path / LOCK_FILE, wait=wait, busy=busy):
+            yield
 
     def confirm_writer(self) -> None:
         """Before a commit that relies on the lock (an ingest's append after its dedupe): make sure this
@@ -634,25 +614,16 @@ class LogStore:
     def ingest(
         self,
         inputs: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
-        *,
-        kind: str | None = None,
-        timezone: str | None = None,
-        column_map: Mapping[str, str] | Sequence[str] | None = None,
-        progress: bool = False,
-        store_ips: str | None = None,
+        **options: Unpack[IngestOptions],
     ) -> IngestResult:
-        """Load export files into the store; see :func:`cfanalytics.ingest.ingest_paths`.
-
-        ``store_ips`` (``raw``, ``masked`` or ``hashed``; default: the store's setting)
-        says how IP addresses are kept.
+        """Load export files into the store; the keywords are :class:`~cfanalytics.ingest.IngestOptions`
+        (``kind``, ``timezone``, ``column_map``, ``progress``, ``store_ips``).
 
         One Delta commit per (input, kind). Bad records are quarantined or flagged;
         an unreadable file is reported in ``result.failures`` and nothing of it is written.
         """
         paths = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
-        return ingest_paths(
-            self, paths, kind=kind, timezone=timezone, column_map=column_map, progress=progress, store_ips=store_ips
-        )
+        return ingest_paths(self, paths, **options)
 
     def ingest_frame(
         self,
