@@ -519,7 +519,7 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
 
 def _cmd_validate(args: argparse.Namespace) -> int:
     from cfanalytics.ingest import validate_paths
-    from cfanalytics.store import check_timezone
+    from cfanalytics.values import check_timezone
 
     if args.timezone:
         check_timezone(args.timezone)

@@ -46,7 +46,6 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Literal, Unpack
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import polars as pl
 
@@ -86,11 +85,12 @@ from cfanalytics.schemas import (
     quarantine_schema,
 )
 from cfanalytics.storage import LocalLocation, Location, ObjectLocation, PreconditionFailedError, is_remote, location
+from cfanalytics.values import check_timezone
 
 if TYPE_CHECKING:
     from deltalake import DeltaTable
 
-__all__ = ["CLICK_ID_TABLES", "META_FILE", "META_PREFIX", "QUARANTINE", "LogStore", "check_timezone"]
+__all__ = ["CLICK_ID_TABLES", "META_FILE", "META_PREFIX", "QUARANTINE", "LogStore"]
 
 META_FILE: Final = "cfanalytics.json"
 LOCK_FILE: Final = ".lock"
@@ -108,15 +108,6 @@ def _default_lock_timeout() -> float:
         return float(os.environ.get("CFANALYTICS_LOCK_TIMEOUT", DEFAULT_LOCK_TIMEOUT))
     except ValueError:
         return DEFAULT_LOCK_TIMEOUT
-
-
-def check_timezone(tz: str) -> str:
-    """Return ``tz`` if it is a known IANA zone, else raise a one-line ``UsageError``."""
-    try:
-        ZoneInfo(tz)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise UsageError(f"unknown time zone {tz!r} (use an IANA name such as America/New_York)") from None
-    return tz
 
 
 class LogStore:
