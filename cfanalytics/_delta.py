@@ -21,10 +21,12 @@ its own footer (:func:`_footer_stats`). Every commit keeps the old log entries
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import itertools
 import json
-import os
+import shutil
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -35,6 +37,7 @@ from urllib.parse import unquote
 import polars as pl
 
 from cfanalytics.exceptions import StoreError
+from cfanalytics.storage import LocalLocation, Location
 
 if TYPE_CHECKING:  # deltalake and pyarrow load on first write, not when the store is opened
     import pyarrow as pa
@@ -42,6 +45,9 @@ if TYPE_CHECKING:  # deltalake and pyarrow load on first write, not when the sto
     from deltalake import DeltaTable, PostCommitHookProperties, WriterProperties
     from deltalake.transaction import AddAction
     from polars.io.partition import FileProviderArgs, SinkedPath
+
+#: A table's root: a local folder (``Path``) or a :class:`~cfanalytics.storage.Location` (local or S3).
+Root = Path | Location
 
 #: Rows per Parquet row group of every file the store writes (see :func:`writer_properties`).
 ROW_GROUP_ROWS: Final = 65_536
@@ -97,6 +103,11 @@ def commit_hooks() -> PostCommitHookProperties:
     return PostCommitHookProperties(create_checkpoint=True, cleanup_expired_logs=False)
 
 
+def as_location(root: Root) -> Location:
+    """The :class:`~cfanalytics.storage.Location` of a table root given as a path or a location."""
+    return root if isinstance(root, Location) else LocalLocation(Path(root))
+
+
 def arrow_schema(schema: Mapping[str, pl.DataType]) -> pa.Schema:
     """Arrow schema of a Polars schema (via an empty frame).
 
@@ -108,13 +119,14 @@ def arrow_schema(schema: Mapping[str, pl.DataType]) -> pa.Schema:
 
 # ------------------------------------------------------------------ appends written by Polars
 def append_rows(
-    root: Path,
+    root: Root,
     rows: pl.LazyFrame,
     *,
     metadata: Mapping[str, str],
     required: Sequence[str] = (),
     expected: int | None = None,
     label: str = "",
+    before_commit: Callable[[], None] | None = None,
 ) -> int:
     """Append ``rows`` (the table's columns, ``date`` included) to the Delta table at ``root`` in one commit.
 
@@ -126,7 +138,8 @@ def append_rows(
     (and, given ``expected``, that the files hold that many rows).
     Columns the table lacks are added first (a schema-only commit without batch
     metadata). If anything fails before the commit, the files written are
-    removed: readers never see them. Returns the number of rows written.
+    removed: readers never see them. ``before_commit`` is called just before the
+    commit (after the uploads, on object storage). Returns the number of rows written.
 
     >>> import datetime, tempfile
     >>> from deltalake import write_deltalake
@@ -141,17 +154,28 @@ def append_rows(
     """
     from deltalake import CommitProperties, DeltaTable
 
+    where = as_location(root)
     tag = uuid.uuid4().hex
+    # Files are written to the table's folder, or (object storage) to a local folder and uploaded.
+    local = where.path if isinstance(where, LocalLocation) else Path(tempfile.mkdtemp(prefix="cfanalytics-append-"))
+    uploaded: list[str] = []
     try:
-        written = _sink_by_date(rows, root, tag)
-        adds = _add_actions(root, written, required, label)
+        written = _sink_by_date(rows, local, tag)
+        adds = _add_actions(local, written, required, label)
         total = sum(int(sunk.num_rows) for sunk in written)
         if expected is not None and total != expected:
             raise StoreError(f"{label}: {total} rows written, {expected} expected: a bug")
         if not adds:
             return 0
-        dt = DeltaTable(root)
+        if where.remote:
+            for add in adds:
+                rel = unquote(add.path)
+                uploaded.append(rel)
+                where.upload(rel, local / rel)
+        dt = DeltaTable(where.uri, storage_options=where.options)
         _add_missing_columns(dt, rows.collect_schema())
+        if before_commit is not None:  # e.g. the writer proves it still holds the store's lease
+            before_commit()
         dt.create_write_transaction(
             adds,
             mode="append",
@@ -161,9 +185,15 @@ def append_rows(
             post_commithook_properties=commit_hooks(),
         )
     except BaseException:
-        for path in root.glob(f"date=*/part-*-{tag}-c000.zstd.parquet"):  # never committed: not part of the table
+        for path in local.glob(f"date=*/part-*-{tag}-c000.zstd.parquet"):  # never committed: not part of the table
             path.unlink(missing_ok=True)
+        for rel in uploaded:
+            with contextlib.suppress(Exception):
+                where.delete(rel)
         raise
+    finally:
+        if where.remote:
+            shutil.rmtree(local, ignore_errors=True)
     return total
 
 
@@ -296,7 +326,7 @@ def _footer_stats(path: Path) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------ layout by click id
-def partitions_to_sort(dt: DeltaTable, root: Path) -> dict[str, int]:
+def partitions_to_sort(dt: DeltaTable, root: Root) -> dict[str, int]:
     """``{date: number of files}`` of the partitions of ``dt`` that are not laid out by ``click_id``.
 
     A partition is laid out when every row group of its files has at most
@@ -308,6 +338,7 @@ def partitions_to_sort(dt: DeltaTable, root: Path) -> dict[str, int]:
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
+    where = as_location(root)
     actions = pl.DataFrame(dt.get_add_actions(flatten=True))
     if actions.height == 0:
         return {}
@@ -321,7 +352,7 @@ def partitions_to_sort(dt: DeltaTable, root: Path) -> dict[str, int]:
         ranges: list[tuple[str, str]] = []
         ok = small <= 1
         for path, _ in parts if ok else ():
-            meta = pq.ParquetFile(root / unquote(path)).metadata
+            meta = where.parquet_metadata(unquote(path))
             names = [meta.schema.column(i).name for i in range(meta.num_columns)]
             if "click_id" not in names:
                 ok = False
@@ -337,7 +368,8 @@ def partitions_to_sort(dt: DeltaTable, root: Path) -> dict[str, int]:
             if not ok:
                 break
         if ok and len(ranges) == 1 and ranges[0][0] != ranges[0][1]:  # one group: are its rows in order?
-            ids = pq.read_table(root / unquote(parts[0][0]), columns=["click_id"]).column("click_id")
+            with where.open(unquote(parts[0][0])) as f:
+                ids = pq.read_table(f, columns=["click_id"]).column("click_id")
             ok = pc.all(pc.less_equal(ids[:-1], ids[1:])).as_py() is not False
         ranges.sort()
         if not ok or any(prev[1] > nxt[0] for prev, nxt in itertools.pairwise(ranges)):
@@ -374,9 +406,15 @@ class _SortedFileWriter:
     """
 
     def __init__(
-        self, root: Path, day: str | None, schema: pa.Schema, per_file: int, *, data_change: bool = False
+        self, root: Root, day: str | None, schema: pa.Schema, per_file: int, *, data_change: bool = False
     ) -> None:
-        self.root = root
+        self.where = as_location(root)
+        # files are written here; on object storage, a local folder they are uploaded from once closed
+        self.root = (
+            self.where.path
+            if isinstance(self.where, LocalLocation)
+            else Path(tempfile.mkdtemp(prefix="cfanalytics-rewrite-"))
+        )
         self.day = day  # None: a table without partitions (the quarantine)
         self.folder = "" if day is None else f"date={day}/"
         self.schema = schema
@@ -386,7 +424,7 @@ class _SortedFileWriter:
         self._writer: pq.ParquetWriter | None = None
         self._path = ""
         self._rows = 0
-        (root / self.folder).mkdir(parents=True, exist_ok=True)
+        (self.root / self.folder).mkdir(parents=True, exist_ok=True)
 
     def write(self, rows: pa.Table) -> None:
         """Append ``rows`` to the open file (a new one if none is open) as row groups of :data:`ROW_GROUP_ROWS`."""
@@ -418,7 +456,11 @@ class _SortedFileWriter:
         stats = json.dumps(_footer_stats(full))
         now = int(time.time() * 1000)
         partition = {} if self.day is None else {"date": self.day}
-        self.added.append(AddAction(self._path, full.stat().st_size, partition, now, self.data_change, stats))
+        size = full.stat().st_size
+        if self.where.remote:
+            self.where.upload(self._path, full)
+            full.unlink()
+        self.added.append(AddAction(self._path, size, partition, now, self.data_change, stats))
         self._path = ""
 
     def discard(self) -> None:
@@ -427,10 +469,20 @@ class _SortedFileWriter:
             self._writer.close()
             self._writer = None
         for a in self.added:
-            (self.root / unquote(a.path)).unlink(missing_ok=True)
+            if self.where.remote:
+                with contextlib.suppress(Exception):
+                    self.where.delete(unquote(a.path))
+            else:
+                (self.root / unquote(a.path)).unlink(missing_ok=True)
         if self._path:
             (self.root / self._path).unlink(missing_ok=True)
         self.added = []
+        self.cleanup()
+
+    def cleanup(self) -> None:
+        """Remove the local folder of a writer to object storage (its files are uploaded or discarded)."""
+        if self.where.remote:
+            shutil.rmtree(self.root, ignore_errors=True)
 
 
 def _replace_files(
@@ -470,7 +522,7 @@ def _file_schema(dt: DeltaTable) -> pa.Schema:
     return pa.schema([schema.field(n) for n in schema.names if n != "date"])
 
 
-def rewrite_sorted(dt: DeltaTable, root: Path, day: str) -> int:
+def rewrite_sorted(dt: DeltaTable, root: Root, day: str) -> int:
     """Replace the files of partition ``date = day`` of ``dt`` by the same rows sorted by ``click_id``.
 
     The partition is read at the table's current version and sorted in click-id
@@ -492,7 +544,10 @@ def rewrite_sorted(dt: DeltaTable, root: Path, day: str) -> int:
     per_file = max(
         ROW_GROUP_ROWS, int(TARGET_FILE_BYTES * expected / max(old_bytes, 1)) // ROW_GROUP_ROWS * ROW_GROUP_ROWS
     )
-    part = pl.scan_delta(str(root), version=version).filter(pl.col("date") == _dt.date.fromisoformat(day))
+    where = as_location(root)
+    part = pl.scan_delta(where.uri, version=version, storage_options=where.options).filter(
+        pl.col("date") == _dt.date.fromisoformat(day)
+    )
     out = _SortedFileWriter(root, day, file_schema, per_file)
     seen = 0
     carry = file_schema.empty_table()
@@ -509,12 +564,14 @@ def rewrite_sorted(dt: DeltaTable, root: Path, day: str) -> int:
             out.write(carry)
         out.close()
         if seen != expected:  # never commit a partition that lost or doubled rows
-            raise StoreError(f"{root.name}: re-sort of date={day} read {seen} rows, not {expected}")
+            raise StoreError(f"{where.uri.rsplit('/', 1)[-1]}: re-sort of date={day} read {seen} rows, not {expected}")
         removes = [(p, int(size), day) for p, size, _ in old.iter_rows()]
         _replace_files(dt, removes, out.added, {MAINTAIN_KEY: "sort_by_click_id", "date": day})
     except BaseException:
         out.discard()  # never committed: remove now rather than leave them to vacuum
         raise
+    finally:
+        out.cleanup()
     return old.height
 
 
@@ -532,23 +589,32 @@ CLAIMS_SCHEMA: Final[dict[str, pl.DataType]] = {
 }
 
 
-def create_claims(root: Path) -> None:
+def create_claims(root: Root) -> None:
     """Create the claims table at ``root`` unless it exists (stores made before it get it on first use)."""
     from deltalake import DeltaTable
 
-    DeltaTable.create(root, arrow_schema(CLAIMS_SCHEMA), mode="ignore", name=CLAIMS, configuration=TABLE_CONFIG)
+    where = as_location(root)
+    DeltaTable.create(
+        where.uri,
+        arrow_schema(CLAIMS_SCHEMA),
+        mode="ignore",
+        name=CLAIMS,
+        configuration=TABLE_CONFIG,
+        storage_options=where.options,
+    )
 
 
-def append_claims(root: Path, claims: pl.DataFrame) -> None:
+def append_claims(root: Root, claims: pl.DataFrame) -> None:
     """Append ``claims`` (:data:`CLAIMS_SCHEMA`) to the claims table at ``root``, creating it."""
     from deltalake import write_deltalake
 
     if claims.height == 0:
         return
     create_claims(root)
+    where = as_location(root)
     now = pl.lit(_dt.datetime.now(tz=_dt.UTC), CLAIMS_SCHEMA["claimed_at"])  # under the store lock: in commit order
     write_deltalake(
-        root,
+        where.uri,
         claims.with_columns(now.alias("claimed_at"))
         .select(list(CLAIMS_SCHEMA))
         .cast(CLAIMS_SCHEMA)
@@ -557,13 +623,14 @@ def append_claims(root: Path, claims: pl.DataFrame) -> None:
         mode="append",
         writer_properties=writer_properties(),
         post_commithook_properties=commit_hooks(),
+        storage_options=where.options,
     )
 
 
 # ------------------------------------------------------------------ rewrites that change rows (forget)
 def rewrite_files(
     dt: DeltaTable,
-    root: Path,
+    root: Root,
     touched: pl.Expr,
     change: Callable[[pl.LazyFrame], pl.LazyFrame],
     metadata: Mapping[str, str],
@@ -577,8 +644,7 @@ def rewrite_files(
     files removed from the table (their bytes are still on disk: the caller
     removes them once committed, see :func:`remove_files`).
     """
-    import pyarrow.parquet as pq
-
+    where = as_location(root)
     actions = pl.DataFrame(dt.get_add_actions(flatten=True))
     if actions.height == 0:
         return []
@@ -589,14 +655,13 @@ def rewrite_files(
     writers: list[_SortedFileWriter] = []
     try:
         for path, size, day in actions.select("path", "size_bytes", day_of).iter_rows():
-            full = root / unquote(path)
-            rows = pl.scan_parquet(full)
+            rows = pl.scan_parquet(where.child(unquote(path)), storage_options=where.options)
             if rows.filter(touched).select(pl.len()).collect().item() == 0:
                 continue
             new = change(rows).collect()
             new = new.with_columns(pl.lit(None).alias(c) for c in file_schema.names if c not in new.columns)
-            meta = pq.read_metadata(full)
-            out = _SortedFileWriter(root, day, file_schema, max(meta.num_rows, 1), data_change=True)
+            meta = where.parquet_metadata(unquote(path))
+            out = _SortedFileWriter(where, day, file_schema, max(meta.num_rows, 1), data_change=True)
             writers.append(out)
             if new.height:
                 out.write(new.select(file_schema.names).to_arrow().cast(file_schema))
@@ -609,16 +674,20 @@ def rewrite_files(
         for w in writers:
             w.discard()
         raise
+    finally:
+        for w in writers:
+            w.cleanup()
     return [p for p, _, _ in removes]
 
 
-def remove_files(root: Path, paths: Iterable[str]) -> None:
+def remove_files(root: Root, paths: Iterable[str]) -> None:
     """Remove data files (paths relative to the table) that no longer belong to the table's current version."""
+    where = as_location(root)
     for p in paths:
-        (root / unquote(p)).unlink(missing_ok=True)
+        where.delete(unquote(p))
 
 
-def scrub_log(root: Path, needles: Sequence[str] = ()) -> int:
+def scrub_log(root: Root, needles: Sequence[str] = ()) -> int:
     """Remove what erased rows left in the Delta log of the table at ``root``; the number of log files changed.
 
     Old log entries are kept forever (the ledger lives in them), so values of
@@ -642,24 +711,36 @@ def scrub_log(root: Path, needles: Sequence[str] = ()) -> int:
     """
     from deltalake import DeltaTable
 
-    live = {unquote(p) for p in DeltaTable(root).get_add_actions(flatten=True).column("path").to_pylist()}
-    log = root / "_delta_log"
+    where = as_location(root)
+    table = DeltaTable(where.uri, storage_options=where.options)
+    live = {unquote(p) for p in table.get_add_actions(flatten=True).column("path").to_pylist()}
+    log = "_delta_log/"
+    entries = [n for n in where.names(log) if "/" not in n[len(log) :]]  # not the sidecars
     changed = 0
-    for path in sorted(log.glob("*.json")):
-        text = path.read_text()
+    for name in entries:
+        if not name.endswith(".json") or name[len(log) :].startswith("."):
+            continue
+        found = where.read(name)
+        if found is None:
+            continue
+        text = found[0].decode()
         lines = [_scrub_action(line, needles, live) if line.strip() else line for line in text.split("\n")]
         new = "\n".join(lines)
         if new == text:
             continue
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(new)
-        os.replace(tmp, path)
+        where.write(name, new.encode())
         changed += 1
     if changed:
-        old = [*log.glob("*.checkpoint*.parquet"), *log.glob("*.checkpoint*.json"), *log.glob("*.crc")]
-        for path in [*old, *log.glob("_sidecars/*"), log / "_last_checkpoint"]:
-            path.unlink(missing_ok=True)  # checkpoints (and version checksums) repeat the statistics
-        DeltaTable(root).create_checkpoint()
+        for name in where.names(log):  # checkpoints (and version checksums) repeat the statistics
+            base = name[len(log) :]
+            if (
+                ".checkpoint" in base
+                or base.endswith(".crc")
+                or base.startswith("_sidecars/")
+                or base == "_last_checkpoint"
+            ):
+                where.delete(name)
+        DeltaTable(where.uri, storage_options=where.options).create_checkpoint()
     return changed
 
 

@@ -50,6 +50,7 @@ from zoneinfo import ZoneInfo
 
 from cfanalytics.exceptions import CfError, UsageError
 from cfanalytics.redaction import redact
+from cfanalytics.storage import Location, location
 
 if TYPE_CHECKING:
     from cfanalytics.store import LogStore
@@ -80,18 +81,24 @@ def _empty() -> dict[str, Any]:
     return {"version": ALERTS_VERSION, "incidents": {}, "thresholds": {}, "notify": None}
 
 
-def read_state(store_path: str | os.PathLike[str]) -> dict[str, Any]:
+def read_state(store_path: str | os.PathLike[str] | Location) -> dict[str, Any]:
     """The alert state of a store (empty when nothing was reported yet).
 
     >>> import tempfile
     >>> read_state(tempfile.mkdtemp())["incidents"]
     {}
     """
-    path = Path(store_path) / ALERTS_FILE
-    if not path.exists():
+    if isinstance(store_path, Location):
+        where = store_path
+    else:  # a store named by its folder or URI: one line for an unreachable one
+        where = location(store_path)
+        where.check()
+    path = where.child(ALERTS_FILE)
+    found = where.read(ALERTS_FILE)  # a store on object storage keeps it under its prefix
+    if found is None:
         return _empty()
     try:
-        state = json.loads(path.read_text(encoding="utf-8"))
+        state = json.loads(found[0].decode("utf-8"))
     except (OSError, ValueError) as exc:
         raise CfError(
             f"{path}: unreadable alert state ({exc.__class__.__name__}); move it away to start afresh"
@@ -104,9 +111,17 @@ def read_state(store_path: str | os.PathLike[str]) -> dict[str, Any]:
     return state
 
 
-def _write_state(store_path: Path, state: Mapping[str, Any]) -> None:
-    """Replace ``alerts.json`` atomically; owner-only (it may hold the webhook URL)."""
-    target = store_path / ALERTS_FILE
+def _write_state(store_path: Path | Location, state: Mapping[str, Any], tag: str | None = None) -> None:
+    """Replace ``alerts.json`` atomically; owner-only (it may hold the webhook URL).
+
+    On object storage: an object under the store's prefix, written only if its version is still
+    ``tag`` (the one seen before reading it; None: only if there is none yet).
+    """
+    if isinstance(store_path, Location) and store_path.remote:
+        data = (json.dumps(state, indent=1, sort_keys=True) + "\n").encode()
+        store_path.write(ALERTS_FILE, data, if_match=tag, if_absent=tag is None)
+        return
+    target = Path(store_path.uri if isinstance(store_path, Location) else store_path) / ALERTS_FILE
     tmp = target.with_name(f".{ALERTS_FILE}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as f:
@@ -118,7 +133,7 @@ def _now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def new_incident_ids(store_path: str | os.PathLike[str], incident_ids: Iterable[str]) -> list[str]:
+def new_incident_ids(store_path: str | os.PathLike[str] | Location, incident_ids: Iterable[str]) -> list[str]:
     """The ids among ``incident_ids`` never reported before (in their order).
 
     >>> import tempfile
@@ -147,7 +162,8 @@ def record(
 ) -> dict[str, Any]:
     """Record incidents as reported / notified and threshold notices as delivered, under the store's lock."""
     with store.lock():
-        state = read_state(store.path)
+        tag = store.location.read_tag(ALERTS_FILE) if store.remote else None
+        state = read_state(store.location)
         now = _now()
         for incident_id in reported:
             state["incidents"].setdefault(incident_id, {"reported_at": now, "notified_at": None})
@@ -156,7 +172,7 @@ def record(
             entry["notified_at"] = now
         for key in thresholds_notified:
             state["thresholds"][key] = now
-        _write_state(Path(store.path), state)
+        _write_state(store.location, state, tag)
     return state
 
 
@@ -175,7 +191,7 @@ def check_webhook(url: str) -> str:
     return url.strip()
 
 
-def configured_webhook(store_path: str | os.PathLike[str]) -> str | None:
+def configured_webhook(store_path: str | os.PathLike[str] | Location) -> str | None:
     """The webhook URL saved with :func:`set_webhook` (None when there is none).
 
     >>> import tempfile
@@ -190,9 +206,10 @@ def set_webhook(store: LogStore, url: str | None) -> None:
     """Save the webhook later reports notify (``None`` removes it), under the store's lock."""
     url = check_webhook(url) if url else None
     with store.lock():
-        state = read_state(store.path)
+        tag = store.location.read_tag(ALERTS_FILE) if store.remote else None
+        state = read_state(store.location)
         state["notify"] = url
-        _write_state(Path(store.path), state)
+        _write_state(store.location, state, tag)
 
 
 def due_incidents(state: Mapping[str, Any], incident_ids: Iterable[str]) -> list[str]:
@@ -360,7 +377,7 @@ def notify(
     unreachable or keeps failing, the rest is not tried. What was not delivered stays due (counted in
     ``not_sent``, the failures in ``errors``); ``post`` goes to :func:`post_webhook`.
     """
-    state = read_state(store.path)
+    state = read_state(store.location)
     result = NotifyResult()
     footer = f"{footer} · {period.get('from')} to {period.get('to')}"
     due = set(due_incidents(state, [str(i["incident_id"]) for i in incidents]))

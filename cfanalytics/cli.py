@@ -77,7 +77,9 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _store_arg(value: str) -> str:
-    """``--store``: a folder (existing or not), never a regular file nor inside one."""
+    """``--store``: a folder (existing or not), never a regular file nor inside one; or ``s3://bucket/prefix``."""
+    if value.lower().startswith(("s3://", "s3a://")):
+        return value
     if os.path.exists(value) and not os.path.isdir(value):
         raise argparse.ArgumentTypeError(f"{_shown(value)}: is a file, not a store folder")
     parent = Path(value).absolute().parent
@@ -392,12 +394,12 @@ def _no_rows_note(store: Any, start: date | None, end: date | None, span: Any = 
     span = _stored_span(store) if span is False else span
     tz = store.timezone or "UTC"
     if span is None:
-        return f"{store.path} holds no rows yet: ingest or pull some logs first"
+        return f"{store.uri} holds no rows yet: ingest or pull some logs first"
     lo, hi = span
     if (start is None or start <= hi) and (end is None or end >= lo):
         return None
     asked = f"from {start} to {end}" if start and end else f"from {start} on" if start else f"up to {end}"
-    return f"no rows {asked} ({tz}); {store.path} holds {lo} to {hi}"
+    return f"no rows {asked} ({tz}); {store.uri} holds {lo} to {hi}"
 
 
 def _version() -> str:
@@ -511,13 +513,13 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
         progress=not args.json,
         store_ips=args.store_ips,
     )
-    _print_ingest(result, args.json, store=str(store.path))
+    _print_ingest(result, args.json, store=store.uri)
     return EXIT_OK if result.ok else EXIT_INPUT
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
     from cfanalytics.ingest import validate_paths
-    from cfanalytics.store import check_timezone
+    from cfanalytics.values import check_timezone
 
     if args.timezone:
         check_timezone(args.timezone)
@@ -715,7 +717,7 @@ def _cmd_forget(args: argparse.Namespace) -> int:
     elif deleted:
         _print(f"forgot {what}: " + ", ".join(f"{n} {k}" for k, n in sorted(deleted.items())))
     elif not getattr(deleted, "kept", None):
-        _print(f"no rows of {what} in {store.path}")
+        _print(f"no rows of {what} in {store.uri}")
     if not args.json and getattr(deleted, "kept", None):
         _print(
             "kept (later batches stored them too): " + ", ".join(f"{n} {k}" for k, n in sorted(deleted.kept.items()))
@@ -736,7 +738,7 @@ def _cmd_config(args: argparse.Namespace) -> int:
     if args.notify:
         set_webhook(store, None if args.notify.strip().lower() == "off" else args.notify)
     meta = {k: v for k, v in store.metadata.items() if k != "ip_salt"}
-    webhook = configured_webhook(store.path)
+    webhook = configured_webhook(store.location)
     meta["notify"] = webhook_origin(webhook) if webhook else None  # the path of a webhook is its secret
     if args.json:
         _dump(meta)
@@ -889,9 +891,9 @@ def _cmd_pull(args: argparse.Namespace) -> int:
         pending = sum(1 for w in result.windows if w.status == "pulled")
         later = f"; {pending} window(s) not settled yet, pulled again next run" if pending else ""
         if not result.windows:
-            _print(f"nothing to pull: every window up to --to is finished in {store.path}")
+            _print(f"nothing to pull: every window up to --to is finished in {store.uri}")
         else:
-            _print(f"store: {store.path} — new rows: {rows or 'none'} ({result.requests} requests){later}")
+            _print(f"store: {store.uri} — new rows: {rows or 'none'} ({result.requests} requests){later}")
     for failure in result.failures:
         _error(failure)
     return EXIT_OK if result.ok else EXIT_INPUT

@@ -36,7 +36,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict, Unpack
 
 import polars as pl
 import pyarrow as pa
@@ -158,30 +158,33 @@ class IngestResult:
 
 
 # ----------------------------------------------------------------- entry points
+class IngestOptions(TypedDict, total=False):
+    """How to read inputs, as keywords of :func:`ingest_paths`, :func:`ingest_raw` and ``LogStore.ingest``.
+
+    ``kind``: the log kind when the columns do not tell it; ``timezone``: the zone of times
+    without an offset (default: the store's); ``column_map``: ``{"their name": "canonical"}`` or
+    ``["their=canonical", ...]``; ``progress``: a progress bar per input; ``store_ips``: ``raw``,
+    ``masked`` or ``hashed`` (default: the store's setting).
+    """
+
+    kind: str | None
+    timezone: str | None
+    column_map: Mapping[str, str] | Sequence[str] | None
+    progress: bool
+    store_ips: str | None
+
+
 def ingest_paths(
     store: LogStore,
     paths: Sequence[str | os.PathLike[str]],
-    *,
-    kind: str | None = None,
-    timezone: str | None = None,
-    column_map: Mapping[str, str] | Sequence[str] | None = None,
-    progress: bool = False,
-    store_ips: str | None = None,
+    **options: Unpack[IngestOptions],
 ) -> IngestResult:
     """Ingest files; an unreadable file is recorded in ``failures`` and the others go on."""
     result = IngestResult()
     for path in paths:
         try:
             raw = open_input(path)
-            sub = ingest_raw(
-                store,
-                [raw],
-                kind=kind,
-                timezone=timezone,
-                column_map=column_map,
-                progress=progress,
-                store_ips=store_ips,
-            )
+            sub = ingest_raw(store, [raw], **options)
         except InputError as exc:
             result.failures.append(str(exc))
             continue
@@ -195,12 +198,7 @@ def ingest_paths(
 def ingest_raw(
     store: LogStore,
     inputs: Sequence[RawInput],
-    *,
-    kind: str | None = None,
-    timezone: str | None = None,
-    column_map: Mapping[str, str] | Sequence[str] | None = None,
-    progress: bool = False,
-    store_ips: str | None = None,
+    **options: Unpack[IngestOptions],
 ) -> IngestResult:
     """Ingest already opened inputs (files, frames or API windows) into ``store``.
 
@@ -209,10 +207,11 @@ def ingest_raw(
     and an input with local times is refused with a :class:`UsageError`. A store
     opened with ``create="on_write"`` is created by the first commit only.
     """
-    tz = store.reading_timezone(timezone)
+    kind, progress, store_ips = options.get("kind"), options.get("progress", False), options.get("store_ips")
+    tz = store.reading_timezone(options.get("timezone"))
     offsets_only = tz is None  # for every input of this call, also once the first one recorded UTC
     ip = (check_ip_mode(store_ips) if store_ips else store.store_ips, str(store.metadata.get("ip_salt") or ""))
-    overrides = {**store.column_map, **parse_map(column_map)}
+    overrides = {**store.column_map, **parse_map(options.get("column_map"))}
     result = IngestResult()
     made_folder = not store.path.exists()
     remove_dead_staging(store.path / "_staging")
@@ -242,7 +241,7 @@ def ingest_raw(
                 result.failures.append(str(exc))
             except (OSError, pa.ArrowException) as exc:  # the scratch space could not be written
                 what = _DISK_FULL if _disk_full(exc) else _one_line(exc)
-                raise StoreError(f"{store.path}: {what} while reading {raw.name}; nothing of it was stored") from None
+                raise StoreError(f"{store.uri}: {what} while reading {raw.name}; nothing of it was stored") from None
             finally:
                 shutil.rmtree(staging, ignore_errors=True)
     finally:
@@ -425,7 +424,7 @@ def _prepare(
                     parts[default_kind].quarantine.append(q)
             outputs = normalizer.normalize(frame)
             if offsets_only and normalizer.local_times:
-                where = f"the account time zone of {store.path} is not known" if store else "no time zone was given"
+                where = f"the account time zone of {store.uri} is not known" if store else "no time zone was given"
                 raise UsageError(
                     f"{raw.name}: times without a UTC offset, and {where}; "
                     "pass --timezone with the account's zone (an IANA name such as America/New_York)"
@@ -439,7 +438,7 @@ def _prepare(
         raise
     except (OSError, pa.ArrowException, ValueError, UnicodeDecodeError, pl.exceptions.ComputeError) as exc:
         if store is not None and _disk_full(exc):
-            raise StoreError(f"{store.path}: {_DISK_FULL} while reading {raw.name}; nothing of it was stored") from None
+            raise StoreError(f"{store.uri}: {_DISK_FULL} while reading {raw.name}; nothing of it was stored") from None
         raise InputError(f"{raw.name}: {_one_line(exc)}") from None
     finally:
         writer.abort()
@@ -626,7 +625,7 @@ def _commit(
             raise
         what = _DISK_FULL if _disk_full(exc) else _one_line(exc)
         raise StoreError(
-            f"{store.path}: {what} while storing {prepared.raw.name}; each of its kinds is stored whole or not "
+            f"{store.uri}: {what} while storing {prepared.raw.name}; each of its kinds is stored whole or not "
             "at all: free space and run the ingest again (rows stored already are skipped)"
         ) from None
 
@@ -643,7 +642,7 @@ def _commit_locked(
         if salt is not None and salt != str(
             store.metadata.get("ip_salt") or ""
         ):  # another process created the store meanwhile
-            raise StoreError(f"{store.path}: the store was created by another process meanwhile; run again")
+            raise StoreError(f"{store.uri}: the store was created by another process meanwhile; run again")
         if pin is not None:
             store.record_timezone(pin, from_offsets=from_offsets)
         for kind, part in sorted(prepared.kinds.items()):
@@ -671,7 +670,8 @@ def _commit_locked(
             results.append(_kindless_batch(prepared, q=q, batch_id=batch_id))
         claims.append(_write_quarantine(store, prepared, pl.concat(quarantine) if quarantine else None))
         # After the data: a run killed before this line leaves rows that only their first batch owns.
-        append_claims(store.table_path(CLAIMS), pl.concat(claims))
+        store.confirm_writer()
+        append_claims(store.table_root(CLAIMS), pl.concat(claims))
     return results
 
 
@@ -864,12 +864,13 @@ def _append_new_rows(
         rows.head(ROW_GROUP_ROWS).collect()
     )  # the contract of stored rows (docs/contract.md §2)
     append_rows(
-        store.table_path(kind),
+        store.table_root(kind),
         rows,
         metadata=metadata,
         required=[*column_names(kind, required_only=True), "_row_id", "_batch_id"],
         expected=res.rows_stored,
         label=f"{prepared.raw.name}: {kind}",
+        before_commit=store.confirm_writer,
     )
 
 
@@ -928,13 +929,15 @@ def _write_quarantine(store: LogStore, prepared: _Prepared, q: pl.DataFrame | No
         f"{META_PREFIX}sha256": prepared.raw.sha256,
         f"{META_PREFIX}quarantined": str(new.height),
     }
+    store.confirm_writer()
     write_deltalake(
-        store.table_path(QUARANTINE),
+        store.table_uri(QUARANTINE),
         new.select(list(quarantine_schema())).to_arrow().cast(arrow_schema(quarantine_schema())),
         mode="append",
         writer_properties=writer_properties(),
         commit_properties=CommitProperties(custom_metadata=metadata),
         post_commithook_properties=commit_hooks(),
+        storage_options=store.storage_options,
     )
     return claimed
 

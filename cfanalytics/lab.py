@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> None:
     from cfanalytics.workspace import open_store
 
     print("Preparing the sample store (built on first use, about 20 s)…", flush=True)
-    print(f"store: {open_store().path}", flush=True)
+    print(f"store: {open_store().uri}", flush=True)
     notebooks = args.notebooks or Path(__file__).resolve().parents[1] / "notebooks"
     port = args.port or free_port()
     token = os.environ.get("CFANALYTICS_LAB_TOKEN") or secrets.token_hex(16)

@@ -35,7 +35,6 @@ redacted URLs only.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import random
@@ -43,13 +42,14 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
-from cfanalytics.exceptions import InputError, StoreBusyError, StoreError
+from cfanalytics.exceptions import InputError, StoreError
+from cfanalytics.lease import file_lock
 from cfanalytics.redaction import redact
 
 if TYPE_CHECKING:
@@ -109,21 +109,8 @@ def read_postbacks(path: Path) -> list[tuple[str, str]]:
     return out
 
 
-@contextlib.contextmanager
-def _exclusive(folder: Path) -> Iterator[None]:
-    folder.mkdir(parents=True, exist_ok=True)
-    fd = os.open(folder / _LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise StoreBusyError(f"{folder}: another refire is running") from None
-        try:
-            yield
-        finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-    finally:
-        os.close(fd)
+def _exclusive(folder: Path) -> contextlib.AbstractContextManager[None]:
+    return file_lock(folder / _LOCK_FILE, busy=f"{folder}: another refire is running")
 
 
 def read_ledger(folder: Path) -> dict[str, dict[str, Any]]:

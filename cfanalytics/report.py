@@ -255,7 +255,7 @@ def reported_incidents(reader: StoreReader) -> set[str]:
     """
     from cfanalytics.alerts import read_state
 
-    folder = getattr(reader, "path", None)
+    folder = getattr(reader, "location", None) or getattr(reader, "path", None)  # a store's (S3 too)
     return set(read_state(folder)["incidents"]) if folder is not None else set()
 
 
@@ -461,7 +461,7 @@ def run(
     out_path = Path(out)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     params = {
-        "store": str(Path(store_path).resolve()),
+        "store": store.uri if store.remote else str(Path(store_path).resolve()),
         "start": period["period"]["from"],
         "end": period["period"]["to"],
         "timezone": timezone or store.timezone or "UTC",
@@ -503,7 +503,7 @@ def _notify(
 
     ids = period["current"]["incident_ids"]
     found: list[dict[str, Any]] = []
-    if due_incidents(read_state(store.path), ids):  # read the incidents' details only when a notice is owed
+    if due_incidents(read_state(store.location), ids):  # read the incidents' details only when a notice is owed
         where = LogFilter(start=period["period"]["from"], end=period["period"]["to"])
         found = incident_notices(incidents(store, where).to_dicts(), timezone)
     breached = [

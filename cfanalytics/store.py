@@ -1,13 +1,18 @@
 """The store: one Delta Lake table per kind, a quarantine table, metadata, a lock.
 
-Layout of a store folder::
+Layout of a store folder (or of an ``s3://bucket/prefix`` on object storage)::
 
     cfanalytics.json        metadata: account time zone, versions, column map
     .lock                   the store-level writer lock (flock; released when a writer dies)
+    .lease                  on object storage instead: the writer lease (:mod:`cfanalytics.lease`)
     tables/<kind>/          Delta tables, partitioned by ``date``
     tables/quarantine/      quarantined records, with reason codes
     tables/claims/          rows a later batch carried too (``forget`` hands them to it)
-    _staging/               per-ingest scratch space (removed when an ingest ends)
+    _staging/               per-ingest scratch space (removed when an ingest ends; always local)
+
+On object storage (:mod:`cfanalytics.storage`) the metadata is updated with
+conditional writes (``If-Match`` on its ETag) and the writer lock is a lease with
+an expiry (:mod:`cfanalytics.lease`); Delta commits are conditional PUTs of delta-rs.
 
 Every ingest writes one Delta commit per (input, kind) whose metadata carries
 the batch id, source, sha256 and counts; :meth:`LogStore.batches` is derived
@@ -30,7 +35,6 @@ click-id lookup reads one row group per partition.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import ipaddress
 import json
 import os
@@ -41,8 +45,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from typing import TYPE_CHECKING, Any, Final, Literal, Unpack
 
 import polars as pl
 
@@ -61,9 +64,10 @@ from cfanalytics._delta import (
     writer_properties,
 )
 from cfanalytics.columns import parse_map
-from cfanalytics.exceptions import StoreBusyError, StoreError, UsageError
+from cfanalytics.exceptions import StoreError, UsageError
 from cfanalytics.identity import id_halves
-from cfanalytics.ingest import IngestResult, ingest_paths, ingest_raw, remove_dead_staging
+from cfanalytics.ingest import IngestOptions, IngestResult, ingest_paths, ingest_raw, remove_dead_staging
+from cfanalytics.lease import Lease, file_lock
 from cfanalytics.normalize import hash_ip
 from cfanalytics.readers import frame_input
 from cfanalytics.schemas import (
@@ -80,11 +84,13 @@ from cfanalytics.schemas import (
     polars_schema,
     quarantine_schema,
 )
+from cfanalytics.storage import LocalLocation, Location, ObjectLocation, PreconditionFailedError, is_remote, location
+from cfanalytics.values import check_timezone
 
 if TYPE_CHECKING:
     from deltalake import DeltaTable
 
-__all__ = ["CLICK_ID_TABLES", "META_FILE", "META_PREFIX", "QUARANTINE", "LogStore", "check_timezone"]
+__all__ = ["CLICK_ID_TABLES", "META_FILE", "META_PREFIX", "QUARANTINE", "LogStore"]
 
 META_FILE: Final = "cfanalytics.json"
 LOCK_FILE: Final = ".lock"
@@ -104,22 +110,15 @@ def _default_lock_timeout() -> float:
         return DEFAULT_LOCK_TIMEOUT
 
 
-def check_timezone(tz: str) -> str:
-    """Return ``tz`` if it is a known IANA zone, else raise a one-line ``UsageError``."""
-    try:
-        ZoneInfo(tz)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise UsageError(f"unknown time zone {tz!r} (use an IANA name such as America/New_York)") from None
-    return tz
-
-
 class LogStore:
     """A folder of Delta tables holding ClickFlare logs (created when absent).
 
     Parameters
     ----------
     path
-        The store folder.
+        The store folder, or ``s3://bucket/prefix`` for a store on S3-compatible
+        object storage (credentials and endpoint from the ``AWS_*`` environment
+        variables or ``storage_options``; see :mod:`cfanalytics.storage`).
     timezone
         The account time zone (IANA). Recorded at creation or first ingest; a
         different zone for an existing store is refused unless ``force_timezone``.
@@ -132,6 +131,12 @@ class LogStore:
     lock_timeout
         Seconds a writer waits for another writer before :class:`StoreBusyError`
         (default 600, or the ``CFANALYTICS_LOCK_TIMEOUT`` environment variable).
+    storage_options
+        Object-store settings over the ``AWS_*`` environment (``AWS_ENDPOINT_URL``,
+        ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, ``AWS_REGION``, ``AWS_ALLOW_HTTP``).
+
+    On object storage, :attr:`path` is a local working folder (scratch space of
+    ingests); :attr:`uri` names the store in every message.
     """
 
     def __init__(
@@ -142,18 +147,31 @@ class LogStore:
         force_timezone: bool = False,
         create: bool | Literal["on_write"] = True,
         lock_timeout: float | None = None,
+        storage_options: Mapping[str, str] | None = None,
     ) -> None:
-        self.path = Path(path)
+        self.location: Location = location(path if is_remote(path) else Path(path), storage_options)
+        self.remote = self.location.remote
+        if isinstance(self.location, LocalLocation):
+            self.path = self.location.path
+        else:
+            self.path = _work_folder(self.location.uri)
+        #: The store's name in messages: its folder, or its ``s3://`` URI.
+        self.uri = self.location.uri
+        #: ``storage_options`` of its Delta tables (None for a local store).
+        self.storage_options = self.location.options
         self.lock_timeout = _default_lock_timeout() if lock_timeout is None else lock_timeout
         if timezone is not None:
             check_timezone(timezone)
-        if self.path.exists() and not self.path.is_dir():
+        if not self.remote and self.path.exists() and not self.path.is_dir():
             raise StoreError(f"{self.path}: a file, not a store folder")
-        meta_path = self.path / META_FILE
+        if isinstance(self.location, ObjectLocation):
+            self.location.check()  # one line for a wrong endpoint, key or bucket
+        self._meta_tag: str | None = None
+        self._lease: Lease | None = None
         self._pending = False  # created by the first write (create="on_write")
-        if not meta_path.exists():
+        if self.location.read_tag(META_FILE) is None:
             if not create:
-                raise StoreError(f"{self.path}: not a cfanalytics store (no {META_FILE})")
+                raise StoreError(f"{self.uri}: not a cfanalytics store (no {META_FILE})")
             if create == "on_write":
                 self._check_empty()
                 self._pending = True
@@ -166,7 +184,7 @@ class LogStore:
         settled = stored_tz is not None and not self._meta.get("timezone_from_offsets")
         if timezone is not None and settled and timezone != stored_tz and not force_timezone:
             raise UsageError(
-                f"{self.path}: store time zone is {stored_tz}, not {timezone}; "
+                f"{self.uri}: store time zone is {stored_tz}, not {timezone}; "
                 "a wrong zone shifts every row (use --force-timezone if you mean it)"
             )
         self._session_tz = timezone
@@ -174,6 +192,10 @@ class LogStore:
     # ------------------------------------------------------------- creation
     def _check_empty(self) -> None:
         """Refuse a folder holding anything but what a store's creator leaves behind (even a killed one)."""
+        if self.remote:
+            if any(n not in (".lease", META_FILE) and not n.startswith("tables/") for n in self.location.names()):
+                raise StoreError(f"{self.uri}: prefix holds objects and is not a cfanalytics store")
+            return
         if not self.path.is_dir():
             return
         ours = {LOCK_FILE, "tables", "_staging"}
@@ -181,9 +203,10 @@ class LogStore:
             raise StoreError(f"{self.path}: folder exists and is not a cfanalytics store")
 
     def _create(self, meta: dict[str, Any]) -> None:
-        self.path.mkdir(parents=True, exist_ok=True)
+        if not self.remote:
+            self.path.mkdir(parents=True, exist_ok=True)
         with self._lock():
-            if (self.path / META_FILE).exists():  # another process created it meanwhile
+            if self.location.read_tag(META_FILE) is not None:  # another process created it meanwhile
                 return
             # The tables are created with mode="ignore", so a half-made store is completed.
             self._check_empty()
@@ -191,21 +214,23 @@ class LogStore:
 
             for kind in KINDS:
                 DeltaTable.create(
-                    self.table_path(kind),
+                    self.table_uri(kind),
                     arrow_schema(polars_schema(kind)),
                     mode="ignore",
                     partition_by=["date"],
                     name=kind,
                     configuration=TABLE_CONFIG,
+                    storage_options=self.storage_options,
                 )
             DeltaTable.create(
-                self.table_path(QUARANTINE),
+                self.table_uri(QUARANTINE),
                 arrow_schema(quarantine_schema()),
                 mode="ignore",
                 configuration=TABLE_CONFIG,
+                storage_options=self.storage_options,
             )
-            create_claims(self.table_path(CLAIMS))
-            self._write_meta(meta)
+            create_claims(self.table_root(CLAIMS))
+            self._write_meta(meta, create=True)
 
     def _materialize(self) -> None:
         """Create a store opened with ``create="on_write"`` (its first write is due)."""
@@ -221,24 +246,49 @@ class LogStore:
 
     def _read_meta(self) -> dict[str, Any]:
         try:
-            meta: dict[str, Any] = json.loads((self.path / META_FILE).read_text())
+            found = self.location.read(META_FILE)
+            if found is None:
+                raise FileNotFoundError(f"no {META_FILE}")
+            meta: dict[str, Any] = json.loads(found[0])
         except (OSError, ValueError) as exc:
-            raise StoreError(f"{self.path}: unreadable {META_FILE}: {exc}") from None
+            raise StoreError(f"{self.uri}: unreadable {META_FILE}: {exc}") from None
         if meta.get("format_version") != STORE_FORMAT_VERSION:
-            raise StoreError(f"{self.path}: store format {meta.get('format_version')} is not supported")
+            raise StoreError(f"{self.uri}: store format {meta.get('format_version')} is not supported")
+        self._meta_tag = found[1]
         return meta
 
-    def _write_meta(self, meta: dict[str, Any]) -> None:
-        tmp = self.path / f".{META_FILE}.{os.getpid()}.tmp"
-        tmp.write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
-        os.replace(tmp, self.path / META_FILE)
+    def _write_meta(self, meta: dict[str, Any], *, create: bool = False) -> None:
+        """Write the metadata: only if absent (``create``), else only if unchanged since it was read."""
+        data = (json.dumps(meta, indent=2, sort_keys=True) + "\n").encode()
+        self._meta_tag = self.location.write(
+            META_FILE, data, if_absent=create, if_match=None if create else self._meta_tag
+        )
 
     def _update_meta(self, **changes: Any) -> None:
-        """Change metadata under the lock (the caller holds it)."""
-        meta = self._read_meta()
-        meta.update(changes)
-        self._write_meta(meta)
-        self._meta = meta
+        """Change metadata under the lock (the caller holds it).
+
+        The write is conditional on the version read (``If-Match`` on object
+        storage): a concurrent change is read again and the change applied to it.
+        """
+        for _ in range(10):
+            meta = self._read_meta()
+            meta.update(changes)
+            try:
+                self._write_meta(meta)
+            except PreconditionFailedError:
+                continue
+            self._meta = meta
+            return
+        raise StoreError(f"{self.uri}: {META_FILE} kept changing under this writer; run again")
+
+    # ------------------------------------------------------- small documents
+    def read_document(self, name: str) -> tuple[bytes, str] | None:
+        """``(bytes, version tag)`` of a small document kept with the store (a ledger, a state), or None."""
+        return self.location.read(name)
+
+    def write_document(self, name: str, data: bytes, *, if_match: str | None = None, if_absent: bool = False) -> str:
+        """Write a small document kept with the store (atomically; conditionally if asked); its new tag."""
+        return self.location.write(name, data, if_match=if_match, if_absent=if_absent)
 
     # ------------------------------------------------------------- metadata
     @property
@@ -325,11 +375,11 @@ class LogStore:
         metadata: Mapping[str, str],
     ) -> int:
         """Rewrite the files of ``table`` holding a row that matches ``hit`` as ``change`` of them; rows matched."""
-        if not self.table_path(table).exists():
+        if not self._has_table(table):
             return 0
-        n = int(pl.scan_delta(str(self.table_path(table))).filter(hit).select(pl.len()).collect().item())
+        n = int(self._scan_table(table).filter(hit).select(pl.len()).collect().item())
         if n:
-            rewrite_files(self.table(table), self.table_path(table), hit, change, metadata)
+            rewrite_files(self.table(table), self.table_root(table), hit, change, metadata)
         return n
 
     def _purge(self, table: str, needles: Sequence[str] = ()) -> None:
@@ -342,7 +392,7 @@ class LogStore:
             full=True,
             post_commithook_properties=commit_hooks(),
         )
-        scrub_log(self.table_path(table), needles)
+        scrub_log(self.table_root(table), needles)
 
     def set_column_map(self, mapping: Mapping[str, str]) -> None:
         """Save ``Header=column`` overrides in the store's config (used by every later ingest)."""
@@ -383,7 +433,7 @@ class LogStore:
             self._update_meta(timezone=check_timezone(timezone), timezone_from_offsets=from_offsets)
         elif stored != timezone:
             raise StoreError(
-                f"{self.path}: another ingest set the store time zone to {stored} meanwhile; run this one again"
+                f"{self.uri}: another ingest set the store time zone to {stored} meanwhile; run this one again"
             )
 
     def ensure_timezone(self, timezone: str | None) -> str:
@@ -407,6 +457,8 @@ class LogStore:
     def lock(self, timeout: float | None = None) -> Iterator[None]:
         """The store-level exclusive writer lock (``flock``: a dead writer never leaves it taken).
 
+        On object storage, a lease (:class:`cfanalytics.lease.Lease`): renewed while
+        held, taken over by the next writer once a dead writer's lease expired.
         A store opened with ``create="on_write"`` is created first.
         """
         self._materialize()
@@ -415,41 +467,55 @@ class LogStore:
 
     @contextlib.contextmanager
     def _lock(self, timeout: float | None = None) -> Iterator[None]:
-        self.path.mkdir(parents=True, exist_ok=True)
         wait = self.lock_timeout if timeout is None else timeout
-        fd = os.open(self.path / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            deadline = time.monotonic() + wait
-            delay = 0.01
-            while True:
+        if self.remote:
+            with Lease(self.location).held(wait) as lease:
+                self._lease = lease
                 try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if time.monotonic() >= deadline:
-                        raise StoreBusyError(
-                            f"{self.path}: store busy (another writer held the lock for {wait:.0f} s)"
-                        ) from None
-                    time.sleep(delay)
-                    delay = min(delay * 2, 0.5)
-            try:
-                yield
-            finally:
-                fcntl.flock(fd, fcntl.LOCK_UN)
-        finally:
-            os.close(fd)
+                    yield
+                finally:
+                    self._lease = None
+            return
+        busy = f"{self.path}: store busy (another writer held the lock for {wait:.0f} s)"
+        with file_lock(self.path / LOCK_FILE, wait=wait, busy=busy):
+            yield
+
+    def confirm_writer(self) -> None:
+        """Before a commit that relies on the lock (an ingest's append after its dedupe): make sure this
+        writer still holds it. On object storage the lease is renewed now, conditionally, so a writer
+        whose lease expired and was taken over stops here (:class:`~cfanalytics.lease.LeaseLostError`)
+        instead of appending rows the new holder may store too. Nothing to do for a local store.
+        """
+        if self._lease is not None:
+            self._lease.renew()
 
     # --------------------------------------------------------------- tables
     def table_path(self, kind: str) -> Path:
-        """Folder of the Delta table of ``kind`` (or ``"quarantine"``)."""
+        """Folder of the Delta table of ``kind`` (or ``"quarantine"``) of a local store (see :meth:`table_uri`)."""
+        if self.remote:
+            raise StoreError(f"{self.uri}: on object storage, a table has a URI (table_uri), not a local folder")
         return self.path / "tables" / kind
+
+    def table_uri(self, kind: str) -> str:
+        """The Delta table of ``kind`` as delta-rs and Polars take it: a folder, or an ``s3://`` URI."""
+        return self.table_root(kind).uri
+
+    def table_root(self, kind: str) -> Location:
+        """The :class:`~cfanalytics.storage.Location` of the Delta table of ``kind``."""
+        return self.location.join("tables", kind)
+
+    def _has_table(self, kind: str) -> bool:
+        return self.table_root(kind).exists("_delta_log")
+
+    def _scan_table(self, kind: str) -> pl.LazyFrame:
+        return pl.scan_delta(self.table_uri(kind), storage_options=self.storage_options)
 
     def table(self, kind: str) -> DeltaTable:
         """The ``deltalake.DeltaTable`` of ``kind`` (or ``"quarantine"``)."""
         self._materialize()
         from deltalake import DeltaTable
 
-        return DeltaTable(self.table_path(kind))
+        return DeltaTable(self.table_uri(kind), storage_options=self.storage_options)
 
     def file_uris(self, kind: str) -> list[str]:
         """Parquet files of the current table version (from the Delta log, never a glob)."""
@@ -466,7 +532,7 @@ class LogStore:
             check_kind(kind)
         if self._pending:  # not created yet: no rows
             return pl.LazyFrame(schema=quarantine_schema() if kind == QUARANTINE else polars_schema(kind))
-        return pl.scan_delta(str(self.table_path(kind)))
+        return self._scan_table(kind)
 
     def events(self) -> pl.LazyFrame:
         """Visits ∪ clicks ∪ conversions, with ``event_type`` and ``event_time`` added."""
@@ -539,25 +605,16 @@ class LogStore:
     def ingest(
         self,
         inputs: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
-        *,
-        kind: str | None = None,
-        timezone: str | None = None,
-        column_map: Mapping[str, str] | Sequence[str] | None = None,
-        progress: bool = False,
-        store_ips: str | None = None,
+        **options: Unpack[IngestOptions],
     ) -> IngestResult:
-        """Load export files into the store; see :func:`cfanalytics.ingest.ingest_paths`.
-
-        ``store_ips`` (``raw``, ``masked`` or ``hashed``; default: the store's setting)
-        says how IP addresses are kept.
+        """Load export files into the store; the keywords are :class:`~cfanalytics.ingest.IngestOptions`
+        (``kind``, ``timezone``, ``column_map``, ``progress``, ``store_ips``).
 
         One Delta commit per (input, kind). Bad records are quarantined or flagged;
         an unreadable file is reported in ``result.failures`` and nothing of it is written.
         """
         paths = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
-        return ingest_paths(
-            self, paths, kind=kind, timezone=timezone, column_map=column_map, progress=progress, store_ips=store_ips
-        )
+        return ingest_paths(self, paths, **options)
 
     def ingest_frame(
         self,
@@ -612,7 +669,7 @@ class LogStore:
                         .drop("__heir")
                     )
 
-                rewrite_files(self.table(table), self.table_path(table), match, change, {FORGET_KEY: batch_id})
+                rewrite_files(self.table(table), self.table_root(table), match, change, {FORGET_KEY: batch_id})
                 self._purge(table)
                 if mine.height > heirs.height:
                     counts[table] = mine.height - heirs.height
@@ -630,15 +687,15 @@ class LogStore:
                     lambda rows: rows.join(gone.lazy(), on=keys, how="anti", maintain_order="left").filter(~match),
                     {FORGET_KEY: batch_id},
                 )
-            elif self.table_path(CLAIMS).exists():
+            elif self._has_table(CLAIMS):
                 self._erase(CLAIMS, match, lambda rows: rows.filter(~match), {FORGET_KEY: batch_id})
         return counts
 
     def _claims(self) -> pl.DataFrame:
         """Every claim: (table, id halves, batch) of a row a batch carried when the store held it already."""
-        if not self.table_path(CLAIMS).exists():
+        if not self._has_table(CLAIMS):
             return pl.DataFrame(schema=CLAIMS_SCHEMA)
-        return pl.scan_delta(str(self.table_path(CLAIMS))).collect()
+        return self._scan_table(CLAIMS).collect()
 
     def maintain(self, *, retention_hours: int = 168) -> dict[str, Any]:
         """Lay out and compact the tables, checkpoint, and vacuum files no version needs, under the lock.
@@ -716,12 +773,12 @@ class LogStore:
     def _sort_by_click_id(self, kind: str) -> dict[str, int]:
         """:meth:`sort_by_click_id` for a caller that holds the lock."""
         done: dict[str, int] = {}
-        for day in partitions_to_sort(self.table(kind), self.table_path(kind)):
-            done[day] = rewrite_sorted(self.table(kind), self.table_path(kind), day)
+        for day in partitions_to_sort(self.table(kind), self.table_root(kind)):
+            done[day] = rewrite_sorted(self.table(kind), self.table_root(kind), day)
         return done
 
     def __repr__(self) -> str:
-        return f"LogStore({str(self.path)!r}, timezone={self.timezone!r})"
+        return f"LogStore({self.uri!r}, timezone={self.timezone!r})"
 
 
 def _ip_spellings(ip: str) -> list[str]:
@@ -763,6 +820,18 @@ def _new_meta(timezone: str | None) -> dict[str, Any]:
         "ip_salt": secrets.token_hex(16),
         "created_at": _now_iso(),
     }
+
+
+def _work_folder(uri: str) -> Path:
+    """The local working folder of a store on object storage (its ingests' scratch space).
+
+    ``$CFANALYTICS_WORK_DIR`` or the system's temporary folder, one sub-folder per store URI.
+    """
+    import hashlib
+    import tempfile
+
+    base = Path(os.environ.get("CFANALYTICS_WORK_DIR") or Path(tempfile.gettempdir()) / "cfanalytics-work")
+    return base / hashlib.sha256(uri.encode()).hexdigest()[:16]
 
 
 def _int(value: Any) -> int | None:

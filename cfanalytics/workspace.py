@@ -2,7 +2,9 @@
 
 The order: an explicit path; else ``$CFANALYTICS_STORE``; else the sample store
 (``data/sample/store`` in a source checkout, ``~/.cache/cfanalytics/sample/store``
-otherwise), generated and ingested on first use.
+otherwise), generated and ingested on first use. A path or ``$CFANALYTICS_STORE`` may
+name a store on object storage, ``s3://bucket/prefix`` (endpoint and credentials from
+the ``AWS_*`` variables, see :mod:`cfanalytics.storage`).
 
 >>> sample_folder().name
 'sample'

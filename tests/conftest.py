@@ -61,6 +61,34 @@ def ny_store(tmp_path):
     return LogStore(tmp_path / "store", timezone="America/New_York")
 
 
+@pytest.fixture(scope="session")
+def s3(tmp_path_factory):
+    """A SeaweedFS S3 server on free 127.0.0.1 ports with bucket ``lake``, for the session (stopped by PID)."""
+    from tests import s3server
+
+    server = s3server.start(tmp_path_factory.mktemp("seaweedfs"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def s3_env(s3, monkeypatch):
+    """:func:`s3` with its ``AWS_*`` variables set for this test (and the processes it starts)."""
+    for key, value in s3.options.items():
+        monkeypatch.setenv(key, value)
+    return s3
+
+
+@pytest.fixture
+def s3_uri(s3, request) -> str:
+    """A fresh ``s3://lake/<test>-<token>`` prefix for one store."""
+    import re
+    import secrets
+
+    name = re.sub(r"[^A-Za-z0-9-]+", "-", request.node.name)[:40].strip("-")
+    return f"s3://{s3.bucket}/{name}-{secrets.token_hex(3)}"
+
+
 # Hypothesis: "ci" bounds property tests (CI=1), "dev" keeps local runs quick; --hypothesis-profile overrides.
 from hypothesis import settings as _hypothesis_settings  # noqa: E402
 

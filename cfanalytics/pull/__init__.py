@@ -325,12 +325,12 @@ def pull(
     today = now.astimezone(tz).date()
     first = start or default_start(doc, pull_kinds)
     if first is None:
-        raise UsageError(f"--from is required: {store.path} has no earlier pull of {', '.join(pull_kinds)}")
+        raise UsageError(f"--from is required: {store.uri} has no earlier pull of {', '.join(pull_kinds)}")
     last = end or today
     if first > last and start is not None:
         raise UsageError(f"--from {first} is after --to {last}")
     client = ApiClient(base_url, key, opt)
-    result = PullResult(store=str(store.path), timezone=tz_name)
+    result = PullResult(store=store.uri, timezone=tz_name)
     finished = {kind: finished_days(doc, kind) for kind in pull_kinds}
     day = first
     try:

@@ -4,7 +4,8 @@ The ledger (``pull_state.json``) records each (kind, local day) pulled; it
 cannot be derived from the Delta commits because a day that brings no new row
 makes no commit. The settings (``pull_config.json``) hold the base URL, where
 the key is found (never the key) and the extra fields to ask. Both are written
-atomically (a temporary file, fsync, rename) under the store lock.
+atomically (a temporary file, fsync, rename) under the store lock; on object
+storage, as objects under the store's prefix, written only if unchanged since read.
 
 >>> from datetime import date
 >>> doc = {"windows": {"events": {"2026-11-16": {"status": "finished"}, "2026-11-17": {"status": "pulled"}}}}
@@ -60,9 +61,9 @@ def ledger(store: LogStore) -> list[dict[str, Any]]:
 def read_ledger(store: LogStore) -> dict[str, Any]:
     """The ledger document; an absent file, or one kept in another time zone, reads as empty."""
     empty: dict[str, Any] = {"format": LEDGER_FORMAT, "timezone": store.timezone, "windows": {}}
-    path = store.path / LEDGER_FILE
+    path = _where(store, LEDGER_FILE)
     try:
-        doc = json.loads(path.read_text("utf-8"))
+        doc = json.loads(_read(store, LEDGER_FILE))
     except FileNotFoundError:
         return empty
     except (OSError, ValueError) as exc:
@@ -76,9 +77,10 @@ def read_ledger(store: LogStore) -> dict[str, Any]:
 def record_window(store: LogStore, kind: str, day: date, entry: Mapping[str, Any]) -> None:
     """Record one window in the ledger, atomically, under the store lock."""
     with store.lock():
+        tag = store.location.read_tag(LEDGER_FILE) if store.remote else None  # before reading: see _write
         doc = read_ledger(store)
         doc["windows"].setdefault(kind, {})[day.isoformat()] = dict(entry)
-        _write_json(store.path / LEDGER_FILE, doc)
+        _write(store, LEDGER_FILE, doc, tag)
 
 
 def finished_days(doc: Mapping[str, Any], kind: str) -> set[str]:
@@ -107,9 +109,9 @@ def read_config(store: LogStore) -> dict[str, Any]:
     Stores configured before the settings had their own file keep them under
     ``pull`` in the store's metadata; those are read when the file is absent.
     """
-    path = store.path / CONFIG_FILE
+    path = _where(store, CONFIG_FILE)
     try:
-        doc = json.loads(path.read_text("utf-8"))
+        doc = json.loads(_read(store, CONFIG_FILE))
     except FileNotFoundError:
         legacy = store.metadata.get("pull")
         return dict(legacy) if isinstance(legacy, dict) else {}
@@ -123,7 +125,36 @@ def read_config(store: LogStore) -> dict[str, Any]:
 def write_config(store: LogStore, settings: Mapping[str, Any]) -> None:
     """Save the pull settings of ``store``, atomically, under the store lock."""
     with store.lock():
-        _write_json(store.path / CONFIG_FILE, dict(settings))
+        _write(store, CONFIG_FILE, dict(settings), store.location.read_tag(CONFIG_FILE) if store.remote else None)
+
+
+def _where(store: LogStore, name: str) -> str:
+    """The file's name in messages: its path, or its URI on object storage."""
+    return store.location.child(name) if store.remote else str(store.path / name)
+
+
+def _read(store: LogStore, name: str) -> str:
+    """The text of ``name`` in the store (``FileNotFoundError`` when absent)."""
+    if not store.remote:
+        return (store.path / name).read_text("utf-8")
+    found = store.read_document(name)
+    if found is None:
+        raise FileNotFoundError(name)
+    return found[0].decode("utf-8")
+
+
+def _write(store: LogStore, name: str, doc: Any, tag: str | None = None) -> None:
+    """Write ``name`` whole: a local file atomically; an object only if its version is still ``tag``
+    (the one the caller saw before reading it; None: only if there is none yet).
+
+    The caller holds the store lock (a lease on object storage), so the object
+    changes only if a writer lost its lease meanwhile: then this write fails.
+    """
+    if not store.remote:
+        _write_json(store.path / name, doc)
+        return
+    data = (json.dumps(doc, indent=1, sort_keys=True) + "\n").encode()
+    store.write_document(name, data, if_absent=tag is None, if_match=tag)
 
 
 def _write_json(path: Path, doc: Any) -> None:

@@ -130,7 +130,7 @@ def recover(
     if unknown:
         raise UsageError(f"--fixed {unknown[0]!r}: not an error kind (one of {', '.join(ERROR_KINDS)})")
     with store.lock():
-        recovered = _ledger.read(store.path)
+        recovered = _ledger.read(store.location)
         conversions, postbacks, visits = load(store, LogFilter(start=start, end=end))
         decisions = select(conversions, postbacks, visits, now=at, recovered=recovered, currency=currency, fixed=fixed)
         result = RecoveryResult(out=out, decisions=decisions)
@@ -166,7 +166,7 @@ def recover(
         )
         write_json_atomic(out / MANIFEST_FILE, result.manifest)
         if entries:
-            _ledger.add(store.path, entries)
+            _ledger.add(store.location, entries)
     return result
 
 
@@ -193,7 +193,7 @@ def _manifest(
         if rows.height:
             reasons[reason] = {"conversions": rows.height, "payout": _payout(rows)}
     return {
-        "store": str(store.path),
+        "store": store.uri,
         "range": {"from": str(start) if start else None, "to": str(end) if end else None},
         "now": at.strftime("%Y-%m-%dT%H:%M:%SZ"),
         "default_currency": currency,

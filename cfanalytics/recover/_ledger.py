@@ -28,18 +28,28 @@ from typing import Any, Final
 
 from cfanalytics.exceptions import StoreError
 from cfanalytics.recover._files import write_json_atomic
+from cfanalytics.storage import LocalLocation, Location
 
 LEDGER_FILE: Final = "recovery_ledger.json"
 VERSION: Final = 1
 
 
-def read(folder: Path) -> dict[str, dict[str, Any]]:
-    """The ledger's entries by conversion key (empty when there is no ledger yet)."""
-    path = Path(folder) / LEDGER_FILE
-    if not path.exists():
+def read(folder: Path | Location) -> dict[str, dict[str, Any]]:
+    """The ledger's entries by conversion key (empty when there is no ledger yet).
+
+    ``folder``: the store's folder, or its :class:`~cfanalytics.storage.Location` (object storage too).
+    """
+    if isinstance(folder, Location) and folder.remote:
+        found = folder.read(LEDGER_FILE)
+        path: Path | str = folder.child(LEDGER_FILE)
+        text = None if found is None else found[0].decode("utf-8")
+    else:
+        path = Path(folder.path if isinstance(folder, LocalLocation) else folder) / LEDGER_FILE
+        text = path.read_text(encoding="utf-8") if path.exists() else None
+    if text is None:
         return {}
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
+        doc = json.loads(text)
         entries = doc["conversions"]
         if doc.get("version") != VERSION or not isinstance(entries, dict):
             raise ValueError("unexpected layout")
@@ -48,10 +58,16 @@ def read(folder: Path) -> dict[str, dict[str, Any]]:
     return entries
 
 
-def add(folder: Path, entries: Mapping[str, Mapping[str, Any]]) -> None:
+def add(folder: Path | Location, entries: Mapping[str, Mapping[str, Any]]) -> None:
     """Add ``entries`` (key → facts) to the ledger; the caller holds the store lock. Existing keys are kept."""
+    tag = folder.read_tag(LEDGER_FILE) if isinstance(folder, Location) and folder.remote else None
     current = read(folder)
     now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     for key, facts in entries.items():
         current.setdefault(key, {**facts, "recorded_at": now})
-    write_json_atomic(Path(folder) / LEDGER_FILE, {"version": VERSION, "conversions": current})
+    doc = {"version": VERSION, "conversions": current}
+    if isinstance(folder, Location) and folder.remote:  # only if unchanged since read (the lease guards it)
+        data = json.dumps(doc, indent=1, sort_keys=True).encode()
+        folder.write(LEDGER_FILE, data, if_absent=tag is None, if_match=tag)
+        return
+    write_json_atomic(Path(folder.path if isinstance(folder, LocalLocation) else folder) / LEDGER_FILE, doc)
