@@ -671,15 +671,15 @@ def summary_html(period: dict[str, Any], incidents: pl.DataFrame | None = None) 
     if incidents is not None and incidents.height:
         items = []
         for incident in incidents.to_dicts():
-            change = incident.get("suspected_change")
+            change, fix = incident.get("suspected_change"), incident.get("resolved_by")
+            suspects = incident.get("suspects") or []
             cause = (
-                f"suspected change: {esc(_local_time(change['changed_at'], zone))} "
-                f"{esc(redact(change['author']) or '')} "
-                f"{esc(change['action'] or '')} {esc(change['entity_type'] or '')} "
-                f"{esc(redact(change['entity_name'] or change['entity_id'] or '') or '')}"
+                f"suspected change: {_change_html(change, zone)}"
                 if change
-                else "no change found"
+                else ("none of the changes before explains it" if suspects else "no change found")
             )
+            if fix:
+                cause += f"; resolved by: {_change_html(fix, zone)}"
             badge = " <strong>NEW</strong>" if incident["incident_id"] in new else ""
             state = " (open)" if incident.get("open") else ""
             items.append(
@@ -688,10 +688,60 @@ def summary_html(period: dict[str, Any], incidents: pl.DataFrame | None = None) 
                 f"<b>{esc(redact(incident['name'] or incident['id']) or '')}</b>: "
                 f"{esc(_local_time(incident['start'], zone))} → {esc(_local_time(incident['end'], zone))}, "
                 f"{incident['errors']}/{incident['postbacks']} failed, mostly "
-                f"{esc(incident['top_error_kind'] or 'n/a')}; {cause}</li>"
+                f"{esc(incident['top_error_kind'] or 'n/a')}; {cause}{_suspects_html(suspects, zone)}</li>"
             )
         out.append(f"<h3>Incidents</h3><ul>{''.join(items)}</ul>")
     else:
         out.append("<p>No incidents in this period.</p>")
     out.append("</div>")
     return "".join(out)
+
+
+#: Suspects the summary lists per incident (the diagnose JSON has them all).
+SHOWN_SUSPECTS: Final = 3
+
+
+def _change_html(change: dict[str, Any], zone: str) -> str:
+    """An activity row (when, who, what), redacted and escaped."""
+    import html
+
+    esc = html.escape
+    return (
+        f"{esc(_local_time(change['changed_at'], zone))} {esc(redact(change['author']) or '')} "
+        f"{esc(change['action'] or '')} {esc((change['entity_type'] or '').replace('_', ' '))} "
+        f"{esc(redact(change['entity_name'] or change['entity_id'] or '') or '')}"
+    )
+
+
+def _suspects_html(suspects: list[dict[str, Any]], zone: str) -> str:
+    """The top suspects of an incident with their evidence, as a ranked list (what diagnose found)."""
+    import html
+
+    if not suspects:
+        return ""
+    esc = html.escape
+
+    def rate(value: float | None) -> str:
+        return "n/a" if value is None else f"{value:.0%}"
+
+    items = []
+    for s in suspects[:SHOWN_SUSPECTS]:
+        fields = "; ".join(
+            f"{esc(redact(f['field']) or '')} {esc(redact(f['old']) or '∅')} → {esc(redact(f['new']) or '∅')}"
+            for f in s["fields"]
+        )
+        after = []
+        if s["volume_changed"]:
+            after.append(f"postbacks/h {s['postbacks_per_hour_before']:g} → {s['postbacks_per_hour_after']:g}")
+        if s["error_mix_changed"]:
+            after.append(f"error rate {rate(s['error_rate_before'])} → {rate(s['error_rate_after'])}")
+        kind = s["family"] + (f" {s['direction']}" if s.get("direction") else "")
+        items.append(
+            f"<li>{s['minutes_before']:g} min before: {_change_html(s, zone)} — {esc(kind)} change, "
+            f"{'<b>explains it</b>' if s['explains'] else 'does not explain it'}"
+            + (f"; {fields}" if fields else "")
+            + (f"; after it: {esc(', '.join(after))}" if after else "")
+            + "</li>"
+        )
+    more = f" (top {SHOWN_SUSPECTS} of {len(suspects)})" if len(suspects) > SHOWN_SUSPECTS else ""
+    return f"<br>Suspects{more}:<ol class='cf-suspects'>{''.join(items)}</ol>"

@@ -49,6 +49,87 @@ def _rates_table(records: list[dict[str, Any]], entity: str) -> list[str]:
     return _table(rows, [entity.replace("_", " "), "postbacks", "errors", "rate"])
 
 
+_GAP_COLUMNS = (
+    ("conversions", "conversions"),
+    ("posted_ok", "posted ok"),
+    ("posted_failed", "failed"),
+    ("not_posted", "not posted"),
+    ("pending", "pending"),
+)
+#: Suspects shown per incident (the JSON has them all).
+SHOWN_SUSPECTS = 3
+
+
+def _gaps_table(records: list[dict[str, Any]], entity: str) -> list[str]:
+    """Gap classes per traffic source or integration (``entity``); a null id is "no traffic source found" or
+    "no integration"."""
+    none = "(no traffic source found)" if entity == "traffic_source" else "(no integration)"
+    rows = [
+        [
+            _label(r[f"{entity}_name"], r[f"{entity}_id"]) if r[f"{entity}_id"] is not None else none,
+            *(str(r[key]) for key, _ in _GAP_COLUMNS),
+        ]
+        for r in records
+    ]
+    return _table(rows, [entity.replace("_", " "), *(title for _, title in _GAP_COLUMNS)])
+
+
+def _change(change: dict[str, Any]) -> str:
+    """One activity row: when, who, what."""
+    return (
+        f"{change['changed_at']} {redact(change['author'])} {change['action']} "
+        f"{change['entity_type']} {_label(change['entity_name'], change['entity_id'])}"
+    )
+
+
+def _ratio(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.0%}"
+
+
+def _mix(before: str | None, after: str | None) -> str:
+    """The most frequent error kind before → after a change, when it moved."""
+    if after is None or before == after:
+        return ""
+    return f", mostly {before} → {after}" if before else f", mostly {after} after"
+
+
+def _suspect(s: dict[str, Any]) -> list[str]:
+    """A ranked suspect and its evidence, on two lines."""
+    fields = "; ".join(
+        f"{redact(f['field'])} {redact(f['old']) or '∅'} → {redact(f['new']) or '∅'}" for f in s["fields"]
+    )
+    kind = s["family"] + (f" {s['direction']}" if s.get("direction") else "")
+    verdict = "explains it" if s["explains"] else "does not explain it"
+    after = []
+    if s["volume_changed"]:
+        after.append(f"volume {s['postbacks_per_hour_before']:g} → {s['postbacks_per_hour_after']:g}/h")
+    if s["error_mix_changed"]:
+        after.append(
+            f"error rate {_ratio(s['error_rate_before'])} → {_ratio(s['error_rate_after'])}"
+            + _mix(s.get("top_error_kind_before"), s.get("top_error_kind_after"))
+        )
+    return [
+        f"        {s['rank']}. {s['minutes_before']:g} min before: {_change(s)} ({kind} change; {verdict})",
+        f"           {fields or 'no field changed'}; after it: {', '.join(after) or 'no change of volume or errors'}",
+    ]
+
+
+def _explanation(incident: dict[str, Any]) -> list[str]:
+    """The incident's suspected change, what resolved it and its top suspects."""
+    change, fix = incident["suspected_change"], incident.get("resolved_by")
+    suspects = incident.get("suspects") or []
+    none = "none of the changes before explains it" if suspects else "no change found"
+    lines = [f"      suspected change: {_change(change) if change else none}"]
+    if fix:
+        lines.append(f"      resolved by: {_change(fix)} (error rate after: {_ratio(fix.get('error_rate_after'))})")
+    if suspects:
+        more = f" (top {SHOWN_SUSPECTS} of {len(suspects)})" if len(suspects) > SHOWN_SUSPECTS else ""
+        lines.append(f"      suspects{more}:")
+        for s in suspects[:SHOWN_SUSPECTS]:
+            lines += _suspect(s)
+    return lines
+
+
 def money(payout: float, currency: str | None) -> str:
     """An amount with its currency (none when the conversions carry none).
 
@@ -130,8 +211,11 @@ def diagnosis_text(doc: dict[str, Any]) -> str:
         f"({gaps['unknown_click_malformed']} malformed); orphan postbacks {gaps['orphan_postbacks']} "
         f"({gaps['ct_mismatch']} with another ct)",
         *_at_stake_lines(gaps.get("at_stake")),
-        "",
     ]
+    for key, entity in (("by_traffic_source", "traffic_source"), ("by_integration", "integration")):
+        if gaps.get(key):
+            lines += ["", f"Conversions by {entity.replace('_', ' ')}:", *_gaps_table(gaps[key], entity)]
+    lines.append("")
     incidents = doc["incidents"]
     lines.append(f"Incidents: {len(incidents)}" if incidents else "Incidents: none")
     for incident in incidents:
@@ -141,14 +225,7 @@ def diagnosis_text(doc: dict[str, Any]) -> str:
             f"({rate(incident['errors'], incident['postbacks'])} vs "
             f"{incident['error_rate_before']:.1%} before), mostly {incident['top_error_kind']}"
         )
-        change = incident["suspected_change"]
-        if change:
-            lines.append(
-                f"      suspected change: {change['changed_at']} {redact(change['author'])} {change['action']} "
-                f"{change['entity_type']} {_label(change['entity_name'], change['entity_id'])}"
-            )
-        else:
-            lines.append("      suspected change: no change found")
+        lines += _explanation(incident)
     until = doc.get("activity_log_until")
     if until is None:
         lines += ["", "Activity log: none loaded — changes cannot be matched to incidents."]

@@ -321,5 +321,6 @@ def at_stake_rows(section: list[dict], grouping: str) -> list[tuple]:
 
 
 def gap_counts_of(gaps: dict) -> dict:
-    """The counts of a ``gaps`` section (every key but ``at_stake``, checked on its own)."""
-    return {k: v for k, v in gaps.items() if k != "at_stake"}
+    """The counts of a ``gaps`` section (every key but ``at_stake`` and the lists per traffic source and
+    integration, checked on their own)."""
+    return {k: v for k, v in gaps.items() if k not in ("at_stake", "by_traffic_source", "by_integration")}

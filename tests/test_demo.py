@@ -7,6 +7,7 @@ import json
 import pytest
 
 from cfanalytics.cli import main
+from tests.helpers import gap_counts_of
 
 
 def test_demo_matches_the_generators_truth(tmp_path, capsys):
@@ -21,7 +22,7 @@ def test_demo_matches_the_generators_truth(tmp_path, capsys):
         assert doc["rows"][kind] == expected["rows_stored"]
     assert doc["rows"]["quarantine"] == sum(e["quarantined"] for e in truth["ingest"].values())
     gaps = doc["diagnosis"]["gaps"]
-    assert {k: v for k, v in gaps.items() if k != "at_stake"} == truth["gaps"]
+    assert gap_counts_of(gaps) == truth["gaps"]
     # the money at stake, as the generator counted it
     (total,) = gaps["at_stake"]["total"]
     (expected,) = truth["at_stake"]["total"]
@@ -32,6 +33,10 @@ def test_demo_matches_the_generators_truth(tmp_path, capsys):
     assert {r["traffic_source_id"]: r["conversions"] for r in gaps["at_stake"]["by_traffic_source"]} == {
         r["id"]: r["conversions"] for r in truth["at_stake"]["by_traffic_source"]
     }
+    # the source with no postback configured is named in the classes per traffic source
+    (nativex,) = [f for f in truth["faults"] if f["fault"] == "no_postback_configured"]
+    (row,) = [r for r in gaps["by_traffic_source"] if r["traffic_source_id"] == nativex["traffic_source_id"]]
+    assert (row["traffic_source_name"], row["not_posted"]) == ("NativeX", nativex["conversions"])
     # the text run rebuilds the store from scratch and names where it is
     assert main(["demo", "--dir", str(tmp_path / "sample"), "--no-report"]) == 0
     out = capsys.readouterr().out

@@ -37,6 +37,7 @@ def test_gaps_worked_example_from_the_spec(store):
     doc = diagnose(store)
     assert gap_counts_of(doc["gaps"]) == expected["gaps"]
     assert doc["gaps"]["at_stake"] == expected["at_stake"]
+    assert {k: doc["gaps"][k] for k in expected["gaps_by"]} == expected["gaps_by"]
     assert {k: doc["postbacks"][k] for k in ("total", "errors")} == {"total": 3, "errors": 1}
     kinds = [{"error_kind": r["error_kind"], "errors": r["errors"]} for r in doc["postbacks"]["by_error_kind"]]
     assert kinds == expected["postbacks"]["by_error_kind"]

@@ -9,7 +9,7 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from cfanalytics.diagnose import diagnose, gap_summary, incidents, orphan_postbacks
+from cfanalytics.diagnose import diagnose, gap_summary, gaps_by, incidents, orphan_postbacks
 from cfanalytics.diagnose.attribution import (
     CONVERSION_CAMPAIGN,
     CONVERSION_TRAFFIC_SOURCE,
@@ -30,7 +30,7 @@ from cfanalytics.diagnose.frames import (
     postbacks,
     visit_lookup,
 )
-from cfanalytics.diagnose.gaps import classify, gap_counts, gap_rows, orphans, with_ct_mismatch
+from cfanalytics.diagnose.gaps import GAP_CLASSES, classify, gap_counts, gap_rows, orphans, with_ct_mismatch
 from cfanalytics.diagnose.names import Names
 from cfanalytics.diagnose.queries import money_at_stake
 from cfanalytics.filters import LogFilter
@@ -130,12 +130,19 @@ def test_gap_summary_agrees_with_the_row_frames(reader, where):
 
 
 def test_diagnose_shares_one_frame_with_the_same_answers(reader):
-    where = LogFilter(start="2026-11-20", end="2026-11-22")
+    where = LogFilter(start="2026-11-18", end="2026-11-20")
     doc = diagnose(reader, where)
     summary = postback_summary(postbacks(reader, where), Names.load(reader, ["traffic_source", "integration"]))
     summary.pop("last_postback_time")
     assert doc["postbacks"] == summary
-    assert {k: v for k, v in doc["gaps"].items() if k != "at_stake"} == gap_summary(reader, where)
+    counts = gap_summary(reader, where)
+    assert {k: doc["gaps"][k] for k in counts} == counts
+    # the classes per traffic source and integration: those of the gap rows, grouped
+    for key, by in (("by_traffic_source", "traffic_source_id"), ("by_integration", "integration_id")):
+        name = by.removesuffix("_id") + "_name"
+        table = gaps_by(reader, by, where).select(by, name, "conversions", *GAP_CLASSES)
+        assert doc["gaps"][key]
+        assert sorted(doc["gaps"][key], key=str) == sorted(table.to_dicts(), key=str)
     stake = money_at_stake(reader, where)
     assert [(r["currency"], r["conversions"], r["payout"]) for r in doc["gaps"]["at_stake"]["total"]] == stake.select(
         "currency", "conversions", "payout"

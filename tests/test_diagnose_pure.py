@@ -226,8 +226,8 @@ def test_gap_table_per_group():
 
 
 # --------------------------------------------------------------------------- incidents
-def _history() -> pl.DataFrame:
-    """t1 sends 20 postbacks an hour for 24 hours with 1 error each, then an hour of 20 errors."""
+def _history(kind: str = "auth") -> pl.DataFrame:
+    """t1 sends 20 postbacks an hour for 24 hours with 1 error each, then an hour of 20 errors (``kind``)."""
     rows = []
     for hour in range(25):
         for i in range(20):
@@ -237,7 +237,7 @@ def _history() -> pl.DataFrame:
                     "postback_id": f"p{hour}-{i}",
                     "postback_time": T0 + timedelta(hours=hour, minutes=2 * i + 1),
                     "is_error": failing,
-                    "error_kind": "auth" if failing else None,
+                    "error_kind": kind if failing else None,
                     "traffic_source_id": "t1",
                     "integration_id": None,
                     "campaign_id": "c1",
@@ -275,8 +275,24 @@ def test_an_hour_of_failures_is_one_incident_with_its_suspected_change():
     assert incident["start"] == T0 + timedelta(hours=24, minutes=1)
     assert incident["end"] == T0 + timedelta(hours=24, minutes=39)
     assert (incident["scope_state"], incident["open"], incident["top_error_kind"]) == ("regressed", True, "auth")
-    # the campaign edit touching the postback URL, 2 h before (t2's edit is another scope; t1's own is 30 h old)
-    change = incident["suspected_change"]
+    # the campaign's postback URL edit 2 h before is the only suspect (t2's edit is another scope; t1's own is
+    # 30 h old), but a URL edit does not explain an auth failure: not blamed
+    ((suspect,),) = [incident["suspects"]]
+    assert (suspect["rank"], suspect["author"], suspect["minutes_before"]) == (1, "cam@x", 121.0)
+    assert (suspect["family"], suspect["explains"], suspect["own_entity"]) == ("tracking", False, False)
+    assert suspect["fields"] == [{"field": "postback_url", "old": "a", "new": "b"}]
+    # evidence: the 3 hours before its hour (1 of 20 failing each) against its hour and the 2 after, the last
+    # of them the failing one: the same volume, the error rate 0.05 → 0.37 (more than 0.2 apart)
+    assert (suspect["postbacks_per_hour_before"], suspect["postbacks_per_hour_after"]) == (20.0, 20.0)
+    assert (suspect["error_rate_before"], suspect["error_rate_after"]) == (3 / 60, 22 / 60)
+    assert (suspect["volume_changed"], suspect["error_mix_changed"]) == (False, True)
+    # fewer than 5 failing postbacks before: no most frequent kind to compare
+    assert (suspect["top_error_kind_before"], suspect["top_error_kind_after"]) == (None, "auth")
+    assert incident["suspected_change"] is None
+    assert incident["resolved_by"] is None
+    # the same edit before unreplaced macros is the suspected change
+    macros = find_incidents(_history("unreplaced_macro"), _activity(), names, campaigns).row(0, named=True)
+    change = macros["suspected_change"]
     assert (change["entity_type"], change["entity_id"], change["author"]) == ("campaign", "c1", "cam@x")
     # outside the window: nothing
     before = (None, T0 + timedelta(hours=24))

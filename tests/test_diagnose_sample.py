@@ -37,6 +37,13 @@ def _t(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
+def _same_change(got: dict | None, expected: dict | None) -> bool:
+    if expected is None:
+        return got is None
+    keys = ("changed_at", "author", "entity_type", "entity_id")
+    return got is not None and all(got[k] == expected[k] for k in keys)
+
+
 def test_diagnose_finds_exactly_the_injected_incidents(generated):
     account, store = generated
     truth = account.truth
@@ -49,16 +56,26 @@ def test_diagnose_finds_exactly_the_injected_incidents(generated):
     for key, exp in expected.items():
         got = found[key]
         assert abs(_t(got["start"]) - _t(exp["start"])) <= timedelta(hours=1), key
-        if exp["suspected_change"] is None:
-            assert got["suspected_change"] is None, key
-        else:
-            change = got["suspected_change"]
-            assert change is not None, key
-            assert (change["changed_at"], change["author"], change["entity_id"]) == (
-                exp["suspected_change"]["changed_at"],
-                exp["suspected_change"]["author"],
-                exp["suspected_change"]["entity_id"],
-            )
+        # the generator's truth: the URL edit caused its incident and the budget raise starting TikTok's
+        # traffic push its rate limit; the token expiry and the receiver time-out are nobody's edit
+        assert _same_change(got["suspected_change"], exp["suspected_change"]), (key, got["suspected_change"])
+        # the URL fix and the reconnect ended theirs; the others ended by themselves
+        assert _same_change(got["resolved_by"], exp["resolved_by"]), (key, got["resolved_by"])
+        # every incident has ranked suspects; a decoy is among them but never blamed
+        assert got["suspects"], key
+        assert [s["rank"] for s in got["suspects"]] == list(range(1, len(got["suspects"]) + 1))
+        for decoy in exp["decoys"]:
+            (ranked,) = [s for s in got["suspects"] if _same_change(s, decoy)]
+            assert not ranked["explains"], key
+            assert not _same_change(got["suspected_change"], decoy), key
+        if exp["suspected_change"] is not None:
+            assert got["suspects"][0]["rank"] == 1
+            assert _same_change(got["suspects"][0], exp["suspected_change"])
+    by_fault = {i["fault"]: found[(i["scope"], i["id"])] for i in truth["incidents"]}
+    if "rate_limit" in by_fault:  # 200 → 800, then four times the postbacks
+        (raised,) = [s for s in by_fault["rate_limit"]["suspects"] if s["explains"]]
+        assert raised["fields"] == [{"field": "daily_budget", "old": "200", "new": "800"}]
+        assert (raised["family"], raised["direction"], raised["volume_changed"]) == ("volume", "up", True)
 
 
 def test_stored_counts_equal_the_truth(generated):
@@ -116,6 +133,48 @@ def test_error_rates_gap_classes_and_duplicates_equal_plain_sql(generated):
     gaps = cf.diagnose.gap_summary(store)
     assert {k: gaps[k] for k in ("posted_ok", "posted_failed", "not_posted") if gaps[k]} == sql_gaps
     assert gaps["duplicate_conversions"] == sql_dups
+
+
+def test_gap_classes_per_traffic_source_and_integration_equal_plain_sql(generated):
+    account, store = generated
+    con = _duckdb(store)
+    per_conversion = """
+        with p as (select click_id, nullif(ct, '') ctk, count(*) n, sum(case when is_error then 1 else 0 end) e,
+                          arg_max(nullif(integration_id, ''), postback_time)
+                              filter (where nullif(integration_id, '') is not null) integ
+                   from postbacks group by 1, 2),
+             v as (select click_id, min(traffic_source_id) ts from visits group by 1)
+        select coalesce(c.traffic_source_id, v.ts) ts, p.integ,
+               case when p.n > p.e then 'posted_ok' when p.n > 0 then 'posted_failed' else 'not_posted' end gap
+        from conversions c
+        left join p on c.click_id = p.click_id and nullif(c.ct, '') is not distinct from p.ctk
+        left join v on v.click_id = c.click_id
+    """
+
+    def by(column: str) -> list[tuple]:
+        return con.execute(
+            f"""
+            select {column}, count(*) conversions, count(*) filter (gap = 'posted_ok'),
+                   count(*) filter (gap = 'posted_failed'), count(*) filter (gap = 'not_posted'), 0
+            from ({per_conversion}) group by 1
+            order by 5 desc, 2 desc, 1 nulls last
+            """
+        ).fetchall()
+
+    gaps = diagnose(store)["gaps"]
+    classes = ("conversions", "posted_ok", "posted_failed", "not_posted", "pending")
+    for key, column, sql in (
+        ("by_traffic_source", "traffic_source_id", "ts"),
+        ("by_integration", "integration_id", "integ"),
+    ):
+        assert [(r[column], *(r[c] for c in classes)) for r in gaps[key]] == by(sql), key
+        for cls in classes:  # every conversion in exactly one group
+            assert sum(r[cls] for r in gaps[key]) == gaps[cls]
+    # the source with no postback configured: named, every conversion never posted, as the generator wrote them
+    (nativex,) = [f for f in account.truth["faults"] if f["fault"] == "no_postback_configured"]
+    (row,) = [r for r in gaps["by_traffic_source"] if r["traffic_source_id"] == nativex["traffic_source_id"]]
+    assert row["traffic_source_name"] == "NativeX"
+    assert row["conversions"] == row["not_posted"] == nativex["conversions"] > 0
 
 
 def _truth_rows(truth: dict, grouping: str) -> list[tuple]:

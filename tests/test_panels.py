@@ -282,6 +282,23 @@ def test_postback_doctor_marks_incidents_and_changes_and_drills(account_store, t
     panel = postback_doctor(store, export_dir=tmp_path)
     assert panel.incidents.height == len(account.truth["incidents"])
     assert panel.incidents_frame.height == panel.incidents.height
+    # each incident row names its suspected change, the change that resolved it and its top suspects, as the
+    # generator wrote them (the URL edit and its fix; nobody's edit before the expired token, then the reconnect)
+    shown = {r["id"]: r for r in panel.incidents_frame.to_dicts()}
+    for incident in account.truth["incidents"]:
+        row, cause, fix = shown[incident["id"]], incident["suspected_change"], incident["resolved_by"]
+        assert row["change_by"] == (cause and cause["author"]), incident["fault"]
+        assert row["fix_by"] == (fix and fix["author"]), incident["fault"]
+        assert row["top_suspects"].startswith("1. ")
+        if cause is None:
+            assert row["change"] == "no change explains it"  # the decoy budget raise is listed, not blamed
+            assert "daily_budget 200 → 800; does not explain it" in row["top_suspects"]
+    # beside each error kind: what to do and whether a re-send later can succeed
+    advice = {r["error_kind"]: r for r in panel.kind_table.frame.to_dicts()}
+    assert set(advice) == set(panel.kinds.get_column("error_kind").to_list())
+    assert (advice["rate_limit"]["retryable"], advice["rate_limit"]["resend_later"]) == (True, "may succeed")
+    assert (advice["auth"]["retryable"], advice["auth"]["resend_later"]) == (False, "will fail again")
+    assert all(r["action"] for r in advice.values())
     assert len(panel.figure.layout.shapes) == panel.incidents.height  # shaded bands
     changes = [t for t in panel.figure.data if t.name == "Changes"]
     assert changes

@@ -88,3 +88,73 @@ def test_summary_says_no_data_when_the_previous_period_is_empty():
     assert "+10" not in html
     compared = summary_html({**period, "previous": {**metrics, "postbacks": 4}})
     assert "<th scope='row'>Postbacks sent</th><td>10</td><td>4</td><td>+6</td>" in compared
+
+
+def test_summary_lists_each_incidents_suspects_and_fix_escaped_and_redacted():
+    from datetime import UTC, datetime, timedelta
+
+    from cfanalytics.diagnose.incidents import find_incidents
+    from cfanalytics.diagnose.names import Names
+    from cfanalytics.report import summary_html
+
+    t0 = datetime(2026, 11, 20, tzinfo=UTC)
+    history = pl.DataFrame(
+        [
+            {
+                "postback_id": f"p{h}-{i}",
+                "postback_time": t0 + timedelta(hours=h, minutes=2 * i + 1),
+                "is_error": i < (20 if h in (24, 25) else 1),
+                "error_kind": "unreplaced_macro" if i < (20 if h in (24, 25) else 1) else None,
+                "traffic_source_id": "t1",
+                "integration_id": None,
+                "campaign_id": "c1",
+            }
+            for h in range(30)
+            for i in range(20)
+        ],
+        schema_overrides={"integration_id": pl.String},
+    )
+    token = "EAAG" + "x" * 40
+    edits = [  # the URL broken 30 min before the first failure, then mended at 25:50
+        (
+            t0 + timedelta(hours=23, minutes=31),
+            "ana@x",
+            '{"postback_url": "https://a/?cid={click_id}"}',
+            f'{{"postback_url": "https://a/?cid={{clickid}}&access_token={token}"}}',
+        ),
+        (
+            t0 + timedelta(hours=25, minutes=50),
+            "ben@x",
+            '{"postback_url": "https://a/?cid={clickid}"}',
+            '{"postback_url": "https://a/?cid={click_id}"}',
+        ),
+    ]
+    activity = pl.DataFrame(
+        {
+            "changed_at": [e[0] for e in edits],
+            "author": [e[1] for e in edits],
+            "entity_type": ["traffic_source"] * 2,
+            "entity_id": ["t1"] * 2,
+            "entity_name": ["<b>Src</b>"] * 2,
+            "action": ["updated"] * 2,
+            "old_value": [e[2] for e in edits],
+            "new_value": [e[3] for e in edits],
+        }
+    )
+    found = find_incidents(history, activity, Names.empty(), pl.DataFrame())
+    assert found.height == 1
+    period = {
+        "period": {"from": "2026-11-21", "to": "2026-11-21", "timezone": "UTC"},
+        "previous_period": {"from": "2026-11-20", "to": "2026-11-20"},
+        "current": {"postbacks": 1},
+        "previous": {"postbacks": 1},
+    }
+    html = summary_html(period, found)
+    assert "suspected change: 2026-11-20 23:31 UTC ana@x updated traffic source &lt;b&gt;Src&lt;/b&gt;" in html
+    assert "resolved by: 2026-11-21 01:50 UTC ben@x updated traffic source &lt;b&gt;Src&lt;/b&gt;" in html
+    assert "<li>30 min before: 2026-11-20 23:31 UTC ana@x" in html  # the first failure is at 00:01
+    # 1 of 20 failing in 20:00–23:00, then 1 + 20 + 20 of 60 in 23:00–02:00
+    assert "after it: error rate 5% → 68%" in html
+    assert "tracking change, <b>explains it</b>" in html
+    assert token not in html
+    assert "<b>Src</b>" not in html

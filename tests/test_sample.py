@@ -425,9 +425,32 @@ def test_incidents_sit_in_the_window_with_their_suspected_change(default_account
     for incident in truth["incidents"]:
         start, end = _z(incident["start"]), _z(incident["end"])
         assert lo + timedelta(days=1) <= start <= end < hi  # a clean day of baseline first
-    for fault in ("token_expired", "rate_limit", "receiver_timeout"):
+    for fault in ("token_expired", "receiver_timeout"):
         assert by_fault[fault]["suspected_change"] is None
     assert by_fault["token_expired"]["scope"] == by_fault["rate_limit"]["scope"] == "integration"
+    # the rate limit's cause is the budget raise that starts its traffic push, on a campaign of its source;
+    # the same raise before the other faults is a decoy
+    push = by_fault["rate_limit"]["suspected_change"]
+    assert push["entity_type"] == "campaign"
+    assert push["author"] == "ben@acme.test"
+    assert by_fault["rate_limit"]["decoys"] == []
+    for fault in ("token_expired", "receiver_timeout", "postback_url_edit"):
+        (decoy,) = by_fault[fault]["decoys"]
+        assert (decoy["entity_type"], decoy["author"]) == ("campaign", "ben@acme.test")
+        assert _z(decoy["changed_at"]) < _z(by_fault[fault]["start"])
+    raises = {
+        (_utc(a["Date"]), a["Entity ID"])
+        for a in activity
+        if json.loads(a["Old Value"] or "null") == {"daily_budget": 200}
+        and json.loads(a["New Value"] or "null") == {"daily_budget": 800}
+    }
+    named = [push, *(by_fault[f]["decoys"][0] for f in ("token_expired", "receiver_timeout", "postback_url_edit"))]
+    assert raises == {(_z(c["changed_at"]), c["entity_id"]) for c in named}
+    # what ended the URL edit and the expired token: ben's URL fix, mia's reconnect; the others ended alone
+    assert by_fault["postback_url_edit"]["resolved_by"]["author"] == "ben@acme.test"
+    assert by_fault["token_expired"]["resolved_by"]["author"] == "mia@acme.test"
+    assert by_fault["rate_limit"]["resolved_by"] is None
+    assert by_fault["receiver_timeout"]["resolved_by"] is None
     edit = by_fault["postback_url_edit"]
     change = edit["suspected_change"]
     assert edit["scope"] == "traffic_source"
@@ -454,7 +477,8 @@ def test_incidents_sit_in_the_window_with_their_suspected_change(default_account
             for a in activity
             if start - timedelta(hours=24) <= _utc(a["Date"]) <= start and a["Entity ID"] in scope_ids
         ]
-        assert len(suspects) == (incident["suspected_change"] is not None)
+        change = incident["suspected_change"]
+        assert len(suspects) == (change is not None and change["entity_id"] in scope_ids)
 
 
 def test_failing_postbacks_bound_each_incident(default_account: SampleAccount) -> None:

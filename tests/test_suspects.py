@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import polars as pl
 
-from cfanalytics.diagnose.suspects import change_family, explain_incident
+from cfanalytics.diagnose.suspects import change_direction, change_family, explain_incident
 
 T0 = datetime(2026, 11, 18, 10, 0, tzinfo=UTC)  # the incident's first failing postback is at 10:02
 
@@ -149,3 +149,47 @@ def test_change_families():
     assert change_family("integration", [{"field": "name", "old": "a", "new": "b"}]) == "integration"
     # a value that carries a macro marks a tracking change whatever the field is called
     assert change_family("campaign", [{"field": "destination", "old": "x?s={sub1}", "new": "x"}]) == "tracking"
+
+
+def test_a_budget_raise_explains_a_rate_limit_and_a_cut_resolves_it():
+    cut = ({"daily_budget": 800}, {"daily_budget": 300})
+    activity = _activity(
+        (-timedelta(minutes=50), "ben", "campaign", "k1", *BUDGET),
+        (-timedelta(minutes=20), "cy", "campaign", "k1", *cut),  # later, but a cut does not cause throttling
+        (timedelta(hours=2, minutes=40), "dee", "campaign", "k1", *BUDGET),  # a raise does not end it
+        (timedelta(hours=2, minutes=45), "eve", "campaign", "k1", *cut),
+    )
+    found = explain_incident(_incident("rate_limit"), activity, RELATED, _hourly(range(3)))
+    assert [(s["author"], s["direction"], s["explains"]) for s in found["suspects"]] == [
+        ("ben", "up", True),
+        ("cy", "down", False),
+    ]
+    assert found["suspected_change"]["author"] == "ben"
+    assert found["resolved_by"]["author"] == "eve"
+    assert change_direction([{"field": "bid", "old": "0.5", "new": "0.5"}]) is None
+    assert (
+        change_direction([{"field": "bid", "old": "1", "new": "2"}, {"field": "cap", "old": "9", "new": "3"}]) is None
+    )
+
+
+def test_the_evidence_says_whether_volume_and_error_mix_changed():
+    # 07:00 and 08:00: 10 postbacks, 1 failing (other); 09:00: 10, 1 failing; 10:00 and 11:00: 30, 20 rate limited
+    hourly = pl.DataFrame(
+        {
+            "hour": [T0 + timedelta(hours=h) for h in (-3, -2, -1, -1, 0, 0, 1, 1)],
+            "error_kind": ["other", "other", "other", None, "rate_limit", None, "rate_limit", None],
+            "postbacks": [10, 10, 1, 9, 20, 10, 20, 10],
+            "errors": [1, 1, 1, 0, 20, 0, 20, 0],
+        }
+    )
+    activity = _activity((-timedelta(minutes=55), "ben", "campaign", "k1", *BUDGET))
+    (suspect,) = explain_incident(_incident("rate_limit"), activity, RELATED, hourly)["suspects"]
+    # its hour is 09:00: before = 06:00–09:00 (10 + 10 postbacks), after = 09:00–12:00 (10 + 30 + 30)
+    assert (suspect["postbacks_per_hour_before"], suspect["postbacks_per_hour_after"]) == (
+        round(20 / 3, 2),
+        round(70 / 3, 2),
+    )
+    assert (suspect["error_rate_before"], suspect["error_rate_after"]) == (2 / 20, 41 / 70)
+    # fewer than 5 failing before: no top kind to compare; the rate moved by more than 0.2 anyway
+    assert (suspect["top_error_kind_before"], suspect["top_error_kind_after"]) == (None, "rate_limit")
+    assert (suspect["volume_changed"], suspect["error_mix_changed"]) == (True, True)

@@ -16,7 +16,7 @@ from typing import Any
 import polars as pl
 
 from cfanalytics._time import iso
-from cfanalytics.diagnose.at_stake import at_stake_summary, lost_conversions, with_integrations
+from cfanalytics.diagnose.at_stake import at_stake_summary, lost_conversions
 from cfanalytics.diagnose.attribution import attribute_conversions, enrich_postbacks, needs_attribution
 from cfanalytics.diagnose.error_rates import postback_summary
 from cfanalytics.diagnose.frames import (
@@ -26,13 +26,12 @@ from cfanalytics.diagnose.frames import (
     conversion_keys,
     conversion_rows,
     conversions_of,
-    postback_integrations,
     postback_outcomes,
     postback_rows,
     store_currency,
     visit_lookup,
 )
-from cfanalytics.diagnose.gaps import classify, gap_counts, orphans, with_ct_mismatch
+from cfanalytics.diagnose.gaps import classify, gap_breakdowns, gap_counts, orphans, with_ct_mismatch
 from cfanalytics.diagnose.incidents import SCOPES, find_incidents, history_filter
 from cfanalytics.diagnose.names import Names
 from cfanalytics.filters import LogFilter, StoreReader
@@ -67,12 +66,7 @@ def diagnose(
     )
     out: list[dict[str, Any]] = []
     for incident in found.to_dicts() if found is not None else ():
-        change = incident.pop("suspected_change")
-        if change is not None:
-            change["changed_at"] = iso(change["changed_at"])
-        incident["start"], incident["end"] = iso(incident["start"]), iso(incident["end"])
-        incident["suspected_change"] = change
-        out.append(incident)
+        out.append(_incident_json(incident))
     lo, hi = where.time_bounds(timezone)
     summary = postback_summary(frame, names)
     keys = conversion_keys(reader)
@@ -80,6 +74,7 @@ def diagnose(
         attribute_conversions(conversions, visits, where, timezone=timezone), postback_outcomes(reader), grace_minutes
     )
     gaps: dict[str, Any] = dict(gap_counts(classified, with_ct_mismatch(orphans(frame.lazy(), keys), keys)))
+    gaps.update(gap_breakdowns(classified, names))
     gaps["at_stake"] = _at_stake(reader, classified, names)
     return {
         "window": {"from": iso(lo), "to": iso(hi)},
@@ -92,9 +87,20 @@ def diagnose(
     }
 
 
+def _incident_json(incident: dict[str, Any]) -> dict[str, Any]:
+    """One row of :func:`~cfanalytics.diagnose.incidents.find_incidents` with ISO times; its ``suspects``,
+    ``suspected_change`` and ``resolved_by`` last."""
+    explained = {k: incident.pop(k) for k in ("suspects", "suspected_change", "resolved_by")}
+    incident["start"], incident["end"] = iso(incident["start"]), iso(incident["end"])
+    for change in (*explained["suspects"], explained["suspected_change"], explained["resolved_by"]):
+        if change is not None:
+            change["changed_at"] = iso(change["changed_at"])
+    return {**incident, **explained}
+
+
 def _at_stake(reader: StoreReader, classified: pl.LazyFrame, names: Names) -> dict[str, Any]:
     """``gaps.at_stake``: only the lost conversions are materialized; campaign names are read only if any."""
-    lost = with_integrations(lost_conversions(classified), postback_integrations(reader))
+    lost = lost_conversions(classified)  # classify gave each its integration (that of with_integrations)
     campaigns = Names.load(reader, ["campaign"]) if lost.height else Names.empty()
     labels = Names({**{e: names.frame(e) for e in SCOPES}, "campaign": campaigns.frame("campaign")})
     return at_stake_summary(lost, timezone=reader.timezone or "UTC", currency=store_currency(reader), names=labels)

@@ -153,9 +153,9 @@ def conversions(reader: StoreReader, where: LogFilter | None = None) -> pl.LazyF
 
 
 def postback_outcomes(reader: StoreReader) -> pl.LazyFrame:
-    """Every stored postback's ``click_id``, ``ct``, ``is_error`` and ``postback_time`` (what conversions
-    are matched with, whatever the range)."""
-    return reader.scan("postbacks").select("click_id", "ct", "is_error", "postback_time")
+    """Every stored postback's ``click_id``, ``ct``, ``is_error``, ``postback_time`` and ``integration_id``
+    (what conversions are matched with, whatever the range)."""
+    return reader.scan("postbacks").select("click_id", "ct", "is_error", "postback_time", "integration_id")
 
 
 def postback_integrations(reader: StoreReader) -> pl.LazyFrame:
@@ -199,10 +199,11 @@ def activity(reader: StoreReader, where: LogFilter | None = None) -> pl.DataFram
 
 
 def campaign_links(reader: StoreReader) -> pl.DataFrame:
-    """Distinct ``traffic_source_id``, ``campaign_id`` pairs of the stored visits (who sends whose traffic)."""
+    """Distinct ``traffic_source_id``, ``campaign_id``, ``flow_id``, ``offer_id``, ``landing_id`` of the stored
+    visits (who sends whose traffic, and where it goes: the entities an incident's suspects are edits of)."""
     return (
         reader.scan("visits")
-        .select("traffic_source_id", "campaign_id")
+        .select("traffic_source_id", "campaign_id", "flow_id", "offer_id", "landing_id")
         .filter(pl.col("traffic_source_id").is_not_null())
         .unique()
         .collect()

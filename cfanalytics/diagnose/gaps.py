@@ -31,10 +31,11 @@ The functions take frames (attributed conversions from
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Final
+from typing import Any, Final
 
 import polars as pl
 
+from cfanalytics.diagnose.names import Names
 from cfanalytics.values import MACRO_PATTERN, UUID_PATTERN
 
 GAP_CLASSES: Final = ("posted_ok", "posted_failed", "not_posted", "pending")
@@ -48,13 +49,28 @@ def classify(conversions: pl.LazyFrame, outcomes: pl.LazyFrame, grace_minutes: f
     """Attributed conversions with ``gap``, ``postbacks``, ``postback_errors``, ``unknown_click``,
     ``malformed_click`` and the match keys ``_ct`` / ``_tx`` (``""`` = null); lazy, unordered.
 
-    ``outcomes``: every stored postback's ``click_id``, ``ct``, ``is_error``, ``postback_time``.
+    ``outcomes``: every stored postback's ``click_id``, ``ct``, ``is_error``, ``postback_time`` (and, when
+    present, ``integration_id``: then each conversion gets the integration of its latest postback that names
+    one, as :func:`~cfanalytics.diagnose.at_stake.with_integrations` says; null when none does).
     """
     keyed = conversions.with_columns(_null_empty("ct").alias("_ct"), _null_empty("txid").alias("_tx"))
+    through = ["integration_id"] if "integration_id" in outcomes.collect_schema().names() else []
     per_key = (
-        outcomes.select("click_id", _null_empty("ct").alias("_ct"), "is_error")
+        outcomes.select(
+            "click_id", _null_empty("ct").alias("_ct"), "is_error", *through, *(["postback_time"] if through else [])
+        )
         .group_by("click_id", "_ct")
-        .agg(pl.len().alias("postbacks"), pl.col("is_error").sum().cast(pl.Int64).alias("postback_errors"))
+        .agg(
+            pl.len().alias("postbacks"),
+            pl.col("is_error").sum().cast(pl.Int64).alias("postback_errors"),
+            *(
+                pl.col(c)
+                .filter(pl.col(c).is_not_null())
+                .max_by(pl.col("postback_time").filter(pl.col(c).is_not_null()))
+                .alias(c)
+                for c in through
+            ),
+        )
     )
     frame = keyed.join(per_key, on=["click_id", "_ct"], how="left", nulls_equal=True).with_columns(
         pl.col("postbacks").fill_null(0), pl.col("postback_errors").fill_null(0)
@@ -164,6 +180,78 @@ def gap_table(rows: pl.DataFrame, by: str) -> pl.DataFrame:
         pl.sum_horizontal(*GAP_CLASSES).alias("conversions")
     )
     return wide.sort(["not_posted", by], descending=[True, False], nulls_last=True)
+
+
+#: The groups :func:`gap_breakdown` counts by, and the ``gaps`` key of the diagnose document each goes to.
+GAP_BREAKDOWNS: Final = {"traffic_source_id": "by_traffic_source", "integration_id": "by_integration"}
+
+
+def _with_column(frame: pl.LazyFrame, column: str) -> pl.LazyFrame:
+    if column in frame.collect_schema().names():
+        return frame.with_columns(pl.col(column).cast(pl.String))
+    return frame.with_columns(pl.lit(None, pl.String).alias(column))
+
+
+def _sorted_breakdown(frame: pl.DataFrame, by: str) -> pl.DataFrame:
+    return frame.sort(["not_posted", "conversions", by], descending=[True, True, False], nulls_last=True)
+
+
+def gap_breakdown(classified: pl.LazyFrame | pl.DataFrame, by: str) -> pl.DataFrame:
+    """Every gap class per ``by`` (``traffic_source_id`` or ``integration_id``) of :func:`classify` rows:
+    ``conversions`` and one column per class, sorted by ``not_posted`` descending, then ``conversions``
+    descending, then the group (null last: conversions with no traffic source found, or posted through no
+    integration). A source with no postback configured shows all its conversions ``not_posted``.
+
+    >>> rows = pl.LazyFrame({"traffic_source_id": ["t1", "t2", "t2", None],
+    ...     "gap": ["posted_ok", "not_posted", "not_posted", "posted_failed"]})
+    >>> gap_breakdown(rows, "traffic_source_id").rows()
+    [('t2', 2, 0, 0, 2, 0), ('t1', 1, 1, 0, 0, 0), (None, 1, 0, 1, 0, 0)]
+    """
+    counted = (
+        _with_column(classified.lazy(), by)
+        .group_by(by)
+        .agg(
+            pl.len().cast(pl.Int64).alias("conversions"),
+            *((pl.col("gap") == cls).sum().cast(pl.Int64).alias(cls) for cls in GAP_CLASSES),
+        )
+        .collect()
+    )
+    return _sorted_breakdown(counted.select(by, "conversions", *GAP_CLASSES), by)
+
+
+def gap_breakdowns(classified: pl.LazyFrame, names: Names) -> dict[str, list[dict[str, Any]]]:
+    """The ``gaps.by_traffic_source`` and ``gaps.by_integration`` lists of the diagnose document: each
+    :func:`gap_breakdown` row with the group's name (one pass over the rows for both).
+
+    >>> rows = pl.LazyFrame({"traffic_source_id": ["t1", "t2"], "integration_id": ["i1", None],
+    ...     "gap": ["posted_ok", "not_posted"]})
+    >>> gap_breakdowns(rows, Names.empty())["by_traffic_source"][0]
+    {'traffic_source_id': 't2', 'traffic_source_name': None, 'conversions': 1, 'posted_ok': 0, \
+'posted_failed': 0, 'not_posted': 1, 'pending': 0}
+    """
+    frame = classified.lazy()
+    for by in GAP_BREAKDOWNS:
+        frame = _with_column(frame, by)
+    both = (
+        frame.group_by(*GAP_BREAKDOWNS)
+        .agg(
+            pl.len().cast(pl.Int64).alias("conversions"),
+            *((pl.col("gap") == cls).sum().cast(pl.Int64).alias(cls) for cls in GAP_CLASSES),
+        )
+        .collect()
+    )
+    out: dict[str, list[dict[str, Any]]] = {}
+    for by, key in GAP_BREAKDOWNS.items():
+        counted = both.group_by(by).agg(pl.col("conversions", *GAP_CLASSES).sum())
+        name = by.removesuffix("_id") + "_name"
+        table = _sorted_breakdown(names.add(counted, by), by)  # sorted after the join: it may not keep order
+        out[key] = table.select(
+            by,
+            pl.col(name) if name in table.columns else pl.lit(None, pl.String).alias(name),
+            "conversions",
+            *GAP_CLASSES,
+        ).to_dicts()
+    return out
 
 
 def gap_summary_of_rows(rows: pl.DataFrame, orphan_rows: pl.DataFrame) -> dict[str, int]:

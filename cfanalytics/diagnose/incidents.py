@@ -15,9 +15,14 @@ over hourly UTC buckets:
   integration's is reported once, at integration scope;
 - a scope failing from its first hour has ``scope_state = "always_failing"``.
 
-The suspected change is the latest activity row in [start − 24 h, start] that
-edits the scope's traffic source or integration, or a campaign sending its
-traffic whose old/new values touch postback or tracking fields. None → null.
+Each incident is explained by :func:`~cfanalytics.diagnose.suspects.explain_incident`
+over the entities its traffic belongs to: the scope's traffic sources and
+integrations, the campaigns of its postbacks in the incident's hours, and the
+flows, offers and landers of those campaigns' visits (``links``). It gets
+``suspects`` (ranked edits of those entities in [start − 24 h, start] with their
+evidence), ``suspected_change`` (the best-ranked suspect whose kind of change can
+cause the incident's top error kind, else null) and ``resolved_by`` (the change
+after which the error rate came back to its baseline, else null).
 
 ``incident_id`` hashes the scope, id and first flagged hour, so a scheduled job
 recognizes an incident it has reported before.
@@ -46,6 +51,13 @@ import polars as pl
 import xxhash
 
 from cfanalytics.diagnose.names import Names
+from cfanalytics.diagnose.suspects import (
+    CHANGE_SCHEMA,
+    RESOLVED_SCHEMA,
+    SUSPECT_SCHEMA,
+    explain_incident,
+    scope_hourly,
+)
 from cfanalytics.filters import LogFilter
 
 MIN_POSTBACKS: Final = 10
@@ -54,12 +66,8 @@ MAX_P: Final = 1e-4
 BASELINE_DAYS: Final = 7
 PRIOR_WEIGHT: Final = 20.0
 MERGE_GAP: Final = timedelta(hours=2)  # flagged hours at most one quiet hour apart merge
-CHANGE_LOOKBACK: Final = timedelta(hours=24)
-#: Old/new values of a campaign edit that touch postback or tracking fields.
-POSTBACK_FIELDS: Final = (
-    r"(?i)postback|token|pixel|event|tracking|s2s|capi|conversion.?api|click.?id|sub.?id|external.?id|"
-    r"gclid|fbclid|ttclid|macro|param|url"
-)
+#: Entity types of the activity log → the column of the traffic links (visits) naming them.
+LINKED_ENTITIES: Final = {"flow": "flow_id", "offer": "offer_id", "lander": "landing_id"}
 
 SCOPES: Final = {"integration": "integration_id", "traffic_source": "traffic_source_id"}
 
@@ -78,16 +86,9 @@ INCIDENT_SCHEMA: Final = pl.Schema(
         "top_error_kind": pl.String(),
         "scope_state": pl.String(),
         "open": pl.Boolean(),
-        "suspected_change": pl.Struct(
-            {
-                "changed_at": pl.Datetime("us", "UTC"),
-                "author": pl.String(),
-                "entity_type": pl.String(),
-                "entity_id": pl.String(),
-                "entity_name": pl.String(),
-                "action": pl.String(),
-            }
-        ),
+        "suspects": pl.List(SUSPECT_SCHEMA),
+        "suspected_change": CHANGE_SCHEMA,
+        "resolved_by": RESOLVED_SCHEMA,
     }
 )
 
@@ -180,8 +181,9 @@ def find_incidents(
     ends allowed), sorted by errors descending, then scope and id.
 
     ``history`` should reach :data:`BASELINE_DAYS` before the window (:func:`history_filter`);
-    ``activity`` is the activity log sorted by time (suspected changes), ``campaigns`` the
-    ``traffic_source_id``, ``campaign_id`` pairs of the visits, ``names`` label the scopes.
+    ``activity`` is the activity log sorted by time (suspects), ``campaigns`` the distinct
+    ``traffic_source_id``, ``campaign_id`` (and, when present, ``flow_id``, ``offer_id``, ``landing_id``)
+    of the visits (:func:`~cfanalytics.diagnose.frames.campaign_links`), ``names`` label the scopes.
     """
     lo, hi = window
     rows = (
@@ -209,9 +211,11 @@ def find_incidents(
     found = [i for i in found if (lo is None or i["end"] >= lo) and (hi is None or i["start"] < hi)]
     links = _links(rows, campaigns)
     for incident in found:
-        incident["suspected_change"] = _suspected_change(incident, activity, links)
+        hourly = scope_hourly(rows, SCOPES[incident["scope"]], incident["id"])
+        incident.update(explain_incident(incident, activity, _related(incident, links), hourly))
         incident["name"] = names.lookup(SCOPES[incident["scope"]]).get(incident["id"])
         incident.pop("_errors")
+        incident.pop("_campaigns")
     frame = pl.DataFrame(found, schema=INCIDENT_SCHEMA) if found else pl.DataFrame(schema=INCIDENT_SCHEMA)
     return frame.sort(["errors", "scope", "id", "start"], descending=[True, False, False, False])
 
@@ -298,6 +302,7 @@ def _scope_incidents(
                     "scope_state": "always_failing" if (first_flagged and first is hours[0]) else "regressed",
                     "open": last.hour >= last_hour - timedelta(hours=1),
                     "_errors": set(errors.get_column("postback_id").to_list()),
+                    "_campaigns": set(span.get_column("campaign_id").drop_nulls().to_list()),
                 }
             )
     return out
@@ -320,7 +325,8 @@ def _dedupe(found: list[dict[str, Any]]) -> list[dict[str, Any]]:
 class _Links:
     integrations_of_source: dict[str, set[str]]
     sources_of_integration: dict[str, set[str]]
-    campaigns_of_source: dict[str, set[str]]
+    #: traffic source → campaign → entity type (flow, offer, lander) → ids, from the visits.
+    campaigns_of_source: dict[str, dict[str, dict[str, set[str]]]]
 
 
 def _links(rows: pl.DataFrame, campaigns: pl.DataFrame) -> _Links:
@@ -331,34 +337,38 @@ def _links(rows: pl.DataFrame, campaigns: pl.DataFrame) -> _Links:
     for source, integration in pairs.iter_rows():
         integrations_of_source.setdefault(source, set()).add(integration)
         sources_of_integration.setdefault(integration, set()).add(source)
-    by_source: dict[str, set[str]] = {}
-    for source, campaign in campaigns.select("traffic_source_id", "campaign_id").iter_rows():
-        by_source.setdefault(source, set()).add(campaign)
+    by_source: dict[str, dict[str, dict[str, set[str]]]] = {}
+    if {"traffic_source_id", "campaign_id"} <= set(campaigns.columns):
+        linked = {k: v for k, v in LINKED_ENTITIES.items() if v in campaigns.columns}
+        for row in campaigns.select("traffic_source_id", "campaign_id", *linked.values()).iter_rows(named=True):
+            entities = by_source.setdefault(row["traffic_source_id"], {}).setdefault(row["campaign_id"], {})
+            for entity_type, column in linked.items():
+                if row[column] is not None:
+                    entities.setdefault(entity_type, set()).add(row[column])
     return _Links(integrations_of_source, sources_of_integration, by_source)
 
 
-def _suspected_change(incident: dict[str, Any], changes: pl.DataFrame, links: _Links) -> dict[str, Any] | None:
-    start: datetime | None = incident["start"]
-    if start is None or changes.height == 0:
-        return None
+def _related(incident: dict[str, Any], links: _Links) -> dict[str, set[str]]:
+    """The entities an incident's traffic belongs to: entity type → ids (for its suspects)."""
     if incident["scope"] == "traffic_source":
         sources = {incident["id"]}
-        integrations = links.integrations_of_source.get(incident["id"], set())
+        integrations = set(links.integrations_of_source.get(incident["id"], set()))
     else:
         integrations = {incident["id"]}
-        sources = links.sources_of_integration.get(incident["id"], set())
-    campaigns = set().union(*(links.campaigns_of_source.get(source, set()) for source in sources)) if sources else set()
-    touches = pl.concat_str([pl.col("old_value").fill_null(""), pl.col("new_value").fill_null("")]).str.contains(
-        POSTBACK_FIELDS
-    )
-    window = changes.filter(pl.col("changed_at").is_between(start - CHANGE_LOOKBACK, start))
-    hits = window.filter(
-        ((pl.col("entity_type") == "traffic_source") & pl.col("entity_id").is_in(list(sources)))
-        | ((pl.col("entity_type") == "integration") & pl.col("entity_id").is_in(list(integrations)))
-        | ((pl.col("entity_type") == "campaign") & pl.col("entity_id").is_in(list(campaigns)) & touches)
-    )
-    if hits.height == 0:
-        return None
-    row = hits.sort("changed_at").row(-1, named=True)
-    keys = ("changed_at", "author", "entity_type", "entity_id", "entity_name", "action")
-    return {k: row[k] for k in keys}
+        sources = set(links.sources_of_integration.get(incident["id"], set()))
+    # the campaigns of the incident's own postbacks; with no campaign on them, every campaign of its sources
+    campaigns: set[str] = set(incident["_campaigns"]) or {
+        c for s in sources for c in links.campaigns_of_source.get(s, {})
+    }
+    related: dict[str, set[str]] = {
+        "traffic_source": sources,
+        "integration": integrations,
+        "campaign": campaigns,
+        **{entity_type: set() for entity_type in LINKED_ENTITIES},
+    }
+    for source in sources:
+        for campaign, entities in links.campaigns_of_source.get(source, {}).items():
+            if campaign in campaigns:
+                for entity_type, ids in entities.items():
+                    related[entity_type] |= ids
+    return related

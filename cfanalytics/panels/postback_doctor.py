@@ -27,7 +27,7 @@ from zoneinfo import ZoneInfo
 import polars as pl
 
 from cfanalytics import charts
-from cfanalytics.diagnose.error_kinds import ERROR_KINDS, STATUS_CLASSES
+from cfanalytics.diagnose.error_kinds import ERROR_KINDS, STATUS_CLASSES, kind_actions
 from cfanalytics.diagnose.error_rates import error_rates, top_signatures
 from cfanalytics.diagnose.frames import activity, campaign_links, postbacks
 from cfanalytics.diagnose.incidents import find_incidents, history_filter, scope_changes, scope_incidents
@@ -87,8 +87,16 @@ INCIDENT_COLUMNS: Final = (
     "change_at",
     "change_by",
     "change",
+    "fix_at",
+    "fix_by",
+    "fix",
+    "top_suspects",
     "incident_id",
 )
+#: The error kinds table: each kind with what to do and whether a re-send later can succeed.
+KIND_COLUMNS: Final = ("error_kind", "errors", "retryable", "resend_later", "action", "fix_owner")
+#: Suspects named per incident in its row (the JSON and ``incidents`` hold them all).
+SHOWN_SUSPECTS: Final = 3
 TOP_SIGNATURES: Final = 10
 #: The "rows behind" picker's value for a missing group value.
 MISSING: Final = ("missing",)
@@ -113,7 +121,8 @@ class PostbackDoctorPanel(Panel[DoctorData]):
     rates
         ``error_rates(by=["hour", by])`` with names, behind :attr:`figure` (hours in the display zone).
     kinds, classes, signatures
-        Errors by kind, postbacks by status class, the top signatures (with an example message).
+        Errors by kind (with each kind's ``action``, ``retryable`` and ``fix_owner``), postbacks by status
+        class, the top signatures (with an example message).
     changes, incidents
         Activity rows marked on the chart and incidents shaded on it (those of the groups shown).
     rows_frame / table_frame
@@ -155,6 +164,13 @@ class PostbackDoctorPanel(Panel[DoctorData]):
         self.classes_figure = figure_widget(height=320)
         self.signatures_figure = figure_widget()
         self.status = widgets.HTML()
+        self.kind_table = self._new_table(
+            "error_kinds",
+            columns=KIND_COLUMNS,
+            sort="errors",
+            page_size=10,
+            empty="No failing postbacks for this selection.",
+        )
         self.incident_table = self._new_table(
             "incidents",
             columns=INCIDENT_COLUMNS,
@@ -184,6 +200,8 @@ class PostbackDoctorPanel(Panel[DoctorData]):
             widgets.HBox([self.by, self.status, self.busy.widget]),
             self.figure.widget,
             self.kinds_figure.widget,
+            widgets.HTML("<h4>What to do, by error kind</h4>"),
+            self.kind_table.widget,
             self.classes_figure.widget,
             self.signatures_figure.widget,
             widgets.HTML("<h4>Incidents</h4>"),
@@ -240,7 +258,7 @@ class PostbackDoctorPanel(Panel[DoctorData]):
         by = self.by.value
         errors = rows.filter(pl.col("is_error"))
         self.rates = self.names.add(error_rates(rows, ["hour", by], self.timezone), "hour", by)
-        self.kinds = error_rates(errors, ["error_kind"], self.timezone)
+        self.kinds = _with_actions(error_rates(errors, ["error_kind"], self.timezone))
         self.classes = error_rates(rows, ["status_class"], self.timezone)
         self.signatures = top_signatures(errors, TOP_SIGNATURES)
         self.changes = scope_changes(data.activity, rows)
@@ -265,6 +283,7 @@ class PostbackDoctorPanel(Panel[DoctorData]):
             charts.top_signatures(self.signatures, top=TOP_SIGNATURES),
             on_click=self._signature_clicked,
         )
+        self.kind_table.set_frame(self.kinds)
         self.incident_table.set_frame(_incident_rows(self.incidents))
         n, e = rows.height, errors.height
         rate = f"{e / n:.1%}" if n else "n/a"
@@ -403,24 +422,63 @@ class PostbackDoctorPanel(Panel[DoctorData]):
             self.drill(column, row["id"], window=(row["start"], row["end"]))
 
 
+def _with_actions(kinds: pl.DataFrame) -> pl.DataFrame:
+    """Errors per kind with each kind's ``action``, ``retryable``, ``fix_owner`` (``kind_actions``) and
+    ``resend_later`` in words, errors descending."""
+    if kinds.height == 0 or "error_kind" not in kinds.columns:
+        return kinds
+    words = pl.when(pl.col("retryable")).then(pl.lit("may succeed")).otherwise(pl.lit("will fail again"))
+    return (
+        kinds.join(kind_actions(), on="error_kind", how="left")
+        .with_columns(pl.when(pl.col("retryable").is_not_null()).then(words).alias("resend_later"))
+        .sort(["errors", "error_kind"], descending=[True, False], nulls_last=True)
+    )
+
+
+def _what(change: dict[str, Any] | None) -> str | None:
+    if change is None:
+        return None
+    entity = change["entity_name"] or change["entity_id"] or ""
+    return " ".join(str(p) for p in (change["action"], (change["entity_type"] or "").replace("_", " "), entity) if p)
+
+
+def _suspect_text(s: dict[str, Any]) -> str:
+    fields = ", ".join(
+        f"{f['field']} {f['old'] if f['old'] is not None else '∅'} → {f['new'] if f['new'] is not None else '∅'}"
+        for f in s["fields"]
+    )
+    verdict = "explains it" if s["explains"] else "does not explain it"
+    who = (s["author"] or "").split("@")[0]
+    return f"{s['rank']}. {who} {_what(s)}, {s['minutes_before']:g} min before ({fields}; {verdict})"
+
+
 def _incident_rows(found: pl.DataFrame) -> pl.DataFrame:
-    """Incidents with the suspected change flattened into readable columns."""
+    """Incidents with the suspected change, the change that resolved it and the top suspects flattened into
+    readable columns (the panel only formats what ``find_incidents`` returned)."""
     if found.height == 0 or "suspected_change" not in found.columns:
         return found
-    change = pl.col("suspected_change")
-    what = pl.concat_str(
-        [
-            change.struct.field("action"),
-            change.struct.field("entity_type"),
-            pl.coalesce(change.struct.field("entity_name"), change.struct.field("entity_id")),
-        ],
-        separator=" ",
-        ignore_nulls=True,
-    )
+    rows = found.to_dicts()
+    change, fix = [r["suspected_change"] for r in rows], [r.get("resolved_by") for r in rows]
+    suspects = [r.get("suspects") or [] for r in rows]
     return found.with_columns(
-        change.struct.field("changed_at").alias("change_at"),
-        change.struct.field("author").alias("change_by"),
-        pl.when(change.is_null()).then(pl.lit("no change found")).otherwise(what).alias("change"),
+        pl.Series("change_at", [c and c["changed_at"] for c in change], dtype=found.schema["start"]),
+        pl.Series("change_by", [c and c["author"] for c in change], dtype=pl.String),
+        pl.Series(
+            "change",
+            [
+                _what(c) or ("no change explains it" if s else "no change found")
+                for c, s in zip(change, suspects, strict=True)
+            ],
+            dtype=pl.String,
+        ),
+        pl.Series("fix_at", [f and f["changed_at"] for f in fix], dtype=found.schema["start"]),
+        pl.Series("fix_by", [f and f["author"] for f in fix], dtype=pl.String),
+        pl.Series("fix", [_what(f) for f in fix], dtype=pl.String),
+        pl.Series(
+            "top_suspects",
+            [" | ".join(_suspect_text(x) for x in s[:SHOWN_SUSPECTS]) or None for s in suspects],
+            dtype=pl.String,
+        ),
     )
 
 

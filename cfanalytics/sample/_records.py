@@ -10,7 +10,7 @@ truth that scores them.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final
 
@@ -131,8 +131,9 @@ class Fault:
     fail_share: float
     error_kind: str
     push: tuple[datetime, datetime]  # extra traffic on the source, so every incident hour has volume
-    cause: Activity | None = None
-    fix: Activity | None = None
+    cause: Activity | None = None  # the edit that caused it (None: nobody's edit)
+    fix: Activity | None = None  # the edit that ended it (None: it ended by itself)
+    decoys: list[Activity] = field(default_factory=list)  # edits just before it that did not cause it
 
     def active(self, source: TrafficSource, t: datetime) -> bool:
         """True when a postback of ``source`` fired at ``t`` falls in this fault."""

@@ -576,10 +576,16 @@ class Simulation:
         gone = Entity(self._hex24(), "Diet Drops (paused)")
         when = self._between(self.window_start + timedelta(hours=14), self.window_start + timedelta(hours=15))
         self._edit(when, "ben@acme.test", ("Offer", gone), {"name": gone.name, "payout": 22.0}, None, action="Deleted")
-        for fault in self.faults:  # decoys: the traffic push before each incident is a budget raise
+        for fault in self.faults:  # the traffic push before each incident starts with a budget raise
             campaign = acc.campaigns_of(fault.source)[0]
             when = fault.push[0] - timedelta(minutes=rng.randint(3, 20))
-            self._edit(when, "ben@acme.test", ("Campaign", campaign), {"daily_budget": 200}, {"daily_budget": 800})
+            push = self._edit(
+                when, "ben@acme.test", ("Campaign", campaign), {"daily_budget": 200}, {"daily_budget": 800}
+            )
+            if fault.error_kind == "rate_limit":  # four times the traffic is what trips the receiver's rate limit
+                fault.cause = push
+            else:  # a decoy: more traffic does not break a URL, expire a token or slow a receiver down
+                fault.decoys.append(push)
         self.activity.sort(key=lambda a: (a.time, a.entity_id, a.action))
 
     # -- bad input --

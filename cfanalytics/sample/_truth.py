@@ -22,6 +22,7 @@ from cfanalytics.sample._records import (
     MACRO_RE,
     STORED,
     UUID_RE,
+    Activity,
     Conversion,
     Fault,
     Postback,
@@ -90,17 +91,6 @@ def _incident(f: Fault, postbacks: list[Postback]) -> dict[str, Any] | None:
         n = [p for p in in_scope if bucket <= p.time < bucket + timedelta(hours=1)]
         hours.append({"hour": _z(bucket), "postbacks": len(n), "errors": sum(p.is_error for p in n)})
         bucket += timedelta(hours=1)
-    cause = f.cause
-    change = None
-    if cause is not None:
-        change = {
-            "changed_at": _z(cause.time),
-            "author": cause.author,
-            "entity_type": cause.entity_type.lower().replace(" ", "_"),
-            "entity_id": cause.entity_id,
-            "entity_name": cause.entity_name,
-            "action": cause.action.lower(),
-        }
     return {
         "scope": "integration" if capi else "traffic_source",
         "id": f.source.integration_id if capi else f.source.id,
@@ -113,7 +103,23 @@ def _incident(f: Fault, postbacks: list[Postback]) -> dict[str, Any] | None:
         "postbacks": sum(h["postbacks"] for h in hours),
         "errors": sum(h["errors"] for h in hours),
         "hours": hours,
-        "suspected_change": change,
+        "suspected_change": _change(f.cause),
+        "resolved_by": _change(f.fix),
+        "decoys": [_change(d) for d in f.decoys],
+    }
+
+
+def _change(edit: Activity | None) -> dict[str, Any] | None:
+    """An activity row as the diagnosis names it (``suspected_change``, ``resolved_by``)."""
+    if edit is None:
+        return None
+    return {
+        "changed_at": _z(edit.time),
+        "author": edit.author,
+        "entity_type": edit.entity_type.lower().replace(" ", "_"),
+        "entity_id": edit.entity_id,
+        "entity_name": edit.entity_name,
+        "action": edit.action.lower(),
     }
 
 
