@@ -195,8 +195,10 @@ def _step_name(step: str, engine: str) -> str:
         ("incidents", "kit"): "incidents_kit",
         ("panel", "kit"): "panel_kit",
         ("lookup", "kit"): "lookup_kit",
+        ("lookup", "duckdb"): "lookup_duckdb",
         ("maintain", "kit"): "maintain_kit",
         ("lookup_maintained", "kit"): "lookup_kit",
+        ("lookup_maintained", "duckdb"): "lookup_duckdb",
     }
     return names[(step, engine)]
 
@@ -378,9 +380,11 @@ def bench_size(label: str, visits: int, work: Path, *, kit_timeout: float, skip_
     )
     # --- click-id lookup right after the ingests, then maintain (click-id layout), then the lookup again
     ids = manifest.lookup_click_ids[:LOOKUPS]
-    add(measure(label, "lookup", "kit", lambda rep: {"store": str(store), "click_ids": ids}, reps=1))
+    for engine in ("kit", "duckdb"):  # DuckDB on the same files, listed from the Delta log
+        add(measure(label, "lookup", engine, lambda rep: {"store": str(store), "click_ids": ids}, reps=1))
     add(measure(label, "maintain", "kit", lambda rep: {"store": str(store)}, reps=1))
-    add(measure(label, "lookup_maintained", "kit", lambda rep: {"store": str(store), "click_ids": ids}, reps=1))
+    for engine in ("kit", "duckdb"):
+        add(measure(label, "lookup_maintained", engine, lambda rep: {"store": str(store), "click_ids": ids}, reps=1))
     res.notes.extend(_agreement(res))
     return res
 

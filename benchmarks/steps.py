@@ -689,6 +689,45 @@ def lookup_kit(p: Params) -> Result:
     }
 
 
+def lookup_duckdb(p: Params) -> Result:
+    """The same click-id lookups in DuckDB over the same Parquet files (listed once from the Delta log):
+    per table, the journey's columns of the rows with that click id (DuckDB skips row groups by their
+    statistics); cold first, then warm."""
+    import duckdb
+
+    from cfanalytics.diagnose.journey import JOURNEY_COLUMNS
+    from cfanalytics.schemas import MAIN_TIME, polars_schema
+
+    store = _store(p)
+    con = duckdb.connect()
+    queries = []
+    for kind in ("visits", "clicks", "conversions", "postbacks"):
+        known = polars_schema(kind)
+        cols = [MAIN_TIME[kind], *(c for c in (*JOURNEY_COLUMNS, "is_error") if c in known and c != MAIN_TIME[kind])]
+        listed = ", ".join("'" + f.replace("'", "''") + "'" for f in store.file_uris(kind))
+        select = ", ".join(f'"{c}"' for c in cols)
+        queries.append(
+            f"SELECT {select} FROM read_parquet([{listed}], union_by_name = true, hive_partitioning = false) "
+            "WHERE click_id = ?"
+        )
+    times: list[float] = []
+    found = 0
+    for cid in p["click_ids"]:
+        t0 = time.perf_counter()
+        rows = [con.execute(q, [cid]).fetchall() for q in queries]
+        times.append(time.perf_counter() - t0)
+        found += int(len(rows[0]) == 1 and len(rows[3]) > 0)
+    warm = times[1:] or times
+    return {
+        "seconds": statistics.median(warm),
+        "cold": times[0],
+        "p50": statistics.median(warm),
+        "p95": _quantile(warm, 0.95),
+        "lookups": len(times),
+        "found": found,
+    }
+
+
 def maintain_kit(p: Params) -> Result:
     """``LogStore.maintain``: click-id layout of visits, clicks, conversions and postbacks, compaction, vacuum."""
     store = _store(p)
@@ -723,6 +762,7 @@ STEPS: Final[dict[str, Callable[[Params], Result]]] = {
     "incidents_kit": incidents_kit,
     "panel_kit": panel_kit,
     "lookup_kit": lookup_kit,
+    "lookup_duckdb": lookup_duckdb,
     "maintain_kit": maintain_kit,
 }
 

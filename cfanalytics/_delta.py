@@ -60,6 +60,10 @@ TARGET_FILE_BYTES: Final = 100 * 2**20
 INGEST_FILE_BYTES: Final = 32 * 2**20
 #: Date partitions an append writes at once (its memory grows with them; more dates take more passes).
 SINK_PARTITIONS: Final = 16
+#: An ingest writes the rows of click-id tables in runs of this many rows, each sorted by click id.
+SORT_RUN_ROWS: Final = 4 * ROW_GROUP_ROWS
+#: Row groups of those sorted runs: small, so that a click-id lookup decodes about one per run and date.
+RUN_ROW_GROUP_ROWS: Final = 8_192
 #: At most about this many rows of a partition are sorted in memory at once by maintain.
 SORT_SLICE_ROWS: Final = 200_000
 #: Commit-metadata key of maintain's re-sort commits (never a batch: the ledger skips them).
@@ -205,6 +209,9 @@ def _sink_by_date(rows: pl.LazyFrame, root: Path, tag: str) -> list[SinkedPath]:
     pass reads the rows again), so memory stays bounded.
     """
 
+    if "click_id" in rows.collect_schema().names():
+        return _sink_sorted_runs(rows, root, tag)
+
     def file_path(args: FileProviderArgs) -> str:
         day = args.partition_keys.get_column("date")[0]
         return f"date={day}/part-{args.index_in_partition:05d}-{tag}-c000.zstd.parquet"
@@ -229,6 +236,68 @@ def _sink_by_date(rows: pl.LazyFrame, root: Path, tag: str) -> list[SinkedPath]:
             sinked_paths_callback=lambda args: written.extend(args.paths),
         )
     return written
+
+
+def _sink_sorted_runs(rows: pl.LazyFrame, root: Path, tag: str) -> list[SinkedPath]:
+    """Write ``rows`` like :func:`_sink_by_date`, in runs of :data:`SORT_RUN_ROWS` rows sorted by the
+    click id's first 8 bytes (:func:`_click_id_order`), each run into files of its own with
+    :data:`RUN_ROW_GROUP_ROWS`-row groups.
+
+    A run's files and row groups then cover narrow click-id ranges: a lookup right after an ingest skips
+    files by their Delta statistics and row groups by their Parquet statistics, without waiting for
+    ``maintain`` (which sorts whole partitions). Memory holds one run and its sorted copy; the rows
+    stream from ``rows`` once.
+    """
+    written: list[SinkedPath] = []
+
+    def sink(run: pl.DataFrame, n: int) -> None:
+        def file_path(args: FileProviderArgs) -> str:
+            day = args.partition_keys.get_column("date")[0]
+            return f"date={day}/part-{n:05d}-{args.index_in_partition:05d}-{tag}-c000.zstd.parquet"
+
+        run.sort(_click_id_order(), nulls_last=False, maintain_order=True).lazy().sink_parquet(
+            pl.PartitionBy(
+                str(root),
+                key="date",
+                include_key=False,
+                file_path_provider=file_path,
+                approximate_bytes_per_file=INGEST_FILE_BYTES,
+            ),
+            compression="zstd",
+            compression_level=COMPRESSION_LEVEL,
+            row_group_size=RUN_ROW_GROUP_ROWS,
+            mkdir=True,
+            sinked_paths_callback=lambda args: written.extend(args.paths),
+        )
+
+    pending: list[pl.DataFrame] = []
+    held = runs = 0
+    for batch in rows.collect_batches(chunk_size=SORT_RUN_ROWS):
+        pending.append(batch)
+        held += batch.height
+        while held >= SORT_RUN_ROWS:
+            rest = pl.concat(pending, rechunk=False)
+            sink(rest.head(SORT_RUN_ROWS), runs)
+            runs += 1
+            pending = [rest.slice(SORT_RUN_ROWS)]
+            held = pending[0].height
+    if held:
+        sink(pl.concat(pending, rechunk=False), runs)
+    return written
+
+
+def _click_id_order() -> pl.Expr:
+    """The click id's first 8 bytes as a big-endian ``UInt64`` (shorter ids padded with zero bytes).
+
+    It sorts like the text (up to ties on those 8 bytes, rare among random ids) and about twice as fast.
+
+    >>> ids = pl.DataFrame({"click_id": ["b", "ab", "a", "abcdefghZ", "abcdefgh", None, "ééééé", "éa"]})
+    >>> ids.sort(_click_id_order(), nulls_last=False, maintain_order=True).get_column("click_id").to_list()
+    [None, 'a', 'ab', 'abcdefghZ', 'abcdefgh', 'b', 'éa', 'ééééé']
+    """
+    text = pl.col("click_id").str.slice(0, 8).str.pad_end(8, "\0")  # 8 characters: 8 bytes or more
+    head = text.cast(pl.Binary).bin.head(8)
+    return head.bin.reinterpret(dtype=pl.UInt64, endianness="big")
 
 
 def _add_actions(root: Path, written: Sequence[SinkedPath], required: Sequence[str], label: str) -> list[AddAction]:

@@ -4,8 +4,9 @@
 incidents, gap counts — each with the previous period of the same length);
 :func:`report_figures` the report's charts; :func:`check_thresholds` evaluates
 ``--fail-on`` expressions against the summary; :func:`run` executes
-``report.ipynb`` with papermill and writes one self-contained HTML file (no
-code, plotly.js inline, works offline). Each period's postbacks, conversions
+``report.ipynb`` (papermill's parameter cell, run with nbclient on a kernel
+started while the summary is computed) and writes one self-contained HTML file
+(no code, plotly.js inline, works offline). Each period's postbacks, conversions
 and activity are loaded once and every number and chart is computed from them.
 
 ``--fail-on`` grammar: ``METRIC OP NUMBER[%]``, several separated by commas or
@@ -31,6 +32,8 @@ from __future__ import annotations
 import operator
 import os
 import re
+import sys
+import warnings
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -60,6 +63,7 @@ from cfanalytics.redaction import redact
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
+    from jupyter_client.manager import KernelManager
 
     from cfanalytics.alerts import NotifyResult
     from cfanalytics.store import LogStore
@@ -367,26 +371,36 @@ def report_figures(frames: ReportFrames, *, grace_minutes: float = 0) -> dict[st
 
 
 def open_period(
-    store: str, start: str, end: str, timezone: str, *, grace_minutes: float = 0
+    store: str, start: str, end: str, timezone: str, *, grace_minutes: float = 0, summary_json: str = ""
 ) -> tuple[LogStore, dict[str, Any], LogFilter]:
     """What the report notebook starts from, given its parameters (``""`` = default): the store
     (:func:`~cfanalytics.workspace.open_store`), the period's :func:`summary` and its filter.
 
-    >>> import tempfile, cfanalytics as cf
+    ``summary_json`` is that summary when the caller computed it already (``cfanalytics report`` does, for
+    its thresholds and its JSON file): it is then read, not computed again.
+
+    >>> import json, tempfile, cfanalytics as cf
     >>> path = cf.LogStore(tempfile.mkdtemp() + "/s", timezone="Asia/Tokyo").path
     >>> _, period, where = open_period(str(path), "2026-11-20", "2026-11-21", "")
     >>> period["previous_period"], where.timezone
     ({'from': '2026-11-18', 'to': '2026-11-19'}, 'Asia/Tokyo')
+    >>> open_period(str(path), "", "", "", summary_json=json.dumps(period))[1] == period
+    True
     """
+    import json
+
     from cfanalytics.workspace import open_store
 
     reader = open_store(store or None)
-    period = summary(
-        reader,
-        date.fromisoformat(start) if start else None,
-        date.fromisoformat(end) if end else None,
-        grace_minutes=grace_minutes,
-    )
+    if summary_json:
+        period = json.loads(summary_json)
+    else:
+        period = summary(
+            reader,
+            date.fromisoformat(start) if start else None,
+            date.fromisoformat(end) if end else None,
+            grace_minutes=grace_minutes,
+        )
     zone = timezone or reader.timezone or "UTC"
     where = LogFilter(start=period["period"]["from"], end=period["period"]["to"], timezone=zone)
     return reader, period, where
@@ -394,25 +408,48 @@ def open_period(
 
 def save_pngs(figures: dict[str, go.Figure], folder: str | os.PathLike[str] | None) -> list[Path]:
     """Write each figure as ``<name>.png`` (1100 wide, its own height, else 500) into ``folder``; nothing when
-    ``folder`` is empty."""
+    ``folder`` is empty. One headless browser draws them all: the one :func:`notebook_mode` started, else
+    one started here."""
     if not folder:
         return []
+    import kaleido
+    import plotly.io as pio
+
     target = Path(folder)
     target.mkdir(parents=True, exist_ok=True)
-    written = []
-    for name, figure in figures.items():
-        path = target / f"{name}.png"
-        figure.write_image(str(path), width=1100, height=figure.layout.height or 500)
-        written.append(path)
+    written = [target / f"{name}.png" for name in figures]
+    try:
+        with warnings.catch_warnings():  # plotly's options: those the early browser was started with
+            warnings.filterwarnings("ignore", "The kopts argument is ignored", UserWarning)
+            if figures:
+                pio.write_images(
+                    list(figures.values()),
+                    written,
+                    width=1100,
+                    height=[figure.layout.height or 500 for figure in figures.values()],
+                )
+    finally:
+        kaleido.stop_sync_server(silence_warnings=True)
     return written
 
 
-def notebook_mode() -> None:
+def notebook_mode(png_dir: str = "") -> None:
     """Set up plotly for a notebook whose HTML export must work offline: figures stay plotly JSON,
-    drawn by plotly.js inlined once (renderer ``plotly_mimetype+notebook``)."""
+    drawn by plotly.js inlined once (renderer ``plotly_mimetype+notebook``).
+
+    With ``png_dir`` (charts also written as PNG by :func:`save_pngs`), the headless browser that draws
+    them starts now, in the background, while the data is read.
+    """
+    _skip_iri_grammar()
     import plotly.io as pio
 
     pio.renderers.default = "plotly_mimetype+notebook"
+    if png_dir:
+        import kaleido
+
+        # the options plotly's write_images passes to a browser it starts itself
+        options = {k: getattr(pio.defaults, k) for k in ("plotlyjs", "mathjax", "headers") if getattr(pio.defaults, k)}
+        kaleido.start_sync_server(silence_warnings=True, **options)
 
 
 @dataclass
@@ -442,7 +479,8 @@ def run(
     notify_options: Mapping[str, Any] | None = None,
     record: bool = True,
 ) -> ReportResult:
-    """Execute the report notebook with papermill and export it to one self-contained HTML file.
+    """Execute the report notebook (its kernel starting while the summary is computed) and export it to one
+    self-contained HTML file.
 
     Once the HTML and its JSON summary are written, the period's incidents count as
     reported (``record=False`` leaves the alert state alone); then, with a webhook URL
@@ -457,22 +495,28 @@ def run(
 
     rules = parse_fail_on(fail_on)
     store = LogStore(store_path, create=False)
-    period = summary(store, start, end, grace_minutes=grace_minutes)
-    out_path = Path(out)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    params = {
-        "store": store.uri if store.remote else str(Path(store_path).resolve()),
-        "start": period["period"]["from"],
-        "end": period["period"]["to"],
-        "timezone": timezone or store.timezone or "UTC",
-        "grace_minutes": float(grace_minutes),
-        "fail_on": list(fail_on or []),
-        "png_dir": str(Path(png_dir).resolve()) if png_dir else "",
-    }
+    source = Path(notebook) if notebook else REPORT_NOTEBOOK
     with tempfile.TemporaryDirectory(prefix="cfanalytics-report-") as tmp:
-        executed = Path(tmp) / "report.ipynb"
-        _execute(Path(notebook) if notebook else REPORT_NOTEBOOK, executed, params)
-        out_path.write_text(_to_html(executed), encoding="utf-8")
+        kernel = _start_kernel(source.parent, Path(tmp))  # boots and imports the notebook's modules meanwhile
+        try:
+            period = summary(store, start, end, grace_minutes=grace_minutes)
+            out_path = Path(out)
+            out_path.parent.mkdir(parents=True, exist_ok=True)
+            params = {
+                "store": store.uri if store.remote else str(Path(store_path).resolve()),
+                "start": period["period"]["from"],
+                "end": period["period"]["to"],
+                "timezone": timezone or store.timezone or "UTC",
+                "grace_minutes": float(grace_minutes),
+                "fail_on": list(fail_on or []),
+                "png_dir": str(Path(png_dir).resolve()) if png_dir else "",
+                "summary_json": json.dumps(period, default=str),
+            }
+            executed = _execute(source, params, kernel)
+        finally:
+            if kernel.has_kernel:  # not run, or not stopped by the run
+                kernel.shutdown_kernel(now=True)
+    out_path.write_text(_to_html(executed), encoding="utf-8")
     pngs = sorted(Path(png_dir).glob("*.png")) if png_dir else []
     breached = check_thresholds(period["current"], rules)
     (out_path.with_suffix(".json")).write_text(json.dumps({**period, "breached": breached}, indent=2, default=str))
@@ -514,29 +558,83 @@ def _notify(
     return notify(store, url, found, breached, period["period"], **options)
 
 
-def _execute(source: Path, target: Path, params: dict[str, Any]) -> None:
+def _skip_iri_grammar() -> None:
+    """Make jsonschema's optional ``rfc3987_syntax`` import fail, unless jsonschema is already loaded.
+
+    nbformat loads jsonschema (so do plotly's notebook renderer, nbclient and nbconvert), and jsonschema
+    imports ``rfc3987_syntax`` when it is installed, which builds a Lark grammar: 2–3 s per process, for
+    IRI format checks that notebook validation never runs.
+    """
+    if "jsonschema" not in sys.modules:
+        sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[arg-type]
+
+
+def warm_imports() -> None:
+    """Load what the report notebook's first cell needs (run by its kernel as it starts)."""
+    import importlib
+
+    _skip_iri_grammar()
+    # the renderers module imports nbformat, and leaves the default renderer unactivated (nothing is displayed)
+    for module in ("plotly.graph_objects", "plotly.io._renderers"):
+        importlib.import_module(module)
+
+
+def _start_kernel(cwd: Path, sockets: Path) -> KernelManager:
+    """Start the report's Python kernel in ``cwd``, warming its imports, talking over local sockets in the
+    folder ``sockets`` (IPC: no TCP port, no plain-text network traffic).
+
+    Starting returns at once: the kernel boots while the caller computes the summary.
+    """
+    _skip_iri_grammar()
     try:
-        import papermill as pm
+        from jupyter_client.manager import KernelManager
     except ImportError:  # pragma: no cover - depends on extras
         raise UsageError("reports need the report extra: pip install 'cfanalytics[report]'") from None
-    try:
-        pm.execute_notebook(
-            str(source),
-            str(target),
-            parameters=params,
-            progress_bar=False,
-            kernel_name="python3",
-            cwd=str(source.parent),
-        )
-    except pm.PapermillExecutionError as exc:
-        raise CfError(f"report notebook failed in cell {exc.cell_index}: {exc.ename}: {exc.evalue}") from None
+
+    kernel = KernelManager(kernel_name="python3", transport="ipc", ip=str(sockets / "kernel"))
+    kernel.start_kernel(
+        cwd=str(cwd),
+        extra_arguments=["--IPKernelApp.exec_lines=from cfanalytics.report import warm_imports; warm_imports()"],
+    )
+    return kernel
 
 
-def _to_html(executed: Path) -> str:
+def _inject_parameters(nb: Any, params: dict[str, Any]) -> None:
+    """Insert papermill's ``injected-parameters`` cell (``name = value`` lines) after the ``parameters`` cell."""
     import nbformat
+
+    lines = "".join(f"{name} = {value!r}\n" for name, value in params.items())
+    cell = nbformat.v4.new_code_cell(f"# Parameters\n{lines}")
+    cell.metadata["tags"] = ["injected-parameters"]
+    if nb.nbformat_minor < 5:  # cell ids came with nbformat 4.5
+        cell.pop("id", None)
+    tagged = [i for i, c in enumerate(nb.cells) if "parameters" in c.get("metadata", {}).get("tags", [])]
+    nb.cells.insert(tagged[0] + 1 if tagged else 0, cell)
+
+
+def _execute(source: Path, params: dict[str, Any], kernel: KernelManager) -> Any:
+    """Run ``source`` with ``params`` injected (as papermill would) on ``kernel``; the executed notebook."""
+    import nbformat
+    from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionError
+
+    nb = nbformat.read(str(source), as_version=4)
+    _inject_parameters(nb, params)
+    try:
+        # cleanup_kc: the client's channels are closed and the kernel stopped when the run ends
+        NotebookClient(nb, km=kernel, kernel_name="python3", shutdown_kernel="immediate").execute(cleanup_kc=True)
+    except CellExecutionError as exc:
+        index = next(
+            (i for i, c in enumerate(nb.cells) if any(o.get("output_type") == "error" for o in c.get("outputs", []))),
+            "?",
+        )
+        raise CfError(f"report notebook failed in cell {index}: {exc.ename}: {exc.evalue}") from None
+    return nb
+
+
+def _to_html(nb: Any) -> str:
     from nbconvert import HTMLExporter
 
-    nb = nbformat.read(str(executed), as_version=4)
     exporter = HTMLExporter(template_name="lab")
     exporter.exclude_input = True
     exporter.exclude_input_prompt = True

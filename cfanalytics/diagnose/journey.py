@@ -2,10 +2,11 @@
 
 The lookup reads only the columns a journey shows, and filters each table with a
 plain ``click_id == X`` predicate that Polars pushes into ``scan_delta``: files and
-row groups whose click-id statistics cannot hold the id are skipped. After
-:meth:`LogStore.maintain <cfanalytics.store.LogStore.maintain>` has sorted the
-tables by click id (64k-row row groups), that is about one row group per date
-partition instead of every row of every file.
+row groups whose click-id statistics cannot hold the id are skipped. An ingest
+writes these tables in runs sorted by click id (8k-row row groups), so right
+after it that is about one row group per run and date partition; after
+:meth:`LogStore.maintain <cfanalytics.store.LogStore.maintain>` has sorted whole
+partitions, about one per date partition, instead of every row of every file.
 
 >>> import tempfile, cfanalytics as cf
 >>> from cfanalytics.diagnose.journey import journey
