@@ -517,7 +517,10 @@ def test_gap_table_adds_missing_classes_and_sorts_by_not_posted():
     from cfanalytics.diagnose.gaps import gap_table
 
     rows = pl.DataFrame(
-        {"campaign_id": ["k2", "k1", "k1", "k3", "k3"], "gap": ["pending", "posted_ok", "pending", "pending", "pending"]}
+        {
+            "campaign_id": ["k2", "k1", "k1", "k3", "k3"],
+            "gap": ["pending", "posted_ok", "pending", "pending", "pending"],
+        }
     )
     # no not_posted anywhere: all 0, so the tie is broken by the group
     assert gap_table(rows, "campaign_id").rows() == [
@@ -586,3 +589,274 @@ def test_funnel_counts_per_group():
     postbacks = pl.LazyFrame({"traffic_source_id": ["t2", "t2", "t1"], "is_error": [True, False, True]})
     out = funnel_counts(visits, clicks, conversions, postbacks, "traffic_source_id")
     assert out.rows() == [("t1", 3, 0, 1, 1, 0), ("t2", 1, 0, 2, 2, 1), (None, 0, 2, 0, 0, 0)]
+
+
+# --------------------------------------------------------------------------- error rates
+def _postbacks(rows: list[tuple[str | None, str | None, bool, str | None, str | None, int]]) -> pl.DataFrame:
+    """(traffic_source_id, integration_id, is_error, error_kind, error_message, minute) enriched postbacks."""
+    return pl.DataFrame(
+        {
+            "traffic_source_id": [r[0] for r in rows],
+            "integration_id": [r[1] for r in rows],
+            "is_error": [r[2] for r in rows],
+            "error_kind": [r[3] for r in rows],
+            "error_message": [r[4] for r in rows],
+            "signature": [r[4] for r in rows],
+            "postback_time": [T0 + timedelta(minutes=r[5]) for r in rows],
+            "attributed": [r[0] is not None for r in rows],
+        },
+        schema_overrides={
+            "traffic_source_id": pl.String,
+            "integration_id": pl.String,
+            "is_error": pl.Boolean,
+            "error_kind": pl.String,
+            "error_message": pl.String,
+            "signature": pl.String,
+            "attributed": pl.Boolean,
+        },
+    )
+
+
+def test_error_rates_of_nothing_is_null_and_unknown_groupings_are_named():
+    from cfanalytics.diagnose.error_rates import GROUPINGS, error_rates, grouping
+    from cfanalytics.exceptions import UsageError
+
+    empty = _postbacks([])
+    assert error_rates(empty).rows() == [(0, 0, None)]
+    assert error_rates(empty, "traffic_source_id").height == 0
+    assert grouping(None) == []
+    assert grouping("day") == ["day"]
+    assert grouping(("hour", "ct")) == ["hour", "ct"]
+    with pytest.raises(UsageError) as failure:
+        grouping(["hour", "colour", "flavour"])
+    assert str(failure.value) == f"cannot group postbacks by colour, flavour; use {', '.join(GROUPINGS)}"
+
+
+def test_error_rates_sort_by_errors_then_keys_with_nulls_last():
+    from cfanalytics.diagnose.error_rates import error_rates
+
+    rows = _postbacks(
+        [
+            ("tb", None, True, "auth", "x", 0),
+            ("ta", None, True, "auth", "x", 1),
+            (None, None, True, "auth", "x", 2),
+            ("tc", None, False, None, None, 3),
+            ("tc", None, False, None, None, 4),
+            ("ta", None, False, None, None, 5),
+        ]
+    )
+    assert error_rates(rows, "traffic_source_id").rows() == [
+        ("ta", 2, 1, 0.5),
+        ("tb", 1, 1, 1.0),
+        (None, 1, 1, 1.0),
+        ("tc", 2, 0, 0.0),
+    ]
+
+
+def test_error_rates_by_local_day_and_two_keys():
+    from datetime import date
+
+    from cfanalytics.diagnose.error_rates import error_rates
+
+    # minute 0 of T0 is Nov 20 00:00 UTC = Nov 19 19:00 in New York; minute 600 is 05:00 there, Nov 20
+    rows = _postbacks([("t1", None, True, "auth", "x", 0), ("t1", None, False, None, None, 600)])
+    by_day = error_rates(rows, ["day"], "America/New_York")
+    assert by_day.rows() == [(date(2026, 11, 19), 1, 1, 1.0), (date(2026, 11, 20), 1, 0, 0.0)]
+    by_both = error_rates(rows, ["traffic_source_id", "hour"], "UTC")
+    assert [(ts, h.hour, n, e) for ts, h, n, e, _ in by_both.rows()] == [("t1", 0, 1, 1), ("t1", 10, 1, 0)]
+
+
+def test_kind_counts_and_signatures_break_ties_by_name_and_put_no_message_last():
+    from cfanalytics.diagnose.error_rates import error_kind_counts, top_signatures
+
+    rows = _postbacks(
+        [
+            ("t1", None, True, "timeout", "slow", 3),
+            ("t1", None, True, "auth", "bad", 4),
+            ("t1", None, True, "auth", "bad", 1),
+            ("t1", None, True, "timeout", None, 2),
+            ("t1", None, False, None, None, 0),
+        ]
+    )
+    assert error_kind_counts(rows).rows() == [("auth", 2), ("timeout", 2)]
+    top = top_signatures(rows)
+    assert top.select("signature", "errors", "example").rows() == [
+        ("bad", 2, "bad"),
+        ("slow", 1, "slow"),
+        (None, 1, None),
+    ]
+    # the meaning comes from the earliest row: "bad" at minute 1 is auth
+    assert top.get_column("error_kind").to_list() == ["auth", "timeout", "timeout"]
+    assert top_signatures(rows, top=2).height == 2
+    # without the meaning columns, none are added
+    assert top_signatures(rows.drop("error_kind")).columns == ["signature", "errors", "example"]
+
+
+def test_postback_summary_fills_advice_and_redacts_examples():
+    from cfanalytics.diagnose.error_kinds import KIND_ACTIONS
+    from cfanalytics.diagnose.error_rates import postback_summary
+
+    rows = _postbacks(
+        [
+            ("t1", "i1", True, "auth", "bad https://x.example/?api_key=abc123", 0),
+            ("t1", None, True, "auth", "bad https://x.example/?api_key=abc123", 4),
+            ("t1", None, True, None, None, 1),
+            (None, "i1", False, None, None, 2),
+            ("t2", None, False, None, None, 3),
+        ]
+    )
+    summary = postback_summary(rows, Names.empty())
+    assert (summary["total"], summary["errors"], summary["error_rate"], summary["unattributed"]) == (5, 3, 0.6, 1)
+    assert summary["last_postback_time"] == "2026-11-20T00:04:00Z"
+    assert [(r["traffic_source_id"], r["postbacks"], r["errors"]) for r in summary["by_traffic_source"]] == [
+        ("t1", 3, 3),
+        ("t2", 1, 0),
+    ]
+    assert [(r["integration_id"], r["postbacks"], r["errors"]) for r in summary["by_integration"]] == [("i1", 2, 1)]
+    # a failing postback without a kind is counted under its null kind, advised as "other"
+    auth_action, auth_retry, auth_owner = KIND_ACTIONS["auth"]
+    other_action, other_retry, other_owner = KIND_ACTIONS["other"]
+    assert summary["by_error_kind"] == [
+        {"error_kind": "auth", "errors": 2, "action": auth_action, "retryable": auth_retry, "fix_owner": auth_owner},
+        {"error_kind": None, "errors": 1, "action": other_action, "retryable": other_retry, "fix_owner": other_owner},
+    ]
+    signatures = {s["signature"]: s for s in summary["top_signatures"]}
+    assert signatures["(no message)"]["example"] is None
+    assert signatures["(no message)"]["action"] == other_action
+    assert signatures["(no message)"]["retryable"] is other_retry
+    message = "bad https://x.example/?api_key=abc123"
+    assert signatures[message]["example"] == "bad https://x.example/?api_key=***"
+    assert (signatures[message]["action"], signatures[message]["retryable"]) == (auth_action, auth_retry)
+    assert signatures[message]["error_kind"] == "auth"
+
+
+def test_postback_summary_prefers_the_rows_own_action_and_retryable():
+    from cfanalytics.diagnose.error_rates import postback_summary
+
+    rows = _postbacks([("t1", None, True, "auth", "m", 0)]).with_columns(
+        pl.lit("call them").alias("action"), pl.lit(value=False).alias("retryable")
+    )
+    (signature,) = postback_summary(rows, Names.empty())["top_signatures"]
+    assert (signature["action"], signature["retryable"]) == ("call them", False)
+    rows = rows.with_columns(pl.lit(value=True).alias("retryable"))
+    (signature,) = postback_summary(rows, Names.empty())["top_signatures"]
+    assert signature["retryable"] is True
+    empty = postback_summary(_postbacks([]), Names.empty())
+    assert (empty["total"], empty["error_rate"], empty["last_postback_time"]) == (0, None, None)
+
+
+# --------------------------------------------------------------------------- attribution
+def test_only_rows_missing_a_source_or_a_campaign_need_attribution():
+    from cfanalytics.diagnose.attribution import needs_attribution
+
+    rows = pl.DataFrame(
+        {"traffic_source_id": ["t", "t", None, None], "campaign_id": ["c", None, "c", None]},
+        schema={"traffic_source_id": pl.String, "campaign_id": pl.String},
+    )
+    assert rows.select(needs_attribution()).to_series().to_list() == [False, True, True, True]
+
+
+def test_a_row_keeps_its_own_source_and_takes_only_the_missing_campaign():
+    from cfanalytics.diagnose import attribution as a
+
+    rows = pl.LazyFrame(
+        {"click_id": ["k1", "k2", "k3"], "traffic_source_id": ["own", None, None], "campaign_id": [None, "own-c", None]}
+    )
+    visits = pl.LazyFrame(
+        {"click_id": ["k1", "k2"], a.VISIT_TRAFFIC_SOURCE: ["v1", "v2"], a.VISIT_CAMPAIGN: ["vc1", None]}
+    )
+    by_conversion = a.conversion_attribution(
+        pl.LazyFrame(
+            {
+                "click_id": ["k2", "k3", "k3"],
+                "traffic_source_id": ["x2", "x3", "x1"],
+                "campaign_id": ["xc2", None, "xc9"],
+            }
+        )
+    )
+    out = a.attribute(rows, visits, by_conversion).collect().sort("click_id")
+    assert out.rows() == [
+        ("k1", "own", "vc1"),  # own source kept, campaign from the visit
+        ("k2", "v2", "own-c"),  # own campaign kept, source from the visit
+        ("k3", "x1", "xc9"),  # the smallest source and the smallest (non-null) campaign of its conversions
+    ]
+
+
+def test_a_null_is_error_is_not_a_failure_and_gets_no_meaning():
+    from cfanalytics.diagnose import attribution as a
+
+    rows = pl.LazyFrame(
+        {
+            "postback_id": ["p1", "p2", "p3"],
+            "click_id": ["a", "b", "c"],
+            "postback_time": [T0, T0, T0],
+            "is_error": [None, True, False],
+            "status_code": [500, 401, 200],
+            "error_message": ["Internal error", "Invalid token", None],
+            "postback_url": ["https://t/pb"] * 3,
+            "ct": [""] * 3,
+            "integration_id": [None] * 3,
+            "traffic_source_id": ["t1"] * 3,
+            "campaign_id": ["c1"] * 3,
+        },
+        schema_overrides={"is_error": pl.Boolean, "integration_id": pl.String},
+    )
+    empty = pl.LazyFrame(schema={"click_id": pl.String, a.VISIT_TRAFFIC_SOURCE: pl.String, a.VISIT_CAMPAIGN: pl.String})
+    by_conversion = a.conversion_attribution(
+        pl.LazyFrame(schema={"click_id": pl.String, "traffic_source_id": pl.String, "campaign_id": pl.String})
+    )
+    out = a.enrich_postbacks(rows, empty, by_conversion).collect().sort("postback_id")
+    assert out.select("postback_id", "signature").rows() == [("p1", None), ("p2", "Invalid token"), ("p3", None)]
+    assert out.get_column("error_kind").is_null().to_list() == [True, False, True]
+    assert out.get_column("attributed").to_list() == [True, True, True]
+    assert out.get_column("status_class").to_list() == ["5xx", "4xx", "2xx"]
+
+
+def test_events_take_the_visit_then_the_conversion_attribution():
+    from cfanalytics.diagnose import attribution as a
+
+    events = pl.LazyFrame(
+        {"click_id": ["k1", "k2", "k3"], "traffic_source_id": [None, None, "own"], "campaign_id": [None, None, None]},
+        schema_overrides={"traffic_source_id": pl.String, "campaign_id": pl.String},
+    )
+    attribution = pl.LazyFrame(
+        {
+            "click_id": ["k1", "k2", "k3"],
+            a.VISIT_TRAFFIC_SOURCE: ["v1", None, "v3"],
+            a.VISIT_CAMPAIGN: [None, None, "vc3"],
+            a.CONVERSION_TRAFFIC_SOURCE: ["x1", "x2", "x3"],
+            a.CONVERSION_CAMPAIGN: ["xc1", "xc2", "xc3"],
+        }
+    )
+    out = a.attribute_events(events, attribution).collect().sort("click_id")
+    assert out.rows() == [("k1", "v1", "xc1"), ("k2", "x2", "xc2"), ("k3", "own", "vc3")]
+
+
+def test_conversions_keep_their_own_visit_time_and_filter_by_source():
+    from cfanalytics.diagnose import attribution as a
+
+    conversions = pl.LazyFrame(
+        {
+            "click_id": ["b", "b2"],
+            "traffic_source_id": [None, None],
+            "campaign_id": ["own-c", None],
+            "visit_time": [T0, None],
+        },
+        schema_overrides={
+            "traffic_source_id": pl.String,
+            "campaign_id": pl.String,
+            "visit_time": pl.Datetime("us", "UTC"),
+        },
+    )
+    visits = pl.LazyFrame(
+        {
+            "click_id": ["b", "b2"],
+            a.VISIT_TRAFFIC_SOURCE: ["t-v", "t-w"],
+            a.VISIT_CAMPAIGN: ["c-v", "c-w"],
+            a.VISIT_TIME: [T0 - timedelta(hours=1), T0 - timedelta(hours=2)],
+        }
+    )
+    out = a.attribute_conversions(conversions, visits).collect().sort("click_id")
+    assert out.rows() == [("b", "t-v", "own-c", T0, True), ("b2", "t-w", "c-w", T0 - timedelta(hours=2), True)]
+    only = a.attribute_conversions(conversions, visits, LogFilter(traffic_sources=["t-w"]), timezone="UTC")
+    assert only.collect().get_column("click_id").to_list() == ["b2"]
