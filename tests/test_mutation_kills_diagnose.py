@@ -358,6 +358,9 @@ def test_no_activity_log_means_no_suspect():
     history, _onset = _onset_history()
     (incident,) = _incidents(history, pl.DataFrame(schema=ACTIVITY_SCHEMA))
     assert incident["suspected_change"] is None
+    # a store without an activity table gives a frame without columns
+    (incident,) = _incidents(history, pl.DataFrame())
+    assert incident["suspected_change"] is None
     assert math.isclose(incident["error_rate_during"], 1.0)
 
 
@@ -860,3 +863,41 @@ def test_conversions_keep_their_own_visit_time_and_filter_by_source():
     assert out.rows() == [("b", "t-v", "own-c", T0, True), ("b2", "t-w", "c-w", T0 - timedelta(hours=2), True)]
     only = a.attribute_conversions(conversions, visits, LogFilter(traffic_sources=["t-w"]), timezone="UTC")
     assert only.collect().get_column("click_id").to_list() == ["b2"]
+
+
+def test_scope_changes_match_the_kind_and_the_id_together():
+    from cfanalytics.diagnose.incidents import scope_changes
+
+    activity = pl.DataFrame(
+        {
+            "entity_type": ["integration", "integration", "traffic_source", "campaign", "campaign", "traffic_source"],
+            "entity_id": ["i1", "i2", "i1", "c9", "c1", "t1"],
+        }
+    )
+    postbacks = pl.DataFrame(
+        {"traffic_source_id": ["t1", None], "integration_id": ["i1", None], "campaign_id": ["c1", None]}
+    )
+    # an id counts only under its own kind: i1 as a traffic source is no change of this scope
+    assert scope_changes(activity, postbacks).rows() == [
+        ("integration", "i1"),
+        ("campaign", "c1"),
+        ("traffic_source", "t1"),
+    ]
+    # one row of another scope: none
+    assert scope_changes(activity.slice(3, 1), postbacks).height == 0
+    assert scope_changes(activity.clear(), postbacks).height == 0
+
+
+def test_scope_incidents_match_the_scope_and_the_id_together():
+    from cfanalytics.diagnose.incidents import scope_incidents
+
+    found = pl.DataFrame(
+        {
+            "scope": ["integration", "integration", "traffic_source", "traffic_source", "integration"],
+            "id": ["i1", "i2", "t1", "i1", "t1"],
+        }
+    )
+    errors = pl.DataFrame({"traffic_source_id": ["t1", None], "integration_id": [None, "i1"]})
+    # i1 is an integration of the errors, t1 a traffic source: neither counts under the other scope
+    assert scope_incidents(found, errors).rows() == [("integration", "i1"), ("traffic_source", "t1")]
+    assert scope_incidents(found.clear(), errors).height == 0
