@@ -901,3 +901,47 @@ def test_scope_incidents_match_the_scope_and_the_id_together():
     # i1 is an integration of the errors, t1 a traffic source: neither counts under the other scope
     assert scope_incidents(found, errors).rows() == [("integration", "i1"), ("traffic_source", "t1")]
     assert scope_incidents(found.clear(), errors).height == 0
+
+
+def test_an_integration_without_traffic_sources_still_has_its_own_edit_suspected():
+    history, onset = _onset_history(ts=None, integration="i7")
+    log = _activity(
+        (onset - timedelta(hours=1), "int@x", "integration", "i7", None),
+        (onset - timedelta(minutes=1), "ts@x", "traffic_source", "t1", None),
+    )
+    found = _incidents(history, log)
+    assert [(i["scope"], i["id"], i["suspected_change"]["author"]) for i in found] == [("integration", "i7", "int@x")]
+
+
+def test_an_incident_counts_the_postbacks_of_its_hours_from_the_top_of_the_hour():
+    history = History()
+    history.steady(range(24))
+    history.hour(24, failing=20)
+    history.steady(range(25, 27))
+    frame = history.frame()
+    edge = {"traffic_source_id": "t1", "integration_id": None, "campaign_id": "c-t1", "error_kind": None}
+    extra = pl.DataFrame(
+        [
+            # exactly at the start of the failing hour: in it; exactly at the start of the next: not
+            {**edge, "postback_id": "at-24", "postback_time": T0 + timedelta(hours=24), "is_error": False},
+            {**edge, "postback_id": "at-25", "postback_time": T0 + timedelta(hours=25), "is_error": False},
+        ],
+        schema=HISTORY_SCHEMA,
+    )
+    (incident,) = _incidents(pl.concat([frame, extra]))
+    assert (incident["postbacks"], incident["errors"]) == (21, 20)
+    assert incident["error_rate_during"] == pytest.approx(20 / 21)
+
+
+def test_only_an_incident_from_the_first_hour_is_always_failing():
+    history = History()
+    history.steady(range(48), ts="t1")
+    history.hour(10, ts="t3", failing=20)  # t3's first hour fails, the next ones work
+    history.steady(range(11, 30), ts="t3")
+    history.hour(30, ts="t3", failing=20)  # and fails again later
+    history.steady(range(31, 34), ts="t3")
+    found = sorted(_incidents(history.frame()), key=lambda i: i["start"])
+    assert [(i["id"], i["scope_state"], i["postbacks"]) for i in found] == [
+        ("t3", "always_failing", 20),
+        ("t3", "regressed", 20),
+    ]
