@@ -56,13 +56,14 @@ class History:
         ts: str | None = "t1",
         integration: str | None = None,
         kinds: tuple[str, ...] = ("auth",),
+        step: timedelta = timedelta(minutes=2),
     ) -> None:
         for i in range(sent):
             failed = i < failing
             self.rows.append(
                 {
                     "postback_id": f"{ts}-{integration}-{hour}-{i}",
-                    "postback_time": T0 + timedelta(hours=hour, minutes=2 * i + 1),
+                    "postback_time": T0 + timedelta(hours=hour, minutes=1) + i * step,
                     "is_error": failed,
                     "error_kind": kinds[i % len(kinds)] if failed else None,
                     "traffic_source_id": ts,
@@ -118,6 +119,8 @@ def test_binomial_tail_at_its_edges():
     # p = 1 is held just below 1: all 3 succeed with probability (1 - 1e-9)³
     assert binomial_sf(3, 3, 1.0) == pytest.approx(1.0)
     assert binomial_sf(3, 3, 1.0) <= 1.0
+    # summed in floating point, P(X ≥ 1) for 14 trials at 0.95 comes to 1 + 2e-15: held at 1
+    assert binomial_sf(1, 14, 0.95) == 1.0
 
 
 # --------------------------------------------------------------------------- ids and the history window
@@ -199,6 +202,9 @@ def test_a_rise_of_less_than_twenty_points_is_not_an_incident():
     history = History()
     history.steady(range(48))
     history.hour(48, failing=4)
+    assert _incidents(history.frame()) == []
+    # 30 of 200 (15 %) is beyond doubt a rise, but of 10 points only: not an incident either
+    history.hour(50, sent=200, failing=30, step=timedelta(seconds=15))
     assert _incidents(history.frame()) == []
     # 10/20 = 50 %: flagged
     history.hour(49, failing=10)

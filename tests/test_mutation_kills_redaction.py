@@ -80,3 +80,64 @@ def test_escape_and_safe_text():
     assert safe_text("<<<<<<", limit=4) == "&lt;&lt;&lt;…"
     assert safe_text(None) == ""
     assert safe_text("z" * 121) == "z" * 119 + "…"
+
+
+def test_a_limit_of_one_leaves_only_the_ellipsis():
+    assert plain_text("abc", 1) == "…"
+    assert plain_text("a", 1) == "a"
+
+
+def test_a_column_of_nulls_masks_to_a_string_column():
+    # an IP column read from a file where every value is missing has no string type yet
+    frame = pl.LazyFrame({"ip": pl.Series([None, None], dtype=pl.Null)})
+    out = frame.select(mask_ip_expr(pl.col("ip")))
+    assert out.collect_schema()["ip"] == pl.String
+    assert out.collect().to_series().to_list() == [None, None]
+
+
+# ------------------------------------------------------------------ the pattern's building blocks
+# PATTERN is built once, when the module is imported; these check the builders themselves, by hand.
+def test_character_classes():
+    from cfanalytics.redaction import _class, _hex_class
+
+    assert _class("ab") == "[^ab]"
+    assert _class("\t\n\r\x0b\x0c") == r"[^\t\n\r\x0B\x0C]"
+    assert _class("\\]-[^&~|") == r"[^\\\]\-\[\^\&\~\|]"
+    assert _class(" {") == "[^ {]"
+    assert _hex_class("3A") == "[3Aa]"
+    assert _hex_class("0F") == "[0Ff]"
+    assert _hex_class("AB") == "[ABab]"
+    assert _hex_class("12") == "[12]"
+
+
+def test_percent_escapes():
+    import re
+
+    from cfanalytics.redaction import _pairs, _pct, _pct_except
+
+    assert _pct("3A") == "%(?:25)*3[Aa]"
+    assert _pct("20") == "%(?:25)*20"
+    assert _pairs("&=\n") == ("26", "3D", "0A")
+    brace = _pct_except("7B", "5b")
+    for text in ("%41", "%2F", "%7C", "%7a", "%2541", "%252541", "%5C", "%00", "%ff"):
+        assert re.fullmatch(brace, text), text
+    # the excluded pairs in either case and at any depth, and "%25" itself, never match
+    for text in ("%7B", "%7b", "%257B", "%5B", "%5b", "%25255B", "%25", "%2525", "%4", "%G1", "41"):
+        assert re.fullmatch(brace, text) is None, text
+    assert re.fullmatch(_pct_except(), "%7B")
+
+
+def test_case_insensitive_word_tries():
+    import re
+
+    from cfanalytics.redaction import _ci
+
+    assert _ci("ab") == "[Aa][Bb]"
+    assert _ci("a|ab") == "[Aa](?:[Bb])?"
+    assert _ci("ab|ac") == "[Aa](?:[Bb]|[Cc])"
+    assert _ci("a.b") == r"[Aa]\.[Bb]"
+    pattern = _ci("token|cookies?|api_key|key")
+    for word in ("token", "TOKEN", "ToKeN", "cookie", "COOKIES", "cookies", "api_key", "API_KEY", "key", "Key"):
+        assert re.fullmatch(pattern, word), word
+    for word in ("tokens", "cooki", "cookiess", "apikey", "api-key", "ke", "keys", ""):
+        assert re.fullmatch(pattern, word) is None, word
