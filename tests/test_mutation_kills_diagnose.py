@@ -951,3 +951,33 @@ def test_only_an_incident_from_the_first_hour_is_always_failing():
         ("t3", "always_failing", 20),
         ("t3", "regressed", 20),
     ]
+
+
+def test_a_rise_of_exactly_twenty_points_is_flagged():
+    # t1: 1 error in 20, then 50 in 200 (25 %). t2: 800 postbacks without an error. The account's rate
+    # is 51 / 1020 = 5 %, so t1's second hour has the baseline (1 + 20 × 0.05) / (20 + 20) = 5 % and
+    # rises by exactly 20 points
+    history = History()
+    history.hour(0, ts="t1", sent=20, failing=1)
+    history.hour(1, ts="t1", sent=200, failing=50, step=timedelta(seconds=15))
+    history.steady(range(40), ts="t2", failing=0)
+    (incident,) = _incidents(history.frame())
+    assert (incident["id"], incident["postbacks"], incident["errors"]) == ("t1", 200, 50)
+    assert incident["error_rate_before"] == pytest.approx(0.05)
+
+
+def test_a_scope_failing_in_its_first_hour_only_is_always_failing():
+    history = History()
+    history.steady(range(30), ts="t1")
+    history.hour(5, ts="t3", failing=20)
+    history.steady(range(6, 30), ts="t3")
+    (incident,) = _incidents(history.frame())
+    assert (incident["id"], incident["scope_state"]) == ("t3", "always_failing")
+
+
+def test_no_history_no_incidents_but_every_column():
+    from cfanalytics.diagnose.incidents import INCIDENT_SCHEMA
+
+    found = find_incidents(pl.DataFrame(schema=HISTORY_SCHEMA), pl.DataFrame(), Names.empty(), NO_CAMPAIGNS)
+    assert found.height == 0
+    assert found.schema == INCIDENT_SCHEMA

@@ -104,6 +104,7 @@ def test_character_classes():
     assert _class("\t\n\r\x0b\x0c") == r"[^\t\n\r\x0B\x0C]"
     assert _class("\\]-[^&~|") == r"[^\\\]\-\[\^\&\~\|]"
     assert _class(" {") == "[^ {]"
+    assert _class("X") == "[^X]"  # a letter is never escaped (``\X`` is no escape at all)
     assert _hex_class("3A") == "[3Aa]"
     assert _hex_class("0F") == "[0Ff]"
     assert _hex_class("AB") == "[ABab]"
@@ -122,7 +123,7 @@ def test_percent_escapes():
     for text in ("%41", "%2F", "%7C", "%7a", "%2541", "%252541", "%5C", "%00", "%ff"):
         assert re.fullmatch(brace, text), text
     # the excluded pairs in either case and at any depth, and "%25" itself, never match
-    for text in ("%7B", "%7b", "%257B", "%5B", "%5b", "%25255B", "%25", "%2525", "%4", "%G1", "41"):
+    for text in ("%7B", "%7b", "%257B", "%5B", "%5b", "%25255B", "%25", "%2525", "%4", "%G1", "41", "%4X", "%X1"):
         assert re.fullmatch(brace, text) is None, text
     assert re.fullmatch(_pct_except(), "%7B")
 
