@@ -341,7 +341,7 @@ def test_an_integration_incident_suspects_its_traffic_sources_and_their_campaign
     assert incident["suspected_change"]["author"] == "k@x"
     own = _activity(
         (onset - timedelta(hours=3), "int@x", "integration", "i1", None),
-        (onset - timedelta(hours=4), "other@x", "integration", "i2", None),
+        (onset - timedelta(hours=1), "other@x", "integration", "i2", None),  # later, but another integration
     )
     (incident,) = _incidents(history, own, campaigns=campaigns)
     assert incident["suspected_change"]["author"] == "int@x"
