@@ -825,20 +825,25 @@ def test_events_take_the_visit_then_the_conversion_attribution():
     from cfanalytics.diagnose import attribution as a
 
     events = pl.LazyFrame(
-        {"click_id": ["k1", "k2", "k3"], "traffic_source_id": [None, None, "own"], "campaign_id": [None, None, None]},
+        {
+            "click_id": ["k1", "k2", "k3", "k4"],
+            "traffic_source_id": [None, None, "own", "own4"],
+            "campaign_id": [None, "own-c", None, "own-c4"],
+        },
         schema_overrides={"traffic_source_id": pl.String, "campaign_id": pl.String},
     )
     attribution = pl.LazyFrame(
         {
             "click_id": ["k1", "k2", "k3"],
             a.VISIT_TRAFFIC_SOURCE: ["v1", None, "v3"],
-            a.VISIT_CAMPAIGN: [None, None, "vc3"],
+            a.VISIT_CAMPAIGN: [None, "vc2", "vc3"],
             a.CONVERSION_TRAFFIC_SOURCE: ["x1", "x2", "x3"],
             a.CONVERSION_CAMPAIGN: ["xc1", "xc2", "xc3"],
         }
     )
     out = a.attribute_events(events, attribution).collect().sort("click_id")
-    assert out.rows() == [("k1", "v1", "xc1"), ("k2", "x2", "xc2"), ("k3", "own", "vc3")]
+    # own values first, then the visit's, then the conversion's; k4's click is not in the lookup: kept as is
+    assert out.rows() == [("k1", "v1", "xc1"), ("k2", "x2", "own-c"), ("k3", "own", "vc3"), ("k4", "own4", "own-c4")]
 
 
 def test_conversions_keep_their_own_visit_time_and_filter_by_source():
