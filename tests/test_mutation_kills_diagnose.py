@@ -234,6 +234,9 @@ def test_an_incident_is_open_until_an_hour_passes_after_it():
         history.steady(range(24))
         history.steady(range(24, last_failing + 1), failing=20)
         history.steady(range(last_failing + 1, 31))
+        # the last postback at 30:45:07.25: the data's last hour is still 30:00
+        last = {**history.rows[-1], "postback_id": "last", "is_error": False, "error_kind": None}
+        history.rows.append({**last, "postback_time": T0 + timedelta(hours=30, minutes=45, seconds=7.25)})
         (incident,) = _incidents(history.frame())
         assert incident["open"] is is_open, last_failing
 
