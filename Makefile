@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 # pytest workers: independent test files run in parallel (pytest-xdist); `make test JOBS=1` runs them one by one.
 JOBS ?= auto
 
-.PHONY: help demo test lint typecheck bench setup clean docs lab notebooks chromium
+.PHONY: help demo test lint typecheck bench setup clean docs lab notebooks chromium mutation
 
 help:  ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 12
@@ -59,6 +59,27 @@ docs: $(STAMP)  ## regenerate docs/columns.md
 
 bench: $(STAMP)  ## speed and memory side by side with DuckDB and pandas (long; not in CI)
 	$(BIN)/python benchmarks/run.py
+
+# Mutation testing of the core with mutmut 3 (config in pyproject.toml [tool.mutmut]; works in mutants/, kept between
+# runs so a second run only retests what changed). One module at a time on a shared machine:
+#   make mutation MODULES=cfanalytics/redaction.py MUTATION_JOBS=1
+MUTATION_MODULES := cfanalytics/diagnose/incidents.py cfanalytics/diagnose/gaps.py cfanalytics/diagnose/error_rates.py \
+  cfanalytics/diagnose/attribution.py cfanalytics/diagnose/error_kinds.py cfanalytics/normalize.py cfanalytics/store.py \
+  cfanalytics/redaction.py
+MODULES ?= $(MUTATION_MODULES)
+MUTATION_JOBS ?= 2
+mutation: $(STAMP)  ## mutation score of the core (long; not in CI); MODULES=cfanalytics/redaction.py for one module
+	@test -x $(BIN)/mutmut || $(BIN)/python -m pip install --quiet -e '.[mutation]'
+	time $(BIN)/mutmut run --max-children $(MUTATION_JOBS) $(foreach m,$(MODULES),'$(subst /,.,$(m:.py=)).*')
+	@$(BIN)/mutmut results --all true | awk -v mods='$(subst /,.,$(MODULES:.py=))' ' \
+	  BEGIN { n = split(mods, m, " "); for (i = 1; i <= n; i++) want[m[i]] = 1 } \
+	  { name = $$1; sub(/:$$/, "", name); mod = name; sub(/\.x_.*$$/, "", mod); sub(/\.xǁ.*$$/, "", mod); \
+	    if (!(mod in want)) next; total[mod]++; st = $$2; for (j = 3; j <= NF; j++) st = st " " $$j; count[mod, st]++ } \
+	  END { printf "%-34s %8s %7s %9s %6s\n", "module", "mutants", "killed", "survived", "other"; \
+	    for (i = 1; i <= n; i++) { k = m[i]; o = total[k] - count[k, "killed"] - count[k, "survived"]; \
+	      printf "%-34s %8d %7d %9d %6d  %.1f %%\n", k, total[k], count[k, "killed"], count[k, "survived"], o, \
+	        total[k] ? 100 * count[k, "killed"] / total[k] : 0 } }'
+	@echo "survivors: $(BIN)/mutmut results; one diff: $(BIN)/mutmut show NAME"
 
 clean:  ## remove .venv and the generated data
 	rm -rf $(VENV) data/sample data/store data/report*.html
