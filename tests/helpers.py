@@ -324,3 +324,19 @@ def gap_counts_of(gaps: dict) -> dict:
     """The counts of a ``gaps`` section (every key but ``at_stake`` and the lists per traffic source and
     integration, checked on their own)."""
     return {k: v for k, v in gaps.items() if k not in ("at_stake", "by_traffic_source", "by_integration")}
+
+
+class _NoKernel:
+    """Stands for the report's kernel when the notebook run is left out."""
+
+    has_kernel = False
+
+
+def skip_report_notebook(monkeypatch, html: str = "<html>cfanalytics jp-Notebook</html>") -> None:
+    """Make ``report.run`` leave out the notebook (no kernel, no execution, ``html`` as the page):
+    the summary, thresholds, alert state and notices stay real."""
+    from cfanalytics import report
+
+    monkeypatch.setattr(report, "_start_kernel", lambda cwd, sockets: _NoKernel())
+    monkeypatch.setattr(report, "_execute", lambda source, params, kernel: None)
+    monkeypatch.setattr(report, "_to_html", lambda executed: html)

@@ -31,6 +31,7 @@ from cfanalytics.alerts import (
     record,
 )
 from cfanalytics.cli import main
+from tests.helpers import skip_report_notebook
 
 PERIOD = {"from": "2026-11-17", "to": "2026-11-19", "timezone": "America/New_York"}
 INCIDENTS = [
@@ -192,10 +193,7 @@ def own_store(sample, tmp_path) -> str:
 @pytest.fixture
 def quick_report(monkeypatch):
     """``report`` without running the notebook: the summary, thresholds, alert state and notices stay real."""
-    from cfanalytics import report
-
-    monkeypatch.setattr(report, "_execute", lambda source, target, params: target.write_text("{}"))
-    monkeypatch.setattr(report, "_to_html", lambda executed: "<html>cfanalytics jp-Notebook</html>")
+    skip_report_notebook(monkeypatch)
 
 
 def truth_incidents(sample, first: date, last: date) -> set[tuple[str, str]]:

@@ -14,7 +14,6 @@ import polars as pl
 import pytest
 from deltalake import DeltaTable
 
-from cfanalytics import report
 from cfanalytics.cli import EXIT_THRESHOLD, main
 from cfanalytics.diagnose import diagnose, gap_rows
 from cfanalytics.diagnose.at_stake import at_stake, at_stake_summary
@@ -22,7 +21,7 @@ from cfanalytics.diagnose.frames import conversions, postback_outcomes
 from cfanalytics.exceptions import UsageError
 from cfanalytics.report import check_thresholds, parse_fail_on, summary, summary_html
 from cfanalytics.text import diagnosis_text
-from tests.helpers import AT_STAKE_SQL_KEYS, at_stake_rows, sql_at_stake, write
+from tests.helpers import AT_STAKE_SQL_KEYS, at_stake_rows, skip_report_notebook, sql_at_stake, write
 
 SCHEMA = Path(__file__).resolve().parents[1] / "docs" / "schemas" / "diagnose.schema.json"
 
@@ -202,8 +201,7 @@ def test_report_summary_and_cli_fail_on_at_stake(two_currencies, tmp_path, monke
     assert "<td>10</td><td>12</td><td>-2</td>" in page
 
     # the CLI: the notebook run is left out (its output is not what is tested here), the thresholds are real
-    monkeypatch.setattr(report, "_execute", lambda source, target, params: None)
-    monkeypatch.setattr(report, "_to_html", lambda executed: "<html>jp-Notebook</html>")
+    skip_report_notebook(monkeypatch, "<html>jp-Notebook</html>")
     args = ["report", "--store", str(two_currencies.path), "--from", "2026-11-01", "--to", "2026-11-30"]
     out = str(tmp_path / "r.html")
     assert main([*args, "--out", out, "--fail-on", "at_stake[EUR]>=60", "--json"]) == EXIT_THRESHOLD
