@@ -564,7 +564,7 @@ def test_the_recovery_button_writes_what_the_cli_writes(tmp_path):
     # the manifest's counts and payout, shown; 5 recoverable: 38 EUR (Meta), 11 + 1.80 + 10 + 2.50 USD
     shown = panel.recover_html.value
     assert "5 recoverable (38.00 EUR, 25.30 USD)" in shown
-    assert "google_ads_offline_conversions.csv: 1 conversions, 11.00 USD" in shown
+    assert "google_ads_offline_conversions.csv: 1 conversion, 11.00 USD" in shown
     assert "outside_window: 2 conversions, 20.00 EUR, 7.00 USD" in shown
     assert "SUPERSECRETTOKEN42" not in shown
     # a second click: a new folder, nothing included twice

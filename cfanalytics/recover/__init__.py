@@ -227,6 +227,15 @@ def _excluded_csv(rows: pl.DataFrame) -> str:
     return buf.getvalue()
 
 
+def _conversions(n: int) -> str:
+    """``"1 conversion"``, ``"2 conversions"``.
+
+    >>> _conversions(1), _conversions(0)
+    ('1 conversion', '0 conversions')
+    """
+    return f"{n} conversion" if n == 1 else f"{n} conversions"
+
+
 def summary_text(result: RecoveryResult) -> str:
     """The run's summary for a terminal: files, counts and payout per currency, reasons (redacted)."""
     m = result.manifest
@@ -241,11 +250,11 @@ def summary_text(result: RecoveryResult) -> str:
     ]
     for name, f in m["files"].items():
         note = "  [real URLs, secrets inside: mode 0600]" if f["holds_secrets"] else ""
-        lines.append(f"  {name}: {f['conversions']} conversions, {money(f['payout'])}{note}")
+        lines.append(f"  {name}: {_conversions(f['conversions'])}, {money(f['payout'])}{note}")
     if m["excluded"]:
         lines.append(f"left out (one line each in {m['excluded_file']}):")
         for reason, e in m["excluded"].items():
-            lines.append(f"  {reason}: {e['conversions']} conversions, {money(e['payout'])}")
+            lines.append(f"  {reason}: {_conversions(e['conversions'])}, {money(e['payout'])}")
     return redact("\n".join(lines))
 
 
