@@ -58,7 +58,7 @@ def diagnose(
     history = enrich_postbacks(rows, visits, conversions_of(reader, unattributed), wide, timezone=timezone).collect()
     in_range = LogFilter(start=where.start, end=where.end, timezone=where.timezone)
     frame = in_range.apply(history.lazy(), "postbacks", timezone=timezone).collect()
-    names = Names.load(reader, SCOPES)
+    names = Names.load(reader, [*SCOPES, "campaign"])  # one scan per kind; campaigns label the money at stake
     found = (
         find_incidents(history, activity(reader), names, campaign_links(reader), where.time_bounds(timezone))
         if with_incidents and history.height
@@ -99,8 +99,6 @@ def _incident_json(incident: dict[str, Any]) -> dict[str, Any]:
 
 
 def _at_stake(reader: StoreReader, classified: pl.LazyFrame, names: Names) -> dict[str, Any]:
-    """``gaps.at_stake``: only the lost conversions are materialized; campaign names are read only if any."""
+    """``gaps.at_stake``: only the lost conversions are materialized."""
     lost = lost_conversions(classified)  # classify gave each its integration (that of with_integrations)
-    campaigns = Names.load(reader, ["campaign"]) if lost.height else Names.empty()
-    labels = Names({**{e: names.frame(e) for e in SCOPES}, "campaign": campaigns.frame("campaign")})
-    return at_stake_summary(lost, timezone=reader.timezone or "UTC", currency=store_currency(reader), names=labels)
+    return at_stake_summary(lost, timezone=reader.timezone or "UTC", currency=store_currency(reader), names=names)

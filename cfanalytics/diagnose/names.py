@@ -13,7 +13,7 @@ A name comes from any kind's name columns and from the activity log's
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Final
 
 import polars as pl
@@ -25,27 +25,53 @@ from cfanalytics.schemas import ENTITIES, KINDS, MAIN_TIME
 ENTITY_OF_ID: Final = {id_column: entity for entity, (id_column, _name, _field) in ENTITIES.items()}
 
 
-def _name_rows(reader: StoreReader, entity: str) -> pl.DataFrame:
-    """``<entity>_id``, ``<entity>_name`` of one entity from every kind and the activity log, sorted by id."""
-    id_col, name_col, _field = ENTITIES[entity]
+def _name_rows(reader: StoreReader, entities: Sequence[str]) -> dict[str, pl.DataFrame]:
+    """``<entity>_id``, ``<entity>_name`` of each entity from every kind and the activity log, sorted by id.
+
+    Each kind is scanned once for all the entities (their id and name columns side by side, then one
+    row per entity); for each id the name seen last wins (ties: the greatest name).
+    """
     parts: list[pl.LazyFrame] = []
     for kind in KINDS:
         lf = reader.scan(kind)
         cols = lf.collect_schema().names()
-        if id_col in cols and name_col in cols:
-            parts.append(
-                lf.select(
-                    pl.col(id_col).alias("id"), pl.col(name_col).alias("name"), pl.col(MAIN_TIME[kind]).alias("t")
-                ).filter(pl.col("id").is_not_null() & pl.col("name").is_not_null())
-            )
+        pairs = [(e, *ENTITIES[e][:2]) for e in entities if {ENTITIES[e][0], ENTITIES[e][1]} <= set(cols)]
+        if not pairs:
+            continue
+        side_by_side = lf.select(
+            pl.col(MAIN_TIME[kind]).alias("t"),
+            *(pl.struct(pl.col(i).alias("id"), pl.col(n).alias("name")).alias(e) for e, i, n in pairs),
+        )
+        parts.append(
+            side_by_side.unpivot(index="t", on=[e for e, _, _ in pairs], variable_name="entity")
+            .unnest("value")
+            .select("entity", "id", "name", "t")
+        )
     parts.append(
         reader.scan("activity")
-        .filter((pl.col("entity_type") == entity) & pl.col("entity_id").is_not_null())
-        .select(pl.col("entity_id").alias("id"), pl.col("entity_name").alias("name"), pl.col("changed_at").alias("t"))
-        .filter(pl.col("name").is_not_null())
+        .filter(pl.col("entity_type").is_in(list(entities)))
+        .select(
+            pl.col("entity_type").alias("entity"),
+            pl.col("entity_id").alias("id"),
+            pl.col("entity_name").alias("name"),
+            pl.col("changed_at").alias("t"),
+        )
     )
-    out = pl.concat(parts).group_by("id").agg(pl.col("name").sort_by("t").last()).sort("id").collect()
-    return out.rename({"id": id_col, "name": name_col})
+    found = (
+        pl.concat(parts)
+        .filter(pl.col("id").is_not_null() & pl.col("name").is_not_null())
+        .group_by("entity", "id")
+        .agg(pl.col("name").sort_by("t", "name").last())
+        .collect()
+    )
+    out = {}
+    for entity in entities:
+        id_col, name_col, _field = ENTITIES[entity]
+        rows = found.filter(pl.col("entity") == entity).select(
+            pl.col("id").alias(id_col), pl.col("name").alias(name_col)
+        )
+        out[entity] = rows.sort(id_col)
+    return out
 
 
 class Names:
@@ -64,7 +90,7 @@ class Names:
         >>> Names.load(store, ["integration"]).frame("integration").columns
         ['integration_id', 'integration_name']
         """
-        return cls({entity: _name_rows(reader, entity) for entity in dict.fromkeys(entities)})
+        return cls(_name_rows(reader, list(dict.fromkeys(entities))))
 
     @classmethod
     def empty(cls) -> Names:
