@@ -221,21 +221,32 @@ def _sink_by_date(rows: pl.LazyFrame, root: Path, tag: str) -> list[SinkedPath]:
     for i in range(0, max(len(days), 1), SINK_PARTITIONS):
         group = days[i : i + SINK_PARTITIONS]
         part = rows if len(days) <= SINK_PARTITIONS else rows.filter(pl.col("date").is_in(group))
-        part.sink_parquet(
-            pl.PartitionBy(
-                str(root),
-                key="date",
-                include_key=False,
-                file_path_provider=file_path,
-                approximate_bytes_per_file=INGEST_FILE_BYTES,
-            ),
-            compression="zstd",
-            compression_level=COMPRESSION_LEVEL,
-            row_group_size=ROW_GROUP_ROWS,
-            mkdir=True,
-            sinked_paths_callback=lambda args: written.extend(args.paths),
-        )
+        _sink_dates(part, root, file_path, ROW_GROUP_ROWS, written)
     return written
+
+
+def _sink_dates(
+    rows: pl.LazyFrame,
+    root: Path,
+    file_path: Callable[[FileProviderArgs], str],
+    row_group_size: int,
+    written: list[SinkedPath],
+) -> None:
+    """Sink ``rows`` into ``date=`` folders under ``root`` (zstd Parquet), adding the files to ``written``."""
+    rows.sink_parquet(
+        pl.PartitionBy(
+            str(root),
+            key="date",
+            include_key=False,
+            file_path_provider=file_path,
+            approximate_bytes_per_file=INGEST_FILE_BYTES,
+        ),
+        compression="zstd",
+        compression_level=COMPRESSION_LEVEL,
+        row_group_size=row_group_size,
+        mkdir=True,
+        sinked_paths_callback=lambda args: written.extend(args.paths),
+    )
 
 
 def _sink_sorted_runs(rows: pl.LazyFrame, root: Path, tag: str) -> list[SinkedPath]:
@@ -255,20 +266,8 @@ def _sink_sorted_runs(rows: pl.LazyFrame, root: Path, tag: str) -> list[SinkedPa
             day = args.partition_keys.get_column("date")[0]
             return f"date={day}/part-{n:05d}-{args.index_in_partition:05d}-{tag}-c000.zstd.parquet"
 
-        run.sort(_click_id_order(), nulls_last=False, maintain_order=True).lazy().sink_parquet(
-            pl.PartitionBy(
-                str(root),
-                key="date",
-                include_key=False,
-                file_path_provider=file_path,
-                approximate_bytes_per_file=INGEST_FILE_BYTES,
-            ),
-            compression="zstd",
-            compression_level=COMPRESSION_LEVEL,
-            row_group_size=RUN_ROW_GROUP_ROWS,
-            mkdir=True,
-            sinked_paths_callback=lambda args: written.extend(args.paths),
-        )
+        ordered = run.sort(_click_id_order(), nulls_last=False, maintain_order=True).lazy()
+        _sink_dates(ordered, root, file_path, RUN_ROW_GROUP_ROWS, written)
 
     pending: list[pl.DataFrame] = []
     held = runs = 0
