@@ -180,7 +180,7 @@ class _Shared:
     """What both periods of a summary use: the activity log, the visits' campaigns, scope names."""
 
     activity: pl.DataFrame
-    campaigns: pl.DataFrame
+    campaigns: pl.LazyFrame
     names: Names
 
     @classmethod

@@ -188,6 +188,29 @@ def test_gap_rows_classify_every_conversion():
     assert pending.filter(pl.col("gap") == "pending").get_column("_row_id").to_list() == ["r6"]
 
 
+def test_classify_gives_each_conversion_the_integration_of_its_latest_postback():
+    # r1: one integration; r2: two, the later (+7) wins; r4/r5 (click 4, lead): a tie at +9 goes to the
+    # greatest id, the later postback naming none is ignored; r3 (its postback is a lead) and r6: none
+    outcomes = pl.LazyFrame(
+        {
+            "click_id": [UUID.format(i) for i in (1, 2, 2, 3, 4, 4, 4)],
+            "ct": [None, "sale", "sale", "lead", "lead", "lead", "lead"],
+            "is_error": [False, True, True, False, True, True, True],
+            "postback_time": [_t(5), _t(7), _t(6), _t(8), _t(9), _t(9), _t(10)],
+            "integration_id": ["i1", "i2", "i1", None, "i1", "i3", None],
+        }
+    )
+    rows = classify(_conversions(), outcomes).collect().sort("_row_id")
+    assert rows.select("_row_id", "integration_id").rows() == [
+        ("r1", "i1"),
+        ("r2", "i2"),
+        ("r3", None),
+        ("r4", "i3"),
+        ("r5", "i3"),
+        ("r6", None),
+    ]
+
+
 def test_orphans_ct_mismatch_and_counts():
     postbacks = pl.LazyFrame(
         {

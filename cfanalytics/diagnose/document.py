@@ -11,12 +11,12 @@ lists are sorted by errors descending, then id.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 import polars as pl
 
 from cfanalytics._time import iso
-from cfanalytics.diagnose.at_stake import at_stake_summary, lost_conversions
+from cfanalytics.diagnose.at_stake import AT_STAKE_GROUPINGS, at_stake_summary, lost_conversions
 from cfanalytics.diagnose.attribution import attribute_conversions, enrich_postbacks, needs_attribution
 from cfanalytics.diagnose.error_rates import postback_summary
 from cfanalytics.diagnose.frames import (
@@ -31,7 +31,7 @@ from cfanalytics.diagnose.frames import (
     store_currency,
     visit_lookup,
 )
-from cfanalytics.diagnose.gaps import classify, gap_breakdowns, gap_counts, orphans, with_ct_mismatch
+from cfanalytics.diagnose.gaps import GAP_BREAKDOWNS, classify, gap_breakdowns, gap_counts, orphans, with_ct_mismatch
 from cfanalytics.diagnose.incidents import SCOPES, find_incidents, history_filter
 from cfanalytics.diagnose.names import Names
 from cfanalytics.filters import LogFilter, StoreReader
@@ -70,12 +70,15 @@ def diagnose(
     lo, hi = where.time_bounds(timezone)
     summary = postback_summary(frame, names)
     keys = conversion_keys(reader)
-    classified = classify(
+    # classified once, with only the columns the counts, the breakdowns and the money at stake read
+    lazy_classified = classify(
         attribute_conversions(conversions, visits, where, timezone=timezone), postback_outcomes(reader), grace_minutes
     )
-    gaps: dict[str, Any] = dict(gap_counts(classified, with_ct_mismatch(orphans(frame.lazy(), keys), keys)))
-    gaps.update(gap_breakdowns(classified, names))
-    gaps["at_stake"] = _at_stake(reader, classified, names)
+    present = lazy_classified.collect_schema().names()
+    classified = lazy_classified.select(c for c in _GAP_COLUMNS if c in present).collect()
+    gaps: dict[str, Any] = dict(gap_counts(classified.lazy(), with_ct_mismatch(orphans(frame.lazy(), keys), keys)))
+    gaps.update(gap_breakdowns(classified.lazy(), names))
+    gaps["at_stake"] = _at_stake(reader, classified.lazy(), names)
     return {
         "window": {"from": iso(lo), "to": iso(hi)},
         "timezone": timezone,
@@ -85,6 +88,17 @@ def diagnose(
         "incidents": out,
         "activity_log_until": iso(activity_log_until(reader)),
     }
+
+
+#: What the gaps section reads of the classified conversions (the rest of a conversion is not read at all).
+_GAP_COLUMNS: Final = tuple(
+    dict.fromkeys(
+        (
+            *("click_id", "_ct", "_tx", "ct", "txid", "_row_id", "conversion_time", "payout", "currency"),
+            *("gap", "unknown_click", "malformed_click", *GAP_BREAKDOWNS, *AT_STAKE_GROUPINGS.values()),
+        )
+    )
+)
 
 
 def _incident_json(incident: dict[str, Any]) -> dict[str, Any]:

@@ -198,15 +198,15 @@ def activity(reader: StoreReader, where: LogFilter | None = None) -> pl.DataFram
     return activity_rows(reader, where).select(ACTIVITY_COLUMNS).collect().sort("changed_at")
 
 
-def campaign_links(reader: StoreReader) -> pl.DataFrame:
+def campaign_links(reader: StoreReader) -> pl.LazyFrame:
     """Distinct ``traffic_source_id``, ``campaign_id``, ``flow_id``, ``offer_id``, ``landing_id`` of the stored
-    visits (who sends whose traffic, and where it goes: the entities an incident's suspects are edits of)."""
+    visits (who sends whose traffic, and where it goes: the entities an incident's suspects are edits of);
+    lazy: :func:`~cfanalytics.diagnose.incidents.find_incidents` reads it only for its incidents' sources."""
     return (
         reader.scan("visits")
         .select("traffic_source_id", "campaign_id", "flow_id", "offer_id", "landing_id")
         .filter(pl.col("traffic_source_id").is_not_null())
         .unique()
-        .collect()
     )
 
 

@@ -51,27 +51,38 @@ def classify(conversions: pl.LazyFrame, outcomes: pl.LazyFrame, grace_minutes: f
 
     ``outcomes``: every stored postback's ``click_id``, ``ct``, ``is_error``, ``postback_time`` (and, when
     present, ``integration_id``: then each conversion gets the integration of its latest postback that names
-    one, as :func:`~cfanalytics.diagnose.at_stake.with_integrations` says; null when none does).
+    one, as :func:`~cfanalytics.diagnose.at_stake.with_integrations` says, ties to the greatest id; null when
+    none does).
     """
     keyed = conversions.with_columns(_null_empty("ct").alias("_ct"), _null_empty("txid").alias("_tx"))
-    through = ["integration_id"] if "integration_id" in outcomes.collect_schema().names() else []
-    per_key = (
-        outcomes.select(
-            "click_id", _null_empty("ct").alias("_ct"), "is_error", *through, *(["postback_time"] if through else [])
-        )
-        .group_by("click_id", "_ct")
-        .agg(
-            pl.len().alias("postbacks"),
-            pl.col("is_error").sum().cast(pl.Int64).alias("postback_errors"),
-            *(
-                pl.col(c)
-                .filter(pl.col(c).is_not_null())
-                .max_by(pl.col("postback_time").filter(pl.col(c).is_not_null()))
-                .alias(c)
-                for c in through
-            ),
-        )
+    through = "integration_id" in outcomes.collect_schema().names()
+    keys = ["click_id", "_ct"]
+    if through:
+        outcomes = outcomes.select(
+            "click_id", _null_empty("ct").alias("_ct"), "is_error", "integration_id", "postback_time"
+        ).cache()
+    else:
+        outcomes = outcomes.select("click_id", _null_empty("ct").alias("_ct"), "is_error", "postback_time")
+    per_key = outcomes.group_by(keys).agg(
+        pl.len().alias("postbacks"),
+        pl.col("is_error").sum().cast(pl.Int64).alias("postback_errors"),
+        *((pl.col("integration_id").min().alias("_i_lo"), pl.col("integration_id").max().alias("_i_hi")) * through),
     )
+    if through:
+        # one integration among a key's postbacks (nearly always) is the answer; the latest is looked up
+        # only for the few keys whose postbacks went through several
+        mixed = per_key.filter(pl.col("_i_lo") != pl.col("_i_hi")).select(keys)
+        latest = (
+            outcomes.join(mixed, on=keys, how="semi", nulls_equal=True)
+            .filter(pl.col("integration_id").is_not_null())
+            .group_by(keys)
+            .agg(pl.col("integration_id").sort_by("postback_time", "integration_id").last().alias("_i_latest"))
+        )
+        per_key = (
+            per_key.join(latest, on=keys, how="left", nulls_equal=True)
+            .with_columns(pl.coalesce("_i_latest", "_i_lo").alias("integration_id"))
+            .drop("_i_lo", "_i_hi", "_i_latest")
+        )
     frame = keyed.join(per_key, on=["click_id", "_ct"], how="left", nulls_equal=True).with_columns(
         pl.col("postbacks").fill_null(0), pl.col("postback_errors").fill_null(0)
     )

@@ -174,7 +174,7 @@ def find_incidents(
     history: pl.DataFrame | pl.LazyFrame,
     activity: pl.DataFrame,
     names: Names,
-    campaigns: pl.DataFrame,
+    campaigns: pl.DataFrame | pl.LazyFrame,
     window: Window = (None, None),
 ) -> pl.DataFrame:
     """Incidents in the enriched postback ``history`` overlapping ``window`` (UTC ``[start, end)``, open
@@ -183,7 +183,8 @@ def find_incidents(
     ``history`` should reach :data:`BASELINE_DAYS` before the window (:func:`history_filter`);
     ``activity`` is the activity log sorted by time (suspects), ``campaigns`` the distinct
     ``traffic_source_id``, ``campaign_id`` (and, when present, ``flow_id``, ``offer_id``, ``landing_id``)
-    of the visits (:func:`~cfanalytics.diagnose.frames.campaign_links`), ``names`` label the scopes.
+    of the visits (:func:`~cfanalytics.diagnose.frames.campaign_links`; a LazyFrame is read only when there
+    are incidents, and only for their traffic sources), ``names`` label the scopes.
     """
     lo, hi = window
     rows = (
@@ -209,7 +210,7 @@ def find_incidents(
         found.extend(_scope_incidents(rows, scope, column, prior, last_hour))
     found = _dedupe(found)
     found = [i for i in found if (lo is None or i["end"] >= lo) and (hi is None or i["start"] < hi)]
-    links = _links(rows, campaigns)
+    links = _links(rows, campaigns, found)
     for incident in found:
         hourly = scope_hourly(rows, SCOPES[incident["scope"]], incident["id"])
         incident.update(explain_incident(incident, activity, _related(incident, links), hourly))
@@ -329,7 +330,7 @@ class _Links:
     campaigns_of_source: dict[str, dict[str, dict[str, set[str]]]]
 
 
-def _links(rows: pl.DataFrame, campaigns: pl.DataFrame) -> _Links:
+def _links(rows: pl.DataFrame, campaigns: pl.DataFrame | pl.LazyFrame, found: list[dict[str, Any]]) -> _Links:
     pairs = rows.filter(pl.col("integration_id").is_not_null() & pl.col("traffic_source_id").is_not_null())
     pairs = pairs.select("traffic_source_id", "integration_id").unique()
     integrations_of_source: dict[str, set[str]] = {}
@@ -337,6 +338,16 @@ def _links(rows: pl.DataFrame, campaigns: pl.DataFrame) -> _Links:
     for source, integration in pairs.iter_rows():
         integrations_of_source.setdefault(source, set()).add(integration)
         sources_of_integration.setdefault(integration, set()).add(source)
+    if isinstance(campaigns, pl.LazyFrame):
+        # only the visits of the incidents' traffic sources are read, and nothing when there is no incident
+        sources = {i["id"] for i in found if i["scope"] == "traffic_source"}
+        sources |= {s for i in found if i["scope"] != "traffic_source" for s in sources_of_integration.get(i["id"], ())}
+        names = campaigns.collect_schema().names()
+        campaigns = (
+            campaigns.filter(pl.col("traffic_source_id").is_in(sorted(sources))).collect()
+            if sources and "traffic_source_id" in names
+            else pl.DataFrame(schema=campaigns.collect_schema())
+        )
     by_source: dict[str, dict[str, dict[str, set[str]]]] = {}
     if {"traffic_source_id", "campaign_id"} <= set(campaigns.columns):
         linked = {k: v for k, v in LINKED_ENTITIES.items() if v in campaigns.columns}

@@ -38,9 +38,10 @@ def _name_rows(reader: StoreReader, entities: Sequence[str]) -> dict[str, pl.Dat
         pairs = [(e, *ENTITIES[e][:2]) for e in entities if {ENTITIES[e][0], ENTITIES[e][1]} <= set(cols)]
         if not pairs:
             continue
-        side_by_side = lf.select(
-            pl.col(MAIN_TIME[kind]).alias("t"),
-            *(pl.struct(pl.col(i).alias("id"), pl.col(n).alias("name")).alias(e) for e, i, n in pairs),
+        # the distinct (id, name) combinations first, each with its last time: few rows to unpivot
+        combos = lf.group_by(*(c for _e, i, n in pairs for c in (i, n))).agg(pl.col(MAIN_TIME[kind]).max().alias("t"))
+        side_by_side = combos.select(
+            "t", *(pl.struct(pl.col(i).alias("id"), pl.col(n).alias("name")).alias(e) for e, i, n in pairs)
         )
         parts.append(
             side_by_side.unpivot(index="t", on=[e for e, _, _ in pairs], variable_name="entity")

@@ -232,8 +232,8 @@ class PostbackDoctorPanel(Panel[DoctorData]):
         rows = where.apply(history.lazy(), "postbacks", timezone=self.timezone).collect()
         rows = self.names.add(rows, "traffic_source_id", "integration_id", "campaign_id")
         changes = activity(self.reader)
-        campaigns = campaign_links(self.reader) if history.height else pl.DataFrame()
-        found = find_incidents(history, changes, self.names, campaigns, where.time_bounds(self.timezone))
+        links = campaign_links(self.reader)  # read only when there are incidents
+        found = find_incidents(history, changes, self.names, links, where.time_bounds(self.timezone))
         shown = where.apply(changes.lazy(), "activity", timezone=self.timezone).collect()
         return DoctorData(rows, found, shown)
 
