@@ -725,8 +725,9 @@ def scale_table(results: list[SizeResult]) -> list[str]:
     linear = last.manifest["counts"]["visits"] / prev.manifest["counts"]["visits"]
     head = " | ".join(f"{r.size} time | {r.size} RSS" for r in ordered)
     lines = [
-        f"| Step | Engine | {head} | {last.size}/{prev.size} time | {last.size}/{prev.size} RSS | linear |",
-        "|---|---|" + "---:|" * (2 * len(ordered) + 3),
+        f"| Step | Engine | {head} | {last.size}/{prev.size} time | {last.size}/{prev.size} CPU "
+        f"| {last.size}/{prev.size} RSS | linear |",
+        "|---|---|" + "---:|" * (2 * len(ordered) + 4),
     ]
     steps = [
         ("ingest", "kit"),
@@ -744,8 +745,9 @@ def scale_table(results: list[SizeResult]) -> list[str]:
         cells = " | ".join(f"{_cell(m) if m else '—'} | {_mb(m.rss_mb if m else None)}" for m in ms)
         a, b = ms[-1], ms[-2]
         t = _ratio(a.seconds if a else None, b.seconds if b else None)
+        c = _ratio(a.cpu if a and a.ok else None, b.cpu if b and b.ok else None)
         r = _ratio(a.rss_mb if a else None, b.rss_mb if b else None)
-        lines.append(f"| {STEP_TITLES[step].split(' (')[0]} | {engine} | {cells} | {t} | {r} | {linear:.1f} |")
+        lines.append(f"| {STEP_TITLES[step].split(' (')[0]} | {engine} | {cells} | {t} | {c} | {r} | {linear:.1f} |")
     return lines
 
 
@@ -859,9 +861,14 @@ def targets(results: list[SizeResult], imports: dict[str, float], sample: list[M
         + (f"; not measured at {', '.join(failed_at)}" if failed_at else ""),
         False if failed_at else met(b, p95, 0.050),
     )  # fmt: skip
+    kernel = d.info.get("change_p95") if d and d.ok else None
+    kernel50 = d.info.get("change_p50") if d and d.ok else None
+    if kernel is not None:
+        row("… the kernel's side: `doctor.set_filters(…)`, p95 (p50 in brackets; not a target)", label,
+            f"{_s(kernel)} ({_s(kernel50)})", None)  # fmt: skip
     p = get(big, "panel")
     pv = p.info.get("p95") if p and p.ok else None
-    row("… the same update in Python only, p95 (not a target)", label, _s(pv), None)
+    row("… filtered frame + hourly error rates only (`panel` step), p95 (not a target)", label, _s(pv), None)
     # --- diagnose
     r, text = ratio(big, "diagnose", "duckdb")
     row("diagnose: kit/DuckDB (same questions) ≤ 1.0", label, text, judged(r, 1.0))
@@ -877,10 +884,11 @@ def targets(results: list[SizeResult], imports: dict[str, float], sample: list[M
             row(f"scale: {step} peak RSS ≤ 2 GB", largest.size, _mb(rss), met(m, rss, 2048))
             a, b2 = get(largest, step), get(big, step)
             grow = a.seconds / b2.seconds if a and b2 and a.seconds and b2.seconds else None
+            cpu = _ratio(a.cpu if a and a.ok else None, b2.cpu if b2 and b2.ok else None)
             row(
                 f"scale: {step} time {largest.size}/{big.size} ≤ {linear:.1f} (linear)",
                 largest.size,
-                f"{grow:.2f} ({_s(a.seconds if a else None)} vs {_s(b2.seconds if b2 else None)})"
+                f"{grow:.2f} ({_s(a.seconds if a else None)} vs {_s(b2.seconds if b2 else None)}; CPU ratio {cpu})"
                 if grow is not None else (_cell(a) if a else "not measured"),
                 met(a, grow, linear),
             )  # fmt: skip
@@ -1022,8 +1030,8 @@ def render(
         lines += [
             "### Scale",
             "",
-            "Time (median, or the one run) and peak RSS per step at each size; the growth from the largest size "
-            "to the one before, against linear growth (the ratio of the visits).",
+            "Time (median, or the one run) and peak RSS per step at each size; the growth of time, CPU time and "
+            "peak RSS from the size before to the largest, against linear growth (the ratio of the visits).",
             "",
             *scale,
             "",

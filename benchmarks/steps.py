@@ -696,7 +696,8 @@ def doctor_kit(p: Params) -> Result:
     """First load of the postback doctor, as its notebook does it: ``postback_doctor(store)`` (default range, names,
     the base frame read, every chart and table built), then its widget tree rendered to a mime bundle; the
     modules the panel loads on first use are in the time (``plotly.io`` is not: the notebook imports it first).
-    ``second_panel``: the same again in the same process."""
+    ``second_panel``: the same again in the same process; ``change_p50`` / ``change_p95``: the kernel's side of 20
+    traffic-source filter changes (``doctor.set_filters``)."""
     import plotly.io  # the notebook's first cell imports it
 
     from cfanalytics.panels import postback_doctor
@@ -710,9 +711,23 @@ def doctor_kit(p: Params) -> Result:
     t1 = time.perf_counter()  # a second panel in the same process: the modules loaded, the store read again
     again = postback_doctor(store)
     again._repr_mimebundle_()
+    second = time.perf_counter() - t1
+    # the kernel's side of a filter change (what the browser measurement adds the page's to): tick one traffic
+    # source, untick it, the next … through the panel's public setter
+    sources = doctor.table_frame.get_column("traffic_source_id").drop_nulls().unique().sort().to_list()
+    sources = sources or [None]
+    times: list[float] = []
+    for i in range(int(p.get("changes", 20))):
+        chosen = [sources[(i // 2) % len(sources)]] if i % 2 == 0 and sources[0] is not None else []
+        t2 = time.perf_counter()
+        doctor.set_filters(traffic_sources=chosen)
+        times.append(time.perf_counter() - t2)
     return {
         "seconds": seconds,
-        "second_panel": time.perf_counter() - t1,
+        "second_panel": second,
+        "change_p50": statistics.median(times),
+        "change_p95": _quantile(times, 0.95),
+        "sources": len(sources),
         "loads": doctor.loads,
         "store_reads": doctor.store_reads,
     }
