@@ -57,8 +57,9 @@ lint: $(STAMP)  ## ruff check, format check and the type check
 docs: $(STAMP)  ## regenerate docs/columns.md
 	$(BIN)/python -m cfanalytics.docs
 
-bench: $(STAMP)  ## speed and memory side by side with DuckDB and pandas (long; not in CI)
-	$(BIN)/python benchmarks/run.py
+# BENCH_ARGS: e.g. make bench BENCH_ARGS="--sizes 1M,10M,50M" (50M is opt-in), or "--quick"
+bench: $(STAMP)  ## speed and memory side by side with DuckDB, Polars and pandas (long; not in CI)
+	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)
 
 # Mutation testing of the core with mutmut 3 (config in pyproject.toml [tool.mutmut]; works in mutants/, kept between
 # runs so a second run only retests what changed). One module at a time on a shared machine:

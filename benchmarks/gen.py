@@ -317,7 +317,7 @@ def _account(rng: np.random.Generator) -> _Account:
     )
 
 
-def _lookup(values: Sequence[Any], idx: np.ndarray, dtype: pl.DataType = pl.String) -> pl.Series:
+def _lookup(values: Sequence[Any], idx: np.ndarray, dtype: pl.DataType | type[pl.DataType] = pl.String) -> pl.Series:
     return pl.Series(list(values), dtype=dtype).gather(pl.Series(idx, dtype=pl.UInt32))
 
 
@@ -327,7 +327,8 @@ def _ragged_choice(rng: np.random.Generator, groups: Sequence[Sequence[int]], gr
     offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]])
     flat = np.array([v for g in groups for v in g])
     local = (rng.random(len(group_idx)) * sizes[group_idx]).astype(np.int64)
-    return flat[offsets[group_idx] + local]
+    picked: np.ndarray = flat[offsets[group_idx] + local]
+    return picked
 
 
 # ------------------------------------------------------------------------ times

@@ -7,9 +7,10 @@ facts about what it did (row counts, the answers of a diagnosis) so that
 step in a child of this small process and adds its peak RSS and CPU time
 (``getrusage(RUSAGE_CHILDREN)``).
 
-Steps: ``ingest_kit``, ``ingest_duckdb_bare``, ``ingest_duckdb``, ``ingest_pandas``,
-``diagnose_kit``, ``diagnose_duckdb``, ``diagnose_pandas``, ``incidents_kit``,
-``panel_kit``, ``lookup_kit``, ``maintain_kit``.
+Steps: ``ingest_kit``, ``ingest_duckdb_bare``, ``ingest_polars_bare``, ``ingest_duckdb``,
+``ingest_pandas``, ``diagnose_kit``, ``diagnose_duckdb``, ``diagnose_pandas``, ``incidents_kit``,
+``panel_kit``, ``doctor_kit``, ``panel_browser``, ``report_cli``, ``sample_store``, ``lookup_kit``,
+``lookup_duckdb``, ``maintain_kit``.
 """
 
 from __future__ import annotations
@@ -96,7 +97,7 @@ def ingest_kit(p: Params) -> Result:
         from cfanalytics import normalize
         from cfanalytics.schemas import FAILURE_SCHEMA
 
-        normalize.row_failures = lambda *_a, **_k: pl.DataFrame(schema=FAILURE_SCHEMA)  # type: ignore[assignment]
+        normalize.row_failures = lambda *_a, **_k: pl.DataFrame(schema=FAILURE_SCHEMA)  # type: ignore[attr-defined]
 
     store = cf.LogStore(p["store"], timezone=p.get("timezone", TIMEZONE))
     t0 = time.perf_counter()
@@ -119,6 +120,32 @@ def ingest_duckdb_bare(p: Params) -> Result:
     seconds = time.perf_counter() - t0
     rows = con.execute("SELECT count(*) FROM read_parquet(?)", [str(out / "visits.parquet")]).fetchone()
     return {"seconds": seconds, "rows_stored": rows[0] if rows else 0}
+
+
+def ingest_polars_bare(p: Params) -> Result:
+    """Polars' bare conversion with the kit's time parsing: ``scan_csv`` (every field as text) → the visit time
+    parsed with ``str.to_datetime`` (the export's format, local → UTC) → ``sink_parquet``."""
+    import polars as pl
+
+    out = Path(p["out"])
+    out.mkdir(parents=True, exist_ok=True)
+    tz = p.get("timezone", TIMEZONE)
+    target = out / "visits.parquet"
+    t0 = time.perf_counter()
+    (
+        pl.scan_csv(p["csv"], infer_schema=False)
+        .with_columns(
+            pl.col("Visit Time")
+            .str.strip_chars()
+            .str.to_datetime("%Y-%m-%d %H:%M:%S", time_unit="us", strict=False)
+            .dt.replace_time_zone(tz, ambiguous="earliest", non_existent="null")
+            .dt.convert_time_zone("UTC")
+        )
+        .sink_parquet(target)
+    )
+    seconds = time.perf_counter() - t0
+    rows = pl.scan_parquet(target).select(pl.len()).collect().item()
+    return {"seconds": seconds, "rows_stored": rows}
 
 
 def _duck_text(header: str) -> str:
@@ -213,7 +240,7 @@ def ingest_duckdb(p: Params) -> Result:
 
 def ingest_pandas(p: Params) -> Result:
     """pandas ``read_csv`` → ``to_parquet`` (defaults)."""
-    import pandas as pd
+    import pandas as pd  # type: ignore[import-untyped]
 
     out = Path(p["out"])
     out.mkdir(parents=True, exist_ok=True)
@@ -639,7 +666,9 @@ def panel_kit(p: Params) -> Result:
     }
     local = frame.get_column("postback_time").dt.convert_time_zone(tz).dt.date()
     lo, hi = local.min(), local.max()
-    days = [lo + timedelta(days=i) for i in range((hi - lo).days + 1)] if lo is not None and hi is not None else []
+    days: list[date] = []
+    if isinstance(lo, date) and isinstance(hi, date):
+        days = [lo + timedelta(days=i) for i in range((hi - lo).days + 1)]
     rng = random.Random(p.get("seed", 7))
     times: list[float] = []
     rows: list[int] = []
@@ -661,6 +690,185 @@ def panel_kit(p: Params) -> Result:
         "mean_groups": statistics.mean(rows),
         "polars": pl.__version__,
     }
+
+
+def doctor_kit(p: Params) -> Result:
+    """First load of the postback doctor, as its notebook does it: ``postback_doctor(store)`` (default range, names,
+    the base frame read, every chart and table built), then its widget tree rendered to a mime bundle; the
+    modules the panel loads on first use are in the time (``plotly.io`` is not: the notebook imports it first).
+    ``second_panel``: the same again in the same process; ``change_p50`` / ``change_p95``: the kernel's side of 20
+    traffic-source filter changes (``doctor.set_filters``)."""
+    import plotly.io  # the notebook's first cell imports it
+
+    from cfanalytics.panels import postback_doctor
+
+    del plotly
+    store = _store(p)
+    t0 = time.perf_counter()
+    doctor = postback_doctor(store)
+    doctor._repr_mimebundle_()
+    seconds = time.perf_counter() - t0
+    t1 = time.perf_counter()  # a second panel in the same process: the modules loaded, the store read again
+    again = postback_doctor(store)
+    again._repr_mimebundle_()
+    second = time.perf_counter() - t1
+    # the kernel's side of a filter change (what the browser measurement adds the page's to): tick one traffic
+    # source, untick it, the next … through the panel's public setter
+    sources = doctor.table_frame.get_column("traffic_source_id").drop_nulls().unique().sort().to_list()
+    sources = sources or [None]
+    times: list[float] = []
+    for i in range(int(p.get("changes", 20))):
+        chosen = [sources[(i // 2) % len(sources)]] if i % 2 == 0 and sources[0] is not None else []
+        t2 = time.perf_counter()
+        doctor.set_filters(traffic_sources=chosen)
+        times.append(time.perf_counter() - t2)
+    return {
+        "seconds": seconds,
+        "second_panel": second,
+        "change_p50": statistics.median(times),
+        "change_p95": _quantile(times, 0.95),
+        "sources": len(sources),
+        "loads": doctor.loads,
+        "store_reads": doctor.store_reads,
+    }
+
+
+#: The postback doctor's status line ("12,345 postbacks · …") and the busy indicator, read in the page.
+_STATUS_JS: Final = r"""() => Array.from(document.querySelectorAll('.widget-html-content'))
+  .map(e => e.innerText.trim()).find(t => /^[\d,]+ postbacks ·/.test(t)) || null"""
+
+#: In the page: time from a filter widget's change event to the moment the status line shows a new text and no
+#: busy indicator is left (a MutationObserver checks on every change of the page).
+_WATCH_JS: Final = (
+    """() => {
+  const status = ("""
+    + _STATUS_JS
+    + """);
+  const w = window.__cfBench = {t0: null, t1: null, before: status()};
+  document.addEventListener('change', () => { w.t0 = performance.now(); w.t1 = null; }, true);
+  const check = () => {
+    if (w.t0 === null || w.t1 !== null) return;
+    const now = status();
+    if (now && now !== w.before && !document.querySelector('.cf-busy')) { w.t1 = performance.now(); w.before = now; }
+  };
+  new MutationObserver(check).observe(document.body, {subtree: true, childList: true, characterData: true,
+                                                       attributes: true});
+}"""
+)
+
+
+def panel_browser(p: Params) -> Result:
+    """The postback doctor in headless Chromium, served by Voila as ``tests/browser`` serves it (the notebook
+    ``02_postback_doctor.ipynb`` on ``$CFANALYTICS_STORE``): the first load (page open → filters and a chart
+    shown), then ``changes`` traffic-source filter changes (tick a source, untick it, the next …), each timed in
+    the page from the checkbox's change event until the status line shows the new totals and the busy
+    indicator is gone."""
+    import tempfile
+
+    repo = Path(__file__).resolve().parent.parent
+    sys.path.insert(0, str(repo))
+    from playwright import sync_api
+
+    from tests.browser.conftest import (
+        CHROMIUM,
+        CHROMIUM_ARGS,
+        NOTEBOOKS,
+        VENV_BIN,
+        filter_choice,
+        free_port,
+        jupyter_env,
+        start_server,
+        stop_server,
+    )
+
+    changes = int(p.get("changes", 50))
+    with tempfile.TemporaryDirectory(prefix="cf-bench-voila-") as tmp:
+        root = Path(tmp)
+        port = free_port()
+        command = [
+            str(VENV_BIN / "voila"),
+            str(NOTEBOOKS / "02_postback_doctor.ipynb"),
+            "--no-browser",
+            "--Voila.ip=127.0.0.1",
+            f"--port={port}",
+        ]
+        server = start_server(
+            command,
+            env=jupyter_env(root, Path(p["store"])),
+            port=port,
+            token="",
+            ready="/voila/static/voila.js",
+            log=root / "voila.log",
+        )
+        try:
+            with sync_api.sync_playwright() as pw:
+                browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=list(CHROMIUM_ARGS), headless=True)
+                try:
+                    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+                    t0 = time.perf_counter()
+                    page.goto(f"{server.url}/", timeout=600_000)
+                    sources = filter_choice(page, "Traffic sources")
+                    sources.wait_for(timeout=600_000)
+                    page.locator(".js-plotly-plot").first.wait_for(state="attached", timeout=600_000)
+                    page.wait_for_function(_STATUS_JS, timeout=600_000)
+                    first_load = time.perf_counter() - t0
+                    boxes = sources.locator(".widget-checkbox input[type=checkbox]")
+                    count = boxes.count()
+                    if count == 0:
+                        raise RuntimeError("no traffic-source checkboxes in the page")
+                    page.evaluate(_WATCH_JS)
+                    times: list[float] = []
+                    for i in range(changes):
+                        box = boxes.nth((i // 2) % count)
+                        page.evaluate("() => { window.__cfBench.t0 = null; window.__cfBench.t1 = null; }")
+                        if i % 2 == 0:
+                            box.check()
+                        else:
+                            box.uncheck()
+                        page.wait_for_function("() => window.__cfBench.t1 !== null", timeout=600_000, polling="raf")
+                        took = page.evaluate("() => window.__cfBench.t1 - window.__cfBench.t0")
+                        times.append(float(took) / 1000)
+                finally:
+                    browser.close()
+        finally:
+            stop_server(server)
+    return {
+        "seconds": statistics.median(times),
+        "first_load": first_load,
+        "p50": statistics.median(times),
+        "p95": _quantile(times, 0.95),
+        "max": max(times),
+        "changes": len(times),
+        "sources": count,
+    }
+
+
+def report_cli(p: Params) -> Result:
+    """The whole ``cfanalytics report`` command as a scheduler runs it (a subprocess; wall time), optionally
+    with ``--png DIR``; ``charts`` is the number of PNGs written."""
+    import subprocess
+
+    out = Path(p["out"])
+    out.parent.mkdir(parents=True, exist_ok=True)
+    command = [sys.executable, "-m", "cfanalytics", "report", "--store", p["store"], "--out", str(out), "--json"]
+    if p.get("png"):
+        command += ["--png", p["png"]]
+    t0 = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    seconds = time.perf_counter() - t0
+    if done.returncode not in (0, 3):  # 3: a --fail-on threshold (none given here)
+        raise RuntimeError(f"cfanalytics report exited with {done.returncode}: {done.stderr[-500:]}")
+    doc = json.loads(done.stdout)
+    return {"seconds": seconds, "charts": len(doc.get("png") or []), "html_mb": round(out.stat().st_size / 2**20, 2)}
+
+
+def sample_store(p: Params) -> Result:
+    """The built-in sample account (``cfanalytics demo``'s: ``workspace.build_sample_store``) in ``folder``."""
+    from cfanalytics.workspace import build_sample_store
+
+    t0 = time.perf_counter()
+    store, _account, result = build_sample_store(Path(p["folder"]))
+    return {"seconds": time.perf_counter() - t0, "store": str(store.path), **result.totals()}
 
 
 def lookup_kit(p: Params) -> Result:
@@ -754,6 +962,7 @@ def _quantile(values: list[float], q: float) -> float:
 STEPS: Final[dict[str, Callable[[Params], Result]]] = {
     "ingest_kit": ingest_kit,
     "ingest_duckdb_bare": ingest_duckdb_bare,
+    "ingest_polars_bare": ingest_polars_bare,
     "ingest_duckdb": ingest_duckdb,
     "ingest_pandas": ingest_pandas,
     "diagnose_kit": diagnose_kit,
@@ -761,6 +970,10 @@ STEPS: Final[dict[str, Callable[[Params], Result]]] = {
     "diagnose_pandas": diagnose_pandas,
     "incidents_kit": incidents_kit,
     "panel_kit": panel_kit,
+    "doctor_kit": doctor_kit,
+    "panel_browser": panel_browser,
+    "report_cli": report_cli,
+    "sample_store": sample_store,
     "lookup_kit": lookup_kit,
     "lookup_duckdb": lookup_duckdb,
     "maintain_kit": maintain_kit,
