@@ -214,3 +214,64 @@ def test_report_summary_and_cli_fail_on_at_stake(two_currencies, tmp_path, monke
     assert "threshold breached: at_stake[USD] >= 40 (is 40.30)" in err
     assert main([*args, "--out", out, "--fail-on", "at_stake>4%"]) == 2
     assert "not a rate" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- names of the campaigns at stake
+class _Frames:
+    """A reader over hand-made frames that records which kinds were scanned."""
+
+    timezone = "UTC"
+
+    def __init__(self, frames: dict[str, pl.DataFrame]) -> None:
+        self.frames, self.scanned = frames, []
+
+    def scan(self, kind: str) -> pl.LazyFrame:
+        self.scanned.append(kind)
+        return self.frames[kind].lazy()
+
+    def events(self) -> pl.LazyFrame:
+        raise NotImplementedError
+
+
+def _named(time: str, rows: list[tuple[str, str | None, int]]) -> pl.DataFrame:
+    return pl.DataFrame(
+        {
+            "campaign_id": [r[0] for r in rows],
+            "campaign_name": [r[1] for r in rows],
+            time: [datetime(2026, 11, 20, r[2], tzinfo=UTC) for r in rows],
+        }
+    )
+
+
+def _name_frames(conversion_names: list[tuple[str, str | None, int]]) -> dict[str, pl.DataFrame]:
+    return {
+        "visits": _named("visit_time", [("c1", "Visit name", 9), ("c2", "Visit name 2", 1)]),
+        "clicks": _named("click_time", [("c2", "Click name 2", 2)]),
+        "conversions": _named("conversion_time", conversion_names),
+        "postbacks": _named("postback_time", [("c1", "Postback name", 5)]),
+        "activity": pl.DataFrame(
+            {
+                "entity_type": ["campaign"],
+                "entity_id": ["c9"],
+                "entity_name": ["Only in the log"],
+                "changed_at": [datetime(2026, 11, 20, tzinfo=UTC)],
+            }
+        ),
+    }
+
+
+def test_campaigns_at_stake_are_named_by_their_conversions_and_postbacks_before_any_visit_is_read():
+    from cfanalytics.diagnose.document import _campaign_names
+
+    lost = pl.DataFrame({"campaign_id": ["c1", "c2", None]})
+    # every campaign at stake is named by a conversion or a postback: the latest of those (c1: the postback at
+    # 5 h over the conversion at 3 h), and neither visits nor clicks are read
+    reader = _Frames(_name_frames([("c1", "Conversion name", 3), ("c2", "Conversion name 2", 4)]))
+    names = _campaign_names(reader, lost)
+    assert names.lookup("campaign_id") == {"c1": "Postback name", "c2": "Conversion name 2", "c9": "Only in the log"}
+    assert sorted(set(reader.scanned)) == ["activity", "conversions", "postbacks"]
+    # c2 is named by no conversion: every kind is read, and the latest name anywhere wins (c1: the visit at 9 h)
+    reader = _Frames(_name_frames([("c1", "Conversion name", 3), ("c2", None, 4)]))
+    names = _campaign_names(reader, lost)
+    assert names.lookup("campaign_id") == {"c1": "Visit name", "c2": "Click name 2", "c9": "Only in the log"}
+    assert {"visits", "clicks"} <= set(reader.scanned)

@@ -58,7 +58,7 @@ def diagnose(
     history = enrich_postbacks(rows, visits, conversions_of(reader, unattributed), wide, timezone=timezone).collect()
     in_range = LogFilter(start=where.start, end=where.end, timezone=where.timezone)
     frame = in_range.apply(history.lazy(), "postbacks", timezone=timezone).collect()
-    names = Names.load(reader, [*SCOPES, "campaign"])  # one scan per kind; campaigns label the money at stake
+    names = Names.load(reader, SCOPES)  # one scan per kind
     found = (
         find_incidents(history, activity(reader), names, campaign_links(reader), where.time_bounds(timezone))
         if with_incidents and history.height
@@ -90,6 +90,10 @@ def diagnose(
     }
 
 
+#: Where the names of the campaigns at stake come from first (besides the activity log): the lost
+#: conversions' own kinds, not a scan of every visit and click for a label (see :func:`_campaign_names`).
+CAMPAIGN_NAME_KINDS: Final = ("conversions", "postbacks")
+
 #: What the gaps section reads of the classified conversions (the rest of a conversion is not read at all).
 _GAP_COLUMNS: Final = tuple(
     dict.fromkeys(
@@ -115,4 +119,13 @@ def _incident_json(incident: dict[str, Any]) -> dict[str, Any]:
 def _at_stake(reader: StoreReader, classified: pl.LazyFrame, names: Names) -> dict[str, Any]:
     """``gaps.at_stake``: only the lost conversions are materialized."""
     lost = lost_conversions(classified)  # classify gave each its integration (that of with_integrations)
+    names = names | _campaign_names(reader, lost)
     return at_stake_summary(lost, timezone=reader.timezone or "UTC", currency=store_currency(reader), names=names)
+
+
+def _campaign_names(reader: StoreReader, lost: pl.DataFrame) -> Names:
+    """Names of the campaigns at stake, as their conversions and postbacks (and the activity log) say; every
+    kind, visits and clicks too, is read only when one of them is named by none of these."""
+    named = Names.load(reader, ["campaign"], kinds=CAMPAIGN_NAME_KINDS)
+    wanted = set(lost.get_column("campaign_id").drop_nulls().to_list()) if "campaign_id" in lost.columns else set()
+    return Names.load(reader, ["campaign"]) if wanted - named.lookup("campaign_id").keys() else named

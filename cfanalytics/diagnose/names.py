@@ -25,14 +25,14 @@ from cfanalytics.schemas import ENTITIES, KINDS, MAIN_TIME
 ENTITY_OF_ID: Final = {id_column: entity for entity, (id_column, _name, _field) in ENTITIES.items()}
 
 
-def _name_rows(reader: StoreReader, entities: Sequence[str]) -> dict[str, pl.DataFrame]:
-    """``<entity>_id``, ``<entity>_name`` of each entity from every kind and the activity log, sorted by id.
+def _name_rows(reader: StoreReader, entities: Sequence[str], kinds: Sequence[str] = KINDS) -> dict[str, pl.DataFrame]:
+    """``<entity>_id``, ``<entity>_name`` of each entity from ``kinds`` and the activity log, sorted by id.
 
     Each kind is scanned once for all the entities (their id and name columns side by side, then one
     row per entity); for each id the name seen last wins (ties: the greatest name).
     """
     parts: list[pl.LazyFrame] = []
-    for kind in KINDS:
+    for kind in kinds:
         lf = reader.scan(kind)
         cols = lf.collect_schema().names()
         pairs = [(e, *ENTITIES[e][:2]) for e in entities if {ENTITIES[e][0], ENTITIES[e][1]} <= set(cols)]
@@ -83,15 +83,27 @@ class Names:
         self._lookups: dict[str, dict[str, str]] = {}
 
     @classmethod
-    def load(cls, reader: StoreReader, entities: Iterable[str] = tuple(ENTITIES)) -> Names:
-        """Read the names of ``entities`` (default: all) from a store.
+    def load(
+        cls, reader: StoreReader, entities: Iterable[str] = tuple(ENTITIES), *, kinds: Iterable[str] = KINDS
+    ) -> Names:
+        """Read the names of ``entities`` (default: all) from a store: from every kind, or only from ``kinds``
+        (and always the activity log).
 
         >>> import tempfile, cfanalytics as cf
         >>> store = cf.LogStore(tempfile.mkdtemp() + "/s", timezone="UTC")
         >>> Names.load(store, ["integration"]).frame("integration").columns
         ['integration_id', 'integration_name']
         """
-        return cls(_name_rows(reader, list(dict.fromkeys(entities))))
+        return cls(_name_rows(reader, list(dict.fromkeys(entities)), tuple(kinds)))
+
+    def __or__(self, other: Names) -> Names:
+        """The names of both (``other``'s entities replace this one's).
+
+        >>> (Names.empty() | Names({"campaign": pl.DataFrame({"campaign_id": ["c1"], "campaign_name": ["Q4"]})})
+        ...  ).lookup("campaign_id")
+        {'c1': 'Q4'}
+        """
+        return Names({**self._frames, **other._frames})
 
     @classmethod
     def empty(cls) -> Names:
