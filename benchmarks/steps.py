@@ -772,34 +772,14 @@ def panel_browser(p: Params) -> Result:
     from tests.browser.conftest import (
         CHROMIUM,
         CHROMIUM_ARGS,
-        NOTEBOOKS,
-        VENV_BIN,
         filter_choice,
-        free_port,
-        jupyter_env,
-        start_server,
+        start_voila,
         stop_server,
     )
 
     changes = int(p.get("changes", 50))
     with tempfile.TemporaryDirectory(prefix="cf-bench-voila-") as tmp:
-        root = Path(tmp)
-        port = free_port()
-        command = [
-            str(VENV_BIN / "voila"),
-            str(NOTEBOOKS / "02_postback_doctor.ipynb"),
-            "--no-browser",
-            "--Voila.ip=127.0.0.1",
-            f"--port={port}",
-        ]
-        server = start_server(
-            command,
-            env=jupyter_env(root, Path(p["store"])),
-            port=port,
-            token="",
-            ready="/voila/static/voila.js",
-            log=root / "voila.log",
-        )
+        server = start_voila(Path(tmp), Path(p["store"]))
         try:
             with sync_api.sync_playwright() as pw:
                 browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=list(CHROMIUM_ARGS), headless=True)

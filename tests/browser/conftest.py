@@ -286,11 +286,8 @@ def shutdown_kernels(server: Server) -> None:
             http_get(server.port, f"/api/kernels/{kernel['id']}", token=server.token, method="DELETE")
 
 
-@pytest.fixture(scope="module")
-def voila(browser: Any, sample_store: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """Voila on 127.0.0.1 serving notebooks/02_postback_doctor.ipynb, with the sample store."""
-    del browser
-    root = tmp_path_factory.mktemp("voila")
+def start_voila(root: Path, store: Path) -> Server:
+    """Voila on 127.0.0.1 serving notebooks/02_postback_doctor.ipynb on ``store`` (its files under ``root``)."""
     port = free_port()
     command = [
         str(VENV_BIN / "voila"),
@@ -300,10 +297,17 @@ def voila(browser: Any, sample_store: Path, tmp_path_factory: pytest.TempPathFac
         f"--port={port}",
     ]
     # a static file answers once the server is up, without starting a kernel as "/" would
-    server = start_server(
-        command, env=jupyter_env(root, sample_store), port=port, token="", ready="/voila/static/voila.js",
+    return start_server(
+        command, env=jupyter_env(root, store), port=port, token="", ready="/voila/static/voila.js",
         log=root / "voila.log",
     )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def voila(browser: Any, sample_store: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """Voila on 127.0.0.1 serving notebooks/02_postback_doctor.ipynb, with the sample store."""
+    del browser
+    server = start_voila(tmp_path_factory.mktemp("voila"), sample_store)
     try:
         yield server
     finally:
