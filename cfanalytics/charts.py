@@ -393,7 +393,10 @@ class _Parts:
         if self.shapes:
             layout["shapes"] = self.shapes
         layout["template"] = {"layout": copy.deepcopy(_theme_layout())}
-        return _go().Figure(data=self.data, layout=layout, _validate=False)
+        fig = _go().Figure(data=self.data, layout=layout, _validate=False)
+        # the plain spec it was built from (plotly keeps copies): a panel sends it without copying the figure back
+        fig._cf_spec = {"data": self.data, "layout": layout}
+        return fig
 
 
 def error_rate_over_time(

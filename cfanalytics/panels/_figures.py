@@ -200,6 +200,9 @@ class Chart:
             fig = go.Figure(fig)
         if self.height is not None and fig.layout.height is None:
             fig.layout.height = self.height
+            spec = getattr(fig, "_cf_spec", None)
+            if spec is not None:
+                spec["layout"]["height"] = self.height
         self.figure = fig
         self.on_click = on_click
         # the box keeps the figure's height while the next view draws: the page does not jump
@@ -266,8 +269,11 @@ def figure_json(fig: go.Figure) -> dict[str, Any]:
     >>> figure_json(go.Figure(go.Scatter(x=[datetime(2026, 11, 20, 10)], y=[1.5])))["data"][0]["x"]
     ['2026-11-20T10:00:00']
     """
+    spec = getattr(fig, "_cf_spec", None)  # the plain spec a chart of cfanalytics.charts was built from
+    if spec is None or spec["layout"].get("height") != fig.layout.height:
+        spec = fig.to_plotly_json()
     try:
-        text = json.dumps(fig.to_plotly_json(), default=_json_value, allow_nan=False)
+        text = json.dumps(spec, default=_json_value, allow_nan=False)
     except ValueError:
         text = fig.to_json()
     out: dict[str, Any] = json.loads(text)
