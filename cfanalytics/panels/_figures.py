@@ -195,7 +195,8 @@ class Chart:
         return self.figure.to_plotly_json()
 
     def draw(self, fig: go.Figure, on_click: ClickHandler | None = None) -> None:
-        """Show ``fig`` (kept, not copied): a new view carrying the whole figure replaces the previous one."""
+        """Show ``fig`` (kept, not copied): a new view carrying the whole figure replaces the previous one
+        (unless the figure equals the one shown: then nothing is sent)."""
         if not isinstance(fig, go.Figure):
             fig = go.Figure(fig)
         if self.height is not None and fig.layout.height is None:
