@@ -36,6 +36,8 @@ arranges them for display. Conventions shared by every figure:
 
 from __future__ import annotations
 
+import copy
+import functools
 import hashlib
 import itertools
 import json
@@ -249,7 +251,13 @@ def apply_theme(fig: go.Figure) -> go.Figure:
     >>> apply_theme(go.Figure()).layout.template.layout.paper_bgcolor
     'rgba(0,0,0,0)'
     """
-    go_ = _go()
+    fig.update_layout(template=_go().layout.Template(layout=_theme_layout()))
+    return fig
+
+
+@functools.cache
+def _theme_layout() -> dict[str, Any]:
+    """The layout of :func:`apply_theme`'s template (read-only: copy before changing it)."""
     axis = {
         "gridcolor": GRID_COLOR,
         "linecolor": LINE_COLOR,
@@ -259,33 +267,28 @@ def apply_theme(fig: go.Figure) -> go.Figure:
         "automargin": True,
         "title": {"standoff": 8},
     }
-    template = go_.layout.Template(
-        layout={
-            "paper_bgcolor": TRANSPARENT,
-            "plot_bgcolor": TRANSPARENT,
-            "font": {"color": FONT_COLOR, "family": "system-ui, -apple-system, 'Segoe UI', Roboto, sans-serif"},
-            "colorway": list(COLORWAY),
-            "xaxis": axis,
-            "yaxis": axis,
-            "legend": {"bgcolor": TRANSPARENT},
-            "hovermode": "closest",
-            "hoverlabel": {"namelength": -1},
-            "margin": {"l": 60, "r": 20, "t": 60, "b": 50},
-        }
-    )
-    fig.update_layout(template=template)
-    return fig
+    return {
+        "paper_bgcolor": TRANSPARENT,
+        "plot_bgcolor": TRANSPARENT,
+        "font": {"color": FONT_COLOR, "family": "system-ui, -apple-system, 'Segoe UI', Roboto, sans-serif"},
+        "colorway": list(COLORWAY),
+        "xaxis": axis,
+        "yaxis": copy.deepcopy(axis),
+        "legend": {"bgcolor": TRANSPARENT},
+        "hovermode": "closest",
+        "hoverlabel": {"namelength": -1},
+        "margin": {"l": 60, "r": 20, "t": 60, "b": 50},
+    }
 
 
 def _empty(title: dict[str, Any]) -> go.Figure:
     """A figure with only a title and the centred :data:`NO_DATA` note."""
-    go_ = _go()
-    fig = go_.Figure()
+    fig = _Parts()
     fig.add_annotation(
         text=NO_DATA, x=0.5, y=0.5, xref="paper", yref="paper", showarrow=False, font={"size": 16, "color": FONT_COLOR}
     )
     fig.update_layout(title=title, xaxis={"visible": False}, yaxis={"visible": False})
-    return apply_theme(fig)
+    return fig.build()
 
 
 def _is_empty(frame: pl.DataFrame | None) -> bool:
@@ -314,15 +317,86 @@ def _present(frame: pl.DataFrame, wanted: Collection[str], what: str) -> list[st
     return present
 
 
-def _bar(x: Sequence[Any], y: Sequence[Any], *, name: str, hover: str, color: str | None = None, **more: Any) -> go.Bar:
-    """A bar trace named ``name``, in ``color`` (default: the next of the palette), with hover template ``hover``."""
+def _bar_spec(
+    x: Sequence[Any], y: Sequence[Any], *, name: str, hover: str, color: str | None = None, **more: Any
+) -> dict[str, Any]:
+    """The dict of a bar trace named ``name``, in ``color`` (default: the next of the palette), with hover
+    template ``hover`` (for :class:`_Parts`)."""
     if color is not None:
         more.setdefault("marker", {"color": color})
-    return _go().Bar(x=x, y=y, name=name, hovertemplate=hover, **more)
+    return {"type": "bar", "x": x, "y": y, "name": name, "hovertemplate": hover, **more}
+
+
+def _bar(x: Sequence[Any], y: Sequence[Any], *, name: str, hover: str, color: str | None = None, **more: Any) -> go.Bar:
+    """A bar trace named ``name``, in ``color`` (default: the next of the palette), with hover template ``hover``."""
+    return _go().Bar(_bar_spec(x, y, name=name, hover=hover, color=color, **more))
 
 
 def _column(frame: pl.DataFrame, name: str) -> list[Any]:
     return frame.get_column(name).to_list() if name in frame.columns else [None] * frame.height
+
+
+def _unset_none(spec: dict[str, Any]) -> dict[str, Any]:
+    """``spec`` without its ``None`` properties, in nested objects too (Plotly leaves a property set to ``None``
+    unset; data arrays keep their ``None`` values).
+
+    >>> _unset_none({"text": "a", "hovertext": None, "font": {"color": None, "size": 3}, "y": [1, None]})
+    {'text': 'a', 'font': {'size': 3}, 'y': [1, None]}
+    """
+    return {k: _unset_none(v) if isinstance(v, dict) else v for k, v in spec.items() if v is not None}
+
+
+class _Parts:
+    """A figure's traces (dicts), annotations, shapes and layout, collected with ``go.Figure``'s method names and
+    built into one themed figure at the end.
+
+    Plotly validates every property it is given, and ``add_annotation`` validates every annotation again
+    each time: a chart of a dozen groups took over a second to build. The parts here are plain dicts written
+    by this module, so the figure is built without validation (``tests/test_charts.py`` checks that each such
+    chart validates and reads the same as a validated one).
+
+    >>> parts = _Parts()
+    >>> parts.add_annotation(text="a", x=0, y=0)
+    >>> parts.update_layout(height=300)
+    >>> fig = parts.build()
+    >>> fig.layout.annotations[0].text, fig.layout.height
+    ('a', 300)
+    """
+
+    def __init__(self) -> None:
+        self.data: list[Any] = []
+        self.annotations: list[dict[str, Any]] = []
+        self.shapes: list[dict[str, Any]] = []
+        self.layout: dict[str, Any] = {}
+
+    def add_trace(self, trace: dict[str, Any]) -> None:
+        """Add a trace (its dict, with ``type``)."""
+        self.data.append(_unset_none(trace))
+
+    def add_annotation(self, **annotation: Any) -> None:
+        """Add an annotation (``go.Figure.add_annotation``'s keywords)."""
+        self.annotations.append(_unset_none(annotation))
+
+    def add_shape(self, **shape: Any) -> None:
+        """Add a shape (``go.Figure.add_shape``'s keywords)."""
+        self.shapes.append(_unset_none(shape))
+
+    def update_layout(self, **layout: Any) -> None:
+        """Set layout properties (top-level keys; later calls replace earlier ones)."""
+        self.layout.update(_unset_none(layout))
+
+    def build(self) -> go.Figure:
+        """The figure, with :func:`apply_theme`'s look."""
+        layout = dict(self.layout)
+        if self.annotations:
+            layout["annotations"] = self.annotations
+        if self.shapes:
+            layout["shapes"] = self.shapes
+        layout["template"] = {"layout": copy.deepcopy(_theme_layout())}
+        fig = _go().Figure(data=self.data, layout=layout, _validate=False)
+        # the plain spec it was built from (plotly keeps copies): a panel sends it without copying the figure back
+        fig._cf_spec = {"data": self.data, "layout": layout}
+        return fig
 
 
 def error_rate_over_time(
@@ -379,7 +453,6 @@ def error_rate_over_time(
     time_col = _time_column(rates) if rates is not None else None
     if time_col is None or not _drawable(rates, ["postbacks", "errors", "error_rate"], "error_rate_over_time"):
         return _empty(heading)
-    go_ = _go()
     times = rates.get_column(time_col)
     local, zone = _local(times, timezone)
     xs = [_as_datetime(x) for x in local]
@@ -437,7 +510,7 @@ def error_rate_over_time(
     def paper(px_from_top: float) -> float:
         return 1.0 - px_from_top / inner
 
-    fig = go_.Figure()
+    fig = _Parts()  # collected, then built once: adding parts one by one validates every list again
     layout: dict[str, Any] = {}
     vmax = max(int(frame.get_column("postbacks").max() or 0), 1)
     plots: list[tuple[float, float]] = []
@@ -459,24 +532,25 @@ def error_rate_over_time(
         x = part.get_column("_x").to_list()
         id_line = f"{safe_text(_entity_words(by).capitalize())}: %{{customdata[0]}}<br>" if has_groups else ""
         fig.add_trace(
-            go_.Scatter(
-                x=x,
-                y=rate,
-                customdata=custom,
-                name=group["_label"],
-                legendgroup=group["_label"],
-                showlegend=False,
-                mode="lines+markers",
-                connectgaps=False,
-                line={"color": color, "width": 2},
-                marker={"size": 5, "color": color},
-                xaxis="x",
-                yaxis=rate_axis,
-                hovertemplate=(
+            {
+                "type": "scatter",
+                "x": x,
+                "y": rate,
+                "customdata": custom,
+                "name": group["_label"],
+                "legendgroup": group["_label"],
+                "showlegend": False,
+                "mode": "lines+markers",
+                "connectgaps": False,
+                "line": {"color": color, "width": 2},
+                "marker": {"size": 5, "color": color},
+                "xaxis": "x",
+                "yaxis": rate_axis,
+                "hovertemplate": (
                     f"<b>%{{fullData.name}}</b><br>{id_line}%{{customdata[3]}}<br>Error rate: %{{y:.1f}}% "
                     "(%{customdata[2]:,} of %{customdata[1]:,} postbacks)<extra></extra>"
                 ),
-            )
+            }
         )
         bar_hover = (
             f"<b>{group['_label']}</b><br>{id_line}%{{customdata[3]}}<br>Failed: %{{customdata[2]:,}} of "
@@ -487,7 +561,7 @@ def error_rate_over_time(
             (ACCEPTED_NAME, (part.get_column("postbacks") - part.get_column("errors")).to_list(), ACCEPTED_BAR),
         ):
             fig.add_trace(
-                _bar(
+                _bar_spec(
                     x,
                     values,
                     name=name,
@@ -567,21 +641,27 @@ def error_rate_over_time(
 
     if marks:
         fig.add_trace(
-            go_.Scatter(
-                x=[m["x"] for m in marks],
-                y=[row_top(m["row"]) for m in marks],
-                xaxis="x",
-                yaxis=overlay,
-                mode="markers",
-                name="Changes",
-                cliponaxis=False,
-                marker={"symbol": "diamond", "size": 10, "color": CHANGE_COLOR, "line": {"width": 1, "color": "#555"}},
-                customdata=[m["custom"] for m in marks],
-                hovertemplate=(
+            {
+                "type": "scatter",
+                "x": [m["x"] for m in marks],
+                "y": [row_top(m["row"]) for m in marks],
+                "xaxis": "x",
+                "yaxis": overlay,
+                "mode": "markers",
+                "name": "Changes",
+                "cliponaxis": False,
+                "marker": {
+                    "symbol": "diamond",
+                    "size": 10,
+                    "color": CHANGE_COLOR,
+                    "line": {"width": 1, "color": "#555"},
+                },
+                "customdata": [m["custom"] for m in marks],
+                "hovertemplate": (
                     "<b>%{customdata[2]}</b> %{customdata[1]}<br>by %{customdata[0]}<br>%{customdata[5]}<br>"
                     "%{customdata[3]} → %{customdata[4]}<extra>Change</extra>"
                 ),
-            )
+            }
         )
     for band in bands:
         if band["x"] is None:
@@ -657,7 +737,7 @@ def error_rate_over_time(
         showarrow=False,
         font={"size": 11, "color": FONT_COLOR},
     )
-    return apply_theme(fig)
+    return fig.build()
 
 
 def group_color(group_id: object) -> str:
@@ -927,8 +1007,9 @@ def errors_by_kind(kinds: pl.DataFrame, *, title: str | None = None) -> go.Figur
     errors = rows.get_column("errors").to_list()
     hover = "%{y}<br>Errors: %{x:,}<br>Share of errors: %{customdata[0]:.1f}%<extra></extra>"
     share = [[e / total * 100] for e in errors]
-    fig = _go().Figure(
-        _bar(errors, labels, name="Errors", hover=hover, color=ERROR_COLOR, customdata=share, orientation="h")
+    fig = _Parts()
+    fig.add_trace(
+        _bar_spec(errors, labels, name="Errors", hover=hover, color=ERROR_COLOR, customdata=share, orientation="h")
     )
     fig.update_layout(
         title=heading,
@@ -936,7 +1017,7 @@ def errors_by_kind(kinds: pl.DataFrame, *, title: str | None = None) -> go.Figur
         yaxis={"title": {"text": "Error kind"}, "autorange": "reversed", "type": "category"},
         showlegend=False,
     )
-    return apply_theme(fig)
+    return fig.build()
 
 
 def errors_by_status_class(classes: pl.DataFrame, *, title: str | None = None) -> go.Figure:
@@ -971,17 +1052,18 @@ def errors_by_status_class(classes: pl.DataFrame, *, title: str | None = None) -
         "Status %{x}<br>%{fullData.name}: %{y:,}<br>Postbacks: %{customdata[0]:,}<br>Error rate: %{customdata[1]:.1f}%"
         "<extra></extra>"
     )
-    fig = _go().Figure(_bar(labels, errors, name="Errors", hover=hover, color=ERROR_COLOR, customdata=custom))
+    fig = _Parts()
+    fig.add_trace(_bar_spec(labels, errors, name="Errors", hover=hover, color=ERROR_COLOR, customdata=custom))
     if has_total:
         accepted = [p - e for p, e in zip(totals, errors, strict=True)]
-        fig.add_trace(_bar(labels, accepted, name="Accepted", hover=hover, color=OK_COLOR, customdata=custom))
+        fig.add_trace(_bar_spec(labels, accepted, name="Accepted", hover=hover, color=OK_COLOR, customdata=custom))
     fig.update_layout(
         title=heading,
         barmode="stack",
         xaxis={"title": {"text": "HTTP status class"}, "type": "category"},
         yaxis={"title": {"text": "Postbacks"}, "rangemode": "tozero"},
     )
-    return apply_theme(fig)
+    return fig.build()
 
 
 def top_signatures(signatures: pl.DataFrame, *, top: int = 10, title: str | None = None) -> go.Figure:
@@ -1024,8 +1106,9 @@ def top_signatures(signatures: pl.DataFrame, *, top: int = 10, title: str | None
         + ("<br>Example: %{customdata[1]}" if "example" in rows.columns else "")
         + "<extra></extra>"
     )
-    fig = _go().Figure(
-        _bar(errors, positions, name="Errors", hover=hover, color=ERROR_COLOR, customdata=custom, orientation="h")
+    fig = _Parts()
+    fig.add_trace(
+        _bar_spec(errors, positions, name="Errors", hover=hover, color=ERROR_COLOR, customdata=custom, orientation="h")
     )
     fig.update_layout(
         title=heading,
@@ -1041,7 +1124,7 @@ def top_signatures(signatures: pl.DataFrame, *, top: int = 10, title: str | None
         },
         height=max(320, 100 + 46 * rows.height),
     )
-    return apply_theme(fig)
+    return fig.build()
 
 
 def short_message(signature: object) -> str:

@@ -271,6 +271,30 @@ def test_error_rate_marks_changes_and_incidents_with_text():
     assert_clean(fig)
 
 
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda: charts.error_rate_over_time(
+            rates_frame(), changes=activity_frame(), incidents=incidents_frame(), timezone=NY
+        ),
+        lambda: charts.errors_by_kind(pl.DataFrame({"error_kind": ["auth", "timeout"], "errors": [5, 2]})),
+        lambda: charts.errors_by_status_class(
+            pl.DataFrame({"status_class": ["4xx", "2xx"], "postbacks": [5, 20], "errors": [5, 0]})
+        ),
+        lambda: charts.top_signatures(pl.DataFrame({"signature": [f"Invalid {XSS}", None], "errors": [4, 1]})),
+        lambda: charts.errors_by_kind(pl.DataFrame({"error_kind": ["auth"], "errors": [0]})),
+    ],
+)
+def test_charts_built_without_validation_validate_and_read_the_same(build):
+    import plotly.graph_objects as go
+
+    fig = build()
+    validated = go.Figure(fig.to_plotly_json())  # raises on any property Plotly does not know
+    assert validated.to_plotly_json() == fig.to_plotly_json()
+    themed = charts.apply_theme(go.Figure())
+    assert fig.layout.template.to_plotly_json() == themed.layout.template.to_plotly_json()
+
+
 def test_labels_close_in_time_are_stacked_not_overlapping():
     rates = rates_frame()
     start = utc(2026, 3, 10, 14)

@@ -81,6 +81,20 @@ def test_a_chart_view_opens_with_its_whole_figure_and_is_never_sent_a_message(re
     assert _figures.library() is library  # one library per kernel
 
 
+def test_a_figure_equal_to_the_one_shown_is_not_sent_again(recorder: Recorder) -> None:
+    chart = figure_widget(height=300)
+    show(chart, go.Figure(go.Bar(x=["a"], y=[3])))
+    view = chart.widget.children[0]
+    show(chart, go.Figure(go.Bar(x=["a"], y=[3])))
+    assert chart.widget.children == (view,)
+    assert chart.renders == 1
+    assert recorder.sent.get(view.model_id, []) == []
+    show(chart, go.Figure(go.Bar(x=["a"], y=[4])))
+    assert chart.widget.children[0] is not view
+    assert recorder.opened[chart.widget.children[0].model_id]["state"]["figure"]["data"][0]["y"] == [4]
+    assert chart.renders == 2
+
+
 def test_a_click_from_the_browser_reaches_the_handler(recorder: Recorder) -> None:
     chart = figure_widget()
     seen: list[tuple[int, list[int], list[Any]]] = []

@@ -28,7 +28,7 @@ from cfanalytics.diagnose.frames import latest_time
 from cfanalytics.diagnose.names import Names
 from cfanalytics.filters import LogFilter, as_date
 from cfanalytics.redaction import safe_text
-from cfanalytics.schemas import KINDS, MAIN_TIME
+from cfanalytics.schemas import ENTITIES, KINDS, MAIN_TIME
 from cfanalytics.store import LogStore
 
 if TYPE_CHECKING:
@@ -113,6 +113,8 @@ class Panel(Generic[Data]):
     title: str = "Panel"
     #: The kinds whose latest time sets the default date range.
     latest_kinds: Sequence[str] = KINDS
+    #: The entities whose display names the panel shows (only their columns are read for names).
+    named_entities: Sequence[str] = tuple(ENTITIES)
     #: The filter widgets, the top widget and the main table (set by each subclass).
     _filters: FilterBar
     _root: widgets.VBox
@@ -139,7 +141,7 @@ class Panel(Generic[Data]):
 
         #: "updating…" beside the status line while the panel works.
         self.busy = Busy()
-        self.names = Names.load(self.reader)
+        self.names = Names.load(self.reader, self.named_entities)
         if start is None and end is None:
             start, end = self._default_range()
         self._initial = LogFilter(start=start, end=end, timezone=self.timezone)
@@ -179,7 +181,7 @@ class Panel(Generic[Data]):
     def reload(self) -> None:
         """Forget every cached range and the display names, then read the store again (after an ingest)."""
         self._cache.clear()
-        self.names = Names.load(self.reader)
+        self.names = Names.load(self.reader, self.named_entities)
         self.refresh()
 
     def _load(self, where: LogFilter) -> Data:

@@ -31,6 +31,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from datetime import date, datetime, time
+from decimal import Decimal
 from typing import Any, Final
 
 import anywidget
@@ -174,8 +176,9 @@ class Chart:
         self.widget = ChartBox(self, height)
         self.figure = go.Figure(layout={"height": height} if height else None)
         self.on_click: ClickHandler | None = None
-        #: Figures sent to the browser so far.
+        #: Figures sent to the browser so far (a figure equal to the one shown is not sent again).
         self.renders = 0
+        self._sent: dict[str, Any] | None = None
 
     @property
     def data(self) -> tuple[Any, ...]:
@@ -192,23 +195,31 @@ class Chart:
         return self.figure.to_plotly_json()
 
     def draw(self, fig: go.Figure, on_click: ClickHandler | None = None) -> None:
-        """Show ``fig`` (kept, not copied): a new view carrying the whole figure replaces the previous one."""
+        """Show ``fig`` (kept, not copied): a new view carrying the whole figure replaces the previous one
+        (unless the figure equals the one shown: then nothing is sent)."""
         if not isinstance(fig, go.Figure):
             fig = go.Figure(fig)
         if self.height is not None and fig.layout.height is None:
             fig.layout.height = self.height
+            spec = getattr(fig, "_cf_spec", None)
+            if spec is not None:
+                spec["layout"]["height"] = self.height
         self.figure = fig
         self.on_click = on_click
         # the box keeps the figure's height while the next view draws: the page does not jump
         height = f"{fig.layout.height or PLOTLY_HEIGHT}px"
         if self.widget.layout.min_height != height:
             self.widget.layout.min_height = height
-        view = PlotlyView(figure=json.loads(fig.to_json()))
+        spec = figure_json(fig)
+        if spec == self._sent and self.widget.children:
+            return  # the same figure is shown already: nothing to send, nothing for the browser to draw again
+        view = PlotlyView(figure=spec)
         view.on_msg(self._message)
         old = list(self.widget.children)
         self.widget.children = (view,)
         for widget in old:
             widget.close()
+        self._sent = spec
         self.renders += 1
 
     def _message(self, _view: Any, content: Any, _buffers: Any) -> None:
@@ -239,6 +250,35 @@ class Chart:
             trace_index=trace_index,
         )
         self.on_click(trace_index, points)
+
+
+def _json_value(value: Any) -> Any:
+    """What Plotly's JSON encoder writes for the values figures hold besides JSON's own (times, numpy)."""
+    if isinstance(value, datetime | date | time):
+        return value.isoformat()
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if isinstance(value, Decimal):
+        return float(value)
+    raise TypeError(f"cannot send {type(value).__name__} in a figure")
+
+
+def figure_json(fig: go.Figure) -> dict[str, Any]:
+    """``fig`` as the plain JSON object plotly.js draws (what ``json.loads(fig.to_json())`` gives, without the
+    encoder's second pass; a figure holding NaN or infinity takes Plotly's own path, which writes them as null).
+
+    >>> figure_json(go.Figure(go.Scatter(x=[datetime(2026, 11, 20, 10)], y=[1.5])))["data"][0]["x"]
+    ['2026-11-20T10:00:00']
+    """
+    spec = getattr(fig, "_cf_spec", None)  # the plain spec a chart of cfanalytics.charts was built from
+    if spec is None or spec["layout"].get("height") != fig.layout.height:
+        spec = fig.to_plotly_json()
+    try:
+        text = json.dumps(spec, default=_json_value, allow_nan=False)
+    except ValueError:
+        text = fig.to_json()
+    out: dict[str, Any] = json.loads(text)
+    return out
 
 
 def figure_widget(height: int | None = None) -> Chart:

@@ -133,6 +133,7 @@ class PostbackDoctorPanel(Panel[DoctorData]):
 
     title = "Postback doctor"
     latest_kinds = ("postbacks",)
+    named_entities = ("traffic_source", "integration", "campaign")
 
     def __init__(self, store: LogStore, *, by: str = "traffic_source_id", **options: Unpack[PanelOptions]) -> None:
         super().__init__(store, **options)
