@@ -489,9 +489,10 @@ def test_pending_is_strictly_within_the_grace_before_the_last_postback():
     outcomes = _out([(_uuid(9), "sale", False, 100), (_uuid(9), "sale", False, 40)])
     gaps = dict(gap_rows(conversions, outcomes, grace_minutes=30).select("_row_id", "gap").rows())
     assert gaps == {"at": "not_posted", "in": "pending", "after": "pending"}
-    # no grace: nothing is pending, however recent
+    # no grace: nothing is pending, however recent (also by default: minute 120 is after the last postback)
     gaps = dict(gap_rows(conversions, outcomes, grace_minutes=0).select("_row_id", "gap").rows())
     assert set(gaps.values()) == {"not_posted"}
+    assert set(gap_rows(conversions, outcomes).get_column("gap")) == {"not_posted"}
     # no postback at all: nothing to measure the grace from
     none = _out([]).with_columns(pl.col("click_id").cast(pl.String))
     gaps = dict(gap_rows(conversions, none, grace_minutes=30).select("_row_id", "gap").rows())
@@ -596,6 +597,11 @@ def test_gap_table_adds_missing_classes_and_sorts_by_not_posted():
         ("k2", 0, 0, 0, 1, 1),
         ("k3", 0, 0, 0, 2, 2),
     ]
+    # conversions of no campaign are a group of their own, after the named ones at equal not_posted
+    unnamed = pl.DataFrame(
+        {"campaign_id": [None, "k1"], "gap": ["pending", "pending"]}, schema_overrides={"campaign_id": pl.String}
+    )
+    assert gap_table(unnamed, "campaign_id").rows() == [("k1", 0, 0, 0, 1, 1), (None, 0, 0, 0, 1, 1)]
     assert gap_table(rows.clear(), "campaign_id").columns == [
         "campaign_id",
         "posted_ok",

@@ -1,0 +1,84 @@
+"""Edges of the store and of normalize (the ingest path) that a one-line change would cross (found by the
+sampled ``make mutation``).
+
+Each store is tiny and built in the test; every expected value is worked out by hand.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import pytest
+
+from cfanalytics import LogStore
+from cfanalytics.exceptions import UsageError
+from tests.helpers import write
+
+A = "00000001-0000-4000-8000-000000000001"
+HEAD = "Click ID,Visit Time,Campaign ID\n"
+
+
+def test_ensure_timezone_settles_an_offsets_store_to_the_given_zone(tmp_path):
+    # every time read carried an offset: the store's UTC is taken from the offsets, not settled
+    store = LogStore(tmp_path / "s")
+    assert store.ingest([write(tmp_path / "v.csv", f"{HEAD}{A},2026-11-20T10:00:00Z,k1\n")]).ok
+    assert (store.timezone, store.timezone_settled) == ("UTC", False)
+    assert store.ensure_timezone("Europe/Paris") == "Europe/Paris"
+    assert (store.timezone, store.timezone_settled) == ("Europe/Paris", True)
+    # what was recorded is read back by another handle on the same store
+    again = LogStore(tmp_path / "s", create=False)
+    assert (again.timezone, again.timezone_settled) == ("Europe/Paris", True)
+    # a settled zone stays, whatever is asked next
+    assert again.ensure_timezone("Asia/Tokyo") == "Europe/Paris"
+
+
+def test_events_unite_kinds_whose_columns_differ(tmp_path):
+    store = LogStore(tmp_path / "s", timezone="UTC")
+    items = [
+        {"EventType": "Visit", "ClickID": A, "VisitTime": "2026-11-20 10:00:00", "CampaignID": "k1"},
+        {"EventType": "Conversions", "ClickID": A, "ConversionDate": "2026-11-20 11:00:00", "ConversionPayout": 2.5},
+    ]
+    path = write(tmp_path / "events.json", json.dumps({"items": items, "totals": {"counter": 2}}))
+    assert store.ingest([path]).ok
+    events = store.events().collect().sort("event_time")
+    # a visit has no payout and a conversion no visit columns: the union keeps both, null where absent
+    assert events.select("event_type", "event_time").rows() == [
+        ("visit", datetime(2026, 11, 20, 10, tzinfo=UTC)),
+        ("conversion", datetime(2026, 11, 20, 11, tzinfo=UTC)),
+    ]
+    assert "payout" in events.columns and "visit_time" in events.columns
+
+
+def test_sort_by_click_id_refuses_a_table_without_one_by_name(tmp_path):
+    store = LogStore(tmp_path / "s", timezone="UTC")
+    for kind in ("visits", "clicks", "conversions", "postbacks"):
+        assert store.sort_by_click_id(kind) == {}  # nothing stored, nothing rewritten
+    with pytest.raises(
+        UsageError, match=r"^'quarantine' has no click_id; use one of visits, clicks, conversions, postbacks$"
+    ):
+        store.sort_by_click_id("quarantine")
+
+
+def test_an_address_that_does_not_parse_is_matched_as_given():
+    from cfanalytics.store import _ip_spellings
+
+    assert _ip_spellings("proxy-7") == ["proxy-7"]  # not an address: no compressed or exploded form
+    assert _ip_spellings("203.0.113.9") == ["203.0.113.9"]  # IPv4: all three spellings are the same
+
+
+def test_an_unknown_event_type_is_quarantined_with_its_name_in_the_detail(tmp_path):
+    store = LogStore(tmp_path / "s", timezone="UTC")
+    items = [
+        {"EventType": "Visit", "ClickID": A, "VisitTime": "2026-11-20 10:00:00", "CampaignID": "k1"},
+        {"EventType": "Refund", "ClickID": A, "ConversionDate": "2026-11-20 12:00:00"},
+        {"EventType": None, "ClickID": A, "ConversionDate": "2026-11-20 12:00:00"},
+    ]
+    path = write(tmp_path / "events.json", json.dumps({"items": items, "totals": {"counter": 3}}))
+    assert store.ingest([path]).ok
+    got = store.quarantine().sort("record").select("record", "reason", "detail").rows()
+    # records count from 1 in the file's order; a missing type is the empty text
+    assert got == [
+        (2, "unknown_event_type", "event type 'Refund' is not visit, click or conversion"),
+        (3, "unknown_event_type", "event type '' is not visit, click or conversion"),
+    ]
