@@ -24,7 +24,7 @@ import math
 import random
 from pathlib import Path
 
-KILLED = {1, 3, 36, 24, -24, 152, 255, 37}  # a failing test, pytest's internal error, a time-out, the type checker
+KILLED = {1, 3, 36, 24, -24, 152, 255, 37, -11}  # a failing test, pytest internal error, time-out, type checker, crash
 EQUIVALENT_FILE = Path("docs/mutation-equivalent.txt")
 
 
