@@ -1051,3 +1051,36 @@ def test_no_history_no_incidents_but_every_column():
     found = find_incidents(pl.DataFrame(schema=HISTORY_SCHEMA), pl.DataFrame(), Names.empty(), NO_CAMPAIGNS)
     assert found.height == 0
     assert found.schema == INCIDENT_SCHEMA
+
+
+def test_an_html_error_page_is_read_by_its_title_and_heading():
+    from cfanalytics.diagnose.error_kinds import error_kind, kind_actions, with_error_meaning
+
+    # no status: only the page can say what failed, and its heading says the token is invalid
+    page = "<html><head><title>Error</title></head><body><h1>Invalid token</h1></body></html>"
+    frame = pl.DataFrame(
+        {
+            "is_error": [True, True],
+            "status_code": [None, None],
+            "error_message": [page, None],
+            "postback_url": ["https://ts.example/pb?cid=abc", None],
+            "integration_name": [None, None],
+        },
+        schema_overrides={"status_code": pl.Int64, "integration_name": pl.String},
+    )
+    # the page: auth (token_invalid, the ad account's to fix); nothing at all: no response, nobody's
+    out = with_error_meaning(frame.lazy()).collect()
+    assert out.select("error_kind", "error_detail", "fix_owner").rows() == [
+        ("auth", "token_invalid", "ad_account"),
+        ("no_response", "no_response", "nobody"),
+    ]
+    kinds = frame.select(
+        error_kind(
+            is_error=pl.col("is_error"),
+            status_code=pl.col("status_code"),
+            error_message=pl.col("error_message"),
+            postback_url=pl.col("postback_url"),
+        )
+    )
+    assert kinds.to_series().to_list() == ["auth", "no_response"]
+    assert kind_actions().columns == ["error_kind", "action", "retryable", "fix_owner"]
