@@ -7,6 +7,7 @@ Each store is tiny and built in the test; every expected value is worked out by 
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime
 
 import polars as pl
@@ -108,3 +109,23 @@ def test_maintain_counts_the_quarantine_files_it_compacts(tmp_path):
         bad = write(tmp_path / f"e{i}.json", json.dumps({"items": items, "totals": {"counter": 1}}))
         assert sum(b.quarantined for b in store.ingest([bad]).batches) == 1
     assert store.maintain(retention_hours=0)["quarantine"]["compacted"] == 2
+
+
+def test_the_store_records_when_it_was_created_in_iso_utc(tmp_path):
+    from cfanalytics.store import META_FILE
+
+    before = datetime.now(UTC).replace(microsecond=0)
+    LogStore(tmp_path / "s", timezone="UTC")
+    created = json.loads((tmp_path / "s" / META_FILE).read_text())["created_at"]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", created), created
+    at = datetime.strptime(created, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    assert before <= at <= datetime.now(UTC)
+
+
+def test_an_unparseable_required_value_is_shown_to_80_characters(tmp_path):
+    store = LogStore(tmp_path / "s", timezone="UTC")
+    long = "x" * 100
+    assert store.ingest([write(tmp_path / "v.csv", f"{HEAD}{A},{long},k1\n")]).ok
+    ((reason, detail),) = store.quarantine().select("reason", "detail").rows()
+    assert reason == "unparseable_required"
+    assert detail == "visit_time (Visit Time): cannot parse '" + "x" * 80 + "'"
