@@ -129,3 +129,16 @@ def test_an_unparseable_required_value_is_shown_to_80_characters(tmp_path):
     ((reason, detail),) = store.quarantine().select("reason", "detail").rows()
     assert reason == "unparseable_required"
     assert detail == "visit_time (Visit Time): cannot parse '" + "x" * 80 + "'"
+
+
+def test_a_store_of_another_format_is_refused_by_its_version(tmp_path):
+    from cfanalytics.exceptions import StoreError
+    from cfanalytics.store import META_FILE
+
+    LogStore(tmp_path / "s", timezone="UTC")
+    meta_path = tmp_path / "s" / META_FILE
+    meta = json.loads(meta_path.read_text())
+    meta["format_version"] = 999
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(StoreError, match=r": store format 999 is not supported$"):
+        LogStore(tmp_path / "s", create=False)
