@@ -1084,3 +1084,16 @@ def test_an_html_error_page_is_read_by_its_title_and_heading():
     )
     assert kinds.to_series().to_list() == ["auth", "no_response"]
     assert kind_actions().columns == ["error_kind", "action", "retryable", "fix_owner"]
+
+
+def test_an_unknown_kind_is_explained_as_other_and_new_values_name_the_family():
+    from cfanalytics.diagnose.suspects import change_family
+
+    # a field name that says nothing: the new value (a URL with a click-id macro) says tracking
+    assert change_family("campaign", [{"field": "notes", "old": "a", "new": "https://p/?cid={click_id}"}]) == "tracking"
+    assert change_family("campaign", [{"field": "notes", "old": "a", "new": "b"}]) == "other"
+    # an error kind the table does not know is read as "other": a tracking edit explains it
+    incident = {**_macro_incident(), "top_error_kind": "brand_new_kind"}
+    log = _activity((incident["start"] - timedelta(hours=1), "url@x", "traffic_source", "t1", URL))
+    found = explain_incident(incident, log, {"traffic_source": {"t1"}})
+    assert [(s["author"], s["explains"]) for s in found["suspects"]] == [("url@x", True)]

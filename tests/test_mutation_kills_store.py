@@ -142,3 +142,22 @@ def test_a_store_of_another_format_is_refused_by_its_version(tmp_path):
     meta_path.write_text(json.dumps(meta))
     with pytest.raises(StoreError, match=r": store format 999 is not supported$"):
         LogStore(tmp_path / "s", create=False)
+
+
+def test_a_fall_back_hour_in_a_newest_first_file_reads_the_later_pass_first():
+    from cfanalytics.columns import resolve
+    from cfanalytics.normalize import Normalizer
+    from tests.test_normalize import NY, VISIT_HEADER, local, visit_batch
+
+    # New York repeats 01:00–02:00 on 2026-11-01 (EDT, then EST); the file runs from the newest visit back
+    rows = [
+        ("2026-11-01 02:15:00", local("2026-11-01 02:15:00")),  # EST, after the repeated hour: 07:15Z
+        ("2026-11-01 01:30:00", local("2026-11-01 01:30:00", fold=1)),  # EST, the second pass: 06:30Z
+        ("2026-11-01 01:05:00", local("2026-11-01 01:05:00", fold=1)),  # 06:05Z
+        ("2026-11-01 01:50:00", local("2026-11-01 01:50:00", fold=0)),  # EDT, the first pass: 05:50Z
+        ("2026-11-01 01:10:00", local("2026-11-01 01:10:00", fold=0)),  # 05:10Z
+        ("2026-10-31 23:00:00", local("2026-10-31 23:00:00")),  # EDT: 03:00Z
+    ]
+    n = Normalizer(resolve(VISIT_HEADER), timezone=NY, source="v.csv")
+    got = n.normalize(visit_batch([t for t, _ in rows]))["visits"].rows["visit_time"].to_list()
+    assert got == [w for _, w in rows]
