@@ -1097,3 +1097,16 @@ def test_an_unknown_kind_is_explained_as_other_and_new_values_name_the_family():
     log = _activity((incident["start"] - timedelta(hours=1), "url@x", "traffic_source", "t1", URL))
     found = explain_incident(incident, log, {"traffic_source": {"t1"}})
     assert [(s["author"], s["explains"]) for s in found["suspects"]] == [("url@x", True)]
+
+
+def test_of_two_fixes_as_far_from_the_end_the_earlier_resolved_it():
+    end = T0 + timedelta(hours=31)
+    incident = {**_macro_incident(), "top_error_kind": "auth", "end": end}
+    token = '{"api_token": "***"}'  # a credential change: it can end auth errors
+    log = _activity(
+        (end + timedelta(minutes=10), "after@x", "traffic_source", "t1", token),
+        (end - timedelta(minutes=10), "before@x", "traffic_source", "t9", token),
+    )
+    # both 10 minutes from the end, no hourly counts to check: the first in time wins the tie
+    found = explain_incident(incident, log, {"traffic_source": {"t1", "t9"}})
+    assert found["resolved_by"]["author"] == "before@x"
