@@ -66,11 +66,18 @@ bench: $(STAMP)  ## speed and memory side by side with DuckDB, Polars and pandas
 #   make mutation MODULES=cfanalytics/redaction.py MUTATION_JOBS=1
 MUTATION_MODULES := cfanalytics/diagnose/incidents.py cfanalytics/diagnose/gaps.py cfanalytics/diagnose/error_rates.py \
   cfanalytics/diagnose/attribution.py cfanalytics/diagnose/error_kinds.py cfanalytics/normalize.py cfanalytics/store.py \
-  cfanalytics/redaction.py
+  cfanalytics/redaction.py cfanalytics/diagnose/suspects.py
 MODULES ?= $(MUTATION_MODULES)
 MUTATION_JOBS ?= 2
-mutation: $(STAMP)  ## mutation score of the core (long; not in CI); MODULES=cfanalytics/redaction.py for one module
+SEED ?= 1
+mutation: $(STAMP)  ## mutation score of the core (long; not in CI); MODULES=cfanalytics/redaction.py for one module; SAMPLE=80 SEED=1 for a random sample per module
 	@test -x $(BIN)/mutmut || $(BIN)/python -m pip install --quiet -e '.[mutation]'
+ifdef SAMPLE
+	$(BIN)/python benchmarks/mutation_sample.py generate
+	time $(BIN)/mutmut run --max-children $(MUTATION_JOBS) \
+	  $$($(BIN)/python benchmarks/mutation_sample.py sample --n $(SAMPLE) --seed $(SEED) $(MODULES))
+	@$(BIN)/python benchmarks/mutation_sample.py report --n $(SAMPLE) --seed $(SEED) $(MODULES)
+else
 	time $(BIN)/mutmut run --max-children $(MUTATION_JOBS) $(foreach m,$(MODULES),'$(subst /,.,$(m:.py=)).*')
 	@$(BIN)/mutmut results --all true | awk -v mods='$(subst /,.,$(MODULES:.py=))' ' \
 	  BEGIN { n = split(mods, m, " "); for (i = 1; i <= n; i++) want[m[i]] = 1 } \
@@ -81,6 +88,7 @@ mutation: $(STAMP)  ## mutation score of the core (long; not in CI); MODULES=cfa
 	      printf "%-34s %8d %7d %9d %6d  %.1f %%\n", k, total[k], count[k, "killed"], count[k, "survived"], o, \
 	        total[k] ? 100 * count[k, "killed"] / total[k] : 0 } }'
 	@echo "survivors: $(BIN)/mutmut results; one diff: $(BIN)/mutmut show NAME"
+endif
 
 clean:  ## remove .venv and the generated data
 	rm -rf $(VENV) data/sample data/store data/report*.html

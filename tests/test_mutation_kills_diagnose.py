@@ -16,6 +16,7 @@ import xxhash
 
 from cfanalytics.diagnose.incidents import binomial_sf, find_incidents, history_filter, incident_id
 from cfanalytics.diagnose.names import Names
+from cfanalytics.diagnose.suspects import explain_incident
 from cfanalytics.filters import LogFilter
 
 T0 = datetime(2026, 11, 20, 0, tzinfo=UTC)
@@ -286,6 +287,125 @@ def _onset_history(**kwargs: Any) -> tuple[pl.DataFrame, datetime]:
     return history.frame(), T0 + timedelta(hours=30, minutes=1)
 
 
+URL = '{"postback_url": "https://p/?cid={click_id}"}'  # a tracking edit: it explains unreplaced macros
+
+
+def _macro_incident(scope: str = "traffic_source", scope_id: str = "t1") -> dict[str, Any]:
+    """An incident of unreplaced macros from 30:01 to 30:39 (what ``_onset_history`` makes)."""
+    start = T0 + timedelta(hours=30, minutes=1)
+    return {
+        "scope": scope,
+        "id": scope_id,
+        "top_error_kind": "unreplaced_macro",
+        "start": start,
+        "end": start + timedelta(minutes=38),
+        "error_rate_before": 0.05,
+    }
+
+
+def test_a_suspect_is_changed_in_the_closed_day_before_the_start():
+    incident = _macro_incident()
+    start = incident["start"]
+    tick = timedelta(microseconds=1)
+    log = _activity(
+        (start + tick, "late@x", "traffic_source", "t1", URL),  # after the start: outside
+        (start, "start@x", "traffic_source", "t1", URL),  # at the start: inside (0 minutes before)
+        (start - timedelta(hours=24), "day@x", "traffic_source", "t1", URL),  # exactly 24 h before: inside
+        (start - timedelta(hours=24) - tick, "early@x", "traffic_source", "t1", URL),  # outside
+    )
+    found = explain_incident(incident, log, {"traffic_source": {"t1"}})
+    # both explain, both on the incident's own source, no evidence: the later (0 min) ranks first
+    assert [(s["author"], s["minutes_before"], s["rank"]) for s in found["suspects"]] == [
+        ("start@x", 0.0, 1),
+        ("day@x", 1440.0, 2),
+    ]
+    assert found["suspected_change"]["author"] == "start@x"
+    # with only the changes outside, nothing is suspected
+    outside = log.filter(pl.col("author").is_in(["late@x", "early@x"]))
+    assert explain_incident(incident, outside, {"traffic_source": {"t1"}})["suspects"] == []
+
+
+def test_the_latest_explaining_change_of_the_own_entity_ranks_first_whatever_the_log_order():
+    incident = _macro_incident()
+    start = incident["start"]
+    log = _activity(
+        (start - timedelta(hours=1), "mid@x", "traffic_source", "t1", URL),
+        (start - timedelta(minutes=1), "budget@x", "traffic_source", "t1", '{"daily_budget": 900}'),  # volume
+        (start - timedelta(minutes=5), "last@x", "traffic_source", "t1", URL),
+        (start - timedelta(minutes=2), "int@x", "integration", "i1", URL),  # explains, not the own entity
+        (start - timedelta(hours=5), "first@x", "traffic_source", "t1", URL),
+    )
+    found = explain_incident(incident, log, {"traffic_source": {"t1"}, "integration": {"i1"}})
+    # explaining first; among them the own source before the integration; then the latest (fewest minutes)
+    assert [(s["author"], s["explains"], s["own_entity"], s["minutes_before"]) for s in found["suspects"]] == [
+        ("last@x", True, True, 5.0),
+        ("mid@x", True, True, 60.0),
+        ("first@x", True, True, 300.0),
+        ("int@x", True, False, 2.0),
+        ("budget@x", False, True, 1.0),
+    ]
+    assert [s["rank"] for s in found["suspects"]] == [1, 2, 3, 4, 5]
+    assert found["suspected_change"] == {
+        "changed_at": start - timedelta(minutes=5),
+        "author": "last@x",
+        "entity_type": "traffic_source",
+        "entity_id": "t1",
+        "entity_name": "t1",
+        "action": "updated",
+    }
+    # a suspect that explains nothing is listed but never the suspected change
+    budget = log.filter(pl.col("author") == "budget@x")
+    found = explain_incident(incident, budget, {"traffic_source": {"t1"}})
+    assert [(s["author"], s["rank"]) for s in found["suspects"]] == [("budget@x", 1)]
+    assert found["suspected_change"] is None
+
+
+def test_campaign_edits_are_suspects_of_a_traffic_source_incident():
+    history, onset = _onset_history(kinds=("unreplaced_macro",))  # every postback of t1 is on campaign c-t1
+    hour = timedelta(hours=1)
+    log = _activity(
+        (onset - 2 * hour, "url@x", "campaign", "c-t1", URL),
+        (onset - hour, "budget@x", "campaign", "c-t1", '{"daily_budget": 50}'),  # later, but cannot cause macros
+        (onset - hour, "other@x", "campaign", "c-t9", URL),  # a campaign t1's postbacks are not on
+    )
+    (incident,) = _incidents(history, log)
+    assert (incident["scope"], incident["id"], incident["top_error_kind"]) == (
+        "traffic_source",
+        "t1",
+        "unreplaced_macro",
+    )
+    assert [(s["author"], s["explains"]) for s in incident["suspects"]] == [("url@x", True), ("budget@x", False)]
+    assert incident["suspected_change"]["author"] == "url@x"
+    # postbacks with no campaign: every campaign of the source's visits is related, and their flows
+    bare = history.with_columns(pl.lit(None, pl.String).alias("campaign_id"))
+    visits = pl.DataFrame({"traffic_source_id": ["t1", "t9"], "campaign_id": ["c-t1", "c-t9"], "flow_id": ["f1", "f9"]})
+    flows = _activity(
+        (onset - 3 * hour, "flow@x", "flow", "f1", URL),
+        (onset - 3 * hour, "flow9@x", "flow", "f9", URL),
+    )
+    (incident,) = _incidents(bare, pl.concat([log, flows]), campaigns=visits)
+    assert [s["author"] for s in incident["suspects"]] == ["url@x", "flow@x", "budget@x"]
+
+
+def test_an_integration_incident_suspects_its_traffic_sources_after_its_own_edits():
+    history, onset = _onset_history(ts="t1", integration="i1", kinds=("unreplaced_macro",))
+    hour = timedelta(hours=1)
+    source_edit = _activity(
+        (onset - 2 * hour, "ts@x", "traffic_source", "t1", URL),
+        (onset - hour, "t2@x", "traffic_source", "t2", URL),  # later, but not a source of i1
+        (onset - hour, "i2@x", "integration", "i2", URL),  # later, but another integration
+    )
+    (incident,) = _incidents(history, source_edit)  # t1's incident has i1's failures: reported once, as i1
+    assert (incident["scope"], incident["id"]) == ("integration", "i1")
+    assert [s["author"] for s in incident["suspects"]] == ["ts@x"]
+    assert incident["suspected_change"]["author"] == "ts@x"
+    # the integration's own (older) edit ranks before its source's
+    own = pl.concat([source_edit, _activity((onset - 3 * hour, "int@x", "integration", "i1", URL))])
+    (incident,) = _incidents(history, own)
+    assert [(s["author"], s["own_entity"]) for s in incident["suspects"]] == [("int@x", True), ("ts@x", False)]
+    assert incident["suspected_change"]["author"] == "int@x"
+
+
 def test_a_traffic_source_incident_suspects_its_integrations():
     # t1 fails through i1 and also without an integration, so the traffic-source incident stands alone
     history = History()
@@ -369,9 +489,10 @@ def test_pending_is_strictly_within_the_grace_before_the_last_postback():
     outcomes = _out([(_uuid(9), "sale", False, 100), (_uuid(9), "sale", False, 40)])
     gaps = dict(gap_rows(conversions, outcomes, grace_minutes=30).select("_row_id", "gap").rows())
     assert gaps == {"at": "not_posted", "in": "pending", "after": "pending"}
-    # no grace: nothing is pending, however recent
+    # no grace: nothing is pending, however recent (also by default: minute 120 is after the last postback)
     gaps = dict(gap_rows(conversions, outcomes, grace_minutes=0).select("_row_id", "gap").rows())
     assert set(gaps.values()) == {"not_posted"}
+    assert set(gap_rows(conversions, outcomes).get_column("gap")) == {"not_posted"}
     # no postback at all: nothing to measure the grace from
     none = _out([]).with_columns(pl.col("click_id").cast(pl.String))
     gaps = dict(gap_rows(conversions, none, grace_minutes=30).select("_row_id", "gap").rows())
@@ -476,6 +597,11 @@ def test_gap_table_adds_missing_classes_and_sorts_by_not_posted():
         ("k2", 0, 0, 0, 1, 1),
         ("k3", 0, 0, 0, 2, 2),
     ]
+    # conversions of no campaign are a group of their own, after the named ones at equal not_posted
+    unnamed = pl.DataFrame(
+        {"campaign_id": [None, "k1"], "gap": ["pending", "pending"]}, schema_overrides={"campaign_id": pl.String}
+    )
+    assert gap_table(unnamed, "campaign_id").rows() == [("k1", 0, 0, 0, 1, 1), (None, 0, 0, 0, 1, 1)]
     assert gap_table(rows.clear(), "campaign_id").columns == [
         "campaign_id",
         "posted_ok",
@@ -925,3 +1051,62 @@ def test_no_history_no_incidents_but_every_column():
     found = find_incidents(pl.DataFrame(schema=HISTORY_SCHEMA), pl.DataFrame(), Names.empty(), NO_CAMPAIGNS)
     assert found.height == 0
     assert found.schema == INCIDENT_SCHEMA
+
+
+def test_an_html_error_page_is_read_by_its_title_and_heading():
+    from cfanalytics.diagnose.error_kinds import error_kind, kind_actions, with_error_meaning
+
+    # no status: only the page can say what failed, and its heading says the token is invalid
+    page = "<html><head><title>Error</title></head><body><h1>Invalid token</h1></body></html>"
+    frame = pl.DataFrame(
+        {
+            "is_error": [True, True],
+            "status_code": [None, None],
+            "error_message": [page, None],
+            "postback_url": ["https://ts.example/pb?cid=abc", None],
+            "integration_name": [None, None],
+        },
+        schema_overrides={"status_code": pl.Int64, "integration_name": pl.String},
+    )
+    # the page: auth (token_invalid, the ad account's to fix); nothing at all: no response, nobody's
+    out = with_error_meaning(frame.lazy()).collect()
+    assert out.select("error_kind", "error_detail", "fix_owner").rows() == [
+        ("auth", "token_invalid", "ad_account"),
+        ("no_response", "no_response", "nobody"),
+    ]
+    kinds = frame.select(
+        error_kind(
+            is_error=pl.col("is_error"),
+            status_code=pl.col("status_code"),
+            error_message=pl.col("error_message"),
+            postback_url=pl.col("postback_url"),
+        )
+    )
+    assert kinds.to_series().to_list() == ["auth", "no_response"]
+    assert kind_actions().columns == ["error_kind", "action", "retryable", "fix_owner"]
+
+
+def test_an_unknown_kind_is_explained_as_other_and_new_values_name_the_family():
+    from cfanalytics.diagnose.suspects import change_family
+
+    # a field name that says nothing: the new value (a URL with a click-id macro) says tracking
+    assert change_family("campaign", [{"field": "notes", "old": "a", "new": "https://p/?cid={click_id}"}]) == "tracking"
+    assert change_family("campaign", [{"field": "notes", "old": "a", "new": "b"}]) == "other"
+    # an error kind the table does not know is read as "other": a tracking edit explains it
+    incident = {**_macro_incident(), "top_error_kind": "brand_new_kind"}
+    log = _activity((incident["start"] - timedelta(hours=1), "url@x", "traffic_source", "t1", URL))
+    found = explain_incident(incident, log, {"traffic_source": {"t1"}})
+    assert [(s["author"], s["explains"]) for s in found["suspects"]] == [("url@x", True)]
+
+
+def test_of_two_fixes_as_far_from_the_end_the_earlier_resolved_it():
+    end = T0 + timedelta(hours=31)
+    incident = {**_macro_incident(), "top_error_kind": "auth", "end": end}
+    token = '{"api_token": "***"}'  # a credential change: it can end auth errors
+    log = _activity(
+        (end + timedelta(minutes=10), "after@x", "traffic_source", "t1", token),
+        (end - timedelta(minutes=10), "before@x", "traffic_source", "t9", token),
+    )
+    # both 10 minutes from the end, no hourly counts to check: the first in time wins the tie
+    found = explain_incident(incident, log, {"traffic_source": {"t1", "t9"}})
+    assert found["resolved_by"]["author"] == "before@x"
