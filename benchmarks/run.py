@@ -1157,9 +1157,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def load_result(doc: dict[str, Any]) -> SizeResult:
-    """A :class:`SizeResult` from its saved JSON."""
-    res = SizeResult(doc["size"], doc["manifest"], notes=list(doc["notes"]), scale_only=doc.get("scale_only", False))
+    """A :class:`SizeResult` from its saved JSON; whether the engines agree is judged again (the rule may have
+    changed since the run)."""
+    engines = tuple(f"{engine}: {verdict}" for engine in ("duckdb", "pandas") for verdict in ("same", "answers"))
+    notes = [n for n in doc["notes"] if not n.startswith(engines)]
+    res = SizeResult(doc["size"], doc["manifest"], notes=notes, scale_only=doc.get("scale_only", False))
     res.measurements.extend(load_measurement(m) for m in doc["measurements"])
+    res.notes.extend(_agreement(res))
     return res
 
 
