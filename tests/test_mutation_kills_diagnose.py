@@ -1110,3 +1110,17 @@ def test_of_two_fixes_as_far_from_the_end_the_earlier_resolved_it():
     # both 10 minutes from the end, no hourly counts to check: the first in time wins the tie
     found = explain_incident(incident, log, {"traffic_source": {"t1", "t9"}})
     assert found["resolved_by"]["author"] == "before@x"
+
+
+def test_an_affiliate_network_answer_an_ad_account_would_fix_is_the_networks_to_fix():
+    from cfanalytics.diagnose.error_kinds import with_error_meaning
+
+    # "Invalid access token" with a 401: on a plain S2S URL the ad account renews its token; sent to an
+    # affiliate network (Affise's host), which has no ad account, the network fixes it
+    urls = ["https://example.com/pb?cid=1", "https://offers-acme.affise.com/postback?clickid=65a1f0c2e4b0d3a1f2c3d4e5"]
+    rows = pl.LazyFrame(
+        {"is_error": [True, True], "status_code": [401, 401], "error_message": ["Invalid access token"] * 2,
+         "postback_url": urls}
+    )  # fmt: skip
+    got = with_error_meaning(rows).collect().select("platform", "error_kind", "fix_owner").rows()
+    assert got == [("s2s", "auth", "ad_account"), ("affiliate_network", "auth", "network")]

@@ -161,3 +161,21 @@ def test_a_fall_back_hour_in_a_newest_first_file_reads_the_later_pass_first():
     n = Normalizer(resolve(VISIT_HEADER), timezone=NY, source="v.csv")
     got = n.normalize(visit_batch([t for t, _ in rows]))["visits"].rows["visit_time"].to_list()
     assert got == [w for _, w in rows]
+
+
+def test_a_scratch_folder_of_another_running_process_is_live_and_ours_or_a_dead_ones_is_not():
+    import os
+    import subprocess
+    import sys
+
+    from cfanalytics.store import _live_writer
+
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        assert _live_writer(f"{child.pid}-a1b2") is True  # another ingest still preparing its input
+        assert _live_writer(f"{os.getpid()}-a1b2") is False  # our own leftovers may go
+    finally:
+        child.kill()
+        child.wait()
+    assert _live_writer(f"{child.pid}-a1b2") is False  # its process is gone
+    assert _live_writer("scratch") is False  # not a writer's folder
