@@ -811,6 +811,8 @@ class _CsvReader:
         whole_line = f"\\n(?:[^{d}\\n]*{d}){{{expected - 1}}}[^{d}\\n]*(?:\\n|$)"
         for i in range(expected):
             column = batch.column(i)
+            if not pc.any(pc.match_substring(column, "\n")).as_py():
+                continue  # no line break in the column: the pattern cannot match (a plain search is far cheaper)
             mask = pc.match_substring_regex(column, whole_line)
             if not pc.any(mask).as_py():
                 continue
