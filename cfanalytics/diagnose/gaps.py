@@ -63,10 +63,11 @@ def classify(conversions: pl.LazyFrame, outcomes: pl.LazyFrame, grace_minutes: f
         ).cache()
     else:
         outcomes = outcomes.select("click_id", _null_empty("ct").alias("_ct"), "is_error", "postback_time")
+    spread = [pl.col("integration_id").min().alias("_i_lo"), pl.col("integration_id").max().alias("_i_hi")]
     per_key = outcomes.group_by(keys).agg(
         pl.len().alias("postbacks"),
         pl.col("is_error").sum().cast(pl.Int64).alias("postback_errors"),
-        *((pl.col("integration_id").min().alias("_i_lo"), pl.col("integration_id").max().alias("_i_hi")) * through),
+        *(spread if through else []),
     )
     if through:
         # one integration among a key's postbacks (nearly always) is the answer; the latest is looked up
