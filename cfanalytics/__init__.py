@@ -20,6 +20,7 @@ from cfanalytics.exceptions import CfError, InputError, StoreBusyError, StoreErr
 
 if TYPE_CHECKING:
     from cfanalytics import charts, diagnose, panels, schemas
+    from cfanalytics.engines import on_spark
     from cfanalytics.filters import LogFilter, StoreReader
     from cfanalytics.ingest import BatchResult, IngestResult
     from cfanalytics.redaction import mask_ip, redact
@@ -45,6 +46,7 @@ __all__ = [
     "charts",
     "diagnose",
     "mask_ip",
+    "on_spark",
     "open_store",
     "panels",
     "redact",
@@ -62,6 +64,7 @@ _LAZY: dict[str, str] = {
     "LogStore": "cfanalytics.store",
     "StoreReader": "cfanalytics.filters",
     "open_store": "cfanalytics.workspace",
+    "on_spark": "cfanalytics.engines",
     "mask_ip": "cfanalytics.redaction",
     "redact": "cfanalytics.redaction",
 }

@@ -206,6 +206,17 @@ def _parser() -> argparse.ArgumentParser:
         help="conversions newer than this before the last postback count as pending (default 0)",
     )
     dia.add_argument("--json", action="store_true", help="print one JSON document on stdout")
+    dia.add_argument(
+        "--engine",
+        choices=("polars", "spark"),
+        default="polars",
+        help="where the stored tables are read: polars (this process, default) or spark (a Spark Connect server)",
+    )
+    dia.add_argument(
+        "--spark-remote",
+        metavar="URL",
+        help="Spark Connect URL for --engine spark (sc://HOST:PORT; default: SPARK_REMOTE)",
+    )
     _notify_args(dia)
 
     rec = sub.add_parser("reconcile", help="compare an affiliate network's conversion export with the store")
@@ -530,6 +541,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 def _cmd_diagnose(args: argparse.Namespace) -> int:
     from cfanalytics.diagnose import diagnose
+    from cfanalytics.engines import on_spark
     from cfanalytics.filters import LogFilter
     from cfanalytics.store import LogStore
 
@@ -541,7 +553,8 @@ def _cmd_diagnose(args: argparse.Namespace) -> int:
     start, end = args.start, args.end
     if span is not None and note is None:  # the period shown is the real one, not "start → end"
         start, end = start or span[0], end or span[1]
-    doc = diagnose(store, LogFilter(start=start, end=end), grace_minutes=args.grace)
+    reader = on_spark(store, args.spark_remote) if args.engine == "spark" else store
+    doc = diagnose(reader, LogFilter(start=start, end=end), grace_minutes=args.grace)
     if args.json:
         _dump(doc)
         if note:

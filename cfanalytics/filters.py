@@ -16,7 +16,7 @@ traffic is excluded by default, as in ClickFlare's own screens.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields, replace
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Protocol, runtime_checkable
@@ -132,24 +132,39 @@ class LogFilter:
         hi_d = (hi - timedelta(microseconds=1)).astimezone(UTC).date() if hi else None
         return lo_d, hi_d
 
+    def range_conditions(
+        self, columns: Sequence[str], time_column: str | None, timezone: str | None
+    ) -> list[tuple[str, Callable[[Any], Any]]]:
+        """The time range as ``(column, test)`` pairs, a test taking that column's expression (Polars'
+        or narwhals'): the ``date`` partitions first (pruning), then the instant of ``time_column``.
+
+        >>> from datetime import date
+        >>> [c for c, _ in LogFilter(start=date(2026, 1, 2)).range_conditions(["date", "t"], "t", "UTC")]
+        ['date', 't']
+        """
+        if not time_column or time_column not in columns:
+            return []
+        lo, hi = self.time_bounds(timezone)
+        dlo, dhi = self.date_bounds(timezone)
+        out: list[tuple[str, Callable[[Any], Any]]] = []
+        if "date" in columns:
+            if dlo is not None:
+                out.append(("date", lambda c: c >= dlo))
+            if dhi is not None:
+                out.append(("date", lambda c: c <= dhi))
+        if lo is not None:
+            out.append((time_column, lambda c: c >= lo))
+        if hi is not None:
+            out.append((time_column, lambda c: c < hi))
+        return out
+
     # ------------------------------------------------------------ compiling
     def expr(self, columns: Sequence[str], *, time_column: str | None = None, timezone: str | None = None) -> pl.Expr:
         """One boolean expression over a frame with ``columns``; fields naming absent columns are ignored."""
         cols = set(columns)
-        parts: list[pl.Expr] = []
-        lo, hi = self.time_bounds(timezone)
-        if time_column and time_column in cols:
-            t = pl.col(time_column)
-            if "date" in cols:
-                dlo, dhi = self.date_bounds(timezone)
-                if dlo is not None:
-                    parts.append(pl.col("date") >= dlo)
-                if dhi is not None:
-                    parts.append(pl.col("date") <= dhi)
-            if lo is not None:
-                parts.append(t >= lo)
-            if hi is not None:
-                parts.append(t < hi)
+        parts: list[pl.Expr] = [
+            compare(pl.col(column)) for column, compare in self.range_conditions(columns, time_column, timezone)
+        ]
         for name, column in _COLUMN_OF.items():
             values = getattr(self, name)
             if values is not None and column in cols:

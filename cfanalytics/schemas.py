@@ -15,6 +15,9 @@ Users validate their own frames with :func:`validate` (``cf.schemas.validate``).
 
 from __future__ import annotations
 
+import sys
+import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
@@ -23,6 +26,8 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 import polars as pl
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     import pandera.polars as pa
 
 Kind = Literal["visits", "clicks", "conversions", "postbacks", "activity"]
@@ -422,6 +427,35 @@ FINITE: Final = "finite"
 FAILURE_SCHEMA: Final = {"index": INT, "column": STR, "check": STR, "failure_case": STR}
 
 
+@contextmanager
+def _pandera_import() -> Iterator[None]:
+    """The block every import of pandera goes through: its first import loads no Spark.
+
+    When pyspark is installed (``cfanalytics[spark]``), ``import pandera`` also imports
+    ``pyspark.pandas`` for pandas-on-Spark typing that the kit never uses: most of a
+    second per process, and a ``FutureWarning`` on pandas 3. While pandera is first
+    imported, ``pyspark.pandas`` is made unimportable (pandera then skips it) unless it
+    is loaded already; afterwards it imports as usual. Once pandera is loaded the block
+    does nothing.
+
+    >>> with _pandera_import():
+    ...     import pandera.polars as pa
+    """
+    if "pandera.polars" in sys.modules:
+        yield
+        return
+    blocked = "pyspark.pandas" not in sys.modules
+    if blocked:
+        sys.modules["pyspark.pandas"] = None  # type: ignore[assignment]  # import raises ModuleNotFoundError
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "PySpark does not yet fully support pandas", FutureWarning)
+            yield
+    finally:
+        if blocked and sys.modules.get("pyspark.pandas", 0) is None:
+            del sys.modules["pyspark.pandas"]
+
+
 def _finite(data: Any) -> pl.LazyFrame:
     """The ``finite`` check of float columns (``PolarsData`` → one boolean per row; null passes)."""
     return data.lazyframe.select(pl.col(data.key).is_finite())  # type: ignore[no-any-return]
@@ -439,7 +473,8 @@ def column_checks(column: Column) -> list[pa.Check]:
     >>> [c.error for c in column_checks(Column("status_code", INT, False, ""))]
     ['in_range(100, 599)']
     """
-    import pandera.polars as pa
+    with _pandera_import():
+        import pandera.polars as pa
 
     if column.dtype == TIME:
         return [pa.Check.in_range(*TIME_WINDOW, include_max=False)]
@@ -464,7 +499,8 @@ def value_model(kind: str, without: tuple[str, ...] = ()) -> pa.DataFrameSchema:
     :func:`validate` checks users' frames with. ``without`` leaves columns out
     (the postback id an ingest derives after validation).
     """
-    import pandera.polars as pa
+    with _pandera_import():
+        import pandera.polars as pa
 
     cols = {
         c.name: pa.Column(c.dtype, nullable=not c.required, required=c.required, checks=column_checks(c))
@@ -483,7 +519,8 @@ def pandera_model(kind: str) -> pa.DataFrameSchema:
     flags). Extra columns are allowed (unknown input columns are kept as strings).
     Imported lazily: pandera is only loaded when a model is asked for.
     """
-    import pandera.polars as pa
+    with _pandera_import():
+        import pandera.polars as pa
 
     canonical = {c.name: c for c in columns(kind)}
     cols: dict[str, pa.Column] = {}
@@ -510,7 +547,8 @@ def failure_cases(frame: pl.DataFrame, kind: str, *, without: tuple[str, ...] = 
     >>> failure_cases(frame, "postbacks").rows()
     [(1, 'click_id', 'not_nullable', None), (1, 'status_code', 'in_range(100, 599)', '700')]
     """
-    from pandera.errors import SchemaErrors
+    with _pandera_import():
+        from pandera.errors import SchemaErrors
 
     try:
         value_model(kind, without).validate(frame, lazy=True)
@@ -545,8 +583,9 @@ def check_expr(check: pa.Check, column: str) -> pl.Expr | None:
     >>> pl.DataFrame({"status_code": [99, 200, None]}).select(expr).to_series().to_list()
     [False, True, True]
     """
-    from pandera.api.polars.types import PolarsData
-    from pandera.backends.polars.register import register_polars_backends
+    with _pandera_import():
+        from pandera.api.polars.types import PolarsData
+        from pandera.backends.polars.register import register_polars_backends
 
     register_polars_backends()  # the built-in checks' Polars implementations (once; pandera does it on validate)
     fn = check._check_fn

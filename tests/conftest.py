@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -14,6 +15,29 @@ if TYPE_CHECKING:
     from cfanalytics.store import LogStore
 
 os.environ.setdefault("CFANALYTICS_LOCK_TIMEOUT", "120")
+
+
+def _import_spark_connect() -> None:
+    """Import pyspark's Spark Connect client as an interactive session would.
+
+    pytest-xdist's workers run under a ``__main__`` with neither a spec nor a file, which the client's first
+    import takes for one of pyspark's own doctest runs (it then looks for a Spark installation and exits);
+    with ``sys.ps1`` set for that import, it does not. Nothing else about ``__main__`` changes (processes
+    started by ``spawn`` rely on it).
+    """
+    had_ps1 = hasattr(sys, "ps1")
+    if not had_ps1:
+        sys.ps1 = ">>> "
+    try:
+        import pyspark.sql.connect.session  # noqa: F401
+    except ImportError:
+        pass
+    finally:
+        if not had_ps1:
+            del sys.ps1
+
+
+_import_spark_connect()
 
 
 @dataclass(frozen=True)
@@ -87,6 +111,29 @@ def s3_uri(s3, request) -> str:
 
     name = re.sub(r"[^A-Za-z0-9-]+", "-", request.node.name)[:40].strip("-")
     return f"s3://{s3.bucket}/{name}-{secrets.token_hex(3)}"
+
+
+@pytest.fixture(scope="session")
+def spark(tmp_path_factory, s3):
+    """A Sail Spark Connect server (local-cluster mode, 2 workers) for the session, stopped by PID at the end.
+
+    Its environment holds :func:`s3`'s ``AWS_*`` options, so it reads Delta tables both on local folders and on the
+    session's S3 server. Connect with ``SparkSession.builder.remote(spark.remote)``.
+    """
+    from tests import sparkserver
+
+    server = sparkserver.start(tmp_path_factory.mktemp("sail"), env=s3.options, workers=2)
+    yield server
+    from cfanalytics.engines import close_sessions
+
+    close_sessions()  # while the server still answers
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def spark_remote(spark) -> str:
+    """The Spark Connect address of :func:`spark` (``sc://127.0.0.1:<port>``)."""
+    return spark.remote
 
 
 # Hypothesis: "ci" bounds property tests (CI=1), "dev" keeps local runs quick; --hypothesis-profile overrides.

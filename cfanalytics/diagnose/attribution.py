@@ -19,8 +19,9 @@ read them) and return frames; they never read a store.
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Any, Final, overload
 
+import narwhals.stable.v2 as nw
 import polars as pl
 
 from cfanalytics.diagnose.error_kinds import ERROR_MEANING_COLUMNS, signature, status_class, with_error_meaning
@@ -40,13 +41,23 @@ def needs_attribution() -> pl.Expr:
     return ~(pl.col("traffic_source_id").is_not_null() & pl.col("campaign_id").is_not_null())
 
 
-def conversion_attribution(conversions: pl.LazyFrame) -> pl.LazyFrame:
+@overload
+def conversion_attribution(conversions: pl.LazyFrame) -> pl.LazyFrame: ...
+@overload
+def conversion_attribution(conversions: nw.LazyFrame[Any]) -> nw.LazyFrame[Any]: ...
+def conversion_attribution(conversions: pl.LazyFrame | nw.LazyFrame[Any]) -> pl.LazyFrame | nw.LazyFrame[Any]:
     """Per click id of ``conversions`` (``click_id``, ``traffic_source_id``, ``campaign_id``): the smallest
-    traffic source and campaign id."""
-    return conversions.group_by("click_id").agg(
-        pl.col("traffic_source_id").min().alias(CONVERSION_TRAFFIC_SOURCE),
-        pl.col("campaign_id").min().alias(CONVERSION_CAMPAIGN),
+    traffic source and campaign id. A Polars frame in, a Polars frame out; a narwhals frame (any engine,
+    :mod:`cfanalytics.engines`) in, a narwhals frame out."""
+    out = (
+        nw.from_native(conversions)
+        .group_by("click_id")
+        .agg(
+            nw.col("traffic_source_id").min().alias(CONVERSION_TRAFFIC_SOURCE),
+            nw.col("campaign_id").min().alias(CONVERSION_CAMPAIGN),
+        )
     )
+    return out if isinstance(conversions, nw.LazyFrame) else out.to_native()
 
 
 def attribute(rows: pl.LazyFrame, visits: pl.LazyFrame, by_conversion: pl.LazyFrame) -> pl.LazyFrame:

@@ -2,7 +2,9 @@
 
 This is the only part of :mod:`cfanalytics.diagnose` that reads a store. Each
 loader prunes by the filter's time range first (partition pruning) and restricts
-visits and conversions to the click ids needed (semi joins) before any join; the
+visits and conversions to the click ids needed (semi joins) before any join. The
+loaders that read large tables are narwhals queries run by the reader's engine
+(:mod:`cfanalytics.engines`: lazy Polars by default, or Spark); the
 diagnostics themselves are pure functions of the frames loaded here
 (:mod:`~cfanalytics.diagnose.attribution`, :mod:`~cfanalytics.diagnose.error_rates`,
 :mod:`~cfanalytics.diagnose.gaps`, :mod:`~cfanalytics.diagnose.incidents`,
@@ -17,8 +19,9 @@ diagnostics themselves are pure functions of the frames loaded here
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Final
+from typing import Any, Final
 
+import narwhals.stable.v2 as nw
 import polars as pl
 
 from cfanalytics.diagnose.attribution import (
@@ -30,7 +33,9 @@ from cfanalytics.diagnose.attribution import (
     enrich_postbacks,
     needs_attribution,
 )
+from cfanalytics.engines import Source, engine_of
 from cfanalytics.filters import LogFilter, StoreReader
+from cfanalytics.schemas import MAIN_TIME
 
 #: Columns of a stored postback the diagnostics read.
 POSTBACK_COLUMNS: Final = (
@@ -60,36 +65,53 @@ ACTIVITY_COLUMNS: Final = (
 )
 
 
-def _time_only(where: LogFilter | None) -> LogFilter:
+def in_range(rows: nw.LazyFrame[Any], kind: str, where: LogFilter | None, timezone: str | None) -> nw.LazyFrame[Any]:
+    """Stored ``rows`` of ``kind`` in the filter's time range (its other fields are not applied), bot
+    traffic left out: the range part of :meth:`~cfanalytics.filters.LogFilter.expr`, on any engine.
+
+    >>> from datetime import datetime, UTC
+    >>> rows = nw.from_native(pl.LazyFrame({"postback_time": [datetime(2026, 1, 1, 23, tzinfo=UTC)]}))
+    >>> in_range(rows, "postbacks", LogFilter(start="2026-01-02"), "UTC").to_native().collect().height
+    0
+    """
     where = where or LogFilter()
-    return LogFilter(start=where.start, end=where.end, timezone=where.timezone)
+    names = rows.collect_schema().names()
+    parts = [test(nw.col(column)) for column, test in where.range_conditions(names, MAIN_TIME[kind], timezone)]
+    if "is_filtered" in names:
+        parts.append(~nw.col("is_filtered").fill_null(value=False))
+    return rows.filter(*parts) if parts else rows
 
 
 def postback_rows(reader: StoreReader, where: LogFilter | None = None) -> pl.LazyFrame:
     """Stored postbacks (:data:`POSTBACK_COLUMNS`) in the filter's time range, not enriched yet."""
-    rows = reader.scan("postbacks").select(POSTBACK_COLUMNS)
     # Prune by time first (partition pruning); other fields may name attributed columns.
-    return _time_only(where).apply(rows, "postbacks", timezone=reader.timezone)
+    return engine_of(reader).run(
+        lambda s: in_range(s.table("postbacks").select(POSTBACK_COLUMNS), "postbacks", where, reader.timezone)
+    )
 
 
 def conversion_rows(reader: StoreReader, where: LogFilter | None = None) -> pl.LazyFrame:
     """Stored conversions in the filter's time range, not attributed yet."""
-    return _time_only(where).apply(reader.scan("conversions"), "conversions", timezone=reader.timezone)
+    return engine_of(reader).run(lambda s: in_range(s.table("conversions"), "conversions", where, reader.timezone))
+
+
+def _visits_of(source: Source, click_ids: pl.LazyFrame) -> nw.LazyFrame[Any]:
+    return (
+        source.table("visits")
+        .select(
+            "click_id",
+            nw.col("traffic_source_id").alias(VISIT_TRAFFIC_SOURCE),
+            nw.col("campaign_id").alias(VISIT_CAMPAIGN),
+            nw.col("visit_time").alias(VISIT_TIME),
+        )
+        .join(source.local(click_ids.select("click_id")), on="click_id", how="semi")
+    )
 
 
 def visits_of(reader: StoreReader, click_ids: pl.LazyFrame) -> pl.LazyFrame:
     """The stored visits of ``click_ids`` (a frame with a ``click_id`` column), semi-joined: ``click_id``
     and the visit's traffic source, campaign and time (:mod:`~cfanalytics.diagnose.attribution` names)."""
-    return (
-        reader.scan("visits")
-        .select(
-            "click_id",
-            pl.col("traffic_source_id").alias(VISIT_TRAFFIC_SOURCE),
-            pl.col("campaign_id").alias(VISIT_CAMPAIGN),
-            pl.col("visit_time").alias(VISIT_TIME),
-        )
-        .join(click_ids.select("click_id"), on="click_id", how="semi")
-    )
+    return engine_of(reader).run(lambda s: _visits_of(s, click_ids))
 
 
 def visit_lookup(reader: StoreReader, click_ids: pl.LazyFrame) -> pl.DataFrame:
@@ -107,26 +129,34 @@ def visit_lookup(reader: StoreReader, click_ids: pl.LazyFrame) -> pl.DataFrame:
     return visits_of(reader, click_ids.select("click_id").unique()).collect()
 
 
+def _conversions_of(source: Source, click_ids: pl.LazyFrame | None) -> nw.LazyFrame[Any]:
+    rows = source.table("conversions").select("click_id", "traffic_source_id", "campaign_id")
+    if click_ids is not None:
+        rows = rows.join(source.local(click_ids.select("click_id")), on="click_id", how="semi")
+    return conversion_attribution(rows)
+
+
 def conversions_of(reader: StoreReader, click_ids: pl.LazyFrame | None) -> pl.LazyFrame:
     """Per click id of ``click_ids`` (all when ``None``): the traffic source and campaign of its conversions."""
-    rows = reader.scan("conversions").select("click_id", "traffic_source_id", "campaign_id")
-    if click_ids is not None:
-        rows = rows.join(click_ids.select("click_id"), on="click_id", how="semi")
-    return conversion_attribution(rows)
+    return engine_of(reader).run(lambda s: _conversions_of(s, click_ids))
 
 
 def click_attribution(reader: StoreReader, click_ids: pl.LazyFrame | None = None) -> pl.LazyFrame:
     """Per click id: the traffic source and campaign of its visit and of its conversions (both null when
     unknown); ``click_ids`` restricts visits and conversions to those click ids before the join."""
     keys = None if click_ids is None else click_ids.select("click_id")
-    visits = reader.scan("visits").select(
-        "click_id",
-        pl.col("traffic_source_id").alias(VISIT_TRAFFIC_SOURCE),
-        pl.col("campaign_id").alias(VISIT_CAMPAIGN),
-    )
-    if keys is not None:
-        visits = visits.join(keys, on="click_id", how="semi")
-    return visits.join(conversions_of(reader, keys), on="click_id", how="full", coalesce=True)
+
+    def query(source: Source) -> nw.LazyFrame[Any]:
+        visits = source.table("visits").select(
+            "click_id",
+            nw.col("traffic_source_id").alias(VISIT_TRAFFIC_SOURCE),
+            nw.col("campaign_id").alias(VISIT_CAMPAIGN),
+        )
+        if keys is not None:
+            visits = visits.join(source.local(keys), on="click_id", how="semi")
+        return visits
+
+    return engine_of(reader).run(query).join(conversions_of(reader, keys), on="click_id", how="full", coalesce=True)
 
 
 def enriched_postbacks(reader: StoreReader, rows: pl.LazyFrame, where: LogFilter | None = None) -> pl.LazyFrame:
@@ -155,14 +185,19 @@ def conversions(reader: StoreReader, where: LogFilter | None = None) -> pl.LazyF
 def postback_outcomes(reader: StoreReader) -> pl.LazyFrame:
     """Every stored postback's ``click_id``, ``ct``, ``is_error``, ``postback_time`` and ``integration_id``
     (what conversions are matched with, whatever the range)."""
-    return reader.scan("postbacks").select("click_id", "ct", "is_error", "postback_time", "integration_id")
+    return engine_of(reader).run(
+        lambda s: s.table("postbacks").select("click_id", "ct", "is_error", "postback_time", "integration_id")
+    )
 
 
 def postback_integrations(reader: StoreReader) -> pl.LazyFrame:
     """Every stored postback's ``click_id``, ``ct``, ``integration_id`` and ``postback_time`` (which
     Conversion API integration a conversion was posted through)."""
-    rows = reader.scan("postbacks")
-    if "integration_id" not in rows.collect_schema().names():
+    # every stored postback has the column; a reader of older or foreign tables may not
+    has_integration = "integration_id" in reader.scan("postbacks").collect_schema().names()
+    columns = ("click_id", "ct", "postback_time", *(("integration_id",) if has_integration else ()))
+    rows = engine_of(reader).run(lambda s: s.table("postbacks").select(columns))
+    if not has_integration:
         rows = rows.with_columns(pl.lit(None, pl.String).alias("integration_id"))
     return rows.select("click_id", "ct", "integration_id", "postback_time")
 
@@ -184,12 +219,12 @@ def store_currency(reader: StoreReader) -> str | None:
 
 def conversion_keys(reader: StoreReader) -> pl.LazyFrame:
     """Every stored conversion's ``click_id`` and ``ct`` (what orphan postbacks are matched with)."""
-    return reader.scan("conversions").select("click_id", "ct")
+    return engine_of(reader).run(lambda s: s.table("conversions").select("click_id", "ct"))
 
 
 def activity_rows(reader: StoreReader, where: LogFilter | None = None) -> pl.LazyFrame:
     """Stored activity rows (every column) filtered by ``where``."""
-    rows = reader.scan("activity")
+    rows = engine_of(reader).run(lambda s: s.table("activity"))
     return rows if where is None else where.apply(rows, "activity", timezone=reader.timezone)
 
 
@@ -202,11 +237,13 @@ def campaign_links(reader: StoreReader) -> pl.LazyFrame:
     """Distinct ``traffic_source_id``, ``campaign_id``, ``flow_id``, ``offer_id``, ``landing_id`` of the stored
     visits (who sends whose traffic, and where it goes: the entities an incident's suspects are edits of);
     lazy: :func:`~cfanalytics.diagnose.incidents.find_incidents` reads it only for its incidents' sources."""
-    return (
-        reader.scan("visits")
-        .select("traffic_source_id", "campaign_id", "flow_id", "offer_id", "landing_id")
-        .filter(pl.col("traffic_source_id").is_not_null())
-        .unique()
+    return engine_of(reader).run(
+        lambda s: (
+            s.table("visits")
+            .select("traffic_source_id", "campaign_id", "flow_id", "offer_id", "landing_id")
+            .filter(~nw.col("traffic_source_id").is_null())
+            .unique()
+        )
     )
 
 
@@ -218,7 +255,7 @@ def events(reader: StoreReader, where: LogFilter | None = None) -> pl.LazyFrame:
 
 def latest_time(reader: StoreReader, kind: str, column: str) -> datetime | None:
     """The newest value of a time column of one kind (``None`` when the table is empty)."""
-    value = reader.scan(kind).select(pl.col(column).max()).collect().item()
+    value = engine_of(reader).run(lambda s: s.table(kind).select(nw.col(column).max())).collect().item()
     return value if isinstance(value, datetime) else None
 
 

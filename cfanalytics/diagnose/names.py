@@ -14,15 +14,23 @@ A name comes from any kind's name columns and from the activity log's
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Final
+from functools import partial
+from typing import Any, Final
 
+import narwhals.stable.v2 as nw
 import polars as pl
 
+from cfanalytics.engines import Source, engine_of
 from cfanalytics.filters import StoreReader
 from cfanalytics.schemas import ENTITIES, KINDS, MAIN_TIME
 
 #: Id column → entity (``traffic_source_id`` → ``traffic_source``).
 ENTITY_OF_ID: Final = {id_column: entity for entity, (id_column, _name, _field) in ENTITIES.items()}
+
+
+def _combos(source: Source, kind: str, keys: Sequence[str]) -> nw.LazyFrame[Any]:
+    """The distinct values of ``keys`` among the rows of ``kind``, each with its latest time ``t``."""
+    return source.table(kind).group_by(*keys).agg(nw.col(MAIN_TIME[kind]).max().alias("t"))
 
 
 def _name_rows(reader: StoreReader, entities: Sequence[str], kinds: Sequence[str] = KINDS) -> dict[str, pl.DataFrame]:
@@ -32,14 +40,15 @@ def _name_rows(reader: StoreReader, entities: Sequence[str], kinds: Sequence[str
     row per entity); for each id the name seen last wins (ties: the greatest name).
     """
     parts: list[pl.LazyFrame] = []
+    engine = engine_of(reader)
     for kind in kinds:
-        lf = reader.scan(kind)
-        cols = lf.collect_schema().names()
+        cols = reader.scan(kind).collect_schema().names()
         pairs = [(e, *ENTITIES[e][:2]) for e in entities if {ENTITIES[e][0], ENTITIES[e][1]} <= set(cols)]
         if not pairs:
             continue
-        # the distinct (id, name) combinations first, each with its last time: few rows to unpivot
-        combos = lf.group_by(*(c for _e, i, n in pairs for c in (i, n))).agg(pl.col(MAIN_TIME[kind]).max().alias("t"))
+        # the distinct (id, name) combinations first, each with its last time (in the reader's engine):
+        # few rows to unpivot
+        combos = engine.run(partial(_combos, kind=kind, keys=[c for _e, i, n in pairs for c in (i, n)]))
         side_by_side = combos.select(
             "t", *(pl.struct(pl.col(i).alias("id"), pl.col(n).alias("name")).alias(e) for e, i, n in pairs)
         )
@@ -49,13 +58,17 @@ def _name_rows(reader: StoreReader, entities: Sequence[str], kinds: Sequence[str
             .select("entity", "id", "name", "t")
         )
     parts.append(
-        reader.scan("activity")
-        .filter(pl.col("entity_type").is_in(list(entities)))
-        .select(
-            pl.col("entity_type").alias("entity"),
-            pl.col("entity_id").alias("id"),
-            pl.col("entity_name").alias("name"),
-            pl.col("changed_at").alias("t"),
+        engine.run(
+            lambda s: (
+                s.table("activity")
+                .filter(nw.col("entity_type").is_in(list(entities)))
+                .select(
+                    nw.col("entity_type").alias("entity"),
+                    nw.col("entity_id").alias("id"),
+                    nw.col("entity_name").alias("name"),
+                    nw.col("changed_at").alias("t"),
+                )
+            )
         )
     )
     found = (

@@ -1,8 +1,8 @@
 """Profile one kit step with py-spy and list where its time goes.
 
-    python benchmarks/profile.py ingest_kit '{"store": "/tmp/s", "files": ["visits.csv"]}'
-    python benchmarks/profile.py --parse benchmarks/.work/profile-ingest_kit.txt
-    python benchmarks/profile.py --memory ingest_kit '{"store": "/tmp/s", "files": ["visits.csv"]}'
+    python benchmarks/profiling.py ingest_kit '{"store": "/tmp/s", "files": ["visits.csv"]}'
+    python benchmarks/profiling.py --parse benchmarks/.work/profile-ingest_kit.txt
+    python benchmarks/profiling.py --memory ingest_kit '{"store": "/tmp/s", "files": ["visits.csv"]}'
 
 Needs ``py-spy`` (``pip install py-spy``; not a dependency of the package). The step
 runs as in :mod:`steps`; samples are taken of wall time (``--idle``: a Python thread

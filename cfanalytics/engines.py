@@ -1,0 +1,288 @@
+"""Where the diagnostics read: Polars in this process (the default), or a Spark Connect server.
+
+The loaders of :mod:`cfanalytics.diagnose.frames` (and the name lookups of
+:mod:`~cfanalytics.diagnose.names`) are written once, in narwhals: they filter stored
+columns by time, semi-join the visits to the click ids that need them, and group or
+deduplicate. An :class:`Engine` runs such a query and hands its result to Polars.
+
+- :class:`PolarsEngine` (any reader without an ``engine``): the query stays a lazy
+  Polars plan over ``reader.scan(kind)``, exactly as before — nothing is read until the
+  diagnostic collects it.
+- :class:`SparkEngine` (:func:`on_spark`): the same query runs on a Spark Connect
+  session (Spark, Databricks, Sail) over the store's Delta tables, a folder or
+  ``s3://`` URI the server can read; its (small) result is collected into Polars, cast
+  to the very schema Polars would have given.
+
+Everything after the loaders — attribution of the few unattributed rows, error
+meanings, gap classes, incidents, names, sorting, JSON and charts — runs in Polars on
+those results, so both engines print the same answers.
+
+>>> import tempfile, cfanalytics as cf
+>>> store = cf.LogStore(tempfile.mkdtemp() + "/s", timezone="UTC")
+>>> engine_of(store).name
+'polars'
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final, Protocol
+
+import narwhals.stable.v2 as nw
+import polars as pl
+
+from cfanalytics.exceptions import UsageError
+from cfanalytics.filters import StoreReader
+
+if TYPE_CHECKING:
+    from cfanalytics.store import LogStore
+
+#: A query over an engine's tables: a :class:`Source` in, a lazy narwhals frame out.
+Query = Callable[["Source"], "nw.LazyFrame[Any]"]
+
+#: Engines ``--engine`` accepts.
+ENGINES: Final = ("polars", "spark")
+
+
+class Source(Protocol):
+    """What a :data:`Query` reads: stored tables, and local Polars frames moved next to them."""
+
+    def table(self, kind: str) -> nw.LazyFrame[Any]:
+        """The stored rows of ``kind``."""
+        ...
+
+    def local(self, frame: pl.LazyFrame) -> nw.LazyFrame[Any]:
+        """A Polars frame of this process (e.g. click ids to semi-join on) as a frame of this engine."""
+        ...
+
+
+class Engine(Protocol):
+    """Runs loader queries and returns their result as a Polars lazy frame."""
+
+    @property
+    def name(self) -> str:
+        """``polars`` or ``spark``."""
+        ...
+
+    def run(self, query: Query) -> pl.LazyFrame:
+        """``query`` over this engine's tables, as a Polars lazy frame."""
+        ...
+
+
+@dataclass(frozen=True)
+class PolarsEngine:
+    """Queries as lazy Polars plans over ``reader.scan`` (nothing is read before the caller collects).
+
+    >>> import polars as pl
+    >>> class Reader:
+    ...     timezone = "UTC"
+    ...     def scan(self, kind): return pl.LazyFrame({"click_id": ["a", "b"]})
+    >>> PolarsEngine(Reader()).run(lambda s: s.table("visits").filter(nw.col("click_id") == "b")).collect().rows()
+    [('b',)]
+    """
+
+    reader: StoreReader
+    name: str = "polars"
+
+    def table(self, kind: str) -> nw.LazyFrame[Any]:
+        return nw.from_native(self.reader.scan(kind))
+
+    def local(self, frame: pl.LazyFrame) -> nw.LazyFrame[Any]:
+        return nw.from_native(frame)
+
+    def run(self, query: Query) -> pl.LazyFrame:
+        native: pl.LazyFrame = query(self).to_native()
+        return native
+
+
+@dataclass
+class SparkEngine:
+    """Queries on a Spark Connect session over a :class:`~cfanalytics.store.LogStore`'s Delta tables.
+
+    The result of each query is collected (it is what the diagnostics need of a table: a
+    time range, the visits of some click ids, distinct combinations), then cast to the
+    schema the same query gives on Polars, so that nothing downstream can tell the engines
+    apart. Tables the store does not have yet read as empty.
+    """
+
+    store: LogStore
+    session: Any
+    name: str = "spark"
+    _polars: PolarsEngine = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._polars = PolarsEngine(self.store)
+
+    def table(self, kind: str) -> nw.LazyFrame[Any]:
+        if not self.store.exists:  # created by its first write: no tables yet, no rows
+            return self.local(self.store.scan(kind))
+        uri = self.store.table_uri(kind)
+        if not self.store.remote:  # the server has a working folder of its own
+            uri = str(Path(uri).resolve())
+        rows: nw.LazyFrame[Any] = nw.from_native(self.session.read.format("delta").load(uri))
+        return rows
+
+    def local(self, frame: pl.LazyFrame) -> nw.LazyFrame[Any]:
+        # Arrow's plain (not view) string and binary types: what every Spark Connect server reads
+        arrow = frame.collect().to_arrow(compat_level=pl.CompatLevel.oldest())
+        from pyspark.sql.pandas.types import from_arrow_schema
+
+        # the schema given, not inferred: an empty frame has nothing to infer it from
+        moved: nw.LazyFrame[Any] = nw.from_native(
+            self.session.createDataFrame(arrow, schema=from_arrow_schema(arrow.schema))
+        )
+        return moved
+
+    def run(self, query: Query) -> pl.LazyFrame:
+        schema = self._polars.run(query).collect_schema()
+        try:
+            result = query(self).collect(backend="polars").to_native()
+        except Exception as error:  # a server's error: one line, no stack of the RPC client
+            raise UsageError(f"the Spark engine failed: {_one_line(error)}") from None
+        if not isinstance(result, pl.DataFrame):  # pragma: no cover - narwhals always gives a DataFrame
+            raise TypeError(type(result))
+        return result.select(pl.col(name).cast(dtype) for name, dtype in schema.items()).lazy()
+
+
+@dataclass
+class SparkReader:
+    """A store whose diagnostics' loaders run on a Spark Connect session (see :func:`on_spark`).
+
+    Everything else a reader offers (``scan``, ``events``, the store's metadata) is the
+    store's own, read by Polars.
+    """
+
+    store: LogStore
+    engine: SparkEngine
+
+    @property
+    def timezone(self) -> str | None:
+        return self.store.timezone
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        return self.store.metadata
+
+    def scan(self, kind: str) -> pl.LazyFrame:
+        return self.store.scan(kind)
+
+    def events(self) -> pl.LazyFrame:
+        return self.store.events()
+
+    def __repr__(self) -> str:
+        return f"SparkReader({self.store!r})"
+
+
+def engine_of(reader: StoreReader) -> Engine:
+    """The engine a reader's loaders run on: its own ``engine`` (:func:`on_spark`), else Polars."""
+    engine: Engine | None = getattr(reader, "engine", None)
+    return engine if engine is not None else PolarsEngine(reader)
+
+
+def on_spark(store: LogStore, remote: str | None = None, *, session: Any = None) -> SparkReader:
+    """``store`` as a reader whose diagnostics' loaders run on Spark.
+
+    ``remote`` is a Spark Connect URL (``sc://host:15002``; default: ``SPARK_REMOTE``);
+    or pass a ``session`` (a ``pyspark.sql.SparkSession``, e.g. Databricks Connect's).
+    The server reads the store's tables itself: a folder it can see, or ``s3://`` with
+    the server's own credentials. Needs ``pip install 'cfanalytics[spark]'``.
+
+    ``cf.diagnose.diagnose(cf.on_spark(store, "sc://127.0.0.1:50051"))`` gives the same
+    document as ``cf.diagnose.diagnose(store)``.
+    """
+    if session is None:
+        session = spark_session(remote)
+    return SparkReader(store, SparkEngine(store, session))
+
+
+def spark_session(remote: str | None = None, *, timeout: float = 10.0) -> Any:
+    """A Spark Connect session to ``remote`` (default: ``SPARK_REMOTE``), its time zone set to UTC.
+
+    Errors are one line (:class:`~cfanalytics.exceptions.UsageError`) with any token in
+    the URL redacted; a server that does not answer within ``timeout`` seconds is an
+    error, not a wait (the client alone would retry for minutes).
+    """
+    import os
+
+    remote = remote or os.environ.get("SPARK_REMOTE")
+    if not remote:
+        raise UsageError("--engine spark needs a Spark Connect URL: --spark-remote sc://HOST:PORT or SPARK_REMOTE")
+    if not remote.startswith("sc://"):
+        raise UsageError(f"--spark-remote {redact_remote(remote)}: a Spark Connect URL starts with sc://")
+    try:
+        import pyspark.sql.connect.session  # noqa: F401  # the client itself, not only the API
+        from pyspark.sql import SparkSession
+    except ImportError:
+        raise UsageError("--engine spark needs the Spark Connect client: pip install 'cfanalytics[spark]'") from None
+    except SystemExit:  # pyspark exits when it takes its host for one of its own doctest runs
+        raise UsageError("the Spark Connect client could not start in this process (pyspark exited)") from None
+    open_session = _SESSIONS.get(remote)
+    if open_session is not None and not open_session.client.is_closed:
+        return open_session
+    _check_reachable(remote, timeout)
+    try:
+        # a session of this URL's own: pyspark's getOrCreate would hand back one to another server
+        session = SparkSession.builder.remote(remote).create()
+        # stored times are UTC instants; local hours are made in Polars, never by the server
+        session.conf.set("spark.sql.session.timeZone", "UTC")
+    except Exception as error:
+        raise UsageError(f"cannot reach Spark at {redact_remote(remote)}: {_one_line(error)}") from None
+    _SESSIONS[remote] = session
+    return session
+
+
+#: Sessions :func:`spark_session` opened, by URL (one per server and process).
+_SESSIONS: dict[str, Any] = {}
+
+
+def close_sessions() -> None:
+    """Stop the sessions :func:`spark_session` opened (before their server goes away: a client left open
+    would retry its clean-up calls for minutes when the process exits)."""
+    while _SESSIONS:
+        _url, session = _SESSIONS.popitem()
+        with contextlib.suppress(Exception):
+            session.stop()
+
+
+def _check_reachable(remote: str, timeout: float) -> None:
+    """Fail in one line when nothing listens at the URL's host and port (default port 15002)."""
+    import socket
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit("http://" + remote.removeprefix("sc://").split("/", 1)[0].split(";", 1)[0])
+        host, port = parts.hostname or "localhost", parts.port or 15002
+    except ValueError as error:
+        raise UsageError(f"--spark-remote {redact_remote(remote)}: {error}") from None
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+    except OSError as error:
+        raise UsageError(
+            f"cannot reach Spark at {redact_remote(remote)}: {error.strerror or error} (is the server running?)"
+        ) from None
+
+
+_SECRET_PARAM = re.compile(r"(?i)(;\s*(?:token|password|x-databricks-[^=;]*)\s*=)[^;]*")
+_USERINFO = re.compile(r"^(sc://)[^@/]*@")
+
+
+def redact_remote(remote: str) -> str:
+    """A Spark Connect URL without its secrets (``;token=…``, a user's password).
+
+    >>> redact_remote("sc://dbc-1.cloud.databricks.com:443/;token=dapi123;use_ssl=true")
+    'sc://dbc-1.cloud.databricks.com:443/;token=***;use_ssl=true'
+    """
+    return _USERINFO.sub(r"\1***@", _SECRET_PARAM.sub(r"\1***", remote))
+
+
+def _one_line(error: BaseException) -> str:
+    """The first meaningful line of a (possibly gRPC) error, secrets in URLs redacted."""
+    from cfanalytics.redaction import redact
+
+    text = str(error).strip() or type(error).__name__
+    line = next((line.strip() for line in text.splitlines() if line.strip()), text)
+    return (redact(redact_remote(line)) or "")[:500]
