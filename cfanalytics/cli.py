@@ -206,17 +206,7 @@ def _parser() -> argparse.ArgumentParser:
         help="conversions newer than this before the last postback count as pending (default 0)",
     )
     dia.add_argument("--json", action="store_true", help="print one JSON document on stdout")
-    dia.add_argument(
-        "--engine",
-        choices=("polars", "spark"),
-        default="polars",
-        help="where the stored tables are read: polars (this process, default) or spark (a Spark Connect server)",
-    )
-    dia.add_argument(
-        "--spark-remote",
-        metavar="URL",
-        help="Spark Connect URL for --engine spark (sc://HOST:PORT; default: SPARK_REMOTE)",
-    )
+    _engine_args(dia)
     _notify_args(dia)
 
     rec = sub.add_parser("reconcile", help="compare an affiliate network's conversion export with the store")
@@ -256,6 +246,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     rep.add_argument("--png", metavar="DIR", help="also write every chart as PNG here (uses chromium)")
     rep.add_argument("--json", action="store_true", help="print the summary (the content of FILE.json) as JSON")
+    _engine_args(rep)
     _notify_args(rep)
 
     cfg = sub.add_parser("config", help="show or change a store's settings (column map, PII)")
@@ -308,6 +299,21 @@ def _parser() -> argparse.ArgumentParser:
 
 
 _STORE_HELP: Final = "the store folder"
+
+
+def _engine_args(parser: argparse.ArgumentParser) -> None:
+    """``--engine`` and ``--spark-remote``: where a command's diagnostics read the stored tables."""
+    parser.add_argument(
+        "--engine",
+        choices=("polars", "spark"),
+        default="polars",
+        help="where the stored tables are read: polars (this process, default) or spark (a Spark Connect server)",
+    )
+    parser.add_argument(
+        "--spark-remote",
+        metavar="URL",
+        help="Spark Connect URL for --engine spark (sc://HOST:PORT; default: SPARK_REMOTE)",
+    )
 
 
 def _notify_args(p: argparse.ArgumentParser) -> None:
@@ -648,6 +654,8 @@ def _cmd_report(args: argparse.Namespace) -> int:
         png_dir=args.png,
         notify=webhook,
         notify_options={"timeout": args.notify_timeout, "retries": args.notify_retries},
+        engine=args.engine,
+        spark_remote=args.spark_remote,
     )
     notified = result.notified
     if args.json:

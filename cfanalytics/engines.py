@@ -10,8 +10,9 @@ deduplicate. An :class:`Engine` runs such a query and hands its result to Polars
   diagnostic collects it.
 - :class:`SparkEngine` (:func:`on_spark`): the same query runs on a Spark Connect
   session (Spark, Databricks, Sail) over the store's Delta tables, a folder or
-  ``s3://`` URI the server can read; its (small) result is collected into Polars, cast
-  to the very schema Polars would have given.
+  ``s3://`` URI the server can read; its result (the rows of a range, the visits of some
+  click ids, distinct combinations: rows, not aggregates yet) is collected into Polars,
+  cast to the very schema Polars would have given.
 
 Everything after the loaders — attribution of the few unattributed rows, error
 meanings, gap classes, incidents, names, sorting, JSON and charts — runs in Polars on
@@ -103,8 +104,8 @@ class PolarsEngine:
 class SparkEngine:
     """Queries on a Spark Connect session over a :class:`~cfanalytics.store.LogStore`'s Delta tables.
 
-    The result of each query is collected (it is what the diagnostics need of a table: a
-    time range, the visits of some click ids, distinct combinations), then cast to the
+    The result of each query is collected (what the diagnostics need of a table: a time
+    range, the visits of some click ids, distinct combinations), then cast to the
     schema the same query gives on Polars, so that nothing downstream can tell the engines
     apart. Tables the store does not have yet read as empty.
     """
@@ -166,6 +167,11 @@ class SparkReader:
     @property
     def metadata(self) -> dict[str, Any]:
         return self.store.metadata
+
+    @property
+    def location(self) -> Any:
+        """The store's :class:`~cfanalytics.storage.Location` (its documents: alert state, ledgers)."""
+        return self.store.location
 
     def scan(self, kind: str) -> pl.LazyFrame:
         return self.store.scan(kind)

@@ -371,10 +371,19 @@ def report_figures(frames: ReportFrames, *, grace_minutes: float = 0) -> dict[st
 
 
 def open_period(
-    store: str, start: str, end: str, timezone: str, *, grace_minutes: float = 0, summary_json: str = ""
-) -> tuple[LogStore, dict[str, Any], LogFilter]:
+    store: str,
+    start: str,
+    end: str,
+    timezone: str,
+    *,
+    grace_minutes: float = 0,
+    summary_json: str = "",
+    engine: str = "polars",
+) -> tuple[StoreReader, dict[str, Any], LogFilter]:
     """What the report notebook starts from, given its parameters (``""`` = default): the store
-    (:func:`~cfanalytics.workspace.open_store`), the period's :func:`summary` and its filter.
+    (:func:`~cfanalytics.workspace.open_store`; with ``engine="spark"``, read on the Spark Connect
+    server of ``SPARK_REMOTE``: :func:`~cfanalytics.engines.on_spark`), the period's :func:`summary`
+    and its filter.
 
     ``summary_json`` is that summary when the caller computed it already (``cfanalytics report`` does, for
     its thresholds and its JSON file): it is then read, not computed again.
@@ -391,7 +400,12 @@ def open_period(
 
     from cfanalytics.workspace import open_store
 
-    reader = open_store(store or None)
+    opened = open_store(store or None)
+    reader: StoreReader = opened
+    if engine == "spark":
+        from cfanalytics.engines import on_spark
+
+        reader = on_spark(opened)
     if summary_json:
         period = json.loads(summary_json)
     else:
@@ -478,9 +492,13 @@ def run(
     notify: str | None = None,
     notify_options: Mapping[str, Any] | None = None,
     record: bool = True,
+    engine: str = "polars",
+    spark_remote: str | None = None,
 ) -> ReportResult:
     """Execute the report notebook (its kernel starting while the summary is computed) and export it to one
-    self-contained HTML file.
+    self-contained HTML file. ``engine="spark"`` reads the tables on a Spark Connect server
+    (``spark_remote``, else ``SPARK_REMOTE``; see :mod:`cfanalytics.engines`), in this process and in the
+    notebook's kernel alike; the URL reaches the kernel through its environment, never the notebook.
 
     Once the HTML and its JSON summary are written, the period's incidents count as
     reported (``record=False`` leaves the alert state alone); then, with a webhook URL
@@ -495,11 +513,20 @@ def run(
 
     rules = parse_fail_on(fail_on)
     store = LogStore(store_path, create=False)
+    reader: StoreReader = store
+    kernel_env: dict[str, str] = {}
+    if engine == "spark":
+        from cfanalytics.engines import on_spark
+
+        remote = spark_remote or os.environ.get("SPARK_REMOTE") or ""
+        reader = on_spark(store, remote)  # a bad or unreachable URL fails here, in one line
+        kernel_env["SPARK_REMOTE"] = remote
     source = Path(notebook) if notebook else REPORT_NOTEBOOK
     with tempfile.TemporaryDirectory(prefix="cfanalytics-report-") as tmp:
-        kernel = _start_kernel(source.parent, Path(tmp))  # boots and imports the notebook's modules meanwhile
+        # boots and imports the notebook's modules meanwhile
+        kernel = _start_kernel(source.parent, Path(tmp), env=kernel_env)
         try:
-            period = summary(store, start, end, grace_minutes=grace_minutes)
+            period = summary(reader, start, end, grace_minutes=grace_minutes)
             out_path = Path(out)
             out_path.parent.mkdir(parents=True, exist_ok=True)
             params = {
@@ -511,6 +538,7 @@ def run(
                 "fail_on": list(fail_on or []),
                 "png_dir": str(Path(png_dir).resolve()) if png_dir else "",
                 "summary_json": json.dumps(period, default=str),
+                "engine": engine,
             }
             executed = _execute(source, params, kernel)
         finally:
@@ -579,9 +607,9 @@ def warm_imports() -> None:
         importlib.import_module(module)
 
 
-def _start_kernel(cwd: Path, sockets: Path) -> KernelManager:
+def _start_kernel(cwd: Path, sockets: Path, env: Mapping[str, str] | None = None) -> KernelManager:
     """Start the report's Python kernel in ``cwd``, warming its imports, talking over local sockets in the
-    folder ``sockets`` (IPC: no TCP port, no plain-text network traffic).
+    folder ``sockets`` (IPC: no TCP port, no plain-text network traffic); ``env`` adds to its environment.
 
     Starting returns at once: the kernel boots while the caller computes the summary.
     """
@@ -594,6 +622,7 @@ def _start_kernel(cwd: Path, sockets: Path) -> KernelManager:
     kernel = KernelManager(kernel_name="python3", transport="ipc", ip=str(sockets / "kernel"))
     kernel.start_kernel(
         cwd=str(cwd),
+        env={**os.environ, **(env or {})},
         extra_arguments=["--IPKernelApp.exec_lines=from cfanalytics.report import warm_imports; warm_imports()"],
     )
     return kernel

@@ -337,6 +337,6 @@ def skip_report_notebook(monkeypatch, html: str = "<html>cfanalytics jp-Notebook
     the summary, thresholds, alert state and notices stay real."""
     from cfanalytics import report
 
-    monkeypatch.setattr(report, "_start_kernel", lambda cwd, sockets: _NoKernel())
+    monkeypatch.setattr(report, "_start_kernel", lambda cwd, sockets, env=None: _NoKernel())
     monkeypatch.setattr(report, "_execute", lambda source, params, kernel: None)
     monkeypatch.setattr(report, "_to_html", lambda executed: html)

@@ -283,3 +283,49 @@ def test_the_spark_engine_only_reads(sample_store, on_sail):
     cf.diagnose.diagnose(on_sail)
     assert {kind: sample_store.table(kind).version() for kind in cf.schemas.KINDS} == versions
     assert names() == before
+
+
+def test_a_session_of_the_callers_own_in_another_time_zone(sample_store, spark_remote):
+    """``session=``: the caller's session is used as it is; its time zone changes nothing (bounds are instants)."""
+    from pyspark.sql import SparkSession
+
+    session = SparkSession.builder.remote(spark_remote).create()
+    try:
+        session.conf.set("spark.sql.session.timeZone", "Asia/Kolkata")
+        reader = on_spark(sample_store, session=session)
+        assert reader.engine.session is session
+        assert _doc(reader, WINDOW) == _doc(sample_store, WINDOW)
+        assert session.conf.get("spark.sql.session.timeZone") == "Asia/Kolkata"
+    finally:
+        session.stop()
+
+
+def test_the_report_on_spark_equals_the_local_report(sample, spark_remote, tmp_path, monkeypatch):
+    """``report --engine spark``: the summary and thresholds are the local report's; the notebook's kernel
+    reads on the server too (its URL reaches it through the environment, never the HTML)."""
+    import shutil
+
+    monkeypatch.delenv("SPARK_REMOTE", raising=False)
+    for name in ("local", "spark"):
+        shutil.copytree(sample.store.path, tmp_path / name)  # a report records what it listed in its store
+    common = ["--fail-on", "error_rate>0.5"]
+    assert main(["report", "--store", str(tmp_path / "local"), "--out", str(tmp_path / "local.html"), *common]) == 0
+    args = ["report", "--store", str(tmp_path / "spark"), "--out", str(tmp_path / "spark.html"), *common]
+    assert main([*args, "--engine", "spark", "--spark-remote", spark_remote]) == 0
+    local, spark = (json.loads((tmp_path / f"{n}.json").read_text()) for n in ("local", "spark"))
+    assert spark == local
+    assert local["current"]["incident_ids"]  # incidents were compared, not two empty lists
+    html = (tmp_path / "spark.html").read_text()
+    assert spark_remote not in html
+    assert "Traceback" not in html
+
+
+def test_the_report_notebook_opens_the_store_on_spark(sample, spark_remote, monkeypatch):
+    """What the notebook's kernel does with ``engine = "spark"``: the store on the server of ``SPARK_REMOTE``."""
+    from cfanalytics.report import open_period
+
+    monkeypatch.setenv("SPARK_REMOTE", spark_remote)
+    reader, period, where = open_period(str(sample.store.path), "", "", "", engine="spark")
+    assert isinstance(reader, SparkReader)
+    assert reader.location.uri == sample.store.location.uri  # the alert state is the store's own
+    assert (period, where) == open_period(str(sample.store.path), "", "", "")[1:]
