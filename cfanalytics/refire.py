@@ -13,13 +13,16 @@ send. With ``send=True`` it sends each URL with ``GET`` (the standard library's
   then recorded ``failed``;
 - any other 4xx is ``rejected`` at once (sending it again would get the same answer).
 
-Every attempt is journalled in ``refire_ledger.jsonl`` in the store folder (mode 0600,
-under an exclusive lock of its own, so two runs never fire the same postback): a
-``sending`` line is appended and flushed to disk *before* each request, its ``answer``
-line after it. A postback the ledger shows ``accepted`` is never sent again; nor is
-one whose last ``sending`` line has no answer (a run was killed mid-request, so the
-platform may have accepted it): it is reported as ``unknown`` until its lines are
-removed from the ledger by hand. The journal is append-only (a crash can only cut its
+Every attempt is journalled in ``refire_ledger.jsonl`` with the store, under an exclusive
+lock of its own, so two runs never fire the same postback: in the store folder (mode 0600,
+an ``flock`` on ``.refire.lock``), or, for a store on object storage, under its prefix (a
+lease object, ``.refire.lease``, that a crashed run's expiry frees; each line is appended
+by rewriting the document only if it did not change since read). A ``sending`` line is
+appended and made durable *before* each request, its ``answer`` line after it. A
+postback the ledger shows ``accepted`` is never sent again; nor is one whose last
+``sending`` line has no answer (a run was killed mid-request, so the platform may have
+accepted it): it is reported as ``unknown`` until its lines are removed from the ledger
+by hand. The journal is append-only (a crash can only cut its
 last line, which is then ignored). The ledger, every printed line and every error hold
 redacted URLs only.
 
@@ -42,23 +45,30 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
-from cfanalytics.exceptions import InputError, StoreError
-from cfanalytics.lease import file_lock
+from cfanalytics.exceptions import InputError, StoreBusyError, StoreError
+from cfanalytics.lease import Lease, file_lock
 from cfanalytics.redaction import redact
+from cfanalytics.storage import LocalLocation, Location, PreconditionFailedError, is_remote, location
 
 if TYPE_CHECKING:
     from cfanalytics.store import LogStore
 
-__all__ = ["LEDGER_FILE", "RefireResult", "refire", "run_refire"]
+__all__ = ["LEDGER_FILE", "FileJournal", "Journal", "ObjectJournal", "RefireResult", "journal", "refire", "run_refire"]
 
 LEDGER_FILE: Final = "refire_ledger.jsonl"
-_LOCK_FILE: Final = ".refire.lock"
+#: The ``flock`` file of a local store folder.
+LOCK_FILE: Final = ".refire.lock"
+#: The lease object under the prefix of a store on object storage.
+LEASE_FILE: Final = ".refire.lease"
+#: Conditional writes an append to a journal on object storage tries before giving up.
+APPEND_TRIES: Final = 8
 USER_AGENT: Final = "cfanalytics-refire/1"
 _MAX_ERROR_CHARS: Final = 300
 #: Longest wait a ``Retry-After`` header can impose, in seconds.
@@ -109,21 +119,181 @@ def read_postbacks(path: Path) -> list[tuple[str, str]]:
     return out
 
 
-def _exclusive(folder: Path) -> contextlib.AbstractContextManager[None]:
-    return file_lock(folder / _LOCK_FILE, busy=f"{folder}: another refire is running")
+class Journal(ABC):
+    """The refire ledger of one store and the lock that makes one run at a time its only writer."""
+
+    #: The journal's name in messages (a path or an ``s3://`` URI).
+    where: str
+
+    @abstractmethod
+    def read_text(self) -> str | None:
+        """The journal's text, or None when there is none yet."""
+
+    @abstractmethod
+    def append(self, record: dict[str, Any]) -> None:
+        """Append one record as a line, durably, before returning."""
+
+    @abstractmethod
+    def exclusive(self) -> contextlib.AbstractContextManager[None]:
+        """Hold the refire lock for the ``with`` block, or raise a one-line :class:`StoreBusyError`."""
+
+    @abstractmethod
+    def repair(self) -> None:
+        """Before appending: cut a torn last line a crash left."""
+
+    @abstractmethod
+    def confirm(self) -> None:
+        """Before a request: make sure this run still holds the lock."""
 
 
-def read_ledger(folder: Path) -> dict[str, dict[str, Any]]:
-    """The postbacks of the refire ledger by key: ``state`` (``accepted``, ``rejected``, ``failed``,
-    ``unknown``), ``url`` (redacted), ``attempts`` (``at``, ``status``, ``error``, ``seconds``),
-    ``accepted_at``. Empty when there is no ledger yet."""
-    path = Path(folder) / LEDGER_FILE
-    if not path.exists():
+class FileJournal(Journal):
+    """``refire_ledger.jsonl`` in a local store folder (mode 0600, appended with ``O_APPEND`` and ``fsync``),
+    locked by an ``flock`` on ``.refire.lock``."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = Path(folder)
+        self.path = self.folder / LEDGER_FILE
+        self.where = str(self.path)
+
+    def read_text(self) -> str | None:
+        if not self.path.exists():
+            return None
+        try:
+            return self.path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise StoreError(f"{self.path}: unreadable refire ledger ({exc.strerror or exc})") from None
+
+    def exclusive(self) -> contextlib.AbstractContextManager[None]:
+        return file_lock(self.folder / LOCK_FILE, busy=f"{self.folder}: another refire is running")
+
+    def repair(self) -> None:
+        """Cut a torn last line, so appends start on a line of their own.
+
+        A torn ``sending`` line means the request had not started (it is sent after the line is
+        on disk); a torn ``answer`` line leaves its ``sending`` line without answer: ``unknown``.
+        """
+        if not self.path.exists():
+            return
+        data = self.path.read_bytes()
+        if data and not data.endswith(b"\n"):
+            with self.path.open("r+b") as fh:
+                fh.truncate(data.rfind(b"\n") + 1)
+                os.fsync(fh.fileno())
+
+    def confirm(self) -> None:
+        """Nothing to do: an ``flock`` is held until released."""
+
+    def append(self, record: dict[str, Any]) -> None:
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            os.write(fd, _line(record))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+class ObjectJournal(Journal):
+    """``refire_ledger.jsonl`` under a store's prefix on object storage, locked by the lease ``.refire.lease``.
+
+    An append reads the document and its version tag and writes it back with the new line, only if
+    it is unchanged (``If-Match``; ``If-None-Match: *`` for the first line). On a conflict it reads
+    again and retries (up to :data:`APPEND_TRIES` times), so no line is ever lost or overwritten.
+    """
+
+    def __init__(self, where: Location) -> None:
+        self.location = where
+        self.where = where.child(LEDGER_FILE)
+        self._lease: Lease | None = None
+        self._last: tuple[bytes, str] | None = None  # the document as this run last wrote it
+
+    def read_text(self) -> str | None:
+        found = self.location.read(LEDGER_FILE)
+        self._last = found
+        return None if found is None else found[0].decode("utf-8")
+
+    @contextlib.contextmanager
+    def _held(self) -> Iterator[None]:
+        lease = Lease(self.location, name=LEASE_FILE)
+        try:
+            lease.acquire(timeout=0)
+        except StoreBusyError:
+            raise StoreBusyError(f"{self.location.uri}: another refire is running") from None
+        self._lease = lease
+        try:
+            yield
+        finally:
+            self._lease = None
+            lease.release()
+
+    def exclusive(self) -> contextlib.AbstractContextManager[None]:
+        return self._held()
+
+    def repair(self) -> None:
+        """Nothing to do: a write to object storage is all or nothing."""
+
+    def confirm(self) -> None:
+        """Renew the lease now (conditionally): a run whose lease expired and was taken over stops here."""
+        if self._lease is not None:
+            self._lease.renew()
+
+    def append(self, record: dict[str, Any]) -> None:
+        line = _line(record)
+        found = self._last if self._last is not None else self.location.read(LEDGER_FILE)
+        for _ in range(APPEND_TRIES):
+            data = b"" if found is None else found[0]
+            if data and not data.endswith(b"\n"):  # never written so by refire; keep lines apart anyway
+                data = data[: data.rfind(b"\n") + 1]
+            data += line
+            try:
+                if found is None:
+                    tag = self.location.write(LEDGER_FILE, data, if_absent=True)
+                else:
+                    tag = self.location.write(LEDGER_FILE, data, if_match=found[1])
+            except PreconditionFailedError:  # written meanwhile: read it again, add the line to what is there
+                found = self.location.read(LEDGER_FILE)
+                continue
+            self._last = (data, tag)
+            return
+        self._last = None
+        raise StoreError(f"{self.where}: the refire ledger kept changing; {APPEND_TRIES} appends in a row conflicted")
+
+
+def journal(store: LogStore | Location | str | os.PathLike[str]) -> Journal:
+    """The refire journal of ``store``: a :class:`LogStore`, its location, a store folder or an ``s3://`` URI.
+
+    >>> import tempfile
+    >>> type(journal(tempfile.mkdtemp())).__name__, type(journal("s3://lake/acme")).__name__
+    ('FileJournal', 'ObjectJournal')
+    """
+    from cfanalytics.store import LogStore
+
+    if isinstance(store, LogStore):
+        where = store.location
+    elif isinstance(store, Location):
+        where = store
+    else:
+        where = location(store if is_remote(store) else Path(store))
+    if isinstance(where, LocalLocation):
+        return FileJournal(where.path)
+    return ObjectJournal(where)
+
+
+def _line(record: dict[str, Any]) -> bytes:
+    return (json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8")
+
+
+def read_ledger(store: LogStore | Location | str | os.PathLike[str]) -> dict[str, dict[str, Any]]:
+    """The postbacks of the refire ledger of ``store`` (as :func:`journal` takes it) by key:
+    ``state`` (``accepted``, ``rejected``, ``failed``, ``unknown``), ``url`` (redacted), ``attempts``
+    (``at``, ``status``, ``error``, ``seconds``), ``accepted_at``. Empty when there is no ledger yet."""
+    return _parse(journal(store))
+
+
+def _parse(source: Journal) -> dict[str, dict[str, Any]]:
+    text = source.read_text()
+    if text is None:
         return {}
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError as exc:
-        raise StoreError(f"{path}: unreadable refire ledger ({exc.strerror or exc})") from None
+    lines = text.splitlines()
     out: dict[str, dict[str, Any]] = {}
     for n, line in enumerate(lines, 1):
         try:
@@ -132,7 +302,7 @@ def read_ledger(folder: Path) -> dict[str, dict[str, Any]]:
         except (ValueError, KeyError, TypeError):
             if n == len(lines):  # a crash cut the last line: its request is 'sending' at most
                 break
-            raise StoreError(f"{path}: line {n} is not a ledger record; move the file aside to start anew") from None
+            raise StoreError(f"{source.where}: line {n} is not a ledger record; move it aside to start anew") from None
         entry = out.setdefault(key, {"url": rec.get("url"), "state": "pending", "attempts": []})
         if event == "sending":
             entry["attempts"].append({"at": rec["at"], "status": None, "error": None, "seconds": None})
@@ -143,32 +313,6 @@ def read_ledger(folder: Path) -> dict[str, dict[str, Any]]:
             if rec["state"] == "accepted":
                 entry["accepted_at"] = entry["attempts"][-1]["at"]
     return out
-
-
-def _repair(folder: Path) -> None:
-    """Cut a torn last line left by a crash, so appends start on a line of their own.
-
-    A torn ``sending`` line means the request had not started (it is sent after the line is
-    on disk); a torn ``answer`` line leaves its ``sending`` line without answer: ``unknown``.
-    """
-    path = folder / LEDGER_FILE
-    if not path.exists():
-        return
-    data = path.read_bytes()
-    if data and not data.endswith(b"\n"):
-        with path.open("r+b") as fh:
-            fh.truncate(data.rfind(b"\n") + 1)
-            os.fsync(fh.fileno())
-
-
-def _append(folder: Path, record: dict[str, Any]) -> None:
-    """Append one record to the journal and flush it to disk before going on."""
-    fd = os.open(folder / LEDGER_FILE, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-    try:
-        os.write(fd, (json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8"))
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _now() -> str:
@@ -234,11 +378,11 @@ def refire(
         if echo is not None:
             echo(line)
 
-    folder = store.path
-    with _exclusive(folder):
+    book = journal(store)
+    with book.exclusive():
         if send:
-            _repair(folder)
-        ledger = read_ledger(folder)
+            book.repair()
+        ledger = _parse(book)
         last_sent = [float("-inf")]
         for key, url in postbacks:
             shown = redact(url)
@@ -249,7 +393,7 @@ def refire(
                 continue
             if entry is not None and entry["state"] == "unknown":
                 result.unknown += 1
-                say(f"skip (outcome unknown: a run stopped mid-request; check, then edit {LEDGER_FILE}): {shown}")
+                say(f"skip (outcome unknown: a run stopped mid-request; check, then edit {book.where}): {shown}")
                 continue
             if not send:
                 result.would_send += 1
@@ -257,7 +401,8 @@ def refire(
                 continue
             state, answers = _fire(
                 url,
-                journal=lambda rec, key=key, shown=shown: _append(folder, {"key": key, "url": shown, **rec}),
+                journal=lambda rec, key=key, shown=shown: book.append({"key": key, "url": shown, **rec}),
+                confirm=book.confirm,
                 timeout=timeout,
                 retries=retries,
                 backoff=backoff,
@@ -285,6 +430,7 @@ def _fire(
     url: str,
     *,
     journal: Callable[[dict[str, Any]], None],
+    confirm: Callable[[], None],
     timeout: float,
     retries: int,
     backoff: float,
@@ -301,6 +447,7 @@ def _fire(
             delay = backoff * 2 ** (n - 1)
             sleep(max(delay / 2 + rng.uniform(0, delay / 2), asked or 0.0))
         pace()
+        confirm()
         journal({"event": "sending", "at": _now()})
         started = time.monotonic()
         status, error, asked = _send_once(url, timeout)

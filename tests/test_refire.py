@@ -233,3 +233,18 @@ def test_bad_file_is_a_one_line_error(store, tmp_path):
     with pytest.raises(InputError, match="not an http") as exc:
         refire(store, ftp)
     assert SECRET not in str(exc.value)
+
+
+def test_a_second_refire_on_the_same_folder_is_refused(server, store, tmp_path):
+    from cfanalytics.exceptions import StoreBusyError
+    from cfanalytics.lease import file_lock
+    from cfanalytics.refire import LOCK_FILE, FileJournal, journal
+
+    f = _file(tmp_path, [("ok", server.url("/ok", 1))])
+    assert isinstance(journal(store), FileJournal)
+    with file_lock(store.path / LOCK_FILE), pytest.raises(StoreBusyError, match="another refire is running"):
+        refire(store, f, send=True, rate=50, timeout=2)
+    assert dict(server.hits) == {}
+    assert refire(store, f, send=True, rate=50, timeout=2).accepted == 1
+    assert read_ledger(store) == read_ledger(store.path)
+    assert read_ledger(store)["ok"]["state"] == "accepted"
