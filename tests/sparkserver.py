@@ -7,9 +7,11 @@ by its PID. The server dies with the process that started it (``PR_SET_PDEATHSIG
 run leaves none behind. Sail reads Delta tables on local folders and, given the ``AWS_*`` variables of
 :mod:`tests.s3server` in ``env``, on S3.
 
->>> server = start(folder, env=s3.options)  # doctest: +SKIP
->>> server.remote  # doctest: +SKIP
-'sc://127.0.0.1:40123'
+Used as (the ``spark`` fixture of ``tests/conftest.py``)::
+
+    server = start(folder, env=s3.options)
+    server.remote  # 'sc://127.0.0.1:40123'
+    server.stop()
 """
 
 from __future__ import annotations

@@ -94,3 +94,29 @@ def test_alert_state_lives_under_the_s3_prefix(s3, s3_uri):
     assert state["incidents"]["inc-2"]["notified_at"] is None
     assert json.loads(store.read_document(ALERTS_FILE)[0]) == state
     assert not (store.path / ALERTS_FILE).exists()
+
+
+def test_the_panels_recovery_files_of_an_s3_store_are_written_here(tmp_path, s3_env, s3_uri, monkeypatch):
+    """The recovery button of a store on S3 writes into ``recovery/`` of the working directory (the files are
+    for uploading from this machine), never into the store's scratch folder; the ledger stays on S3."""
+    from cfanalytics.panels import conversion_gaps
+    from tests.test_recover import _hand_made
+
+    real = cf.LogStore
+    monkeypatch.setattr(cf, "LogStore", lambda _folder, timezone: real(s3_uri, timezone=timezone))
+    store = _hand_made(tmp_path)
+    assert store.remote
+    here = tmp_path / "notebooks"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    panel = conversion_gaps(store, start="2026-11-01", end="2026-11-30", export_dir=tmp_path / "exports")
+    assert panel.recover_folder.placeholder == str(here / "recovery" / "<time>")
+    panel.recovery_now = "2026-11-20T12:00:00Z"
+    panel.recover_button.click()
+    assert panel.recovery is not None, panel.recover_html.value
+    assert panel.recovery.out.parent == here / "recovery"
+    assert panel.recovery.manifest["included"] == 5  # the hand-made account's recoverable conversions
+    assert (panel.recovery.out / "manifest.json").exists()
+    assert not (store.path.parent / "recovery").exists()
+    recovered = json.loads(store.read_document("recovery_ledger.json")[0])["conversions"]
+    assert len(recovered) == 5

@@ -85,13 +85,26 @@ MISSING: Final = ("missing",)
 RECOVERY_FOLDER: Final = "recovery"
 
 
-def default_recovery_dir(store_path: Path, at: datetime | None = None) -> Path:
-    """A new folder beside the store for one recovery run, named by the UTC time (``-2`` … when taken).
+def recovery_root(store: LogStore) -> Path:
+    """Where the recovery button's folders go: ``recovery/`` beside a store folder; for a store on object
+    storage (the files are for you to upload, so they stay on this machine), ``recovery/`` in the working
+    directory, never the store's scratch space.
 
-    >>> default_recovery_dir(Path("/data/acme/store"), datetime(2026, 11, 20, 12, 0, 5, tzinfo=UTC)).as_posix()
+    >>> import tempfile, cfanalytics as cf
+    >>> recovery_root(cf.LogStore(tempfile.mkdtemp() + "/acme/store")).parts[-2:]
+    ('acme', 'recovery')
+    """
+    return (Path.cwd() if store.remote else store.path.parent) / RECOVERY_FOLDER
+
+
+def default_recovery_dir(root: Path, at: datetime | None = None) -> Path:
+    """A new folder in ``root`` (:func:`recovery_root`) for one recovery run, named by the UTC time
+    (``-2`` … when taken).
+
+    >>> default_recovery_dir(Path("/data/acme/recovery"), datetime(2026, 11, 20, 12, 0, 5, tzinfo=UTC)).as_posix()
     '/data/acme/recovery/20261120T120005Z'
     """
-    base = store_path.parent / RECOVERY_FOLDER / (at or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
+    base = root / (at or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
     folder, n = base, 1
     while folder.exists():
         n += 1
@@ -168,7 +181,7 @@ class ConversionGapsPanel(Panel[GapData]):
         )
         self.recover_folder = widgets.Text(
             description="into",
-            placeholder=str(self.store.path.parent / RECOVERY_FOLDER / "<time>"),
+            placeholder=str(recovery_root(self.store) / "<time>"),
             layout=widgets.Layout(width="60%"),
         )
         self.recover_html = widgets.HTML(
@@ -328,12 +341,12 @@ class ConversionGapsPanel(Panel[GapData]):
     # ------------------------------------------------------------- recovery
     def write_recovery(self, out: str | Path | None = None, *, now: datetime | str | None = None) -> RecoveryResult:
         """Write the recovery files of the panel's date range (all traffic sources) into ``out`` (default: a
-        new ``recovery/<UTC time>`` folder beside the store), as ``cfanalytics recover`` does, and show the
+        new ``recovery/<UTC time>`` folder, :func:`recovery_root`), as ``cfanalytics recover`` does, and show the
         manifest's counts and payout."""
         from cfanalytics.recover import recover, summary_text
 
         where = self.filter
-        folder = Path(out) if out else default_recovery_dir(self.store.path)
+        folder = Path(out) if out else default_recovery_dir(recovery_root(self.store))
         result = recover(self.store, start=as_date(where.start), end=as_date(where.end), now=now, out=folder)
         self.recovery = result
         self.recover_html.value = f"<pre>{html.escape(summary_text(result))}</pre>"
