@@ -236,7 +236,8 @@ def activity(reader: StoreReader, where: LogFilter | None = None) -> pl.DataFram
 def campaign_links(reader: StoreReader) -> pl.LazyFrame:
     """Distinct ``traffic_source_id``, ``campaign_id``, ``flow_id``, ``offer_id``, ``landing_id`` of the stored
     visits (who sends whose traffic, and where it goes: the entities an incident's suspects are edits of);
-    lazy: :func:`~cfanalytics.diagnose.incidents.find_incidents` reads it only for its incidents' sources."""
+    lazy on Polars: :func:`~cfanalytics.diagnose.incidents.find_incidents` reads it only for its incidents'
+    sources (on Spark the distinct is computed, then filtered here)."""
     return engine_of(reader).run(
         lambda s: (
             s.table("visits")
