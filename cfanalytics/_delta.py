@@ -534,7 +534,9 @@ class _SortedFileWriter:
     def discard(self) -> None:
         """Remove every file written (never committed), the open one too."""
         if self._writer is not None:
-            self._writer.close()
+            # on a full disk closing fails again (the footer cannot be written): the file goes all the same
+            with contextlib.suppress(Exception):
+                self._writer.close()
             self._writer = None
         for a in self.added:
             if self.where.remote:
