@@ -51,6 +51,7 @@ from cfanalytics._delta import (
     commit_hooks,
     writer_properties,
 )
+from cfanalytics._meanings import meanings_of_batch
 from cfanalytics._pipeline import SCRATCH_ARROW, ScratchWriter, SerialWorker, prefetch, scan_scratch, scratch_batches
 from cfanalytics.columns import Resolution, norm_key, parse_map, resolve
 from cfanalytics.exceptions import CfError, InputError, StoreError, UsageError
@@ -650,6 +651,8 @@ def _commit_locked(
             res = BatchResult(batch_id, prepared.raw.name, kind, sha256=prepared.raw.sha256)
             if part.final is not None:
                 _write_kind(store, prepared, part, res)
+                if kind == "postbacks" and res.rows_stored:
+                    meanings_of_batch(store, batch_id)  # derived data: the rules run on the writer, once
             if part.claimed is not None:
                 claims.append(
                     part.claimed.select(

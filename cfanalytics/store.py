@@ -63,6 +63,7 @@ from cfanalytics._delta import (
     scrub_log,
     writer_properties,
 )
+from cfanalytics._meanings import ERROR_MEANINGS, MEANINGS_SCHEMA, refresh_meanings
 from cfanalytics.columns import parse_map
 from cfanalytics.exceptions import StoreError, UsageError
 from cfanalytics.identity import id_halves
@@ -507,6 +508,16 @@ class LogStore:
     def _has_table(self, kind: str) -> bool:
         return self.table_root(kind).exists("_delta_log")
 
+    def has_table(self, kind: str) -> bool:
+        """Whether the store holds the table ``kind`` (every kind once created; derived tables once written).
+
+        >>> import tempfile, cfanalytics as cf
+        >>> store = cf.LogStore(tempfile.mkdtemp() + "/s")
+        >>> store.has_table("postbacks"), store.has_table("error_meanings")
+        (True, False)
+        """
+        return not self._pending and self._has_table(kind)
+
     def _scan_table(self, kind: str) -> pl.LazyFrame:
         return pl.scan_delta(self.table_uri(kind), storage_options=self.storage_options)
 
@@ -528,6 +539,8 @@ class LogStore:
         >>> cf.LogStore(tempfile.mkdtemp() + "/s").scan("postbacks").collect_schema()["is_error"]
         Boolean
         """
+        if kind == ERROR_MEANINGS:  # derived at ingest (cfanalytics._meanings); stores before it lack it
+            return self._scan_table(kind) if self.has_table(kind) else pl.LazyFrame(schema=MEANINGS_SCHEMA)
         if kind != QUARANTINE:
             check_kind(kind)
         if self._pending:  # not created yet: no rows
@@ -647,8 +660,10 @@ class LogStore:
         with self.lock():
             claims = self._claims().filter(~match)  # claims of the batches that stay
             handed: list[pl.DataFrame] = []
+            deleted_postbacks: list[str] = []
             for table in (*KINDS, QUARANTINE):
-                mine = self.scan(table).filter(match).select("_row_id", *id_halves()).collect()
+                key = ("postback_id",) if table == "postbacks" else ()  # the key of its error meanings
+                mine = self.scan(table).filter(match).select("_row_id", *key, *id_halves()).collect()
                 if mine.height == 0:
                     continue
                 heirs = (
@@ -673,6 +688,9 @@ class LogStore:
                 self._purge(table)
                 if mine.height > heirs.height:
                     counts[table] = mine.height - heirs.height
+                    if table == "postbacks":
+                        deleted = mine.join(heirs, on="_row_id", how="anti")
+                        deleted_postbacks = deleted.get_column("postback_id").to_list()
                 if heirs.height:
                     counts.kept[table] = heirs.height
                 handed.append(
@@ -689,6 +707,10 @@ class LogStore:
                 )
             elif self._has_table(CLAIMS):
                 self._erase(CLAIMS, match, lambda rows: rows.filter(~match), {FORGET_KEY: batch_id})
+            if deleted_postbacks:  # their error meanings go with them
+                gone_ids = pl.col("postback_id").is_in(pl.Series(deleted_postbacks, dtype=pl.String).implode())
+                if self._erase(ERROR_MEANINGS, gone_ids, lambda rows: rows.filter(~gone_ids), {FORGET_KEY: batch_id}):
+                    self._purge(ERROR_MEANINGS)
         return counts
 
     def _claims(self) -> pl.DataFrame:
@@ -709,6 +731,10 @@ class LogStore:
         The other tables are compacted. Maintain commits carry no batch id, so
         :meth:`batches` (the ledger) is unchanged.
 
+        The stored error meanings (:mod:`cfanalytics._meanings`) are brought up to date
+        first: derived again when the rules changed (``derived``: rows written), and
+        derived for failing postbacks that lack them.
+
         Vacuum removes replaced files and files a killed writer left behind (never
         committed) once older than the retention (default 7 days), far longer than
         any ingest, so a running writer's files are never removed. Old scratch
@@ -722,7 +748,10 @@ class LogStore:
             raise UsageError(f"retention of {retention_hours} hours: it must be 0 or more")
         out: dict[str, Any] = {}
         with self.lock():
-            for kind in (*KINDS, QUARANTINE):
+            derived = refresh_meanings(self)
+            for kind in (*KINDS, QUARANTINE, ERROR_MEANINGS):
+                if not self._has_table(kind):  # a derived table with nothing to hold yet
+                    continue
                 if kind in CLICK_ID_TABLES:
                     done = self._sort_by_click_id(kind)
                     compacted, resorted = sum(done.values()), len(done)
@@ -747,6 +776,8 @@ class LogStore:
                     post_commithook_properties=commit_hooks(),
                 )
                 out[kind] = {"compacted": compacted, "sorted": resorted, "vacuumed": len(removed)}
+            if ERROR_MEANINGS in out:
+                out[ERROR_MEANINGS]["derived"] = derived["derived"]
             staging = self.path / "_staging"
             if staging.exists():
                 cutoff = time.time() - retention_hours * 3600

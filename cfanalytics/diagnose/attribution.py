@@ -83,14 +83,17 @@ def enrich_postbacks(
     where: LogFilter | None = None,
     *,
     timezone: str | None = None,
+    meanings: pl.LazyFrame | None = None,
 ) -> pl.LazyFrame:
     """Stored postback rows with attribution, ``status_class``, ``error_kind`` and the other
     ``ERROR_MEANING_COLUMNS`` (what the answer means), ``signature`` and ``attributed``, then
     filtered by the filter's fields other than its range.
 
     Only the rows that need attribution (:func:`needs_attribution`) are joined with
-    ``visits`` and ``by_conversion``; error meanings and signatures are computed on the
-    failing rows only (a few percent of them).
+    ``visits`` and ``by_conversion``. Error meanings and signatures come from ``meanings``
+    (those stored at ingest, one row per ``postback_id``:
+    :func:`~cfanalytics.diagnose.frames.error_meanings`); the failing rows it lacks (or all,
+    without it) get them computed here.
     """
     own = ~needs_attribution()
     attributed = attribute(rows.filter(~own), visits, by_conversion)
@@ -103,7 +106,15 @@ def enrich_postbacks(
     nothing = [pl.lit(None, dtype).alias(name) for name, dtype in ERROR_MEANING_COLUMNS.items()]
     nothing.append(pl.lit(None, pl.String).alias("signature"))
     frame = frame.cache()  # both halves below, and the meaning's distinct tables, read it: compute it once
-    explained = with_error_meaning(frame.filter(failing)).with_columns(sig)
+    failed = frame.filter(failing)
+    if meanings is None:
+        explained = with_error_meaning(failed).with_columns(sig)
+    else:  # stored at ingest; those missing (or of other rules) are derived here
+        rest = failed.join(meanings.select("postback_id"), on="postback_id", how="anti")
+        explained = pl.concat(
+            [failed.join(meanings, on="postback_id", how="inner"), with_error_meaning(rest).with_columns(sig)],
+            how="diagonal",
+        )
     frame = pl.concat([frame.filter(~failing).with_columns(nothing), explained], how="diagonal")
     return (where or LogFilter()).replace(start=None, end=None).apply(frame, None, timezone=timezone)
 

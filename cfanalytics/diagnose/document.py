@@ -26,6 +26,7 @@ from cfanalytics.diagnose.frames import (
     conversion_keys,
     conversion_rows,
     conversions_of,
+    error_meanings,
     postback_outcomes,
     postback_rows,
     store_currency,
@@ -55,7 +56,14 @@ def diagnose(
     unattributed = rows.filter(needs_attribution()).select("click_id")
     conversions = conversion_rows(reader, where)
     visits = visit_lookup(reader, pl.concat([unattributed, conversions.select("click_id")])).lazy()
-    history = enrich_postbacks(rows, visits, conversions_of(reader, unattributed), wide, timezone=timezone).collect()
+    history = enrich_postbacks(
+        rows,
+        visits,
+        conversions_of(reader, unattributed),
+        wide,
+        timezone=timezone,
+        meanings=error_meanings(reader, rows),
+    ).collect()
     in_range = LogFilter(start=where.start, end=where.end, timezone=where.timezone)
     frame = in_range.apply(history.lazy(), "postbacks", timezone=timezone).collect()
     names = Names.load(reader, SCOPES)  # one scan per kind

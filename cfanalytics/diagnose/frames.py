@@ -24,6 +24,7 @@ from typing import Any, Final
 import narwhals.stable.v2 as nw
 import polars as pl
 
+from cfanalytics._meanings import ERROR_MEANINGS, current_meanings
 from cfanalytics.diagnose.attribution import (
     VISIT_CAMPAIGN,
     VISIT_TIME,
@@ -159,12 +160,39 @@ def click_attribution(reader: StoreReader, click_ids: pl.LazyFrame | None = None
     return engine_of(reader).run(query).join(conversions_of(reader, keys), on="click_id", how="full", coalesce=True)
 
 
+def error_meanings(reader: StoreReader, postback_rows: pl.LazyFrame) -> pl.LazyFrame | None:
+    """The error meanings stored at ingest (by the current rules) of the failing ones among ``postback_rows``:
+    ``postback_id``, the error-meaning columns and ``signature``, one row per postback (see
+    :mod:`cfanalytics._meanings`). None when the reader's store has no such table.
+
+    >>> import tempfile, cfanalytics as cf
+    >>> store = cf.LogStore(tempfile.mkdtemp() + "/s", timezone="UTC")
+    >>> error_meanings(store, postback_rows(store)) is None
+    True
+    """
+    store = getattr(reader, "store", reader)
+    has_table = getattr(store, "has_table", None)
+    if not callable(has_table) or not has_table(ERROR_MEANINGS):
+        return None
+    keys = postback_rows.filter(pl.col("is_error").cast(pl.Boolean, strict=False)).select("postback_id")
+
+    def query(source: Source) -> nw.LazyFrame[Any]:
+        return current_meanings(source.table(ERROR_MEANINGS)).join(source.local(keys), on="postback_id", how="semi")
+
+    return engine_of(reader).run(query)
+
+
 def enriched_postbacks(reader: StoreReader, rows: pl.LazyFrame, where: LogFilter | None = None) -> pl.LazyFrame:
     """:func:`~cfanalytics.diagnose.attribution.enrich_postbacks` of ``rows`` (stored postback rows), with the
-    visits and conversions of the rows that need attribution read here."""
+    visits and conversions of the rows that need attribution, and the error meanings stored, read here."""
     keys = rows.filter(needs_attribution()).select("click_id")
     return enrich_postbacks(
-        rows, visits_of(reader, keys), conversions_of(reader, keys), where, timezone=reader.timezone
+        rows,
+        visits_of(reader, keys),
+        conversions_of(reader, keys),
+        where,
+        timezone=reader.timezone,
+        meanings=error_meanings(reader, rows),
     )
 
 
