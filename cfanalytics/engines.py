@@ -73,6 +73,18 @@ class Engine(Protocol):
         """``query`` over this engine's tables, as a Polars lazy frame."""
         ...
 
+    def table(self, kind: str) -> nw.LazyFrame[Any]:
+        """The stored rows of ``kind``, as a frame of this engine."""
+        ...
+
+    def local(self, frame: pl.LazyFrame) -> nw.LazyFrame[Any]:
+        """A Polars frame of this process as a frame of this engine."""
+        ...
+
+    def keep(self, frame: nw.LazyFrame[Any]) -> nw.LazyFrame[Any]:
+        """``frame`` computed once for the several aggregates that read it (Polars: collected; Spark: cached)."""
+        ...
+
 
 @dataclass(frozen=True)
 class PolarsEngine:
@@ -98,6 +110,10 @@ class PolarsEngine:
     def run(self, query: Query) -> pl.LazyFrame:
         native: pl.LazyFrame = query(self).to_native()
         return native
+
+    def keep(self, frame: nw.LazyFrame[Any]) -> nw.LazyFrame[Any]:
+        kept: nw.LazyFrame[Any] = nw.from_native(frame.to_native().collect().lazy())
+        return kept
 
 
 @dataclass
@@ -148,6 +164,10 @@ class SparkEngine:
             raise TypeError(type(result))
         return result.select(pl.col(name).cast(dtype) for name, dtype in schema.items()).lazy()
 
+    def keep(self, frame: nw.LazyFrame[Any]) -> nw.LazyFrame[Any]:
+        kept: nw.LazyFrame[Any] = nw.from_native(frame.to_native().cache())
+        return kept
+
 
 @dataclass
 class SparkReader:
@@ -181,6 +201,44 @@ class SparkReader:
 
     def __repr__(self) -> str:
         return f"SparkReader({self.store!r})"
+
+
+def fetch(frame: Any) -> pl.DataFrame:
+    """A frame of any engine (narwhals, Polars, Spark; lazy or not) computed and collected into Polars: the
+    small result of an aggregate, on which names, sorting and JSON are made. Times come back as UTC instants
+    whatever the engine; a server's error is one line (:class:`~cfanalytics.exceptions.UsageError`).
+
+    >>> fetch(nw.from_native(pl.LazyFrame({"n": [1, 2]})).select(nw.col("n").sum())).rows()
+    [(3,)]
+    """
+    native = frame.to_native() if isinstance(frame, nw.LazyFrame | nw.DataFrame) else frame
+    if isinstance(native, pl.LazyFrame):
+        return native.collect()
+    if isinstance(native, pl.DataFrame):
+        return native
+    try:
+        collected = nw.from_native(native).lazy().collect(backend="polars").to_native()
+    except Exception as error:  # a server's error: one line, no stack of the RPC client
+        raise UsageError(f"the Spark engine failed: {_one_line(error)}") from None
+    if not isinstance(collected, pl.DataFrame):  # pragma: no cover - narwhals always gives a DataFrame
+        raise TypeError(type(collected))
+    naive = [name for name, dtype in collected.schema.items() if isinstance(dtype, pl.Datetime) and not dtype.time_zone]
+    return collected.with_columns(pl.col(naive).dt.replace_time_zone("UTC")).with_columns(  # TIMESTAMP_NTZ: UTC
+        pl.col(pl.Datetime).dt.convert_time_zone("UTC")
+    )
+
+
+def as_polars(frame: Any) -> pl.LazyFrame:
+    """A frame of any engine as a Polars lazy frame: Polars' own stays lazy, another engine's is
+    :func:`fetch`-ed (use it on small results only).
+
+    >>> as_polars(nw.from_native(pl.LazyFrame({"n": [1]}))).collect().item()
+    1
+    """
+    native = frame.to_native() if isinstance(frame, nw.LazyFrame | nw.DataFrame) else frame
+    if isinstance(native, pl.LazyFrame):
+        return native
+    return fetch(native).lazy()
 
 
 def engine_of(reader: StoreReader) -> Engine:
