@@ -45,6 +45,9 @@ if TYPE_CHECKING:
 #: A query over an engine's tables: a :class:`Source` in, a lazy narwhals frame out.
 Query = Callable[["Source"], "nw.LazyFrame[Any]"]
 
+#: A step of Polars code on a narwhals frame of Polars (see :meth:`Engine.in_polars`).
+Step = Callable[["nw.LazyFrame[Any]"], "nw.LazyFrame[Any]"]
+
 #: Engines ``--engine`` accepts.
 ENGINES: Final = ("polars", "spark")
 
@@ -85,6 +88,11 @@ class Engine(Protocol):
         """``frame`` computed once for the several aggregates that read it (Polars: collected; Spark: cached)."""
         ...
 
+    def in_polars(self, frame: nw.LazyFrame[Any], step: Step) -> nw.LazyFrame[Any]:
+        """``step`` (what only Polars can do, e.g. the error rules' regexes) on ``frame`` (a few rows), its result
+        back in this engine."""
+        ...
+
 
 @dataclass(frozen=True)
 class PolarsEngine:
@@ -114,6 +122,9 @@ class PolarsEngine:
     def keep(self, frame: nw.LazyFrame[Any]) -> nw.LazyFrame[Any]:
         kept: nw.LazyFrame[Any] = nw.from_native(frame.to_native().collect().lazy())
         return kept
+
+    def in_polars(self, frame: nw.LazyFrame[Any], step: Step) -> nw.LazyFrame[Any]:
+        return step(frame)
 
 
 @dataclass
@@ -167,6 +178,10 @@ class SparkEngine:
     def keep(self, frame: nw.LazyFrame[Any]) -> nw.LazyFrame[Any]:
         kept: nw.LazyFrame[Any] = nw.from_native(frame.to_native().cache())
         return kept
+
+    def in_polars(self, frame: nw.LazyFrame[Any], step: Step) -> nw.LazyFrame[Any]:
+        done = step(nw.from_native(fetch(frame).lazy())).to_native()
+        return self.local(done if isinstance(done, pl.LazyFrame) else fetch(done).lazy())
 
 
 @dataclass

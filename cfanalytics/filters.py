@@ -22,6 +22,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Protocol, runtime_checkable
 from zoneinfo import ZoneInfo
 
+import narwhals.stable.v2 as nw
 import polars as pl
 
 from cfanalytics.exceptions import UsageError
@@ -159,26 +160,33 @@ class LogFilter:
         return out
 
     # ------------------------------------------------------------ compiling
-    def expr(self, columns: Sequence[str], *, time_column: str | None = None, timezone: str | None = None) -> pl.Expr:
-        """One boolean expression over a frame with ``columns``; fields naming absent columns are ignored."""
+    def _conditions(self, ns: Any, columns: Sequence[str], time_column: str | None, timezone: str | None) -> list[Any]:
+        """The filter's conditions as expressions of ``ns`` (``polars`` or ``narwhals``): one implementation
+        for Polars frames and for frames of any engine (:meth:`apply_nw`)."""
         cols = set(columns)
-        parts: list[pl.Expr] = [
-            compare(pl.col(column)) for column, compare in self.range_conditions(columns, time_column, timezone)
+        parts: list[Any] = [
+            compare(ns.col(column)) for column, compare in self.range_conditions(columns, time_column, timezone)
         ]
         for name, column in _COLUMN_OF.items():
             values = getattr(self, name)
             if values is not None and column in cols:
-                parts.append(pl.col(column).is_in(list(_as_list(values, name))))
+                parts.append(ns.col(column).is_in(list(_as_list(values, name))))
         if self.cts is not None and "ct" in cols:
             cts = list(_as_list(self.cts, "cts"))
-            ct = pl.col("ct")
-            parts.append(ct.is_in(cts) | (ct.is_null() & pl.lit("" in cts)) | ((ct == "") & pl.lit("" in cts)))
+            ct = ns.col("ct")
+            no_ct = ct.is_null() | (ct == "")
+            parts.append(ct.is_in(cts) | no_ct if "" in cts else ct.is_in(cts))
         if not self.include_filtered and "is_filtered" in cols:
-            parts.append(~pl.col("is_filtered").fill_null(False))
+            parts.append(~ns.col("is_filtered").fill_null(value=False))
         if self.click_id and "click_id" in cols:
-            parts.append(pl.col("click_id").str.contains(self.click_id, literal=True))
+            parts.append(ns.col("click_id").str.contains(self.click_id, literal=True))
         if self.errors_only and "is_error" in cols:
-            parts.append(pl.col("is_error"))
+            parts.append(ns.col("is_error"))
+        return parts
+
+    def expr(self, columns: Sequence[str], *, time_column: str | None = None, timezone: str | None = None) -> pl.Expr:
+        """One boolean expression over a frame with ``columns``; fields naming absent columns are ignored."""
+        parts = self._conditions(pl, columns, time_column, timezone)
         return pl.all_horizontal(parts) if parts else pl.lit(True)
 
     def apply(self, lf: pl.LazyFrame, kind: str | None = None, *, timezone: str | None = None) -> pl.LazyFrame:
@@ -189,8 +197,24 @@ class LogFilter:
         1
         """
         names = lf.collect_schema().names()
-        time_column = MAIN_TIME.get(kind or "", None) or ("event_time" if "event_time" in names else None)
-        return lf.filter(self.expr(names, time_column=time_column, timezone=timezone))
+        return lf.filter(self.expr(names, time_column=_time_column(kind, names), timezone=timezone))
+
+    def apply_nw(self, frame: nw.LazyFrame[Any], kind: str | None = None, *, timezone: str | None = None) -> Any:
+        """:meth:`apply` on a narwhals frame of any engine (:mod:`cfanalytics.engines`).
+
+        >>> import narwhals.stable.v2 as nw, polars as pl
+        >>> rows = nw.from_native(pl.LazyFrame({"ct": ["", None, "sale"], "n": [1, 2, 3]}))
+        >>> LogFilter(cts=[""]).apply_nw(rows).to_native().collect().get_column("n").to_list()
+        [1, 2]
+        """
+        names = frame.collect_schema().names()
+        parts = self._conditions(nw, names, _time_column(kind, names), timezone)
+        return frame.filter(*parts) if parts else frame
+
+
+def _time_column(kind: str | None, names: Sequence[str]) -> str | None:
+    """The range column of a frame of ``kind`` (its main time; an event log's ``event_time``)."""
+    return MAIN_TIME.get(kind or "", None) or ("event_time" if "event_time" in names else None)
 
 
 def as_date(value: date | datetime | str | None) -> date | None:

@@ -38,7 +38,7 @@ def _document(store: LogStore) -> str:
 def _derived_on_the_fly(monkeypatch: pytest.MonkeyPatch, store: LogStore) -> str:
     """The diagnosis with no stored meaning read (every one derived by the diagnostics)."""
     with monkeypatch.context() as m:
-        m.setattr(document, "error_meanings", lambda reader, rows: None)
+        m.setattr(frames, "_has_meanings", lambda reader: False)
         return _document(store)
 
 

@@ -19,12 +19,13 @@ read them) and return frames; they never read a store.
 
 from __future__ import annotations
 
-from typing import Any, Final, overload
+from collections.abc import Callable
+from typing import Any, Final, TypeVar, cast, overload
 
 import narwhals.stable.v2 as nw
 import polars as pl
 
-from cfanalytics.diagnose.error_kinds import ERROR_MEANING_COLUMNS, signature, status_class, with_error_meaning
+from cfanalytics.diagnose.error_kinds import ERROR_MEANING_COLUMNS, signature, status_class_nw, with_error_meaning
 from cfanalytics.filters import LogFilter
 
 #: Columns a visit lookup carries (the visit's traffic source, campaign and time).
@@ -60,31 +61,76 @@ def conversion_attribution(conversions: pl.LazyFrame | nw.LazyFrame[Any]) -> pl.
     return out if isinstance(conversions, nw.LazyFrame) else out.to_native()
 
 
-def attribute(rows: pl.LazyFrame, visits: pl.LazyFrame, by_conversion: pl.LazyFrame) -> pl.LazyFrame:
+def _nw(frame: Any) -> nw.LazyFrame[Any]:
+    """A Polars frame (lazy or not) or a narwhals frame of any engine, as a narwhals lazy frame."""
+    if isinstance(frame, nw.LazyFrame):
+        return frame
+    return nw.from_native(frame.lazy() if isinstance(frame, pl.DataFrame) else frame)
+
+
+def _like(out: nw.LazyFrame[Any], template: Any) -> Any:
+    """``out`` as the kind of frame ``template`` is: narwhals stays narwhals, Polars in → Polars out."""
+    return out if isinstance(template, nw.LazyFrame) else out.to_native()
+
+
+def _cached(frame: nw.LazyFrame[Any]) -> nw.LazyFrame[Any]:
+    """A Polars plan read several times, computed once (another engine keeps what its caller kept)."""
+    native = frame.to_native()
+    return nw.from_native(native.cache()) if isinstance(native, pl.LazyFrame) else frame
+
+
+#: A frame of the functions below: Polars in gives Polars out, a narwhals frame (any engine) gives narwhals.
+Rows = TypeVar("Rows", pl.LazyFrame, nw.LazyFrame[Any])
+
+
+def _own_attribution() -> nw.Expr:
+    """Rows that name both their own traffic source and campaign (:func:`needs_attribution`'s complement)."""
+    return ~nw.col("traffic_source_id").is_null() & ~nw.col("campaign_id").is_null()
+
+
+def attribute(rows: Rows, visits: Any, by_conversion: Any) -> Rows:
     """``rows`` with ``traffic_source_id`` and ``campaign_id`` filled from their visit, else their
-    conversions (``visits``: a visit lookup; ``by_conversion``: :func:`conversion_attribution`)."""
-    return (
-        rows.join(visits.select("click_id", VISIT_TRAFFIC_SOURCE, VISIT_CAMPAIGN), on="click_id", how="left")
-        .join(by_conversion, on="click_id", how="left")
+    conversions (``visits``: a visit lookup; ``by_conversion``: :func:`conversion_attribution`); frames of
+    any engine (:mod:`cfanalytics.engines`), all of the same one."""
+    out = (
+        _nw(rows)
+        .join(_nw(visits).select("click_id", VISIT_TRAFFIC_SOURCE, VISIT_CAMPAIGN), on="click_id", how="left")
+        .join(_nw(by_conversion), on="click_id", how="left")
         .with_columns(
-            pl.coalesce("traffic_source_id", VISIT_TRAFFIC_SOURCE, CONVERSION_TRAFFIC_SOURCE).alias(
+            nw.coalesce("traffic_source_id", VISIT_TRAFFIC_SOURCE, CONVERSION_TRAFFIC_SOURCE).alias(
                 "traffic_source_id"
             ),
-            pl.coalesce("campaign_id", VISIT_CAMPAIGN, CONVERSION_CAMPAIGN).alias("campaign_id"),
+            nw.coalesce("campaign_id", VISIT_CAMPAIGN, CONVERSION_CAMPAIGN).alias("campaign_id"),
         )
         .drop(VISIT_TRAFFIC_SOURCE, CONVERSION_TRAFFIC_SOURCE, VISIT_CAMPAIGN, CONVERSION_CAMPAIGN)
     )
+    return cast("Rows", _like(out, rows))
+
+
+#: How the meanings a frame of failing postbacks lacks are computed (see :func:`enrich_postbacks`).
+Derive = Callable[[nw.LazyFrame[Any]], nw.LazyFrame[Any]]
+
+
+def derive_in_polars(failed: nw.LazyFrame[Any]) -> nw.LazyFrame[Any]:
+    """The error-meaning columns and ``signature`` of failing postbacks, computed by the rules (Polars regexes):
+    what :func:`enrich_postbacks` does with the rows whose meaning was not stored, on a Polars frame."""
+    native = failed.to_native()
+    if not isinstance(native, pl.LazyFrame):
+        raise TypeError("derive_in_polars needs a Polars frame: pass enrich_postbacks a derive of the engine's")
+    sig = pl.when(pl.col("is_error")).then(signature(pl.col("error_message"))).alias("signature")
+    return nw.from_native(with_error_meaning(native).with_columns(sig))
 
 
 def enrich_postbacks(
-    rows: pl.LazyFrame,
-    visits: pl.LazyFrame,
-    by_conversion: pl.LazyFrame,
+    rows: Rows,
+    visits: Any,
+    by_conversion: Any,
     where: LogFilter | None = None,
     *,
     timezone: str | None = None,
-    meanings: pl.LazyFrame | None = None,
-) -> pl.LazyFrame:
+    meanings: Any = None,
+    derive: Derive = derive_in_polars,
+) -> Rows:
     """Stored postback rows with attribution, ``status_class``, ``error_kind`` and the other
     ``ERROR_MEANING_COLUMNS`` (what the answer means), ``signature`` and ``attributed``, then
     filtered by the filter's fields other than its range.
@@ -93,45 +139,55 @@ def enrich_postbacks(
     ``visits`` and ``by_conversion``. Error meanings and signatures come from ``meanings``
     (those stored at ingest, one row per ``postback_id``:
     :func:`~cfanalytics.diagnose.frames.error_meanings`); the failing rows it lacks (or all,
-    without it) get them computed here.
+    without it) get them from ``derive`` (by default computed here, on Polars frames). Polars
+    frames in give a Polars frame; narwhals frames of one engine give a frame of that engine.
     """
-    own = ~needs_attribution()
-    attributed = attribute(rows.filter(~own), visits, by_conversion)
-    frame = pl.concat([rows.filter(own), attributed], how="vertical").with_columns(
-        pl.col("traffic_source_id").is_not_null().alias("attributed"),
-        status_class(pl.col("status_code")).alias("status_class"),
+    lazy = _nw(rows)
+    own = _own_attribution()
+    attributed = attribute(lazy.filter(~own), visits, by_conversion)
+    frame = nw.concat([lazy.filter(own), attributed], how="vertical").with_columns(
+        (~nw.col("traffic_source_id").is_null()).alias("attributed"),
+        status_class_nw(nw.col("status_code")),
     )
-    failing = pl.col("is_error").cast(pl.Boolean, strict=False).fill_null(value=False)
-    sig = pl.when(pl.col("is_error")).then(signature(pl.col("error_message"))).alias("signature")
-    nothing = [pl.lit(None, dtype).alias(name) for name, dtype in ERROR_MEANING_COLUMNS.items()]
-    nothing.append(pl.lit(None, pl.String).alias("signature"))
-    frame = frame.cache()  # both halves below, and the meaning's distinct tables, read it: compute it once
+    failing = nw.col("is_error").cast(nw.Boolean()).fill_null(value=False)
+    nothing = [nw.lit(None, _NW_TYPES[dtype]).alias(name) for name, dtype in ERROR_MEANING_COLUMNS.items()]
+    nothing.append(nw.lit(None, nw.String()).alias("signature"))
+    frame = _cached(frame)  # both halves below, and the meaning's distinct tables, read it: compute it once
     failed = frame.filter(failing)
     if meanings is None:
-        explained = with_error_meaning(failed).with_columns(sig)
-    else:  # stored at ingest; those missing (or of other rules) are derived here
-        rest = failed.join(meanings.select("postback_id"), on="postback_id", how="anti")
-        explained = pl.concat(
-            [failed.join(meanings, on="postback_id", how="inner"), with_error_meaning(rest).with_columns(sig)],
-            how="diagonal",
-        )
-    frame = pl.concat([frame.filter(~failing).with_columns(nothing), explained], how="diagonal")
-    return (where or LogFilter()).replace(start=None, end=None).apply(frame, None, timezone=timezone)
+        explained = derive(failed)
+    else:  # stored at ingest; those missing (or of other rules) are derived
+        stored = _nw(meanings)
+        rest = failed.join(stored.select("postback_id"), on="postback_id", how="anti")
+        explained = nw.concat([failed.join(stored, on="postback_id", how="inner"), derive(rest)], how="diagonal")
+    frame = nw.concat([frame.filter(~failing).with_columns(nothing), explained], how="diagonal")
+    out = (where or LogFilter()).replace(start=None, end=None).apply_nw(frame, None, timezone=timezone)
+    return cast("Rows", _like(out, rows))
+
+
+#: Polars types of the error-meaning columns → the same narwhals types.
+_NW_TYPES: Final[dict[pl.DataType, Any]] = {pl.String(): nw.String(), pl.Boolean(): nw.Boolean()}
 
 
 def attribute_conversions(
-    conversions: pl.LazyFrame, visits: pl.LazyFrame, where: LogFilter | None = None, *, timezone: str | None = None
-) -> pl.LazyFrame:
+    conversions: Rows, visits: Any, where: LogFilter | None = None, *, timezone: str | None = None
+) -> Rows:
     """Conversions with the traffic source, campaign and ``visit_time`` of their visit where they name
-    none, ``known_click`` (the visit is stored), filtered by the filter's fields other than its range."""
-    frame = conversions.join(visits, on="click_id", how="left").with_columns(
-        pl.coalesce("traffic_source_id", VISIT_TRAFFIC_SOURCE).alias("traffic_source_id"),
-        pl.coalesce("campaign_id", VISIT_CAMPAIGN).alias("campaign_id"),
-        pl.coalesce("visit_time", VISIT_TIME).alias("visit_time"),
-        pl.col(VISIT_TIME).is_not_null().alias("known_click"),
+    none, ``known_click`` (the visit is stored), filtered by the filter's fields other than its range;
+    frames of any engine, as :func:`attribute`."""
+    frame = (
+        _nw(conversions)
+        .join(_nw(visits), on="click_id", how="left")
+        .with_columns(
+            nw.coalesce("traffic_source_id", VISIT_TRAFFIC_SOURCE).alias("traffic_source_id"),
+            nw.coalesce("campaign_id", VISIT_CAMPAIGN).alias("campaign_id"),
+            nw.coalesce("visit_time", VISIT_TIME).alias("visit_time"),
+            (~nw.col(VISIT_TIME).is_null()).alias("known_click"),
+        )
+        .drop(VISIT_TRAFFIC_SOURCE, VISIT_CAMPAIGN, VISIT_TIME)
     )
-    frame = frame.drop(VISIT_TRAFFIC_SOURCE, VISIT_CAMPAIGN, VISIT_TIME)
-    return (where or LogFilter()).replace(start=None, end=None).apply(frame, None, timezone=timezone)
+    out = (where or LogFilter()).replace(start=None, end=None).apply_nw(frame, None, timezone=timezone)
+    return cast("Rows", _like(out, conversions))
 
 
 def attribute_events(events: pl.LazyFrame, attribution: pl.LazyFrame) -> pl.LazyFrame:

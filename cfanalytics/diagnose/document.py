@@ -17,24 +17,18 @@ import polars as pl
 
 from cfanalytics._time import iso
 from cfanalytics.diagnose.at_stake import AT_STAKE_GROUPINGS, at_stake_summary, lost_conversions
-from cfanalytics.diagnose.attribution import attribute_conversions, enrich_postbacks, needs_attribution
 from cfanalytics.diagnose.error_rates import postback_summary
 from cfanalytics.diagnose.frames import (
     activity,
     activity_log_until,
     campaign_links,
-    conversion_keys,
-    conversion_rows,
-    conversions_of,
-    error_meanings,
-    postback_outcomes,
-    postback_rows,
+    diagnosis_frames,
     store_currency,
-    visit_lookup,
 )
 from cfanalytics.diagnose.gaps import GAP_BREAKDOWNS, classify, gap_breakdowns, gap_counts, orphans, with_ct_mismatch
 from cfanalytics.diagnose.incidents import SCOPES, find_incidents, history_filter
 from cfanalytics.diagnose.names import Names
+from cfanalytics.engines import as_polars
 from cfanalytics.filters import LogFilter, StoreReader
 
 
@@ -52,39 +46,25 @@ def diagnose(
     # Incidents read the range extended back by their baseline; the other sections read the
     # filter's own range of it (time filters are row-wise).
     wide = history_filter(where, timezone) if with_incidents else where
-    rows = postback_rows(reader, wide).collect().lazy()
-    unattributed = rows.filter(needs_attribution()).select("click_id")
-    conversions = conversion_rows(reader, where)
-    visits = visit_lookup(reader, pl.concat([unattributed, conversions.select("click_id")])).lazy()
-    history = enrich_postbacks(
-        rows,
-        visits,
-        conversions_of(reader, unattributed),
-        wide,
-        timezone=timezone,
-        meanings=error_meanings(reader, rows),
-    ).collect()
-    in_range = LogFilter(start=where.start, end=where.end, timezone=where.timezone)
-    frame = in_range.apply(history.lazy(), "postbacks", timezone=timezone).collect()
+    read = diagnosis_frames(reader, where, wide)
     names = Names.load(reader, SCOPES)  # one scan per kind
     found = (
-        find_incidents(history, activity(reader), names, campaign_links(reader), where.time_bounds(timezone))
-        if with_incidents and history.height
+        find_incidents(read.history, activity(reader), names, campaign_links(reader), where.time_bounds(timezone))
+        if with_incidents
         else None
     )
     out: list[dict[str, Any]] = []
     for incident in found.to_dicts() if found is not None else ():
         out.append(_incident_json(incident))
     lo, hi = where.time_bounds(timezone)
+    frame = as_polars(read.postbacks)
     summary = postback_summary(frame, names)
-    keys = conversion_keys(reader)
+    keys = as_polars(read.conversion_keys)
     # classified once, with only the columns the counts, the breakdowns and the money at stake read
-    lazy_classified = classify(
-        attribute_conversions(conversions, visits, where, timezone=timezone), postback_outcomes(reader), grace_minutes
-    )
+    lazy_classified = classify(as_polars(read.conversions), as_polars(read.outcomes), grace_minutes)
     present = lazy_classified.collect_schema().names()
     classified = lazy_classified.select(c for c in _GAP_COLUMNS if c in present).collect()
-    gaps: dict[str, Any] = dict(gap_counts(classified.lazy(), with_ct_mismatch(orphans(frame.lazy(), keys), keys)))
+    gaps: dict[str, Any] = dict(gap_counts(classified.lazy(), with_ct_mismatch(orphans(frame, keys), keys)))
     gaps.update(gap_breakdowns(classified.lazy(), names))
     gaps["at_stake"] = _at_stake(reader, classified.lazy(), names)
     return {

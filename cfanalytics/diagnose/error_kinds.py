@@ -45,6 +45,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import narwhals.stable.v2 as nw
 import polars as pl
 
 from cfanalytics.diagnose.platform_errors import (
@@ -335,6 +336,21 @@ def status_class(status_code: pl.Expr) -> pl.Expr:
         .otherwise(pl.lit("none"))
         .alias("status_class")
     )
+
+
+def status_class_nw(status_code: nw.Expr) -> nw.Expr:
+    """:func:`status_class` on any engine (comparisons only, so a Spark server computes it as Polars does).
+
+    >>> import narwhals.stable.v2 as nw
+    >>> rows = nw.from_native(pl.DataFrame({"code": [200, 404, None, 503, 99]}))
+    >>> rows.select(status_class_nw(nw.col("code"))).to_native().to_series().to_list()
+    ['2xx', '4xx', 'none', '5xx', 'none']
+    """
+    code = status_code.cast(nw.Int64())
+    out: nw.Expr = nw.lit("none")
+    for hundred in range(5, 0, -1):
+        out = nw.when(code.is_between(hundred * 100, hundred * 100 + 99)).then(nw.lit(f"{hundred}xx")).otherwise(out)
+    return out.alias("status_class")
 
 
 def error_kind(*, is_error: pl.Expr, status_code: pl.Expr, error_message: pl.Expr, postback_url: pl.Expr) -> pl.Expr:

@@ -18,6 +18,7 @@ diagnostics themselves are pure functions of the frames loaded here
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
@@ -31,6 +32,7 @@ from cfanalytics.diagnose.attribution import (
     VISIT_TRAFFIC_SOURCE,
     attribute_conversions,
     conversion_attribution,
+    derive_in_polars,
     enrich_postbacks,
     needs_attribution,
 )
@@ -96,7 +98,8 @@ def conversion_rows(reader: StoreReader, where: LogFilter | None = None) -> pl.L
     return engine_of(reader).run(lambda s: in_range(s.table("conversions"), "conversions", where, reader.timezone))
 
 
-def _visits_of(source: Source, click_ids: pl.LazyFrame) -> nw.LazyFrame[Any]:
+def _visits_of(source: Source, click_ids: nw.LazyFrame[Any]) -> nw.LazyFrame[Any]:
+    """The visits of ``click_ids`` (a frame of the source's engine with a ``click_id`` column)."""
     return (
         source.table("visits")
         .select(
@@ -105,14 +108,14 @@ def _visits_of(source: Source, click_ids: pl.LazyFrame) -> nw.LazyFrame[Any]:
             nw.col("campaign_id").alias(VISIT_CAMPAIGN),
             nw.col("visit_time").alias(VISIT_TIME),
         )
-        .join(source.local(click_ids.select("click_id")), on="click_id", how="semi")
+        .join(click_ids.select("click_id"), on="click_id", how="semi")
     )
 
 
 def visits_of(reader: StoreReader, click_ids: pl.LazyFrame) -> pl.LazyFrame:
     """The stored visits of ``click_ids`` (a frame with a ``click_id`` column), semi-joined: ``click_id``
     and the visit's traffic source, campaign and time (:mod:`~cfanalytics.diagnose.attribution` names)."""
-    return engine_of(reader).run(lambda s: _visits_of(s, click_ids))
+    return engine_of(reader).run(lambda s: _visits_of(s, s.local(click_ids.select("click_id"))))
 
 
 def visit_lookup(reader: StoreReader, click_ids: pl.LazyFrame) -> pl.DataFrame:
@@ -130,16 +133,18 @@ def visit_lookup(reader: StoreReader, click_ids: pl.LazyFrame) -> pl.DataFrame:
     return visits_of(reader, click_ids.select("click_id").unique()).collect()
 
 
-def _conversions_of(source: Source, click_ids: pl.LazyFrame | None) -> nw.LazyFrame[Any]:
+def _conversions_of(source: Source, click_ids: nw.LazyFrame[Any] | None) -> nw.LazyFrame[Any]:
     rows = source.table("conversions").select("click_id", "traffic_source_id", "campaign_id")
     if click_ids is not None:
-        rows = rows.join(source.local(click_ids.select("click_id")), on="click_id", how="semi")
+        rows = rows.join(click_ids.select("click_id"), on="click_id", how="semi")
     return conversion_attribution(rows)
 
 
 def conversions_of(reader: StoreReader, click_ids: pl.LazyFrame | None) -> pl.LazyFrame:
     """Per click id of ``click_ids`` (all when ``None``): the traffic source and campaign of its conversions."""
-    return engine_of(reader).run(lambda s: _conversions_of(s, click_ids))
+    return engine_of(reader).run(
+        lambda s: _conversions_of(s, None if click_ids is None else s.local(click_ids.select("click_id")))
+    )
 
 
 def click_attribution(reader: StoreReader, click_ids: pl.LazyFrame | None = None) -> pl.LazyFrame:
@@ -160,6 +165,19 @@ def click_attribution(reader: StoreReader, click_ids: pl.LazyFrame | None = None
     return engine_of(reader).run(query).join(conversions_of(reader, keys), on="click_id", how="full", coalesce=True)
 
 
+def _has_meanings(reader: StoreReader) -> bool:
+    """Whether the reader's store holds the table of error meanings (a wrapper's store counts)."""
+    store = getattr(reader, "store", reader)
+    has_table = getattr(store, "has_table", None)
+    return callable(has_table) and bool(has_table(ERROR_MEANINGS))
+
+
+def _meanings_of(source: Source, rows: nw.LazyFrame[Any]) -> nw.LazyFrame[Any]:
+    """The stored meanings (current rules) of the failing ones among ``rows`` (a frame of the source's engine)."""
+    keys = rows.filter(nw.col("is_error").cast(nw.Boolean()).fill_null(value=False)).select("postback_id")
+    return current_meanings(source.table(ERROR_MEANINGS)).join(keys, on="postback_id", how="semi")
+
+
 def error_meanings(reader: StoreReader, postback_rows: pl.LazyFrame) -> pl.LazyFrame | None:
     """The error meanings stored at ingest (by the current rules) of the failing ones among ``postback_rows``:
     ``postback_id``, the error-meaning columns and ``signature``, one row per postback (see
@@ -170,16 +188,9 @@ def error_meanings(reader: StoreReader, postback_rows: pl.LazyFrame) -> pl.LazyF
     >>> error_meanings(store, postback_rows(store)) is None
     True
     """
-    store = getattr(reader, "store", reader)
-    has_table = getattr(store, "has_table", None)
-    if not callable(has_table) or not has_table(ERROR_MEANINGS):
+    if not _has_meanings(reader):
         return None
-    keys = postback_rows.filter(pl.col("is_error").cast(pl.Boolean, strict=False)).select("postback_id")
-
-    def query(source: Source) -> nw.LazyFrame[Any]:
-        return current_meanings(source.table(ERROR_MEANINGS)).join(source.local(keys), on="postback_id", how="semi")
-
-    return engine_of(reader).run(query)
+    return engine_of(reader).run(lambda s: _meanings_of(s, s.local(postback_rows.select("postback_id", "is_error"))))
 
 
 def enriched_postbacks(reader: StoreReader, rows: pl.LazyFrame, where: LogFilter | None = None) -> pl.LazyFrame:
@@ -193,6 +204,65 @@ def enriched_postbacks(reader: StoreReader, rows: pl.LazyFrame, where: LogFilter
         where,
         timezone=reader.timezone,
         meanings=error_meanings(reader, rows),
+    )
+
+
+@dataclass(frozen=True)
+class DiagnosisFrames:
+    """What :func:`~cfanalytics.diagnose.document.diagnose` reads, as frames of the reader's engine (kept
+    there: collected on Polars, cached on Spark), so that every aggregate runs where the rows are."""
+
+    #: Enriched postbacks (:func:`postbacks`) of the wide range (the filter's, extended back for incidents).
+    history: nw.LazyFrame[Any]
+    #: The same, in the filter's own range.
+    postbacks: nw.LazyFrame[Any]
+    #: Attributed conversions (:func:`conversions`) in the filter's range.
+    conversions: nw.LazyFrame[Any]
+    #: Every stored postback's ``click_id``, ``ct``, ``is_error``, ``postback_time``, ``integration_id``.
+    outcomes: nw.LazyFrame[Any]
+    #: Every stored conversion's ``click_id`` and ``ct``.
+    conversion_keys: nw.LazyFrame[Any]
+
+
+def diagnosis_frames(reader: StoreReader, where: LogFilter, wide: LogFilter) -> DiagnosisFrames:
+    """The frames of a diagnosis over ``where`` (incidents read ``wide``, see
+    :func:`~cfanalytics.diagnose.incidents.history_filter`), on the reader's engine.
+
+    Each table is read once: the postbacks of the wide range, the visits of the click ids of the
+    postbacks that need attribution and of the conversions, one enrichment serving every section.
+    Error meanings not stored at ingest are derived in Polars on those few rows.
+
+    >>> import tempfile, cfanalytics as cf
+    >>> store = cf.LogStore(tempfile.mkdtemp() + "/s", timezone="UTC")
+    >>> frames = diagnosis_frames(store, LogFilter(), LogFilter())
+    >>> frames.postbacks.to_native().collect().height, "attributed" in frames.history.collect_schema().names()
+    (0, True)
+    """
+    engine, timezone = engine_of(reader), reader.timezone
+    rows = engine.keep(in_range(engine.table("postbacks").select(POSTBACK_COLUMNS), "postbacks", wide, timezone))
+    own = ~nw.col("traffic_source_id").is_null() & ~nw.col("campaign_id").is_null()
+    unattributed = rows.filter(~own).select("click_id")
+    conversion_rows = in_range(engine.table("conversions"), "conversions", where, timezone)
+    wanted = nw.concat([unattributed, conversion_rows.select("click_id")], how="vertical").unique()
+    visits = engine.keep(_visits_of(engine, wanted))
+    history = engine.keep(
+        enrich_postbacks(
+            rows,
+            visits,
+            _conversions_of(engine, unattributed),
+            wide,
+            timezone=timezone,
+            meanings=_meanings_of(engine, rows) if _has_meanings(reader) else None,
+            derive=lambda failed: engine.in_polars(failed, derive_in_polars),
+        )
+    )
+    own_range = LogFilter(start=where.start, end=where.end, timezone=where.timezone)
+    return DiagnosisFrames(
+        history=history,
+        postbacks=engine.keep(own_range.apply_nw(history, "postbacks", timezone=timezone)),
+        conversions=attribute_conversions(conversion_rows, visits, where, timezone=timezone),
+        outcomes=engine.table("postbacks").select("click_id", "ct", "is_error", "postback_time", "integration_id"),
+        conversion_keys=engine.table("conversions").select("click_id", "ct"),
     )
 
 

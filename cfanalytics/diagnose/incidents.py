@@ -47,6 +47,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Final
 
+import narwhals.stable.v2 as nw
 import polars as pl
 import xxhash
 
@@ -56,8 +57,8 @@ from cfanalytics.diagnose.suspects import (
     RESOLVED_SCHEMA,
     SUSPECT_SCHEMA,
     explain_incident,
-    scope_hourly,
 )
+from cfanalytics.engines import fetch
 from cfanalytics.filters import LogFilter
 
 MIN_POSTBACKS: Final = 10
@@ -170,55 +171,104 @@ def history_filter(where: LogFilter | None, timezone: str | None) -> LogFilter:
 Window = tuple[datetime | None, datetime | None]
 
 
+#: Columns of the enriched postback history :func:`find_incidents` reads.
+HISTORY_COLUMNS: Final = (
+    "postback_id",
+    "postback_time",
+    "is_error",
+    "error_kind",
+    "traffic_source_id",
+    "integration_id",
+    "campaign_id",
+)
+
+
+def incident_cube(history: Any) -> pl.DataFrame:
+    """Postbacks (``n``), errors (``e``), postbacks with a known outcome (``known``), first and last failing
+    postback time and last postback time per traffic source, integration, UTC hour and error kind: the one
+    aggregate incidents need of the whole history, computed where the history is (Polars, or any engine of
+    :mod:`cfanalytics.engines`), small enough to fetch.
+
+    >>> from datetime import UTC, datetime
+    >>> t = datetime(2026, 1, 1, 10, 5, tzinfo=UTC)
+    >>> rows = pl.DataFrame({"postback_time": [t, t], "is_error": [True, False], "error_kind": ["auth", None],
+    ...     "traffic_source_id": ["t1", "t1"], "integration_id": [None, None]})
+    >>> incident_cube(rows).select("error_kind", "n", "e").rows()
+    [(None, 1, 0), ('auth', 1, 1)]
+    """
+    rows = nw.from_native(history.lazy() if isinstance(history, pl.DataFrame) else history)
+    time = nw.col("postback_time")
+    failed = nw.col("is_error").fill_null(value=False)
+    cube = (
+        rows.with_columns(time.dt.truncate("1h").alias("hour"))
+        .group_by("traffic_source_id", "integration_id", "hour", "error_kind")
+        .agg(
+            nw.len().alias("n"),
+            nw.col("is_error").cast(nw.Int64()).sum().alias("e"),
+            nw.col("is_error").count().alias("known"),
+            nw.when(failed).then(time).min().alias("first_error"),
+            nw.when(failed).then(time).max().alias("last_error"),
+            time.max().alias("last_time"),
+        )
+    )
+    return (
+        fetch(cube)
+        .with_columns(pl.col("n", "e", "known").cast(pl.Int64).fill_null(0))
+        .sort("traffic_source_id", "integration_id", "hour", "error_kind", nulls_last=False)
+    )
+
+
 def find_incidents(
-    history: pl.DataFrame | pl.LazyFrame,
+    history: Any,
     activity: pl.DataFrame,
     names: Names,
-    campaigns: pl.DataFrame | pl.LazyFrame,
+    campaigns: Any,
     window: Window = (None, None),
 ) -> pl.DataFrame:
     """Incidents in the enriched postback ``history`` overlapping ``window`` (UTC ``[start, end)``, open
     ends allowed), sorted by errors descending, then scope and id.
 
-    ``history`` should reach :data:`BASELINE_DAYS` before the window (:func:`history_filter`);
-    ``activity`` is the activity log sorted by time (suspects), ``campaigns`` the distinct
-    ``traffic_source_id``, ``campaign_id`` (and, when present, ``flow_id``, ``offer_id``, ``landing_id``)
-    of the visits (:func:`~cfanalytics.diagnose.frames.campaign_links`; a LazyFrame is read only when there
-    are incidents, and only for their traffic sources), ``names`` label the scopes.
+    ``history`` should reach :data:`BASELINE_DAYS` before the window (:func:`history_filter`): a
+    Polars frame, or a narwhals frame of any engine, of which only :func:`incident_cube` and the
+    rows of the flagged hours are read; ``activity`` is the activity log sorted by time (suspects),
+    ``campaigns`` the distinct ``traffic_source_id``, ``campaign_id`` (and, when present, ``flow_id``,
+    ``offer_id``, ``landing_id``) of the visits (:func:`~cfanalytics.diagnose.frames.campaign_links`; a
+    lazy frame is read only when there are incidents, and only for their traffic sources), ``names``
+    label the scopes.
     """
     lo, hi = window
-    rows = (
-        history.lazy()
-        .select(
-            "postback_id",
-            "postback_time",
-            "is_error",
-            "error_kind",
-            "traffic_source_id",
-            "integration_id",
-            "campaign_id",
-        )
-        .collect()
-    )
-    if rows.height == 0:
+    cube = incident_cube(history)
+    if cube.height == 0:
         return pl.DataFrame(schema=INCIDENT_SCHEMA)
-    prior = float(rows.select(pl.col("is_error").mean()).item() or 0.0)
-    last_hour = rows.get_column("postback_time").max()
-    assert isinstance(last_hour, datetime)
-    found: list[dict[str, Any]] = []
+    known = int(cube.get_column("known").sum())
+    prior = float(cube.get_column("e").sum()) / known if known else 0.0
+    last_time = cube.get_column("last_time").max()
+    assert isinstance(last_time, datetime)
+    spans: list[dict[str, Any]] = []
     for scope, column in SCOPES.items():
-        found.extend(_scope_incidents(rows, scope, column, prior, last_hour))
+        spans.extend(_flagged_spans(cube, scope, column, prior, last_time))
+    found = _span_incidents(history, cube, spans)
     found = _dedupe(found)
     found = [i for i in found if (lo is None or i["end"] >= lo) and (hi is None or i["start"] < hi)]
-    links = _links(rows, campaigns, found)
+    links = _links(cube, campaigns, found)
     for incident in found:
-        hourly = scope_hourly(rows, SCOPES[incident["scope"]], incident["id"])
+        hourly = _scope_hourly(cube, SCOPES[incident["scope"]], incident["id"])
         incident.update(explain_incident(incident, activity, _related(incident, links), hourly))
         incident["name"] = names.lookup(SCOPES[incident["scope"]]).get(incident["id"])
         incident.pop("_errors")
         incident.pop("_campaigns")
     frame = pl.DataFrame(found, schema=INCIDENT_SCHEMA) if found else pl.DataFrame(schema=INCIDENT_SCHEMA)
     return frame.sort(["errors", "scope", "id", "start"], descending=[True, False, False, False])
+
+
+def _scope_hourly(cube: pl.DataFrame, column: str, scope_id: str) -> pl.DataFrame:
+    """:func:`~cfanalytics.diagnose.suspects.scope_hourly` of one scope, from the cube."""
+    return (
+        cube.filter(pl.col(column) == scope_id)
+        .group_by("hour", "error_kind")
+        .agg(pl.col("n").sum().alias("postbacks"), pl.col("e").sum().alias("errors"))
+        .sort("hour", "error_kind", nulls_last=False)
+    )
 
 
 def scope_changes(activity: pl.DataFrame, postbacks: pl.DataFrame) -> pl.DataFrame:
@@ -255,18 +305,19 @@ def scope_incidents(found: pl.DataFrame, errors: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def _scope_incidents(
-    rows: pl.DataFrame, scope: str, column: str, prior: float, last_time: datetime
+def _flagged_spans(
+    cube: pl.DataFrame, scope: str, column: str, prior: float, last_time: datetime
 ) -> list[dict[str, Any]]:
+    """The merged flagged hours of every ``column`` value (:func:`_flag_hours`, :func:`_merge`): the spans
+    that become incidents, with what the cube tells of them."""
     hourly = (
-        rows.filter(pl.col(column).is_not_null())
-        .with_columns(pl.col("postback_time").dt.truncate("1h").alias("hour"))
+        cube.filter(pl.col(column).is_not_null())
         .group_by(column, "hour")
         .agg(
-            pl.len().alias("n"),
-            pl.col("is_error").sum().cast(pl.Int64).alias("e"),
-            pl.col("postback_time").filter(pl.col("is_error")).min().alias("first_error"),
-            pl.col("postback_time").filter(pl.col("is_error")).max().alias("last_error"),
+            pl.col("n").sum(),
+            pl.col("e").sum(),
+            pl.col("first_error").min(),
+            pl.col("last_error").max(),
         )
         .sort(column, "hour")
     )
@@ -280,32 +331,76 @@ def _scope_incidents(
         flagged, first_flagged = _flag_hours(hours, prior)
         for group in _merge(flagged):
             first, last = group[0][0], group[-1][0]
-            span = rows.filter(
-                (pl.col(column) == scope_id)
-                & (pl.col("postback_time") >= first.hour)
-                & (pl.col("postback_time") < last.hour + timedelta(hours=1))
-            )
-            errors = span.filter(pl.col("is_error"))
-            kinds = errors.group_by("error_kind").len().sort(["len", "error_kind"], descending=[True, False])
             out.append(
                 {
-                    "incident_id": incident_id(scope, str(scope_id), first.hour),
                     "scope": scope,
+                    "column": column,
                     "id": str(scope_id),
-                    "name": None,
+                    "from": first.hour,
+                    "to": last.hour + timedelta(hours=1),
                     "start": first.first_error,
                     "end": last.last_error,
                     "error_rate_before": group[0][1],
-                    "error_rate_during": errors.height / span.height if span.height else None,
-                    "postbacks": span.height,
-                    "errors": errors.height,
-                    "top_error_kind": kinds.item(0, "error_kind") if kinds.height else None,
                     "scope_state": "always_failing" if (first_flagged and first is hours[0]) else "regressed",
                     "open": last.hour >= last_hour - timedelta(hours=1),
-                    "_errors": set(errors.get_column("postback_id").to_list()),
-                    "_campaigns": set(span.get_column("campaign_id").drop_nulls().to_list()),
                 }
             )
+    return out
+
+
+def _span_incidents(history: Any, cube: pl.DataFrame, spans: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The incidents of flagged ``spans``: counts and top error kind from the cube; their failing postbacks'
+    ids and their campaigns from the history's rows of those spans only (one read)."""
+    if not spans:
+        return []
+    rows = nw.from_native(history.lazy() if isinstance(history, pl.DataFrame) else history)
+    time = nw.col("postback_time")
+    in_spans = nw.any_horizontal(
+        *((nw.col(s["column"]) == s["id"]) & (time >= s["from"]) & (time < s["to"]) for s in spans),
+        ignore_nulls=True,
+    )
+    span_rows = fetch(
+        rows.filter(in_spans).select(
+            "postback_id", "postback_time", "is_error", "campaign_id", *dict.fromkeys(s["column"] for s in spans)
+        )
+    )
+    out: list[dict[str, Any]] = []
+    for span in spans:
+        column, scope_id = span["column"], span["id"]
+        part = cube.filter(
+            (pl.col(column) == scope_id) & (pl.col("hour") >= span["from"]) & (pl.col("hour") < span["to"])
+        )
+        n, e = int(part.get_column("n").sum()), int(part.get_column("e").sum())
+        kinds = (
+            part.filter(pl.col("e") > 0)
+            .group_by("error_kind")
+            .agg(pl.col("e").sum())
+            .sort(["e", "error_kind"], descending=[True, False])
+        )
+        mine = span_rows.filter(
+            (pl.col(column) == scope_id)
+            & (pl.col("postback_time") >= span["from"])
+            & (pl.col("postback_time") < span["to"])
+        )
+        out.append(
+            {
+                "incident_id": incident_id(span["scope"], scope_id, span["from"]),
+                "scope": span["scope"],
+                "id": scope_id,
+                "name": None,
+                "start": span["start"],
+                "end": span["end"],
+                "error_rate_before": span["error_rate_before"],
+                "error_rate_during": e / n if n else None,
+                "postbacks": n,
+                "errors": e,
+                "top_error_kind": kinds.item(0, "error_kind") if kinds.height else None,
+                "scope_state": span["scope_state"],
+                "open": span["open"],
+                "_errors": set(mine.filter(pl.col("is_error")).get_column("postback_id").to_list()),
+                "_campaigns": set(mine.get_column("campaign_id").drop_nulls().to_list()),
+            }
+        )
     return out
 
 
@@ -330,23 +425,24 @@ class _Links:
     campaigns_of_source: dict[str, dict[str, dict[str, set[str]]]]
 
 
-def _links(rows: pl.DataFrame, campaigns: pl.DataFrame | pl.LazyFrame, found: list[dict[str, Any]]) -> _Links:
-    pairs = rows.filter(pl.col("integration_id").is_not_null() & pl.col("traffic_source_id").is_not_null())
+def _links(cube: pl.DataFrame, campaigns: Any, found: list[dict[str, Any]]) -> _Links:
+    pairs = cube.filter(pl.col("integration_id").is_not_null() & pl.col("traffic_source_id").is_not_null())
     pairs = pairs.select("traffic_source_id", "integration_id").unique()
     integrations_of_source: dict[str, set[str]] = {}
     sources_of_integration: dict[str, set[str]] = {}
     for source, integration in pairs.iter_rows():
         integrations_of_source.setdefault(source, set()).add(integration)
         sources_of_integration.setdefault(integration, set()).add(source)
-    if isinstance(campaigns, pl.LazyFrame):
+    if not isinstance(campaigns, pl.DataFrame):  # lazy, of any engine
         # only the visits of the incidents' traffic sources are read, and nothing when there is no incident
         sources = {i["id"] for i in found if i["scope"] == "traffic_source"}
         sources |= {s for i in found if i["scope"] != "traffic_source" for s in sources_of_integration.get(i["id"], ())}
-        names = campaigns.collect_schema().names()
+        lazy = nw.from_native(campaigns)
+        names = lazy.collect_schema().names()
         campaigns = (
-            campaigns.filter(pl.col("traffic_source_id").is_in(sorted(sources))).collect()
+            fetch(lazy.filter(nw.col("traffic_source_id").is_in(sorted(sources))))
             if sources and "traffic_source_id" in names
-            else pl.DataFrame(schema=campaigns.collect_schema())
+            else fetch(lazy.head(0))
         )
     by_source: dict[str, dict[str, dict[str, set[str]]]] = {}
     if {"traffic_source_id", "campaign_id"} <= set(campaigns.columns):
