@@ -162,7 +162,10 @@ def test_rate_limit_spaces_requests(server, store, tmp_path):
     result = refire(store, f, send=True, rate=5, timeout=2)
     assert result.accepted == 3
     t = server.hits["/ok"]
-    assert min(b - a for a, b in itertools.pairwise(t)) >= 0.18  # 1 / 5 s, a little clock slack
+    # 1 / 5 s apart when sent; arrival times jitter with the machine's load, so the bounds leave slack (an
+    # unlimited sender's requests arrive about a millisecond apart)
+    assert min(b - a for a, b in itertools.pairwise(t)) >= 0.1
+    assert t[-1] - t[0] >= 0.3
 
 
 def test_cli_json_exit_code_and_redaction(server, store, tmp_path):
