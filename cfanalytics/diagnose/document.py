@@ -21,7 +21,6 @@ from cfanalytics.diagnose.error_rates import postback_summary
 from cfanalytics.diagnose.frames import (
     activity,
     activity_log_until,
-    campaign_links,
     diagnosis_frames,
     store_currency,
 )
@@ -37,9 +36,9 @@ def diagnose(
 ) -> dict[str, Any]:
     """Postback errors, conversion gaps and incidents with their suspected change.
 
-    Each table is read once: the visits of the postbacks' and conversions' click ids
-    (:func:`~cfanalytics.diagnose.frames.visit_lookup`) and one enriched postbacks frame
-    serve every section. ``with_incidents=False`` leaves incidents out (``[]``).
+    Each table is read once (:func:`~cfanalytics.diagnose.frames.diagnosis_frames`), on the reader's
+    engine, and one enriched postbacks frame serves every section; the aggregates run in that engine
+    and only their results come to Polars. ``with_incidents=False`` leaves incidents out (``[]``).
     """
     where = where or LogFilter()
     timezone = reader.timezone
@@ -49,7 +48,7 @@ def diagnose(
     read = diagnosis_frames(reader, where, wide)
     names = Names.load(reader, SCOPES)  # one scan per kind
     found = (
-        find_incidents(read.history, activity(reader), names, campaign_links(reader), where.time_bounds(timezone))
+        find_incidents(read.history, activity(reader), names, read.campaign_links, where.time_bounds(timezone))
         if with_incidents
         else None
     )

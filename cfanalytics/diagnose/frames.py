@@ -222,6 +222,8 @@ class DiagnosisFrames:
     outcomes: nw.LazyFrame[Any]
     #: Every stored conversion's ``click_id`` and ``ct``.
     conversion_keys: nw.LazyFrame[Any]
+    #: :func:`campaign_links`, a query not run yet (incidents read it for their traffic sources only).
+    campaign_links: nw.LazyFrame[Any]
 
 
 def diagnosis_frames(reader: StoreReader, where: LogFilter, wide: LogFilter) -> DiagnosisFrames:
@@ -263,6 +265,7 @@ def diagnosis_frames(reader: StoreReader, where: LogFilter, wide: LogFilter) -> 
         conversions=attribute_conversions(conversion_rows, visits, where, timezone=timezone),
         outcomes=engine.table("postbacks").select("click_id", "ct", "is_error", "postback_time", "integration_id"),
         conversion_keys=engine.table("conversions").select("click_id", "ct"),
+        campaign_links=_campaign_links(engine),
     )
 
 
@@ -336,13 +339,15 @@ def campaign_links(reader: StoreReader) -> pl.LazyFrame:
     visits (who sends whose traffic, and where it goes: the entities an incident's suspects are edits of);
     lazy on Polars: :func:`~cfanalytics.diagnose.incidents.find_incidents` reads it only for its incidents'
     sources (on Spark the distinct is computed, then filtered here)."""
-    return engine_of(reader).run(
-        lambda s: (
-            s.table("visits")
-            .select("traffic_source_id", "campaign_id", "flow_id", "offer_id", "landing_id")
-            .filter(~nw.col("traffic_source_id").is_null())
-            .unique()
-        )
+    return engine_of(reader).run(_campaign_links)
+
+
+def _campaign_links(source: Source) -> nw.LazyFrame[Any]:
+    return (
+        source.table("visits")
+        .select("traffic_source_id", "campaign_id", "flow_id", "offer_id", "landing_id")
+        .filter(~nw.col("traffic_source_id").is_null())
+        .unique()
     )
 
 
