@@ -92,6 +92,10 @@ def malformed(click_id: pl.Expr) -> pl.Expr:
     return click_id.str.contains(MACRO_PATTERN) | ~click_id.str.contains(UUID_PATTERN)
 
 
+def _malformed_click() -> pl.Expr:
+    return (pl.col("unknown_click") & malformed(pl.col("click_id"))).alias("malformed_click")
+
+
 _Rows = TypeVar("_Rows", pl.LazyFrame, pl.DataFrame)
 
 
@@ -106,7 +110,7 @@ def with_malformed_click(rows: _Rows) -> _Rows:
     names = rows.collect_schema().names()
     if "malformed_click" in names or "unknown_click" not in names:
         return rows
-    return rows.with_columns((pl.col("unknown_click") & malformed(pl.col("click_id"))).alias("malformed_click"))
+    return rows.with_columns(_malformed_click())
 
 
 @overload
@@ -192,7 +196,9 @@ def _classify_polars(conversions: pl.LazyFrame, outcomes: pl.LazyFrame, grace_mi
         .then(pl.lit("pending"))
         .otherwise(pl.lit("not_posted"))
     )
-    return with_malformed_click(frame.with_columns(gap.alias("gap"), (~pl.col("known_click")).alias("unknown_click")))
+    return frame.with_columns(gap.alias("gap"), (~pl.col("known_click")).alias("unknown_click")).with_columns(
+        _malformed_click()
+    )
 
 
 def _gap_class(pending: Any) -> Any:
