@@ -361,3 +361,13 @@ def test_gap_counts_on_sail_match_a_duckdb_query_over_the_same_rows(sample_input
         assert expected["conversions"] > expected["not_posted"] > 0
         found = with_ct_mismatch(orphans(frames["postbacks"], frames["keys"]), frames["keys"])
         assert gap_counts(classify(frames["conversions"], frames["outcomes"], grace), found) == expected
+
+
+def test_no_rows_count_zero_on_every_engine(move):
+    conversions, postbacks = _conversions().clear(), _postbacks().clear()
+    keys = move(conversions.select("click_id", "ct"))
+    classified = classify(move(conversions), move(postbacks.drop("postback_id")), 60)
+    counts = gap_counts(classified, with_ct_mismatch(orphans(move(postbacks), keys), keys))
+    assert counts == dict.fromkeys(EXPECTED_COUNTS, 0)
+    assert gap_breakdowns(classified, Names.empty()) == {"by_traffic_source": [], "by_integration": []}
+    assert lost_conversions(classified).height == 0
