@@ -29,9 +29,12 @@ from collections.abc import Sequence
 from datetime import date
 from typing import Any, Final
 
+import narwhals.stable.v2 as nw
 import polars as pl
 
+from cfanalytics.diagnose.gaps import Frame, with_malformed_click
 from cfanalytics.diagnose.names import Names
+from cfanalytics.engines import fetch
 
 #: The gap classes whose payout did not reach the traffic source.
 AT_STAKE_CLASSES: Final = ("posted_failed", "not_posted")
@@ -51,12 +54,16 @@ def _null_empty(col: str) -> pl.Expr:
     return pl.when(pl.col(col) != "").then(pl.col(col))
 
 
-def lost_conversions(classified: pl.LazyFrame) -> pl.DataFrame:
+def lost_conversions(classified: Frame) -> pl.DataFrame:
     """The classified conversions at stake (``posted_failed``, ``not_posted``) with ``duplicate``, collected.
 
     ``duplicate`` is what :func:`~cfanalytics.diagnose.gaps.gap_rows` says of the same rows: all rows of
     one (click id, ct, txid) share their postbacks, so the first of them is at stake whenever a later one
     is (only ``pending`` depends on the time, and it takes the later rows). Sorted by time, click id.
+
+    ``classified``: Polars' or any engine's (narwhals): the engine filters, only the lost rows come back;
+    they get ``malformed_click`` here when they lack it (:func:`~cfanalytics.diagnose.gaps.with_malformed_click`),
+    and ``postbacks`` / ``postback_errors`` are Int64 on every engine.
 
     >>> from datetime import UTC, datetime
     >>> t = datetime(2026, 11, 20, tzinfo=UTC)
@@ -65,10 +72,15 @@ def lost_conversions(classified: pl.LazyFrame) -> pl.DataFrame:
     >>> lost_conversions(rows).get_column("duplicate").to_list()
     [False, True]
     """
-    lost = classified.filter(pl.col("gap").is_in(AT_STAKE_CLASSES)).with_columns(
-        _null_empty("ct").alias("_ct"), _null_empty("txid").alias("_tx")
-    )
-    out = lost.collect().sort(["conversion_time", "_row_id"])
+    if isinstance(classified, pl.LazyFrame | pl.DataFrame):
+        lost = classified.lazy().filter(pl.col("gap").is_in(AT_STAKE_CLASSES)).collect()
+    else:
+        lost = fetch(classified.filter(nw.col("gap").is_in(AT_STAKE_CLASSES)))
+    counts = [c for c in ("postbacks", "postback_errors") if c in lost.columns]
+    lost = with_malformed_click(lost)
+    lost = lost.with_columns(pl.col(counts).cast(pl.Int64))
+    out = lost.with_columns(_null_empty("ct").alias("_ct"), _null_empty("txid").alias("_tx"))
+    out = out.sort(["conversion_time", "_row_id"])
     out = out.with_columns(pl.struct("click_id", "_ct", "_tx").is_first_distinct().not_().alias("duplicate"))
     return out.drop("_ct", "_tx").sort(["conversion_time", "click_id", "_row_id"])
 
