@@ -78,12 +78,14 @@ def _lazy(postbacks: Frame) -> nw.LazyFrame[Any]:
         return postbacks
     if isinstance(postbacks, nw.DataFrame):
         return postbacks.lazy()
+    if isinstance(postbacks, pl.DataFrame):
+        return nw.from_native(postbacks.lazy())
     return nw.from_native(postbacks).lazy()
 
 
 def _counts() -> list[nw.Expr]:
     """Postbacks and failing postbacks of a group (``is_error`` as 1 or 0: Spark sums no booleans)."""
-    return [nw.len().alias("postbacks"), nw.when(nw.col("is_error")).then(1).otherwise(0).sum().alias("errors")]
+    return [nw.len().alias("postbacks"), nw.col("is_error").cast(nw.Int64).sum().alias("errors")]
 
 
 def _counted(frame: pl.DataFrame) -> pl.LazyFrame:
