@@ -25,6 +25,7 @@ from zoneinfo import ZoneInfo
 import narwhals.stable.v2 as nw
 import polars as pl
 
+from cfanalytics._portable import one_of
 from cfanalytics.exceptions import UsageError
 from cfanalytics.schemas import ENTITIES, MAIN_TIME
 
@@ -170,12 +171,12 @@ class LogFilter:
         for name, column in _COLUMN_OF.items():
             values = getattr(self, name)
             if values is not None and column in cols:
-                parts.append(ns.col(column).is_in(list(_as_list(values, name))))
+                parts.append(_is_in(ns, ns.col(column), _as_list(values, name)))
         if self.cts is not None and "ct" in cols:
             cts = list(_as_list(self.cts, "cts"))
             ct = ns.col("ct")
             no_ct = ct.is_null() | (ct == "")
-            parts.append(ct.is_in(cts) | no_ct if "" in cts else ct.is_in(cts))
+            parts.append(_is_in(ns, ct, cts) | no_ct if "" in cts else _is_in(ns, ct, cts))
         if not self.include_filtered and "is_filtered" in cols:
             parts.append(~ns.col("is_filtered").fill_null(value=False))
         if self.click_id and "click_id" in cols:
@@ -210,6 +211,11 @@ class LogFilter:
         names = frame.collect_schema().names()
         parts = self._conditions(nw, names, _time_column(kind, names), timezone)
         return frame.filter(*parts) if parts else frame
+
+
+def _is_in(ns: Any, column: Any, values: Sequence[str]) -> Any:
+    """``column`` in ``values``: Polars' ``is_in``; on other engines :func:`~cfanalytics._portable.one_of`."""
+    return column.is_in(list(values)) if ns is pl else one_of(column, values)
 
 
 def _time_column(kind: str | None, names: Sequence[str]) -> str | None:

@@ -140,20 +140,37 @@ FILTERS = [
 ]
 
 
+@pytest.fixture(scope="module")
+def histories(sample_store, on_sail) -> tuple[nw.LazyFrame, nw.LazyFrame]:
+    """The whole enriched history on Polars and on Sail (a union of cached frames there)."""
+    everything = cf.LogFilter()
+    return (
+        frames.diagnosis_frames(sample_store, everything, everything).history,
+        frames.diagnosis_frames(on_sail, everything, everything).history,
+    )
+
+
 @pytest.mark.parametrize("where", FILTERS, ids=lambda w: ",".join(k for k, v in vars(w).items() if v))
-def test_a_filter_selects_the_same_rows_on_every_engine(sample_store, on_sail, where):
-    history = frames.diagnosis_frames(sample_store, cf.LogFilter(), cf.LogFilter()).history
+def test_a_filter_selects_the_same_rows_on_every_engine(sample_store, on_sail, histories, where):
+    history, on_sail_history = histories
     polars = as_polars(history)
     expected = where.apply(polars, "postbacks", timezone=sample_store.timezone).collect()
     assert 0 < expected.height < polars.collect().height  # the filter selects something, not everything
     on_polars = fetch(where.apply_nw(history, "postbacks", timezone=sample_store.timezone))
     assert_frame_equal(on_polars, expected)
-    spark = engine_of(on_sail).local(polars)
-    on_spark_rows = _sorted(where.apply_nw(spark, "postbacks", timezone=sample_store.timezone))
-    assert (
-        on_spark_rows.get_column("postback_id").to_list()
-        == expected.sort(expected.columns, nulls_last=True).get_column("postback_id").to_list()
-    )
+    ids = expected.sort("postback_id").get_column("postback_id").to_list()
+    for spark in (engine_of(on_sail).local(polars), on_sail_history):
+        selected = fetch(where.apply_nw(spark, "postbacks", timezone=sample_store.timezone))
+        assert selected.sort("postback_id").get_column("postback_id").to_list() == ids
+
+
+def test_a_filter_of_many_values_works_on_the_sail_history(sample_store, histories):
+    history, on_sail_history = histories
+    sources = sorted(fetch(history).get_column("traffic_source_id").drop_nulls().unique().to_list())[:5]
+    assert len(sources) == 5  # more than the three values Sail's IN lists handle on such plans
+    where = cf.LogFilter(traffic_sources=sources)
+    expected = fetch(history).filter(pl.col("traffic_source_id").is_in(sources)).height
+    assert fetch(where.apply_nw(on_sail_history, "postbacks", timezone=sample_store.timezone)).height == expected
 
 
 def test_status_class_is_the_same_on_sail(on_sail):

@@ -32,6 +32,7 @@ from typing import Any, Final
 import narwhals.stable.v2 as nw
 import polars as pl
 
+from cfanalytics._portable import one_of
 from cfanalytics.diagnose.gaps import Frame, with_malformed_click
 from cfanalytics.diagnose.names import Names
 from cfanalytics.engines import fetch
@@ -75,7 +76,7 @@ def lost_conversions(classified: Frame) -> pl.DataFrame:
     if isinstance(classified, pl.LazyFrame | pl.DataFrame):
         lost = classified.lazy().filter(pl.col("gap").is_in(AT_STAKE_CLASSES)).collect()
     else:
-        lost = fetch(classified.filter(nw.col("gap").is_in(AT_STAKE_CLASSES)))
+        lost = fetch(classified.filter(one_of(nw.col("gap"), AT_STAKE_CLASSES)))
     counts = [c for c in ("postbacks", "postback_errors") if c in lost.columns]
     lost = with_malformed_click(lost)
     lost = lost.with_columns(pl.col(counts).cast(pl.Int64))

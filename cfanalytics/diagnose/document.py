@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Any, Final
 
+import narwhals.stable.v2 as nw
 import polars as pl
 
 from cfanalytics._time import iso
@@ -27,7 +28,7 @@ from cfanalytics.diagnose.frames import (
 from cfanalytics.diagnose.gaps import GAP_BREAKDOWNS, classify, gap_breakdowns, gap_counts, orphans, with_ct_mismatch
 from cfanalytics.diagnose.incidents import SCOPES, find_incidents, history_filter
 from cfanalytics.diagnose.names import Names
-from cfanalytics.engines import as_polars
+from cfanalytics.engines import engine_of
 from cfanalytics.filters import LogFilter, StoreReader
 
 
@@ -56,16 +57,18 @@ def diagnose(
     for incident in found.to_dicts() if found is not None else ():
         out.append(_incident_json(incident))
     lo, hi = where.time_bounds(timezone)
-    frame = as_polars(read.postbacks)
+    engine = engine_of(reader)
+    frame = _native(read.postbacks)  # Polars' own frames stay Polars (the fastest path); another engine's stay there
     summary = postback_summary(frame, names)
-    keys = as_polars(read.conversion_keys)
+    keys = _native(read.conversion_keys)
     # classified once, with only the columns the counts, the breakdowns and the money at stake read
-    lazy_classified = classify(as_polars(read.conversions), as_polars(read.outcomes), grace_minutes)
-    present = lazy_classified.collect_schema().names()
-    classified = lazy_classified.select(c for c in _GAP_COLUMNS if c in present).collect()
-    gaps: dict[str, Any] = dict(gap_counts(classified.lazy(), with_ct_mismatch(orphans(frame, keys), keys)))
-    gaps.update(gap_breakdowns(classified.lazy(), names))
-    gaps["at_stake"] = _at_stake(reader, classified.lazy(), names)
+    classified = classify(_native(read.conversions), _native(read.outcomes), grace_minutes)
+    present = classified.collect_schema().names()
+    classified = classified.select([c for c in _GAP_COLUMNS if c in present])
+    classified = classified.collect().lazy() if isinstance(classified, pl.LazyFrame) else engine.keep(classified)
+    gaps: dict[str, Any] = dict(gap_counts(classified, with_ct_mismatch(orphans(frame, keys), keys)))
+    gaps.update(gap_breakdowns(classified, names))
+    gaps["at_stake"] = _at_stake(reader, classified, names)
     return {
         "window": {"from": iso(lo), "to": iso(hi)},
         "timezone": timezone,
@@ -103,7 +106,13 @@ def _incident_json(incident: dict[str, Any]) -> dict[str, Any]:
     return {**incident, **explained}
 
 
-def _at_stake(reader: StoreReader, classified: pl.LazyFrame, names: Names) -> dict[str, Any]:
+def _native(frame: nw.LazyFrame[Any]) -> Any:
+    """A Polars engine's frame as the Polars frame it is; another engine's as it is (a narwhals frame)."""
+    native = frame.to_native()
+    return native if isinstance(native, pl.LazyFrame) else frame
+
+
+def _at_stake(reader: StoreReader, classified: Any, names: Names) -> dict[str, Any]:
     """``gaps.at_stake``: only the lost conversions are materialized."""
     lost = lost_conversions(classified)  # classify gave each its integration (that of with_integrations)
     names = names | _campaign_names(reader, lost)

@@ -28,6 +28,7 @@ from typing import Any, Final
 import narwhals.stable.v2 as nw
 import polars as pl
 
+from cfanalytics._portable import one_of
 from cfanalytics._time import iso
 from cfanalytics.diagnose.error_kinds import KIND_ACTIONS
 from cfanalytics.diagnose.names import Names
@@ -208,7 +209,7 @@ def _with_examples(errors: nw.LazyFrame[Any], top: pl.DataFrame, present: Sequen
     """
     meaning = [c for c in ("error_kind", "action", "retryable") if c in present]
     ids = ["postback_id"] if "postback_id" in present else []
-    at_first = nw.col("postback_time").is_in(top.get_column(_FIRST).unique().to_list())
+    at_first = one_of(nw.col("postback_time"), top.get_column(_FIRST).drop_nulls().unique().sort().to_list())
     tied = fetch(
         errors.filter(at_first).select(
             "signature", nw.col("postback_time").alias(_FIRST), *ids, nw.col("error_message").alias("example"), *meaning

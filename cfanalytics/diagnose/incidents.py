@@ -51,6 +51,7 @@ import narwhals.stable.v2 as nw
 import polars as pl
 import xxhash
 
+from cfanalytics._portable import one_of
 from cfanalytics.diagnose.names import Names
 from cfanalytics.diagnose.suspects import (
     CHANGE_SCHEMA,
@@ -440,7 +441,7 @@ def _links(cube: pl.DataFrame, campaigns: Any, found: list[dict[str, Any]]) -> _
         lazy = nw.from_native(campaigns)
         names = lazy.collect_schema().names()
         campaigns = (
-            fetch(lazy.filter(nw.col("traffic_source_id").is_in(sorted(sources))))
+            fetch(lazy.filter(one_of(nw.col("traffic_source_id"), sorted(sources))))
             if sources and "traffic_source_id" in names
             else fetch(lazy.head(0))
         )

@@ -20,6 +20,7 @@ from typing import Any, Final
 import narwhals.stable.v2 as nw
 import polars as pl
 
+from cfanalytics._portable import one_of
 from cfanalytics.engines import Source, engine_of
 from cfanalytics.filters import StoreReader
 from cfanalytics.schemas import ENTITIES, KINDS, MAIN_TIME
@@ -61,7 +62,7 @@ def _name_rows(reader: StoreReader, entities: Sequence[str], kinds: Sequence[str
         engine.run(
             lambda s: (
                 s.table("activity")
-                .filter(nw.col("entity_type").is_in(list(entities)))
+                .filter(one_of(nw.col("entity_type"), entities))
                 .select(
                     nw.col("entity_type").alias("entity"),
                     nw.col("entity_id").alias("id"),
