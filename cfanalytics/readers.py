@@ -61,6 +61,7 @@ import os
 import re
 import select
 import shutil
+import signal
 import stat
 import struct
 import tempfile
@@ -275,8 +276,16 @@ def _spool_pipe(p: Path, name: str) -> Path:
     """Copy a pipe to a temporary file (its bytes can be read only once); fail when it stays silent."""
     timeout = _pipe_timeout()
     fd = os.open(p, os.O_RDONLY | os.O_NONBLOCK)  # never blocks, even with no writer yet
-    out_fd, tmp = tempfile.mkstemp(prefix="cfanalytics-pipe-", suffix=".input")
-    target = Path(tmp)
+    # SIGTERM / Ctrl-C held back until the copy's name is known, so their unwinding always removes it
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        out_fd, tmp = tempfile.mkstemp(prefix="cfanalytics-pipe-", suffix=".input")
+        target = Path(tmp)
+    except BaseException:
+        os.close(fd)
+        raise
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
     try:
         with os.fdopen(out_fd, "wb") as out:
             while True:
