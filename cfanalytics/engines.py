@@ -141,6 +141,7 @@ class SparkEngine:
     session: Any
     name: str = "spark"
     _polars: PolarsEngine = field(init=False)
+    _checkpoints: bool = field(init=False, default=True)
 
     def __post_init__(self) -> None:
         self._polars = PolarsEngine(self.store)
@@ -176,8 +177,20 @@ class SparkEngine:
         return result.select(pl.col(name).cast(dtype) for name, dtype in schema.items()).lazy()
 
     def keep(self, frame: nw.LazyFrame[Any]) -> nw.LazyFrame[Any]:
-        kept: nw.LazyFrame[Any] = nw.from_native(frame.to_native().cache())
-        return kept
+        """``frame`` materialized on the server (``localCheckpoint``), so that each aggregate reading it does not
+        compute it again; where the server has no checkpoints (Sail without ``execution.checkpoint.path``,
+        some serverless endpoints), cached instead (which Sail ignores: then it is computed per query)."""
+        native = frame.to_native()
+        if self._checkpoints:
+            try:
+                checkpoint = native.localCheckpoint()
+                checkpoint.limit(0).collect()  # readable back (Sail loses those of a second session open at once)
+                kept: nw.LazyFrame[Any] = nw.from_native(checkpoint)
+                return kept
+            except Exception:  # not offered by this server (asked once per engine); a server gone fails next query
+                self._checkpoints = False
+        cached: nw.LazyFrame[Any] = nw.from_native(native.cache())
+        return cached
 
     def in_polars(self, frame: nw.LazyFrame[Any], step: Step) -> nw.LazyFrame[Any]:
         done = step(nw.from_native(fetch(frame).lazy())).to_native()

@@ -95,6 +95,8 @@ def start(folder: Path, *, env: dict[str, str] | None = None, workers: int = 2, 
         **BASE_ENV,
         "SAIL_CLUSTER__WORKER_INITIAL_COUNT": str(workers),
         "SAIL_CLUSTER__WORKER_MAX_COUNT": str(workers),
+        # where localCheckpoint writes: the frames the diagnostics keep are computed once, not per query
+        "SAIL_EXECUTION__CHECKPOINT__PATH": str(folder / "checkpoints"),
         **(env or {}),
     }
     args = [sys.executable, "-c", _LAUNCH, str(os.getpid()), sail, "spark", "server", "--ip", "127.0.0.1"]

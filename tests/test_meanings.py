@@ -12,7 +12,7 @@ import pytest
 
 from cfanalytics import LogStore
 from cfanalytics._meanings import ERROR_MEANINGS, MEANINGS_SCHEMA, RULES_VERSION, write_meanings
-from cfanalytics.diagnose import diagnose, document, frames
+from cfanalytics.diagnose import diagnose, frames
 from tests.helpers import postbacks_frame, run_cli, write, write_csv
 
 # three failing postbacks whose kinds are known by reading them: a URL with an unreplaced macro,

@@ -18,7 +18,7 @@ diagnostics themselves are pure functions of the frames loaded here
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final
 
@@ -224,6 +224,9 @@ class DiagnosisFrames:
     conversion_keys: nw.LazyFrame[Any]
     #: :func:`campaign_links`, a query not run yet (incidents read it for their traffic sources only).
     campaign_links: nw.LazyFrame[Any]
+    #: Frames kept in the engine that the ones above are made of: held while these are (a Spark client
+    #: releases a checkpoint on the server when the frame that made it is garbage-collected).
+    kept: tuple[nw.LazyFrame[Any], ...] = field(default=(), repr=False, compare=False)
 
 
 def diagnosis_frames(reader: StoreReader, where: LogFilter, wide: LogFilter) -> DiagnosisFrames:
@@ -266,6 +269,7 @@ def diagnosis_frames(reader: StoreReader, where: LogFilter, wide: LogFilter) -> 
         outcomes=engine.table("postbacks").select("click_id", "ct", "is_error", "postback_time", "integration_id"),
         conversion_keys=engine.table("conversions").select("click_id", "ct"),
         campaign_links=_campaign_links(engine),
+        kept=(rows, visits),
     )
 
 
