@@ -63,6 +63,7 @@ from cfanalytics._delta import (
     scrub_log,
     writer_properties,
 )
+from cfanalytics._lookup import drop as drop_lookup_cache
 from cfanalytics._meanings import ERROR_MEANINGS, MEANINGS_SCHEMA, refresh_meanings
 from cfanalytics.columns import parse_map
 from cfanalytics.exceptions import StoreError, UsageError
@@ -394,6 +395,8 @@ class LogStore:
             post_commithook_properties=commit_hooks(),
         )
         scrub_log(self.table_root(table), needles)
+        if not self.remote:  # the lookup's cached statistics of the files gone may hold erased values
+            drop_lookup_cache(self.table_path(table))
 
     def set_column_map(self, mapping: Mapping[str, str]) -> None:
         """Save ``Header=column`` overrides in the store's config (used by every later ingest)."""
