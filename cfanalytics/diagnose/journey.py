@@ -7,7 +7,7 @@ their click-id bounds, cached by table version, and cached footers); any other
 reader filters each table with a plain ``click_id == X`` predicate that Polars
 pushes into ``scan_delta``. Either way files and row groups whose click-id
 statistics cannot hold the id are skipped, and the rows are the same. An ingest
-writes these tables in runs sorted by click id (8k-row row groups), so right
+writes these tables in runs sorted by click id (4k-row row groups), so right
 after it that is about one row group per run and date partition; after
 :meth:`LogStore.maintain <cfanalytics.store.LogStore.maintain>` has sorted whole
 partitions, about one per date partition, instead of every row of every file.
