@@ -66,8 +66,9 @@ SORT_RUN_ROWS: Final = 4 * ROW_GROUP_ROWS
 #: (4k rather than 8k: a quarter less CPU per lookup at 10M visits for 1.5 % larger files).
 RUN_ROW_GROUP_ROWS: Final = 4_096
 #: Row groups of the files ``maintain`` sorts by click id (at most :data:`ROW_GROUP_ROWS`): small, so that a
-#: click-id lookup decodes about one 8k-row group per date partition instead of a 64k-row one.
-SORTED_ROW_GROUP_ROWS: Final = 8_192
+#: click-id lookup decodes about one 4k-row group per date partition instead of a 64k-row one (at 10M visits
+#: files 5 % larger than with 64k-row groups, a lookup about 4× less CPU).
+SORTED_ROW_GROUP_ROWS: Final = 4_096
 #: At most about this many rows of a partition are sorted in memory at once by maintain.
 SORT_SLICE_ROWS: Final = 200_000
 #: Commit-metadata key of maintain's re-sort commits (never a batch: the ledger skips them).

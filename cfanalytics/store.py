@@ -727,7 +727,7 @@ class LogStore:
 
         Tables with a ``click_id`` (:data:`CLICK_ID_TABLES`) get each date partition
         that is not laid out yet rewritten sorted by ``click_id`` in row groups of
-        8k rows (:meth:`sort_by_click_id`, one commit per partition, same rows and
+        4k rows (:meth:`sort_by_click_id`, one commit per partition, same rows and
         ``_row_id`` values): a click-id lookup then reads one small row group per partition.
         A partition is left alone when its row groups already hold disjoint
         click-id ranges and it has at most one small file, so a re-run is cheap.
