@@ -344,7 +344,7 @@ def click_frames(store: Any, click_id: str, wanted: Sequence[tuple[str, Sequence
     """
     import pyarrow as pa
 
-    jobs: list[tuple[int, str, list[int], list[str]]] = []
+    jobs: list[tuple[int, str, list[str]]] = []
     shapes: list[tuple[pl.Schema, list[str]]] = []
     for i, (kind, columns) in enumerate(wanted):
         snap = _store_snapshot(store, kind)
@@ -354,21 +354,18 @@ def click_frames(store: Any, click_id: str, wanted: Sequence[tuple[str, Sequence
         if any(c in snap.partitions for c in cols) or _KEY not in snap.schema:
             return None
         shapes.append((snap.schema, cols))
-        for f in snap.files:
-            if not f.may_hold(click_id):
-                continue
-            try:
-                groups = row_groups(f.path, click_id)
-            except (OSError, pa.ArrowException):  # the file left the table under us: scan
-                return None
-            if groups:
-                jobs.append((i, f.path, groups, cols))
+        jobs.extend((i, f.path, cols) for f in snap.files if f.may_hold(click_id))
+
+    def job(path: str, cols: list[str]) -> pa.Table | None:
+        groups = row_groups(path, click_id)  # the footer is read here the first time: in parallel
+        return _read(path, groups, cols, click_id) if groups else None
+
     try:
         if len(jobs) > 1:
-            read = list(_executor().map(lambda job: _read(job[1], job[2], job[3], click_id), jobs))
+            read = list(_executor().map(lambda j: job(j[1], j[2]), jobs))
         else:
-            read = [_read(path, groups, cols, click_id) for _, path, groups, cols in jobs]
-    except (OSError, pa.ArrowException):
+            read = [job(path, cols) for _, path, cols in jobs]
+    except (OSError, pa.ArrowException):  # a file left the table under us (forget, vacuum): scan
         return None
     out = []
     for i, (schema, cols) in enumerate(shapes):
