@@ -215,6 +215,8 @@ def _step_name(step: str, engine: str) -> str:
         ("report_png", "kit"): "report_cli",
         ("lookup", "kit"): "lookup_kit",
         ("lookup", "duckdb"): "lookup_duckdb",
+        ("lookup_scan", "kit"): "lookup_kit_scan",
+        ("lookup_maintained_scan", "kit"): "lookup_kit_scan",
         ("maintain", "kit"): "maintain_kit",
         ("lookup_maintained", "kit"): "lookup_kit",
         ("lookup_maintained", "duckdb"): "lookup_duckdb",
@@ -429,9 +431,11 @@ def bench_size(
     ids = manifest.lookup_click_ids[:LOOKUPS]
     for engine in ("kit", "duckdb"):  # DuckDB on the same files, listed from the Delta log
         add(measure(label, "lookup", engine, lambda rep: {"store": str(store), "click_ids": ids}, reps=1))
+    add(measure(label, "lookup_scan", "kit", lambda rep: {"store": str(store), "click_ids": ids}, reps=1))
     add(measure(label, "maintain", "kit", lambda rep: {"store": str(store)}, reps=1))
     for engine in ("kit", "duckdb"):
         add(measure(label, "lookup_maintained", engine, lambda rep: {"store": str(store), "click_ids": ids}, reps=1))
+    add(measure(label, "lookup_maintained_scan", "kit", lambda rep: {"store": str(store), "click_ids": ids}, reps=1))
     res.notes.extend(_agreement(res))
     return res
 
@@ -629,7 +633,7 @@ def _cell(m: Measurement | None) -> str:
         return f"> {last.wall / 60:.0f} min (stopped)" if last.status == "timeout" else "failed"
     if m.step in ("panel", "browser"):
         return f"{_s(m.info['p50'])} / {_s(m.info['p95'])}"
-    if m.step in ("lookup", "lookup_maintained"):
+    if m.step in ("lookup", "lookup_maintained", "lookup_scan", "lookup_maintained_scan"):
         return f"{_s(m.info['p50'])} / {_s(m.info['cold'])}"
     return _s(m.seconds)
 
@@ -646,8 +650,10 @@ STEP_TITLES: Final = {
     "report": "`cfanalytics report` (whole command, wall)",
     "report_png": "`cfanalytics report --png` (whole command, wall)",
     "lookup": "click-id lookup, before maintain (warm p50 / first)",
+    "lookup_scan": "click-id lookup through `scan_delta` (other readers), before maintain (warm p50 / first)",
     "maintain": "maintain (sort by click id, compact, vacuum)",
     "lookup_maintained": "click-id lookup, after maintain (warm p50 / first)",
+    "lookup_maintained_scan": "click-id lookup through `scan_delta` (other readers), after maintain (warm p50 / first)",
 }
 #: The engines compared with the kit, in the order of the tables' columns.
 OTHERS: Final = ("duckdb", "duckdb_2gb", "duckdb_bare", "polars_bare", "pandas")

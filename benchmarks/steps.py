@@ -10,7 +10,7 @@ step in a child of this small process and adds its peak RSS and CPU time
 Steps: ``ingest_kit``, ``ingest_duckdb_bare``, ``ingest_polars_bare``, ``ingest_duckdb``,
 ``ingest_pandas``, ``diagnose_kit``, ``diagnose_duckdb``, ``diagnose_pandas``, ``incidents_kit``,
 ``panel_kit``, ``doctor_kit``, ``panel_browser``, ``report_cli``, ``sample_store``, ``lookup_kit``,
-``lookup_duckdb``, ``maintain_kit``.
+``lookup_kit_scan``, ``lookup_duckdb``, ``maintain_kit``.
 """
 
 from __future__ import annotations
@@ -853,15 +853,46 @@ def sample_store(p: Params) -> Result:
 
 def lookup_kit(p: Params) -> Result:
     """Click-id lookup: a click's journey (visit, clicks, conversions, postbacks; the columns the event-logs
-    panel shows) with :func:`cfanalytics.diagnose.journey.journey`, straight from the store (cold first, then warm)."""
+    panel shows) with :func:`cfanalytics.diagnose.journey.journey`, straight from the store (cold first, then warm):
+    on a plain local store, the row groups that can hold the id read directly (``cfanalytics._lookup``)."""
+    store = _store(p)
+    return {
+        **_time_journeys(store, p["click_ids"]),
+        "files": {k: len(store.file_uris(k)) for k in ("visits", "postbacks")},
+    }
+
+
+class _OtherReader:
+    """A reader that is not a ``LogStore`` (as a wrapper that counts or caches scans): the journey scans each table."""
+
+    def __init__(self, store: Any) -> None:
+        self.store = store
+
+    @property
+    def timezone(self) -> str | None:
+        return self.store.timezone  # type: ignore[no-any-return]
+
+    def scan(self, kind: str) -> Any:
+        return self.store.scan(kind)
+
+    def events(self) -> Any:
+        return self.store.events()
+
+
+def lookup_kit_scan(p: Params) -> Result:
+    """The same lookups through another reader: ``scan_delta`` per table with a ``click_id == X`` filter (the path
+    every lookup took before ``cfanalytics._lookup``, and still the path of wrapper readers and object storage)."""
+    return _time_journeys(_OtherReader(_store(p)), p["click_ids"])
+
+
+def _time_journeys(reader: Any, click_ids: list[str]) -> Result:
     from cfanalytics.diagnose.journey import journey
 
-    store = _store(p)
     times: list[float] = []
     found = 0
-    for cid in p["click_ids"]:
+    for cid in click_ids:
         t0 = time.perf_counter()
-        rows = journey(store, cid)
+        rows = journey(reader, cid)
         times.append(time.perf_counter() - t0)
         steps = rows.get_column("step").to_list()
         found += int(steps.count("visit") == 1 and "postback" in steps)
@@ -873,7 +904,6 @@ def lookup_kit(p: Params) -> Result:
         "p95": _quantile(warm, 0.95),
         "lookups": len(times),
         "found": found,
-        "files": {k: len(store.file_uris(k)) for k in ("visits", "postbacks")},
     }
 
 
@@ -955,6 +985,7 @@ STEPS: Final[dict[str, Callable[[Params], Result]]] = {
     "report_cli": report_cli,
     "sample_store": sample_store,
     "lookup_kit": lookup_kit,
+    "lookup_kit_scan": lookup_kit_scan,
     "lookup_duckdb": lookup_duckdb,
     "maintain_kit": maintain_kit,
 }

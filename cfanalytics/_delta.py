@@ -62,8 +62,13 @@ INGEST_FILE_BYTES: Final = 32 * 2**20
 SINK_PARTITIONS: Final = 16
 #: An ingest writes the rows of click-id tables in runs of this many rows, each sorted by click id.
 SORT_RUN_ROWS: Final = 4 * ROW_GROUP_ROWS
-#: Row groups of those sorted runs: small, so that a click-id lookup decodes about one per run and date.
-RUN_ROW_GROUP_ROWS: Final = 8_192
+#: Row groups of those sorted runs: small, so that a click-id lookup decodes about one per run and date
+#: (4k rather than 8k: a quarter less CPU per lookup at 10M visits for 1.5 % larger files).
+RUN_ROW_GROUP_ROWS: Final = 4_096
+#: Row groups of the files ``maintain`` sorts by click id (at most :data:`ROW_GROUP_ROWS`): small, so that a
+#: click-id lookup decodes about one 4k-row group per date partition instead of a 64k-row one (at 10M visits
+#: files 5 % larger than with 64k-row groups, a lookup about 4× less CPU).
+SORTED_ROW_GROUP_ROWS: Final = 4_096
 #: At most about this many rows of a partition are sorted in memory at once by maintain.
 SORT_SLICE_ROWS: Final = 200_000
 #: Commit-metadata key of maintain's re-sort commits (never a batch: the ledger skips them).
@@ -474,7 +479,14 @@ class _SortedFileWriter:
     """
 
     def __init__(
-        self, root: Root, day: str | None, schema: pa.Schema, per_file: int, *, data_change: bool = False
+        self,
+        root: Root,
+        day: str | None,
+        schema: pa.Schema,
+        per_file: int,
+        *,
+        data_change: bool = False,
+        row_group_rows: int | None = None,
     ) -> None:
         self.where = as_location(root)
         # files are written here; on object storage, a local folder they are uploaded from once closed
@@ -488,6 +500,7 @@ class _SortedFileWriter:
         self.schema = schema
         self.per_file = per_file
         self.data_change = data_change
+        self.row_group_rows = ROW_GROUP_ROWS if row_group_rows is None else row_group_rows
         self.added: list[AddAction] = []
         self._writer: pq.ParquetWriter | None = None
         self._path = ""
@@ -495,7 +508,8 @@ class _SortedFileWriter:
         (self.root / self.folder).mkdir(parents=True, exist_ok=True)
 
     def write(self, rows: pa.Table) -> None:
-        """Append ``rows`` to the open file (a new one if none is open) as row groups of :data:`ROW_GROUP_ROWS`."""
+        """Append ``rows`` to the open file (a new one if none is open) as row groups of ``row_group_rows``
+        (default :data:`ROW_GROUP_ROWS`)."""
         import pyarrow.parquet as pq
 
         if self._writer is None:
@@ -507,7 +521,7 @@ class _SortedFileWriter:
                 compression_level=COMPRESSION_LEVEL,
             )
             self._rows = 0
-        self._writer.write_table(rows, row_group_size=ROW_GROUP_ROWS)
+        self._writer.write_table(rows, row_group_size=self.row_group_rows)
         self._rows += rows.num_rows
         if self._rows >= self.per_file:
             self.close()
@@ -597,7 +611,7 @@ def rewrite_sorted(dt: DeltaTable, root: Root, day: str) -> int:
 
     The partition is read at the table's current version and sorted in click-id
     ranges of about :data:`SORT_SLICE_ROWS` rows, one range at a time (bounded
-    memory), into new Parquet files of :data:`ROW_GROUP_ROWS`-row groups, in order.
+    memory), into new Parquet files of :data:`SORTED_ROW_GROUP_ROWS`-row groups, in order.
     One commit removes the old files and adds the new ones (``dataChange`` false, as
     an ``OPTIMIZE``): readers see all the old rows or all the new ones. The files
     are written here rather than by ``write_deltalake``, whose parallel plan does not
@@ -611,14 +625,13 @@ def rewrite_sorted(dt: DeltaTable, root: Root, day: str) -> int:
     actions = pl.DataFrame(dt.get_add_actions(flatten=True))
     old = actions.filter(pl.col("partition.date").cast(pl.String) == day).select("path", "size_bytes", "num_records")
     old_bytes, expected = int(old.get_column("size_bytes").sum()), int(old.get_column("num_records").sum())
-    per_file = max(
-        ROW_GROUP_ROWS, int(TARGET_FILE_BYTES * expected / max(old_bytes, 1)) // ROW_GROUP_ROWS * ROW_GROUP_ROWS
-    )
+    group = min(SORTED_ROW_GROUP_ROWS, ROW_GROUP_ROWS)
+    per_file = max(ROW_GROUP_ROWS, int(TARGET_FILE_BYTES * expected / max(old_bytes, 1)) // group * group)
     where = as_location(root)
     part = pl.scan_delta(where.uri, version=version, storage_options=where.options).filter(
         pl.col("date") == _dt.date.fromisoformat(day)
     )
-    out = _SortedFileWriter(root, day, file_schema, per_file)
+    out = _SortedFileWriter(root, day, file_schema, per_file, row_group_rows=group)
     seen = 0
     carry = file_schema.empty_table()
     try:
@@ -627,9 +640,9 @@ def rewrite_sorted(dt: DeltaTable, root: Root, day: str) -> int:
             seen += rows.height
             carry = pa.concat_tables([carry, rows.to_arrow().cast(file_schema)])
             del rows
-            while carry.num_rows >= ROW_GROUP_ROWS:  # whole row groups only, so that groups never straddle ranges
-                out.write(carry.slice(0, ROW_GROUP_ROWS))
-                carry = carry.slice(ROW_GROUP_ROWS)
+            while carry.num_rows >= group:  # whole row groups only, so that groups never straddle ranges
+                out.write(carry.slice(0, group))
+                carry = carry.slice(group)
         if carry.num_rows:
             out.write(carry)
         out.close()

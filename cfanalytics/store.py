@@ -63,6 +63,7 @@ from cfanalytics._delta import (
     scrub_log,
     writer_properties,
 )
+from cfanalytics._lookup import drop as drop_lookup_cache
 from cfanalytics._meanings import ERROR_MEANINGS, MEANINGS_SCHEMA, refresh_meanings
 from cfanalytics.columns import parse_map
 from cfanalytics.exceptions import StoreError, UsageError
@@ -394,6 +395,8 @@ class LogStore:
             post_commithook_properties=commit_hooks(),
         )
         scrub_log(self.table_root(table), needles)
+        if not self.remote:  # the lookup's cached statistics of the files gone may hold erased values
+            drop_lookup_cache(self.table_path(table))
 
     def set_column_map(self, mapping: Mapping[str, str]) -> None:
         """Save ``Header=column`` overrides in the store's config (used by every later ingest)."""
@@ -724,8 +727,8 @@ class LogStore:
 
         Tables with a ``click_id`` (:data:`CLICK_ID_TABLES`) get each date partition
         that is not laid out yet rewritten sorted by ``click_id`` in row groups of
-        64k rows (:meth:`sort_by_click_id`, one commit per partition, same rows and
-        ``_row_id`` values): a click-id lookup then reads one row group per partition.
+        4k rows (:meth:`sort_by_click_id`, one commit per partition, same rows and
+        ``_row_id`` values): a click-id lookup then reads one small row group per partition.
         A partition is left alone when its row groups already hold disjoint
         click-id ranges and it has at most one small file, so a re-run is cheap.
         The other tables are compacted. Maintain commits carry no batch id, so

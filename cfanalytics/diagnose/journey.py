@@ -1,9 +1,13 @@
 """One click's journey: its visit, clicks, conversions and the postbacks fired for it, read by click id.
 
-The lookup reads only the columns a journey shows, and filters each table with a
-plain ``click_id == X`` predicate that Polars pushes into ``scan_delta``: files and
-row groups whose click-id statistics cannot hold the id are skipped. An ingest
-writes these tables in runs sorted by click id (8k-row row groups), so right
+The lookup reads only the columns a journey shows. On a plain local
+:class:`~cfanalytics.store.LogStore` it reads the Parquet row groups that can hold
+the id directly (:mod:`cfanalytics._lookup`: a snapshot of each table's files and
+their click-id bounds, cached by table version, and cached footers); any other
+reader filters each table with a plain ``click_id == X`` predicate that Polars
+pushes into ``scan_delta``. Either way files and row groups whose click-id
+statistics cannot hold the id are skipped, and the rows are the same. An ingest
+writes these tables in runs sorted by click id (4k-row row groups), so right
 after it that is about one row group per run and date partition; after
 :meth:`LogStore.maintain <cfanalytics.store.LogStore.maintain>` has sorted whole
 partitions, about one per date partition, instead of every row of every file.
@@ -21,6 +25,7 @@ from typing import Any, Final
 
 import polars as pl
 
+from cfanalytics._lookup import click_frames
 from cfanalytics.filters import StoreReader
 from cfanalytics.schemas import MAIN_TIME, polars_schema
 
@@ -92,12 +97,17 @@ def journey(store: StoreReader, click_id: str) -> pl.DataFrame:
     >>> journey(store, "no-such-click").height
     0
     """
-    parts = []
-    for order, (kind, step) in enumerate(JOURNEY_STEPS):
-        time_col = MAIN_TIME[kind]
+    wanted = []
+    for kind, _step in JOURNEY_STEPS:
         known = polars_schema(kind)  # the journey's columns are canonical: every table holds those of its kind
         keep = [c for c in (*JOURNEY_COLUMNS, "is_error") if c in known and c not in _DERIVED]
-        lf = click_rows(store, kind, click_id, [time_col, *keep])
+        wanted.append((kind, [MAIN_TIME[kind], *keep], keep))
+    # a plain local store: only the files and row groups that can hold the id (else one scan per table)
+    read = click_frames(store, click_id, [(kind, columns) for kind, columns, _ in wanted])
+    parts = []
+    for order, ((kind, step), (_, columns, keep)) in enumerate(zip(JOURNEY_STEPS, wanted, strict=True)):
+        time_col = MAIN_TIME[kind]
+        lf = click_rows(store, kind, click_id, columns) if read is None else read[order].lazy()
         parts.append(
             lf.select(
                 pl.col(time_col).alias("time"),
