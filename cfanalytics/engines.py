@@ -1,22 +1,22 @@
-"""Where the diagnostics read: Polars in this process (the default), or a Spark Connect server.
+"""Where the diagnostics read and aggregate: Polars in this process (the default), or a Spark Connect server.
 
-The loaders of :mod:`cfanalytics.diagnose.frames` (and the name lookups of
-:mod:`~cfanalytics.diagnose.names`) are written once, in narwhals: they filter stored
-columns by time, semi-join the visits to the click ids that need them, and group or
-deduplicate. An :class:`Engine` runs such a query and hands its result to Polars.
+The loaders of :mod:`cfanalytics.diagnose.frames`, the name lookups of
+:mod:`~cfanalytics.diagnose.names` and the diagnostics' core (attribution joins, error
+rates, gap classes, the incidents' cube) are written once, in narwhals. An :class:`Engine`
+gives them its tables (:meth:`~Engine.table`), moves small Polars frames next to them
+(:meth:`~Engine.local`), keeps a frame that several aggregates read (:meth:`~Engine.keep`),
+and runs on a few rows what only Polars can (:meth:`~Engine.in_polars`: the error rules'
+regexes); :func:`fetch` brings a small result into Polars.
 
-- :class:`PolarsEngine` (any reader without an ``engine``): the query stays a lazy
-  Polars plan over ``reader.scan(kind)``, exactly as before — nothing is read until the
-  diagnostic collects it.
-- :class:`SparkEngine` (:func:`on_spark`): the same query runs on a Spark Connect
+- :class:`PolarsEngine` (any reader without an ``engine``): queries stay lazy Polars plans
+  over ``reader.scan(kind)``; a kept frame is collected once.
+- :class:`SparkEngine` (:func:`on_spark`): the same queries run on a Spark Connect
   session (Spark, Databricks, Sail) over the store's Delta tables, a folder or
-  ``s3://`` URI the server can read; its result (the rows of a range, the visits of some
-  click ids, distinct combinations: rows, not aggregates yet) is collected into Polars,
-  cast to the very schema Polars would have given.
+  ``s3://`` URI the server can read; a kept frame is a local checkpoint there, and only
+  aggregates (and the few rows some answers list) come back.
 
-Everything after the loaders — attribution of the few unattributed rows, error
-meanings, gap classes, incidents, names, sorting, JSON and charts — runs in Polars on
-those results, so both engines print the same answers.
+Local hours, the incidents' tests, suspects, names, sorting, JSON and charts run in
+Polars on those results, so both engines print the same answers.
 
 >>> import tempfile, cfanalytics as cf
 >>> store = cf.LogStore(tempfile.mkdtemp() + "/s", timezone="UTC")
@@ -85,7 +85,7 @@ class Engine(Protocol):
         ...
 
     def keep(self, frame: nw.LazyFrame[Any]) -> nw.LazyFrame[Any]:
-        """``frame`` computed once for the several aggregates that read it (Polars: collected; Spark: cached)."""
+        """``frame`` computed once for the several aggregates that read it (Polars: collected; Spark: checkpointed)."""
         ...
 
     def in_polars(self, frame: nw.LazyFrame[Any], step: Step) -> nw.LazyFrame[Any]:

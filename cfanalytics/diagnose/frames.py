@@ -210,7 +210,7 @@ def enriched_postbacks(reader: StoreReader, rows: pl.LazyFrame, where: LogFilter
 @dataclass(frozen=True)
 class DiagnosisFrames:
     """What :func:`~cfanalytics.diagnose.document.diagnose` reads, as frames of the reader's engine (kept
-    there: collected on Polars, cached on Spark), so that every aggregate runs where the rows are."""
+    there: collected on Polars, checkpointed on Spark), so that every aggregate runs where the rows are."""
 
     #: Enriched postbacks (:func:`postbacks`) of the wide range (the filter's, extended back for incidents).
     history: nw.LazyFrame[Any]
