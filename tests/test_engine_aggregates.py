@@ -184,3 +184,25 @@ def test_status_class_is_the_same_on_sail(on_sail):
     spark = engine_of(on_sail).local(codes.with_row_index("i").with_columns(pl.col("i").cast(pl.Int64)))
     got = fetch(spark.select("i", status_class_nw(nw.col("code")))).sort("i").drop("i")
     assert_frame_equal(got, expected)
+
+
+def test_the_queries_give_the_same_answers_on_sail(sample_store, on_sail):
+    """The notebook-facing queries aggregate on the server when the reader's engine is Spark."""
+    from cfanalytics.diagnose import queries
+
+    where = cf.LogFilter(start="2026-11-15", end="2026-11-18")
+    for by in (["traffic_source_id"], ["hour", "integration_id"], "error_kind", None):
+        expected = queries.postback_errors(sample_store, by, where)
+        assert expected.height > 0
+        assert_frame_equal(queries.postback_errors(on_sail, by, where), expected, check_dtypes=False)
+    for grace in (0, 240):
+        assert queries.gap_summary(on_sail, where, grace_minutes=grace) == queries.gap_summary(
+            sample_store, where, grace_minutes=grace
+        )
+    for by in ((), ["integration_id"], ["traffic_source_id", "day"]):
+        expected = queries.money_at_stake(sample_store, where, by=by)
+        assert expected.get_column("conversions").sum() > 0
+        assert_frame_equal(queries.money_at_stake(on_sail, where, by=by), expected, check_dtypes=False)
+    found = queries.incidents(sample_store)
+    assert found.height > 0
+    assert_frame_equal(queries.incidents(on_sail), found)

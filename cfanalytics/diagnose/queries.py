@@ -17,16 +17,19 @@ on them, so nothing is read twice.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import polars as pl
 
 from cfanalytics.diagnose.at_stake import at_stake, lost_conversions, with_integrations
 from cfanalytics.diagnose.error_rates import error_rates, grouping
 from cfanalytics.diagnose.frames import (
+    DiagnosisFrames,
     activity,
     campaign_links,
     conversion_keys,
     conversions,
+    diagnosis_frames,
     enriched_postbacks,
     postback_integrations,
     postback_outcomes,
@@ -47,6 +50,7 @@ from cfanalytics.diagnose.gaps import (
 )
 from cfanalytics.diagnose.incidents import INCIDENT_SCHEMA, SCOPES, find_incidents, history_filter
 from cfanalytics.diagnose.names import ENTITY_OF_ID, Names
+from cfanalytics.engines import engine_of
 from cfanalytics.filters import LogFilter, StoreReader, display_timezone
 
 #: LogFilter fields that filter postbacks on columns :func:`~cfanalytics.diagnose.frames.postbacks` adds.
@@ -74,23 +78,36 @@ def postback_errors(
     ``hour`` and ``day`` are in the display time zone (the filter's, else the store's).
     """
     keys = grouping(by)
-    out = error_rates(postbacks(reader, where), keys, display_timezone(where, reader.timezone))
+    rows = _engine_frames(reader, where).postbacks if _on_server(reader) else postbacks(reader, where)
+    out = error_rates(rows, keys, display_timezone(where, reader.timezone))
     return _names_of(reader, keys).add(out, *keys) if keys else out
+
+
+def _on_server(reader: StoreReader) -> bool:
+    """Whether the reader's engine is another than Polars in this process (then the aggregates run there)."""
+    return engine_of(reader).name != "polars"
+
+
+def _engine_frames(reader: StoreReader, where: LogFilter | None, wide: LogFilter | None = None) -> DiagnosisFrames:
+    where = where or LogFilter()
+    return diagnosis_frames(reader, where, wide or where)
 
 
 def incidents(reader: StoreReader, where: LogFilter | None = None) -> pl.DataFrame:
     """Incidents overlapping the filter's range (:func:`~cfanalytics.diagnose.incidents.find_incidents`)."""
     where = where or LogFilter()
-    history = postbacks(reader, history_filter(where, reader.timezone)).collect()
-    if history.height == 0:
-        return pl.DataFrame(schema=INCIDENT_SCHEMA)
-    return find_incidents(
-        history,
-        activity(reader),
-        Names.load(reader, SCOPES),
-        campaign_links(reader),
-        where.time_bounds(reader.timezone),
-    )
+    wide = history_filter(where, reader.timezone)
+    if _on_server(reader):
+        read = _engine_frames(reader, where, wide)
+        history: Any = read.history
+        links: Any = read.campaign_links
+    else:
+        history = postbacks(reader, wide).collect()
+        if history.height == 0:
+            return pl.DataFrame(schema=INCIDENT_SCHEMA)
+        links = campaign_links(reader)
+    bounds = where.time_bounds(reader.timezone)
+    return find_incidents(history, activity(reader), Names.load(reader, SCOPES), links, bounds)
 
 
 def orphan_postbacks(reader: StoreReader, where: LogFilter | None = None) -> pl.DataFrame:
@@ -105,6 +122,11 @@ def orphan_postbacks(reader: StoreReader, where: LogFilter | None = None) -> pl.
 def gap_summary(reader: StoreReader, where: LogFilter | None = None, *, grace_minutes: float = 0) -> dict[str, int]:
     """The ``gaps`` section of ``cfanalytics diagnose --json`` (docs/contract.md §5)."""
     where = where or LogFilter()
+    if _on_server(reader):
+        read = _engine_frames(reader, where)
+        kept = engine_of(reader).keep(classify(read.conversions, read.outcomes, grace_minutes))
+        server_keys = read.conversion_keys
+        return gap_counts(kept, with_ct_mismatch(orphans(read.postbacks, server_keys), server_keys))
     keys = conversion_keys(reader)
     classified = classify(conversions(reader, where), postback_outcomes(reader), grace_minutes)
     if any(getattr(where, f) is not None for f in ENRICHED_FIELDS):
@@ -134,9 +156,13 @@ def money_at_stake(
     ['currency', 'conversions', 'posted_failed', 'not_posted', 'payout']
     """
     keys = [by] if isinstance(by, str) else list(by)
-    lost = lost_conversions(classify(conversions(reader, where), postback_outcomes(reader), grace_minutes))
-    if "integration_id" in keys:
-        lost = with_integrations(lost, postback_integrations(reader))
+    if _on_server(reader):  # classify gives each conversion its integration (that of with_integrations)
+        read = _engine_frames(reader, where)
+        lost = lost_conversions(classify(read.conversions, read.outcomes, grace_minutes))
+    else:
+        lost = lost_conversions(classify(conversions(reader, where), postback_outcomes(reader), grace_minutes))
+        if "integration_id" in keys:
+            lost = with_integrations(lost, postback_integrations(reader))
     out = at_stake(lost, by=keys, timezone=reader.timezone or "UTC", currency=store_currency(reader))
     if not keys:
         return out
