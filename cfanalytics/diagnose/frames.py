@@ -214,7 +214,7 @@ class DiagnosisFrames:
 
     #: Enriched postbacks (:func:`postbacks`) of the wide range (the filter's, extended back for incidents).
     history: nw.LazyFrame[Any]
-    #: The same, in the filter's own range.
+    #: The same, in the filter's own range (a filter of the history, not a copy).
     postbacks: nw.LazyFrame[Any]
     #: Attributed conversions (:func:`conversions`) in the filter's range.
     conversions: nw.LazyFrame[Any]
@@ -264,12 +264,12 @@ def diagnosis_frames(reader: StoreReader, where: LogFilter, wide: LogFilter) -> 
     own_range = LogFilter(start=where.start, end=where.end, timezone=where.timezone)
     return DiagnosisFrames(
         history=history,
-        postbacks=engine.keep(own_range.apply_nw(history, "postbacks", timezone=timezone)),
+        postbacks=own_range.apply_nw(history, "postbacks", timezone=timezone),  # a filter of the kept history
         conversions=attribute_conversions(conversion_rows, visits, where, timezone=timezone),
         outcomes=engine.table("postbacks").select("click_id", "ct", "is_error", "postback_time", "integration_id"),
         conversion_keys=engine.table("conversions").select("click_id", "ct"),
         campaign_links=_campaign_links(engine),
-        kept=(rows, visits),
+        kept=(visits,),  # the conversions' plan reads it; the history, kept itself, no longer reads the rows
     )
 
 
