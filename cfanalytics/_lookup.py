@@ -321,9 +321,13 @@ def plan(store: Any, kind: str, click_id: str) -> list[tuple[str, list[int]]] | 
 
 
 def _store_snapshot(store: Any, kind: str) -> Snapshot | None:
-    """The snapshot of ``kind`` when ``store`` is a plain local, created LogStore and the table is read here."""
+    """The snapshot of ``kind`` when ``store`` is a plain local, created LogStore (or a reader whose
+    ``direct_store`` is one) and the table is read here."""
     from cfanalytics.store import LogStore
 
+    inner = getattr(store, "direct_store", None)  # a wrapper that only counts scans (the panels' reader)
+    if isinstance(inner, LogStore):
+        store = inner
     if (
         not isinstance(store, LogStore)
         or type(store).scan is not LogStore.scan

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 import pyarrow.parquet as pq
@@ -11,7 +12,7 @@ import pytest
 from polars.testing import assert_frame_equal
 
 import cfanalytics._delta as delta_module
-from cfanalytics import LogStore
+from cfanalytics import LogStore, _lookup
 from cfanalytics.diagnose.journey import JOURNEY_COLUMNS, click_rows, journey
 from cfanalytics.panels.event_logs import EventLogsPanel
 from tests.helpers import click_id, conversions_frame, postbacks_frame, visits_frame, write_csv
@@ -220,15 +221,24 @@ def test_right_after_an_ingest_a_lookup_can_skip_all_but_one_row_group_per_run(t
         assert journey(store, cid).filter(pl.col("step") == "visit").height == 1
 
 
-def test_panel_journey_uses_the_lookup(tmp_path):
+def test_panel_journey_uses_the_lookup(tmp_path, monkeypatch):
     pytest.importorskip("ipywidgets")
     store = _build(tmp_path)
     store.maintain(retention_hours=0)
     cid = pl.select(click_id(pl.lit(10, pl.Int64))).item()
     panel = EventLogsPanel(store, start="2024-05-01", end="2024-05-03")
     reads = panel.store_reads
+    taken: list[str] = []
+    real_read = _lookup._read
+
+    def counted(path: str, *args: Any) -> Any:
+        taken.append(path)
+        return real_read(path, *args)
+
+    monkeypatch.setattr(_lookup, "_read", counted)
     shown = panel.show_journey(cid)
-    assert panel.store_reads - reads == 4  # one scan per table of the journey
+    assert panel.store_reads == reads  # no table scan: the files that can hold the id are read directly
+    assert {Path(p).parts[-3] for p in taken} >= {"visits", "postbacks"}, taken  # tables/KIND/date=…/file
     # the table shows the journey's rows in the same order, with names beside the ids
     expected = journey(store, cid)
     common = [c for c in shown.columns if c in expected.columns]

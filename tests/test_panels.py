@@ -206,7 +206,7 @@ def test_journey_lists_a_click_in_time_order(small, tmp_path):
     assert journey.get_column("status_code").to_list()[-2:] == [400, 200]
     assert panel.journey_table.frame.height == 5
     assert panel.journey_queries == 1
-    assert panel.store_reads > reads
+    assert panel.store_reads == reads  # the files that can hold the id are read directly, no table scan
     html = panel.journey_table.html.value
     assert "access_token=***" in html
     assert TOKEN not in html

@@ -87,6 +87,12 @@ class CountingStore:
         return self.store.timezone
 
     @property
+    def direct_store(self) -> LogStore:
+        """The store itself, for the click-id lookup (:mod:`cfanalytics._lookup`), which reads only the files and
+        row groups that can hold the id: not a table scan, so not counted."""
+        return self.store
+
+    @property
     def mask_ips(self) -> bool:
         """Whether IP addresses are masked for display (the store's setting)."""
         return bool(getattr(self.store, "mask_ips", True))
