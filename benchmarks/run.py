@@ -893,15 +893,16 @@ def targets(results: list[SizeResult], imports: dict[str, float], sample: list[M
     # --- scale
     if largest is not None and largest is not big and big is not None:
         linear = largest.manifest["counts"]["visits"] / big.manifest["counts"]["visits"]
-        for step in ("ingest", "diagnose"):
+        for step, name in (("ingest", "ingest visits.csv"), ("ingest_rest", "ingest of the other files"),
+                           ("diagnose", "diagnose")):  # fmt: skip
             m = get(largest, step)
             rss = m.rss_mb if m and m.runs else None
-            row(f"scale: {step} peak RSS ≤ 2 GB", largest.size, _mb(rss), met(m, rss, 2048))
+            row(f"scale: {name} peak RSS ≤ 2 GB", largest.size, _mb(rss), met(m, rss, 2048))
             a, b2 = get(largest, step), get(big, step)
             grow = a.seconds / b2.seconds if a and b2 and a.seconds and b2.seconds else None
             cpu = _ratio(a.cpu if a and a.ok else None, b2.cpu if b2 and b2.ok else None)
             row(
-                f"scale: {step} time {largest.size}/{big.size} ≤ {linear:.1f} (linear)",
+                f"scale: {name} time {largest.size}/{big.size} ≤ {linear:.1f} (linear)",
                 largest.size,
                 f"{grow:.2f} ({_s(a.seconds if a else None)} vs {_s(b2.seconds if b2 else None)}; CPU ratio {cpu})"
                 if grow is not None else (_cell(a) if a else "not measured"),
