@@ -878,8 +878,9 @@ def targets(results: list[SizeResult], imports: dict[str, float], sample: list[M
     )  # fmt: skip
     status = b.info.get("status_p95") if b and b.ok else None
     if status is not None:
+        shown = f"{_s(status)} ({_s(b.info.get('status_p50'))})"
         row("… until the status line shows the new totals (charts may still be drawing), p95 (not a target)",
-            where.size if where is not None else label, f"{_s(status)} ({_s(b.info.get('status_p50'))})", None)  # fmt: skip
+            where.size if where is not None else label, shown, None)  # fmt: skip
     kernel = d.info.get("change_p95") if d and d.ok else None
     kernel50 = d.info.get("change_p50") if d and d.ok else None
     if kernel is not None:
