@@ -805,6 +805,9 @@ class _CsvReader:
             column_types=dict.fromkeys(self.columns, pa.string()),
             strings_can_be_null=False,
             quoted_strings_can_be_null=False,
+            # The text is valid UTF-8 already: _sniff_encoding decoded the whole stream as UTF-8, or
+            # pyarrow transcodes it from cp1252 / latin-1 (a file that changes meanwhile fails its sha256).
+            check_utf8=False,
         )
         pool = arrow_pool()
         source: Any = pa.OSFile(str(self.src.path), "r", memory_pool=pool)
