@@ -21,6 +21,8 @@ import polars as pl
 import pyarrow as pa
 from polars.io.plugins import register_io_source
 
+from cfanalytics.readers import arrow_pool
+
 T = TypeVar("T")
 
 #: Scratch files keep Polars' own string layout (Arrow string views): no copy of the text on the way
@@ -52,12 +54,14 @@ class ScratchWriter:
 
 def scratch_batches(path: Path, columns: Sequence[str] | None = None) -> Iterator[pa.RecordBatch]:
     """The record batches of a scratch file (only ``columns``, if given), in order."""
-    with pa.OSFile(str(path), "rb") as source:  # read, not mapped: batches outlive the file handle
-        reader = pa.ipc.open_file(source)
+    pool = arrow_pool()  # decompressed buffers: see arrow_pool
+    with pa.OSFile(str(path), "rb", memory_pool=pool) as source:  # read, not mapped: batches outlive the file
+        reader = pa.ipc.open_file(source, memory_pool=pool)
         if columns is not None:  # read only those columns' buffers
             fields = [reader.schema.get_field_index(c) for c in columns]
             source.seek(0)
-            reader = pa.ipc.open_file(source, options=pa.ipc.IpcReadOptions(included_fields=fields))
+            options = pa.ipc.IpcReadOptions(included_fields=fields)
+            reader = pa.ipc.open_file(source, options=options, memory_pool=pool)
         for i in range(reader.num_record_batches):
             rb = reader.get_batch(i)
             yield rb if columns is None else rb.select(columns)

@@ -91,6 +91,10 @@ if TYPE_CHECKING:
 _STATUS_NEW, _STATUS_ALREADY, _STATUS_CONFLICT = 0, 1, 2
 #: Stored ids per bucket of the dedupe join (about 100 MB of keys): bounds its memory for any table size.
 _JOIN_BUCKET_ROWS = 4_000_000
+#: The scratch column holding the first 64 bits of each row's ``_row_id`` (pass 1), for the repeat count.
+_ID_HI = "__id_hi"
+#: Rows per bucket when counting the input's own ids for repeats (about 100 MB of hash table).
+_REPEAT_BUCKET_ROWS = 4_000_000
 #: Found keys are "few" below 1 in this many stored rows of their bucket: their stored rows are read by id.
 _SPARSE_HITS = 20
 
@@ -338,7 +342,8 @@ class _Spill:
             part.present = self.present
             part.content = _content_schema(kind, rows.schema, self.present)
             canonical = polars_schema(kind)
-            part.extras = [c for c in rows.columns if c not in canonical and c not in ("_record", "_raw_record")]
+            internal = ("_record", "_raw_record", _ID_HI)
+            part.extras = [c for c in rows.columns if c not in canonical and c not in internal]
             self._writers[kind] = ScratchWriter(part.scratch, rows.to_arrow(compat_level=SCRATCH_ARROW).schema)
         schema = self._schemas[kind]
         self._writers[kind].write_table(
@@ -477,26 +482,35 @@ def _first_identity(rows: pl.DataFrame, kind: str, derived_postback_id: bool, pr
     enc = encode_rows(rows, kind, cols)
     keyed = is_keyed(kind, present)
     ids = hash_texts(enc) if keyed else hash_texts(with_ordinal(enc, pl.Series([0] * rows.height)))
-    out = rows.with_columns(ids.alias("_row_id"))
+    out = rows.with_columns(ids.alias("_row_id")).with_columns(_key_halves("_row_id", "__k")[0].alias(_ID_HI))
     if keyed or kind == "activity":
         out = out.with_columns(content_digest(_content_schema(kind, rows.schema, present)))
     return out.drop("_raw_record", strict=False)  # raw text is fetched again for the few rows quarantined later
 
 
-def _repeated_ids(scratch: pl.LazyFrame) -> set[str]:
-    """The ``_row_id``s that occur more than once.
+def _repeated_ids(scratch: pl.LazyFrame, rows: int) -> set[str]:
+    """The ``_row_id``s that occur more than once among the ``rows`` rows of a scratch file.
 
-    Counted on the ids' first 64 bits (a ``UInt64``, an eighth of the memory of
-    grouping the 32-digit texts); the few candidates are then checked on the
-    whole id, so a collision of the first halves costs nothing but a look.
+    Counted on the ids' first 64 bits (the scratch's ``UInt64`` column
+    :data:`_ID_HI`, an eighth of the memory of grouping the 32-digit texts), in
+    buckets of those bits of about :data:`_REPEAT_BUCKET_ROWS` rows each, so
+    that the count's memory stays bounded whatever the input's size (one read of
+    that column per bucket); the few candidates are then checked on the whole
+    id, so a collision of the first halves costs nothing but a look.
     """
-    hi = _key_halves("_row_id", "__k")[0]
-    candidates = scratch.select(hi).group_by("__khi").len().filter(pl.col("len") > 1).select("__khi").collect()
-    if candidates.height == 0:
+    buckets = max(1, -(-rows // _REPEAT_BUCKET_ROWS))
+    hi = pl.col(_ID_HI)
+    found: list[pl.DataFrame] = []
+    for b in range(buckets):
+        ids = scratch.select(hi) if buckets == 1 else scratch.select(hi).filter(hi % buckets == b)
+        candidates = ids.group_by(_ID_HI).len().filter(pl.col("len") > 1).select(_ID_HI).collect()
+        if candidates.height:
+            found.append(candidates)
+    if not found:
         return set()
     ids = (
         scratch.select("_row_id", hi)
-        .join(candidates.lazy(), on="__khi", how="semi")
+        .join(pl.concat(found).lazy(), on=_ID_HI, how="semi")
         .group_by("_row_id")
         .len()
         .filter(pl.col("len") > 1)
@@ -508,7 +522,7 @@ def _repeated_ids(scratch: pl.LazyFrame) -> set[str]:
 def _assign_ordinals(part: _KindPart, derived_postback_id: bool) -> None:
     """Pass 2: ordinals for repeated identities; first-kept rule for keyed kinds."""
     assert part.final is not None
-    repeated = _repeated_ids(scan_scratch(part.scratch))
+    repeated = _repeated_ids(scan_scratch(part.scratch), part.rows)
     if not repeated:  # the usual case: every row is the first of its identity; no second pass needed
         part.final = part.scratch
         return
@@ -519,6 +533,7 @@ def _assign_ordinals(part: _KindPart, derived_postback_id: bool) -> None:
         for rb in scratch_batches(part.scratch):
             df = pl.from_arrow(rb)
             assert isinstance(df, pl.DataFrame)
+            df = df.drop(_ID_HI)  # pass 1's count only (ordinals below change some ids)
             status = [_STATUS_NEW] * df.height
             ids = df.get_column("_row_id").to_list() if repeated else []
             idx = [i for i, rid in enumerate(ids) if rid in repeated]

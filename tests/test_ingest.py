@@ -508,8 +508,32 @@ def test_repeated_ids_are_found_on_the_whole_id_not_its_first_half():
         "ffffffffffffffff0000000000000003",
         "aaaaaaaaaaaaaaaa0000000000000004",
     ]
-    assert _repeated_ids(pl.LazyFrame({"_row_id": ids})) == {"ffffffffffffffff0000000000000003"}
-    assert _repeated_ids(pl.LazyFrame({"_row_id": ids[:2]})) == set()
+    assert _repeated_ids(_with_hi(ids), len(ids)) == {"ffffffffffffffff0000000000000003"}
+    assert _repeated_ids(_with_hi(ids[:2]), 2) == set()
+
+
+def _with_hi(ids: list[str]) -> pl.LazyFrame:
+    """Scratch rows as pass 1 writes them: the id and its first 64 bits (parsed here by Python)."""
+    from cfanalytics.ingest import _ID_HI
+
+    return pl.LazyFrame({"_row_id": ids, _ID_HI: [int(i[:16], 16) for i in ids]}, schema_overrides={_ID_HI: pl.UInt64})
+
+
+def test_repeated_ids_in_buckets_find_the_same_repeats(monkeypatch: pytest.MonkeyPatch):
+    """Counted in buckets of the first half (memory bounded for any input), the repeats are the same."""
+    import random
+
+    from cfanalytics import ingest
+    from cfanalytics.ingest import _repeated_ids
+
+    rng = random.Random(5)
+    ids = [f"{rng.getrandbits(128):032x}" for _ in range(300)]
+    ids += ids[10:40] + ids[100:101] * 3  # 31 ids repeated, one of them four times
+    rng.shuffle(ids)
+    by_hand = {i for i in ids if ids.count(i) > 1}
+    assert len(by_hand) == 31
+    monkeypatch.setattr(ingest, "_REPEAT_BUCKET_ROWS", 50)  # 7 buckets
+    assert _repeated_ids(_with_hi(ids), len(ids)) == by_hand
 
 
 def test_prefetch_keeps_order_raises_the_producers_error_and_stops_early():
