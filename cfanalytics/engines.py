@@ -9,7 +9,7 @@ and runs on a few rows what only Polars can (:meth:`~Engine.in_polars`: the erro
 regexes); :func:`fetch` brings a small result into Polars.
 
 - :class:`PolarsEngine` (any reader without an ``engine``): queries stay lazy Polars plans
-  over ``reader.scan(kind)``; a kept frame is collected once.
+  over ``reader.scan(kind)``; a kept frame is collected once (spilled to scratch Parquet files when large).
 - :class:`SparkEngine` (:func:`on_spark`): the same queries run on a Spark Connect
   session (Spark, Databricks, Sail) over the store's Delta tables, a folder or
   ``s3://`` URI the server can read; a kept frame is a local checkpoint there, and only
@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any, Final, Protocol
 import narwhals.stable.v2 as nw
 import polars as pl
 
+from cfanalytics import _spill
 from cfanalytics.exceptions import UsageError
 from cfanalytics.filters import StoreReader
 
@@ -120,8 +121,11 @@ class PolarsEngine:
         return native
 
     def keep(self, frame: nw.LazyFrame[Any]) -> nw.LazyFrame[Any]:
-        kept: nw.LazyFrame[Any] = nw.from_native(frame.to_native().collect().lazy())
-        return kept
+        """``frame`` computed once: in memory, or past :data:`~cfanalytics._spill.SPILL_BYTES` in scratch
+        Parquet files read back (:func:`~cfanalytics._spill.kept`), so that a large account's rows are
+        never all held at once."""
+        held: nw.LazyFrame[Any] = nw.from_native(_spill.kept(frame.to_native()))
+        return held
 
     def in_polars(self, frame: nw.LazyFrame[Any], step: Step) -> nw.LazyFrame[Any]:
         return step(frame)

@@ -73,6 +73,22 @@ def _like(out: nw.LazyFrame[Any], template: Any) -> Any:
     return out if isinstance(template, nw.LazyFrame) else out.to_native()
 
 
+def lookup_join(rows: nw.LazyFrame[Any], table: nw.LazyFrame[Any], on: str | list[str], how: Any) -> nw.LazyFrame[Any]:
+    """``rows`` joined (``left``, ``semi``, ``anti``) with a lookup ``table``, frames of one engine: on Polars
+    the table is the join's build side, the rows streamed through it (left alone, Polars' streaming engine
+    first samples both sides to pick one, holding millions of rows of the larger).
+
+    >>> rows = nw.from_native(pl.LazyFrame({"k": ["a", "b", "c"]}))
+    >>> lookup_join(rows, nw.from_native(pl.LazyFrame({"k": ["b"]})), "k", "semi").collect().rows()
+    [('b',)]
+    """
+    native, other = rows.to_native(), table.to_native()
+    if isinstance(native, pl.LazyFrame) and isinstance(other, pl.LazyFrame):
+        joined: nw.LazyFrame[Any] = nw.from_native(native.join(other, on=on, how=how, build_side="force_right"))
+        return joined
+    return rows.join(table, on=on, how=how)
+
+
 def _cached(frame: nw.LazyFrame[Any]) -> nw.LazyFrame[Any]:
     """A Polars plan read several times, computed once (another engine keeps what its caller kept)."""
     native = frame.to_native()
@@ -92,10 +108,11 @@ def attribute(rows: Rows, visits: Any, by_conversion: Any) -> Rows:
     """``rows`` with ``traffic_source_id`` and ``campaign_id`` filled from their visit, else their
     conversions (``visits``: a visit lookup; ``by_conversion``: :func:`conversion_attribution`); frames of
     any engine (:mod:`cfanalytics.engines`), all of the same one."""
+    looked_up = lookup_join(
+        _nw(rows), _nw(visits).select("click_id", VISIT_TRAFFIC_SOURCE, VISIT_CAMPAIGN), "click_id", "left"
+    )
     out = (
-        _nw(rows)
-        .join(_nw(visits).select("click_id", VISIT_TRAFFIC_SOURCE, VISIT_CAMPAIGN), on="click_id", how="left")
-        .join(_nw(by_conversion), on="click_id", how="left")
+        lookup_join(looked_up, _nw(by_conversion), "click_id", "left")
         .with_columns(
             nw.coalesce("traffic_source_id", VISIT_TRAFFIC_SOURCE, CONVERSION_TRAFFIC_SOURCE).alias(
                 "traffic_source_id"
@@ -176,8 +193,7 @@ def attribute_conversions(
     none, ``known_click`` (the visit is stored), filtered by the filter's fields other than its range;
     frames of any engine, as :func:`attribute`."""
     frame = (
-        _nw(conversions)
-        .join(_nw(visits), on="click_id", how="left")
+        lookup_join(_nw(conversions), _nw(visits), "click_id", "left")
         .with_columns(
             nw.coalesce("traffic_source_id", VISIT_TRAFFIC_SOURCE).alias("traffic_source_id"),
             nw.coalesce("campaign_id", VISIT_CAMPAIGN).alias("campaign_id"),

@@ -65,7 +65,7 @@ def diagnose(
     classified = classify(_native(read.conversions), _native(read.outcomes), grace_minutes)
     present = classified.collect_schema().names()
     classified = classified.select([c for c in _GAP_COLUMNS if c in present])
-    classified = classified.collect().lazy() if isinstance(classified, pl.LazyFrame) else engine.keep(classified)
+    classified = _native(engine.keep(nw.from_native(classified)))  # large: spilled to disk (Polars' keep)
     gaps: dict[str, Any] = dict(gap_counts(classified, with_ct_mismatch(orphans(frame, keys), keys)))
     gaps.update(gap_breakdowns(classified, names))
     gaps["at_stake"] = _at_stake(reader, classified, names)

@@ -34,6 +34,7 @@ from cfanalytics.diagnose.attribution import (
     conversion_attribution,
     derive_in_polars,
     enrich_postbacks,
+    lookup_join,
     needs_attribution,
 )
 from cfanalytics.engines import Source, engine_of
@@ -55,6 +56,9 @@ POSTBACK_COLUMNS: Final = (
     "campaign_id",
     "date",
 )
+#: Columns of a stored postback no section reads once it is enriched (the rules that explain a failing
+#: postback read its URL): left out of the kept history (:func:`diagnosis_frames`), half of its bytes.
+UNREAD_COLUMNS: Final = ("postback_url",)
 #: Columns of an activity row the diagnostics read.
 ACTIVITY_COLUMNS: Final = (
     "changed_at",
@@ -100,15 +104,16 @@ def conversion_rows(reader: StoreReader, where: LogFilter | None = None) -> pl.L
 
 def _visits_of(source: Source, click_ids: nw.LazyFrame[Any]) -> nw.LazyFrame[Any]:
     """The visits of ``click_ids`` (a frame of the source's engine with a ``click_id`` column)."""
-    return (
-        source.table("visits")
-        .select(
+    return lookup_join(
+        source.table("visits").select(
             "click_id",
             nw.col("traffic_source_id").alias(VISIT_TRAFFIC_SOURCE),
             nw.col("campaign_id").alias(VISIT_CAMPAIGN),
             nw.col("visit_time").alias(VISIT_TIME),
-        )
-        .join(click_ids.select("click_id"), on="click_id", how="semi")
+        ),
+        click_ids.select("click_id"),
+        "click_id",
+        "semi",
     )
 
 
@@ -212,7 +217,8 @@ class DiagnosisFrames:
     """What :func:`~cfanalytics.diagnose.document.diagnose` reads, as frames of the reader's engine (kept
     there: collected on Polars, checkpointed on Spark), so that every aggregate runs where the rows are."""
 
-    #: Enriched postbacks (:func:`postbacks`) of the wide range (the filter's, extended back for incidents).
+    #: Enriched postbacks (:func:`postbacks`, but :data:`UNREAD_COLUMNS`) of the wide range (the filter's,
+    #: extended back for incidents).
     history: nw.LazyFrame[Any]
     #: The same, in the filter's own range (a filter of the history, not a copy).
     postbacks: nw.LazyFrame[Any]
@@ -235,7 +241,10 @@ def diagnosis_frames(reader: StoreReader, where: LogFilter, wide: LogFilter) -> 
 
     Each table is read once: the postbacks of the wide range, the visits of the click ids of the
     postbacks that need attribution and of the conversions, one enrichment serving every section.
-    Error meanings not stored at ingest are derived in Polars on those few rows.
+    Error meanings not stored at ingest are derived in Polars on those few rows. The frames kept are
+    row-level: on Polars a large one is spilled to scratch files (:meth:`~cfanalytics.engines.PolarsEngine.keep`);
+    the history leaves out :data:`UNREAD_COLUMNS`, and the postback rows it is made of hold the URL of
+    the failing ones only.
 
     >>> import tempfile, cfanalytics as cf
     >>> store = cf.LogStore(tempfile.mkdtemp() + "/s", timezone="UTC")
@@ -244,7 +253,10 @@ def diagnosis_frames(reader: StoreReader, where: LogFilter, wide: LogFilter) -> 
     (0, True)
     """
     engine, timezone = engine_of(reader), reader.timezone
-    rows = engine.keep(in_range(engine.table("postbacks").select(POSTBACK_COLUMNS), "postbacks", wide, timezone))
+    stored = in_range(engine.table("postbacks").select(POSTBACK_COLUMNS), "postbacks", wide, timezone)
+    # the URL of the failing postbacks only: the rules that explain them read it, nothing else does
+    failing = nw.col("is_error").cast(nw.Boolean()).fill_null(value=False)
+    rows = engine.keep(stored.with_columns(nw.when(failing).then(nw.col("postback_url")).alias("postback_url")))
     own = ~nw.col("traffic_source_id").is_null() & ~nw.col("campaign_id").is_null()
     unattributed = rows.filter(~own).select("click_id")
     conversion_rows = in_range(engine.table("conversions"), "conversions", where, timezone)
@@ -259,7 +271,7 @@ def diagnosis_frames(reader: StoreReader, where: LogFilter, wide: LogFilter) -> 
             timezone=timezone,
             meanings=_meanings_of(engine, rows) if _has_meanings(reader) else None,
             derive=lambda failed: engine.in_polars(failed, derive_in_polars),
-        )
+        ).drop(*UNREAD_COLUMNS)
     )
     own_range = LogFilter(start=where.start, end=where.end, timezone=where.timezone)
     return DiagnosisFrames(
@@ -269,7 +281,7 @@ def diagnosis_frames(reader: StoreReader, where: LogFilter, wide: LogFilter) -> 
         outcomes=engine.table("postbacks").select("click_id", "ct", "is_error", "postback_time", "integration_id"),
         conversion_keys=engine.table("conversions").select("click_id", "ct"),
         campaign_links=_campaign_links(engine),
-        kept=(visits,),  # the conversions' plan reads it; the history, kept itself, no longer reads the rows
+        kept=(visits,),  # the conversions' plan reads it; the history, kept itself, no longer reads the visits
     )
 
 

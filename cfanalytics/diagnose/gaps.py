@@ -155,7 +155,7 @@ def _classify_polars(conversions: pl.LazyFrame, outcomes: pl.LazyFrame, grace_mi
     if through:
         outcomes = outcomes.select(
             "click_id", _null_empty("ct").alias("_ct"), "is_error", "integration_id", "postback_time"
-        ).cache()
+        )  # read twice, not cached: a cache would hold every postback until the counts per key are done
     else:
         outcomes = outcomes.select("click_id", _null_empty("ct").alias("_ct"), "is_error", "postback_time")
     spread = [pl.col("integration_id").min().alias("_i_lo"), pl.col("integration_id").max().alias("_i_hi")]
@@ -169,19 +169,20 @@ def _classify_polars(conversions: pl.LazyFrame, outcomes: pl.LazyFrame, grace_mi
         # only for the few keys whose postbacks went through several
         mixed = per_key.filter(pl.col("_i_lo") != pl.col("_i_hi")).select(keys)
         latest = (
-            outcomes.join(mixed, on=keys, how="semi", nulls_equal=True)
+            outcomes.join(mixed, on=keys, how="semi", nulls_equal=True, build_side="force_right")
             .filter(pl.col("integration_id").is_not_null())
             .group_by(keys)
             .agg(pl.col("integration_id").sort_by("postback_time", "integration_id").last().alias("_i_latest"))
         )
         per_key = (
-            per_key.join(latest, on=keys, how="left", nulls_equal=True)
+            per_key.join(latest, on=keys, how="left", nulls_equal=True, build_side="force_right")
             .with_columns(pl.coalesce("_i_latest", "_i_lo").alias("integration_id"))
             .drop("_i_lo", "_i_hi", "_i_latest")
         )
-    frame = keyed.join(per_key, on=["click_id", "_ct"], how="left", nulls_equal=True).with_columns(
-        pl.col("postbacks").fill_null(0), pl.col("postback_errors").fill_null(0)
-    )
+    # the keys' counts the build side (Polars' streaming engine otherwise samples both sides first)
+    frame = keyed.join(
+        per_key, on=["click_id", "_ct"], how="left", nulls_equal=True, build_side="force_right"
+    ).with_columns(pl.col("postbacks").fill_null(0), pl.col("postback_errors").fill_null(0))
     pending = pl.lit(False)
     if grace_minutes > 0:
         last = outcomes.select(pl.col("postback_time").max()).collect().item()
@@ -309,7 +310,7 @@ def orphans(postbacks: Frame, conversions: Frame) -> Any:
     return (
         postbacks.lazy()
         .with_columns(_null_empty("ct").alias("_ct"))
-        .join(keys, on=["click_id", "_ct"], how="anti", nulls_equal=True)
+        .join(keys, on=["click_id", "_ct"], how="anti", nulls_equal=True, build_side="force_right")
         .drop("_ct")
     )
 
@@ -344,7 +345,7 @@ def with_ct_mismatch(orphan_rows: Frame, conversions: Frame) -> Any:
     clicks = conversions.lazy().select("click_id").unique().with_columns(pl.lit(True).alias("_has_conversion"))
     return (
         orphan_rows.lazy()
-        .join(clicks, on="click_id", how="left")
+        .join(clicks, on="click_id", how="left", build_side="force_right")
         .with_columns(pl.col("_has_conversion").fill_null(False).alias("ct_mismatch"))
         .drop("_has_conversion")
     )
