@@ -196,16 +196,27 @@ def _name_col(id_col: str) -> str:
     return id_col.removesuffix("_id") + "_name"
 
 
+def _escaped(values: Sequence[str | None], limit: int) -> list[str]:
+    """``safe_text(value, limit)`` of each value, each distinct value escaped once.
+
+    >>> _escaped(["<b>", None, "<b>"], 60)
+    ['&lt;b&gt;', '', '&lt;b&gt;']
+    """
+    shown = {v: safe_text(v, limit) for v in set(values)}
+    return [shown[v] for v in values]
+
+
 def _labels(frame: pl.DataFrame, id_col: str) -> list[str]:
     """Display label per row: the escaped name, else the id; a short id suffix where names repeat."""
     ids = frame.get_column(id_col).to_list() if id_col in frame.columns else [None] * frame.height
     name_col = _name_col(id_col)
     names = frame.get_column(name_col).to_list() if name_col in frame.columns else [None] * frame.height
     missing = f"(no {_entity_words(id_col)})"
-    base = [
-        safe_text(n, 60) if n else (safe_text(i, 60) if i is not None else missing)
-        for i, n in zip(ids, names, strict=True)
-    ]
+    shown = {  # each distinct (id, name) escaped once (a frame of hourly rows repeats them)
+        (i, n): safe_text(n, 60) if n else (safe_text(i, 60) if i is not None else missing)
+        for i, n in set(zip(ids, names, strict=True))
+    }
+    base = [shown[(i, n)] for i, n in zip(ids, names, strict=True)]
     distinct: dict[str, set[object]] = {}
     for label, i in zip(base, ids, strict=True):
         distinct.setdefault(label, set()).add(i)
@@ -461,7 +472,7 @@ def error_rate_over_time(
     frame = rates.with_columns(
         pl.Series("_x", xs, dtype=pl.Datetime("us")),
         pl.Series("_label", _labels(rates, by) if has_groups else ["All postbacks"] * rates.height, dtype=pl.String),
-        pl.Series("_gid", [safe_text(g, 60) for g in raw_ids], dtype=pl.String),
+        pl.Series("_gid", _escaped(raw_ids, 60), dtype=pl.String),
         pl.Series("_raw", raw_ids, dtype=pl.String),
         pl.Series("_when", _zone_times(times, zone, daily=time_col == "day"), dtype=pl.String),
         pl.col("postbacks").fill_null(0).cast(pl.Int64),
@@ -570,7 +581,7 @@ def error_rate_over_time(
                     legendgroup=name,
                     showlegend=n == 0,
                     marker={"color": bar_color, "line": {"width": 0}},
-                    width=[step.total_seconds() * 1000 * 0.85] * len(x),  # one bucket wide, however few bars
+                    width=step.total_seconds() * 1000 * 0.85,  # one bucket wide, however few bars
                     xaxis="x",
                     yaxis=count_axis,
                 )

@@ -85,7 +85,8 @@ _VIEW_ESM: Final = (
     _SLOT_JS
     + """export default {
   async render({ model, el }) {
-    const figure = model.get("figure") || {};
+    const raw = model.get("figure");
+    const figure = raw ? JSON.parse(typeof raw === "string" ? raw : new TextDecoder().decode(raw)) : {};
     const layout = figure.layout || {};
     el.classList.add("cf-chart");
     el.style.width = "100%";
@@ -100,7 +101,9 @@ _VIEW_ESM: Final = (
       el.textContent = "The chart library failed to load: " + error;
       return;
     }
-    // drawn once attached and laid out: plotly sizes the figure to its container
+    // drawn once attached and laid out (plotly sizes the figure to its container), and never before the next
+    // frame: the messages that came with this view (a status line, the end of an update) are shown first
+    await new Promise((resolve) => requestAnimationFrame(resolve));
     for (let i = 0; i < 120 && !(el.isConnected && el.clientWidth > 0); i++) {
       await new Promise((resolve) => requestAnimationFrame(resolve));
     }
@@ -135,10 +138,11 @@ class PlotlyLibrary(anywidget.AnyWidget):  # type: ignore[misc]
 
 
 class PlotlyView(anywidget.AnyWidget):  # type: ignore[misc]
-    """One drawing of one figure: its JSON is part of the widget's opening state."""
+    """One drawing of one figure: its JSON text (UTF-8, a binary buffer of the opening state, parsed once by
+    the browser) is part of the widget's opening state."""
 
     _esm = _VIEW_ESM
-    figure = traitlets.Dict().tag(sync=True)
+    figure = traitlets.Bytes().tag(sync=True)
 
 
 _library: PlotlyLibrary | None = None
@@ -178,7 +182,9 @@ class Chart:
         self.on_click: ClickHandler | None = None
         #: Figures sent to the browser so far (a figure equal to the one shown is not sent again).
         self.renders = 0
-        self._sent: dict[str, Any] | None = None
+        self._sent: bytes | None = None
+        #: One layout shared by the chart's successive views (a new view does not open a layout of its own).
+        self._view_layout = widgets.Layout()
 
     @property
     def data(self) -> tuple[Any, ...]:
@@ -210,10 +216,10 @@ class Chart:
         height = f"{fig.layout.height or PLOTLY_HEIGHT}px"
         if self.widget.layout.min_height != height:
             self.widget.layout.min_height = height
-        spec = figure_json(fig)
+        spec = figure_text(fig).encode()
         if spec == self._sent and self.widget.children:
             return  # the same figure is shown already: nothing to send, nothing for the browser to draw again
-        view = PlotlyView(figure=spec)
+        view = PlotlyView(figure=spec, layout=self._view_layout)
         view.on_msg(self._message)
         old = list(self.widget.children)
         self.widget.children = (view,)
@@ -264,21 +270,29 @@ def _json_value(value: Any) -> Any:
 
 
 def figure_json(fig: go.Figure) -> dict[str, Any]:
-    """``fig`` as the plain JSON object plotly.js draws (what ``json.loads(fig.to_json())`` gives, without the
-    encoder's second pass; a figure holding NaN or infinity takes Plotly's own path, which writes them as null).
+    """``fig`` as the plain JSON object plotly.js draws (:func:`figure_text`, parsed).
 
     >>> figure_json(go.Figure(go.Scatter(x=[datetime(2026, 11, 20, 10)], y=[1.5])))["data"][0]["x"]
     ['2026-11-20T10:00:00']
+    """
+    out: dict[str, Any] = json.loads(figure_text(fig))
+    return out
+
+
+def figure_text(fig: go.Figure) -> str:
+    """``fig`` as the JSON text plotly.js draws (what ``fig.to_json()`` gives, without the encoder's second
+    pass; a figure holding NaN or infinity takes Plotly's own path, which writes them as null).
+
+    >>> figure_text(go.Figure(go.Bar(x=["a"], y=[float("nan")]))).startswith('{"data":[{"x":["a"],"y":[null]')
+    True
     """
     spec = getattr(fig, "_cf_spec", None)  # the plain spec a chart of cfanalytics.charts was built from
     if spec is None or spec["layout"].get("height") != fig.layout.height:
         spec = fig.to_plotly_json()
     try:
-        text = json.dumps(spec, default=_json_value, allow_nan=False)
+        return json.dumps(spec, default=_json_value, allow_nan=False, separators=(",", ":"))
     except ValueError:
-        text = fig.to_json()
-    out: dict[str, Any] = json.loads(text)
-    return out
+        return fig.to_json()
 
 
 def figure_widget(height: int | None = None) -> Chart:

@@ -315,6 +315,15 @@ class PostbackDoctorPanel(Panel[DoctorData]):
         self.changes = scope_changes(data.activity, cube)
         self.incidents = scope_incidents(data.incidents, failing)
 
+        self.kind_table.set_frame(self.kinds)
+        self.incident_table.set_frame(_incident_rows(self.incidents))
+        n, e = cube_total(cube)
+        rate = f"{e / n:.1%}" if n else "n/a"
+        unattributed, _ = cube_total(cube.filter(~pl.col("attributed")))
+        self.status.value = (
+            f"<b>{n:,}</b> postbacks · <b>{e:,}</b> errors ({rate}) · {unattributed:,} with no traffic source found"
+        )
+        # the charts last: their views reach the page after the totals, and draw from the next frame on
         show(
             self.figure,
             charts.error_rate_over_time(
@@ -333,14 +342,6 @@ class PostbackDoctorPanel(Panel[DoctorData]):
             self.signatures_figure,
             charts.top_signatures(self.signatures, top=TOP_SIGNATURES),
             on_click=self._signature_clicked,
-        )
-        self.kind_table.set_frame(self.kinds)
-        self.incident_table.set_frame(_incident_rows(self.incidents))
-        n, e = cube_total(cube)
-        rate = f"{e / n:.1%}" if n else "n/a"
-        unattributed, _ = cube_total(cube.filter(~pl.col("attributed")))
-        self.status.value = (
-            f"<b>{n:,}</b> postbacks · <b>{e:,}</b> errors ({rate}) · {unattributed:,} with no traffic source found"
         )
         column, value, window = self.drilled
         self._drill_options(column)
