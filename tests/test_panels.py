@@ -408,6 +408,9 @@ def test_postback_doctor_rows_behind_are_made_when_asked(account_store, tmp_path
     assert panel.table.pending
     source = sorted(v for _, v in panel.filters.widgets["traffic_sources"].options)[0]
     panel.set_filters(traffic_sources=[source])
+    shown = panel.kinds_figure._shown
+    assert isinstance(shown, cf.charts.PlainFigure)
+    assert shown._figure is None  # sent as its spec: no go.Figure made for a chart nobody reads in Python
     panel.errors_only.value = True
     assert panel.table.pending
     # the count said while folded is that of the rows the table shows once read

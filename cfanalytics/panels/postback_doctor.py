@@ -324,9 +324,11 @@ class PostbackDoctorPanel(Panel[DoctorData]):
             f"<b>{n:,}</b> postbacks · <b>{e:,}</b> errors ({rate}) · {unattributed:,} with no traffic source found"
         )
         # the charts last: their views reach the page after the totals, and draw from the next frame on
+        plain = charts.plain_figure  # the specs only: the panel's figures are made when read
         show(
             self.figure,
-            charts.error_rate_over_time(
+            plain(
+                charts.error_rate_over_time,
                 self.rates,
                 by=by,
                 changes=self.changes,
@@ -336,11 +338,11 @@ class PostbackDoctorPanel(Panel[DoctorData]):
             ),
             on_click=self._rate_clicked,
         )
-        show(self.kinds_figure, charts.errors_by_kind(self.kinds), on_click=self._kind_clicked)
-        show(self.classes_figure, charts.errors_by_status_class(self.classes), on_click=self._class_clicked)
+        show(self.kinds_figure, plain(charts.errors_by_kind, self.kinds), on_click=self._kind_clicked)
+        show(self.classes_figure, plain(charts.errors_by_status_class, self.classes), on_click=self._class_clicked)
         show(
             self.signatures_figure,
-            charts.top_signatures(self.signatures, top=TOP_SIGNATURES),
+            plain(charts.top_signatures, self.signatures, top=TOP_SIGNATURES),
             on_click=self._signature_clicked,
         )
         column, value, window = self.drilled
