@@ -104,8 +104,9 @@ _VIEW_ESM: Final = (
       return;
     }
     // drawn once attached and laid out (plotly sizes the figure to its container), and never before the next
-    // frame: the messages that came with this view (a status line, the end of an update) are shown first
+    // frame and the messages already received (a status line, the end of an update) are handled: shown first
     await new Promise((resolve) => requestAnimationFrame(resolve));
+    await new Promise((resolve) => setTimeout(resolve, 0));
     for (let i = 0; i < 120 && !(el.isConnected && el.clientWidth > 0); i++) {
       await new Promise((resolve) => requestAnimationFrame(resolve));
     }

@@ -323,10 +323,8 @@ class PostbackDoctorPanel(Panel[DoctorData]):
         self.status.value = (
             f"<b>{n:,}</b> postbacks · <b>{e:,}</b> errors ({rate}) · {unattributed:,} with no traffic source found"
         )
-        # the charts last: their views reach the page after the totals, and draw from the next frame on
         plain = charts.plain_figure  # the specs only: the panel's figures are made when read
-        show(
-            self.figure,
+        figures = (
             plain(
                 charts.error_rate_over_time,
                 self.rates,
@@ -336,20 +334,21 @@ class PostbackDoctorPanel(Panel[DoctorData]):
                 timezone=self.timezone,
                 plot_width=550,  # the plot is about this wide in a JupyterLab cell: labels stacked to fit it
             ),
-            on_click=self._rate_clicked,
-        )
-        show(self.kinds_figure, plain(charts.errors_by_kind, self.kinds), on_click=self._kind_clicked)
-        show(self.classes_figure, plain(charts.errors_by_status_class, self.classes), on_click=self._class_clicked)
-        show(
-            self.signatures_figure,
+            plain(charts.errors_by_kind, self.kinds),
+            plain(charts.errors_by_status_class, self.classes),
             plain(charts.top_signatures, self.signatures, top=TOP_SIGNATURES),
-            on_click=self._signature_clicked,
         )
         column, value, window = self.drilled
         self._drill_options(column)
         if column is not None and value is not None and not self._has(column, value):
             value = window = None
         self._apply_drill(column, value, window)
+        # the charts last, sent one after the other with nothing computed between: their views reach the page
+        # with the end of the update and draw once the page has shown the totals
+        show(self.figure, figures[0], on_click=self._rate_clicked)
+        show(self.kinds_figure, figures[1], on_click=self._kind_clicked)
+        show(self.classes_figure, figures[2], on_click=self._class_clicked)
+        show(self.signatures_figure, figures[3], on_click=self._signature_clicked)
 
     # ------------------------------------------------------------- drilling
     def drill(
