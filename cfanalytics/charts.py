@@ -44,7 +44,8 @@ import json
 import math
 import re
 import textwrap
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from contextvars import ContextVar
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final
 
@@ -59,6 +60,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "NO_DATA",
+    "PlainFigure",
     "apply_theme",
     "attribution_difference",
     "change_summary",
@@ -69,6 +71,7 @@ __all__ = [
     "gap_classes",
     "group_color",
     "lag_histograms",
+    "plain_figure",
     "safe_text",
     "short_message",
     "top_signatures",
@@ -176,6 +179,55 @@ def _go() -> Any:
     return go
 
 
+#: Set by :func:`plain_figure`: figures built from plain parts stay plain specs.
+_PLAIN: ContextVar[bool] = ContextVar("_PLAIN", default=False)
+
+
+class PlainFigure:
+    """A chart's plain spec (``data``, ``layout``), made into a ``go.Figure`` only when read (:attr:`figure`).
+
+    Making a ``go.Figure`` copies every trace (a chart of a week of hours per group: tens of
+    milliseconds); a panel that only sends the spec to the browser skips it.
+
+    >>> fig = plain_figure(errors_by_status_class, pl.DataFrame({"status_class": ["4xx"], "postbacks": [3],
+    ...     "errors": [3], "error_rate": [1.0]}))
+    >>> isinstance(fig, PlainFigure), fig.spec["data"][0]["type"], fig.data[0].type
+    (True, 'bar', 'bar')
+    """
+
+    def __init__(self, spec: dict[str, Any]) -> None:
+        self.spec = spec
+        self._figure: go.Figure | None = None
+
+    @property
+    def figure(self) -> go.Figure:
+        """The ``go.Figure`` of the spec (made on first use, unvalidated, as :class:`_Parts` builds it)."""
+        if self._figure is None:
+            self._figure = _go().Figure(data=self.spec["data"], layout=self.spec["layout"], _validate=False)
+            self._figure._cf_spec = self.spec
+        return self._figure
+
+    @property
+    def data(self) -> tuple[Any, ...]:
+        """The figure's traces."""
+        return tuple(self.figure.data)
+
+    @property
+    def layout(self) -> Any:
+        """The figure's layout."""
+        return self.figure.layout
+
+
+def plain_figure(build: Callable[..., go.Figure], /, *args: Any, **kwargs: Any) -> go.Figure | PlainFigure:
+    """``build(*args, **kwargs)`` (a chart function of this module), as a :class:`PlainFigure` when the chart
+    is built from plain parts (the postback doctor's), else the ``go.Figure`` it returns."""
+    token = _PLAIN.set(True)
+    try:
+        return build(*args, **kwargs)
+    finally:
+        _PLAIN.reset(token)
+
+
 # --------------------------------------------------------------------------- text
 def _wrapped(value: object, width: int = 48, limit: int = 120) -> str:
     """:func:`safe_text` broken into lines of at most ``width`` characters joined by ``<br>``."""
@@ -196,16 +248,27 @@ def _name_col(id_col: str) -> str:
     return id_col.removesuffix("_id") + "_name"
 
 
+def _escaped(values: Sequence[str | None], limit: int) -> list[str]:
+    """``safe_text(value, limit)`` of each value, each distinct value escaped once.
+
+    >>> _escaped(["<b>", None, "<b>"], 60)
+    ['&lt;b&gt;', '', '&lt;b&gt;']
+    """
+    shown = {v: safe_text(v, limit) for v in set(values)}
+    return [shown[v] for v in values]
+
+
 def _labels(frame: pl.DataFrame, id_col: str) -> list[str]:
     """Display label per row: the escaped name, else the id; a short id suffix where names repeat."""
     ids = frame.get_column(id_col).to_list() if id_col in frame.columns else [None] * frame.height
     name_col = _name_col(id_col)
     names = frame.get_column(name_col).to_list() if name_col in frame.columns else [None] * frame.height
     missing = f"(no {_entity_words(id_col)})"
-    base = [
-        safe_text(n, 60) if n else (safe_text(i, 60) if i is not None else missing)
-        for i, n in zip(ids, names, strict=True)
-    ]
+    shown = {  # each distinct (id, name) escaped once (a frame of hourly rows repeats them)
+        (i, n): safe_text(n, 60) if n else (safe_text(i, 60) if i is not None else missing)
+        for i, n in set(zip(ids, names, strict=True))
+    }
+    base = [shown[(i, n)] for i, n in zip(ids, names, strict=True)]
     distinct: dict[str, set[object]] = {}
     for label, i in zip(base, ids, strict=True):
         distinct.setdefault(label, set()).add(i)
@@ -393,6 +456,9 @@ class _Parts:
         if self.shapes:
             layout["shapes"] = self.shapes
         layout["template"] = {"layout": copy.deepcopy(_theme_layout())}
+        if _PLAIN.get():
+            plain: Any = PlainFigure({"data": self.data, "layout": layout})
+            return plain  # read as a figure (data, layout) by whoever asked for a plain one
         fig = _go().Figure(data=self.data, layout=layout, _validate=False)
         # the plain spec it was built from (plotly keeps copies): a panel sends it without copying the figure back
         fig._cf_spec = {"data": self.data, "layout": layout}
@@ -461,7 +527,7 @@ def error_rate_over_time(
     frame = rates.with_columns(
         pl.Series("_x", xs, dtype=pl.Datetime("us")),
         pl.Series("_label", _labels(rates, by) if has_groups else ["All postbacks"] * rates.height, dtype=pl.String),
-        pl.Series("_gid", [safe_text(g, 60) for g in raw_ids], dtype=pl.String),
+        pl.Series("_gid", _escaped(raw_ids, 60), dtype=pl.String),
         pl.Series("_raw", raw_ids, dtype=pl.String),
         pl.Series("_when", _zone_times(times, zone, daily=time_col == "day"), dtype=pl.String),
         pl.col("postbacks").fill_null(0).cast(pl.Int64),
@@ -570,7 +636,7 @@ def error_rate_over_time(
                     legendgroup=name,
                     showlegend=n == 0,
                     marker={"color": bar_color, "line": {"width": 0}},
-                    width=[step.total_seconds() * 1000 * 0.85] * len(x),  # one bucket wide, however few bars
+                    width=step.total_seconds() * 1000 * 0.85,  # one bucket wide, however few bars
                     xaxis="x",
                     yaxis=count_axis,
                 )

@@ -430,7 +430,7 @@ def test_bars_are_one_bucket_wide_even_for_a_group_with_few_buckets():
     ).with_columns((pl.col("errors") / pl.col("postbacks")).alias("error_rate"))
     fig = charts.error_rate_over_time(rates)
     widths = {t.width for t in fig.data if t.type == "bar"}
-    assert widths == {(3_600_000 * 0.85,) * 4, (3_600_000 * 0.85,) * 2}  # an hour, whatever the gaps
+    assert widths == {3_600_000 * 0.85}  # an hour, whatever the gaps (one width per trace, not per bar)
 
 
 def test_one_colour_per_traffic_source_in_every_chart_and_period():
@@ -973,3 +973,32 @@ def test_every_chart_fits_the_sample_accounts_diagnostics(sample_store):
     for figure in (fig, fig_kinds, fig_classes, fig_sigs, fig_gaps, fig_lags, fig_funnel, fig_volume, fig_days):
         assert figure.layout.title.text
         assert_clean(figure)
+
+
+def test_plain_figures_are_the_doctor_charts_not_made_yet():
+    from cfanalytics.panels._figures import figure_json
+
+    kinds = pl.DataFrame({"error_kind": ["auth", "timeout"], "errors": [5, 2]})
+    classes = pl.DataFrame(
+        {"status_class": ["2xx", "4xx"], "postbacks": [10, 5], "errors": [0, 5], "error_rate": [0.0, 1.0]}
+    )
+    signatures = pl.DataFrame({"signature": ["Bad <n>"], "errors": [3], "example": ["Bad 1"]})
+    cases = [
+        (charts.error_rate_over_time, (rates_frame(),), {"changes": activity_frame(), "incidents": incidents_frame()}),
+        (charts.errors_by_kind, (kinds,), {}),
+        (charts.errors_by_status_class, (classes,), {}),
+        (charts.top_signatures, (signatures,), {}),
+        (charts.errors_by_kind, (pl.DataFrame(),), {}),  # the empty figure
+    ]
+    for build, args, kwargs in cases:
+        plain = charts.plain_figure(build, *args, **kwargs)
+        made = build(*args, **kwargs)
+        assert isinstance(plain, charts.PlainFigure)
+        assert plain._figure is None  # no go.Figure made until one is read
+        assert figure_json(plain) == figure_json(made)
+        assert [t.to_plotly_json() for t in plain.data] == [t.to_plotly_json() for t in made.data]
+        assert plain.layout.to_plotly_json() == made.layout.to_plotly_json()
+    # a chart not made of plain parts is returned as the figure it is
+    gaps = pl.DataFrame({"traffic_source_id": ["t1"], "posted_ok": [3], "posted_failed": [1], "not_posted": [0],
+                         "pending": [0]})  # fmt: skip
+    assert not isinstance(charts.plain_figure(charts.gap_classes, gaps), charts.PlainFigure)

@@ -401,6 +401,39 @@ def test_postback_doctor_filter_changes_read_nothing_and_show_what_a_fresh_panel
     assert panel.loads == 1
 
 
+def test_postback_doctor_rows_behind_are_made_when_asked(account_store, tmp_path):
+    _account, store = account_store
+    panel = postback_doctor(store, export_dir=tmp_path)
+    assert panel.rows_section.selected_index is None
+    assert panel.table.pending
+    source = sorted(v for _, v in panel.filters.widgets["traffic_sources"].options)[0]
+    panel.set_filters(traffic_sources=[source])
+    shown = panel.kinds_figure._shown
+    assert isinstance(shown, cf.charts.PlainFigure)
+    assert shown._figure is None  # sent as its spec: no go.Figure made for a chart nobody reads in Python
+    panel.errors_only.value = True
+    assert panel.table.pending
+    # the count said while folded is that of the rows the table shows once read
+    failing = panel.postbacks.filter(pl.col("is_error"))
+    assert (
+        panel.drill_note.value == f"<small>{failing.height:,} rows: all postbacks of the selection, errors only</small>"
+    )
+    assert panel.table_frame.height == failing.height
+    assert not panel.table.pending
+    assert set(panel.table_frame.get_column("traffic_source_id")) == {source}
+    panel.set_filters(traffic_sources=[])
+    assert panel.table.pending
+    panel.rows_section.selected_index = 0  # unfolded: the page shows the rows
+    assert not panel.table.pending
+    assert f"of {panel.postbacks.filter(pl.col('is_error')).height:,}" in panel.table.info.value
+    panel.rows_section.selected_index = None
+    panel.errors_only.value = False
+    panel.drill("status_class", "5xx")  # a drill unfolds the section with its rows
+    assert panel.rows_section.selected_index == 0
+    assert not panel.table.pending
+    assert set(panel.table_frame.get_column("status_class")) == {"5xx"}
+
+
 def _multi_values(panel) -> dict:
     """The panel's multi-select filter values (ids), to set on another panel."""
     return {name: list(w.value) for name, w in panel.filters.widgets.items() if name not in ("start", "end")}

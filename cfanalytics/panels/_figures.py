@@ -40,6 +40,8 @@ import ipywidgets as widgets
 import plotly.graph_objects as go
 import traitlets
 
+from cfanalytics.charts import PlainFigure
+
 ClickHandler = Callable[[int, Any], None]
 #: Plotly's height of a figure that sets none (pixels).
 PLOTLY_HEIGHT: Final = 450
@@ -85,7 +87,8 @@ _VIEW_ESM: Final = (
     _SLOT_JS
     + """export default {
   async render({ model, el }) {
-    const figure = model.get("figure") || {};
+    const raw = model.get("figure");
+    const figure = raw ? JSON.parse(typeof raw === "string" ? raw : new TextDecoder().decode(raw)) : {};
     const layout = figure.layout || {};
     el.classList.add("cf-chart");
     el.style.width = "100%";
@@ -100,7 +103,10 @@ _VIEW_ESM: Final = (
       el.textContent = "The chart library failed to load: " + error;
       return;
     }
-    // drawn once attached and laid out: plotly sizes the figure to its container
+    // drawn once attached and laid out (plotly sizes the figure to its container), and never before the next
+    // frame and the messages already received (a status line, the end of an update) are handled: shown first
+    await new Promise((resolve) => requestAnimationFrame(resolve));
+    await new Promise((resolve) => setTimeout(resolve, 0));
     for (let i = 0; i < 120 && !(el.isConnected && el.clientWidth > 0); i++) {
       await new Promise((resolve) => requestAnimationFrame(resolve));
     }
@@ -135,10 +141,11 @@ class PlotlyLibrary(anywidget.AnyWidget):  # type: ignore[misc]
 
 
 class PlotlyView(anywidget.AnyWidget):  # type: ignore[misc]
-    """One drawing of one figure: its JSON is part of the widget's opening state."""
+    """One drawing of one figure: its JSON text (UTF-8, a binary buffer of the opening state, parsed once by
+    the browser) is part of the widget's opening state."""
 
     _esm = _VIEW_ESM
-    figure = traitlets.Dict().tag(sync=True)
+    figure = traitlets.Bytes().tag(sync=True)
 
 
 _library: PlotlyLibrary | None = None
@@ -174,11 +181,19 @@ class Chart:
         library()
         self.height = height
         self.widget = ChartBox(self, height)
-        self.figure = go.Figure(layout={"height": height} if height else None)
+        self._shown: go.Figure | PlainFigure = go.Figure(layout={"height": height} if height else None)
         self.on_click: ClickHandler | None = None
         #: Figures sent to the browser so far (a figure equal to the one shown is not sent again).
         self.renders = 0
-        self._sent: dict[str, Any] | None = None
+        self._sent: bytes | None = None
+        #: One layout shared by the chart's successive views (a new view does not open a layout of its own).
+        self._view_layout = widgets.Layout()
+
+    @property
+    def figure(self) -> go.Figure:
+        """The figure shown (a plain spec shown is made into a ``go.Figure`` here, when first read)."""
+        shown = self._shown
+        return shown.figure if isinstance(shown, PlainFigure) else shown
 
     @property
     def data(self) -> tuple[Any, ...]:
@@ -194,26 +209,32 @@ class Chart:
         """The figure shown, as Plotly JSON."""
         return self.figure.to_plotly_json()
 
-    def draw(self, fig: go.Figure, on_click: ClickHandler | None = None) -> None:
+    def draw(self, fig: go.Figure | PlainFigure, on_click: ClickHandler | None = None) -> None:
         """Show ``fig`` (kept, not copied): a new view carrying the whole figure replaces the previous one
         (unless the figure equals the one shown: then nothing is sent)."""
-        if not isinstance(fig, go.Figure):
-            fig = go.Figure(fig)
-        if self.height is not None and fig.layout.height is None:
-            fig.layout.height = self.height
-            spec = getattr(fig, "_cf_spec", None)
-            if spec is not None:
-                spec["layout"]["height"] = self.height
-        self.figure = fig
+        if isinstance(fig, PlainFigure):
+            if self.height is not None and fig.spec["layout"].get("height") is None:
+                fig.spec["layout"]["height"] = self.height
+            shown_height = fig.spec["layout"].get("height")
+        else:
+            if not isinstance(fig, go.Figure):
+                fig = go.Figure(fig)
+            if self.height is not None and fig.layout.height is None:
+                fig.layout.height = self.height
+                spec = getattr(fig, "_cf_spec", None)
+                if spec is not None:
+                    spec["layout"]["height"] = self.height
+            shown_height = fig.layout.height
+        self._shown = fig
         self.on_click = on_click
         # the box keeps the figure's height while the next view draws: the page does not jump
-        height = f"{fig.layout.height or PLOTLY_HEIGHT}px"
+        height = f"{shown_height or PLOTLY_HEIGHT}px"
         if self.widget.layout.min_height != height:
             self.widget.layout.min_height = height
-        spec = figure_json(fig)
+        spec = figure_text(fig).encode()
         if spec == self._sent and self.widget.children:
             return  # the same figure is shown already: nothing to send, nothing for the browser to draw again
-        view = PlotlyView(figure=spec)
+        view = PlotlyView(figure=spec, layout=self._view_layout)
         view.on_msg(self._message)
         old = list(self.widget.children)
         self.widget.children = (view,)
@@ -263,22 +284,33 @@ def _json_value(value: Any) -> Any:
     raise TypeError(f"cannot send {type(value).__name__} in a figure")
 
 
-def figure_json(fig: go.Figure) -> dict[str, Any]:
-    """``fig`` as the plain JSON object plotly.js draws (what ``json.loads(fig.to_json())`` gives, without the
-    encoder's second pass; a figure holding NaN or infinity takes Plotly's own path, which writes them as null).
+def figure_json(fig: go.Figure | PlainFigure) -> dict[str, Any]:
+    """``fig`` as the plain JSON object plotly.js draws (:func:`figure_text`, parsed).
 
     >>> figure_json(go.Figure(go.Scatter(x=[datetime(2026, 11, 20, 10)], y=[1.5])))["data"][0]["x"]
     ['2026-11-20T10:00:00']
     """
-    spec = getattr(fig, "_cf_spec", None)  # the plain spec a chart of cfanalytics.charts was built from
-    if spec is None or spec["layout"].get("height") != fig.layout.height:
-        spec = fig.to_plotly_json()
-    try:
-        text = json.dumps(spec, default=_json_value, allow_nan=False)
-    except ValueError:
-        text = fig.to_json()
-    out: dict[str, Any] = json.loads(text)
+    out: dict[str, Any] = json.loads(figure_text(fig))
     return out
+
+
+def figure_text(fig: go.Figure | PlainFigure) -> str:
+    """``fig`` as the JSON text plotly.js draws (what ``fig.to_json()`` gives, without the encoder's second
+    pass; a figure holding NaN or infinity takes Plotly's own path, which writes them as null).
+
+    >>> figure_text(go.Figure(go.Bar(x=["a"], y=[float("nan")]))).startswith('{"data":[{"x":["a"],"y":[null]')
+    True
+    """
+    if isinstance(fig, PlainFigure):
+        spec = fig.spec
+    else:
+        spec = getattr(fig, "_cf_spec", None)  # the plain spec a chart of cfanalytics.charts was built from
+        if spec is None or spec["layout"].get("height") != fig.layout.height:
+            spec = fig.to_plotly_json()
+    try:
+        return json.dumps(spec, default=_json_value, allow_nan=False, separators=(",", ":"))
+    except ValueError:
+        return (fig.figure if isinstance(fig, PlainFigure) else fig).to_json()
 
 
 def figure_widget(height: int | None = None) -> Chart:
@@ -286,7 +318,7 @@ def figure_widget(height: int | None = None) -> Chart:
     return Chart(height)
 
 
-def show(chart: Chart, fig: go.Figure, *, on_click: ClickHandler | None = None) -> None:
+def show(chart: Chart, fig: go.Figure | PlainFigure, *, on_click: ClickHandler | None = None) -> None:
     """Show ``fig`` in ``chart``; ``on_click(trace_index, points)`` is called when a point is clicked.
 
     Plotly's ``points`` carries ``point_inds``, ``xs``, ``ys``.

@@ -208,6 +208,7 @@ class Table:
         self._data = pl.DataFrame()
         self._frame = pl.DataFrame()
         self._sorted = pl.DataFrame()
+        self._pending: Callable[[], pl.DataFrame] | None = None
         self._select_callbacks: list[Callable[[Any], None]] = []
         self._quiet = False
 
@@ -270,6 +271,7 @@ class Table:
     # ------------------------------------------------------------------ data
     def set_frame(self, frame: pl.DataFrame) -> None:
         """Show ``frame`` (searched, sorted by the chosen column), from its first page."""
+        self._pending = None
         available = [c for c in self.columns if c in frame.columns] if self.columns is not None else list(frame.columns)
         if available != self._all_columns:
             chosen = [c for c in self.chooser.value if c in available]
@@ -283,7 +285,23 @@ class Table:
         self._frame = frame
         self._select_columns()
 
+    def set_frame_later(self, make: Callable[[], pl.DataFrame]) -> None:
+        """Show the frame ``make()`` returns, made when the table is next read or drawn (:meth:`show_pending`):
+        a table out of sight costs nothing until then."""
+        self._pending = make
+
+    @property
+    def pending(self) -> bool:
+        """Whether a frame given to :meth:`set_frame_later` is not made yet (the page shows the one before)."""
+        return self._pending is not None
+
+    def show_pending(self) -> None:
+        """Make and show the frame given to :meth:`set_frame_later`, if any."""
+        if self._pending is not None:
+            self.set_frame(self._pending())
+
     def _select_columns(self) -> None:
+        self.show_pending()
         frame = self._frame
         chosen = set(self.chooser.value)
         visible = [c for c in self._all_columns if not chosen or c in chosen]
@@ -310,6 +328,7 @@ class Table:
         self.chooser.layout.display = None if change["new"] else "none"
 
     def _search_changed(self) -> None:
+        self.show_pending()
         self.page = 0
         self._resort(force=True)
 
@@ -333,11 +352,13 @@ class Table:
     @property
     def frame(self) -> pl.DataFrame:
         """Every row of the table (search applied), sorted as shown (what the export buttons write)."""
+        self.show_pending()
         return self._sorted.select(self._visible)
 
     @property
     def pages(self) -> int:
         """Number of pages (at least 1)."""
+        self.show_pending()
         return max(1, -(-self._sorted.height // self.page_size))
 
     @property
@@ -346,6 +367,7 @@ class Table:
         return self._page_rows().select(self._visible)
 
     def _page_rows(self) -> pl.DataFrame:
+        self.show_pending()
         return self._sorted.slice(self.page * self.page_size, self.page_size)
 
     def sort(self, column: str, *, descending: bool = True) -> None:
@@ -371,6 +393,9 @@ class Table:
 
     def _resort(self, *, force: bool = False) -> None:
         if self._quiet and not force:
+            return
+        if self._pending is not None:
+            self.show_pending()  # sorts the new frame
             return
         column = self.sort_by.value
         data = self._searched(self._data)

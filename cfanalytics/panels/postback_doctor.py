@@ -28,9 +28,10 @@ import polars as pl
 
 from cfanalytics import charts
 from cfanalytics.diagnose.error_kinds import ERROR_KINDS, STATUS_CLASSES, kind_actions
-from cfanalytics.diagnose.error_rates import error_rates, top_signatures
+from cfanalytics.diagnose.error_rates import top_signatures
 from cfanalytics.diagnose.frames import activity, campaign_links, postbacks
 from cfanalytics.diagnose.incidents import find_incidents, history_filter, scope_changes, scope_incidents
+from cfanalytics.diagnose.rate_cube import cube_rates, cube_total, rate_cube
 from cfanalytics.filters import LogFilter
 from cfanalytics.panels._base import Panel, PanelOptions
 from cfanalytics.redaction import safe_text
@@ -109,6 +110,11 @@ class DoctorData:
     postbacks: pl.DataFrame
     incidents: pl.DataFrame
     activity: pl.DataFrame
+    #: :func:`~cfanalytics.diagnose.rate_cube.rate_cube` of the postbacks: what every chart, the status line
+    #: and the filter options are counted from.
+    cube: pl.DataFrame
+    #: The failing postbacks (the top signatures are read from them).
+    errors: pl.DataFrame
 
 
 class PostbackDoctorPanel(Panel[DoctorData]):
@@ -117,7 +123,8 @@ class PostbackDoctorPanel(Panel[DoctorData]):
     Attributes
     ----------
     postbacks
-        The filtered, enriched postbacks (``traffic_source_id``, ``error_kind``, ``signature`` …).
+        The filtered, enriched postbacks (``traffic_source_id``, ``error_kind``, ``signature`` …), filtered when
+        first read after a change (charts and totals are counted from the date range's cube).
     rates
         ``error_rates(by=["hour", by])`` with names, behind :attr:`figure` (hours in the display zone).
     kinds, classes, signatures
@@ -126,7 +133,8 @@ class PostbackDoctorPanel(Panel[DoctorData]):
     changes, incidents
         Activity rows marked on the chart and incidents shaded on it (those of the groups shown).
     rows_frame / table_frame
-        The postback rows behind the chosen group (all filtered rows when none is chosen).
+        The postback rows behind the chosen group (all filtered rows when none is chosen). The section
+        "Rows behind" starts folded: its table is made when it is opened, a row is drilled into, or it is read.
     figure, kinds_figure, classes_figure, signatures_figure
         The charts (:class:`~cfanalytics.panels._figures.Chart`); traces' ``y`` are readable from ``figure.data``.
     """
@@ -151,14 +159,17 @@ class PostbackDoctorPanel(Panel[DoctorData]):
         self._filters.set_options("error_kinds", [(k, k) for k in ERROR_KINDS])
         self.by = widgets.Dropdown(description="Chart by", options=[(v, k) for k, v in CHART_GROUPS.items()], value=by)
         empty = pl.DataFrame()
-        self.postbacks = empty
+        self._rows: tuple[LogFilter, DoctorData, pl.DataFrame] | None = None
+        self._where = LogFilter()
+        self._data: DoctorData | None = None
+        self._cube = empty
+        self._rows_frame: pl.DataFrame | None = empty
         self.rates = empty
         self.kinds = empty
         self.classes = empty
         self.signatures = empty
         self.changes = empty
         self.incidents = empty
-        self.rows_frame = empty
         self.drilled: tuple[str | None, Any, tuple[datetime, datetime] | None] = (None, None, None)
         self.figure = figure_widget(height=420)
         self.kinds_figure = figure_widget(height=320)
@@ -197,6 +208,19 @@ class PostbackDoctorPanel(Panel[DoctorData]):
             columns=ROW_COLUMNS,
             sort="postback_time",
         )
+        self.rows_section = widgets.Accordion(
+            [
+                widgets.VBox(
+                    [
+                        widgets.HBox([self.drill_by, self.drill_value, self.errors_only]),
+                        self.drill_note,
+                        self.table.widget,
+                    ]
+                )
+            ],
+            titles=("Rows behind",),
+            selected_index=None,
+        )
         self._assemble(
             widgets.HBox([self.by, self.status, self.busy.widget]),
             self.figure.widget,
@@ -207,15 +231,13 @@ class PostbackDoctorPanel(Panel[DoctorData]):
             self.signatures_figure.widget,
             widgets.HTML("<h4>Incidents</h4>"),
             self.incident_table.widget,
-            widgets.HTML("<h4>Rows behind</h4>"),
-            widgets.HBox([self.drill_by, self.drill_value, self.errors_only]),
-            self.drill_note,
-            self.table.widget,
+            self.rows_section,
         )
         self.by.observe(lambda _c: self.refresh(), names="value")
         self.drill_by.observe(self._drill_by_changed, names="value")
         self.drill_value.observe(self._drill_value_changed, names="value")
         self.errors_only.observe(lambda _c: self._show_rows(), names="value")
+        self.rows_section.observe(self._section_toggled, names="selected_index")
         self.incident_table.on_select(self._incident_picked)
         self.refresh()
 
@@ -232,11 +254,35 @@ class PostbackDoctorPanel(Panel[DoctorData]):
         history = postbacks(self.reader, history_filter(where, self.timezone)).collect()
         rows = where.apply(history.lazy(), "postbacks", timezone=self.timezone).collect()
         rows = self.names.add(rows, "traffic_source_id", "integration_id", "campaign_id")
+        cube = rate_cube(rows, self.timezone)
+        errors = rows.filter(pl.col("is_error"))
         changes = activity(self.reader)
         links = campaign_links(self.reader)  # read only when there are incidents
         found = find_incidents(history, changes, self.names, links, where.time_bounds(self.timezone))
         shown = where.apply(changes.lazy(), "activity", timezone=self.timezone).collect()
-        return DoctorData(rows, found, shown)
+        return DoctorData(rows, found, shown, cube, errors)
+
+    @property
+    def postbacks(self) -> pl.DataFrame:
+        """The filtered, enriched postbacks (filtered when first read after a change)."""
+        data, where = self._data, self._where
+        if data is None:
+            return pl.DataFrame()
+        if self._rows is None or self._rows[0] != where or self._rows[1] is not data:
+            self._rows = (where, data, self.in_memory(data.postbacks, where))
+        return self._rows[2]
+
+    @property
+    def rows_frame(self) -> pl.DataFrame:
+        """The postback rows behind the chosen group, as the rows table shows them (made when first read)."""
+        if self._rows_frame is None:
+            self._rows_frame, _what = self._behind()
+        return self._rows_frame
+
+    @property
+    def rows_open(self) -> bool:
+        """Whether the section "Rows behind" is unfolded."""
+        return bool(self.rows_section.selected_index == 0)
 
     def _update(self) -> None:
         from cfanalytics.panels._figures import show
@@ -244,30 +290,43 @@ class PostbackDoctorPanel(Panel[DoctorData]):
 
         where = self.filter
         data = self.base(where)
-        loaded = data.postbacks
-        for field, id_column in (("traffic_sources", "traffic_source_id"), ("integrations", "integration_id")):
+        if data is not self._data:
+            loaded = data.cube
+            for field, id_column in (("traffic_sources", "traffic_source_id"), ("integrations", "integration_id")):
+                self._filters.set_options(
+                    field, option_pairs(loaded.get_column(id_column).unique().to_list(), self.names.lookup(id_column))
+                )
+            cts = loaded.get_column("ct").unique().to_list()
             self._filters.set_options(
-                field, option_pairs(loaded.get_column(id_column).unique().to_list(), self.names.lookup(id_column))
+                "cts", [(safe_text(c) if c else "(no ct)", c or "") for c in sorted({c or "" for c in cts})]
             )
-        cts = loaded.get_column("ct").unique().to_list()
-        self._filters.set_options(
-            "cts", [(safe_text(c) if c else "(no ct)", c or "") for c in sorted({c or "" for c in cts})]
-        )
-
-        rows = self.in_memory(loaded, where)
-        self.postbacks = rows
+            where = self.filter
+        self._where, self._data = where, data
+        rest = where.replace(start=None, end=None)
+        cube = data.cube.filter(rest.expr(data.cube.columns, timezone=self.timezone))
+        self._cube = cube
+        failing = cube.filter(pl.col("is_error"))
+        errors = data.errors.filter(rest.expr(data.errors.columns, timezone=self.timezone))
         by = self.by.value
-        errors = rows.filter(pl.col("is_error"))
-        self.rates = self.names.add(error_rates(rows, ["hour", by], self.timezone), "hour", by)
-        self.kinds = _with_actions(error_rates(errors, ["error_kind"], self.timezone))
-        self.classes = error_rates(rows, ["status_class"], self.timezone)
+        self.rates = self.names.add(cube_rates(cube, ["hour", by]), "hour", by)
+        self.kinds = _with_actions(cube_rates(failing, ["error_kind"]))
+        self.classes = cube_rates(cube, ["status_class"])
         self.signatures = top_signatures(errors, TOP_SIGNATURES)
-        self.changes = scope_changes(data.activity, rows)
-        self.incidents = scope_incidents(data.incidents, errors)
+        self.changes = scope_changes(data.activity, cube)
+        self.incidents = scope_incidents(data.incidents, failing)
 
-        show(
-            self.figure,
-            charts.error_rate_over_time(
+        self.kind_table.set_frame(self.kinds)
+        self.incident_table.set_frame(_incident_rows(self.incidents))
+        n, e = cube_total(cube)
+        rate = f"{e / n:.1%}" if n else "n/a"
+        unattributed, _ = cube_total(cube.filter(~pl.col("attributed")))
+        self.status.value = (
+            f"<b>{n:,}</b> postbacks · <b>{e:,}</b> errors ({rate}) · {unattributed:,} with no traffic source found"
+        )
+        plain = charts.plain_figure  # the specs only: the panel's figures are made when read
+        figures = (
+            plain(
+                charts.error_rate_over_time,
                 self.rates,
                 by=by,
                 changes=self.changes,
@@ -275,28 +334,21 @@ class PostbackDoctorPanel(Panel[DoctorData]):
                 timezone=self.timezone,
                 plot_width=550,  # the plot is about this wide in a JupyterLab cell: labels stacked to fit it
             ),
-            on_click=self._rate_clicked,
-        )
-        show(self.kinds_figure, charts.errors_by_kind(self.kinds), on_click=self._kind_clicked)
-        show(self.classes_figure, charts.errors_by_status_class(self.classes), on_click=self._class_clicked)
-        show(
-            self.signatures_figure,
-            charts.top_signatures(self.signatures, top=TOP_SIGNATURES),
-            on_click=self._signature_clicked,
-        )
-        self.kind_table.set_frame(self.kinds)
-        self.incident_table.set_frame(_incident_rows(self.incidents))
-        n, e = rows.height, errors.height
-        rate = f"{e / n:.1%}" if n else "n/a"
-        unattributed = rows.filter(~pl.col("attributed")).height
-        self.status.value = (
-            f"<b>{n:,}</b> postbacks · <b>{e:,}</b> errors ({rate}) · {unattributed:,} with no traffic source found"
+            plain(charts.errors_by_kind, self.kinds),
+            plain(charts.errors_by_status_class, self.classes),
+            plain(charts.top_signatures, self.signatures, top=TOP_SIGNATURES),
         )
         column, value, window = self.drilled
         self._drill_options(column)
         if column is not None and value is not None and not self._has(column, value):
             value = window = None
         self._apply_drill(column, value, window)
+        # the charts last, sent one after the other with nothing computed between: their views reach the page
+        # with the end of the update and draw once the page has shown the totals
+        show(self.figure, figures[0], on_click=self._rate_clicked)
+        show(self.kinds_figure, figures[1], on_click=self._kind_clicked)
+        show(self.classes_figure, figures[2], on_click=self._class_clicked)
+        show(self.signatures_figure, figures[3], on_click=self._signature_clicked)
 
     # ------------------------------------------------------------- drilling
     def drill(
@@ -318,6 +370,7 @@ class PostbackDoctorPanel(Panel[DoctorData]):
             start = hour if hour.tzinfo else hour.replace(tzinfo=ZoneInfo(self.timezone))
             window = (start, start + timedelta(hours=1) - timedelta(microseconds=1))
         with self._updating():
+            self.rows_section.selected_index = 0  # the rows asked for are shown
             self._drill_options(column)
             self._apply_drill(column, value, window)
         return self.rows_frame
@@ -350,7 +403,29 @@ class PostbackDoctorPanel(Panel[DoctorData]):
         self.drilled = (column, self.drill_value.value, window)
         self._show_rows()
 
+    def _section_toggled(self, _change: dict[str, Any]) -> None:
+        if self.rows_open:
+            with self._updating() as ok:
+                if ok:  # a drill unfolding the section shows its own rows
+                    self.table.show_pending()
+
     def _show_rows(self) -> None:
+        column, value, window = self.drilled
+        if (column is None or value is None) and window is None and not self.rows_open:
+            # folded, nothing drilled: the count comes from the cube; the table is made when read or unfolded
+            n, e = cube_total(self._cube)
+            what = "all postbacks of the selection" + (", errors only" if self.errors_only.value else "")
+            self._rows_frame = None
+            self.table.set_frame_later(lambda: self.rows_frame)
+            self.drill_note.value = f"<small>{e if self.errors_only.value else n:,} rows: {what}</small>"
+            return
+        rows, what = self._behind()
+        self._rows_frame = rows
+        self.table.set_frame(rows)
+        self.drill_note.value = f"<small>{rows.height:,} rows: {what}</small>"
+
+    def _behind(self) -> tuple[pl.DataFrame, str]:
+        """The rows behind the drilled group (and window, errors only) and what they are, in words."""
         column, value, window = self.drilled
         rows = self.postbacks
         what = "all postbacks of the selection"
@@ -368,9 +443,7 @@ class PostbackDoctorPanel(Panel[DoctorData]):
         if self.errors_only.value:
             rows = rows.filter(pl.col("is_error"))
             what += ", errors only"
-        self.rows_frame = rows
-        self.table.set_frame(rows)
-        self.drill_note.value = f"<small>{rows.height:,} rows: {what}</small>"
+        return rows, what
 
     def _drill_by_changed(self, change: dict[str, Any]) -> None:
         if self._busy:
