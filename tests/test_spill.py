@@ -6,14 +6,16 @@ import gc
 import json
 from datetime import UTC, datetime
 
+import narwhals.stable.v2 as nw
 import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
 import cfanalytics as cf
 from cfanalytics import _spill
-from cfanalytics.diagnose import diagnose, frames
+from cfanalytics.diagnose import diagnose, frames, incidents
 from cfanalytics.diagnose.incidents import history_filter
+from cfanalytics.engines import engine_of
 
 PLAN = pl.LazyFrame(
     {
@@ -99,10 +101,39 @@ def test_the_history_is_the_enriched_postbacks_but_their_url(sample_store, monke
         monkeypatch.setattr(frames, "_has_meanings", lambda reader: False)
     where = cf.LogFilter(start="2026-11-17", end="2026-11-18")
     wide = history_filter(where, sample_store.timezone)
-    history = frames.diagnosis_frames(sample_store, where, wide).history.to_native().collect()
     enriched = frames.postbacks(sample_store, wide).collect()  # every column, read another way
-    assert "postback_url" not in history.columns
-    assert history.filter(pl.col("is_error")).get_column("error_kind").null_count() == 0
-    assert history.height > 0
     key = ["postback_id"]
-    assert_frame_equal(history.sort(key), enriched.drop(frames.UNREAD_COLUMNS).sort(key))
+    for kept in (
+        frames.diagnosis_frames(sample_store, where, wide).history,
+        frames.incident_frames(sample_store, wide)[0],  # attributed without the conversions' visits
+    ):
+        history = kept.to_native().collect()
+        assert "postback_url" not in history.columns
+        assert history.filter(pl.col("is_error")).get_column("error_kind").null_count() == 0
+        assert history.height > 0
+        assert_frame_equal(history.sort(key), enriched.drop(frames.UNREAD_COLUMNS).sort(key))
+
+
+def test_incidents_spilling_their_history_are_the_same(sample_store, monkeypatch):
+    where = cf.LogFilter(start="2026-11-17", end="2026-11-20")
+    in_memory = incidents(sample_store, where)
+    assert in_memory.height > 0
+    made = _spills(monkeypatch)
+    monkeypatch.setattr(_spill, "SPILL_BYTES", 0)
+    monkeypatch.setattr(_spill, "PART_BYTES", 1)
+    assert_frame_equal(incidents(sample_store, where), in_memory)
+    assert len(made) == 3  # the postback rows, the visits of those lacking a source, the history
+
+
+def test_the_kept_visits_are_those_of_the_click_ids_nulls_and_unknown_ids_left_out(sample_store):
+    every = sample_store.scan("visits").select("click_id", "traffic_source_id", "visit_time").collect()
+    picked = every.get_column("click_id").drop_nulls().unique().sort().head(40).to_list()
+    asked = pl.LazyFrame({"click_id": [*picked, *picked[:5], None, "not-a-stored-click"]})
+    kept = frames._kept_visits(engine_of(sample_store), nw.from_native(asked)).to_native().collect()
+    semi = frames.visits_of(sample_store, asked).collect()  # the semi join the lookup replaces
+    key = ["click_id", "_visit_time"]
+    assert_frame_equal(kept.sort(key), semi.sort(key))
+    # and by hand: the stored visits of the 40 ids, each once
+    expected = every.filter(pl.col("click_id").is_in(picked))
+    assert sorted(kept.get_column("click_id").to_list()) == sorted(expected.get_column("click_id").to_list())
+    assert kept.height == expected.height >= 40

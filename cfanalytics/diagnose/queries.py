@@ -17,7 +17,6 @@ on them, so nothing is read twice.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import polars as pl
 
@@ -26,11 +25,11 @@ from cfanalytics.diagnose.error_rates import error_rates, grouping
 from cfanalytics.diagnose.frames import (
     DiagnosisFrames,
     activity,
-    campaign_links,
     conversion_keys,
     conversions,
     diagnosis_frames,
     enriched_postbacks,
+    incident_frames,
     postback_integrations,
     postback_outcomes,
     postback_rows,
@@ -48,7 +47,7 @@ from cfanalytics.diagnose.gaps import (
     orphans,
     with_ct_mismatch,
 )
-from cfanalytics.diagnose.incidents import INCIDENT_SCHEMA, SCOPES, find_incidents, history_filter
+from cfanalytics.diagnose.incidents import SCOPES, find_incidents, history_filter
 from cfanalytics.diagnose.names import ENTITY_OF_ID, Names
 from cfanalytics.engines import engine_of
 from cfanalytics.filters import LogFilter, StoreReader, display_timezone
@@ -97,15 +96,7 @@ def incidents(reader: StoreReader, where: LogFilter | None = None) -> pl.DataFra
     """Incidents overlapping the filter's range (:func:`~cfanalytics.diagnose.incidents.find_incidents`)."""
     where = where or LogFilter()
     wide = history_filter(where, reader.timezone)
-    if _on_server(reader):
-        read = _engine_frames(reader, where, wide)
-        history: Any = read.history
-        links: Any = read.campaign_links
-    else:
-        history = postbacks(reader, wide).collect()
-        if history.height == 0:
-            return pl.DataFrame(schema=INCIDENT_SCHEMA)
-        links = campaign_links(reader)
+    history, links = incident_frames(reader, wide)
     bounds = where.time_bounds(reader.timezone)
     return find_incidents(history, activity(reader), Names.load(reader, SCOPES), links, bounds)
 
