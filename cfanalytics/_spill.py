@@ -30,12 +30,12 @@ from pathlib import Path
 import polars as pl
 
 #: Bytes (Polars' estimate) of a kept frame above which it is spilled to disk rather than held in memory.
-SPILL_BYTES = 256 * 2**20
+SPILL_BYTES = 128 * 2**20
 #: Bytes of rows written per Parquet file once a frame is spilled (what is held while they are written).
-PART_BYTES = 64 * 2**20
+PART_BYTES = 32 * 2**20
 
 #: Rows per batch the streaming engine hands over (small batches cost time, large ones hold memory).
-BATCH_ROWS = 500_000
+BATCH_ROWS = 200_000
 
 #: Scratch folders of the frames spilled and still alive, by the ``id`` of the frame.
 _FOLDERS: dict[int, Path] = {}

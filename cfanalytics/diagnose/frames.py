@@ -18,6 +18,7 @@ diagnostics themselves are pure functions of the frames loaded here
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final
@@ -278,11 +279,14 @@ def diagnosis_frames(reader: StoreReader, where: LogFilter, wide: LogFilter) -> 
     )
 
 
-def incident_frames(reader: StoreReader, wide: LogFilter) -> tuple[nw.LazyFrame[Any], nw.LazyFrame[Any]]:
+def incident_frames(
+    reader: StoreReader, wide: LogFilter, columns: Sequence[str] | None = None
+) -> tuple[nw.LazyFrame[Any], nw.LazyFrame[Any]]:
     """What :func:`~cfanalytics.diagnose.queries.incidents` reads, as frames of the reader's engine: the
     enriched postbacks of ``wide`` (:func:`postbacks` but :data:`UNREAD_COLUMNS`), kept as
     :func:`diagnosis_frames` keeps its history (on Polars: spilled to scratch files when large) but
-    attributed without the conversions' visits, and the campaign links (a query not run yet).
+    attributed without the conversions' visits (only its ``columns``, when given), and the campaign links
+    (a query not run yet).
 
     >>> import tempfile, cfanalytics as cf
     >>> store = cf.LogStore(tempfile.mkdtemp() + "/s", timezone="UTC")
@@ -290,11 +294,14 @@ def incident_frames(reader: StoreReader, wide: LogFilter) -> tuple[nw.LazyFrame[
     >>> history.to_native().collect().height, "campaign_id" in links.collect_schema().names()
     (0, True)
     """
-    return _kept_history(reader, wide, None)[0], _campaign_links(engine_of(reader))
+    return _kept_history(reader, wide, None, columns)[0], _campaign_links(engine_of(reader))
 
 
 def _kept_history(
-    reader: StoreReader, wide: LogFilter, more_click_ids: nw.LazyFrame[Any] | None
+    reader: StoreReader,
+    wide: LogFilter,
+    more_click_ids: nw.LazyFrame[Any] | None,
+    columns: Sequence[str] | None = None,
 ) -> tuple[nw.LazyFrame[Any], nw.LazyFrame[Any]]:
     """The kept enriched history of ``wide`` and the kept visits it was attributed with: those of the
     postbacks lacking their own traffic source or campaign, and of ``more_click_ids`` (one read of the visits)."""
@@ -307,17 +314,16 @@ def _kept_history(
     unattributed = rows.filter(~own).select("click_id")
     wanted = unattributed if more_click_ids is None else nw.concat([unattributed, more_click_ids], how="vertical")
     visits = _kept_visits(engine, wanted)
-    history = engine.keep(
-        enrich_postbacks(
-            rows,
-            visits,
-            _conversions_of(engine, unattributed),
-            wide,
-            timezone=timezone,
-            meanings=_meanings_of(engine, rows) if _has_meanings(reader) else None,
-            derive=lambda failed: engine.in_polars(failed, derive_in_polars),
-        ).drop(*UNREAD_COLUMNS)
-    )
+    enriched = enrich_postbacks(
+        rows,
+        visits,
+        _conversions_of(engine, unattributed),
+        wide,
+        timezone=timezone,
+        meanings=_meanings_of(engine, rows) if _has_meanings(reader) else None,
+        derive=lambda failed: engine.in_polars(failed, derive_in_polars),
+    ).drop(*UNREAD_COLUMNS)
+    history = engine.keep(enriched if columns is None else enriched.select(*columns))
     return history, visits
 
 

@@ -47,7 +47,7 @@ from cfanalytics.diagnose.gaps import (
     orphans,
     with_ct_mismatch,
 )
-from cfanalytics.diagnose.incidents import SCOPES, find_incidents, history_filter
+from cfanalytics.diagnose.incidents import HISTORY_COLUMNS, SCOPES, find_incidents, history_filter
 from cfanalytics.diagnose.names import ENTITY_OF_ID, Names
 from cfanalytics.engines import engine_of
 from cfanalytics.filters import LogFilter, StoreReader, display_timezone
@@ -96,7 +96,7 @@ def incidents(reader: StoreReader, where: LogFilter | None = None) -> pl.DataFra
     """Incidents overlapping the filter's range (:func:`~cfanalytics.diagnose.incidents.find_incidents`)."""
     where = where or LogFilter()
     wide = history_filter(where, reader.timezone)
-    history, links = incident_frames(reader, wide)
+    history, links = incident_frames(reader, wide, HISTORY_COLUMNS)
     bounds = where.time_bounds(reader.timezone)
     return find_incidents(history, activity(reader), Names.load(reader, SCOPES), links, bounds)
 
