@@ -899,7 +899,7 @@ def targets(results: list[SizeResult], imports: dict[str, float], sample: list[M
     if largest is not None and largest is not big and big is not None:
         linear = largest.manifest["counts"]["visits"] / big.manifest["counts"]["visits"]
         for step, name in (("ingest", "ingest visits.csv"), ("ingest_rest", "ingest of the other files"),
-                           ("diagnose", "diagnose")):  # fmt: skip
+                           ("diagnose", "diagnose"), ("incidents", "incidents")):  # fmt: skip
             m = get(largest, step)
             rss = m.rss_mb if m and m.runs else None
             row(f"scale: {name} peak RSS ≤ 2 GB", largest.size, _mb(rss), met(m, rss, 2048))
