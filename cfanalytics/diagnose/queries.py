@@ -87,9 +87,9 @@ def _on_server(reader: StoreReader) -> bool:
     return engine_of(reader).name != "polars"
 
 
-def _engine_frames(reader: StoreReader, where: LogFilter | None, wide: LogFilter | None = None) -> DiagnosisFrames:
+def _engine_frames(reader: StoreReader, where: LogFilter | None) -> DiagnosisFrames:
     where = where or LogFilter()
-    return diagnosis_frames(reader, where, wide or where)
+    return diagnosis_frames(reader, where, where)
 
 
 def incidents(reader: StoreReader, where: LogFilter | None = None) -> pl.DataFrame:
